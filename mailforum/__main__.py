@@ -1,0 +1,3 @@
+from mailforum.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""The composition root: builds the parts of ``mailforum serve`` from the config and runs them.
+
+Each part has ``start`` and ``stop``; they start in order and stop in reverse, so
+ingest stops taking mail before the processor that empties its spool stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailforum.config import Config
+from mailforum.db import migrate
+from mailforum.db.session import Database
+from mailforum.runners.ingest import IngestServer
+from mailforum.runners.worker import SpoolProcessor
+
+log = logging.getLogger(__name__)
+
+
+class Part(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class ProcessorPart:
+    processor: SpoolProcessor
+    name: str = "processor"
+
+    async def start(self) -> None:
+        self.processor.start()
+        self.processor.wake.set()  # messages accepted before a crash are processed at once
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.processor.stop)
+
+
+@dataclass
+class IngestPart:
+    server: IngestServer
+    grace: float
+    name: str = "ingest"
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop(self.grace)
+
+
+@dataclass(frozen=True, slots=True)
+class Switches:
+    """Which parts of ``serve`` run; each can be switched off on the command line."""
+
+    ingest: bool = True
+    process: bool = True
+
+
+def build_parts(config: Config, db: Database, switches: Switches) -> list[Part]:
+    processor = SpoolProcessor(db, config)
+    parts: list[Part] = []
+    if switches.process:
+        parts.append(ProcessorPart(processor))
+    if switches.ingest:
+        parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
+    return parts
+
+
+async def serve(config: Config, switches: Switches) -> None:
+    """Run until SIGTERM or SIGINT; then shut down without losing a message."""
+    db = Database(config.database.url, config.database.busy_timeout)
+    migrate.require_current(db)
+    db.check_durability()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    parts = build_parts(config, db, switches)
+    started: list[Part] = []
+    try:
+        for part in parts:
+            await part.start()
+            started.append(part)
+        log.info("mailforum serving (%s) on %s", ", ".join(p.name for p in parts), db.safe_url)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for part in reversed(started):
+            try:
+                await part.stop()
+            except Exception:
+                log.exception("stopping %s failed", part.name)
+        db.dispose()

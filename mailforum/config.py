@@ -1,0 +1,203 @@
+"""Configuration: a TOML file turned into frozen dataclasses.
+
+The file comes from ``--config FILE`` or the ``MAILFORUM_CONFIG`` environment
+variable; without either, ``./mailforum.toml`` is read when it exists and the
+built-in defaults are used otherwise. Every key is documented in
+``config.example.toml``. Errors name the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailforum.errors import ConfigError
+
+ENV_VAR = "MAILFORUM_CONFIG"
+DEFAULT_PATH = Path("mailforum.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    url: str = "sqlite:///mailforum.db"
+    # How long a writer waits for a lock before the SMTP client is told 451 (RELIABILITY F10).
+    busy_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8025
+    lmtp_port: int = 8024
+    max_message_size: int = 10 * 1024 * 1024
+    max_header_size: int = 100 * 1024
+    max_recipients: int = 100
+    max_hops: int = 100
+    idle_timeout: float = 300.0
+    data_timeout: float = 600.0
+    max_connections: int = 500
+    max_connections_per_ip: int = 30
+    max_connection_rate_per_ip: int = 300
+    hard_error_limit: int = 20
+    shutdown_grace: float = 30.0
+    hostname: str = ""
+    # Free disk space below this many times max_message_size → 452 4.3.1 at MAIL (Postfix rule).
+    min_free_space_factor: float = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    host: str = "127.0.0.1"
+    port: int = 25
+    starttls: bool = False
+    tls: bool = False
+    username: str = ""
+    password: str = ""
+    max_connections: int = 10
+    messages_per_connection: int = 100
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    domain: str = "lists.example.org"
+    base_url: str = "http://127.0.0.1:8080"
+    secret_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class DigestConfig:
+    hour: int = 7
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    authserv_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingConfig:
+    # Attempts before a spool entry is parked as failed (Mailman MAX_BAK_COUNT = 3).
+    max_attempts: int = 3
+    retry_delay: float = 30.0
+    batch_size: int = 100
+    # Replies whose headers point nowhere may join a topic by subject within this many days.
+    subject_window_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    digest: DigestConfig = field(default_factory=DigestConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    source: str = "(defaults)"
+
+
+_SECTIONS: dict[str, type] = {
+    "database": DatabaseConfig,
+    "smtp": SmtpConfig,
+    "relay": RelayConfig,
+    "site": SiteConfig,
+    "web": WebConfig,
+    "digest": DigestConfig,
+    "security": SecurityConfig,
+    "processing": ProcessingConfig,
+}
+
+
+def _coerce(where: str, default: Any, value: Any) -> Any:
+    """Check a TOML value against the type of its default; ints are accepted for floats."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if any(c in value for c in "\r\n\0"):
+        raise ConfigError(f"{where}: line breaks and NUL are not allowed")
+    return value
+
+
+def from_mapping(data: dict[str, Any], source: str = "(mapping)") -> Config:
+    """Build a Config from parsed TOML, refusing unknown sections and keys."""
+    sections: dict[str, Any] = {}
+    for name, body in data.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{name}]")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        cls = _SECTIONS[name]
+        defaults = cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in body.items():
+            if key not in known:
+                raise ConfigError(f"{source}: unknown key [{name}] {key}")
+            values[key] = _coerce(f"{source}: [{name}] {key}", getattr(defaults, key), value)
+        sections[name] = cls(**values)
+    config = Config(**sections, source=source)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Checks across keys; each message names the key."""
+    where = config.source
+    if not config.database.url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(f"{where}: [database] url must be sqlite:///… or postgresql+psycopg://…")
+    for key in ("port", "lmtp_port"):
+        port = getattr(config.smtp, key)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{where}: [smtp] {key} {port} is not a TCP port")
+    if config.smtp.max_message_size < 1024:
+        raise ConfigError(f"{where}: [smtp] max_message_size must be at least 1024 bytes")
+    if not 0 <= config.digest.hour <= 23:
+        raise ConfigError(f"{where}: [digest] hour must be 0–23")
+    if "@" in config.site.domain or not config.site.domain:
+        raise ConfigError(f"{where}: [site] domain must be a bare domain like lists.example.org")
+    if config.processing.max_attempts < 1:
+        raise ConfigError(f"{where}: [processing] max_attempts must be at least 1")
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load the configuration named by ``path``, ``$MAILFORUM_CONFIG`` or ``./mailforum.toml``."""
+    explicit = path or os.environ.get(ENV_VAR)
+    if explicit:
+        file = Path(explicit)
+        if not file.exists():
+            raise ConfigError(f"config file {file} does not exist")
+    elif DEFAULT_PATH.exists():
+        file = DEFAULT_PATH
+    else:
+        return Config()
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    return from_mapping(data, str(file))

@@ -1,0 +1,160 @@
+"""Lists and members: the operator's direct acts (``mailforum lists …``, ``members …``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from mailforum.db.models import DeliveryMode, MailingList, Member, Post, PostingPolicy, PostStatus, Topic
+from mailforum.errors import InvalidInput, NotFound
+from mailforum.mail.addresses import SUFFIXES, valid_list_name
+
+MEMBER_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A checked address: ``address`` is what we store and compare (lower-cased)."""
+
+    address: str
+    display_name: str = ""
+
+
+def check_address(text: str, where: str = "", check_dns: bool = False) -> Address:
+    """Validate one address (``Name <a@b>`` or ``a@b``) with email-validator.
+
+    Raises ``InvalidInput`` naming the address and ``where`` it came from.
+    """
+    from email.utils import parseaddr
+
+    name, addr = parseaddr(text.strip())
+    if not addr:
+        raise InvalidInput(f"{where}not an email address: {text.strip()!r}")
+    try:
+        valid = validate_email(addr, check_deliverability=check_dns, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"{where}{addr!r} is not a valid address: {exc}") from None
+    return Address(valid.normalized.lower(), name.strip())
+
+
+def create_list(
+    session: Session,
+    name: str,
+    title: str = "",
+    description: str = "",
+    policy: PostingPolicy = PostingPolicy.MEMBERS,
+) -> MailingList:
+    name = name.strip().lower()
+    if not valid_list_name(name):
+        raise InvalidInput(
+            f"bad list name {name!r}: use lower-case letters, digits, '.', '_' and '-', "
+            f"at most 63 characters, not ending in {', '.join(SUFFIXES)}"
+        )
+    if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
+        raise InvalidInput(f"list {name!r} already exists")
+    mlist = MailingList(name=name, title=title, description=description, posting_policy=policy.value)
+    session.add(mlist)
+    session.flush()
+    return mlist
+
+
+def get_list(session: Session, name: str) -> MailingList:
+    mlist = session.scalars(select(MailingList).where(MailingList.name == name.strip().lower())).first()
+    if mlist is None:
+        raise NotFound(f"no list named {name!r} (see `mailforum lists list`)")
+    return mlist
+
+
+def list_names(session: Session) -> list[str]:
+    return list(session.scalars(select(MailingList.name).order_by(MailingList.name)))
+
+
+def list_stats(session: Session, mlist: MailingList) -> dict[str, object]:
+    members = session.scalar(select(func.count()).where(Member.list_id == mlist.id)) or 0
+    topics = (
+        session.scalar(select(func.count()).where(Topic.list_id == mlist.id, Topic.merged_into_id.is_(None)))
+        or 0
+    )
+    posts = (
+        session.scalar(
+            select(func.count()).where(Post.list_id == mlist.id, Post.status == PostStatus.PUBLISHED.value)
+        )
+        or 0
+    )
+    held = (
+        session.scalar(
+            select(func.count()).where(Post.list_id == mlist.id, Post.status == PostStatus.HELD.value)
+        )
+        or 0
+    )
+    last = session.scalar(select(func.max(Post.received_at)).where(Post.list_id == mlist.id))
+    return {"members": members, "topics": topics, "posts": posts, "held": held, "last_post": last}
+
+
+def add_members(
+    session: Session,
+    mlist: MailingList,
+    addresses: Sequence[Address],
+    mode: DeliveryMode,
+    now: dt.datetime,
+) -> tuple[int, int]:
+    """Add members in batches; existing members are left as they are. Returns (added, existing)."""
+    unique: dict[str, Address] = {}
+    for a in addresses:
+        unique.setdefault(a.address, a)
+    existing: set[str] = set()
+    keys = list(unique)
+    for start in range(0, len(keys), MEMBER_BATCH):
+        chunk = keys[start : start + MEMBER_BATCH]
+        existing.update(
+            session.scalars(
+                select(Member.address).where(Member.list_id == mlist.id, Member.address.in_(chunk))
+            )
+        )
+    rows = [
+        {
+            "list_id": mlist.id,
+            "address": a.address,
+            "display_name": a.display_name,
+            "delivery_mode": mode.value,
+            "watch_own": True,
+            "receive_own": False,
+            "digest_mark": 0,
+            "created_at": now,
+        }
+        for key, a in unique.items()
+        if key not in existing
+    ]
+    for start in range(0, len(rows), MEMBER_BATCH):
+        session.execute(insert(Member), rows[start : start + MEMBER_BATCH])
+    return len(rows), len(existing)
+
+
+def remove_members(
+    session: Session, mlist: MailingList, addresses: Iterable[Address]
+) -> tuple[int, list[str]]:
+    """Remove members; returns (removed, addresses that were not members)."""
+    wanted = {a.address for a in addresses}
+    present = set(
+        session.scalars(select(Member.address).where(Member.list_id == mlist.id, Member.address.in_(wanted)))
+    )
+    if present:
+        session.execute(delete(Member).where(Member.list_id == mlist.id, Member.address.in_(present)))
+    return len(present), sorted(wanted - present)
+
+
+def members(session: Session, mlist: MailingList) -> list[Member]:
+    return list(session.scalars(select(Member).where(Member.list_id == mlist.id).order_by(Member.address)))
+
+
+def find_member(session: Session, list_id: int, address: str) -> Member | None:
+    if not address:
+        return None
+    return session.scalars(
+        select(Member).where(Member.list_id == list_id, Member.address == address.lower())
+    ).first()

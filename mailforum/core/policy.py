@@ -1,0 +1,128 @@
+"""The posting policy: a table of small named rules, each returning a reason or None.
+
+The first rule that fires decides. Actions after acceptance never bounce: a message
+we will not publish is held (kept for a moderator, with its reason) or discarded
+(kept in the spool with its reason, never answered) — RELIABILITY I8: a notice to a
+possibly forged sender would be backscatter.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailforum.db.models import MailingList, Member, PostingPolicy
+from mailforum.mail.addresses import list_address
+from mailforum.mail.parse import ParsedMessage
+
+
+class Action(enum.StrEnum):
+    ACCEPT = "accept"
+    HOLD = "hold"
+    DISCARD = "discard"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    rule: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    mlist: MailingList
+    parsed: ParsedMessage
+    mail_from: str  # the envelope sender, "" for a null sender
+    sender: Member | None  # the member matching From, if any
+    domain: str
+
+
+Check = Callable[[PolicyContext], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    check: Check
+    action: Action
+
+
+def is_our_own_mail(ctx: PolicyContext) -> str | None:
+    """Our loop marker or our List-Id came back (RELIABILITY B49, S10)."""
+    ours = list_address(ctx.mlist.name, ctx.domain).lower()
+    for header in ("x-loop", "x-mailforum-loop"):
+        if ours in ctx.parsed.header(header).lower():
+            return f"{header} names this list"
+    if f"<{ctx.mlist.name}.{ctx.domain}>".lower() in ctx.parsed.header("list-id").lower():
+        return "List-Id of this list"
+    return None
+
+
+AUTO_PRECEDENCE = {"bulk", "junk", "list"}
+
+
+def is_automated(ctx: PolicyContext) -> str | None:
+    """Mail no human wrote: bounces, vacation replies, bulk mail (RFC 3834 §2, B11)."""
+    if not ctx.mail_from:
+        return "null envelope sender (a bounce or notice)"
+    auto = ctx.parsed.header("auto-submitted").strip().lower()
+    if auto and not auto.startswith("no"):
+        return f"Auto-Submitted: {auto[:40]}"
+    precedence = ctx.parsed.header("precedence").strip().lower()
+    if precedence in AUTO_PRECEDENCE:
+        return f"Precedence: {precedence}"
+    if ctx.parsed.header("x-autoreply") or ctx.parsed.header("x-autorespond"):
+        return "X-Autoreply"
+    return None
+
+
+def has_no_sender(ctx: PolicyContext) -> str | None:
+    """No usable From: never let it bypass the sender checks (Mailman 3 #414, B21)."""
+    return None if ctx.parsed.from_address else "no From address"
+
+
+_ADMINISTRIVIA = re.compile(
+    r"^\s*(un)?subscribe\b|^\s*remove me\b|^\s*(help|set digest|leave)\s*$", re.IGNORECASE
+)
+
+
+def is_administrivia(ctx: PolicyContext) -> str | None:
+    """ "unsubscribe" sent to everyone instead of to -request (Mailman's administrivia, S24)."""
+    lines = [line for line in ctx.parsed.text_body.splitlines() if line.strip()]
+    if len(lines) > 5:
+        return None
+    for text in (ctx.parsed.subject, *lines[:2]):
+        if _ADMINISTRIVIA.match(text):
+            return f"looks like a command: {text.strip()[:40]!r}"
+    return None
+
+
+def sender_not_member(ctx: PolicyContext) -> str | None:
+    if ctx.mlist.posting_policy == PostingPolicy.MEMBERS.value and ctx.sender is None:
+        return f"{ctx.parsed.from_address} is not a member"
+    return None
+
+
+def list_is_moderated(ctx: PolicyContext) -> str | None:
+    return "every post is moderated" if ctx.mlist.posting_policy == PostingPolicy.MODERATED.value else None
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("loop", is_our_own_mail, Action.DISCARD),
+    Rule("auto-submitted", is_automated, Action.DISCARD),
+    Rule("no-sender", has_no_sender, Action.HOLD),
+    Rule("administrivia", is_administrivia, Action.HOLD),
+    Rule("not-member", sender_not_member, Action.HOLD),
+    Rule("moderated", list_is_moderated, Action.HOLD),
+)
+
+
+def decide(ctx: PolicyContext, rules: tuple[Rule, ...] = RULES) -> Decision:
+    for rule in rules:
+        reason = rule.check(ctx)
+        if reason:
+            return Decision(rule.action, rule.name, reason)
+    return Decision(Action.ACCEPT)

@@ -1,0 +1,162 @@
+"""Processing one accepted message: route each recipient, decide, thread, store.
+
+``process`` runs inside the caller's transaction (a savepoint per message), so the
+post, its placeholders and the spool entry's new state are committed together, or
+not at all. The same path serves live mail and ``import-mbox``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailforum import crash
+from mailforum.config import Config
+from mailforum.core import threads
+from mailforum.core.lists import find_member
+from mailforum.core.policy import Action, Decision, PolicyContext, decide
+from mailforum.db.models import MailingList, Post, PostStatus
+from mailforum.mail.addresses import Kind, Recipient, parse_recipient
+from mailforum.mail.parse import ParsedMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message for one of our recipients, with everything a route handler needs."""
+
+    session: Session
+    config: Config
+    mlist: MailingList
+    recipient: Recipient
+    parsed: ParsedMessage
+    raw: bytes
+    mail_from: str
+    spool_id: int | None
+    received_at: dt.datetime
+    now: dt.datetime
+    trusted: bool = False  # an operator's import: the posting policy does not apply
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What processing did with one recipient's copy; ``posted`` when a post was stored."""
+
+    summary: str
+    discarded: bool = False
+    post: Post | None = None
+
+
+RouteHandler = Callable[[Delivery], Outcome]
+
+
+def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = None) -> Outcome:
+    """Thread and store the message as a post (published or held)."""
+    session, parsed, mlist = delivery.session, delivery.parsed, delivery.mlist
+    window = dt.timedelta(days=delivery.config.processing.subject_window_days)
+    placement = threads.place(session, mlist, parsed, delivery.received_at, window, reply_to)
+    if placement.duplicate:
+        assert placement.existing is not None
+        log.info("duplicate of post %s (%s) in %s", placement.existing.id, parsed.message_id, mlist.name)
+        return Outcome(f"{mlist.name}: duplicate of post {placement.existing.id}")
+    post = placement.existing or Post(list_id=mlist.id, message_id=placement.message_id)
+    held = decision.action is Action.HOLD
+    post.topic_id = placement.topic.id
+    if placement.parent is not None and placement.parent.id != post.id:
+        post.parent_id = placement.parent.id
+    post.status = PostStatus.HELD.value if held else PostStatus.PUBLISHED.value
+    post.hold_reason = f"{decision.rule}: {decision.reason}" if held else None
+    post.author_address = parsed.from_address
+    post.author_name = parsed.from_name
+    post.subject = parsed.subject
+    post.date = parsed.date
+    post.received_at = delivery.received_at
+    post.text_body = parsed.text_body
+    post.html_body = parsed.html_body
+    post.attachments = [
+        {"filename": a.filename, "type": a.content_type, "size": a.size} for a in parsed.attachments
+    ]
+    post.raw = delivery.raw
+    post.fingerprint = parsed.fingerprint
+    post.spool_id = delivery.spool_id
+    if placement.existing is None:
+        session.add(post)
+    session.flush()
+    crash.point("after_post_insert")
+    topic = placement.topic
+    if not topic.subject:
+        topic.subject = parsed.subject
+        topic.subject_key = threads.subject_key(parsed.subject)
+    if not held:
+        topic.post_count += 1
+        topic.last_post_at = max(topic.last_post_at, delivery.received_at)
+    state = f"held ({decision.rule})" if held else "published"
+    return Outcome(f"{mlist.name}: post {post.id} {state} in topic {topic.id}", post=post)
+
+
+def handle_post(delivery: Delivery) -> Outcome:
+    """Mail to the list address: policy first, then thread and store."""
+    if delivery.trusted:
+        return store_post(delivery, Decision(Action.ACCEPT))
+    sender = find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
+    decision = decide(
+        PolicyContext(
+            delivery.mlist, delivery.parsed, delivery.mail_from, sender, delivery.config.site.domain
+        )
+    )
+    if decision.action is Action.DISCARD:
+        log.info("discarded %s for %s: %s", delivery.parsed.message_id, delivery.mlist.name, decision.reason)
+        return Outcome(
+            f"{delivery.mlist.name}: discarded ({decision.rule}: {decision.reason})", discarded=True
+        )
+    return store_post(delivery, decision)
+
+
+# Recipient kind → use case. The ingest server accepts at RCPT only the kinds listed
+# here; later features (commands, replies by token, bounces) add their entries.
+ROUTES: dict[Kind, RouteHandler] = {
+    Kind.POST: handle_post,
+}
+
+
+def list_by_name(session: Session, name: str) -> MailingList | None:
+    return session.scalars(select(MailingList).where(MailingList.name == name)).first()
+
+
+def process(
+    session: Session,
+    config: Config,
+    parsed: ParsedMessage,
+    raw: bytes,
+    mail_from: str,
+    rcpt_tos: tuple[str, ...],
+    spool_id: int | None,
+    received_at: dt.datetime,
+    now: dt.datetime,
+    trusted: bool = False,
+) -> list[Outcome]:
+    """Route the message to each of its recipients; one Outcome per recipient."""
+    outcomes = []
+    seen: set[Recipient] = set()
+    for rcpt in rcpt_tos:
+        recipient = parse_recipient(rcpt, config.site.domain)
+        if recipient in seen:  # the same address twice in one envelope
+            continue
+        seen.add(recipient)
+        mlist = list_by_name(session, recipient.list_name)
+        handler = ROUTES.get(recipient.kind)
+        if mlist is None or handler is None:
+            # The list was deleted (or the route removed) between RCPT and now: keep, don't guess.
+            outcomes.append(Outcome(f"{rcpt}: no such list any more; kept in the spool", discarded=True))
+            continue
+        delivery = Delivery(
+            session, config, mlist, recipient, parsed, raw, mail_from, spool_id, received_at, now, trusted
+        )
+        outcomes.append(handler(delivery))
+    return outcomes

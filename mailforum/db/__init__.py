@@ -1,0 +1,1 @@
+"""Schema and persistence: SQLAlchemy only, no email parsing."""

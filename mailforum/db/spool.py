@@ -1,0 +1,163 @@
+"""The inbound spool as a table: insert in batches, claim with a lease, park, retry.
+
+A row is written, with the raw bytes and the envelope, before the SMTP server says
+250; processing (parse, policy, thread, store) claims rows later and may fail and
+retry. Claims increment ``attempts`` in their own commit, so a message that kills
+the process still counts its attempts and is parked after ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from mailforum.db.models import SpoolEntry, SpoolState
+
+__all__ = ["Claimed", "NewMessage", "SpoolEntry"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """What the ingest server hands to the spool: the envelope and the raw bytes."""
+
+    raw: bytes
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    protocol: str = "smtp"
+    peer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    raw: bytes
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    attempts: int
+    received_at: dt.datetime
+
+
+def insert_batch(session: Session, messages: Sequence[NewMessage], now: dt.datetime) -> list[int]:
+    """Insert many spool rows in one statement; returns their ids in order."""
+    rows: list[dict[str, Any]] = [
+        {
+            "received_at": now,
+            "mail_from": m.mail_from,
+            "rcpt_tos": list(m.rcpt_tos),
+            "protocol": m.protocol,
+            "peer": m.peer,
+            "raw": m.raw,
+            "size": len(m.raw),
+            "state": SpoolState.NEW.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        for m in messages
+    ]
+    result = session.execute(insert(SpoolEntry).returning(SpoolEntry.id, sort_by_parameter_order=True), rows)
+    return [row[0] for row in result]
+
+
+def claim(
+    session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, retries: bool = False
+) -> list[Claimed]:
+    """Take up to ``limit`` due rows for processing: count the attempt and lease them.
+
+    ``retries`` picks rows that were tried before instead of fresh ones. On PostgreSQL
+    concurrent processes skip each other's rows (FOR UPDATE SKIP LOCKED); on SQLite
+    the writer lock taken at BEGIN IMMEDIATE does the same.
+    """
+    due = (
+        select(SpoolEntry.id)
+        .where(
+            SpoolEntry.state == SpoolState.NEW.value,
+            SpoolEntry.attempts > 0 if retries else SpoolEntry.attempts == 0,
+            or_(SpoolEntry.next_attempt_at.is_(None), SpoolEntry.next_attempt_at <= now),
+            or_(SpoolEntry.claimed_until.is_(None), SpoolEntry.claimed_until <= now),
+        )
+        .order_by(SpoolEntry.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(session.scalars(due))
+    if not ids:
+        return []
+    session.execute(
+        update(SpoolEntry)
+        .where(SpoolEntry.id.in_(ids))
+        .values(attempts=SpoolEntry.attempts + 1, claimed_until=now + lease)
+    )
+    rows = session.execute(
+        select(
+            SpoolEntry.id,
+            SpoolEntry.raw,
+            SpoolEntry.mail_from,
+            SpoolEntry.rcpt_tos,
+            SpoolEntry.attempts,
+            SpoolEntry.received_at,
+        )
+        .where(SpoolEntry.id.in_(ids))
+        .order_by(SpoolEntry.id)
+    )
+    return [
+        Claimed(r.id, bytes(r.raw), r.mail_from, tuple(r.rcpt_tos), r.attempts, r.received_at) for r in rows
+    ]
+
+
+def lock_if_new(session: Session, entry_id: int) -> SpoolEntry | None:
+    """The entry, locked for this transaction, if nobody processed it meanwhile."""
+    entry = session.scalars(
+        select(SpoolEntry).where(SpoolEntry.id == entry_id).with_for_update()
+    ).one_or_none()
+    if entry is None or entry.state != SpoolState.NEW.value:
+        return None
+    return entry
+
+
+def finish(entry: SpoolEntry, state: SpoolState, outcome: str, now: dt.datetime) -> None:
+    entry.state = state.value
+    entry.outcome = outcome
+    entry.error = None
+    entry.processed_at = now
+    entry.claimed_until = None
+
+
+def record_failure(
+    entry: SpoolEntry,
+    error: str,
+    now: dt.datetime,
+    max_attempts: int,
+    retry_delay: dt.timedelta,
+    permanent: bool = False,
+) -> bool:
+    """Note a failed attempt; park the entry when it is out of attempts. True if parked."""
+    entry.error = error[:4000]
+    entry.claimed_until = None
+    if permanent or entry.attempts >= max_attempts:
+        entry.state = SpoolState.FAILED.value
+        entry.processed_at = now
+        return True
+    # Back off: 1, 2, 4 … times the delay.
+    entry.next_attempt_at = now + retry_delay * (2 ** max(0, entry.attempts - 1))
+    return False
+
+
+def retry(session: Session, ids: Sequence[int] | None, now: dt.datetime) -> int:
+    """Send parked entries through processing again (all of them when ``ids`` is None)."""
+    stmt = update(SpoolEntry).where(SpoolEntry.state == SpoolState.FAILED.value)
+    if ids is not None:
+        stmt = stmt.where(SpoolEntry.id.in_(list(ids)))
+    result = session.execute(
+        stmt.values(state=SpoolState.NEW.value, attempts=0, next_attempt_at=now, claimed_until=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(SpoolEntry.state, func.count()).group_by(SpoolEntry.state))
+    return {state: n for state, n in rows}

@@ -1,0 +1,1 @@
+"""Pure RFC 5322 work on bytes and strings: no database, no sockets."""

@@ -1,0 +1,1 @@
+"""Long-lived parts that own a socket, a thread or a clock."""

@@ -1,0 +1,541 @@
+"""The SMTP and LMTP ingest server (aiosmtpd): accept, spool durably, answer.
+
+The handler translates; it decides nothing that needs a parse. RCPT checks the
+address against the route table and the known lists; DATA checks what a cheap
+header scan can tell (header size, hop count), then hands the raw bytes and the
+envelope to the ``SpoolWriter``, which commits concurrent sessions' messages
+together (group commit) in its own thread, and answers 250 only after the commit.
+
+The protocol classes harden aiosmtpd: enhanced status codes on every refusal
+(RFC 3463), a per-session hard error limit, connection limits per IP and in total,
+an overall DATA deadline (aiosmtpd only times out between commands), and 421 to
+new sessions while shutting down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailforum import crash
+from mailforum.config import Config
+from mailforum.core import posting
+from mailforum.core.lists import list_names
+from mailforum.db import spool
+from mailforum.db.models import utcnow
+from mailforum.db.session import Database
+from mailforum.errors import RecipientRefused, TemporaryFailure
+from mailforum.mail.addresses import NO_SUCH, parse_recipient
+from mailforum.mail.parse import scan_headers
+
+log = logging.getLogger(__name__)
+
+STORED = "250 2.0.0 Message accepted for delivery"
+INTERNAL = "451 4.3.0 Internal error, please try again later"
+
+
+# ---------------------------------------------------------------------------
+# Durable group commit
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: spool.NewMessage
+    future: concurrent.futures.Future[int] = field(default_factory=concurrent.futures.Future)
+
+
+def classify_storage_error(exc: BaseException) -> tuple[str, bool]:
+    """(SMTP reply, fatal?) for a failed commit. Fatal errors stop new mail (RELIABILITY F12)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if (
+        "disk is full" in text
+        or "no space" in text
+        or "diskfull" in type(getattr(exc, "orig", exc)).__name__.lower()
+    ):
+        return "452 4.3.1 Insufficient system storage, please try again later", False
+    if "disk i/o error" in text or "input/output error" in text:
+        return "451 4.3.0 Storage I/O error, please try again later", True
+    if "locked" in text or "timeout" in text or "busy" in text:
+        return "451 4.3.0 Storage busy, please try again later", False
+    return "451 4.3.0 Temporary storage failure, please try again later", False
+
+
+class SpoolWriter:
+    """Commits spool rows from many sessions in one transaction, off the event loop.
+
+    ``write`` resolves with the row id only after COMMIT returned, so the caller may
+    answer 250. A failed batch is retried one message at a time, so one bad row
+    cannot make its neighbours fail.
+    """
+
+    def __init__(self, db: Database, on_commit: Callable[[list[int]], None], max_batch: int = 256) -> None:
+        self._db = db
+        self._on_commit = on_commit
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
+        self.fatal: str | None = None  # set after an I/O error: refuse new mail until restarted
+        self.batches = 0
+        self.messages = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    async def write(self, message: spool.NewMessage) -> int:
+        if self.fatal:
+            raise TemporaryFailure(smtp_reply="451 4.3.0 Storage unavailable, please try again later")
+        pending = _Pending(message)
+        self._queue.put(pending)
+        return await asyncio.wrap_future(pending.future)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._commit(batch)
+                    return
+                batch.append(item)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            ids = self._insert([p.message for p in batch])
+        except Exception as exc:
+            if len(batch) > 1:
+                for pending in batch:
+                    self._commit([pending])
+                return
+            reply, fatal = classify_storage_error(exc)
+            log.error("spool commit failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            if fatal:
+                self.fatal = reply
+            batch[0].future.set_exception(TemporaryFailure(smtp_reply=reply))
+            return
+        crash.point("after_raw_commit")
+        self.batches += 1
+        self.messages += len(ids)
+        for pending, row_id in zip(batch, ids, strict=True):
+            pending.future.set_result(row_id)
+        self._on_commit(ids)
+
+    def _insert(self, messages: list[spool.NewMessage]) -> list[int]:
+        with self._db.session() as session:
+            return spool.insert_batch(session, messages, utcnow())
+
+
+# ---------------------------------------------------------------------------
+# Which lists exist
+
+
+class ListDirectory:
+    """The set of list names, re-read from the database at most every ``ttl`` seconds.
+
+    Lists are created by the CLI in another process, so the set cannot be fixed at
+    start-up; an unknown name triggers a re-read only when the cache is stale, so a
+    flood of random recipients costs no queries (RELIABILITY S3c).
+    """
+
+    def __init__(self, db: Database, ttl: float = 2.0) -> None:
+        self._db = db
+        self._ttl = ttl
+        self._names: frozenset[str] = frozenset()
+        self._loaded = 0.0
+        self._lock = asyncio.Lock()
+
+    async def exists(self, name: str) -> bool:
+        if name in self._names:
+            return True
+        async with self._lock:
+            if time.monotonic() - self._loaded > self._ttl:
+                self._names = frozenset(await asyncio.to_thread(self._load))
+                self._loaded = time.monotonic()
+        return name in self._names
+
+    def _load(self) -> list[str]:
+        with self._db.read_session() as session:
+            return list_names(session)
+
+
+# ---------------------------------------------------------------------------
+# Connection limits
+
+
+class ConnectionGate:
+    """Concurrent connections per IP and in total, and new connections per IP per minute."""
+
+    def __init__(self, total: int, per_ip: int, rate_per_minute: int) -> None:
+        self.total, self.per_ip, self.rate = total, per_ip, rate_per_minute
+        self.open: dict[str, int] = defaultdict(int)
+        self.recent: dict[str, deque[float]] = defaultdict(deque)
+        self.count = 0
+        self.in_data = 0  # sessions between DATA and its reply: what shutdown waits for
+        self.sessions: set[Any] = set()
+        self.closing = False
+
+    def admit(self, ip: str) -> str | None:
+        """None to admit, or the 421 reply to send before closing."""
+        if self.closing:
+            return "421 4.3.2 Service shutting down, please try again later"
+        now = time.monotonic()
+        recent = self.recent[ip]
+        while recent and now - recent[0] > 60:
+            recent.popleft()
+        if self.count >= self.total:
+            return "421 4.7.0 Too many connections, please try again later"
+        if self.open[ip] >= self.per_ip:
+            return "421 4.7.0 Too many connections from your address, please try again later"
+        if len(recent) >= self.rate:
+            return "421 4.7.0 Too many connections per minute from your address, please slow down"
+        recent.append(now)
+        self.open[ip] += 1
+        self.count += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.count -= 1
+        self.open[ip] -= 1
+        if self.open[ip] <= 0:
+            del self.open[ip]
+            if not self.recent.get(ip):
+                self.recent.pop(ip, None)
+
+
+# ---------------------------------------------------------------------------
+# The aiosmtpd handler
+
+
+def _lines(reply: str, count: int, lmtp: bool) -> str:
+    """LMTP answers DATA once per recipient (RFC 2033 §4.2); SMTP once."""
+    return "\r\n".join([reply] * count) if lmtp else reply
+
+
+class IngestHandler:
+    """aiosmtpd hooks: check cheaply, spool durably, then answer."""
+
+    def __init__(
+        self,
+        config: Config,
+        directory: ListDirectory,
+        writer: SpoolWriter,
+        gate: ConnectionGate,
+        free_space: Callable[[], int | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self.writer = writer
+        self.gate = gate
+        self._free_space = free_space or (lambda: None)
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        if self.gate.closing:
+            return "421 4.3.2 Service shutting down, please try again later"
+        if self.writer.fatal:
+            return "421 4.3.0 Storage unavailable, please try again later"
+        if "\0" in address or any(c.isspace() for c in address):
+            return "501 5.1.7 Bad sender address syntax"
+        free = self._free_space()
+        if (
+            free is not None
+            and free < self.config.smtp.max_message_size * self.config.smtp.min_free_space_factor
+        ):
+            return "452 4.3.1 Insufficient system storage, please try again later"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.config.smtp.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        if "\0" in address:
+            return "501 5.1.3 Bad recipient address syntax"
+        try:
+            recipient = parse_recipient(address, self.config.site.domain)
+        except RecipientRefused as refused:
+            return refused.smtp_reply
+        if recipient.kind not in posting.ROUTES or not await self.directory.exists(recipient.list_name):
+            return NO_SUCH
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        lmtp = isinstance(server, LMTP)
+        count = len(envelope.rcpt_tos)
+        raw = envelope.original_content or b""
+        refusal = self._check_headers(raw)
+        if refusal:
+            return _lines(refusal, count, lmtp)
+        message = spool.NewMessage(
+            raw=raw,
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            protocol="lmtp" if lmtp else "smtp",
+            peer=_peer_ip(session),
+        )
+        try:
+            await self.writer.write(message)
+        except TemporaryFailure as failure:
+            return _lines(failure.smtp_reply, count, lmtp)
+        crash.point("before_250_write")
+        return _lines(STORED, count, lmtp)
+
+    def _check_headers(self, raw: bytes) -> str | None:
+        """Refusals a header scan can make for certain, before anything is stored."""
+        size, found = scan_headers(raw)
+        if size > self.config.smtp.max_header_size:
+            return "552 5.3.4 Message header too large"
+        if len(found.get("received", ())) > self.config.smtp.max_hops:
+            return "554 5.4.6 Too many hops, probably a mail loop"
+        return None
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Never aiosmtpd's "500 Error: (Class) text": a 5xx for our bug bounces good mail (I2).
+        log.error("SMTP session error: %s", type(error).__name__, exc_info=error)
+        return INTERNAL
+
+
+def _peer_ip(session: Session) -> str:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "")
+
+
+# ---------------------------------------------------------------------------
+# Hardened protocol classes
+
+# Enhanced status codes (RFC 3463) for aiosmtpd's stock refusals, by reply code.
+_ENHANCED = {
+    "421": "4.7.0",
+    "451": "4.3.0",
+    "452": "4.3.1",
+    "500": "5.5.2",
+    "501": "5.5.4",
+    "502": "5.5.1",
+    "503": "5.5.1",
+    "504": "5.5.4",
+    "530": "5.7.0",
+    "535": "5.7.8",
+    "538": "5.7.11",
+    "550": "5.7.1",
+    "552": "5.3.4",
+    "553": "5.1.3",
+    "554": "5.7.0",
+    "555": "5.5.4",
+}
+_HAS_ENHANCED = re.compile(r"^\d{3}[ -]\d\.\d{1,3}\.\d{1,3}\b")
+_TOO_BIG = "552 5.3.4 Message too big for this list"
+
+
+def enhance(line: str) -> str:
+    """Give a 4xx/5xx reply line an enhanced status code and drop aiosmtpd's "Error: " prefix."""
+    if len(line) < 4 or line[0] not in "45" or _HAS_ENHANCED.match(line) or line[3] != " ":
+        return line
+    code, text = line[:3], line[4:]
+    if code == "552":
+        return _TOO_BIG
+    text = text.removeprefix("Error: ")
+    return f"{code} {_ENHANCED.get(code, code[0] + '.0.0')} {text}"
+
+
+class _Hardened:
+    """Overrides shared by the SMTP and LMTP servers (mixed in before aiosmtpd's class)."""
+
+    # DATA lines longer than RFC 5322's 998 exist in real mail; accept up to 64 KiB.
+    line_length_limit = 65536
+
+    def __init__(
+        self, *args: Any, gate: ConnectionGate, data_timeout: float, hard_error_limit: int, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = gate
+        self._data_timeout = data_timeout
+        self._hard_error_limit = hard_error_limit
+        self._errors = 0
+        self._admitted_ip: str | None = None
+
+    async def _handle_client(self) -> None:
+        ip = _peer_ip(self.session)  # type: ignore[attr-defined]
+        refusal = self._gate.admit(ip)
+        if refusal:
+            self._writer.write(refusal.encode() + b"\r\n")  # type: ignore[attr-defined]
+            self.transport.close()  # type: ignore[attr-defined]
+            return
+        self._gate.sessions.add(self)
+        try:
+            await super()._handle_client()  # type: ignore[misc]
+        finally:
+            self._gate.sessions.discard(self)
+            self._gate.release(ip)
+
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        lines = [enhance(line) for line in text.split("\r\n")]
+        if isinstance(self, LMTP) and lines[0] == _TOO_BIG:
+            # aiosmtpd answers an oversized LMTP DATA once; LMTP owes one reply per recipient.
+            lines = lines * max(1, len(self.envelope.rcpt_tos))  # type: ignore[attr-defined]
+        self._errors += sum(1 for line in lines if line[:1] == "5")
+        await super().push("\r\n".join(lines))  # type: ignore[misc]
+        if self._errors >= self._hard_error_limit and self.transport is not None:  # type: ignore[attr-defined]
+            await super().push("421 4.7.0 Too many errors, closing connection")  # type: ignore[misc]
+            self.transport.close()  # type: ignore[attr-defined]
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # One deadline for the whole DATA phase (RELIABILITY §3.8): aiosmtpd resets its
+        # idle timer only between commands, so a trickling sender would otherwise be
+        # bounded by the idle timeout alone.
+        self._reset_timeout(self._data_timeout)  # type: ignore[attr-defined]
+        self._gate.in_data += 1
+        try:
+            await super().smtp_DATA(arg)  # type: ignore[misc]
+        finally:
+            self._gate.in_data -= 1
+
+    def close_for_shutdown(self) -> None:
+        if self.transport is not None:  # type: ignore[attr-defined]
+            self.transport.write(b"421 4.3.2 Service shutting down, please try again later\r\n")  # type: ignore[attr-defined]
+            self.transport.close()  # type: ignore[attr-defined]
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None:  # type: ignore[attr-defined]
+            self.transport.write(b"421 4.4.2 Timeout, closing connection\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()  # type: ignore[misc]
+
+
+class IngestSMTP(_Hardened, SMTP):
+    pass
+
+
+class IngestLMTP(_Hardened, LMTP):
+    pass
+
+
+# Commands a client may repeat only so often in one session (aiosmtpd's call limit).
+CALL_LIMITS = {
+    "NOOP": 20,
+    "RSET": 1000,
+    "HELP": 10,
+    "VRFY": 10,
+    "EXPN": 10,
+    "HELO": 10,
+    "EHLO": 10,
+    "LHLO": 10,
+    "*": 1_000_000,
+}
+
+
+def protocol_factory(
+    config: Config, handler: IngestHandler, gate: ConnectionGate, lmtp: bool
+) -> Callable[[], SMTP]:
+    cls = IngestLMTP if lmtp else IngestSMTP
+    hostname = config.smtp.hostname or config.site.domain
+
+    def build() -> SMTP:
+        return cls(
+            handler,
+            gate=gate,
+            data_timeout=config.smtp.data_timeout,
+            hard_error_limit=config.smtp.hard_error_limit,
+            data_size_limit=config.smtp.max_message_size,
+            hostname=hostname,
+            ident="mailforum ESMTP",
+            timeout=config.smtp.idle_timeout,
+            enable_SMTPUTF8=False,
+            decode_data=False,
+            command_call_limit=CALL_LIMITS,
+        )
+
+    return build
+
+
+def free_space_probe(db: Database) -> Callable[[], int | None]:
+    """Free bytes where the SQLite file lives, checked at most once a second; None for PostgreSQL."""
+    if not db.is_sqlite:
+        return lambda: None
+    path = os.path.dirname(os.path.abspath(db.engine.url.database or ".")) or "."
+    cache: list[float] = [0.0, 0.0]
+
+    def probe() -> int | None:
+        if time.monotonic() - cache[0] > 1.0:
+            st = os.statvfs(path)
+            cache[:] = [time.monotonic(), float(st.f_bavail * st.f_frsize)]
+        return int(cache[1])
+
+    return probe
+
+
+class IngestServer:
+    """The SMTP and LMTP listeners of one process, sharing one spool writer."""
+
+    def __init__(self, config: Config, db: Database, on_commit: Callable[[list[int]], None]) -> None:
+        self.config = config
+        self.gate = ConnectionGate(
+            config.smtp.max_connections,
+            config.smtp.max_connections_per_ip,
+            config.smtp.max_connection_rate_per_ip,
+        )
+        self.writer = SpoolWriter(db, on_commit)
+        self.handler = IngestHandler(config, ListDirectory(db), self.writer, self.gate, free_space_probe(db))
+        self._servers: list[asyncio.AbstractServer] = []
+
+    async def start(self) -> None:
+        self.writer.start()
+        loop = asyncio.get_running_loop()
+        smtp = self.config.smtp
+        for port, lmtp in ((smtp.port, False), (smtp.lmtp_port, True)):
+            if port:
+                server = await loop.create_server(
+                    protocol_factory(self.config, self.handler, self.gate, lmtp),
+                    smtp.host,
+                    port,
+                    reuse_address=True,
+                )
+                self._servers.append(server)
+                log.info("%s listening on %s:%s", "LMTP" if lmtp else "SMTP", smtp.host, port)
+
+    async def stop(self, grace: float) -> None:
+        """Shut down without losing a message (RELIABILITY F16).
+
+        New sessions and new transactions get 421 at once; messages already in DATA
+        get ``grace`` seconds to finish and be committed; then every session is closed
+        with 421 and the spool writer drains its queue.
+        """
+        self.gate.closing = True
+        deadline = time.monotonic() + grace
+        while self.gate.in_data > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for server in self._servers:
+            server.close()
+        for session in list(self.gate.sessions):
+            session.close_for_shutdown()
+        await asyncio.sleep(0.05)
+        await asyncio.to_thread(self.writer.stop)

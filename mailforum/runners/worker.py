@@ -1,0 +1,159 @@
+"""The spool processor: claim accepted messages, process them, park what fails.
+
+Mailman's runner semantics, with a table for a queue: never drop, and move a
+message aside (state ``failed``, with its error) after ``max_attempts``. A claim
+counts the attempt in its own commit, so a message that kills the process is still
+parked after three tries. Parsing happens before the write transaction opens, so
+on SQLite the writer lock is held only for the inserts, not for parsing.
+
+Fresh messages are processed in batches (one commit per batch, a savepoint per
+message); a message that was tried before is retried alone, so a poison message
+cannot take the rest of a batch down with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+
+from mailforum.config import Config
+from mailforum.core import posting
+from mailforum.db import spool
+from mailforum.db.models import SpoolState, utcnow
+from mailforum.db.session import Database
+from mailforum.mail.parse import ParsedMessage, Unprocessable, parse
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+
+
+class SpoolProcessor:
+    def __init__(self, db: Database, config: Config, clock: Clock = utcnow, lease: float = 30.0) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.lease = dt.timedelta(seconds=lease)
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.processed = 0
+
+    def notify(self, _ids: list[int] | None = None) -> None:
+        """Called by the spool writer after each commit."""
+        self.wake.set()
+
+    def run_once(self) -> int:
+        """Process one batch of due messages; returns how many were claimed."""
+        now = self.clock()
+        cfg = self.config.processing
+        with self.db.session() as session:
+            claimed = spool.claim(session, now, cfg.batch_size, self.lease, retries=False)
+            if not claimed:
+                claimed = spool.claim(session, now, 1, self.lease, retries=True)
+        if not claimed:
+            return 0
+        parsed: dict[int, ParsedMessage] = {}
+        failures: dict[int, tuple[str, bool]] = {}
+        for item in claimed:
+            if item.attempts > cfg.max_attempts:
+                failures[item.id] = (f"processing did not finish in {cfg.max_attempts} attempts", True)
+                continue
+            try:
+                parsed[item.id] = parse(item.raw)
+            except Unprocessable as exc:
+                failures[item.id] = (f"unprocessable: {exc}", True)
+            except Exception:
+                failures[item.id] = (traceback.format_exc(limit=8), False)
+        self._store(claimed, parsed, failures, now)
+        self.processed += len(claimed)
+        return len(claimed)
+
+    def _store(
+        self,
+        claimed: list[spool.Claimed],
+        parsed: dict[int, ParsedMessage],
+        failures: dict[int, tuple[str, bool]],
+        now: dt.datetime,
+    ) -> None:
+        cfg = self.config.processing
+        dt.timedelta(seconds=cfg.retry_delay)
+        with self.db.session() as session:
+            for item in claimed:
+                entry = spool.lock_if_new(session, item.id)
+                if entry is None:  # another process finished it after our lease ran out
+                    continue
+                if item.id in failures:
+                    error, permanent = failures[item.id]
+                    self._failed(entry, error, now, permanent)
+                    continue
+                try:
+                    with session.begin_nested():
+                        outcomes = posting.process(
+                            session,
+                            self.config,
+                            parsed[item.id],
+                            item.raw,
+                            item.mail_from,
+                            item.rcpt_tos,
+                            item.id,
+                            item.received_at,
+                            now,
+                        )
+                except Exception:
+                    self._failed(entry, traceback.format_exc(limit=8), now, False)
+                    continue
+                discarded = bool(outcomes) and all(o.discarded for o in outcomes)
+                state = SpoolState.DISCARDED if discarded else SpoolState.DONE
+                spool.finish(entry, state, "\n".join(o.summary for o in outcomes), now)
+
+    def _failed(self, entry: spool.SpoolEntry, error: str, now: dt.datetime, permanent: bool) -> None:
+        cfg = self.config.processing
+        parked = spool.record_failure(
+            entry, error, now, cfg.max_attempts, dt.timedelta(seconds=cfg.retry_delay), permanent
+        )
+        first = error.strip().splitlines()[-1] if error.strip() else "error"
+        if parked:
+            log.error("spool %s parked after %s attempt(s): %s", entry.id, entry.attempts, first)
+        else:
+            log.warning("spool %s attempt %s failed, will retry: %s", entry.id, entry.attempts, first)
+
+    def drain(self) -> int:
+        """Process until nothing is due (CLI and tests)."""
+        total = 0
+        while n := self.run_once():
+            total += n
+        return total
+
+    # -- the thread ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="spool-processor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                count = self.run_once()
+                failures = 0
+            except Exception:
+                failures += 1
+                log.exception("spool processing failed; retrying")
+                count = 0
+                self._stop.wait(min(30.0, 0.5 * 2**failures))
+            if count == 0:
+                self.wake.wait(timeout=1.0)
+                self.wake.clear()
+                # Let concurrent sessions' commits gather into one batch.
+                time.sleep(0.02)
