@@ -62,8 +62,12 @@ class _CountingSMTP(SMTP):
             self.transport.close()
             return
         if relay.silent:
-            while self.transport is not None and not self.transport.is_closing() and relay.silent:
-                await asyncio.sleep(0.05)
+            transport = self.transport
+            try:
+                while not transport.is_closing() and relay.silent:
+                    await asyncio.sleep(0.05)
+            finally:  # also when aiosmtpd cancels us on the client's EOF
+                transport.close()
             return
         await super()._handle_client()
 

@@ -365,7 +365,11 @@ class DeliveryWorker:
             password=relay.password or None,
             local_hostname=self.config.smtp.hostname or self.config.site.domain,
         )
-        await client.connect()
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
         self.stats.connections += 1
         return client
 

@@ -41,10 +41,12 @@ def store(site: Site, raw: bytes, rcpt: str = LIST, mail_from: str | None = None
         return [o.summary for o in outcomes]
 
 
-def deliver(config: Config, db: Any, **outbound: Any) -> Any:
+def deliver(config: Config, db: Any, relay: dict[str, Any] | None = None, **outbound: Any) -> Any:
     """``mailforum deliver --once`` in this process; returns the worker's stats."""
     if outbound:
         config = replace(config, outbound=replace(config.outbound, **outbound))
+    if relay:
+        config = replace(config, relay=replace(config.relay, **relay))
     worker = DeliveryWorker(db, config)
     return asyncio.run(worker.run(once=True))
 
