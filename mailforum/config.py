@@ -114,6 +114,8 @@ class ProcessingConfig:
     max_attempts: int = 3
     retry_delay: float = 30.0
     batch_size: int = 100
+    # Seconds a processor holds the messages it claimed; a crashed one's are retried after it.
+    lease: float = 30.0
     # Replies whose headers point nowhere may join a topic by subject within this many days.
     subject_window_days: int = 30
 

@@ -170,15 +170,15 @@ class Site:
     def popen_server(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """``mailforum serve`` as a real process (for kill -9 and SIGTERM tests)."""
         full = dict(os.environ, MAILFORUM_CONFIG=str(self.config_file), **(env or {}))
-        log = open(self.dir / "serve.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailforum", "serve", *args],
-            env=full,
-            cwd=self.dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.dir / "serve.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mailforum", "serve", *args],
+                env=full,
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for(lambda: _port_open(self.config.smtp.port) or proc.poll() is not None, 30)
         if proc.poll() is not None:
             raise AssertionError("serve exited: " + (self.dir / "serve.log").read_text()[-2000:])
