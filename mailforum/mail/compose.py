@@ -18,11 +18,13 @@ client's job (aiosmtplib does it).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email import policy
+from email import errors, policy
 from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -34,6 +36,43 @@ POLICY = policy.SMTP.clone(max_line_length=78, header_factory=_HEADERS)
 MAX_REFERENCES = 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _SAFE_SPLICE = re.compile(r"^[\x21-\x7e]+$")
+# msg-id as RFC 5322 §3.6.4 writes it (dot-atom-text on both sides), nothing looser: odd ids
+# with quotes or backslashes are folded wrongly by the stdlib (a bare LF), so they are mapped.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]"
+_STRICT_MSGID = re.compile(rf"^<{_ATEXT}+@(?:{_ATEXT}+|\[[\x21-\x5a\x5e-\x7e]*\])>$")
+
+
+def header_text(value: str) -> str:
+    """Input text made safe to assign to a header: no control characters, even after decoding.
+
+    The stdlib decodes RFC 2047 encoded-words in any string assigned to a header, so a
+    literal ``=?utf-8?b?DQpCY2M6…?=`` in a subject would turn into CR LF "Bcc:" on the
+    way out (CVE-2024-6923 class). We decode the way the stdlib will, clean, and repeat
+    until nothing changes; what we assign then decodes to itself.
+    """
+    value = clean(value)
+    for _ in range(4):
+        decoded = clean(str(_HEADERS("subject", value)))
+        if decoded == value:
+            return value
+        value = decoded
+    return clean(value.replace("=?", "= ?"))
+
+
+def safe_msgid(value: str) -> str:
+    """The Message-ID as we write it: itself when strictly valid, else a stable stand-in.
+
+    The stand-in is derived from the id, so every copy and every reply's References
+    map the same stored id to the same written one.
+    """
+    value = clean(value)
+    if _STRICT_MSGID.match(value) and len(value) <= 250:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"<{digest}@mailforum.invalid>"
+
+
+_BROKEN_HEAD = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
 
 
 def clean(value: str) -> str:
@@ -91,7 +130,7 @@ class ListIdentity:
 
     def tagged(self, subject: str) -> str:
         """The subject with the list tag in front, unless the tag is already in it anywhere."""
-        subject = clean(subject) or "(no subject)"
+        subject = header_text(subject) or "(no subject)"
         if not self.subject_tag or self.subject_tag.lower() in subject.lower():
             return subject
         return f"{self.subject_tag} {subject}"
@@ -139,7 +178,7 @@ def _spliceable(value: str) -> bytes:
 
 def references(ancestors: Sequence[str]) -> list[str]:
     """The References list: the root and the nearest ancestors, at most ``MAX_REFERENCES``."""
-    ids = [clean(a) for a in ancestors if clean(a)]
+    ids = [safe_msgid(a) for a in ancestors if clean(a)]
     if len(ids) <= MAX_REFERENCES:
         return ids
     return [ids[0], *ids[-(MAX_REFERENCES - 1) :]]
@@ -147,8 +186,8 @@ def references(ancestors: Sequence[str]) -> list[str]:
 
 def _author_address(name: str, address: str) -> Address | None:
     try:
-        return Address(display_name=clean(name), addr_spec=clean(address))
-    except (ValueError, IndexError, TypeError):
+        return Address(display_name=header_text(name), addr_spec=clean(address))
+    except (ValueError, IndexError, TypeError, errors.MessageError):  # an unparseable address: leave it out
         return None
 
 
@@ -160,13 +199,13 @@ def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> S
     is the post's own, so every copy and the author's sent copy are one message.
     """
     msg = EmailMessage(policy=POLICY)
-    author = clean(post.author_name) or clean(post.author_address).split("@")[0] or "Someone"
-    title = clean(ident.title) or ident.name
+    author = header_text(post.author_name) or header_text(post.author_address.split("@")[0]) or "Someone"
+    title = header_text(ident.title) or ident.name
     msg["From"] = Address(display_name=f"{author} via {title}", addr_spec=ident.address)
     msg["To"] = Address(display_name=title, addr_spec=ident.address)
     msg["Subject"] = ident.tagged(post.subject)
     msg["Date"] = format_datetime(post.date.astimezone(dt.UTC))
-    msg["Message-ID"] = clean(post.message_id)
+    msg["Message-ID"] = safe_msgid(post.message_id)
     refs = references(post.ancestors)
     if refs:
         msg["In-Reply-To"] = refs[-1]
@@ -186,19 +225,17 @@ def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> S
     msg.add_alternative(canonical_body(html), subtype="html", cte="quoted-printable")
     raw = msg.as_bytes(policy=POLICY)
     head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise ValueError("generated message has no body separator")
+    if not sep or _BROKEN_HEAD.search(head):  # defence in depth: never emit a stray CR, LF or NUL
+        raise ValueError("generated header block is malformed")
     return SharedCopy(head + b"\r\n", body)
 
 
 def _phrase(text: str) -> str:
-    """A display phrase for List-Id: a quoted string of printable ASCII, or the RFC 2047 form."""
-    text = clean(text)
+    """A display phrase for List-Id: a quoted string of printable ASCII, or one RFC 2047 word."""
+    text = header_text(text)[:60]
     if text.isascii():
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    from email.header import Header
-
-    return Header(text, "utf-8").encode()
+    return "=?utf-8?b?" + base64.b64encode(text.encode("utf-8")).decode("ascii") + "?="
 
 
 def mailto(address: str, subject: str = "") -> str:
