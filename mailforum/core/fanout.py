@@ -108,20 +108,22 @@ def enqueue_post(session: Session, post: Post, starts_topic: bool, now: dt.datet
 
     Every copy carries the post's own Message-ID (DESIGN: rules easy to get wrong).
     """
-    copies = [
-        outbox.NewCopy(
+    chosen = [c.member_id for c in recipients(session, post, starts_topic)]
+    half = len(chosen) // 2
+    batches = (chosen[:half], chosen[half:])
+    count = 0
+    for number, member_ids in enumerate(batches):
+        if number:
+            crash.point("mid_outbox_fanout")
+        count += outbox.enqueue_members(
+            session,
             list_id=post.list_id,
-            recipient=c.address,
-            message_id=post.message_id,
             post_id=post.id,
-            member_id=c.member_id,
+            message_id=post.message_id,
+            member_ids=member_ids,
+            now=now,
         )
-        for c in recipients(session, post, starts_topic)
-    ]
-    half = len(copies) // 2
-    count = outbox.enqueue(session, copies[:half], now)
-    crash.point("mid_outbox_fanout")
-    return count + outbox.enqueue(session, copies[half:], now)
+    return count
 
 
 def watch_own(session: Session, post: Post, now: dt.datetime) -> bool:

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Integer, String, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailforum.db.models import OutboxEntry, OutboxKind, OutboxState
+from mailforum.db.base import Id, Json, UTCDateTime
+from mailforum.db.models import Member, OutboxEntry, OutboxKind, OutboxState
 
 __all__ = ["Backoff", "Claimed", "NewCopy", "OutboxEntry", "Result"]
 
@@ -114,6 +115,55 @@ def enqueue(session: Session, copies: Iterable[NewCopy], now: dt.datetime) -> in
     if batch:
         session.execute(insert(OutboxEntry), batch)
         total += len(batch)
+    return total
+
+
+def enqueue_members(
+    session: Session,
+    *,
+    list_id: int,
+    post_id: int,
+    message_id: str,
+    member_ids: Sequence[int],
+    now: dt.datetime,
+    kind: OutboxKind = OutboxKind.POST,
+) -> int:
+    """One row per member for a post, copied from the members table by the database.
+
+    ``INSERT … SELECT``: the addresses never travel through Python, and the constant
+    columns are bound once per batch, so 10,000 rows cost one statement per batch
+    rather than 10,000 parameter sets (bench/fanout.py).
+    """
+    total = 0
+    for chunk in _chunks(list(member_ids), INSERT_BATCH * 5):
+        columns = [
+            OutboxEntry.kind,
+            OutboxEntry.list_id,
+            OutboxEntry.post_id,
+            OutboxEntry.member_id,
+            OutboxEntry.recipient,
+            OutboxEntry.message_id,
+            OutboxEntry.payload,
+            OutboxEntry.state,
+            OutboxEntry.attempts,
+            OutboxEntry.created_at,
+            OutboxEntry.next_attempt_at,
+        ]
+        rows = select(
+            literal(kind.value, String()),
+            literal(list_id, Id),
+            literal(post_id, Id),
+            Member.id,
+            Member.address,
+            literal(message_id, String()),
+            literal({}, Json),
+            literal(OutboxState.PENDING.value, String()),
+            literal(0, Integer()),
+            literal(now, UTCDateTime()),
+            literal(now, UTCDateTime()),
+        ).where(Member.id.in_(chunk))
+        session.execute(insert(OutboxEntry).from_select(columns, rows))
+        total += len(chunk)
     return total
 
 
