@@ -277,6 +277,14 @@ class DeliveryWorker:
         try:
             await self._dispatch(queue, once)
         finally:
+            # Chunks no sender took yet go back at once instead of waiting out their lease.
+            unsent: list[int] = []
+            while self._stopping.is_set() and not queue.empty():
+                chunk = queue.get_nowait()
+                if chunk is not None:
+                    unsent += [e.row.id for e in chunk.envelopes]
+            if unsent:
+                await asyncio.to_thread(self._release, unsent)
             for _ in senders:
                 await queue.put(None)
             await asyncio.gather(*senders, return_exceptions=True)

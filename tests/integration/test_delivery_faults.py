@@ -155,3 +155,22 @@ def test_two_workers_on_one_database_send_each_copy_once(site, relay):
     sent = [int(out.split()[1].rstrip(",")) for out, _ in outputs]
     assert sum(sent) == len(members)
     assert relay.copies() == {m: 1 for m in members}
+
+
+def test_outbox_status_and_retry_from_the_command_line(site, relay, posted):
+    relay.start()
+    relay.rcpt[posted[0]] = "550 5.1.1 No such user here"
+    relay.rcpt[posted[1]] = "450 4.2.1 Mailbox busy"
+    deliver(site.config, site.db)
+    status = site.cli("outbox", "status")
+    assert status.returncode == 0, status.stderr
+    lines = dict(line.split(":", 1) for line in status.stdout.splitlines())
+    assert int(lines["pending"]) == 1 and int(lines["failed"]) == 1 and int(lines["sent"]) == len(posted) - 2
+    assert lines["oldest pending"].strip().endswith("UTC)")
+    failed = site.cli("outbox", "list", "--state", "failed").stdout
+    assert posted[0] in failed and "550 5.1.1" in failed
+    relay.rcpt.clear()
+    assert "1 copy queued" in site.cli("outbox", "retry", "--all").stdout
+    drain(site, relay)
+    assert relay.copies() == {m: 1 for m in posted}
+    assert "oldest pending: none" in site.cli("outbox", "status").stdout
