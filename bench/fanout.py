@@ -184,8 +184,8 @@ async def raw_send(port: int, messages: list[bytes], connections: int) -> float:
 
 def sample_copy(relay_port: int) -> bytes:
     """One real copy as the worker renders it, to give the raw sender the same bytes to push."""
+    from mailforum.core.notify import prepare_post
     from mailforum.render import Renderer
-    from mailforum.runners.delivery import prepare_post
 
     with database("sqlite") as url:
         config = Config(

@@ -30,152 +30,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiosmtplib
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import Config
-from mailforum.core import tokens
+from mailforum.core.notify import Composer, Envelope
 from mailforum.db import outbox
-from mailforum.db.models import MailingList, OutboxKind, Post, utcnow
+from mailforum.db.models import utcnow
 from mailforum.db.session import Database
-from mailforum.mail.addresses import Kind, list_address
-from mailforum.mail.compose import ListIdentity, PostView, SharedCopy, mailto, notification
 from mailforum.render import Renderer
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
-MAX_ANCESTORS = 200
-
-
-# ---------------------------------------------------------------------------
-# Building the bytes
-
-
-def identity(config: Config, mlist: MailingList) -> ListIdentity:
-    tag = f"[{mlist.name}]" if mlist.subject_tag is None else mlist.subject_tag
-    return ListIdentity(mlist.name, mlist.display_title, config.site.domain, config.site.base_url, tag)
-
-
-def ancestors(session: Session, post: Post) -> tuple[str, ...]:
-    """Message-IDs from the topic root down to the post's parent, from the stored thread."""
-    chain: list[str] = []
-    seen = {post.id}
-    parent_id = post.parent_id
-    while parent_id is not None and parent_id not in seen and len(chain) < MAX_ANCESTORS:
-        seen.add(parent_id)
-        row = session.execute(select(Post.message_id, Post.parent_id).where(Post.id == parent_id)).first()
-        if row is None:
-            break
-        chain.append(row[0])
-        parent_id = row[1]
-    return tuple(reversed(chain))
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A post's shared copy and what personalising it needs."""
-
-    list_name: str
-    post_id: int
-    copy: SharedCopy
-    unsubscribe: tuple[str, ...]
-
-
-def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: int) -> Prepared | None:
-    """Render a post's notification once (text and HTML); None if the post is gone."""
-    post = session.get(Post, post_id)
-    if post is None:
-        return None
-    mlist = session.get(MailingList, post.list_id)
-    assert mlist is not None
-    ident = identity(config, mlist)
-    subject = post.subject or "(no subject)"
-    context = {
-        "list": {"name": mlist.name, "title": ident.title, "address": ident.address},
-        "post": {
-            "subject": subject,
-            "text": post.text_body,
-            "author_name": post.author_name,
-            "author_address": post.author_address,
-            "attachments": list(post.attachments or []),
-            "date": post.date or post.received_at,
-        },
-        "links": {
-            "topic": ident.topic_url(post.topic_id),
-            "archive": ident.archive_url,
-            "watch": ident.topic_action("watch", post.topic_id),
-            "mute": ident.topic_action("mute", post.topic_id),
-            "mode": mailto(ident.request_address, "help"),
-            "unsubscribe": ident.unsubscribe_mailto,
-            "reply_private": mailto(post.author_address, "Re: " + subject) if post.author_address else "",
-        },
-    }
-    text = renderer.render(mlist.name, "notification/post.txt.j2", context)
-    html = renderer.render(mlist.name, "notification/post.html.j2", context)
-    view = PostView(
-        message_id=post.message_id,
-        subject=subject,
-        author_name=post.author_name,
-        author_address=post.author_address,
-        date=post.date or post.received_at,
-        topic_id=post.topic_id,
-        ancestors=ancestors(session, post),
-    )
-    # Issue 5: put the per-recipient https one-click URL first (see Envelope below).
-    return Prepared(mlist.name, post.id, notification(ident, view, text, html), (ident.unsubscribe_mailto,))
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One copy, ready for the relay."""
-
-    row: outbox.Claimed
-    sender: str
-    data: bytes
-
-
-class Composer:
-    """Turns claimed rows into envelopes: shared copies cached per post, personalised per row."""
-
-    def __init__(self, config: Config, renderer: Renderer, cache_size: int = 256) -> None:
-        self.config = config
-        self.renderer = renderer
-        self.key = tokens.derive_key(config.site.secret_key)
-        self._cache: dict[int, Prepared | None] = {}
-        self._cache_size = cache_size
-
-    def load(self, session: Session, rows: list[outbox.Claimed]) -> None:
-        """Render (in the caller's thread) the posts of ``rows`` not yet cached."""
-        for post_id in {r.post_id for r in rows if r.kind == OutboxKind.POST.value and r.post_id is not None}:
-            if post_id not in self._cache:
-                if len(self._cache) >= self._cache_size:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[post_id] = prepare_post(session, self.config, self.renderer, post_id)
-
-    def envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
-        """The envelope for one row, or why it cannot be sent (a permanent failure)."""
-        if row.kind != OutboxKind.POST.value or row.post_id is None:
-            return f"no renderer for outbox kind {row.kind!r}"
-        prepared = self._cache.get(row.post_id)
-        if prepared is None:
-            return "the post no longer exists"
-        if row.member_id is None:
-            return "no longer a member"
-        out = self.config.outbound
-        domain = self.config.site.domain
-        reply = tokens.sign(
-            self.key,
-            tokens.REPLY,
-            (row.member_id, row.post_id),
-            now + dt.timedelta(days=out.reply_token_days),
-        )
-        verp = tokens.sign(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=out.verp_token_days))
-        data = prepared.copy.personalise(
-            list_address(prepared.list_name, domain, Kind.REPLY, reply), prepared.unsubscribe
-        )
-        return Envelope(row, list_address(prepared.list_name, domain, Kind.BOUNCES, verp), data)
 
 
 # ---------------------------------------------------------------------------
