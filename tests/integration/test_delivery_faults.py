@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -174,3 +175,27 @@ def test_outbox_status_and_retry_from_the_command_line(site, relay, posted):
     drain(site, relay)
     assert relay.copies() == {m: 1 for m in posted}
     assert "oldest pending: none" in site.cli("outbox", "status").stdout
+
+
+def test_stopping_mid_delivery_gives_claimed_copies_back(site, relay):
+    """F16: the worker stops after the copy in hand; the rest are due at once, not after the lease."""
+    from tests.helpers import ServerThread
+
+    site.create_list("dev")
+    members = [f"s{i:02d}@example.com" for i in range(30)]
+    site.add_members("dev", "ann@example.com", *members)
+    relay.script["DATA"] = [Step(delay=0.05) for _ in members]
+    relay.start()
+    config = replace(site.config, relay=replace(site.config.relay, max_connections=1))
+    running = ServerThread(config, ingest=False, process=False)
+    running.start()
+    try:
+        store(site, message("Hello", "<t1@example.com>"))
+        wait_for(lambda: relay.received(3))
+    finally:
+        running.stop()
+    pending = [r for r in rows(site) if r.state == OutboxState.PENDING.value]
+    assert pending and all(r.claimed_until is None for r in pending)
+    relay.script.clear()
+    drain(site, relay)
+    assert relay.copies() == {m: 1 for m in members}
