@@ -130,7 +130,7 @@ def test_a_root_post_has_no_threading_headers_and_long_chains_keep_the_root():
 def test_injection_through_every_input_field_is_neutralised():
     """S12/B23: hostile subject, names, title and ids never add or split a header (seeded fuzz)."""
     rng = random.Random(4)
-    for _ in range(400):
+    for _ in range(250):
 
         def hostile() -> str:
             return "".join(rng.choice([*HOSTILE, "a", "b", "x"]) for _ in range(rng.randint(0, 12)))
