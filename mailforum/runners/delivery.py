@@ -70,7 +70,8 @@ def classify(exc: BaseException) -> tuple[str, bool]:
 @dataclass
 class _Chunk:
     envelopes: list[Envelope]
-    refused: list[tuple[outbox.Claimed, str]] = field(default_factory=list)
+    refused: list[tuple[outbox.Claimed, str]] = field(default_factory=list)  # can never be sent
+    deferred: list[tuple[outbox.Claimed, str]] = field(default_factory=list)  # try again later
 
 
 class DeliveryWorker:
@@ -107,16 +108,24 @@ class DeliveryWorker:
             rows = outbox.claim(session, now, self.config.outbound.claim_batch, self.lease, self.name)
         if not rows:
             return _Chunk([])
-        with self.db.read_session() as session:
-            self.composer.load(session, rows)
         chunk = _Chunk([])
         for row in rows:
             self._claimed[row.id] = row
-            built = self.composer.envelope(row, now)
-            if isinstance(built, str):
-                chunk.refused.append((row, built))
-            else:
-                chunk.envelopes.append(built)
+        try:
+            with self.db.read_session() as session:
+                self.composer.load(session, rows)
+            for row in rows:
+                built = self.composer.envelope(row, now)
+                if isinstance(built, str):
+                    chunk.refused.append((row, built))
+                else:
+                    chunk.envelopes.append(built)
+        except Exception as exc:
+            # A broken template or a database hiccup: retry with backoff, never drop (I4).
+            log.exception("rendering %d outbox rows failed", len(rows))
+            reason = f"could not render: {type(exc).__name__}: {exc}"[:500]
+            done = {e.row.id for e in chunk.envelopes} | {r.id for r, _ in chunk.refused}
+            chunk.deferred = [(row, reason) for row in rows if row.id not in done]
         return chunk
 
     def _record(self, results: list[outbox.Result]) -> None:
@@ -137,9 +146,7 @@ class DeliveryWorker:
         """Deliver until ``stop()`` (or, with ``once``, until no row is due); returns the counts."""
         queue: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=self.config.relay.max_connections)
         committer = asyncio.create_task(self._committer())
-        senders = [
-            asyncio.create_task(self._sender(queue, once)) for _ in range(self.config.relay.max_connections)
-        ]
+        senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.config.relay.max_connections)]
         try:
             await self._dispatch(queue, once)
         finally:
@@ -179,9 +186,11 @@ class DeliveryWorker:
                 continue
             for row, reason in chunk.refused:
                 await self._results.put(outbox.Result(row.id, False, reason, permanent=True))
+            for row, reason in chunk.deferred:
+                await self._results.put(outbox.Result(row.id, False, reason))
             if chunk.envelopes:
                 await queue.put(chunk)
-            elif not chunk.refused:
+            elif not chunk.refused and not chunk.deferred:
                 if once:
                     return
                 await self._sleep(poll)
@@ -191,7 +200,7 @@ class DeliveryWorker:
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
         self.wake.clear()
 
-    async def _sender(self, queue: asyncio.Queue[_Chunk | None], once: bool) -> None:
+    async def _sender(self, queue: asyncio.Queue[_Chunk | None]) -> None:
         client: aiosmtplib.SMTP | None = None
         used = 0
         try:
@@ -199,7 +208,10 @@ class DeliveryWorker:
                 pending = list(chunk.envelopes)
                 while pending:
                     if self._stopping.is_set():
-                        await asyncio.to_thread(self._release, [e.row.id for e in pending])
+                        try:
+                            await asyncio.to_thread(self._release, [e.row.id for e in pending])
+                        except Exception:  # they come back when their lease ends
+                            log.exception("giving back %d claimed copies failed", len(pending))
                         break
                     if client is None or used >= self.config.relay.messages_per_connection:
                         await _quit(client)
@@ -261,6 +273,9 @@ class DeliveryWorker:
             return False, reply, permanent, reply.startswith("421") or not client.is_connected
         except ValueError as exc:  # an address aiosmtplib will not put on the wire
             return False, f"unsendable address: {exc}", True, False
+        except Exception as exc:  # our bug or a surprise from below: never lose the copy
+            log.exception("sending outbox %s failed unexpectedly", env.row.id)
+            return False, f"{type(exc).__name__}: {exc}"[:500], False, True
         crash.point("after_relay_250_before_mark_sent")
         return True, "250", False, False
 
@@ -282,13 +297,16 @@ class DeliveryWorker:
 
     async def _commit(self, batch: list[outbox.Result]) -> None:
         delay = 0.1
-        while True:
+        for attempt in range(1_000_000):
             try:
                 await asyncio.to_thread(self._record, batch)
                 break
             except Exception as exc:
-                # Never send what cannot be recorded (RELIABILITY F11): the claims stay leased.
+                # Never send what cannot be recorded (RELIABILITY F11): the claims stay leased,
+                # so if we must stop first, those copies go out again after the lease.
                 log.error("recording %d delivery results failed, retrying: %s", len(batch), exc)
+                if self._stopping.is_set() and attempt >= 3:
+                    return
                 self._paused_until = time.monotonic() + 5
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -199,3 +199,15 @@ def test_stopping_mid_delivery_gives_claimed_copies_back(site, relay):
     relay.script.clear()
     drain(site, relay)
     assert relay.copies() == {m: 1 for m in members}
+
+
+def test_a_broken_template_defers_copies_instead_of_dropping_them(site, relay, posted, tmp_path):
+    """I4: a rendering bug is retried with backoff and shows in the outbox; nothing is lost."""
+    (tmp_path / "tpl" / "notification").mkdir(parents=True)
+    (tmp_path / "tpl" / "notification" / "post.txt.j2").write_text("{{ no_such_variable }}")
+    relay.start()
+    stats = deliver(site.config, site.db, templates=str(tmp_path / "tpl"))
+    assert stats.sent == 0 and stats.deferred == len(posted)
+    assert all(r.state == "pending" and "could not render" in r.last_reply for r in rows(site))
+    drain(site, relay)
+    assert relay.copies() == {m: 1 for m in posted}
