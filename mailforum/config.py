@@ -94,6 +94,11 @@ class ProcessingConfig:
     batch_size: int = 100
     # Replies whose headers point nowhere may join a topic by subject within this many days.
     subject_window_days: int = 30
+    # Seconds a claimed message stays reserved for the node processing it.
+    lease: float = 30.0
+    # This node's name in spool leases (empty: the host name). Nodes sharing a database need
+    # distinct names; a restarted node takes back its own leases at once.
+    node_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,15 +168,15 @@ class Site:
     def popen_server(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """``mailforum serve`` as a real process (for kill -9 and SIGTERM tests)."""
         full = dict(os.environ, MAILFORUM_CONFIG=str(self.config_file), **(env or {}))
-        log = open(self.dir / "serve.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailforum", "serve", *args],
-            env=full,
-            cwd=self.dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.dir / "serve.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mailforum", "serve", *args],
+                env=full,
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for(lambda: _port_open(self.config.smtp.port) or proc.poll() is not None, 30)
         if proc.poll() is not None:
             raise AssertionError("serve exited: " + (self.dir / "serve.log").read_text()[-2000:])
@@ -280,6 +280,9 @@ class RawClient:
         self.sock.close()
 
     def close(self) -> None:
+        self.sock.close()
+
+    def __del__(self) -> None:  # tests may drop a client mid-session; don't leak the socket
         self.sock.close()
 
 

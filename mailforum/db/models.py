@@ -159,6 +159,8 @@ class SpoolEntry(Base):
     outcome: Mapped[str | None] = mapped_column(default=None)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The node holding the lease; a restarted node takes back its own leases at once.
+    claimed_by: Mapped[str | None] = mapped_column(String(255), default=None)
     processed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
