@@ -303,7 +303,11 @@ def import_mbox(state: State, path: str, list_name: str) -> None:
             length=len(keys), label=f"importing into {mlist.name}", file=sys.stderr
         ) as bar:
             report = archive.import_messages(
-                db, state.config, mlist, (box.get_bytes(k) for k in keys), on_progress=bar.update
+                db,
+                state.config,
+                mlist,
+                (archive.unquote_mbox(box.get_bytes(k)) for k in keys),
+                on_progress=bar.update,
             )
     finally:
         box.close()

@@ -296,7 +296,7 @@ class IngestHandler:
             return _lines(refusal, count, lmtp)
         message = spool.NewMessage(
             raw=raw,
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from in (None, "<>") else envelope.mail_from,  # <>: a bounce
             rcpt_tos=tuple(envelope.rcpt_tos),
             protocol="lmtp" if lmtp else "smtp",
             peer=_peer_ip(session),
