@@ -42,6 +42,8 @@ class SmtpConfig:
     max_connections: int = 500
     max_connections_per_ip: int = 30
     max_connection_rate_per_ip: int = 300
+    # Bytes that transactions in progress may announce with MAIL … SIZE= in total.
+    max_pending_bytes: int = 256 * 1024 * 1024
     hard_error_limit: int = 20
     shutdown_grace: float = 30.0
     hostname: str = ""

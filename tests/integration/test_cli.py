@@ -158,3 +158,12 @@ def test_help_explains_every_command(site):
         text = site.cli(group, "--help").stdout
         for sub in subs:
             assert sub in text
+
+
+def test_serve_on_an_empty_database_says_run_init(site, tmp_path):
+    conf = tmp_path / "empty.toml"
+    conf.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/empty.db"\n[smtp]\nport = 0\nlmtp_port = 0\n')
+    result = site.cli("--config", str(conf), "serve", timeout=30)
+    assert result.returncode == 1
+    assert "run `mailforum init`" in result.stderr
+    assert "Traceback" not in result.stderr

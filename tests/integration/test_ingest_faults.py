@@ -217,3 +217,36 @@ def test_concurrent_sessions_are_committed_together(site, server):
     assert writer.messages == 120
     assert writer.batches < 120  # some commits carried several sessions' messages
     wait_for(lambda: len(site.export()) == 120)
+
+
+def test_postgresql_backend_killed_between_messages_is_survived(site, server, backend):
+    if backend != "postgresql":
+        pytest.skip("pg_terminate_backend is PostgreSQL's")
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    send(site.config, message(message_id="<one@example.com>"))
+    with site.db.engine.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        conn.commit()
+    send(site.config, message(message_id="<two@example.com>"))  # the pool reconnects: no 4xx needed
+    wait_for(lambda: {"<one@example.com>", "<two@example.com>"} <= set(site.posts_by_id()))
+
+
+def test_durability_is_checked_before_serving(db, backend):
+    from mailforum.errors import DatabaseError
+
+    db.check_durability()
+    if backend == "postgresql":
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT set_config('synchronous_commit', 'off', false)"))
+            name = conn.execute(text("SELECT current_database()")).scalar()
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
+            conn.commit()
+        db.engine.dispose()
+        with pytest.raises(DatabaseError, match="synchronous_commit"):
+            db.check_durability()

@@ -316,3 +316,55 @@ def test_reset_in_the_middle_of_data_stores_nothing(dev, server):
     time.sleep(0.3)
     assert spool_count(dev) == 0
     assert RawClient(dev.config.smtp.port).banner.startswith("220")
+
+
+def test_idle_client_is_closed_at_the_idle_timeout(site):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, idle_timeout=0.5))
+    running = ServerThread(config)
+    running.start()
+    try:
+        client = RawClient(config.smtp.port)
+        client.cmd("EHLO x")
+        assert client.closed(timeout=5)
+        assert b"421 4.4.2" in client.buffer
+    finally:
+        running.stop()
+
+
+def test_total_connections_are_capped(site):
+    from dataclasses import replace
+
+    config = replace(
+        site.config, smtp=replace(site.config.smtp, max_connections=2, max_connections_per_ip=10)
+    )
+    running = ServerThread(config)
+    running.start()
+    try:
+        held = [RawClient(config.smtp.port) for _ in range(2)]
+        refused = RawClient(config.smtp.port)
+        assert refused.banner.startswith("421 4.7.0")
+        for c in held:
+            c.close()
+    finally:
+        running.stop()
+
+
+def test_announced_sizes_beyond_the_budget_are_deferred(site):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, max_pending_bytes=3_000_000))
+    site.create_list("dev")
+    running = ServerThread(config)
+    running.start()
+    try:
+        first, second = RawClient(config.smtp.port), RawClient(config.smtp.port)
+        for c in (first, second):
+            c.cmd("EHLO x")
+        assert first.cmd("MAIL FROM:<a@example.com> SIZE=2000000").startswith("250")
+        assert second.cmd("MAIL FROM:<b@example.com> SIZE=2000000").startswith("452 4.3.1")
+        assert first.cmd("RSET").startswith("250")  # releases the reservation
+        assert second.cmd("MAIL FROM:<b@example.com> SIZE=2000000").startswith("250")
+    finally:
+        running.stop()
