@@ -250,3 +250,39 @@ def test_durability_is_checked_before_serving(db, backend):
         db.engine.dispose()
         with pytest.raises(DatabaseError, match="synchronous_commit"):
             db.check_durability()
+
+
+def test_two_nodes_sharing_a_database_process_each_message_once(site):
+    from mailforum.db import spool
+    from mailforum.db.models import Post, utcnow
+    from mailforum.runners.worker import SpoolProcessor
+
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    with site.db.session() as session:
+        spool.insert_batch(
+            session,
+            [
+                spool.NewMessage(message(f"m{i}", f"<n{i}@example.com>"), "ann@example.com", (LIST,))
+                for i in range(200)
+            ],
+            utcnow(),
+        )
+    nodes = [
+        SpoolProcessor(
+            site.db,
+            replace(site.config, processing=replace(site.config.processing, node_name=name, batch_size=7)),
+        )
+        for name in ("node-a", "node-b")
+    ]
+    threads = [threading.Thread(target=node.drain) for node in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(node.processed for node in nodes) >= 200
+    with site.db.read_session() as session:
+        ids = list(session.scalars(select(Post.message_id)))
+        states = set(session.scalars(select(SpoolEntry.state)))
+    assert len(ids) == len(set(ids)) == 200
+    assert states == {"done"}
