@@ -86,6 +86,8 @@ class DigestConfig:
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
     authserv_id: str = ""
+    post_rate_per_minute: int = 10
+    post_rate_per_day: int = 200
 
 
 @dataclass(frozen=True, slots=True)

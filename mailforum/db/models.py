@@ -114,6 +114,7 @@ class Post(Base):
         UniqueConstraint("list_id", "message_id"),
         Index(None, "topic_id", "received_at"),
         Index(None, "list_id", "received_at"),
+        Index(None, "list_id", "author_address", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)

@@ -136,3 +136,59 @@ def test_message_without_message_id_gets_a_stable_one_and_dedupes(site, server):
 def _done(site):
     with site.db.read_session() as session:
         return list(session.scalars(select(SpoolEntry.id).where(SpoolEntry.state == "done")))
+
+
+def authserv(site, **security):
+    from dataclasses import replace
+
+    security.setdefault("authserv_id", DOMAIN)
+    return replace(site.config, security=replace(site.config.security, **security))
+
+
+@pytest.mark.parametrize(
+    ("results", "status"),
+    [
+        ([f"{DOMAIN}; dmarc=pass header.from=example.com"], "published"),
+        (
+            [
+                f"{DOMAIN}; dmarc=fail header.from=example.com",
+                f"{DOMAIN}; dmarc=pass header.from=example.com",
+            ],
+            "held",
+        ),
+        ([], "held"),
+    ],
+)
+def test_member_is_trusted_only_with_our_mtas_verdict(site, results, status):
+    from tests.helpers import ServerThread
+
+    config = authserv(site)
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    running = ServerThread(config)
+    running.start()
+    try:
+        extra = "".join(f"Authentication-Results: {r}\n" for r in results)
+        send(config, message(extra=extra), mail_from="attacker@evil.example")
+        post = wait_for(lambda: site.posts_by_id().get("<m1@example.com>"))
+        assert post["status"] == status
+    finally:
+        running.stop()
+
+
+def test_a_flood_from_one_sender_is_held(site):
+    from tests.helpers import ServerThread
+
+    config = authserv(site, authserv_id="", post_rate_per_minute=3)
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    running = ServerThread(config)
+    running.start()
+    try:
+        for i in range(5):
+            send(config, message(f"post {i}", f"<f{i}@example.com>"))
+        posts = wait_for(lambda: (p := site.posts_by_id()) and len(p) == 5 and p)
+        statuses = [posts[f"<f{i}@example.com>"]["status"] for i in range(5)]
+        assert statuses == ["published"] * 3 + ["held"] * 2
+    finally:
+        running.stop()
