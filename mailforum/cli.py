@@ -121,6 +121,20 @@ def serve(state: State, no_smtp: bool, no_process: bool) -> None:
     asyncio.run(run(state.config, Switches(ingest=not no_smtp, process=not no_process)))
 
 
+@cli.command()
+@pass_state
+def status(state: State) -> None:
+    """Summarise lists, members, held posts, the spool and how senders are checked."""
+    from mailforum.core.status import gather
+
+    with state.db().read_session() as session:
+        sections = gather(session, state.config, utcnow())
+    for title, lines in sections:
+        click.echo(f"{title}:")
+        for line in lines:
+            click.echo(f"  {line}")
+
+
 # --- lists -------------------------------------------------------------------------
 
 

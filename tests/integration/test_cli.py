@@ -167,3 +167,12 @@ def test_serve_on_an_empty_database_says_run_init(site, tmp_path):
     assert result.returncode == 1
     assert "run `mailforum init`" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_summarises_lists_spool_and_trust(site):
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    out = site.cli("status").stdout
+    assert "dev: 1 members, 0 posts, 0 held, policy members" in out
+    assert "0 new, 0 done" in out
+    assert "the From header is trusted" in out
