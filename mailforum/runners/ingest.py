@@ -57,20 +57,24 @@ class _Pending:
     future: concurrent.futures.Future[int] = field(default_factory=concurrent.futures.Future)
 
 
-def classify_storage_error(exc: BaseException) -> tuple[str, bool]:
-    """(SMTP reply, fatal?) for a failed commit. Fatal errors stop new mail (RELIABILITY F12)."""
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    if (
-        "disk is full" in text
-        or "no space" in text
-        or "diskfull" in type(getattr(exc, "orig", exc)).__name__.lower()
-    ):
-        return "452 4.3.1 Insufficient system storage, please try again later", False
+@dataclass(frozen=True, slots=True)
+class StorageFailure:
+    reply: str
+    fatal: bool  # stop taking mail until restarted (RELIABILITY F12: no fsync retry on the same handle)
+    whole_database: bool  # the database, not one message, is the problem: don't retry one by one
+
+
+def classify_storage_error(exc: BaseException) -> StorageFailure:
+    """What a failed spool commit means for the SMTP client."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).lower()
+    if "disk is full" in text or "no space" in text or "diskfull" in type(orig).__name__.lower():
+        return StorageFailure("452 4.3.1 Insufficient system storage, please try again later", False, True)
     if "disk i/o error" in text or "input/output error" in text:
-        return "451 4.3.0 Storage I/O error, please try again later", True
-    if "locked" in text or "timeout" in text or "busy" in text:
-        return "451 4.3.0 Storage busy, please try again later", False
-    return "451 4.3.0 Temporary storage failure, please try again later", False
+        return StorageFailure("451 4.3.0 Storage I/O error, please try again later", True, True)
+    if any(word in text for word in ("locked", "timeout", "busy", "connection", "server closed")):
+        return StorageFailure("451 4.3.0 Storage busy, please try again later", False, True)
+    return StorageFailure("451 4.3.0 Temporary storage failure, please try again later", False, False)
 
 
 class SpoolWriter:
@@ -126,15 +130,16 @@ class SpoolWriter:
         try:
             ids = self._insert([p.message for p in batch])
         except Exception as exc:
-            if len(batch) > 1:
-                for pending in batch:
+            failure = classify_storage_error(exc)
+            if len(batch) > 1 and not failure.whole_database:
+                for pending in batch:  # maybe one message is the problem: spare the others
                     self._commit([pending])
                 return
-            reply, fatal = classify_storage_error(exc)
             log.error("spool commit failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            if fatal:
-                self.fatal = reply
-            batch[0].future.set_exception(TemporaryFailure(smtp_reply=reply))
+            if failure.fatal:
+                self.fatal = failure.reply
+            for pending in batch:
+                pending.future.set_exception(TemporaryFailure(smtp_reply=failure.reply))
             return
         crash.point("after_raw_commit")
         self.batches += 1
