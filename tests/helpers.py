@@ -47,12 +47,14 @@ def free_ports(n: int) -> list[int]:
 
 def make_config(db_url: str, **smtp: Any) -> Config:
     smtp_port, lmtp_port, web_port, relay_port = free_ports(4)
-    from mailforum.config import RelayConfig
+    from mailforum.config import OutboundConfig, RelayConfig
 
     return Config(
         database=DatabaseConfig(url=db_url),
         smtp=replace(SmtpConfig(host="127.0.0.1", port=smtp_port, lmtp_port=lmtp_port), **smtp),
-        relay=RelayConfig(host="127.0.0.1", port=relay_port),
+        relay=RelayConfig(host="127.0.0.1", port=relay_port, timeout=5.0),
+        # Delivery in tests: look at the outbox often, retry within a second, short leases.
+        outbound=OutboundConfig(poll_interval=0.05, retry_base=0.3, retry_max=1.0, lease=5.0),
         site=SiteConfig(
             domain=DOMAIN, base_url=f"http://127.0.0.1:{web_port}", secret_key="test-secret-0123456789"
         ),
@@ -168,7 +170,7 @@ class Site:
     def popen_server(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """``mailforum serve`` as a real process (for kill -9 and SIGTERM tests)."""
         full = dict(os.environ, MAILFORUM_CONFIG=str(self.config_file), **(env or {}))
-        with open(self.dir / "serve.log", "ab") as log:
+        with open(self.dir / "serve.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mailforum", "serve", *args],
                 env=full,
