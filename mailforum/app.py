@@ -83,7 +83,7 @@ class Switches:
 
 
 def build_parts(config: Config, db: Database, switches: Switches) -> list[Part]:
-    processor = SpoolProcessor(db, config, lease=config.processing.lease)
+    processor = SpoolProcessor(db, config)
     parts: list[Part] = []
     if switches.delivery:
         parts.append(DeliveryPart(DeliveryWorker(db, config)))

@@ -221,6 +221,20 @@ def outbox_retry(state: State, ids: tuple[int, ...], retry_all: bool) -> None:
     click.echo(f"{count} cop{'y' if count == 1 else 'ies'} queued for delivery")
 
 
+@cli.command()
+@pass_state
+def status(state: State) -> None:
+    """Summarise lists, members, held posts, the spool and how senders are checked."""
+    from mailforum.core.status import gather
+
+    with state.db().read_session() as session:
+        sections = gather(session, state.config, utcnow())
+    for title, lines in sections:
+        click.echo(f"{title}:")
+        for line in lines:
+            click.echo(f"  {line}")
+
+
 # --- lists -------------------------------------------------------------------------
 
 
@@ -403,7 +417,11 @@ def import_mbox(state: State, path: str, list_name: str) -> None:
             length=len(keys), label=f"importing into {mlist.name}", file=sys.stderr
         ) as bar:
             report = archive.import_messages(
-                db, state.config, mlist, (box.get_bytes(k) for k in keys), on_progress=bar.update
+                db,
+                state.config,
+                mlist,
+                (archive.unquote_mbox(box.get_bytes(k)) for k in keys),
+                on_progress=bar.update,
             )
     finally:
         box.close()

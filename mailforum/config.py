@@ -42,6 +42,8 @@ class SmtpConfig:
     max_connections: int = 500
     max_connections_per_ip: int = 30
     max_connection_rate_per_ip: int = 300
+    # Bytes that transactions in progress may announce with MAIL … SIZE= in total.
+    max_pending_bytes: int = 256 * 1024 * 1024
     hard_error_limit: int = 20
     shutdown_grace: float = 30.0
     hostname: str = ""
@@ -109,6 +111,8 @@ class DigestConfig:
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
     authserv_id: str = ""
+    post_rate_per_minute: int = 10
+    post_rate_per_day: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +121,13 @@ class ProcessingConfig:
     max_attempts: int = 3
     retry_delay: float = 30.0
     batch_size: int = 100
-    # Seconds a processor holds the messages it claimed; a crashed one's are retried after it.
-    lease: float = 30.0
     # Replies whose headers point nowhere may join a topic by subject within this many days.
     subject_window_days: int = 30
+    # Seconds a claimed message stays reserved for the node processing it.
+    lease: float = 30.0
+    # This node's name in spool leases (empty: the host name). Nodes sharing a database need
+    # distinct names; a restarted node takes back its own leases at once.
+    node_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)

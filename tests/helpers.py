@@ -284,6 +284,9 @@ class RawClient:
     def close(self) -> None:
         self.sock.close()
 
+    def __del__(self) -> None:  # tests may drop a client mid-session; don't leak the socket
+        self.sock.close()
+
 
 @dataclass
 class Transaction:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from mailforum import crash
@@ -108,28 +108,50 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
     return Outcome(f"{mlist.name}: post {post.id} {state} in topic {topic.id}", post=post)
 
 
+def recent_posts(delivery: Delivery) -> tuple[int, int]:
+    """Posts from this From address in this list in the last minute and the last day."""
+    author = delivery.parsed.from_address
+    if not author:
+        return (0, 0)
+    minute_ago = delivery.received_at - dt.timedelta(minutes=1)
+    day_ago = delivery.received_at - dt.timedelta(days=1)
+    minute, day = delivery.session.execute(
+        select(
+            func.count(case((Post.received_at >= minute_ago, 1))),
+            func.count(),
+        ).where(
+            Post.list_id == delivery.mlist.id,
+            Post.author_address == author,
+            Post.received_at >= day_ago,
+            Post.status != PostStatus.PLACEHOLDER.value,
+        )
+    ).one()
+    return int(minute), int(day)
+
+
 def handle_post(delivery: Delivery) -> Outcome:
     """Mail to the list address: policy first, then thread and store."""
     if delivery.trusted:
         return store_post(delivery, Decision(Action.ACCEPT))
-    sender = find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
-    decision = decide(
-        PolicyContext(
-            delivery.mlist, delivery.parsed, delivery.mail_from, sender, delivery.config.site.domain
-        )
+    decision = _policy(
+        delivery, find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
     )
     if decision.action is Action.DISCARD:
-        log.info("discarded %s for %s: %s", delivery.parsed.message_id, delivery.mlist.name, decision.reason)
-        return Outcome(
-            f"{delivery.mlist.name}: discarded ({decision.rule}: {decision.reason})", discarded=True
-        )
+        return _discarded(delivery, decision)
     return store_post(delivery, decision)
 
 
-def _policy(delivery: Delivery, sender: Member | None) -> Decision:
+def _policy(delivery: Delivery, sender: Member | None, token_verified: bool = False) -> Decision:
     return decide(
         PolicyContext(
-            delivery.mlist, delivery.parsed, delivery.mail_from, sender, delivery.config.site.domain
+            mlist=delivery.mlist,
+            parsed=delivery.parsed,
+            raw=delivery.raw,
+            mail_from=delivery.mail_from,
+            sender=sender,
+            config=delivery.config,
+            recent_posts=recent_posts(delivery),
+            token_verified=token_verified,
         )
     )
 
@@ -169,7 +191,9 @@ def handle_reply(delivery: Delivery) -> Outcome:
         if decision.action is Action.DISCARD:
             return _discarded(delivery, decision)
         return store_post(delivery, decision)
-    decision = _policy(delivery, member)
+    # The signed address was issued to this member and the From matches it: that is the
+    # evidence of authenticity the sender check asks for.
+    decision = _policy(delivery, member, token_verified=True)
     if decision.action is Action.DISCARD:
         return _discarded(delivery, decision)
     return store_post(delivery, decision, reply_to=post)

@@ -126,6 +126,7 @@ class Post(Base):
         UniqueConstraint("list_id", "message_id"),
         Index(None, "topic_id", "received_at"),
         Index(None, "list_id", "received_at"),
+        Index(None, "list_id", "author_address", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -171,6 +172,8 @@ class SpoolEntry(Base):
     outcome: Mapped[str | None] = mapped_column(default=None)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The node holding the lease; a restarted node takes back its own leases at once.
+    claimed_by: Mapped[str | None] = mapped_column(String(255), default=None)
     processed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
