@@ -16,7 +16,9 @@ from mailforum.config import Config
 from mailforum.db import migrate
 from mailforum.db.session import Database
 from mailforum.runners.ingest import IngestServer
+from mailforum.runners.web import WebServer, create_app
 from mailforum.runners.worker import SpoolProcessor
+from mailforum.web.forms import RequestConfirmation
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +57,44 @@ class IngestPart:
         await self.server.stop(self.grace)
 
 
+@dataclass
+class WebPart:
+    server: WebServer
+    name: str = "web"
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
 @dataclass(frozen=True, slots=True)
 class Switches:
     """Which parts of ``serve`` run; each can be switched off on the command line."""
 
     ingest: bool = True
     process: bool = True
+    web: bool = True
 
 
-def build_parts(config: Config, db: Database, switches: Switches) -> list[Part]:
+def build_parts(
+    config: Config,
+    db: Database,
+    switches: Switches,
+    request_confirmation: RequestConfirmation | None = None,
+) -> list[Part]:
+    """The parts of ``serve``. ``request_confirmation`` is what the web's join/watch forms call
+    (the subscriptions feature's double opt-in); without it they answer the same neutral page."""
     processor = SpoolProcessor(db, config)
     parts: list[Part] = []
     if switches.process:
         parts.append(ProcessorPart(processor))
     if switches.ingest:
         parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
+    if switches.web:
+        app = create_app(db, config, request_confirmation)
+        parts.append(WebPart(WebServer(app, config.web.host, config.web.port)))
     return parts
 
 

@@ -23,7 +23,7 @@ from mailforum import config as config_mod
 from mailforum.config import Config
 from mailforum.core import archive, lists
 from mailforum.db import migrate, spool
-from mailforum.db.models import DeliveryMode, PostingPolicy, SpoolEntry, SpoolState, utcnow
+from mailforum.db.models import DeliveryMode, PostingPolicy, SpoolEntry, SpoolState, Visibility, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import InvalidInput, MailforumError, NotFound
 
@@ -108,17 +108,19 @@ def init(state: State) -> None:
 @cli.command()
 @click.option("--no-smtp", is_flag=True, help="Do not listen for SMTP/LMTP (process the spool only).")
 @click.option("--no-process", is_flag=True, help="Accept and spool mail, but do not process it.")
+@click.option("--no-web", is_flag=True, help="Do not serve the web archive.")
 @pass_state
-def serve(state: State, no_smtp: bool, no_process: bool) -> None:
-    """Run the server: SMTP and LMTP ingest and the spool processor.
+def serve(state: State, no_smtp: bool, no_process: bool, no_web: bool) -> None:
+    """Run the server: SMTP and LMTP ingest, the spool processor and the web archive.
 
-    Listens on [smtp] host:port (SMTP) and [smtp] lmtp_port (LMTP). Stops cleanly on
-    SIGTERM or Ctrl-C: new sessions get 421, messages in flight are finished.
+    Listens on [smtp] host:port (SMTP), [smtp] lmtp_port (LMTP) and [web] host:port
+    (HTTP). Stops cleanly on SIGTERM or Ctrl-C: new sessions get 421, messages in
+    flight are finished.
     """
     from mailforum.app import Switches
     from mailforum.app import serve as run
 
-    asyncio.run(run(state.config, Switches(ingest=not no_smtp, process=not no_process)))
+    asyncio.run(run(state.config, Switches(ingest=not no_smtp, process=not no_process, web=not no_web)))
 
 
 # --- lists -------------------------------------------------------------------------
@@ -140,11 +142,20 @@ def lists_group() -> None:
     show_default=True,
     help="Who may post: anyone, members (others are held), or nobody without a moderator.",
 )
+@click.option(
+    "--visibility",
+    type=click.Choice([v.value for v in Visibility]),
+    default=Visibility.PUBLIC.value,
+    show_default=True,
+    help="Who may read the web archive: everyone, or nobody (every page of it answers 404).",
+)
 @pass_state
-def lists_create(state: State, name: str, title: str, description: str, policy: str) -> None:
+def lists_create(state: State, name: str, title: str, description: str, policy: str, visibility: str) -> None:
     """Create the list NAME; it receives mail at NAME@[site] domain."""
     with state.db().session() as session:
-        mlist = lists.create_list(session, name, title, description, PostingPolicy(policy))
+        mlist = lists.create_list(
+            session, name, title, description, PostingPolicy(policy), Visibility(visibility)
+        )
         click.echo(f"created list {mlist.name} <{mlist.name}@{state.config.site.domain}>")
 
 
@@ -171,6 +182,7 @@ def lists_show(state: State, name: str) -> None:
         ("title", mlist.display_title),
         ("description", mlist.description),
         ("posting policy", mlist.posting_policy),
+        ("visibility", mlist.visibility),
         ("post address", f"{mlist.name}@{domain}"),
         ("command address", f"{mlist.name}-request@{domain}"),
         ("members", stats["members"]),

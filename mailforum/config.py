@@ -73,6 +73,13 @@ class SiteConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    topics_per_page: int = 30
+    posts_per_page: int = 50
+    # Form submissions (join, watch) per client IP, and per address, in any form_window seconds.
+    form_limit: int = 5
+    form_window: float = 600.0
+    # Seconds a form stays valid after it was shown (its CSRF token expires then).
+    csrf_max_age: float = 7200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +186,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{where}: [digest] hour must be 0–23")
     if "@" in config.site.domain or not config.site.domain:
         raise ConfigError(f"{where}: [site] domain must be a bare domain like lists.example.org")
+    if not 0 <= config.web.port <= 65535:
+        raise ConfigError(f"{where}: [web] port {config.web.port} is not a TCP port")
+    for key in ("topics_per_page", "posts_per_page", "form_limit"):
+        if not 1 <= getattr(config.web, key) <= 1000:
+            raise ConfigError(f"{where}: [web] {key} must be 1–1000")
     if config.processing.max_attempts < 1:
         raise ConfigError(f"{where}: [processing] max_attempts must be at least 1")
 
