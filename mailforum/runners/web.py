@@ -73,6 +73,7 @@ SECURITY_HEADERS = (
     ("permissions-policy", "interest-cohort=()"),
 )
 CSRF_COOKIE = "mf_csrf"
+MAX_FORM_BYTES = 8192
 ARCHIVE_CACHE = "public, max-age=0, must-revalidate"
 
 # Path, endpoint name (a method of Archive), methods. Path parameters a test can fill
@@ -508,6 +509,9 @@ class Archive:
             response = self.page(request, "web/message.html", 429, cache=False, mlist=mlist, kind="limited")
             response.headers["retry-after"] = str(int(wait) + 1)
             return response
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+            raise HTTPException(400)
         try:
             form = await request.form(max_files=0, max_fields=10, max_part_size=4096)
         except HTTPException:
