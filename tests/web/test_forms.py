@@ -33,7 +33,9 @@ def test_join_hands_the_address_to_the_confirmation_hook_and_answers_neutrally(s
         stranger = http.post("/lists/dev/join", data={"csrf": token, "address": "stranger@example.com"})
     assert member.status_code == stranger.status_code == 200
     # The page never tells whether an address is a member (RELIABILITY S4, S16).
-    assert member.text.replace("member@example.com", "X") == stranger.text.replace("stranger@example.com", "X")
+    assert member.text.replace("member@example.com", "X") == stranger.text.replace(
+        "stranger@example.com", "X"
+    )
     assert "Check your mail" in member.text
     assert [(c.kind, c.list_name, c.address, c.topic_id) for c in recorder.calls] == [
         ("join", "dev", "member@example.com", None),
@@ -49,7 +51,9 @@ def test_watch_names_the_topic(site, web, recorder) -> None:
         token = form_token(http, path)
         answer = http.post(path, data={"csrf": token, "address": "ann@example.com"})
     assert answer.status_code == 200 and "Check your mail" in answer.text
-    assert [(c.kind, c.address, c.topic_id) for c in recorder.calls] == [("watch", "ann@example.com", topic_id(site))]
+    assert [(c.kind, c.address, c.topic_id) for c in recorder.calls] == [
+        ("watch", "ann@example.com", topic_id(site))
+    ]
 
 
 def test_posts_without_a_valid_token_are_refused(site, web, recorder) -> None:
@@ -95,7 +99,8 @@ def test_forms_are_rate_limited_per_client(site, web, recorder) -> None:
     with web.client() as http:
         token = form_token(http, "/lists/dev/join")
         answers = [
-            http.post("/lists/dev/join", data={"csrf": token, "address": f"x{i}@example.com"}) for i in range(4)
+            http.post("/lists/dev/join", data={"csrf": token, "address": f"x{i}@example.com"})
+            for i in range(4)
         ]
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert int(answers[3].headers["retry-after"]) > 0
@@ -126,4 +131,8 @@ def test_a_failing_hook_still_answers_the_neutral_page(site) -> None:
             answer = http.post("/lists/dev/join", data={"csrf": token, "address": "ann@example.com"})
     finally:
         running.stop()
-    assert answer.status_code == 200 and "Check your mail" in answer.text and "mail system down" not in answer.text
+    assert (
+        answer.status_code == 200
+        and "Check your mail" in answer.text
+        and "mail system down" not in answer.text
+    )
