@@ -102,9 +102,10 @@ class Member(Base):
 class Topic(Base):
     __tablename__ = "topics"
     __table_args__ = (
-        Index(None, "list_id", "last_post_at"),
         Index(None, "list_id", "subject_key", "last_post_at"),
-        Index(None, "list_id", "created_at"),
+        # The web archive's sorts (latest, newest, most replies), covering its "has posts" filter.
+        Index(None, "list_id", "last_post_at", "id", "post_count"),
+        Index(None, "list_id", "created_at", "id", "post_count"),
         Index(None, "list_id", "post_count"),
     )
 

@@ -117,6 +117,11 @@ class FeedEntry:
     text_body: str
 
 
+# Topics with published posts. Merged topics have post_count 0 (threads.merge_topics), so this
+# leaves them out too. Written "!= 0", not "> 0": a range would tempt SQLite's planner into the
+# post_count index and a sort of every topic, instead of walking the sort's own index.
+HAS_POSTS = Topic.post_count != 0
+
 # The sort orders of a list's topics: name → ORDER BY. Each has a matching index
 # (list_id, column); the id breaks ties, so paging is stable.
 SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
@@ -143,12 +148,14 @@ def public_list(session: Session, name: str) -> MailingList | None:
 def list_index(session: Session) -> list[ListSummary]:
     """Every public list with its counts and last activity: one statement."""
     members = select(func.count()).where(Member.list_id == MailingList.id).scalar_subquery()
-    # Merged topics have post_count 0, so "post_count > 0" also leaves them out (threads.merge_topics).
-    topics = (
-        select(func.count()).where(Topic.list_id == MailingList.id, Topic.post_count > 0).scalar_subquery()
-    )
+    topics = select(func.count()).where(Topic.list_id == MailingList.id, HAS_POSTS).scalar_subquery()
     posts = select(func.coalesce(func.sum(Topic.post_count), 0)).where(Topic.list_id == MailingList.id)
-    last = select(func.max(Topic.last_post_at)).where(Topic.list_id == MailingList.id, Topic.post_count > 0)
+    last = (
+        select(Topic.last_post_at)
+        .where(Topic.list_id == MailingList.id, HAS_POSTS)
+        .order_by(Topic.last_post_at.desc())
+        .limit(1)
+    )
     rows = session.execute(
         select(
             MailingList.name,
@@ -178,17 +185,22 @@ def _utc(value: Any) -> dt.datetime | None:
 
 
 def topic_page(session: Session, mlist: MailingList, sort: str, page: int, per_page: int) -> TopicPage:
-    """One page of a list's topics: three statements (count, page, starters and participants)."""
+    """One page of a list's topics: three statements (count, page, starters and participants).
+
+    The page's ids come from the sort's covering index alone (a deep OFFSET reads no
+    table rows); then only those rows are read.
+    """
     order = SORTS.get(sort, SORTS["latest"])
-    visible = (Topic.list_id == mlist.id, Topic.post_count > 0)
+    visible = (Topic.list_id == mlist.id, HAS_POSTS)
     total = session.scalar(select(func.count()).select_from(Topic).where(*visible)) or 0
     paged = paging(total, page, per_page)
+    ids = (
+        select(Topic.id).where(*visible).order_by(*order).limit(per_page).offset((paged.page - 1) * per_page)
+    )
     topics = session.execute(
         select(Topic.id, Topic.subject, Topic.created_at, Topic.last_post_at, Topic.post_count)
-        .where(*visible)
+        .where(Topic.id.in_(ids.scalar_subquery()))
         .order_by(*order)
-        .limit(per_page)
-        .offset((paged.page - 1) * per_page)
     ).all()
     people = _starters_and_participants(session, [t.id for t in topics])
     rows = tuple(

@@ -61,9 +61,19 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("show_addresses", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    # The topic list's three sorts, each an index that also covers the "has posts" filter, so a
+    # deep page (OFFSET 30,000) reads only the index. The id makes the order total (stable paging).
     with op.batch_alter_table("topics", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_topics_list_id_last_post_at"))
         batch_op.create_index(
-            batch_op.f("ix_topics_list_id_created_at"), ["list_id", "created_at"], unique=False
+            batch_op.f("ix_topics_list_id_last_post_at_id_post_count"),
+            ["list_id", "last_post_at", "id", "post_count"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_topics_list_id_created_at_id_post_count"),
+            ["list_id", "created_at", "id", "post_count"],
+            unique=False,
         )
         batch_op.create_index(
             batch_op.f("ix_topics_list_id_post_count"), ["list_id", "post_count"], unique=False
@@ -83,7 +93,11 @@ def downgrade() -> None:
         op.execute("DROP INDEX IF EXISTS ix_posts_search")
     with op.batch_alter_table("topics", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_topics_list_id_post_count"))
-        batch_op.drop_index(batch_op.f("ix_topics_list_id_created_at"))
+        batch_op.drop_index(batch_op.f("ix_topics_list_id_created_at_id_post_count"))
+        batch_op.drop_index(batch_op.f("ix_topics_list_id_last_post_at_id_post_count"))
+        batch_op.create_index(
+            batch_op.f("ix_topics_list_id_last_post_at"), ["list_id", "last_post_at"], unique=False
+        )
     with op.batch_alter_table("lists", schema=None) as batch_op:
         batch_op.drop_column("show_addresses")
         batch_op.drop_column("visibility")
