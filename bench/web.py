@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file in a temp dir)")
+    parser.add_argument("--posts-per-page", type=int, default=50, help="[web] posts_per_page (500: one page)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mfbench-web-"))
     url = args.db or f"sqlite:///{work / 'bench.db'}"
@@ -166,6 +167,7 @@ def main() -> None:
     config.write_text(
         f'[database]\nurl = {json.dumps(url)}\n[site]\nbase_url = "http://127.0.0.1:{port}"\n'
         f'secret_key = "bench"\n[web]\nhost = "127.0.0.1"\nport = {port}\n'
+        f"posts_per_page = {args.posts_per_page}\n"
     )
     env = dict(os.environ, MAILFORUM_CONFIG=str(config))
     server = subprocess.Popen(
@@ -193,7 +195,7 @@ def main() -> None:
                 "list_page_replies": "/lists/dev?sort=replies",
                 "list_page_1000": "/lists/dev?page=1000",
                 "topic_500_page": f"/lists/dev/topics/{topic_id}",
-                "topic_500_last_page": f"/lists/dev/topics/{topic_id}?page=10",
+                "topic_500_last_page": f"/lists/dev/topics/{topic_id}?page={-(-500 // args.posts_per_page)}",
                 "search": "/lists/dev/search?q=ordinary+topic",
             }
             for name, path in cases.items():

@@ -49,7 +49,9 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, web, recorder, b
             message("Quiet one", "<q1@example.com>"),
             message("Quiet two", "<q2@example.com>"),
             message("Quiet three", "<q3@example.com>"),
-            message("Hostile", "<h@example.com>", body=html, extra="MIME-Version: 1.0\nContent-Type: text/html"),
+            message(
+                "Hostile", "<h@example.com>", body=html, extra="MIME-Version: 1.0\nContent-Type: text/html"
+            ),
         ],
     )
     context = browser.new_context(viewport={"width": 375, "height": 720})
@@ -87,7 +89,9 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, web, recorder, b
         assert "hostile page" in page.content()
         page.wait_for_timeout(300)  # give onload/onerror/autofocus handlers their chance
         assert dialogs == []
-        assert page.evaluate("document.querySelectorAll('script, iframe, object, embed, img, svg').length") == 0
+        assert (
+            page.evaluate("document.querySelectorAll('script, iframe, object, embed, img, svg').length") == 0
+        )
         assert not re.search(r"javascript:", page.evaluate("document.body.innerHTML"), re.IGNORECASE)
     finally:
         context.close()

@@ -342,3 +342,23 @@ def test_archive_pages_carry_caching_and_security_headers(site, web) -> None:
         assert since.status_code == 304
         missing = http.get("/lists/nope")
         assert missing.status_code == 404 and "content-security-policy" in missing.headers
+
+
+def test_search_follows_placeholders_filled_later_and_skips_held_posts(site, web) -> None:
+    from mailforum.db.models import PostingPolicy
+
+    seed(
+        site.config,
+        site.db,
+        [message("Re: Early", "<child@example.com>", extra="In-Reply-To: <late@example.com>")],
+    )
+    seed(site.config, site.db, [message("Early", "<late@example.com>", body="quixotic zeppelin\n")])
+    site.create_list("mod", policy=PostingPolicy.MODERATED)
+    with web.client() as http:
+        found = http.get("/lists/dev/search", params={"q": "zeppelin"}).text
+    assert found.count('<li>\n    <h3><a href="/lists/dev/posts/') == 1
+    with site.db.session() as session:  # a held post is not in the archive, nor in its search
+        session.execute(update(Post).where(Post.message_id == "<late@example.com>").values(status="held"))
+    with web.client() as http:
+        hidden = http.get("/lists/dev/search", params={"q": "zeppelin"}).text
+    assert "No posts contain all of these words." in hidden

@@ -20,7 +20,7 @@ from tests.web.kit import seed, thread_messages
 def counting(engine) -> Iterator[list[str]]:
     statements: list[str] = []
 
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ARG001
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
         if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             statements.append(statement)
 

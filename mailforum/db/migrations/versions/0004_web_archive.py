@@ -54,13 +54,14 @@ def create_sqlite_search() -> None:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("lists", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("visibility", sa.String(length=16), nullable=False, server_default="public")
-        )
-        batch_op.add_column(
-            sa.Column("show_addresses", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # Plain ALTER TABLE, never a batch "move and copy" of lists: with foreign keys on, SQLite's
+    # DROP TABLE of the old copy would cascade into members, topics and posts.
+    op.add_column(
+        "lists", sa.Column("visibility", sa.String(length=16), nullable=False, server_default="public")
+    )
+    op.add_column(
+        "lists", sa.Column("show_addresses", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
     # The topic list's three sorts, each an index that also covers the "has posts" filter, so a
     # deep page (OFFSET 30,000) reads only the index. The id makes the order total (stable paging).
     with op.batch_alter_table("topics", schema=None) as batch_op:
@@ -98,6 +99,6 @@ def downgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_topics_list_id_last_post_at"), ["list_id", "last_post_at"], unique=False
         )
-    with op.batch_alter_table("lists", schema=None) as batch_op:
-        batch_op.drop_column("show_addresses")
-        batch_op.drop_column("visibility")
+    # ALTER TABLE … DROP COLUMN (SQLite 3.35+), not a batch copy: see upgrade().
+    op.execute("ALTER TABLE lists DROP COLUMN show_addresses")
+    op.execute("ALTER TABLE lists DROP COLUMN visibility")
