@@ -253,7 +253,12 @@ class _Node:
     message_id: str
 
 
-def thread_order(session: Session, topic: Topic) -> tuple[list[tuple[_Node, int]], dict[int, _Node], dict]:
+Children = dict[int | None, list[_Node]]
+
+
+def thread_order(
+    session: Session, topic: Topic
+) -> tuple[list[tuple[_Node, int]], dict[int, _Node], Children]:
     """All nodes of a topic in thread order (depth-first, siblings by arrival): one light statement.
 
     Returns (published posts with their display depth, every node by id, children by parent id).
@@ -264,7 +269,7 @@ def thread_order(session: Session, topic: Topic) -> tuple[list[tuple[_Node, int]
         .order_by(Post.received_at, Post.id)
     ).all()
     nodes = {r.id: _Node(*r) for r in rows}
-    children: dict[int | None, list[_Node]] = {}
+    children: Children = {}
     for node in nodes.values():
         parent = node.parent_id if node.parent_id in nodes else None
         children.setdefault(parent, []).append(node)
@@ -326,9 +331,8 @@ def thread_page(session: Session, topic: Topic, page: int, per_page: int) -> Thr
                 state,
             )
         )
-    last = ordered[-1][0].message_id if ordered else ""
-    if ordered:
-        last = max(ordered, key=lambda item: item[0].id)[0].message_id
+    # The newest post is what a reply to the whole topic answers.
+    last = max(ordered, key=lambda item: item[0].id)[0].message_id if ordered else ""
     return ThreadPage(topic, tuple(views), paged, last)
 
 

@@ -362,3 +362,21 @@ def test_search_follows_placeholders_filled_later_and_skips_held_posts(site, web
     with web.client() as http:
         hidden = http.get("/lists/dev/search", params={"q": "zeppelin"}).text
     assert "No posts contain all of these words." in hidden
+
+
+def test_the_text_part_is_preferred_to_the_html_part(site, web) -> None:
+    """RELIABILITY B41: with both parts, the archive shows the text one."""
+    raw = message(
+        "Both",
+        "<alt@example.com>",
+        extra="MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=A",
+        body=(
+            "--A\nContent-Type: text/plain; charset=utf-8\n\nthe plain version\n"
+            '--A\nContent-Type: text/html; charset=utf-8\n\n<p>the <b>html</b> version<img src="https://t.example/x"></p>\n'
+            "--A--\n"
+        ),
+    )
+    seed(site.config, site.db, [raw])
+    with web.client() as http:
+        page = http.get(f"/lists/dev/topics/{topic_ids(site)['Both']}").text
+    assert "the plain version" in page and "html</b> version" not in page and "t.example" not in page
