@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from mailforum.db.models import Post
 from mailforum.web import body
@@ -40,6 +40,22 @@ def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else (many or one + 's')}"
 
 
+_URL = re.compile(r"\bhttps?://[^\s<>\"'`\x00-\x1f\x7f]+", re.IGNORECASE)
+
+
+def linkify(text: str) -> Markup:
+    """Escaped text with its http(s) URLs as links (rel=nofollow: archives attract link spam)."""
+    out: list[Markup] = []
+    last = 0
+    for found in _URL.finditer(text):
+        url = found.group(0).rstrip(".,;:!?)]}")
+        out.append(escape(text[last : found.start()]))
+        out.append(Markup('<a href="{0}" rel="nofollow noopener noreferrer ugc">{0}</a>').format(url))
+        last = found.start() + len(url)
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
 def environment(templates: Path = TEMPLATES) -> Environment:
     env = Environment(
         loader=FileSystemLoader(templates),
@@ -54,6 +70,7 @@ def environment(templates: Path = TEMPLATES) -> Environment:
         size=size,
         plural=plural,
         hide_addresses=body.hide_addresses,
+        linkify=linkify,
         safe_html=lambda markup: Markup(body.sanitize_html(markup)),
     )
     return env

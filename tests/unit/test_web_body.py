@@ -108,3 +108,15 @@ def test_rate_limiter_slides() -> None:
 )
 def test_checked_address(text: str, expected: str | None) -> None:
     assert checked_address(text) == expected
+
+
+def test_linkify_links_urls_and_escapes_everything_else() -> None:
+    from mailforum.web.pages import linkify
+
+    out = str(
+        linkify('See https://example.org/a?b=1&c=2. And <b>"https://x.example/"onmouseover=alert(1)</b>')
+    )
+    assert '<a href="https://example.org/a?b=1&amp;c=2" rel="nofollow noopener noreferrer ugc">' in out
+    assert "</a>. And &lt;b&gt;&#34;" in out
+    assert 'href="https://x.example/"' in out and "onmouseover=alert(1)&lt;/b&gt;" in out
+    assert str(linkify("javascript:alert(1)")) == "javascript:alert(1)"
