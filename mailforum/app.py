@@ -60,13 +60,17 @@ class IngestPart:
 @dataclass
 class WebPart:
     server: WebServer
+    db: Database  # the web's own engine and pool, so a crowd of readers cannot starve ingest
     name: str = "web"
 
     async def start(self) -> None:
         await self.server.start()
 
     async def stop(self) -> None:
-        await self.server.stop()
+        try:
+            await self.server.stop()
+        finally:
+            self.db.dispose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +97,9 @@ def build_parts(
     if switches.ingest:
         parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
     if switches.web:
-        app = create_app(db, config, request_confirmation)
-        parts.append(WebPart(WebServer(app, config.web.host, config.web.port)))
+        web_db = Database(config.database.url, config.database.busy_timeout)
+        app = create_app(web_db, config, request_confirmation)
+        parts.append(WebPart(WebServer(app, config.web.host, config.web.port), web_db))
     return parts
 
 
