@@ -99,7 +99,8 @@ def build_parts(
     if switches.web:
         web_db = Database(config.database.url, config.database.busy_timeout)
         app = create_app(web_db, config, request_confirmation)
-        parts.append(WebPart(WebServer(app, config.web.host, config.web.port), web_db))
+        server = WebServer(app, config.web.host, config.web.port, config.web.trusted_proxies)
+        parts.append(WebPart(server, web_db))
     return parts
 
 

@@ -80,6 +80,8 @@ class WebConfig:
     form_window: float = 600.0
     # Seconds a form stays valid after it was shown (its CSRF token expires then).
     csrf_max_age: float = 7200.0
+    # Comma list of proxy addresses whose X-Forwarded-For names the real client ("" trusts none).
+    trusted_proxies: str = "127.0.0.1,::1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
 
+import sqlalchemy.exc
 import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -560,6 +561,13 @@ class Archive:
 
     # --- errors ---------------------------------------------------------------------------
 
+    def unavailable(self, request: Request, exc: Exception) -> Response:
+        """The database is down or saturated: a polite 503, never a stack trace."""
+        log.warning("web archive: database unavailable: %s", str(exc).strip().splitlines()[0][:200])
+        response = self.page(request, "web/message.html", 503, cache=False, mlist=None, kind="503")
+        response.headers["retry-after"] = "30"
+        return response
+
     def not_found(self, request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)
         status = status if status in (400, 404, 405) else 404
@@ -578,7 +586,13 @@ def create_app(
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={400: archive.not_found, 404: archive.not_found, 405: archive.not_found},
+        exception_handlers={
+            400: archive.not_found,
+            404: archive.not_found,
+            405: archive.not_found,
+            sqlalchemy.exc.OperationalError: archive.unavailable,
+            sqlalchemy.exc.TimeoutError: archive.unavailable,
+        },
     )
     app.state.archive = archive
     return app
@@ -595,10 +609,19 @@ class _Server(uvicorn.Server):
 class WebServer:
     """The archive on [web] host:port; ``start`` returns once the socket listens."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int, trusted_proxies: str = "127.0.0.1,::1") -> None:
         self.host, self.port = host, port
+        proxies = [p.strip() for p in trusted_proxies.split(",") if p.strip()]
         self._config = uvicorn.Config(
-            app, host=host, port=port, lifespan="off", access_log=False, log_config=None, server_header=False
+            app,
+            host=host,
+            port=port,
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            server_header=False,
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
         )
         self._server = _Server(self._config)
         self._task: asyncio.Task[None] | None = None

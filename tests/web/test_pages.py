@@ -380,3 +380,23 @@ def test_the_text_part_is_preferred_to_the_html_part(site, web) -> None:
     with web.client() as http:
         page = http.get(f"/lists/dev/topics/{topic_ids(site)['Both']}").text
     assert "the plain version" in page and "html</b> version" not in page and "t.example" not in page
+
+
+def test_a_database_that_fails_gets_a_polite_503(site, tmp_path) -> None:
+    from dataclasses import replace
+
+    from mailforum.config import DatabaseConfig
+    from mailforum.db.session import Database
+    from tests.web.kit import WebThread
+
+    broken = Database(f"sqlite:///{tmp_path}/missing/dir/x.db")
+    running = WebThread(replace(site.config, database=DatabaseConfig(url=broken.url)), broken)
+    running.start()
+    try:
+        with running.client() as http:
+            page = http.get("/lists/dev")
+    finally:
+        running.stop()
+        broken.dispose()
+    assert page.status_code == 503 and page.headers["retry-after"] == "30"
+    assert "The archive is busy" in page.text and "Traceback" not in page.text
