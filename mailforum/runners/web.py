@@ -23,7 +23,6 @@ import re
 import secrets
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlparse
@@ -122,35 +121,6 @@ def _int(value: str | None, default: int = 1) -> int:
     if value is None or not value.isdigit() or len(value) > 9:
         return default
     return int(value)
-
-
-def content_disposition(filename: str, fallback: str) -> str:
-    """``attachment`` with an ASCII filename and the UTF-8 one (RFC 6266); no path, quotes or controls."""
-    name = re.sub(r"[\x00-\x1f\x7f/\\\"]+", "_", filename).strip(" .") or fallback
-    ascii_name = re.sub(r"[^A-Za-z0-9._ -]+", "_", name).strip(" .") or fallback
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    text: str
-    match: bool
-
-
-def snippet(text: str, terms: list[str], width: int = 160) -> tuple[Segment, ...]:
-    """A window of ``text`` around the first term, split into matching and other segments."""
-    flat = body.hide_addresses(" ".join(text.split()))
-    lowered = flat.lower()
-    starts = [lowered.find(t) for t in terms if lowered.find(t) >= 0]
-    start = max(min(starts) - width // 3, 0) if starts else 0
-    window = flat[start : start + width]
-    prefix = "…" if start > 0 else ""
-    suffix = "…" if start + width < len(flat) else ""
-    if not terms:
-        return (Segment(prefix + window + suffix, False),)
-    pattern = re.compile("(" + "|".join(re.escape(t) for t in terms) + ")", re.IGNORECASE)
-    parts = pattern.split(prefix + window + suffix)
-    return tuple(Segment(p, i % 2 == 1) for i, p in enumerate(parts) if p)
 
 
 class Archive:
@@ -350,7 +320,7 @@ class Archive:
             raise HTTPException(404)
         fallback = f"attachment-{request.path_params['post']}-{request.path_params['index']}"
         headers = {
-            "content-disposition": content_disposition(found.filename, fallback),
+            "content-disposition": pages.content_disposition(found.filename, fallback),
             "x-content-type-options": "nosniff",
             "content-security-policy": "default-src 'none'; sandbox",
             "cache-control": "public, max-age=86400",
@@ -365,7 +335,7 @@ class Archive:
             mlist = self.public_list(session, request)
             hits, more = queries.search(session, mlist, query, page, self.web.topics_per_page)
         results = [
-            (hit, self.author(mlist, hit.author_name, hit.author_address), snippet(hit.text_body, terms))
+            (hit, self.author(mlist, hit.author_name, hit.author_address), body.snippet(hit.text_body, terms))
             for hit in hits
         ]
         return self.page(
@@ -425,7 +395,7 @@ class Archive:
             with db.read_session() as session:
                 yield from pages.mbox(posts(session))
 
-        headers = {"content-disposition": content_disposition(filename, "archive.mbox")}
+        headers = {"content-disposition": pages.content_disposition(filename, "archive.mbox")}
         return StreamingResponse(stream(), media_type="application/mbox", headers=headers)
 
     def topic_mbox(self, request: Request) -> Response:

@@ -175,3 +175,25 @@ def mailto(address: str, subject: str, in_reply_to: str = "") -> str:
     if in_reply_to:
         url += f"&In-Reply-To={quote(in_reply_to, safe='')}"
     return url
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    text: str
+    match: bool
+
+
+def snippet(text: str, terms: list[str], width: int = 160) -> tuple[Segment, ...]:
+    """A window of ``text`` around the first term, split into matching and other segments."""
+    flat = hide_addresses(" ".join(text.split()))
+    lowered = flat.lower()
+    starts = [lowered.find(t) for t in terms if lowered.find(t) >= 0]
+    start = max(min(starts) - width // 3, 0) if starts else 0
+    window = flat[start : start + width]
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + width < len(flat) else ""
+    if not terms:
+        return (Segment(prefix + window + suffix, False),)
+    pattern = re.compile("(" + "|".join(re.escape(t) for t in terms) + ")", re.IGNORECASE)
+    parts = pattern.split(prefix + window + suffix)
+    return tuple(Segment(p, i % 2 == 1) for i, p in enumerate(parts) if p)

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
@@ -74,6 +75,13 @@ def environment(templates: Path = TEMPLATES) -> Environment:
         safe_html=lambda markup: Markup(body.sanitize_html(markup)),
     )
     return env
+
+
+def content_disposition(filename: str, fallback: str) -> str:
+    """``attachment`` with an ASCII filename and the UTF-8 one (RFC 6266); no path, quotes or controls."""
+    name = re.sub(r"[\x00-\x1f\x7f/\\\"]+", "_", filename).strip(" .") or fallback
+    ascii_name = re.sub(r"[^A-Za-z0-9._ -]+", "_", name).strip(" .") or fallback
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
