@@ -168,6 +168,33 @@ def lists_list(state: State) -> None:
             click.echo(name)
 
 
+@lists_group.command("set")
+@click.argument("name")
+@click.option(
+    "--visibility",
+    type=click.Choice([v.value for v in Visibility]),
+    help="Who may read the web archive: everyone, or nobody (every page of it answers 404).",
+)
+@click.option(
+    "--show-addresses/--hide-addresses",
+    default=None,
+    help="Whether the web archive shows authors' addresses (spelled out as 'ann at example.com').",
+)
+@pass_state
+def lists_set(state: State, name: str, visibility: str | None, show_addresses: bool | None) -> None:
+    """Change how the web archive shows the list NAME."""
+    if visibility is None and show_addresses is None:
+        raise InvalidInput("nothing to change: give --visibility or --show-addresses/--hide-addresses")
+    with state.db().session() as session:
+        mlist = lists.get_list(session, name)
+        if visibility is not None:
+            mlist.visibility = visibility
+        if show_addresses is not None:
+            mlist.show_addresses = show_addresses
+        shown = "shown" if mlist.show_addresses else "hidden"
+        click.echo(f"{mlist.name}: visibility {mlist.visibility}, addresses {shown}")
+
+
 @lists_group.command("show")
 @click.argument("name")
 @pass_state
@@ -183,6 +210,7 @@ def lists_show(state: State, name: str) -> None:
         ("description", mlist.description),
         ("posting policy", mlist.posting_policy),
         ("visibility", mlist.visibility),
+        ("web addresses", "shown" if mlist.show_addresses else "hidden"),
         ("post address", f"{mlist.name}@{domain}"),
         ("command address", f"{mlist.name}-request@{domain}"),
         ("members", stats["members"]),
