@@ -221,8 +221,9 @@ class Archive:
     def index(self, request: Request) -> Response:
         with self.db.read_session() as session:
             summaries = queries.list_index(session)
-        last = max((s.last_activity for s in summaries if s.last_activity), default=None)
-        return self.page(request, "web/index.html", last_modified=last, lists=summaries)
+        # No Last-Modified here or on topic lists: member counts and page numbers change with
+        # no post time to show for it. The ETag (a hash of the page) is always right.
+        return self.page(request, "web/index.html", lists=summaries)
 
     def stylesheet(self, request: Request) -> Response:
         return self.cached(request, self.stylesheet_css, "text/css; charset=utf-8")
@@ -239,11 +240,9 @@ class Archive:
         for row in listing.rows:
             tags, title = body.subject_tags(row.subject, mlist.name, mlist.subject_tag)
             rows.append((row, tags, title, self.author(mlist, row.starter_name, row.starter_address)))
-        last = max((r.last_post_at for r in listing.rows), default=None)
         return self.page(
             request,
             "web/topics.html",
-            last_modified=last,
             mlist=mlist,
             listing=listing,
             rows=rows,
