@@ -72,6 +72,7 @@ SECURITY_HEADERS = (
     ("cross-origin-opener-policy", "same-origin"),
     ("permissions-policy", "interest-cohort=()"),
 )
+MAX_INDENT = 6  # deeper replies are drawn at this depth (style.css has depth-0 … depth-6)
 CSRF_COOKIE = "mf_csrf"
 MAX_FORM_BYTES = 8192
 ARCHIVE_CACHE = "public, max-age=0, must-revalidate"
@@ -123,6 +124,14 @@ def _int(value: str | None, default: int = 1) -> int:
     return int(value)
 
 
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]*\Z")
+
+
+def _segment(part: object) -> str:
+    text = str(part)
+    return text if _PLAIN_SEGMENT.match(text) else quote(text, safe="")
+
+
 class Archive:
     """The endpoints; each is named in ``ROUTES``."""
 
@@ -153,7 +162,8 @@ class Archive:
     # --- helpers ------------------------------------------------------------------------
 
     def url(self, *parts: object, **query: object) -> str:
-        path = self.prefix + "/" + "/".join(quote(str(p), safe="") for p in parts)
+        """A root-relative link under [site] base_url's path; each part is one quoted segment."""
+        path = self.prefix + "/" + "/".join(_segment(p) for p in parts)
         args = {k: v for k, v in query.items() if v not in (None, "", 1)}
         return path + ("?" + urlencode(args) if args else "")
 
@@ -272,6 +282,7 @@ class Archive:
             posts.append(
                 {
                     "view": post,
+                    "depth": min(post.depth, MAX_INDENT),
                     "author": self.author(mlist, post.author_name, post.author_address),
                     "blocks": blocks,
                     "html": html,

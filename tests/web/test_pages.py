@@ -400,3 +400,16 @@ def test_a_database_that_fails_gets_a_polite_503(site, tmp_path) -> None:
         broken.dispose()
     assert page.status_code == 503 and page.headers["retry-after"] == "30"
     assert "The archive is busy" in page.text and "Traceback" not in page.text
+
+
+def test_search_results_are_paged(site, web) -> None:
+    seed(
+        site.config,
+        site.db,
+        [message(f"Kumquat {i}", f"<k{i}@example.com>", body="kumquat\n") for i in range(5)],
+    )
+    with web.client() as http:
+        first = http.get("/lists/dev/search", params={"q": "kumquat"}).text
+        second = http.get("/lists/dev/search", params={"q": "kumquat", "page": 2}).text
+    assert first.count("<mark>kumquat</mark>") == 3 and 'rel="next"' in first and 'rel="prev"' not in first
+    assert second.count("<mark>kumquat</mark>") == 2 and 'rel="prev"' in second and 'rel="next"' not in second
