@@ -1,6 +1,7 @@
 """End to end in a real headless Chromium (Debian's chromium, driven by Playwright).
 
-A reader opens the list, sorts, pages, opens a topic, pages through it, asks to
+A reader opens the list, sorts, pages, opens a topic, pages through it, unfolds a
+quote (no script: <details>), checks the stylesheet loads under the CSP, asks to
 watch it by email, and reads a hostile HTML mail without any script running; on a
 phone-sized screen nothing scrolls sideways. Skipped where /usr/bin/chromium is
 missing, except in CI (CI=true), where .ci/run installs it.
@@ -48,7 +49,11 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, web, recorder, b
             *thread_messages(6, "long", "Long discussion"),
             message("Quiet one", "<q1@example.com>"),
             message("Quiet two", "<q2@example.com>"),
-            message("Quiet three", "<q3@example.com>"),
+            message(
+                "Quoting",
+                "<q3@example.com>",
+                body="Quiet Person wrote:\n> the quoted words\n\nMy answer.\n",
+            ),
             message(
                 "Hostile", "<h@example.com>", body=html, extra="MIME-Version: 1.0\nContent-Type: text/html"
             ),
@@ -77,12 +82,21 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, web, recorder, b
         assert page.evaluate("document.documentElement.scrollWidth") <= 376  # readable on a phone
         page.get_by_role("link", name="Next →").first.click()
         assert page.locator("article.post").count() == 2 and "Reply number 5." in page.content()
+        # The stylesheet loads under the CSP (style-src 'self'): the page is laid out by it.
+        assert page.evaluate("getComputedStyle(document.body).maxWidth") == "768px"
 
         page.get_by_role("link", name="Watch this topic by email").click()
         page.get_by_label("Your email address").fill("reader@example.com")
         page.get_by_role("button", name="Watch this topic").click()
         assert page.get_by_role("heading", level=1).inner_text() == "Check your mail"
         assert [(c.kind, c.address) for c in recorder.calls] == [("watch", "reader@example.com")]
+
+        page.goto(web.base + "/lists/dev")
+        page.get_by_role("link", name="Quoting").click()
+        quote = page.locator("details.quote blockquote")
+        assert not quote.is_visible()  # folded, without any script
+        page.get_by_text("Replying to Quiet Person").click()
+        assert quote.is_visible() and "the quoted words" in quote.inner_text()
 
         page.goto(web.base + "/lists/dev")
         page.get_by_role("link", name="Hostile").click()
