@@ -2,7 +2,7 @@
 
 A reader opens the list, sorts, pages, opens a topic, pages through it, unfolds a
 quote (no script: <details>), checks the stylesheet loads under the CSP, asks to
-watch it by email, and reads a hostile HTML mail without any script running; on a
+watch the topic by email, and reads a hostile HTML mail without any script running; on a
 phone-sized screen nothing scrolls sideways. Skipped where /usr/bin/chromium is
 missing, except in CI (CI=true), where .ci/run installs it.
 """
