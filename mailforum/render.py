@@ -16,7 +16,14 @@ from typing import Any
 
 import jinja2
 
-BUILTIN = Path(__file__).resolve().parent.parent / "templates"
+
+def _builtin_templates() -> Path:
+    """The shipped templates: inside the package when installed from a wheel, else the checkout's."""
+    installed = Path(__file__).resolve().parent / "templates"
+    return installed if installed.is_dir() else Path(__file__).resolve().parent.parent / "templates"
+
+
+BUILTIN = _builtin_templates()
 
 
 def _autoescape(name: str | None) -> bool:

@@ -16,9 +16,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from mailforum.db.models import Post
+from mailforum.render import BUILTIN
 from mailforum.web import body
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+TEMPLATES = BUILTIN
 
 
 def when(value: dt.datetime | None) -> str:
