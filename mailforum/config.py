@@ -78,6 +78,9 @@ class OutboundConfig:
     # Rows claimed per connection at a time, and seconds between looks at an idle outbox.
     claim_batch: int = 100
     poll_interval: float = 1.0
+    # Copies one connection may hand to the relay before their 250 is recorded: after a
+    # crash at most this many per connection are sent twice (1: only the copy in hand).
+    unrecorded: int = 8
     # Days a per-recipient reply address (NAME+r-TOKEN@domain) keeps working.
     reply_token_days: int = 365
     # Days a VERP bounce address (NAME-bounces+TOKEN@domain) is recognised.
@@ -224,9 +227,9 @@ def validate(config: Config) -> None:
     out = config.outbound
     if not 0 < out.retry_base <= out.retry_max:
         raise ConfigError(f"{where}: [outbound] retry_base must be positive and at most retry_max")
-    if out.lifetime_days <= 0 or out.lease <= 0 or out.poll_interval <= 0 or out.claim_batch < 1:
+    if min(out.lifetime_days, out.lease, out.poll_interval, out.claim_batch, out.unrecorded) <= 0:
         raise ConfigError(
-            f"{where}: [outbound] lifetime_days, lease, poll_interval, claim_batch must be positive"
+            f"{where}: [outbound] lifetime_days, lease, poll_interval, claim_batch, unrecorded must be > 0"
         )
     if config.relay.max_connections < 1 or config.relay.messages_per_connection < 1:
         raise ConfigError(f"{where}: [relay] max_connections and messages_per_connection must be at least 1")

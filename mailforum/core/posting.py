@@ -20,7 +20,7 @@ from mailforum.config import Config
 from mailforum.core import fanout, threads, tokens
 from mailforum.core.lists import find_member
 from mailforum.core.policy import Action, Decision, PolicyContext, decide
-from mailforum.db.models import MailingList, Member, Post, PostStatus
+from mailforum.db.models import MailingList, Member, Post, PostStatus, utcnow
 from mailforum.errors import MailforumError
 from mailforum.mail.addresses import Kind, Recipient, parse_recipient
 from mailforum.mail.parse import ParsedMessage
@@ -210,6 +210,32 @@ ROUTES: dict[Kind, RouteHandler] = {
     Kind.POST: handle_post,
     Kind.REPLY: handle_reply,
 }
+
+
+def reply_token_is_ours(recipient: Recipient, config: Config) -> bool:
+    """A signature check without the database: forged reply keys are refused at RCPT (S3c).
+
+    Expired but genuine keys are accepted; the message then becomes an ordinary post.
+    """
+    try:
+        tokens.verify(tokens.derive_key(config.site.secret_key), tokens.REPLY, recipient.arg, utcnow(), 2)
+    except tokens.ExpiredToken:
+        return True
+    except MailforumError:
+        return False
+    return True
+
+
+# Recipient kind → a cheap check of the address itself, made at RCPT before anything is stored.
+RCPT_CHECKS: dict[Kind, Callable[[Recipient, Config], bool]] = {
+    Kind.REPLY: reply_token_is_ours,
+}
+
+
+def accepts(recipient: Recipient, config: Config) -> bool:
+    """Whether the ingest server should take mail for this recipient (its list is checked apart)."""
+    check = RCPT_CHECKS.get(recipient.kind)
+    return recipient.kind in ROUTES and (check is None or check(recipient, config))
 
 
 def list_by_name(session: Session, name: str) -> MailingList | None:

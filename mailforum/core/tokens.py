@@ -39,6 +39,10 @@ class InvalidToken(MailforumError):
     """A token that is malformed, forged, of another purpose, or expired."""
 
 
+class ExpiredToken(InvalidToken):
+    """A genuine token past its expiry (callers may treat it more kindly than a forgery)."""
+
+
 def derive_key(secret: str) -> bytes:
     """The signing key from ``[site] secret_key``; refuses an empty secret."""
     if not secret:
@@ -83,5 +87,5 @@ def verify(key: bytes, purpose: str, token: str, now: dt.datetime, fields: int) 
     except ValueError:
         raise InvalidToken("invalid token") from None
     if numbers[-1] * 60 < now.timestamp():
-        raise InvalidToken("expired token")
+        raise ExpiredToken("expired token")
     return numbers[:-1]

@@ -119,10 +119,11 @@ class ListIdentity:
 
     @property
     def archive_url(self) -> str:
-        return f"{self.base_url.rstrip('/')}/lists/{quote(self.name)}/"
+        """The list's page in the web archive (runners/web.py: /lists/{list})."""
+        return f"{self.base_url.rstrip('/')}/lists/{quote(self.name)}"
 
     def topic_url(self, topic_id: int) -> str:
-        return f"{self.archive_url}topics/{topic_id}"
+        return f"{self.archive_url}/topics/{topic_id}"
 
     def topic_action(self, action: str, topic_id: int) -> str:
         """mailto: link that watches or mutes a topic (NAME+watch-T@domain)."""

@@ -97,6 +97,7 @@ class DeliveryWorker:
         self.wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._results: asyncio.Queue[outbox.Result | None] = asyncio.Queue()
+        self._recorded: dict[int, asyncio.Future[None]] = {}  # row id → resolved once committed
         self._claimed: dict[int, outbox.Claimed] = {}
         self._paused_until = 0.0
 
@@ -203,6 +204,7 @@ class DeliveryWorker:
     async def _sender(self, queue: asyncio.Queue[_Chunk | None]) -> None:
         client: aiosmtplib.SMTP | None = None
         used = 0
+        acked: list[int] = []
         try:
             while (chunk := await queue.get()) is not None:
                 pending = list(chunk.envelopes)
@@ -229,6 +231,14 @@ class DeliveryWorker:
                     used += 1
                     ok, reply, permanent, broken = await self._send(client, env)
                     await self._results.put(outbox.Result(env.row.id, ok, reply, permanent))
+                    if ok:
+                        # At most ``unrecorded`` copies per connection have a 250 that is not yet
+                        # committed; a crash sends only those again (RELIABILITY F4). With 1, the
+                        # next copy waits for this one's commit; the committer batches every
+                        # connection's results, so a larger window hides the commit latency.
+                        acked.append(env.row.id)
+                        while len(acked) >= self.config.outbound.unrecorded:
+                            await self._wait_recorded(acked.pop(0))
                     if broken:
                         client.close()
                         client = None
@@ -279,6 +289,20 @@ class DeliveryWorker:
         crash.point("after_relay_250_before_mark_sent")
         return True, "250", False, False
 
+    async def _wait_recorded(self, row_id: int) -> None:
+        future = self._recorded.setdefault(row_id, asyncio.get_running_loop().create_future())
+        await future
+        self._recorded.pop(row_id, None)
+
+    def _resolve(self, batch: list[outbox.Result]) -> None:
+        loop = asyncio.get_running_loop()
+        for r in batch:
+            future = self._recorded.setdefault(r.id, loop.create_future())
+            if not future.done():
+                future.set_result(None)
+            if not r.ok:
+                self._recorded.pop(r.id, None)
+
     async def _committer(self) -> None:
         while True:
             first = await self._results.get()
@@ -306,10 +330,12 @@ class DeliveryWorker:
                 # so if we must stop first, those copies go out again after the lease.
                 log.error("recording %d delivery results failed, retrying: %s", len(batch), exc)
                 if self._stopping.is_set() and attempt >= 3:
+                    self._resolve(batch)
                     return
                 self._paused_until = time.monotonic() + 5
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+        self._resolve(batch)
         for r in batch:
             if r.ok:
                 self.stats.sent += 1

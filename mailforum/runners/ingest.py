@@ -296,7 +296,8 @@ class IngestHandler:
             recipient = parse_recipient(address, self.config.site.domain)
         except RecipientRefused as refused:
             return refused.smtp_reply
-        if recipient.kind not in posting.ROUTES or not await self.directory.exists(recipient.list_name):
+        accepted = posting.accepts(recipient, self.config)  # the kind has a route; a reply key is signed
+        if not accepted or not await self.directory.exists(recipient.list_name):
             return NO_SUCH
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)

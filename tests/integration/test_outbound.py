@@ -6,14 +6,18 @@ a client-like check, replies through the per-recipient Reply-To, loop safety.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import smtplib
 from collections.abc import Iterator
 from email.utils import getaddresses
 
 import pytest
+from sqlalchemy import select
 
 from mailforum.core import tokens
-from mailforum.db.models import DeliveryMode, PostingPolicy, SubscriptionKind, utcnow
+from mailforum.core.lists import find_member, get_list
+from mailforum.db.models import DeliveryMode, Post, PostingPolicy, SubscriptionKind, utcnow
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import LIST, as_email, rows, settled, subscribe
 from tests.relay import FakeRelay
@@ -131,10 +135,36 @@ def test_a_reply_address_used_by_someone_else_is_held(site, relay, server):
     post(site, "hijack", "<h1@example.com>", "mallory@example.com", rcpt=bob_reply_to)
     held = wait_for(lambda: site.posts_by_id().get("<h1@example.com>"))
     assert held["status"] == "held"
-    # A made-up token is just a post to the list, threaded by its own headers.
-    post(site, "guess", "<g1@example.com>", "mallory@example.com", rcpt=f"dev+r-1-1-zz-{'a' * 26}@{DOMAIN}")
-    guessed = wait_for(lambda: site.posts_by_id().get("<g1@example.com>"))
-    assert guessed["parent_message_id"] is None
+
+
+def test_forged_reply_keys_are_refused_at_rcpt_and_expired_ones_become_posts(site, relay, server):
+    """S3c: a guessed key costs the guesser a 550 and us nothing; an old genuine key still posts."""
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com", "bob@example.com")
+    post(site, "Hello", "<t1@example.com>")
+    delivered(site, relay, 1)
+    real = getaddresses([str(as_email(relay.transactions[0].data)["Reply-To"])])[0][1]
+    token = real.split("+r-", 1)[1].split("@")[0]
+    forged = [
+        f"dev+r-1-1-zz-{'a' * 26}@{DOMAIN}",
+        real.replace(token, token[:-1] + ("a" if token[-1] != "a" else "b")),
+    ]
+    with smtplib.SMTP("127.0.0.1", site.config.smtp.port, timeout=10) as client:
+        client.ehlo()
+        client.mail("bob@example.com")
+        for address in forged:
+            code, text = client.rcpt(address)
+            assert (code, text[:5]) == (550, b"5.1.1")
+        assert client.rcpt(real)[0] == 250
+        client.rset()
+    key = tokens.derive_key(site.config.site.secret_key)
+    with site.db.read_session() as session:
+        bob = find_member(session, get_list(session, "dev").id, "bob@example.com")
+        post_id = session.scalars(select(Post.id).where(Post.message_id == "<t1@example.com>")).one()
+    stale = tokens.sign(key, tokens.REPLY, (bob.id, post_id), utcnow() - dt.timedelta(minutes=5))
+    post(site, "late answer", "<late@example.com>", "bob@example.com", rcpt=f"dev+r-{stale}@{DOMAIN}")
+    late = wait_for(lambda: site.posts_by_id().get("<late@example.com>"))
+    assert late["status"] == "published" and late["parent_message_id"] is None
 
 
 def test_copies_carry_the_list_headers_one_recipient_each(site, relay, server):
