@@ -26,7 +26,16 @@ from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.db import outbox
-from mailforum.db.models import DeliveryMode, Member, Post, PostStatus, SubscriptionKind, TopicSubscription
+from mailforum.db.models import (
+    DeliveryMode,
+    Member,
+    OutboxEntry,
+    OutboxKind,
+    Post,
+    PostStatus,
+    SubscriptionKind,
+    TopicSubscription,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +112,27 @@ def recipients(session: Session, post: Post, starts_topic: bool) -> list[Candida
     return chosen
 
 
+def _already_notified(session: Session, post: Post) -> set[str]:
+    """Addresses that got this message as a member of another list: cross-posts arrive once (F13b)."""
+    rows = session.scalars(
+        select(OutboxEntry.recipient).where(
+            OutboxEntry.message_id == post.message_id,
+            OutboxEntry.kind == OutboxKind.POST.value,
+            OutboxEntry.list_id != post.list_id,
+        )
+    )
+    return {address.lower() for address in rows}
+
+
 def enqueue_post(session: Session, post: Post, starts_topic: bool, now: dt.datetime) -> int:
     """Write one outbox row per recipient of ``post``; returns how many.
 
     Every copy carries the post's own Message-ID (DESIGN: rules easy to get wrong).
     """
-    chosen = [c.member_id for c in recipients(session, post, starts_topic)]
+    already = _already_notified(session, post)
+    chosen = [
+        c.member_id for c in recipients(session, post, starts_topic) if c.address.lower() not in already
+    ]
     half = len(chosen) // 2
     batches = (chosen[:half], chosen[half:])
     count = 0

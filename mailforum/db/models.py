@@ -228,7 +228,8 @@ class OutboxEntry(Base):
     # Kinds without a post (digests, command replies) name their own idempotency key.
     dedupe_key: Mapped[str | None] = mapped_column(String(255), default=None, unique=True)
     recipient: Mapped[str] = mapped_column(String(320))
-    message_id: Mapped[str] = mapped_column(String(998))
+    # Indexed: a message cross-posted to two lists reaches a member of both once (F13b).
+    message_id: Mapped[str] = mapped_column(String(998), index=True)
     # Template parameters for kinds that need more than post and member.
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)

@@ -192,3 +192,17 @@ def test_a_flood_from_one_sender_is_held(site):
         assert statuses == ["published"] * 3 + ["held"] * 2
     finally:
         running.stop()
+
+
+def test_cross_post_notifies_a_member_of_both_lists_once(site):
+    from tests.integration.outbound_helpers import rows, store
+
+    site.create_list("dev")
+    site.create_list("users")
+    site.add_members("dev", "carl@example.com", "ann@example.com")
+    site.add_members("users", "carl@example.com", "ann@example.com", "dora@example.com")
+    store(site, message(), f"dev@{DOMAIN}")
+    store(site, message(), f"users@{DOMAIN}")
+    assert len(site.export("dev")) == len(site.export("users")) == 1
+    recipients = sorted(r.recipient for r in rows(site))
+    assert recipients == ["carl@example.com", "dora@example.com"]  # ann is the author

@@ -63,10 +63,12 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_outbox_list_id"), ["list_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_outbox_member_id"), ["member_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_outbox_message_id"), ["message_id"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_outbox_message_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_member_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_list_id"))
         batch_op.drop_index(batch_op.f("ix_outbox_state_next_attempt_at"))
