@@ -226,6 +226,28 @@ def outbox_retry(state: State, ids: tuple[int, ...], retry_all: bool) -> None:
     click.echo(f"{count} cop{'y' if count == 1 else 'ies'} queued for delivery")
 
 
+@outbox_group.command("purge")
+@click.option(
+    "--older-than",
+    "days",
+    type=click.IntRange(min=7),
+    default=30,
+    show_default=True,
+    metavar="DAYS",
+    help="Delete copies sent more than DAYS days ago (at least 7).",
+)
+@pass_state
+def outbox_purge(state: State, days: int) -> None:
+    """Delete long-sent copies so the outbox stays small; failed and pending ones are kept."""
+    import datetime as dt
+
+    from mailforum.db import outbox
+
+    with state.db().session() as session:
+        count = outbox.purge(session, utcnow() - dt.timedelta(days=days))
+    click.echo(f"deleted {count} sent cop{'y' if count == 1 else 'ies'} older than {days} days")
+
+
 @cli.command()
 @pass_state
 def status(state: State) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, String, func, insert, literal, or_, select, update
+from sqlalchemy import Integer, String, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.db.base import Id, Json, UTCDateTime
@@ -279,6 +279,27 @@ class Status:
     counts: dict[str, int]
     in_flight: int
     oldest_pending: dt.datetime | None
+
+
+def purge(session: Session, before: dt.datetime, batch: int = 10_000) -> int:
+    """Delete copies that were sent before ``before``: keeps the table bounded (RELIABILITY L11).
+
+    Failed and pending rows stay for the operator; bounces and answer caps look back
+    days, not months, so a purge horizon of a few weeks loses nothing they need.
+    """
+    total = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(OutboxEntry.id)
+                .where(OutboxEntry.state == OutboxState.SENT.value, OutboxEntry.sent_at < before)
+                .limit(batch)
+            )
+        )
+        if not ids:
+            return total
+        session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(ids)))
+        total += len(ids)
 
 
 def status(session: Session, now: dt.datetime) -> Status:

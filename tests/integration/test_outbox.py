@@ -135,3 +135,18 @@ def test_the_claim_query_uses_the_state_index(site, backend, queued):
     assert any("ix_outbox_state_next_attempt_at" in str(row) for row in plan), plan
     with site.db.read_session() as session:
         assert session.scalar(select(func.count()).select_from(OutboxEntry)) == 2
+
+
+def test_purge_deletes_only_long_sent_copies(site, queued):
+    now = utcnow()
+    old, recent = queued[0].id, queued[1].id
+    with site.db.session() as session:
+        session.get(OutboxEntry, old).state = OutboxState.SENT.value
+        session.get(OutboxEntry, old).sent_at = now - dt.timedelta(days=40)
+        session.get(OutboxEntry, recent).state = OutboxState.SENT.value
+        session.get(OutboxEntry, recent).sent_at = now - dt.timedelta(days=2)
+    result = site.cli("outbox", "purge", "--older-than", "30")
+    assert result.returncode == 0, result.stderr
+    assert "deleted 1 sent copy" in result.stdout
+    assert {r.id for r in rows(site)} == {recent}
+    assert site.cli("outbox", "purge", "--older-than", "1").returncode == 2  # below the floor
