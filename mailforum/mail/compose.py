@@ -126,12 +126,16 @@ class ListIdentity:
         return f"{self.archive_url}topics/{topic_id}"
 
     def unsubscribe_url(self, token: str) -> str:
-        """The per-recipient one-click unsubscribe link (RFC 8058), ending in its signed token."""
-        return f"{self.archive_url}unsubscribe/{quote(token, safe='')}"
+        """The per-recipient one-click unsubscribe link (RFC 8058), ending in its signed token.
+
+        Outside ``/lists/NAME/``: the token names the list, and the link must work for
+        private lists too, whose every archive URL answers 404 (RELIABILITY S15).
+        """
+        return f"{self.base_url.rstrip('/')}/unsubscribe/{quote(token, safe='')}"
 
     def confirm_url(self, token: str) -> str:
         """The page that shows a pending confirmation with a button (GET shows, POST confirms)."""
-        return f"{self.archive_url}confirm/{quote(token, safe='')}"
+        return f"{self.base_url.rstrip('/')}/confirm/{quote(token, safe='')}"
 
     def topic_action(self, action: str, topic_id: int) -> str:
         """mailto: link that watches or mutes a topic (NAME+watch-T@domain)."""
