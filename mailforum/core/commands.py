@@ -34,7 +34,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
@@ -48,7 +47,6 @@ from mailforum.db.models import (
     MailingList,
     Member,
     SubscriptionKind,
-    TopicSubscription,
 )
 from mailforum.errors import InvalidInput
 from mailforum.mail.addresses import Kind
@@ -272,13 +270,9 @@ def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
     member = ctx.member
     if member is None:
         return Result("status", True, f"{ctx.who.address} is not a member of {ctx.mlist.name}.")
-    overrides = ctx.session.execute(
-        select(TopicSubscription.kind, TopicSubscription.topic_id)
-        .where(TopicSubscription.member_id == member.id)
-        .order_by(TopicSubscription.topic_id)
-    ).all()
-    watched = [str(t) for k, t in overrides if k == SubscriptionKind.WATCH.value]
-    muted = [str(t) for k, t in overrides if k == SubscriptionKind.MUTE.value]
+    topics = subscriptions.topic_settings(ctx.session, member)
+    watched = [str(t) for t in topics[SubscriptionKind.WATCH.value]]
+    muted = [str(t) for t in topics[SubscriptionKind.MUTE.value]]
     parts = [
         f"{member.address} is a member of {ctx.mlist.name}",
         f"delivery mode {member.delivery_mode}",

@@ -164,6 +164,7 @@ def request(
         "confirm_mailto": mailto(reply_to, f"confirm {token}"),
         "expires_days": config.subscriptions.confirm_days,
         "topic_url": topic_url(config, mlist, topic_id),
+        "source": source,
     }
     if not answers.answer(
         session, config, mlist, who.address, "command/confirm", context, now, in_reply_to=in_reply_to
@@ -408,6 +409,31 @@ def set_topic(
     else:
         existing.kind = kind.value
     session.flush()
+
+
+def welcome(
+    session: Session, config: Config, mlist: MailingList, people: list[Address], now: dt.datetime
+) -> int:
+    """Send the welcome mail to members an operator added (``members add --welcome``)."""
+    sent = 0
+    for who in people:
+        member = find_member(session, mlist.id, who.address)
+        if member is not None:
+            context = member_context(config, mlist, member, who.address)
+            sent += answers.answer(session, config, mlist, who.address, "command/welcome", context, now)
+    return sent
+
+
+def topic_settings(session: Session, member: Member) -> dict[str, list[int]]:
+    """The topics a member watches and muted, by number."""
+    found: dict[str, list[int]] = {SubscriptionKind.WATCH.value: [], SubscriptionKind.MUTE.value: []}
+    for kind, topic_id in session.execute(
+        select(TopicSubscription.kind, TopicSubscription.topic_id)
+        .where(TopicSubscription.member_id == member.id)
+        .order_by(TopicSubscription.topic_id)
+    ):
+        found.setdefault(kind, []).append(topic_id)
+    return found
 
 
 # --- one-click unsubscribe (RFC 8058) ------------------------------------------------------------
