@@ -420,6 +420,31 @@ def _handle(delivery: Delivery, lines: list[tuple[str, ...]] | None) -> Outcome:
     return Outcome(f"{name}: commands ({done}); {'answered' if answered else 'no separate answer'}")
 
 
+def explain_administrivia(delivery: Delivery) -> bool:
+    """Tell the author of "unsubscribe" sent to the whole list where commands go (S24).
+
+    The post itself is held, not published. The answer follows the same rules as any
+    other: never to a machine, at most ``answers_per_day`` a day.
+    """
+    if answers.should_answer(delivery.parsed, delivery.mail_from, delivery.config) is not None:
+        return False
+    who = _sender(delivery)
+    if who is None:
+        return False
+    mlist = delivery.mlist
+    context = subscriptions.member_context(delivery.config, mlist, None, who.address)
+    return answers.answer(
+        delivery.session,
+        delivery.config,
+        mlist,
+        who.address,
+        "command/administrivia",
+        context,
+        delivery.now,
+        in_reply_to=delivery.parsed.message_id,
+    )
+
+
 def handle_request(delivery: Delivery) -> Outcome:
     """``NAME-request@``: the commands in the subject and the body."""
     return _handle(delivery, None)

@@ -108,6 +108,8 @@ def handle_post(delivery: Delivery) -> Outcome:
     )
     if decision.action is Action.DISCARD:
         return _discarded(delivery, decision)
+    if decision.rule == "administrivia":
+        commands.explain_administrivia(delivery)
     return store_post(delivery, decision)
 
 

@@ -165,7 +165,7 @@ def test_confirm_command_in_the_subject_of_mail_to_request(dev, relay, server):
 
 def seed_topic(site, relay) -> int:
     send(site.config, message("A topic", "<topic@example.com>", sender="ann@example.com"), [f"dev@{DOMAIN}"])
-    wait_for(lambda: processed(site) and rows(site))
+    wait_for(lambda: site.posts_by_id().get("<topic@example.com>"))
     return topic_of(site, "<topic@example.com>")
 
 
@@ -388,3 +388,36 @@ def test_the_join_form_sends_a_confirmation(dev, relay, server):
     with httpx.Client(timeout=10) as http:
         assert http.post(confirm_link(confirmation)).status_code == 200
     assert member(dev, "webby@example.com") is not None
+
+
+def test_the_watch_form_and_watch_by_mail_let_a_stranger_follow_one_topic(dev, relay, server):
+    dev.add_members("dev", "ann@example.com")
+    topic = seed_topic(dev, relay)
+    base = dev.config.site.base_url
+    with httpx.Client(base_url=base, timeout=10) as http:
+        form = http.get(f"/lists/dev/topics/{topic}/watch")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+        http.post(f"/lists/dev/topics/{topic}/watch", data={"csrf": token, "address": "reader@example.com"})
+    mail(dev, f"dev+watch-{topic}@{DOMAIN}", sender="other@example.com")
+    for who in ("reader@example.com", "other@example.com"):
+        [confirmation] = wait_mail(relay, who)
+        assert f"follow topic {topic}" in text(confirmation)
+        with httpx.Client(timeout=10) as http:
+            assert http.post(confirm_link(confirmation)).status_code == 200
+        assert member(dev, who).delivery_mode == "none"
+        assert subscriptions_of(dev, who) == {topic: "watch"}
+
+
+# --- administrivia on the post address (S24) ----------------------------------------------------------
+
+
+def test_unsubscribe_sent_to_the_list_is_held_and_the_author_told_where_commands_go(dev, relay, server):
+    dev.add_members("dev", "ann@example.com", "bob@example.com")
+    send(dev.config, message("unsubscribe", "<u1@example.com>", sender="bob@example.com"), [f"dev@{DOMAIN}"])
+    [answer] = wait_mail(relay, "bob@example.com")
+    assert f"dev+unsubscribe@{DOMAIN}" in text(answer)
+    auto = message("unsubscribe", "<u2@example.com>", sender="bob@example.com", extra="Precedence: bulk")
+    send(dev.config, auto, [f"dev@{DOMAIN}"])
+    quiet(dev, relay, "bob@example.com", 1)
+    assert relay.messages_for("ann@example.com") == []  # not published
+    assert member(dev, "bob@example.com") is not None
