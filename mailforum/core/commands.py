@@ -50,7 +50,7 @@ from mailforum.db.models import (
 )
 from mailforum.errors import InvalidInput
 from mailforum.mail.addresses import Kind
-from mailforum.mail.parse import ParsedMessage
+from mailforum.mail.parse import ParsedMessage, html_to_text
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ _STOP = re.compile(
     re.IGNORECASE,
 )
 _CONFIRM_IN_SUBJECT = re.compile(r"\bconfirm\s+([0-9a-z]+(?:-[0-9a-z]+){2,})", re.IGNORECASE)
+_HTML_QUOTE = re.compile(
+    r"(?i)<\s*(blockquote\b|hr\b|div\b[^>]*\b(gmail_quote|moz-cite-prefix|divRplyFwdMsg)\b)"
+)
 _TOPIC = re.compile(r"^(?:#|.*/topics/)?(\d{1,12})/?$")
 
 
@@ -130,7 +133,7 @@ def command_lines(parsed: ParsedMessage, limit: int) -> list[tuple[str, ...]]:
         lines.append(("confirm", token.group(1)))
     elif subject and _word(subject[0]) in COMMANDS:
         lines.append(tuple(subject))
-    for raw in parsed.text_body.splitlines():
+    for raw in body_text(parsed).splitlines():
         text = raw.strip()
         if _STOP.match(text):
             break
@@ -140,6 +143,18 @@ def command_lines(parsed: ParsedMessage, limit: int) -> list[tuple[str, ...]]:
             break
         lines.append(tuple(text[:MAX_LINE].split()))
     return lines[:limit]
+
+
+def body_text(parsed: ParsedMessage) -> str:
+    """The text to read commands from. For HTML-only mail, its text with quotes marked.
+
+    Mail clients quote in HTML with <blockquote> (and Gmail's "gmail_quote", Thunderbird's
+    "moz-cite-prefix", Outlook's "divRplyFwdMsg" or an <hr>); the plain text made from the
+    HTML loses that, so a "> " line is put in front of each, where reading stops.
+    """
+    if parsed.html_body is None or parsed.text_body.strip() != html_to_text(parsed.html_body):
+        return parsed.text_body
+    return html_to_text(_HTML_QUOTE.sub(lambda found: "<br>&gt; " + found.group(0), parsed.html_body))
 
 
 def _word(text: str) -> str:

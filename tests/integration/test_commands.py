@@ -233,13 +233,14 @@ def test_commands_in_html_only_mail(dev, relay, server):
     dev.add_members("dev", "bob@example.com")
     html = (
         "<html><body><p>mode none</p><div>status</div>"
-        "<blockquote>unsubscribe</blockquote><p>-- <br>Bob</p></body></html>"
+        "<blockquote type=cite>unsubscribe</blockquote></body></html>"
     )
     extra = "MIME-Version: 1.0\nContent-Type: text/html; charset=utf-8"
     mail(dev, REQUEST, html, "", sender="bob@example.com", extra=extra)
     [answer] = wait_mail(relay, "bob@example.com")
     assert member(dev, "bob@example.com").delivery_mode == "none"
     assert "is a member" in text(answer)
+    quiet(dev, relay, "bob@example.com", 1)  # the quoted "unsubscribe" was not read
 
 
 # --- no abuse, no backscatter -----------------------------------------------------------------------
@@ -421,3 +422,15 @@ def test_unsubscribe_sent_to_the_list_is_held_and_the_author_told_where_commands
     quiet(dev, relay, "bob@example.com", 1)
     assert relay.messages_for("ann@example.com") == []  # not published
     assert member(dev, "bob@example.com") is not None
+
+
+def test_guessing_link_tokens_gets_404_then_429(dev, server):
+    base = dev.config.site.base_url
+    with httpx.Client(base_url=base, timeout=10) as http:
+        codes = [
+            http.post(f"/unsubscribe/1-2-3-guess{i:03d}", content=b"List-Unsubscribe=One-Click").status_code
+            for i in range(20)
+        ]
+        assert set(codes) == {404}
+        assert http.post("/confirm/1-2-3-guess999").status_code == 429
+        assert http.get("/confirm/not/a/token").status_code == 404
