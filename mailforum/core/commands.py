@@ -304,7 +304,9 @@ def do_confirm(ctx: Context, args: tuple[str, ...]) -> Result:
 
 
 def confirm_token(ctx: Context, token: str) -> Result:
-    done = subscriptions.confirm(ctx.session, ctx.config, token, ctx.now, in_reply_to=ctx.in_reply_to)
+    done = subscriptions.confirm(
+        ctx.session, ctx.config, token, ctx.now, in_reply_to=ctx.in_reply_to, replier=ctx.who
+    )
     status = subscriptions.Status
     if done.status is status.DONE and not done.detail:
         return Result("confirm", True, "Confirmed.", quiet=True)  # the welcome/goodbye mail says the rest

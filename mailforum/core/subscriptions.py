@@ -210,9 +210,21 @@ def preview(session: Session, config: Config, token: str, now: dt.datetime) -> P
 
 
 def confirm(
-    session: Session, config: Config, token: str, now: dt.datetime, *, in_reply_to: str | None = None
+    session: Session,
+    config: Config,
+    token: str,
+    now: dt.datetime,
+    *,
+    in_reply_to: str | None = None,
+    replier: Address | None = None,
 ) -> Outcome:
-    """Carry out the request a confirmation token names, once; sends welcome/goodbye/result mail."""
+    """Carry out the request a confirmation token names, once; sends welcome/goodbye/result mail.
+
+    The new member's display name is the one the address's owner gave: from ``replier``
+    (the From of a confirming reply, when it is the same address) or an operator's
+    invitation. A name from the request itself could be a forger's ("Click http://…",
+    S4) and is not kept when the confirmation comes by link.
+    """
     status, row = _lookup(session, config, token, now)
     if row is None or status is not Status.DONE:
         return _outcome(session, status, row)
@@ -226,7 +238,10 @@ def confirm(
         return _outcome(session, Status.ALREADY, row)
     mlist = session.get(MailingList, row.list_id)
     assert mlist is not None
-    who = Address(row.address, row.display_name)
+    name = row.display_name if row.source == "invite" else ""
+    if replier is not None and replier.address == row.address:
+        name = replier.display_name
+    who = Address(row.address, name)
     action = ConfirmAction(row.action)
     if action is ConfirmAction.SUBSCRIBE:
         return subscribe(session, config, mlist, who, now, welcome=True, in_reply_to=in_reply_to)

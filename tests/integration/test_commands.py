@@ -109,9 +109,10 @@ def test_subscribe_then_confirm_by_replying(dev, relay, server):
         f"yes please\n\nOn Thu, Newbie wrote:\n{quoted}\n",
         "Re: " + str(confirmation["Subject"]),
         extra=f"In-Reply-To: {confirmation['Message-ID']}",
+        sender="Newbie <newbie@example.com>",
     )
     wait_for(lambda: member(dev, "newbie@example.com"))
-    assert member(dev, "newbie@example.com").display_name == "Newbie"  # display names kept
+    assert member(dev, "newbie@example.com").display_name == "Newbie"  # the confirming From's name is kept
     welcome = wait_mail(relay, "newbie@example.com", 2)[1]
     assert "Welcome" in str(welcome["Subject"])
 
@@ -262,6 +263,9 @@ def test_a_forged_subscribe_sends_the_victim_one_plain_confirmation(dev, relay, 
     raw = bytes(confirmation)
     assert b"evil" not in raw and b"prize" not in raw and b"Click" not in raw
     assert member(dev, "victim@example.com") is None
+    with httpx.Client(timeout=10) as http:  # the victim confirms by link: the forger's name is not kept
+        assert http.post(confirm_link(confirmation)).status_code == 200
+    assert member(dev, "victim@example.com").display_name == ""
     # An existing member gets the very same kind of mail (no "already subscribed" oracle).
     dev.add_members("dev", "member@example.com")
     mail(dev, REQUEST, "subscribe", sender="member@example.com", mail_from="attacker@example.net")
