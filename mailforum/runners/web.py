@@ -570,11 +570,30 @@ class Archive:
             found = await run_in_threadpool(self._read, subscriptions.unsubscribe_preview, token)
             state = "ask" if found.status is Status.DONE else found.status.value
             return self._link_page(request, "unsubscribe", state, found)
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES or "List-Unsubscribe=One-Click" not in body.decode("latin-1"):
+        if not await self._one_click(request):
             raise HTTPException(400)
         done = await run_in_threadpool(self._write, subscriptions.unsubscribe_by_link, token)
         return self._link_page(request, "unsubscribe", done.status.value, done)
+
+    @staticmethod
+    async def _one_click(request: Request) -> bool:
+        """The body says ``List-Unsubscribe=One-Click``: urlencoded, or multipart/form-data
+        (RFC 8058 §3.1 allows both; providers send the first)."""
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES:
+            return False
+        if b"List-Unsubscribe=One-Click" in body:
+            return True
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            return False
+        try:
+            form = await request.form(max_files=0, max_fields=10, max_part_size=4096)
+        except HTTPException:
+            return False
+        try:
+            return str(form.get("List-Unsubscribe", "")) == "One-Click"
+        finally:
+            await form.close()
 
     def _read(self, look: Callable[..., Any], token: str) -> Any:
         if not _TOKEN.match(token):

@@ -376,7 +376,19 @@ def test_one_click_unsubscribe_with_a_bare_post(dev, relay, server):
         assert member(dev, "bob@example.com") is None
         again = http.post(url, content=b"List-Unsubscribe=One-Click")
         assert again.status_code == 200
+        assert http.post(url, content=b"").status_code == 400  # a POST that is not the RFC 8058 one
     assert member(dev, "ann@example.com") is not None
+
+
+def test_one_click_as_multipart_form_data(dev, relay, server):
+    dev.add_members("dev", "ann@example.com", "bob@example.com")
+    send(dev.config, message("Hello", "<hello@example.com>", sender="ann@example.com"), [f"dev@{DOMAIN}"])
+    [copy] = [as_email(t.data) for t in wait_for(lambda: relay.messages_for("bob@example.com"))]
+    url = re.findall(r"<([^>]+)>", str(copy["List-Unsubscribe"]))[0]
+    with httpx.Client(timeout=10) as http:
+        done = http.post(url, files={"List-Unsubscribe": (None, "One-Click")})
+        assert done.status_code == 200
+    assert member(dev, "bob@example.com") is None
 
 
 # --- the web forms send the same confirmation ---------------------------------------------------------
