@@ -125,7 +125,7 @@ def strip_subject(subject: str) -> str:
 
 
 def command_lines(parsed: ParsedMessage, limit: int) -> list[tuple[str, ...]]:
-    """The command lines of a mail as lower-cased words: the subject if it is one, then the body."""
+    """The command lines of a mail, split into words: the subject if it is one, then the body."""
     lines: list[tuple[str, ...]] = []
     subject = strip_subject(parsed.subject).split()
     token = _CONFIRM_IN_SUBJECT.search(parsed.subject)
