@@ -88,6 +88,7 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
     if placement.existing is None:
         session.add(post)
     session.flush()
+    threads.attach(session, placement, post)
     crash.point("after_post_insert")
     topic = placement.topic
     if not topic.subject:

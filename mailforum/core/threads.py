@@ -1,13 +1,29 @@
 """Threading: which topic a message belongs in, and under which post.
 
-Order of evidence (DESIGN.md): a verified reply token (the caller passes the post),
-then In-Reply-To, then References last to first, then — only for messages that look
-like replies and have no header evidence at all — a normalised subject within the
-same list and a recent window, so strangers' "Question" threads stay apart.
+Order of evidence (DESIGN.md), strongest first — the first that names something we
+hold decides, and the weaker ones are not consulted:
 
-A reply that arrives before its parent leaves placeholders for the ids it names;
-when the parent arrives it takes its placeholder's place. A message whose ids lie in
-two topics merges them (public-inbox does the same: link_refs / merge_threads).
+1. a verified reply token (the caller passes the post it names);
+2. ``In-Reply-To``, then ``References`` last to first (the root of a truncated list is
+   kept too); every id is looked up **in this list only**, so a reply pointing into
+   another or a private list is never attached there (RELIABILITY B28, S21);
+3. Outlook's ``Thread-Index``: its first 22 bytes name the conversation, and each
+   reply appends 5 bytes, so the parent carries our index minus the last block;
+4. the normalised subject (``mail.headers.subject_info``), only for messages that look
+   like replies and name no ids at all, only within this list and ``window``; a
+   generic subject ("Question", "Help") needs a participant in common as well, so
+   strangers' threads stay apart. ``Thread-Topic`` and "(was: Old)" give more keys.
+
+A reply that arrives before its parent leaves placeholders for the ids it names
+(chained in References order); when the parent arrives it takes its placeholder's
+place. A message whose ids lie in two topics merges them: the older topic survives
+and the absorbed one keeps ``merged_into_id`` so old links work (public-inbox does
+the same). An original that arrives after header-less replies to it (an import out
+of order) adopts the topic they started.
+
+The same message delivered twice is stored once (same id, same fingerprint); the
+same id with other content is kept under a derived id, so a squatter can never
+swallow a genuine post (RELIABILITY S20).
 """
 
 from __future__ import annotations
@@ -15,23 +31,46 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
-from mailforum.mail.headers import MAX_REFERENCES, looks_like_reply, msgid_list, subject_key
+from mailforum.mail.headers import (
+    SubjectInfo,
+    ThreadIndex,
+    ancestry,
+    is_generic,
+    subject_info,
+    subject_key,
+    thread_index,
+)
 from mailforum.mail.parse import ParsedMessage
+
+__all__ = ["Placement", "attach", "live_topic", "merge_topics", "place", "subject_key"]
+
+MAX_ANCESTRY_WALK = 10_000  # cycle checks follow at most this many parents
+SUBJECT_CANDIDATES = 20  # topics considered by the subject fallback
+ADVISORY_LOCK_SPACE = 0x6D66_0000  # "mf": per-list threading lock on PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where a message goes. ``existing`` is a placeholder to fill; ``duplicate`` means: store nothing."""
+    """Where a message goes. ``existing`` is a placeholder to fill; ``duplicate`` means: store nothing.
+
+    ``evidence`` names what decided (``token``, ``headers``, ``thread-index``,
+    ``subject``, ``original`` or ``new``); ``title`` is the new title the post gives
+    its topic, if any; ``adopt`` are posts that turn out to be replies to this one.
+    """
 
     topic: Topic
     parent: Post | None
     message_id: str
     existing: Post | None = None
     duplicate: bool = False
+    evidence: str = "new"
+    title: str | None = None
+    thread: ThreadIndex | None = None
+    adopt: tuple[Post, ...] = ()
 
 
 def find_posts(session: Session, list_id: int, message_ids: list[str]) -> dict[str, Post]:
@@ -59,9 +98,12 @@ def live_topic(session: Session, topic_id: int) -> Topic:
     """The topic, following merges to the one that absorbed it."""
     topic = session.get(Topic, topic_id)
     assert topic is not None
-    while topic.merged_into_id is not None:
-        topic = session.get(Topic, topic.merged_into_id)
-        assert topic is not None
+    for _ in range(MAX_ANCESTRY_WALK):
+        if topic.merged_into_id is None:
+            break
+        nxt = session.get(Topic, topic.merged_into_id)
+        assert nxt is not None
+        topic = nxt
     return topic
 
 
@@ -69,7 +111,12 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
     """Move every post of ``absorbed`` into ``survivor``; old links follow ``merged_into_id``."""
     if survivor.id == absorbed.id:
         return
-    session.execute(update(Post).where(Post.topic_id == absorbed.id).values(topic_id=survivor.id))
+    session.execute(
+        update(Post)
+        .where(Post.topic_id == absorbed.id)
+        .values(topic_id=survivor.id)
+        .execution_options(synchronize_session="fetch")
+    )
     watched = set(
         session.scalars(select(TopicSubscription.member_id).where(TopicSubscription.topic_id == survivor.id))
     )
@@ -77,9 +124,11 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
         update(TopicSubscription)
         .where(TopicSubscription.topic_id == absorbed.id, TopicSubscription.member_id.not_in(watched))
         .values(topic_id=survivor.id)
+        .execution_options(synchronize_session="fetch")
     )
     absorbed.merged_into_id = survivor.id
     absorbed.post_count = 0
+    survivor.created_at = min(survivor.created_at, absorbed.created_at)
     refresh_counts(session, survivor)
     if not survivor.subject and absorbed.subject:
         survivor.subject, survivor.subject_key = absorbed.subject, absorbed.subject_key
@@ -93,37 +142,29 @@ def refresh_counts(session: Session, topic: Topic) -> None:
     ).one()
     topic.post_count = count
     if last is not None:
-        topic.last_post_at = last
+        topic.last_post_at = max(topic.last_post_at, last)
 
 
-def _ancestry(parsed: ParsedMessage) -> list[str]:
-    """The ids this message names, oldest first, the direct parent last."""
-    chain = msgid_list(parsed.references)[-MAX_REFERENCES:]
-    parent = msgid_list(parsed.in_reply_to)[:1]
-    if parent:
-        if parent[0] in chain:
-            chain.remove(parent[0])
-        chain.append(parent[0])
-    return [mid for mid in chain if mid != parsed.message_id]
+def lock_list(session: Session, mlist: MailingList) -> None:
+    """Serialise threading per list across processes (PostgreSQL; SQLite has one writer anyway).
+
+    Two nodes threading replies to the same unseen parent would otherwise both create
+    its placeholder, or merge the same topics in opposite directions.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_SPACE + mlist.id})
 
 
-def _by_subject(
-    session: Session, mlist: MailingList, parsed: ParsedMessage, now: dt.datetime, window: dt.timedelta
-) -> Topic | None:
-    key = subject_key(parsed.subject)
-    if not key or not looks_like_reply(parsed.subject):
-        return None
-    return session.scalars(
-        select(Topic)
-        .where(
-            Topic.list_id == mlist.id,
-            Topic.subject_key == key,
-            Topic.merged_into_id.is_(None),
-            Topic.last_post_at >= now - window,
-        )
-        .order_by(Topic.last_post_at.desc())
-        .limit(1)
-    ).first()
+def _is_ancestor(session: Session, candidate: Post, node: Post) -> bool:
+    """True when ``node`` is ``candidate`` or one of its ancestors (so linking would make a cycle)."""
+    current: Post | None = candidate
+    for _ in range(MAX_ANCESTRY_WALK):
+        if current is None:
+            return False
+        if current.id == node.id:
+            return True
+        current = session.get(Post, current.parent_id) if current.parent_id is not None else None
+    return True
 
 
 def _topic_root(session: Session, topic: Topic) -> Post | None:
@@ -135,6 +176,136 @@ def _topic_root(session: Session, topic: Topic) -> Post | None:
     ).first()
 
 
+def _by_conversation(
+    session: Session, mlist: MailingList, thread: ThreadIndex
+) -> tuple[Topic, Post | None] | None:
+    """The topic holding this Outlook conversation, and the most specific ancestor we hold."""
+    posts = list(
+        session.scalars(
+            select(Post).where(
+                Post.list_id == mlist.id,
+                Post.conversation == thread.conversation,
+                Post.status != PostStatus.PLACEHOLDER.value,
+            )
+        )
+    )
+    if not posts:
+        return None
+    ancestors = [
+        p
+        for p in posts
+        if p.thread_index
+        and len(p.thread_index) < len(thread.index)
+        and thread.index.startswith(p.thread_index)
+    ]
+    if ancestors:
+        parent = max(ancestors, key=lambda p: len(p.thread_index or ""))
+    else:
+        parent = min(posts, key=lambda p: (len(p.thread_index or ""), p.received_at, p.id))
+    return live_topic(session, parent.topic_id), parent
+
+
+def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]:
+    rows = session.execute(
+        select(Post.topic_id, Post.author_address)
+        .where(Post.topic_id.in_(topic_ids), Post.status != PostStatus.PLACEHOLDER.value)
+        .distinct()
+    )
+    people: dict[int, set[str]] = {}
+    for topic_id, address in rows:
+        people.setdefault(topic_id, set()).add(address)
+    return people
+
+
+def _subject_keys(parsed: ParsedMessage, info: SubjectInfo) -> list[str]:
+    keys = [info.key, info.was_key, subject_info(parsed.header("thread-topic")).key]
+    return list(dict.fromkeys(k for k in keys if k))
+
+
+def _by_subject(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    info: SubjectInfo,
+    at: dt.datetime,
+    window: dt.timedelta,
+) -> Topic | None:
+    """A recent topic of this list with the subject this reply names (see the module doc)."""
+    keys = _subject_keys(parsed, info)
+    if not keys:
+        return None
+    candidates = list(
+        session.scalars(
+            select(Topic)
+            .where(
+                Topic.list_id == mlist.id,
+                Topic.subject_key.in_(keys),
+                Topic.merged_into_id.is_(None),
+                Topic.last_post_at >= at - window,
+                Topic.created_at <= at + window,
+            )
+            .order_by(Topic.last_post_at.desc(), Topic.id.desc())
+            .limit(SUBJECT_CANDIDATES)
+        )
+    )
+    if not candidates:
+        return None
+    generic = all(is_generic(k) for k in keys)
+    if len(candidates) == 1 and not generic:
+        return candidates[0]
+    # Several topics, or a generic subject: a participant in common decides.
+    people = set(parsed.recipients) | {parsed.from_address}
+    people.discard("")
+    by_topic = _participants(session, [t.id for t in candidates])
+    for topic in candidates:  # most recent first
+        if by_topic.get(topic.id, set()) & people:
+            return topic
+    return None if generic else candidates[0]
+
+
+def _orphan_topic(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    info: SubjectInfo,
+    at: dt.datetime,
+    window: dt.timedelta,
+) -> tuple[Topic, tuple[Post, ...]] | None:
+    """A topic started by header-less replies to this very message, which arrived first.
+
+    Only for a message that is not itself a reply, with a specific subject, when the
+    topic's replies came no earlier than this message was written.
+    """
+    if info.is_reply or is_generic(info.key):
+        return None
+    candidates = list(
+        session.scalars(
+            select(Topic)
+            .where(
+                Topic.list_id == mlist.id,
+                Topic.subject_key == info.key,
+                Topic.merged_into_id.is_(None),
+                Topic.created_at >= at - window,
+                Topic.created_at <= at + window,
+            )
+            .order_by(Topic.created_at, Topic.id)
+            .limit(SUBJECT_CANDIDATES)
+        )
+    )
+    written = parsed.date or at
+    for topic in candidates:
+        if not subject_info(topic.subject).is_reply:
+            continue  # started by an original: not waiting for one
+        posts = list(session.scalars(select(Post).where(Post.topic_id == topic.id)))
+        if any(p.status == PostStatus.PLACEHOLDER.value for p in posts):
+            continue  # its replies named their parents; the parent would have matched by id
+        if any((p.date or p.received_at) < written for p in posts):
+            continue
+        roots = tuple(p for p in posts if p.parent_id is None)
+        return topic, roots
+    return None
+
+
 def place(
     session: Session,
     mlist: MailingList,
@@ -143,9 +314,18 @@ def place(
     window: dt.timedelta,
     reply_to: Post | None = None,
 ) -> Placement:
-    """Decide topic and parent for ``parsed`` in ``mlist``, creating placeholders as needed."""
+    """Decide topic and parent for ``parsed`` in ``mlist``, creating placeholders as needed.
+
+    ``now`` is the message's arrival time (for an import, its Date); ``window`` bounds
+    the subject fallback. Call ``attach`` once the post is stored.
+    """
+    lock_list(session, mlist)
+    info = subject_info(parsed.subject)
+    thread = thread_index(parsed.header("thread-index"))
     message_id = parsed.message_id
-    existing = find_posts(session, mlist.id, [message_id]).get(message_id)
+    chain = ancestry(message_id, parsed.in_reply_to, parsed.references)
+    known = find_posts(session, mlist.id, [*chain, message_id])
+    existing = known.pop(message_id, None)
     if existing is not None and existing.status != PostStatus.PLACEHOLDER.value:
         if existing.fingerprint == parsed.fingerprint:
             return Placement(
@@ -159,32 +339,51 @@ def place(
             return Placement(live_topic(session, again.topic_id), None, message_id, again, duplicate=True)
         existing = None
 
+    def placed(topic: Topic, parent: Post | None, evidence: str, adopt: tuple[Post, ...] = ()) -> Placement:
+        if existing is not None and parent is not None and _is_ancestor(session, parent, existing):
+            parent = None  # the ids it names lie below it: a loop, not a parent
+        title = None
+        if evidence != "new" and info.title and info.key != topic.subject_key:
+            title = info.title
+        return Placement(topic, parent, message_id, existing, False, evidence, title, thread, adopt)
+
     if reply_to is not None:
         topic = live_topic(session, reply_to.topic_id)
         if existing is not None:
             merge_topics(session, topic, live_topic(session, existing.topic_id))
-        return Placement(topic, reply_to, message_id, existing)
+        return placed(topic, reply_to, "token")
 
-    chain = _ancestry(parsed)
-    known = find_posts(session, mlist.id, chain)
-    topics = {live_topic(session, p.topic_id).id: live_topic(session, p.topic_id) for p in known.values()}
+    topics = {}
+    for post in known.values():
+        topic = live_topic(session, post.topic_id)
+        topics[topic.id] = topic
     if existing is not None:
         own = live_topic(session, existing.topic_id)
         topics.setdefault(own.id, own)
 
+    evidence = "headers"
+    parent: Post | None = None
     if topics:
-        survivor = min(topics.values(), key=lambda t: t.id)  # the oldest topic absorbs the others
+        survivor = min(topics.values(), key=lambda t: (t.created_at, t.id))  # the oldest absorbs the others
         for topic in topics.values():
             merge_topics(session, survivor, topic)
-    elif chain:
-        survivor = _new_topic(session, mlist, parsed.subject, now)
     else:
-        found = _by_subject(session, mlist, parsed, now, window)
+        found = _by_conversation(session, mlist, thread) if thread is not None else None
         if found is not None:
-            return Placement(found, _topic_root(session, found), message_id, existing)
-        return Placement(_new_topic(session, mlist, parsed.subject, now), None, message_id, existing)
+            survivor, parent = found
+            evidence = "thread-index"
+        elif chain:
+            survivor = _new_topic(session, mlist, parsed.subject, now)
+        else:
+            if info.is_reply or (thread is not None and thread.depth > 0):
+                by_subject = _by_subject(session, mlist, parsed, info, now, window)
+                if by_subject is not None:
+                    return placed(by_subject, _topic_root(session, by_subject), "subject")
+            orphan = _orphan_topic(session, mlist, parsed, info, now, window)
+            if orphan is not None:
+                return placed(orphan[0], None, "original", orphan[1])
+            return placed(_new_topic(session, mlist, parsed.subject, now), None, "new")
 
-    parent: Post | None = None
     for mid in chain:  # oldest first: each unseen id becomes a placeholder under the previous one
         node = known.get(mid)
         if node is None:
@@ -199,5 +398,45 @@ def place(
             )
             session.add(node)
             session.flush()
+            known[mid] = node
         parent = node
-    return Placement(survivor, parent, message_id, existing)
+    return placed(survivor, parent, evidence)
+
+
+def attach(session: Session, placement: Placement, post: Post) -> None:
+    """After the post is stored: record its title and Thread-Index, adopt replies that came first."""
+    post.title = placement.title
+    thread = placement.thread
+    if thread is not None:
+        post.conversation, post.thread_index = thread.conversation, thread.index
+    topic = placement.topic
+    for child in placement.adopt:
+        if child.id != post.id and child.parent_id is None and child.topic_id == topic.id:
+            child.parent_id = post.id
+    renamed = subject_info(topic.subject).is_reply and not subject_info(post.subject).is_reply
+    if post.parent_id is None and renamed:
+        # The original arrived after replies that started the topic: it names the topic now.
+        topic.subject, topic.subject_key = post.subject, subject_key(post.subject)
+    if thread is None:
+        return
+    # Outlook replies that arrived before this message name it only by Thread-Index.
+    children = session.scalars(
+        select(Post).where(
+            Post.list_id == post.list_id,
+            Post.conversation == thread.conversation,
+            Post.topic_id == topic.id,
+            Post.id != post.id,
+        )
+    )
+    width = len(thread.index) + 10
+    for child in children:
+        index = child.thread_index or ""
+        if len(index) != width or not index.startswith(thread.index):
+            continue
+        current = session.get(Post, child.parent_id) if child.parent_id is not None else None
+        weaker = current is None or (
+            current.status != PostStatus.PLACEHOLDER.value
+            and len(current.thread_index or "") < len(thread.index)
+        )
+        if weaker and not _is_ancestor(session, post, child):
+            child.parent_id = post.id
