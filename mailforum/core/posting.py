@@ -87,8 +87,7 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
     post.spool_id = delivery.spool_id
     if placement.existing is None:
         session.add(post)
-    session.flush()
-    threads.attach(session, placement, post)
+    threads.attach(session, placement, post)  # flushes: the post has its id from here on
     crash.point("after_post_insert")
     topic = placement.topic
     if not topic.subject:
@@ -127,7 +126,14 @@ ROUTES: dict[Kind, RouteHandler] = {
 
 
 def list_by_name(session: Session, name: str) -> MailingList | None:
-    return session.scalars(select(MailingList).where(MailingList.name == name)).first()
+    """The list, remembered for the rest of the transaction (an import asks 500 times)."""
+    known: dict[str, MailingList] = session.info.setdefault("mailforum.lists", {})
+    mlist = known.get(name)
+    if mlist is None or mlist not in session:
+        mlist = session.scalars(select(MailingList).where(MailingList.name == name)).first()
+        if mlist is not None:
+            known[name] = mlist
+    return mlist
 
 
 def process(

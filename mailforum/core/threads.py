@@ -31,11 +31,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
 from mailforum.mail.headers import (
+    THREAD_INDEX_CHILD,
     SubjectInfo,
     ThreadIndex,
     ancestry,
@@ -73,11 +74,66 @@ class Placement:
     adopt: tuple[Post, ...] = ()
 
 
+_FIND_POSTS = select(Post).where(
+    Post.list_id == bindparam("list_id"), Post.message_id.in_(bindparam("ids", expanding=True))
+)
+
+
+_CACHE = "mailforum.threads.posts"  # session.info key: (list id, message id) → Post or None (absent)
+
+
+def prefetch(session: Session, list_id: int, message_ids: list[str]) -> None:
+    """Look up many ids at once and remember the answers for this transaction (an import batch).
+
+    From then on ``find_posts`` answers from memory for the ids it knows; every post
+    this module creates is remembered too. Call ``forget`` after a rollback.
+    """
+    cache: dict[tuple[int, str], Post | None] = session.info.setdefault(_CACHE, {})
+    wanted = list(dict.fromkeys(m for m in message_ids if (list_id, m) not in cache))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found = {p.message_id: p for p in session.scalars(_FIND_POSTS, {"list_id": list_id, "ids": chunk})}
+        for mid in chunk:
+            cache[(list_id, mid)] = found.get(mid)
+        topic_ids = {p.topic_id for p in found.values()}
+        if topic_ids:  # and their topics, held here so live_topic finds them in the identity map
+            held: list[Topic] = session.info.setdefault(_CACHE + ".topics", [])
+            held.extend(session.scalars(select(Topic).where(Topic.id.in_(topic_ids))))
+
+
+def forget(session: Session) -> None:
+    session.info.pop(_CACHE, None)
+    session.info.pop(_CACHE + ".topics", None)
+
+
+def remember(session: Session, post: Post) -> None:
+    cache = session.info.get(_CACHE)
+    if cache is not None:
+        cache[(post.list_id, post.message_id)] = post
+
+
 def find_posts(session: Session, list_id: int, message_ids: list[str]) -> dict[str, Post]:
     if not message_ids:
         return {}
-    found = session.scalars(select(Post).where(Post.list_id == list_id, Post.message_id.in_(message_ids)))
-    return {p.message_id: p for p in found}
+    cache: dict[tuple[int, str], Post | None] | None = session.info.get(_CACHE)
+    result: dict[str, Post] = {}
+    missing = message_ids
+    if cache is not None:
+        missing = []
+        for mid in message_ids:
+            key = (list_id, mid)
+            if key not in cache:
+                missing.append(mid)
+            elif (post := cache[key]) is not None:
+                result[mid] = post
+        if not missing:
+            return result
+    for post in session.scalars(_FIND_POSTS, {"list_id": list_id, "ids": missing}):
+        result[post.message_id] = post
+    if cache is not None:
+        for mid in missing:
+            cache[(list_id, mid)] = result.get(mid)
+    return result
 
 
 def _new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datetime) -> Topic:
@@ -176,19 +232,31 @@ def _topic_root(session: Session, topic: Topic) -> Post | None:
     ).first()
 
 
-def _by_conversation(
-    session: Session, mlist: MailingList, thread: ThreadIndex
-) -> tuple[Topic, Post | None] | None:
-    """The topic holding this Outlook conversation, and the most specific ancestor we hold."""
-    posts = list(
+def _conversation(session: Session, mlist: MailingList, thread: ThreadIndex) -> list[Post]:
+    """The posts of this list in the Outlook conversation (one indexed query)."""
+    return list(
         session.scalars(
-            select(Post).where(
-                Post.list_id == mlist.id,
-                Post.conversation == thread.conversation,
-                Post.status != PostStatus.PLACEHOLDER.value,
-            )
+            _BY_CONVERSATION,
+            {
+                "list_id": mlist.id,
+                "conversation": thread.conversation,
+                "placeholder": PostStatus.PLACEHOLDER.value,
+            },
         )
     )
+
+
+_BY_CONVERSATION = select(Post).where(
+    Post.list_id == bindparam("list_id"),
+    Post.conversation == bindparam("conversation"),
+    Post.status != bindparam("placeholder"),
+)
+
+
+def _by_conversation(
+    session: Session, thread: ThreadIndex, posts: list[Post]
+) -> tuple[Topic, Post | None] | None:
+    """The topic holding this Outlook conversation, and the most specific ancestor we hold."""
     if not posts:
         return None
     ancestors = [
@@ -203,6 +271,16 @@ def _by_conversation(
     else:
         parent = min(posts, key=lambda p: (len(p.thread_index or ""), p.received_at, p.id))
     return live_topic(session, parent.topic_id), parent
+
+
+def _replies_by_index(thread: ThreadIndex, posts: list[Post]) -> tuple[Post, ...]:
+    """Posts whose Thread-Index names this message as their direct parent."""
+    width = len(thread.index) + 2 * THREAD_INDEX_CHILD
+    return tuple(
+        p
+        for p in posts
+        if len(p.thread_index or "") == width and (p.thread_index or "").startswith(thread.index)
+    )
 
 
 def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]:
@@ -319,11 +397,26 @@ def place(
     ``now`` is the message's arrival time (for an import, its Date); ``window`` bounds
     the subject fallback. Call ``attach`` once the post is stored.
     """
+    # Pending counter updates of earlier posts need not reach the database before these
+    # look-ups; ``attach`` flushes them together with the post (one flush per message).
+    with session.no_autoflush:
+        return _place(session, mlist, parsed, now, window, reply_to)
+
+
+def _place(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    now: dt.datetime,
+    window: dt.timedelta,
+    reply_to: Post | None,
+) -> Placement:
     lock_list(session, mlist)
     info = subject_info(parsed.subject)
     thread = thread_index(parsed.header("thread-index"))
     message_id = parsed.message_id
     chain = ancestry(message_id, parsed.in_reply_to, parsed.references)
+    conversation = _conversation(session, mlist, thread) if thread is not None else []
     known = find_posts(session, mlist.id, [*chain, message_id])
     existing = known.pop(message_id, None)
     if existing is not None and existing.status != PostStatus.PLACEHOLDER.value:
@@ -345,6 +438,8 @@ def place(
         title = None
         if evidence != "new" and info.title and info.key != topic.subject_key:
             title = info.title
+        if thread is not None:
+            adopt = adopt + _replies_by_index(thread, conversation)
         return Placement(topic, parent, message_id, existing, False, evidence, title, thread, adopt)
 
     if reply_to is not None:
@@ -368,7 +463,7 @@ def place(
         for topic in topics.values():
             merge_topics(session, survivor, topic)
     else:
-        found = _by_conversation(session, mlist, thread) if thread is not None else None
+        found = _by_conversation(session, thread, conversation) if thread is not None else None
         if found is not None:
             survivor, parent = found
             evidence = "thread-index"
@@ -398,44 +493,37 @@ def place(
             )
             session.add(node)
             session.flush()
+            remember(session, node)
             known[mid] = node
         parent = node
     return placed(survivor, parent, evidence)
 
 
 def attach(session: Session, placement: Placement, post: Post) -> None:
-    """After the post is stored: record its title and Thread-Index, adopt replies that came first."""
+    """Store the post's threading fields and flush it; then adopt replies that came before it.
+
+    Called by the posting path with the post added to the session (not yet flushed).
+    Adopted are header-less replies that started this topic before their original
+    arrived, and Outlook replies that name this message only by Thread-Index.
+    """
     post.title = placement.title
     thread = placement.thread
     if thread is not None:
         post.conversation, post.thread_index = thread.conversation, thread.index
     topic = placement.topic
-    for child in placement.adopt:
-        if child.id != post.id and child.parent_id is None and child.topic_id == topic.id:
-            child.parent_id = post.id
     renamed = subject_info(topic.subject).is_reply and not subject_info(post.subject).is_reply
     if post.parent_id is None and renamed:
         # The original arrived after replies that started the topic: it names the topic now.
         topic.subject, topic.subject_key = post.subject, subject_key(post.subject)
-    if thread is None:
-        return
-    # Outlook replies that arrived before this message name it only by Thread-Index.
-    children = session.scalars(
-        select(Post).where(
-            Post.list_id == post.list_id,
-            Post.conversation == thread.conversation,
-            Post.topic_id == topic.id,
-            Post.id != post.id,
-        )
-    )
-    width = len(thread.index) + 10
-    for child in children:
-        index = child.thread_index or ""
-        if len(index) != width or not index.startswith(thread.index):
+    session.flush()
+    remember(session, post)
+    for child in placement.adopt:
+        if child.id == post.id or child.topic_id != topic.id:
             continue
         current = session.get(Post, child.parent_id) if child.parent_id is not None else None
         weaker = current is None or (
             current.status != PostStatus.PLACEHOLDER.value
+            and thread is not None
             and len(current.thread_index or "") < len(thread.index)
         )
         if weaker and not _is_ancestor(session, post, child):
