@@ -322,7 +322,7 @@ def import_mbox(state: State, path: str, list_name: str) -> None:
 def export(state: State, list_name: str, fmt: str, output: str | None) -> None:
     """Export a list's posts: JSON lines (one object per post) or an mbox of the raw messages.
 
-    JSON fields: message_id, topic_id, parent_message_id, list, author, author_name,
+    JSON fields: message_id, topic_id, parent_message_id, list, author, author_name, title,
     subject, date, received_at, status, attachments, text.
     """
     db = state.db()

@@ -272,6 +272,7 @@ def export_jsonl(db: Database, mlist: MailingList) -> Iterator[str]:
             "author": post.author_address,
             "author_name": post.author_name,
             "subject": post.subject,
+            "title": post.title,
             "date": (post.date or post.received_at).isoformat(),
             "received_at": post.received_at.isoformat(),
             "status": post.status,

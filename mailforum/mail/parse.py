@@ -286,8 +286,9 @@ def decode_header_value(value: object, limit: int = 0) -> str:
     text = str(value)
     if limit:
         text = text[: limit * 4]
+    text = _unsurrogate(text)  # raw 8-bit bytes (no encoded-word): UTF-8, else Windows-1252 (B30)
     if "=?" not in text:
-        decoded = _unsurrogate(text)
+        decoded = text
     else:
         try:
             parts = decode_header(text)
@@ -296,12 +297,15 @@ def decode_header_value(value: object, limit: int = 0) -> str:
         out = []
         for chunk, charset in parts:
             if isinstance(chunk, bytes):
-                if charset is None:  # the undecoded stretches between encoded-words
-                    out.append(decode_text(chunk, "utf-8"))
+                if charset is None:  # the stretches between encoded-words, as decode_header left them
+                    try:
+                        out.append(chunk.decode("raw-unicode-escape"))
+                    except UnicodeError:
+                        out.append(decode_text(chunk, "utf-8"))
                 else:
                     out.append(decode_text(chunk, charset))
             else:
-                out.append(_unsurrogate(chunk))
+                out.append(chunk)
         decoded = "".join(out)
     decoded = _CONTROL.sub(" ", decoded).strip()
     return decoded[:limit] if limit else decoded
@@ -328,22 +332,20 @@ def _parse_date(value: str | None, now: dt.datetime | None = None) -> dt.datetim
         return None
 
 
-def _addresses(msg: Message, *names: str) -> list[tuple[str, str]]:
-    values: list[str] = []
-    for name in names:
-        values.extend(decode_header_value(v) for v in (msg.get_all(name) or [])[:5])
+def _addresses(*values: str | None) -> list[tuple[str, str]]:
+    decoded = [decode_header_value(v) for v in values if v]
     try:
-        return getaddresses(values)[:MAX_ADDRESSES]
+        return getaddresses(decoded)[:MAX_ADDRESSES]
     except Exception:
         return []
 
 
-def _sender(msg: Message) -> tuple[str, str]:
-    values = msg.get_all("from") or []
-    if not values:
+def _sender(value: str | None) -> tuple[str, str]:
+    """(lower-cased address, display name) of the first From address; ("", …) when unusable."""
+    if not value:
         return "", ""
     try:
-        pairs = getaddresses([decode_header_value(values[0])])
+        pairs = getaddresses([decode_header_value(value)])
     except Exception:
         return "", ""
     if not pairs:
@@ -483,7 +485,7 @@ def _bodies(msg: Message) -> tuple[str, str | None, tuple[Attachment, ...]]:
     return text, markup, tuple(attachments)
 
 
-def fingerprint(raw: bytes, msg: Message) -> str:
+def fingerprint(raw: bytes, heads: dict[str, str]) -> str:
     """Identity of a message across deliveries: identifying headers plus the body bytes.
 
     Trace headers (Received, Delivered-To …) differ between two deliveries of the same
@@ -491,17 +493,18 @@ def fingerprint(raw: bytes, msg: Message) -> str:
     """
     digest = hashlib.sha256()
     for name in ("message-id", "from", "date", "subject"):
-        digest.update(str(msg.get(name, "")).strip().encode("utf-8", "surrogateescape"))
+        digest.update(heads.get(name, "").strip().encode("utf-8", "surrogateescape"))
         digest.update(b"\0")
     digest.update(split_header_block(raw)[1].replace(b"\r\n", b"\n"))
     return digest.hexdigest()
 
 
-def _header_str(msg: Message, name: str) -> str | None:
-    value = msg.get(name)
-    if value is None:
-        return None
-    return _unsurrogate(str(value))
+def _first_headers(msg: Message) -> dict[str, str]:
+    """Lower-case name → the first raw value (compat32 would wrap 8-bit values in Header objects)."""
+    first: dict[str, str] = {}
+    for name, value in msg.raw_items():
+        first.setdefault(name.lower(), value if isinstance(value, str) else str(value))
+    return first
 
 
 def parse(raw: bytes) -> ParsedMessage:
@@ -515,22 +518,25 @@ def parse(raw: bytes) -> ParsedMessage:
 
 
 def _parsed(raw: bytes, msg: Message) -> ParsedMessage:
-    print_ = fingerprint(raw, msg)
-    declared = canonical_msgid(_header_str(msg, "message-id") or "")
+    heads = _first_headers(msg)
+    print_ = fingerprint(raw, heads)
+    declared = canonical_msgid(_unsurrogate(heads.get("message-id", "")))
     message_id = declared or f"<{print_[:32]}@mailforum.invalid>"
-    address, name = _sender(msg)
+    address, name = _sender(heads.get("from"))
     text, markup, attachments = _bodies(msg)
-    kept = {h: decode_header_value(msg.get(h), 2000) for h in KEPT_HEADERS if msg.get(h) is not None}
-    recipients = tuple(addr.strip().lower() for _, addr in _addresses(msg, "to", "cc") if "@" in addr)
+    kept = {h: decode_header_value(heads[h], 2000) for h in KEPT_HEADERS if h in heads}
+    recipients = tuple(
+        addr.strip().lower() for _, addr in _addresses(heads.get("to"), heads.get("cc")) if "@" in addr
+    )
     return ParsedMessage(
         message_id=message_id,
         synthesized_id=declared is None,
-        in_reply_to=_header_str(msg, "in-reply-to"),
-        references=_header_str(msg, "references"),
-        subject=decode_header_value(msg.get("subject"), MAX_SUBJECT),
+        in_reply_to=_unsurrogate(heads["in-reply-to"]) if "in-reply-to" in heads else None,
+        references=_unsurrogate(heads["references"]) if "references" in heads else None,
+        subject=decode_header_value(heads.get("subject"), MAX_SUBJECT),
         from_address=address,
         from_name=name[:200],
-        date=_parse_date(_header_str(msg, "date")),
+        date=_parse_date(_unsurrogate(heads.get("date", ""))),
         text_body=text,
         html_body=markup,
         attachments=attachments,
