@@ -149,7 +149,7 @@ _WORDS = "|".join(sorted({re.escape(w) for w in REPLY_WORDS + FORWARD_WORDS}, ke
 _REPLY_ONLY = "|".join(sorted({re.escape(w) for w in REPLY_WORDS}, key=len, reverse=True))
 _TAG = r"\[[^\[\]]{1,64}\]"
 # One leading prefix or list tag; applied repeatedly ("Re: [dev] AW: [dev] Re: …").
-_PREFIX = re.compile(rf"^\s*(?:(?:{_WORDS}){_COUNTER}\s*[:：]|{_TAG})\s*", re.IGNORECASE)
+_PREFIX = re.compile(rf"^(?:\s*(?:(?:{_WORDS}){_COUNTER}\s*[:：]|{_TAG}))+\s*", re.IGNORECASE)
 _REPLY_PREFIX = re.compile(rf"^\s*(?:{_TAG}\s*)*(?:{_REPLY_ONLY}){_COUNTER}\s*[:：]", re.IGNORECASE)
 # Trailing forms: "(fwd)" (pine), "- Re:"-less trailing tags are rare and left alone.
 _SUFFIX = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.IGNORECASE)
@@ -210,13 +210,7 @@ GENERIC_SUBJECTS = frozenset(
 
 
 def _strip_prefixes(subject: str) -> str:
-    text = _SUFFIX.sub("", subject)
-    for _ in range(50):  # bounded: a subject of ten thousand "Re:" costs fifty passes
-        stripped = _PREFIX.sub("", text, count=1)
-        if stripped == text:
-            break
-        text = stripped
-    return text
+    return _PREFIX.sub("", _SUFFIX.sub("", subject), count=1)
 
 
 def _normalise(text: str) -> str:
@@ -240,7 +234,7 @@ class SubjectInfo:
 
 
 def subject_info(subject: str) -> SubjectInfo:
-    subject = subject[:2000]
+    subject = unicodedata.normalize("NFKC", subject[:2000])
     stripped = _strip_prefixes(subject)
     was_key = ""
     changed = _WAS.match(stripped)

@@ -21,6 +21,7 @@ import codecs
 import datetime as dt
 import hashlib
 import re
+import textwrap
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.header import decode_header
@@ -370,7 +371,7 @@ def html_to_text(markup: str) -> str:
     except Exception:  # lxml refuses some hostile documents; fall back to tag stripping
         text = re.sub(r"<[^>]*>", " ", markup)
     lines = [line.rstrip() for line in text.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return textwrap.dedent(re.sub(r"\n{3,}", "\n\n", "\n".join(lines))).strip("\n")
 
 
 def unflow(text: str, delsp: bool) -> str:
