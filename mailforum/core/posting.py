@@ -68,7 +68,9 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
     post = placement.existing or Post(list_id=mlist.id, message_id=placement.message_id)
     held = decision.action is Action.HOLD
     post.topic_id = placement.topic.id
-    if placement.parent is not None and placement.parent.id != post.id:
+    if placement.parent is not None and placement.parent is not post:
+        if placement.parent.id is None:  # stored earlier in this batch, not flushed yet
+            session.flush()
         post.parent_id = placement.parent.id
     post.status = PostStatus.HELD.value if held else PostStatus.PUBLISHED.value
     post.hold_reason = f"{decision.rule}: {decision.reason}" if held else None
@@ -87,7 +89,9 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
     post.spool_id = delivery.spool_id
     if placement.existing is None:
         session.add(post)
-    threads.attach(session, placement, post)  # flushes: the post has its id from here on
+    # Live mail is flushed here (the post has its id from now on); an import's posts
+    # reach the database in groups, which is what makes it fast.
+    threads.attach(session, placement, post, flush=not delivery.trusted)
     crash.point("after_post_insert")
     topic = placement.topic
     if not topic.subject:
@@ -97,7 +101,8 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
         topic.post_count += 1
         topic.last_post_at = max(topic.last_post_at, delivery.received_at)
     state = f"held ({decision.rule})" if held else "published"
-    return Outcome(f"{mlist.name}: post {post.id} {state} in topic {topic.id}", post=post)
+    number = f"post {post.id}" if post.id is not None else "post"
+    return Outcome(f"{mlist.name}: {number} {state} in topic {topic.id}", post=post)
 
 
 def handle_post(delivery: Delivery) -> Outcome:

@@ -104,6 +104,7 @@ def prefetch(session: Session, list_id: int, message_ids: list[str]) -> None:
 def forget(session: Session) -> None:
     session.info.pop(_CACHE, None)
     session.info.pop(_CACHE + ".topics", None)
+    session.info.pop(_CACHE + ".held", None)
 
 
 def remember(session: Session, post: Post) -> None:
@@ -147,7 +148,15 @@ def _new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datet
     )
     session.add(topic)
     session.flush()
+    _hold(session, topic)
     return topic
+
+
+def _hold(session: Session, topic: Topic) -> None:
+    """Keep a strong reference for the transaction: the identity map is weak, and a topic
+    looked up again after garbage collection would cost a query (and an autoflush)."""
+    held: set[Topic] = session.info.setdefault(_CACHE + ".held", set())
+    held.add(topic)
 
 
 def live_topic(session: Session, topic_id: int) -> Topic:
@@ -160,6 +169,7 @@ def live_topic(session: Session, topic_id: int) -> Topic:
         nxt = session.get(Topic, topic.merged_into_id)
         assert nxt is not None
         topic = nxt
+    _hold(session, topic)
     return topic
 
 
@@ -397,10 +407,7 @@ def place(
     ``now`` is the message's arrival time (for an import, its Date); ``window`` bounds
     the subject fallback. Call ``attach`` once the post is stored.
     """
-    # Pending counter updates of earlier posts need not reach the database before these
-    # look-ups; ``attach`` flushes them together with the post (one flush per message).
-    with session.no_autoflush:
-        return _place(session, mlist, parsed, now, window, reply_to)
+    return _place(session, mlist, parsed, now, window, reply_to)
 
 
 def _place(
@@ -499,12 +506,15 @@ def _place(
     return placed(survivor, parent, evidence)
 
 
-def attach(session: Session, placement: Placement, post: Post) -> None:
+def attach(session: Session, placement: Placement, post: Post, flush: bool = True) -> None:
     """Store the post's threading fields and flush it; then adopt replies that came before it.
 
     Called by the posting path with the post added to the session (not yet flushed).
     Adopted are header-less replies that started this topic before their original
     arrived, and Outlook replies that name this message only by Thread-Index.
+
+    A bulk import passes ``flush=False``: posts then reach the database together, at
+    the next query that needs them or at commit (``find_posts`` knows them meanwhile).
     """
     post.title = placement.title
     thread = placement.thread
@@ -515,7 +525,8 @@ def attach(session: Session, placement: Placement, post: Post) -> None:
     if post.parent_id is None and renamed:
         # The original arrived after replies that started the topic: it names the topic now.
         topic.subject, topic.subject_key = post.subject, subject_key(post.subject)
-    session.flush()
+    if flush or placement.adopt:
+        session.flush()
     remember(session, post)
     for child in placement.adopt:
         if child.id == post.id or child.topic_id != topic.id:
