@@ -206,3 +206,18 @@ def test_recipients_and_sender() -> None:
     assert (parsed.from_address, parsed.from_name) == ("juergen@example.de", "Jürgen")
     assert parsed.recipients == ("dev@lists.example.org", "ann@x.org", "bob@y.org")
     assert parse(b"From: undisclosed-recipients:;\r\n\r\nx").from_address == ""  # B21
+
+
+def test_single_part_fast_path_equals_the_full_parse() -> None:
+    from email import message_from_bytes
+    from email.policy import compat32
+    from pathlib import Path
+
+    from mailforum.mail import parse as module
+
+    corpus = sorted((Path(__file__).parent.parent / "messages").glob("*/*.eml"))
+    assert len(corpus) > 50
+    for path in corpus:
+        raw = path.read_bytes()
+        fast = module._parsed(raw, module._message(raw))
+        assert fast == module._parsed(raw, message_from_bytes(raw, policy=compat32)), path.name
