@@ -39,6 +39,7 @@ import base64
 import datetime as dt
 import json
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -450,9 +451,12 @@ def run(args: argparse.Namespace) -> None:
     cli("init")
     cli("lists", "create", LIST)
     count = len(arrivals)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     imported = cli("import-mbox", str(mbox), "--list", LIST)
     elapsed = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     exported = cli("export", "--list", LIST, "--format", "jsonl")
     predicted = {}
     for line in exported.stdout.decode().splitlines():
@@ -476,6 +480,10 @@ def run(args: argparse.Namespace) -> None:
     print(f"threading_f1: {f1:.4f}")
     print(f"import_seconds: {elapsed:.2f}")
     print(f"import_msgs_per_s: {count / elapsed:.0f}")
+    # CPU seconds of the import (both of its processes): the same on a busy machine.
+    print(f"import_cpu_seconds: {cpu:.2f}")
+    print(f"import_msgs_per_cpu_s: {count / cpu:.0f}")
+    print(f"load_average_1min: {os.getloadavg()[0]:.2f}")
     print(f"import_report: {imported.stdout.decode().strip()}")
     if args.misses:
         _misses(predicted, truth, arrivals)

@@ -29,6 +29,7 @@ swallow a genuine post (RELIABILITY S20).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -317,8 +318,13 @@ def _by_subject(
     info: SubjectInfo,
     at: dt.datetime,
     window: dt.timedelta,
-) -> Topic | None:
-    """A recent topic of this list with the subject this reply names (see the module doc)."""
+) -> tuple[Topic, Post | None] | None:
+    """A recent topic of this list with the subject this reply names, and the post it quotes.
+
+    Among the topics with that subject, the one holding a post this reply quotes wins;
+    else a single specific match; else the most recent one with a participant in
+    common; a generic subject never joins without a quote or a participant.
+    """
     keys = _subject_keys(parsed, info)
     if not keys:
         return None
@@ -338,17 +344,64 @@ def _by_subject(
     )
     if not candidates:
         return None
+    quoted = _quoted_post(session, parsed, candidates)
+    if quoted is not None:
+        return live_topic(session, quoted.topic_id), quoted
     generic = all(is_generic(k) for k in keys)
     if len(candidates) == 1 and not generic:
-        return candidates[0]
+        return candidates[0], None
     # Several topics, or a generic subject: a participant in common decides.
     people = set(parsed.recipients) | {parsed.from_address}
     people.discard("")
     by_topic = _participants(session, [t.id for t in candidates])
     for topic in candidates:  # most recent first
         if by_topic.get(topic.id, set()) & people:
-            return topic
-    return None if generic else candidates[0]
+            return topic, None
+    return None if generic else (candidates[0], None)
+
+
+QUOTE_NEEDLE = 60  # characters of a post's line looked for in a reply
+QUOTE_MIN = 25  # shorter lines ("Thanks!", "Hi all,") say nothing
+QUOTE_POSTS = 300  # posts of the candidate topics searched, most recent first
+_QUOTE_MARKS = re.compile(r"^[\s>|]+")
+_WORDS_ONLY = re.compile(r"\W+")
+
+
+def _normal(text: str) -> str:
+    return _WORDS_ONLY.sub(" ", text).strip().casefold()
+
+
+def _needles(text: str) -> list[str]:
+    """Up to three long lines a post wrote itself (not its quotes, not its signature)."""
+    found: list[str] = []
+    for line in text.splitlines()[:200]:
+        if line.startswith(">"):
+            continue
+        if line.rstrip() == "--":
+            break
+        normal = _normal(line)
+        if len(normal) >= QUOTE_MIN:
+            found.append(normal[:QUOTE_NEEDLE])
+            if len(found) == 3:
+                break
+    return found
+
+
+def _quoted_post(session: Session, parsed: ParsedMessage, candidates: list[Topic]) -> Post | None:
+    """The post of these topics whose own words this reply quotes (any quoting style)."""
+    haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in parsed.text_body.splitlines()[:2000])
+    if len(haystack) < QUOTE_MIN:
+        return None
+    posts = session.scalars(
+        select(Post)
+        .where(Post.topic_id.in_([t.id for t in candidates]), Post.status != PostStatus.PLACEHOLDER.value)
+        .order_by(Post.received_at.desc(), Post.id.desc())
+        .limit(QUOTE_POSTS)
+    )
+    for post in posts:
+        if post.message_id != parsed.message_id and any(n in haystack for n in _needles(post.text_body)):
+            return post
+    return None
 
 
 def _orphan_topic(
@@ -480,7 +533,8 @@ def _place(
             if info.is_reply or (thread is not None and thread.depth > 0):
                 by_subject = _by_subject(session, mlist, parsed, info, now, window)
                 if by_subject is not None:
-                    return placed(by_subject, _topic_root(session, by_subject), "subject")
+                    topic, quoted = by_subject
+                    return placed(topic, quoted or _topic_root(session, topic), "subject")
             orphan = _orphan_topic(session, mlist, parsed, info, now, window)
             if orphan is not None:
                 return placed(orphan[0], None, "original", orphan[1])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import unicodedata
@@ -233,6 +234,7 @@ class SubjectInfo:
         return is_generic(self.key)
 
 
+@functools.lru_cache(maxsize=4096)
 def subject_info(subject: str) -> SubjectInfo:
     subject = unicodedata.normalize("NFKC", subject[:2000])
     stripped = _strip_prefixes(subject)
