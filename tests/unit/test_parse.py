@@ -221,3 +221,30 @@ def test_single_part_fast_path_equals_the_full_parse() -> None:
         raw = path.read_bytes()
         fast = module._parsed(raw, module._message(raw))
         assert fast == module._parsed(raw, message_from_bytes(raw, policy=compat32)), path.name
+
+
+def test_large_attachment_is_recorded_and_memory_bounded() -> None:  # B39, B40
+    import base64
+    import tracemalloc
+
+    payload = bytes(range(256)) * (9_900_000 // 256)
+    encoded = base64.encodebytes(payload)
+    raw = (
+        HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nthe archive is attached\r\n"
+        b'--b\r\nContent-Type: application/gzip\r\nContent-Disposition: attachment; filename="bomb.tar.gz"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--b--\r\n"
+    )
+    tracemalloc.start()
+    try:
+        parsed = parse(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    [attachment] = parsed.attachments
+    assert (attachment.filename, attachment.content_type, attachment.size) == (
+        "bomb.tar.gz",
+        "application/gzip",
+        len(payload),
+    )
+    assert peak < 4 * len(raw) + 8_000_000  # never decompressed; a few copies at most
