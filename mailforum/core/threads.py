@@ -476,7 +476,6 @@ def _place(
     thread = thread_index(parsed.header("thread-index"))
     message_id = parsed.message_id
     chain = ancestry(message_id, parsed.in_reply_to, parsed.references)
-    conversation = _conversation(session, mlist, thread) if thread is not None else []
     known = find_posts(session, mlist.id, [*chain, message_id])
     existing = known.pop(message_id, None)
     if existing is not None and existing.status != PostStatus.PLACEHOLDER.value:
@@ -491,6 +490,7 @@ def _place(
         if again is not None:
             return Placement(live_topic(session, again.topic_id), None, message_id, again, duplicate=True)
         existing = None
+    conversation = _conversation(session, mlist, thread) if thread is not None else []
 
     def placed(topic: Topic, parent: Post | None, evidence: str, adopt: tuple[Post, ...] = ()) -> Placement:
         if existing is not None and parent is not None and _is_ancestor(session, parent, existing):
@@ -540,6 +540,8 @@ def _place(
                 return placed(orphan[0], None, "original", orphan[1])
             return placed(_new_topic(session, mlist, parsed.subject, now), None, "new")
 
+    if any(post.id is None for post in known.values()):
+        session.flush()  # posts stored earlier in this batch get their ids before we link to them
     for mid in chain:  # oldest first: each unseen id becomes a placeholder under the previous one
         node = known.get(mid)
         if node is None:
