@@ -232,7 +232,8 @@ def test_large_attachment_is_recorded_and_memory_bounded() -> None:  # B39, B40
     raw = (
         HEAD + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
         b"--b\r\nContent-Type: text/plain\r\n\r\nthe archive is attached\r\n"
-        b'--b\r\nContent-Type: application/gzip\r\nContent-Disposition: attachment; filename="bomb.tar.gz"\r\n'
+        b"--b\r\nContent-Type: application/gzip\r\n"
+        b'Content-Disposition: attachment; filename="bomb.tar.gz"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--b--\r\n"
     )
     tracemalloc.start()
