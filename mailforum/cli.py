@@ -311,7 +311,7 @@ def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
             box.close()
         return
     try:
-        keys = box.keys()
+        keys = _in_written_order(box)
         with click.progressbar(
             length=len(keys), label=f"importing into {mlist.name}", file=sys.stderr
         ) as bar:
@@ -327,10 +327,20 @@ def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
         sys.exit(3)
 
 
+def _in_written_order(box: mailbox.mbox) -> list[Any]:
+    """The mbox's keys in the order its messages were written (their Date), ties in file order.
+
+    Archives are often concatenated out of order; threading them as they were written
+    lets parents come before replies (placeholders cover the rest).
+    """
+    keys = box.keys()
+    return archive.written_order(keys, (box.get_bytes(k) for k in keys))
+
+
 def _dry_run_import(state: State, db: Database, mlist: Any, box: mailbox.mbox) -> None:
     from mailforum.core.rethread import dry_run_import
 
-    keys = box.keys()
+    keys = _in_written_order(box)
     plan = dry_run_import(db, state.config, mlist, (box.get_bytes(k) for k in keys))
     joining = 0
     for topic in plan.topics:

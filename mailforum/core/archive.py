@@ -8,11 +8,11 @@ import multiprocessing
 import os
 import re
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
@@ -24,7 +24,9 @@ from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, Spool
 from mailforum.db.session import Database
 from mailforum.mail.addresses import list_address
 from mailforum.mail.headers import ancestry
-from mailforum.mail.parse import ParsedMessage, Unprocessable, parse
+from mailforum.mail.parse import ParsedMessage, Unprocessable, header_date, parse
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +68,18 @@ def import_messages(
         if pending is not None:
             _import_chunk(db, config, rcpt, *pending, report, on_progress)
     return report
+
+
+def written_order(keys: Sequence[T], raws: Iterable[bytes]) -> list[T]:
+    """``keys`` sorted by the Date of their messages; undated ones keep the date before them."""
+    dated: list[tuple[float, int, T]] = []
+    last = float("-inf")
+    for position, (key, raw) in enumerate(zip(keys, raws, strict=True)):
+        when = header_date(raw)
+        last = when.timestamp() if when is not None else last
+        dated.append((last, position, key))
+    dated.sort(key=lambda item: (item[0], item[1]))
+    return [key for _, _, key in dated]
 
 
 def _chunks(raws: Iterable[bytes], size: int) -> Iterator[list[bytes]]:

@@ -341,6 +341,18 @@ def _parse_date(value: str | None, now: dt.datetime | None = None) -> dt.datetim
         return None
 
 
+_DATE_HEADER = re.compile(rb"(?im)^date[ \t]*:[ \t]*([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)")
+
+
+def header_date(raw: bytes) -> dt.datetime | None:
+    """The sane Date of a raw message, read from its header block alone (cheap; no parse)."""
+    header, _ = split_header_block(raw[:MAX_HEADER_BLOCK])
+    found = _DATE_HEADER.search(header)
+    if not found:
+        return None
+    return _parse_date(found.group(1).decode("ascii", "replace"))
+
+
 def _addresses(*values: str | None) -> list[tuple[str, str]]:
     decoded = [v for v in values if v]
     try:

@@ -249,3 +249,22 @@ def test_large_attachment_is_recorded_and_memory_bounded() -> None:  # B39, B40
         len(payload),
     )
     assert peak < 4 * len(raw) + 8_000_000  # never decompressed; a few copies at most
+
+
+def test_header_date_and_written_order() -> None:
+    from mailforum.core.archive import written_order
+    from mailforum.mail.parse import header_date
+
+    def msg(date: str) -> bytes:
+        return (f"Date: {date}\r\n" if date else "").encode() + b"Subject: s\r\n\r\nDate: not this one\r\n"
+
+    assert header_date(msg("Thu, 26 Nov 2026 10:00:00 +0100")).isoformat() == "2026-11-26T09:00:00+00:00"
+    assert header_date(msg("")) is None and header_date(msg("garbage")) is None
+    raws = [
+        msg("Thu, 26 Nov 2026 12:00:00 +0000"),
+        msg(""),  # undated: stays right after the message before it
+        msg("Thu, 26 Nov 2026 10:00:00 +0000"),
+        msg("Thu, 26 Nov 2026 11:00:00 +0000"),
+        msg("Thu, 26 Nov 2026 11:00:00 +0000"),  # same time: file order
+    ]
+    assert written_order(["a", "b", "c", "d", "e"], raws) == ["c", "d", "e", "a", "b"]
