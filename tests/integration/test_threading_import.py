@@ -50,7 +50,7 @@ def test_a_failing_message_is_parked_and_its_batch_stored_carefully(site, monkey
     assert report.errors == ["RuntimeError: poison message"]
     posts = site.posts_by_id()
     assert "<t1-3@x>" not in posts and len(posts) == 29
-    # Its reply waits for it under a placeholder (a retry of the parked entry fills it).
+    # Its reply waits for it under a placeholder.
     assert posts["<t1-4@x>"]["parent_message_id"] == "<t1-3@x>"
     with site.db.read_session() as session:
         [parked] = session.scalars(select(SpoolEntry).where(SpoolEntry.state == SpoolState.FAILED.value))
