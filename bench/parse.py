@@ -14,11 +14,14 @@ Figures are CPU time (process_time), so other load on the machine matters less.
                                  parsed as headers + body, everything a post stores)
     refuse_depth_5000_ms, refuse_parts_100000_ms, refuse_rfc822_10000_ms
                                  hostile structure refused by the pre-parse scan (B34, B35, B37)
+    poison_mix_normal_slowdown_pct
+                                 L8: how much slower normal mail parses with 5% hostile mail mixed in
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import sys
 import time
@@ -103,6 +106,23 @@ def main() -> None:
     print(f"refuse_depth_5000_ms: {refuse_ms(deep):.1f}")
     print(f"refuse_parts_100000_ms: {refuse_ms(parts):.1f}")
     print(f"refuse_rfc822_10000_ms: {refuse_ms(rfc822):.1f}")
+    # L8: 5% pathological messages mixed in; how much slower is the normal traffic?
+    header = head + b"X-Big: " + b"h" * 300_000 + b"\r\n\r\nbody"
+    hostile = [deep, parts, rfc822, header]
+    mixed: list[bytes] = []
+    for n, raw in enumerate(raws):
+        mixed.append(raw)
+        if n % 19 == 0:
+            mixed.append(hostile[n % len(hostile)])
+
+    def tolerant(raw: bytes) -> None:
+        with contextlib.suppress(Unprocessable):
+            parse(raw)
+
+    clean = rate(tolerant, raws)
+    poisoned = rate(tolerant, mixed) * len(raws) / len(mixed)  # normal messages per second
+    print(f"poison_mix_hostile_share_pct: {100 * (len(mixed) - len(raws)) / len(mixed):.1f}")
+    print(f"poison_mix_normal_slowdown_pct: {100 * (1 - poisoned / clean):.1f}")
 
 
 if __name__ == "__main__":
