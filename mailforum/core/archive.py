@@ -23,7 +23,7 @@ from mailforum.db import spool
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, SpoolState, utcnow
 from mailforum.db.session import Database
 from mailforum.mail.addresses import list_address
-from mailforum.mail.headers import ancestry
+from mailforum.mail.headers import ancestry, thread_index
 from mailforum.mail.parse import ParsedMessage, Unprocessable, header_date, parse
 
 T = TypeVar("T")
@@ -191,14 +191,15 @@ def _store_chunk(
     if not careful:  # one query for every id the batch names, instead of one per message
         mlist = posting.list_by_name(session, rcpt_list_name(rcpt))
         if mlist is not None:
-            wanted = []
+            wanted, conversations, keys = [], [], []
             for item in items:
-                if item.parsed is not None:
-                    wanted.append(item.parsed.message_id)
-                    wanted.extend(
-                        ancestry(item.parsed.message_id, item.parsed.in_reply_to, item.parsed.references)
-                    )
-            threads.prefetch(session, mlist.id, wanted)
+                if (parsed := item.parsed) is not None:
+                    wanted.append(parsed.message_id)
+                    wanted.extend(ancestry(parsed.message_id, parsed.in_reply_to, parsed.references))
+                    if (index := thread_index(parsed.header("thread-index"))) is not None:
+                        conversations.append(index.conversation)
+                    keys.extend(threads.subject_keys(parsed))
+            threads.prefetch(session, mlist.id, wanted, conversations, keys)
     for item in items:
         error = item.error
         outcomes: list[posting.Outcome] = []

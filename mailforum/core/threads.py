@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -48,7 +49,16 @@ from mailforum.mail.headers import (
 )
 from mailforum.mail.parse import ParsedMessage
 
-__all__ = ["Placement", "attach", "live_topic", "merge_topics", "place", "subject_key"]
+__all__ = [
+    "Placement",
+    "attach",
+    "live_topic",
+    "merge_topics",
+    "place",
+    "prefetch",
+    "subject_key",
+    "subject_keys",
+]
 
 MAX_ANCESTRY_WALK = 10_000  # cycle checks follow at most this many parents
 SUBJECT_CANDIDATES = 20  # topics considered by the subject fallback
@@ -83,12 +93,45 @@ _FIND_POSTS = select(Post).where(
 _CACHE = "mailforum.threads.posts"  # session.info key: (list id, message id) → Post or None (absent)
 
 
-def prefetch(session: Session, list_id: int, message_ids: list[str]) -> None:
-    """Look up many ids at once and remember the answers for this transaction (an import batch).
+def prefetch(
+    session: Session,
+    list_id: int,
+    message_ids: list[str],
+    conversations: Iterable[str] = (),
+    subject_keys: Iterable[str] = (),
+) -> None:
+    """Look up many ids (and Outlook conversations) at once, for this transaction (an import batch).
 
-    From then on ``find_posts`` answers from memory for the ids it knows; every post
-    this module creates is remembered too. Call ``forget`` after a rollback.
+    From then on ``find_posts`` answers from memory for the ids it knows, and the
+    conversation look-up for the conversations named; every post this module stores
+    is remembered too. Call ``forget`` after a rollback.
     """
+    by_key: dict[tuple[int, str], list[Topic]] = session.info.setdefault(_CACHE + ".keys", {})
+    wanted_keys = [k for k in dict.fromkeys(subject_keys) if k and (list_id, k) not in by_key]
+    for start in range(0, len(wanted_keys), 500):
+        chunk = wanted_keys[start : start + 500]
+        for key in chunk:
+            by_key[(list_id, key)] = []
+        for topic in session.scalars(
+            select(Topic).where(
+                Topic.list_id == list_id, Topic.subject_key.in_(chunk), Topic.merged_into_id.is_(None)
+            )
+        ):
+            by_key[(list_id, topic.subject_key)].append(topic)
+    by_conversation: dict[tuple[int, str], list[Post]] = session.info.setdefault(_CACHE + ".conv", {})
+    wanted_conversations = [c for c in dict.fromkeys(conversations) if (list_id, c) not in by_conversation]
+    for start in range(0, len(wanted_conversations), 500):
+        chunk = wanted_conversations[start : start + 500]
+        for conversation in chunk:
+            by_conversation[(list_id, conversation)] = []
+        for post in session.scalars(
+            select(Post).where(
+                Post.list_id == list_id,
+                Post.conversation.in_(chunk),
+                Post.status != PostStatus.PLACEHOLDER.value,
+            )
+        ):
+            by_conversation[(list_id, post.conversation or "")].append(post)
     cache: dict[tuple[int, str], Post | None] = session.info.setdefault(_CACHE, {})
     wanted = list(dict.fromkeys(m for m in message_ids if (list_id, m) not in cache))
     for start in range(0, len(wanted), 500):
@@ -106,12 +149,36 @@ def forget(session: Session) -> None:
     session.info.pop(_CACHE, None)
     session.info.pop(_CACHE + ".topics", None)
     session.info.pop(_CACHE + ".held", None)
+    session.info.pop(_CACHE + ".conv", None)
+    session.info.pop(_CACHE + ".keys", None)
+
+
+def _keyed(session: Session, topic: Topic) -> None:
+    """Remember a topic under its subject key, when the batch's cache knows that key."""
+    by_key = session.info.get(_CACHE + ".keys")
+    if by_key is not None:
+        known = by_key.get((topic.list_id, topic.subject_key))
+        if known is not None and topic not in known:
+            known.append(topic)
+
+
+def _topics_by_key(session: Session, list_id: int, keys: list[str]) -> list[Topic] | None:
+    """The live topics with these subject keys, from the batch's cache; None when it does not know."""
+    by_key = session.info.get(_CACHE + ".keys")
+    if by_key is None or any((list_id, k) not in by_key for k in keys):
+        return None
+    return [t for k in keys for t in by_key[(list_id, k)] if t.merged_into_id is None and t.subject_key == k]
 
 
 def remember(session: Session, post: Post) -> None:
     cache = session.info.get(_CACHE)
     if cache is not None:
         cache[(post.list_id, post.message_id)] = post
+    by_conversation = session.info.get(_CACHE + ".conv")
+    if by_conversation is not None and post.conversation and post.status != PostStatus.PLACEHOLDER.value:
+        known = by_conversation.get((post.list_id, post.conversation))
+        if known is not None and post not in known:
+            known.append(post)
 
 
 def find_posts(session: Session, list_id: int, message_ids: list[str]) -> dict[str, Post]:
@@ -150,6 +217,7 @@ def _new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datet
     session.add(topic)
     session.flush()
     _hold(session, topic)
+    _keyed(session, topic)
     return topic
 
 
@@ -244,7 +312,12 @@ def _topic_root(session: Session, topic: Topic) -> Post | None:
 
 
 def _conversation(session: Session, mlist: MailingList, thread: ThreadIndex) -> list[Post]:
-    """The posts of this list in the Outlook conversation (one indexed query)."""
+    """The posts of this list in the Outlook conversation (one indexed query, or the batch's cache)."""
+    by_conversation = session.info.get(_CACHE + ".conv")
+    if by_conversation is not None:
+        known = by_conversation.get((mlist.id, thread.conversation))
+        if known is not None:
+            return list(known)
     return list(
         session.scalars(
             _BY_CONVERSATION,
@@ -306,6 +379,11 @@ def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]
     return people
 
 
+def subject_keys(parsed: ParsedMessage) -> list[str]:
+    """The topic subjects a message may name: its own, "(was: …)" and Thread-Topic."""
+    return _subject_keys(parsed, subject_info(parsed.subject))
+
+
 def _subject_keys(parsed: ParsedMessage, info: SubjectInfo) -> list[str]:
     keys = [info.key, info.was_key, subject_info(parsed.header("thread-topic")).key]
     return list(dict.fromkeys(k for k in keys if k))
@@ -328,20 +406,25 @@ def _by_subject(
     keys = _subject_keys(parsed, info)
     if not keys:
         return None
-    candidates = list(
-        session.scalars(
-            select(Topic)
-            .where(
-                Topic.list_id == mlist.id,
-                Topic.subject_key.in_(keys),
-                Topic.merged_into_id.is_(None),
-                Topic.last_post_at >= at - window,
-                Topic.created_at <= at + window,
+    cached = _topics_by_key(session, mlist.id, keys)
+    if cached is not None:
+        recent = [t for t in cached if t.last_post_at >= at - window and t.created_at <= at + window]
+        candidates = sorted(recent, key=lambda t: (t.last_post_at, t.id), reverse=True)[:SUBJECT_CANDIDATES]
+    else:
+        candidates = list(
+            session.scalars(
+                select(Topic)
+                .where(
+                    Topic.list_id == mlist.id,
+                    Topic.subject_key.in_(keys),
+                    Topic.merged_into_id.is_(None),
+                    Topic.last_post_at >= at - window,
+                    Topic.created_at <= at + window,
+                )
+                .order_by(Topic.last_post_at.desc(), Topic.id.desc())
+                .limit(SUBJECT_CANDIDATES)
             )
-            .order_by(Topic.last_post_at.desc(), Topic.id.desc())
-            .limit(SUBJECT_CANDIDATES)
         )
-    )
     if not candidates:
         return None
     quoted = _quoted_post(session, parsed, candidates)
@@ -419,20 +502,25 @@ def _orphan_topic(
     """
     if info.is_reply or is_generic(info.key):
         return None
-    candidates = list(
-        session.scalars(
-            select(Topic)
-            .where(
-                Topic.list_id == mlist.id,
-                Topic.subject_key == info.key,
-                Topic.merged_into_id.is_(None),
-                Topic.created_at >= at - window,
-                Topic.created_at <= at + window,
+    cached = _topics_by_key(session, mlist.id, [info.key])
+    if cached is not None:
+        near = [t for t in cached if at - window <= t.created_at <= at + window]
+        candidates = sorted(near, key=lambda t: (t.created_at, t.id))[:SUBJECT_CANDIDATES]
+    else:
+        candidates = list(
+            session.scalars(
+                select(Topic)
+                .where(
+                    Topic.list_id == mlist.id,
+                    Topic.subject_key == info.key,
+                    Topic.merged_into_id.is_(None),
+                    Topic.created_at >= at - window,
+                    Topic.created_at <= at + window,
+                )
+                .order_by(Topic.created_at, Topic.id)
+                .limit(SUBJECT_CANDIDATES)
             )
-            .order_by(Topic.created_at, Topic.id)
-            .limit(SUBJECT_CANDIDATES)
         )
-    )
     written = parsed.date or at
     for topic in candidates:
         if not subject_info(topic.subject).is_reply:
@@ -581,6 +669,7 @@ def attach(session: Session, placement: Placement, post: Post, flush: bool = Tru
     if post.parent_id is None and renamed:
         # The original arrived after replies that started the topic: it names the topic now.
         topic.subject, topic.subject_key = post.subject, subject_key(post.subject)
+        _keyed(session, topic)
     if flush or placement.adopt:
         session.flush()
     remember(session, post)
