@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, load_only
 
 from mailforum.config import Config, DatabaseConfig
 from mailforum.core import archive, lists, posting, threads
@@ -290,7 +290,7 @@ def rethread(db: Database, config: Config, name: str, dry_run: bool = False) -> 
         before = read_threading(session, mlist)
         stored = list(
             session.execute(
-                select(Post.id, Post.message_id, Post.raw, Post.received_at, Post.spool_id, Post.parent_id)
+                select(Post.id, Post.message_id, Post.received_at, Post.spool_id, Post.parent_id)
                 .where(Post.list_id == mlist.id, Post.status != PostStatus.PLACEHOLDER.value)
                 .order_by(Post.received_at, Post.id)
             )
@@ -298,14 +298,21 @@ def rethread(db: Database, config: Config, name: str, dry_run: bool = False) -> 
         by_id = {row.id: row.message_id for row in stored}
         token_posts = _posts_by_token(session, [row.spool_id for row in stored if row.spool_id], config)
     read_ids = {row.id for row in stored}
-    messages = [
-        Replay(
-            row.raw or b"", row.received_at, by_id.get(row.parent_id) if row.spool_id in token_posts else None
-        )
-        for row in stored
-    ]
+
+    def messages() -> Iterator[Replay]:
+        """The raw messages in arrival order, read a batch at a time (an archive may not fit in memory)."""
+        for start in range(0, len(stored), BATCH):
+            rows = stored[start : start + BATCH]
+            with db.read_session() as session:
+                raws = dict(
+                    session.execute(select(Post.id, Post.raw).where(Post.id.in_([r.id for r in rows]))).all()
+                )
+            for row in rows:
+                token_parent = by_id.get(row.parent_id) if row.spool_id in token_posts else None
+                yield Replay(raws.get(row.id) or b"", row.received_at, token_parent)
+
     with scratch_database(config, name) as (scratch, scratch_config):
-        result = replay(scratch, scratch_config, name, messages)
+        result = replay(scratch, scratch_config, name, messages())
         with scratch.read_session() as session:
             after = read_threading(session, lists.get_list(session, name))
     report = RethreadReport(posts=len(stored), failed=result.failed)
@@ -403,7 +410,14 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
                     .where(Topic.id == real)
                     .values(subject=subject, subject_key=subject_key(subject), merged_into_id=None)
                 )
-        posts = {p.message_id: p for p in session.scalars(select(Post).where(Post.list_id == mlist.id))}
+        columns = load_only(
+            Post.id, Post.list_id, Post.message_id, Post.topic_id, Post.parent_id, Post.status,
+            Post.title, Post.conversation, Post.thread_index,
+        )  # fmt: skip
+        posts = {
+            p.message_id: p
+            for p in session.scalars(select(Post).options(columns).where(Post.list_id == mlist.id))
+        }
         # Placeholders: keep those the new threading has, drop the others once nothing points at them.
         for mid, node in after.nodes.items():
             if node.placeholder and mid not in posts:
