@@ -151,6 +151,7 @@ def forget(session: Session) -> None:
     session.info.pop(_CACHE + ".held", None)
     session.info.pop(_CACHE + ".conv", None)
     session.info.pop(_CACHE + ".keys", None)
+    session.info.pop(_CACHE + ".locked", None)
 
 
 def _keyed(session: Session, topic: Topic) -> None:
@@ -286,8 +287,16 @@ def lock_list(session: Session, mlist: MailingList) -> None:
     Two nodes threading replies to the same unseen parent would otherwise both create
     its placeholder, or merge the same topics in opposite directions.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_SPACE + mlist.id})
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # An import batch (no savepoints, see ``prefetch``) takes the lock once; elsewhere a
+    # savepoint rolled back would release it, so each message takes it again.
+    locked: set[int] | None = session.info.get(_CACHE + ".locked") if _CACHE in session.info else None
+    if locked is not None and mlist.id in locked:
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_SPACE + mlist.id})
+    if _CACHE in session.info:
+        session.info.setdefault(_CACHE + ".locked", set()).add(mlist.id)
 
 
 def _is_ancestor(session: Session, candidate: Post, node: Post) -> bool:
