@@ -34,6 +34,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

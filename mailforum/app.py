@@ -15,6 +15,7 @@ from typing import Protocol
 from mailforum.config import Config
 from mailforum.db import migrate
 from mailforum.db.session import Database
+from mailforum.runners.delivery import DeliveryWorker
 from mailforum.runners.ingest import IngestServer
 from mailforum.runners.worker import SpoolProcessor
 
@@ -55,17 +56,37 @@ class IngestPart:
         await self.server.stop(self.grace)
 
 
+@dataclass
+class DeliveryPart:
+    """The outbox worker (runners/delivery.py) as a task on the serve loop."""
+
+    worker: DeliveryWorker
+    name: str = "delivery"
+    task: asyncio.Task[object] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.worker.run())
+
+    async def stop(self) -> None:
+        self.worker.stop()
+        if self.task is not None:
+            await self.task
+
+
 @dataclass(frozen=True, slots=True)
 class Switches:
     """Which parts of ``serve`` run; each can be switched off on the command line."""
 
     ingest: bool = True
     process: bool = True
+    delivery: bool = True
 
 
 def build_parts(config: Config, db: Database, switches: Switches) -> list[Part]:
     processor = SpoolProcessor(db, config)
     parts: list[Part] = []
+    if switches.delivery:
+        parts.append(DeliveryPart(DeliveryWorker(db, config)))
     if switches.process:
         parts.append(ProcessorPart(processor))
     if switches.ingest:
