@@ -71,6 +71,16 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
         log.info("duplicate of post %s (%s) in %s", placement.existing.id, parsed.message_id, mlist.name)
         return Outcome(f"{mlist.name}: duplicate of post {placement.existing.id}")
     post = placement.existing or Post(list_id=mlist.id, message_id=placement.message_id)
+    if (
+        placement.message_id != parsed.message_id
+        and decision.action is Action.ACCEPT
+        and not delivery.trusted
+    ):
+        # Another message already holds this Message-ID (RELIABILITY S20): keep this one
+        # too, under its derived id, but let a moderator see it before anyone is notified.
+        decision = Decision(
+            Action.HOLD, "message-id-reused", f"another post already has {parsed.message_id[:200]}"
+        )
     held = decision.action is Action.HOLD
     post.topic_id = placement.topic.id
     if placement.parent is not None and placement.parent is not post:

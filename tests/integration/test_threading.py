@@ -92,3 +92,19 @@ def test_reply_into_another_list_is_not_attached(site, server):  # B28, S21
     private = site.posts_by_id("private")
     assert posts["<leak@y>"]["topic_id"] != private["<secret@x>"]["topic_id"]
     assert "<secret@x>" not in posts  # no placeholder or copy is exported
+
+
+def test_message_id_squatter_never_swallows_the_genuine_post(site, server):  # S20
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    send(site.config, message("Cheap watches", "<release@x>", sender="Mallory <m@evil.example>"))
+    wait_for(lambda: len(site.posts_by_id()) == 1)
+    genuine = message("Release 2.4 is out", "<release@x>", sender="Erin <erin@example.org>")
+    send(site.config, genuine)
+    send(site.config, b"Received: from backup-mx\r\n" + genuine)  # redelivered: the same message
+    posts = wait_for(lambda: (p := site.export()) and len(p) == 2 and p)
+    by_subject = {p["subject"]: p for p in posts}
+    assert by_subject["Cheap watches"]["message_id"] == "<release@x>"
+    kept = by_subject["Release 2.4 is out"]
+    assert kept["message_id"].endswith(".release@x>") and kept["status"] == "held"
+    send(site.config, message("Re: Release", "<reply@y>", extra="In-Reply-To: <release@x>"))
+    assert wait_for(lambda: len(site.export()) == 3)
