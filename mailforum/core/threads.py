@@ -484,15 +484,15 @@ def _quoted_post(session: Session, parsed: ParsedMessage, candidates: list[Topic
     haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in parsed.text_body.splitlines()[:2000])
     if len(haystack) < QUOTE_MIN:
         return None
-    posts = session.scalars(
-        select(Post)
+    rows = session.execute(
+        select(Post.id, Post.message_id, Post.text_body)
         .where(Post.topic_id.in_([t.id for t in candidates]), Post.status != PostStatus.PLACEHOLDER.value)
         .order_by(Post.received_at.desc(), Post.id.desc())
         .limit(QUOTE_POSTS)
     )
-    for post in posts:
-        if post.message_id != parsed.message_id and any(n in haystack for n in _needles(post.text_body)):
-            return post
+    for post_id, message_id, body in rows:
+        if message_id != parsed.message_id and any(n in haystack for n in _needles(body)):
+            return session.get(Post, post_id)
     return None
 
 
