@@ -10,9 +10,15 @@ hold decides, and the weaker ones are not consulted:
 3. Outlook's ``Thread-Index``: its first 22 bytes name the conversation, and each
    reply appends 5 bytes, so the parent carries our index minus the last block;
 4. the normalised subject (``mail.headers.subject_info``), only for messages that look
-   like replies and name no ids at all, only within this list and ``window``; a
-   generic subject ("Question", "Help") needs a participant in common as well, so
-   strangers' threads stay apart. ``Thread-Topic`` and "(was: Old)" give more keys.
+   like replies and name no ids at all, only within this list and ``window``. Among
+   the topics with that subject, one holding a post the reply quotes wins (and that
+   post is the parent); a generic subject ("Question", "Help") otherwise needs a
+   participant in common, so strangers' threads stay apart. ``Thread-Topic`` and
+   "(was: Old)" give more keys.
+
+An import batch prefetches the ids, Outlook conversations and subject keys it names
+(``prefetch``), so most messages need no look-up of their own, and its posts reach the
+database together (``attach(flush=False)``).
 
 A reply that arrives before its parent leaves placeholders for the ids it names
 (chained in References order); when the parent arrives it takes its placeholder's
