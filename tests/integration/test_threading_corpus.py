@@ -129,6 +129,19 @@ CASES: dict[str, Case] = {
             ),
         ),
     ),
+    # Two strangers' "Help": header-less replies join the one whose words they quote
+    # (Outlook's unprefixed "Original Message" and ">" quotes alike), under that post.
+    "quoted-reply": Case(
+        parents={
+            "<quote-reply-outlook@example.net>": "<quote-help-1@example.com>",
+            "<quote-reply-webmail@example.com>": "<quote-help-2@example.org>",
+        },
+        together=(
+            ("<quote-help-1@example.com>", "<quote-reply-outlook@example.net>"),
+            ("<quote-help-2@example.org>", "<quote-reply-webmail@example.com>"),
+        ),
+        apart=(("<quote-help-1@example.com>", "<quote-help-2@example.org>"),),
+    ),
     "encoded-subjects": Case(
         together=(
             (
