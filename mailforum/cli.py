@@ -23,7 +23,7 @@ from mailforum import config as config_mod
 from mailforum.config import Config
 from mailforum.core import archive, lists
 from mailforum.db import migrate, spool
-from mailforum.db.models import DeliveryMode, PostingPolicy, SpoolEntry, SpoolState, utcnow
+from mailforum.db.models import DeliveryMode, PostingPolicy, SpoolEntry, SpoolState, Visibility, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import InvalidInput, MailforumError, NotFound
 
@@ -109,18 +109,23 @@ def init(state: State) -> None:
 @click.option("--no-smtp", is_flag=True, help="Do not listen for SMTP/LMTP (process the spool only).")
 @click.option("--no-process", is_flag=True, help="Accept and spool mail, but do not process it.")
 @click.option("--no-delivery", is_flag=True, help="Do not send outgoing mail (the outbox keeps it).")
+@click.option("--no-web", is_flag=True, help="Do not serve the web archive.")
 @pass_state
-def serve(state: State, no_smtp: bool, no_process: bool, no_delivery: bool) -> None:
-    """Run the server: SMTP and LMTP ingest, the spool processor and outbound delivery.
+def serve(state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_web: bool) -> None:
+    """Run the server: SMTP and LMTP ingest, the spool processor, outbound delivery and the web archive.
 
-    Listens on [smtp] host:port (SMTP) and [smtp] lmtp_port (LMTP). Stops cleanly on
-    SIGTERM or Ctrl-C: new sessions get 421, messages in flight are finished.
+    Listens on [smtp] host:port (SMTP), [smtp] lmtp_port (LMTP) and [web] host:port
+    (HTTP). Stops cleanly on SIGTERM or Ctrl-C: new sessions get 421, messages in
+    flight are finished.
     """
     from mailforum.app import Switches
     from mailforum.app import serve as run
 
     asyncio.run(
-        run(state.config, Switches(ingest=not no_smtp, process=not no_process, delivery=not no_delivery))
+        run(
+            state.config,
+            Switches(ingest=not no_smtp, process=not no_process, delivery=not no_delivery, web=not no_web),
+        )
     )
 
 
@@ -254,11 +259,20 @@ def lists_group() -> None:
     show_default=True,
     help="Who may post: anyone, members (others are held), or nobody without a moderator.",
 )
+@click.option(
+    "--visibility",
+    type=click.Choice([v.value for v in Visibility]),
+    default=Visibility.PUBLIC.value,
+    show_default=True,
+    help="Who may read the web archive: everyone, or nobody (every page of it answers 404).",
+)
 @pass_state
-def lists_create(state: State, name: str, title: str, description: str, policy: str) -> None:
+def lists_create(state: State, name: str, title: str, description: str, policy: str, visibility: str) -> None:
     """Create the list NAME; it receives mail at NAME@[site] domain."""
     with state.db().session() as session:
-        mlist = lists.create_list(session, name, title, description, PostingPolicy(policy))
+        mlist = lists.create_list(
+            session, name, title, description, PostingPolicy(policy), Visibility(visibility)
+        )
         click.echo(f"created list {mlist.name} <{mlist.name}@{state.config.site.domain}>")
 
 
@@ -269,6 +283,33 @@ def lists_list(state: State) -> None:
     with state.db().read_session() as session:
         for name in lists.list_names(session):
             click.echo(name)
+
+
+@lists_group.command("set")
+@click.argument("name")
+@click.option(
+    "--visibility",
+    type=click.Choice([v.value for v in Visibility]),
+    help="Who may read the web archive: everyone, or nobody (every page of it answers 404).",
+)
+@click.option(
+    "--show-addresses/--hide-addresses",
+    default=None,
+    help="Whether the web archive shows authors' addresses (spelled out as 'ann at example.com').",
+)
+@pass_state
+def lists_set(state: State, name: str, visibility: str | None, show_addresses: bool | None) -> None:
+    """Change how the web archive shows the list NAME."""
+    if visibility is None and show_addresses is None:
+        raise InvalidInput("nothing to change: give --visibility or --show-addresses/--hide-addresses")
+    with state.db().session() as session:
+        mlist = lists.get_list(session, name)
+        if visibility is not None:
+            mlist.visibility = visibility
+        if show_addresses is not None:
+            mlist.show_addresses = show_addresses
+        shown = "shown" if mlist.show_addresses else "hidden"
+        click.echo(f"{mlist.name}: visibility {mlist.visibility}, addresses {shown}")
 
 
 @lists_group.command("show")
@@ -285,6 +326,8 @@ def lists_show(state: State, name: str) -> None:
         ("title", mlist.display_title),
         ("description", mlist.description),
         ("posting policy", mlist.posting_policy),
+        ("visibility", mlist.visibility),
+        ("web addresses", "shown" if mlist.show_addresses else "hidden"),
         ("post address", f"{mlist.name}@{domain}"),
         ("command address", f"{mlist.name}-request@{domain}"),
         ("members", stats["members"]),

@@ -97,6 +97,15 @@ class SiteConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    topics_per_page: int = 30
+    posts_per_page: int = 50
+    # Form submissions (join, watch) per client IP, and per address, in any form_window seconds.
+    form_limit: int = 5
+    form_window: float = 600.0
+    # Seconds a form stays valid after it was shown (its CSRF token expires then).
+    csrf_max_age: float = 7200.0
+    # Comma list of proxy addresses whose X-Forwarded-For names the real client ("" trusts none).
+    trusted_proxies: str = "127.0.0.1,::1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +232,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{where}: [relay] max_connections and messages_per_connection must be at least 1")
     if config.relay.starttls and config.relay.tls:
         raise ConfigError(f"{where}: [relay] starttls and tls exclude each other; pick one")
+    if not 0 <= config.web.port <= 65535:
+        raise ConfigError(f"{where}: [web] port {config.web.port} is not a TCP port")
+    for key in ("topics_per_page", "posts_per_page", "form_limit"):
+        if not 1 <= getattr(config.web, key) <= 1000:
+            raise ConfigError(f"{where}: [web] {key} must be 1–1000")
     if config.processing.max_attempts < 1:
         raise ConfigError(f"{where}: [processing] max_attempts must be at least 1")
 

@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailforum.db.base import Base, Id
@@ -59,6 +59,11 @@ class OutboxKind(enum.StrEnum):
     POST = "post"  # one post to one member
 
 
+class Visibility(enum.StrEnum):
+    PUBLIC = "public"  # the web archive shows it to everyone
+    PRIVATE = "private"  # every web surface answers 404 (RELIABILITY S15)
+
+
 class SubscriptionKind(enum.StrEnum):
     WATCH = "watch"
     MUTE = "mute"
@@ -75,6 +80,11 @@ class MailingList(Base):
     # Subject tag added to outgoing copies; None means "[name]", "" means none.
     subject_tag: Mapped[str | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    visibility: Mapped[str] = mapped_column(
+        String(16), default=Visibility.PUBLIC.value, server_default=Visibility.PUBLIC.value
+    )
+    # The web archive shows authors' addresses (still obfuscated) only when this is set.
+    show_addresses: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     @property
     def display_title(self) -> str:
@@ -104,8 +114,11 @@ class Member(Base):
 class Topic(Base):
     __tablename__ = "topics"
     __table_args__ = (
-        Index(None, "list_id", "last_post_at"),
         Index(None, "list_id", "subject_key", "last_post_at"),
+        # The web archive's sorts (latest, newest, most replies), covering its "has posts" filter.
+        Index(None, "list_id", "last_post_at", "id", "post_count"),
+        Index(None, "list_id", "created_at", "id", "post_count"),
+        Index(None, "list_id", "post_count"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
