@@ -1,7 +1,7 @@
 """Threading: a post's new title, and Outlook's Thread-Index (conversation, index) with an index.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-26 06:10:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
