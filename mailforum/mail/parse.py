@@ -23,6 +23,7 @@ import hashlib
 import io
 import re
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header
 from email.message import Message
@@ -479,46 +480,96 @@ def _decoded_size(part: Message) -> int:
 
 
 def _attached_message(part: Message, filename: str, ctype: str) -> Attachment:
+    return Attachment(_attachment_name(part, filename), ctype, len(attachment_bytes(part)))
+
+
+def _classified(msg: Message) -> Iterator[tuple[str, Message, str]]:
+    """Each leaf part as ("text" | "html" | "attachment", part, decoded filename), in order.
+
+    The first inline text/plain part is the text body and the first inline text/html
+    the HTML body; everything else, attached messages included, is an attachment.
+    """
+    text = html = False
+    for part in _leaves(msg):
+        ctype = part.get_content_type()
+        disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
+        filename = _filename(part)
+        is_body = ctype in ("text/plain", "text/html") and disposition != "attachment"
+        if not is_body or (filename and part is not msg and disposition != "inline"):
+            yield "attachment", part, filename
+        elif ctype == "text/plain" and not text:
+            text = True
+            yield "text", part, filename
+        elif ctype == "text/html" and not html:
+            html = True
+            yield "html", part, filename
+        else:
+            yield "attachment", part, filename
+
+
+def attachment_parts(msg: Message) -> list[tuple[Message, str]]:
+    """The parts ``parse`` records as a post's attachments, in the same order, with their names."""
+    return [
+        (part, _attachment_name(part, name)) for kind, part, name in _classified(msg) if kind == "attachment"
+    ]
+
+
+def _attachment_name(part: Message, filename: str) -> str:
+    """The filename, or for an attached message without one its subject ("message" at worst)."""
+    if filename or part.get_content_maintype() != "message":
+        return filename
     inner = part.get_payload()
-    if not (isinstance(inner, list) and inner):
-        return Attachment(filename or "message", ctype, len(str(inner or "")))
+    subject = decode_header_value(inner[0].get("subject"), 255) if isinstance(inner, list) and inner else ""
+    return subject or "message"
+
+
+def attachment_bytes(part: Message) -> bytes:
+    """The content of an attachment part: transfer-decoded, never decompressed (B40)."""
+    if part.get_content_maintype() == "message":
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner:
+            try:
+                return inner[0].as_bytes()
+            except Exception:
+                return b""
+        return str(inner or "").encode("utf-8", "surrogateescape")
     try:
-        size = len(inner[0].as_bytes())
+        payload = part.get_payload(decode=True)
     except Exception:
-        size = 0
-    subject = decode_header_value(inner[0].get("subject"), 255)
-    return Attachment(filename or subject or "message", ctype, size)
+        return b""
+    return payload if isinstance(payload, bytes) else b""
+
+
+def parse_message(raw: bytes) -> Message:
+    """The stdlib ``Message`` of ``raw`` after the structure scan (raises ``Unprocessable``)."""
+    check_structure(raw)
+    try:
+        return _message(raw)
+    except RecursionError:
+        raise Unprocessable("MIME structure too deep to parse") from None
 
 
 def _bodies(msg: Message) -> tuple[str, str | None, tuple[Attachment, ...]]:
     text: str | None = None
     markup: str | None = None
     attachments: list[Attachment] = []
-    for part in _leaves(msg):
+    for kind, part, filename in _classified(msg):
         ctype = part.get_content_type()
-        disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
-        filename = _filename(part)
-        if ctype.startswith("message/"):
-            attachments.append(_attached_message(part, filename, ctype))
-            continue
-        is_body = ctype in ("text/plain", "text/html") and disposition != "attachment"
-        if not is_body or (filename and part is not msg and disposition != "inline"):
-            attachments.append(Attachment(filename, ctype, _decoded_size(part)))
+        if kind == "attachment":
+            if part.get_content_maintype() == "message":
+                attachments.append(_attached_message(part, filename, ctype))
+            else:
+                attachments.append(Attachment(filename, ctype, _decoded_size(part)))
             continue
         try:
             payload = part.get_payload(decode=True)
         except Exception:
             payload = None
         data = payload if isinstance(payload, bytes) else b""
-        if ctype == "text/plain":
-            if text is None:
-                text = _part_text(part, data)
-            else:
-                attachments.append(Attachment(filename, ctype, len(data)))
-        elif markup is None:
-            markup = _part_text(part, data)
+        if kind == "text":
+            text = _part_text(part, data)
         else:
-            attachments.append(Attachment(filename, ctype, len(data)))
+            markup = _part_text(part, data)
     if text is None:
         text = html_to_text(markup) if markup else ""
     return text, markup, tuple(attachments)

@@ -268,3 +268,34 @@ def test_header_date_and_written_order() -> None:
         msg("Thu, 26 Nov 2026 11:00:00 +0000"),  # same time: file order
     ]
     assert written_order(["a", "b", "c", "d", "e"], raws) == ["c", "d", "e", "a", "b"]
+
+
+def test_attachment_download_matches_metadata_for_every_corpus_message() -> None:
+    from pathlib import Path
+
+    from mailforum.mail.attachments import attachment
+
+    extra = (
+        HEAD + b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nfirst\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nsecond inline text\r\n"
+        b"--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: Inner\r\n\r\ninner\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"JVBERi0xLjQK\r\n--b--\r\n"
+    )
+    corpus = [p.read_bytes() for p in sorted((Path(__file__).parent.parent / "messages").glob("*/*.eml"))]
+    for raw in [*corpus, extra]:
+        stored = parse(raw).attachments
+        for index, meta in enumerate(stored):
+            found = attachment(raw, index)
+            assert found is not None and (found.filename, found.content_type) == (
+                meta.filename,
+                meta.content_type,
+            )
+            assert len(found.data) == meta.size
+        assert attachment(raw, len(stored)) is None
+    assert [a.content_type for a in parse(extra).attachments] == [
+        "text/plain",
+        "message/rfc822",
+        "application/pdf",
+    ]
