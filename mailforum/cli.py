@@ -536,12 +536,19 @@ def members_remove(state: State, list_name: str, addresses: tuple[str, ...], fil
 @cli.command("import-mbox")
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--list", "list_name", required=True, metavar="NAME", help="The list to import into.")
+@click.option(
+    "--dry-run", is_flag=True, help="Store nothing; print the topics the import would create, one per line."
+)
 @pass_state
-def import_mbox(state: State, path: str, list_name: str) -> None:
+def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
     """Import an mbox archive into a list, threading it as live mail.
 
     Safe to run twice: messages already stored are recognised and skipped. Messages
     that cannot be processed are parked in the spool (see `mailforum spool list`).
+
+    With --dry-run the archive is threaded in a scratch database and each topic it
+    would create is printed as "POSTS<TAB>SUBJECT" (or "POSTS<TAB>SUBJECT<TAB>joins
+    topic N" when it continues a topic the list already has); nothing is stored.
     """
     if not Path(path).is_file():
         raise InvalidInput(f"{path}: no such file")
@@ -549,8 +556,14 @@ def import_mbox(state: State, path: str, list_name: str) -> None:
     with db.read_session() as session:
         mlist = lists.get_list(session, list_name)
     box = mailbox.mbox(path, create=False)
+    if dry_run:
+        try:
+            _dry_run_import(state, db, mlist, box)
+        finally:
+            box.close()
+        return
     try:
-        keys = box.keys()
+        keys = _in_written_order(box)
         with click.progressbar(
             length=len(keys), label=f"importing into {mlist.name}", file=sys.stderr
         ) as bar:
@@ -570,6 +583,64 @@ def import_mbox(state: State, path: str, list_name: str) -> None:
         sys.exit(3)
 
 
+def _in_written_order(box: mailbox.mbox) -> list[Any]:
+    """The mbox's keys in the order its messages were written (their Date), ties in file order.
+
+    Archives are often concatenated out of order; threading them as they were written
+    lets parents come before replies (placeholders cover the rest).
+    """
+    keys = box.keys()
+    return archive.written_order(keys, (box.get_bytes(k) for k in keys))
+
+
+def _dry_run_import(state: State, db: Database, mlist: Any, box: mailbox.mbox) -> None:
+    from mailforum.core.rethread import dry_run_import
+
+    keys = _in_written_order(box)
+    plan = dry_run_import(db, state.config, mlist, (box.get_bytes(k) for k in keys))
+    joining = 0
+    for topic in plan.topics:
+        subject = " ".join(topic.subject.split()) or "(no subject)"
+        if topic.joins is None:
+            click.echo(f"{topic.posts}\t{subject}")
+        else:
+            joining += 1
+            click.echo(f"{topic.posts}\t{subject}\tjoins topic {topic.joins}")
+    report = plan.report
+    click.echo(
+        f"dry run: {len(keys)} message(s) would make {len(plan.topics) - joining} new topic(s)"
+        f" and continue {joining} existing; {report.duplicates} duplicate(s); {report.failed} unprocessable",
+        err=True,
+    )
+
+
+@cli.command()
+@click.option("--list", "list_name", required=True, metavar="NAME", help="The list to rethread.")
+@click.option("--dry-run", is_flag=True, help="Report what would move; change nothing.")
+@pass_state
+def rethread(state: State, list_name: str, dry_run: bool) -> None:
+    """Rebuild LIST's topics from the stored raw messages with the current threading rules.
+
+    Prints one line per post that moves ("moved MESSAGE-ID: topic OLD -> NEW"), then a
+    summary. Topic ids are kept where possible; an emptied topic forwards to the one
+    that took its posts. Safe while `serve` runs: mail arriving meanwhile stays put.
+    """
+    from mailforum.core.rethread import rethread as run
+
+    report = run(state.db(), state.config, list_name, dry_run=dry_run)
+    for mid, old, new in report.moved:
+        new_text = str(new) if new > 0 else "(new)"
+        click.echo(f"{'would move' if dry_run else 'moved'} {mid}: topic {old} -> {new_text}")
+    click.echo(
+        f"{list_name}: {report.posts} post(s) rethreaded; {len(report.moved)} moved to another topic, "
+        f"{report.reparented} with a new parent; topics {report.topics_before} -> {report.topics_after} "
+        f"({report.new_topics} new, {report.emptied_topics} emptied)"
+        + (f"; {report.arrived_during} arrived meanwhile and stayed" if report.arrived_during else "")
+        + (f"; {report.failed} unprocessable" if report.failed else "")
+        + ("; dry run, nothing changed" if dry_run else "")
+    )
+
+
 @cli.command()
 @click.option("--list", "list_name", required=True, metavar="NAME", help="The list to export.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "mbox"]), default="jsonl", show_default=True)
@@ -578,7 +649,7 @@ def import_mbox(state: State, path: str, list_name: str) -> None:
 def export(state: State, list_name: str, fmt: str, output: str | None) -> None:
     """Export a list's posts: JSON lines (one object per post) or an mbox of the raw messages.
 
-    JSON fields: message_id, topic_id, parent_message_id, list, author, author_name,
+    JSON fields: message_id, topic_id, parent_message_id, list, author, author_name, title,
     subject, date, received_at, status, attachments, text.
     """
     db = state.db()

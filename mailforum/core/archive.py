@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
 import re
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from mailforum.config import Config
-from mailforum.core import posting
+from mailforum.core import posting, threads
 from mailforum.db import spool
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, SpoolState, utcnow
 from mailforum.db.session import Database
 from mailforum.mail.addresses import list_address
-from mailforum.mail.parse import Unprocessable, parse
+from mailforum.mail.headers import ancestry, thread_index
+from mailforum.mail.parse import ParsedMessage, Unprocessable, header_date, parse
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,6 +44,7 @@ def import_messages(
     raws: Iterable[bytes],
     batch: int = 500,
     on_progress: Any = None,
+    parallel: bool = True,
 ) -> ImportReport:
     """Store each raw message as live mail would be, in batches of one commit each.
 
@@ -44,51 +52,186 @@ def import_messages(
     moderation) is not applied, threading and de-duplication are, so a second run
     stores nothing new. A message that cannot be processed is parked in the spool as
     ``failed`` with its error, where ``mailforum spool list`` shows it.
+
+    With ``parallel`` (and more than one batch, on a machine with more than one CPU),
+    a second process parses the next batch while this one stores the current one.
     """
     report = ImportReport()
     rcpt = (list_address(mlist.name, config.site.domain),)
-    chunk: list[bytes] = []
-    for raw in raws:
-        chunk.append(raw)
-        if len(chunk) >= batch:
-            _import_chunk(db, config, rcpt, chunk, report)
-            if on_progress:
-                on_progress(len(chunk))
-            chunk = []
-    if chunk:
-        _import_chunk(db, config, rcpt, chunk, report)
-        if on_progress:
-            on_progress(len(chunk))
+    with _Parser(parallel) as parser:
+        pending: tuple[list[bytes], Future[list[_Parsed]] | list[_Parsed]] | None = None
+        for chunk in _chunks(raws, batch):
+            parsed = parser.submit(chunk, more=pending is not None or len(chunk) >= batch)
+            if pending is not None:
+                _import_chunk(db, config, rcpt, *pending, report, on_progress)
+            pending = (chunk, parsed)
+        if pending is not None:
+            _import_chunk(db, config, rcpt, *pending, report, on_progress)
     return report
 
 
+def written_order(keys: Sequence[T], raws: Iterable[bytes]) -> list[T]:
+    """``keys`` sorted by the Date of their messages; undated ones keep the date before them."""
+    dated: list[tuple[float, int, T]] = []
+    last = float("-inf")
+    for position, (key, raw) in enumerate(zip(keys, raws, strict=True)):
+        when = header_date(raw)
+        last = when.timestamp() if when is not None else last
+        dated.append((last, position, key))
+    dated.sort(key=lambda item: (item[0], item[1]))
+    return [key for _, _, key in dated]
+
+
+def _chunks(raws: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    chunk: list[bytes] = []
+    for raw in raws:
+        chunk.append(raw)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+_Parsed = tuple[ParsedMessage | None, str | None]  # the parsed message, or why it cannot be
+
+
+def parse_chunk(raws: list[bytes]) -> list[_Parsed]:
+    """Parse many messages; never raises (runs in the parser process of an import)."""
+    out: list[_Parsed] = []
+    for raw in raws:
+        try:
+            out.append((parse(raw), None))
+        except Unprocessable as exc:
+            out.append((None, f"unprocessable: {exc}"))
+        except Exception:
+            out.append((None, traceback.format_exc(limit=8)))
+    return out
+
+
+class _Parser:
+    """Parses batches in a child process when that can run beside us, else here."""
+
+    def __init__(self, parallel: bool) -> None:
+        self.parallel = parallel and (os.cpu_count() or 1) > 1
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _Parser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, raws: list[bytes], more: bool) -> Future[list[_Parsed]] | list[_Parsed]:
+        if not (self.parallel and more):
+            return parse_chunk(raws)
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return self.pool.submit(parse_chunk, raws)
+        except (BrokenProcessPool, RuntimeError):
+            self.parallel = False
+            return parse_chunk(raws)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    raw: bytes
+    parsed: ParsedMessage | None
+    error: str | None
+
+
 def _import_chunk(
-    db: Database, config: Config, rcpt: tuple[str, ...], raws: list[bytes], report: ImportReport
+    db: Database,
+    config: Config,
+    rcpt: tuple[str, ...],
+    raws: list[bytes],
+    parsed: Future[list[_Parsed]] | list[_Parsed],
+    report: ImportReport,
+    on_progress: Any,
 ) -> None:
+    """Store one parsed batch in one commit.
+
+    The fast path stores without a savepoint per message; if any message fails, the
+    batch is rolled back and stored again with a savepoint each, parking the failures.
+    """
+    if isinstance(parsed, Future):
+        try:
+            results = parsed.result()
+        except BrokenProcessPool:  # the parser process died: parse here
+            results = parse_chunk(raws)
+    else:
+        results = parsed
+    items = [_Item(raw, message, error) for raw, (message, error) in zip(raws, results, strict=True)]
     now = utcnow()
-    with db.session() as session:
-        for raw in raws:
-            error = None
-            try:
-                parsed = parse(raw)
-                with session.begin_nested():
-                    outcomes = posting.process(
-                        session, config, parsed, raw, parsed.from_address, rcpt, None, now, now, trusted=True
-                    )
-            except Unprocessable as exc:
-                error = f"unprocessable: {exc}"
-            except Exception:
-                error = traceback.format_exc(limit=8)
-            if error is not None:
-                report.failed += 1
-                report.errors.append(error.strip().splitlines()[-1])
-                _park(session, raw, rcpt, error, now)
-                continue
-            for outcome in outcomes:
-                if outcome.post is not None:
-                    report.posts += 1
-                else:
-                    report.duplicates += 1
+    try:
+        with db.session() as session:
+            chunk = _store_chunk(session, config, rcpt, items, now, careful=False)
+    except Exception:
+        with db.session() as session:
+            chunk = _store_chunk(session, config, rcpt, items, now, careful=True)
+    report.posts += chunk.posts
+    report.duplicates += chunk.duplicates
+    report.failed += chunk.failed
+    report.errors.extend(chunk.errors)
+    if on_progress:
+        on_progress(len(raws))
+
+
+def _store_chunk(
+    session: Session,
+    config: Config,
+    rcpt: tuple[str, ...],
+    items: list[_Item],
+    now: dt.datetime,
+    careful: bool,
+) -> ImportReport:
+    report = ImportReport()
+    if not careful:  # one query for every id the batch names, instead of one per message
+        mlist = posting.list_by_name(session, rcpt_list_name(rcpt))
+        if mlist is not None:
+            wanted, conversations, keys = [], [], []
+            for item in items:
+                if (parsed := item.parsed) is not None:
+                    wanted.append(parsed.message_id)
+                    wanted.extend(ancestry(parsed.message_id, parsed.in_reply_to, parsed.references))
+                    if (index := thread_index(parsed.header("thread-index"))) is not None:
+                        conversations.append(index.conversation)
+                    keys.extend(threads.subject_keys(parsed))
+            threads.prefetch(session, mlist.id, wanted, conversations, keys)
+    for item in items:
+        error = item.error
+        outcomes: list[posting.Outcome] = []
+        if item.parsed is not None:
+            parsed = item.parsed
+            # An archive's messages arrived when they were written: their Date orders
+            # them and bounds the subject window (a garbage or future Date: now).
+            received = min(parsed.date, now) if parsed.date else now
+            args = (session, config, parsed, item.raw, parsed.from_address, rcpt, None, received, now)
+            if not careful:
+                outcomes = posting.process(*args, trusted=True)
+            else:
+                try:
+                    with session.begin_nested():
+                        outcomes = posting.process(*args, trusted=True)
+                except Exception:
+                    error = traceback.format_exc(limit=8)
+        if error is not None:
+            report.failed += 1
+            report.errors.append(error.strip().splitlines()[-1])
+            _park(session, item.raw, rcpt, error, now)
+            continue
+        for outcome in outcomes:
+            if outcome.post is not None:
+                report.posts += 1
+            else:
+                report.duplicates += 1
+    return report
+
+
+def rcpt_list_name(rcpt: tuple[str, ...]) -> str:
+    return rcpt[0].split("@", 1)[0]
 
 
 def _park(session: Any, raw: bytes, rcpt: tuple[str, ...], error: str, now: dt.datetime) -> None:
@@ -144,6 +287,7 @@ def export_jsonl(db: Database, mlist: MailingList) -> Iterator[str]:
             "author": post.author_address,
             "author_name": post.author_name,
             "subject": post.subject,
+            "title": post.title,
             "date": (post.date or post.received_at).isoformat(),
             "received_at": post.received_at.isoformat(),
             "status": post.status,

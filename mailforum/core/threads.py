@@ -1,44 +1,215 @@
 """Threading: which topic a message belongs in, and under which post.
 
-Order of evidence (DESIGN.md): a verified reply token (the caller passes the post),
-then In-Reply-To, then References last to first, then — only for messages that look
-like replies and have no header evidence at all — a normalised subject within the
-same list and a recent window, so strangers' "Question" threads stay apart.
+Order of evidence (DESIGN.md), strongest first — the first that names something we
+hold decides, and the weaker ones are not consulted:
 
-A reply that arrives before its parent leaves placeholders for the ids it names;
-when the parent arrives it takes its placeholder's place. A message whose ids lie in
-two topics merges them (public-inbox does the same: link_refs / merge_threads).
+1. a verified reply token (the caller passes the post it names);
+2. ``In-Reply-To``, then ``References`` last to first (the root of a truncated list is
+   kept too); every id is looked up **in this list only**, so a reply pointing into
+   another or a private list is never attached there (RELIABILITY B28, S21);
+3. Outlook's ``Thread-Index``: its first 22 bytes name the conversation, and each
+   reply appends 5 bytes, so the parent carries our index minus the last block;
+4. the normalised subject (``mail.headers.subject_info``), only for messages that look
+   like replies and name no ids at all, only within this list and ``window``. Among
+   the topics with that subject, one holding a post the reply quotes wins (and that
+   post is the parent); a generic subject ("Question", "Help") otherwise needs a
+   participant in common, so strangers' threads stay apart. ``Thread-Topic`` and
+   "(was: Old)" give more keys.
+
+An import batch prefetches the ids, Outlook conversations and subject keys it names
+(``prefetch``), so most messages need no look-up of their own, and its posts reach the
+database together (``attach(flush=False)``).
+
+A reply that arrives before its parent leaves placeholders for the ids it names
+(chained in References order); when the parent arrives it takes its placeholder's
+place. A message whose ids lie in two topics merges them: the older topic survives
+and the absorbed one keeps ``merged_into_id`` so old links work (public-inbox does
+the same). An original that arrives after header-less replies to it (an import out
+of order) adopts the topic they started.
+
+The same message delivered twice is stored once (same id, same fingerprint); the
+same id with other content is kept under a derived id, so a squatter can never
+swallow a genuine post (RELIABILITY S20).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
-from mailforum.mail.headers import MAX_REFERENCES, looks_like_reply, msgid_list, subject_key
+from mailforum.mail.headers import (
+    THREAD_INDEX_CHILD,
+    SubjectInfo,
+    ThreadIndex,
+    ancestry,
+    is_generic,
+    subject_info,
+    subject_key,
+    thread_index,
+)
 from mailforum.mail.parse import ParsedMessage
+
+__all__ = [
+    "Placement",
+    "attach",
+    "live_topic",
+    "merge_topics",
+    "place",
+    "prefetch",
+    "subject_key",
+    "subject_keys",
+]
+
+MAX_ANCESTRY_WALK = 10_000  # cycle checks follow at most this many parents
+SUBJECT_CANDIDATES = 20  # topics considered by the subject fallback
+ADVISORY_LOCK_SPACE = 0x6D66_0000  # "mf": per-list threading lock on PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)
 class Placement:
-    """Where a message goes. ``existing`` is a placeholder to fill; ``duplicate`` means: store nothing."""
+    """Where a message goes. ``existing`` is a placeholder to fill; ``duplicate`` means: store nothing.
+
+    ``evidence`` names what decided (``token``, ``headers``, ``thread-index``,
+    ``subject``, ``original`` or ``new``); ``title`` is the new title the post gives
+    its topic, if any; ``adopt`` are posts that turn out to be replies to this one.
+    """
 
     topic: Topic
     parent: Post | None
     message_id: str
     existing: Post | None = None
     duplicate: bool = False
+    evidence: str = "new"
+    title: str | None = None
+    thread: ThreadIndex | None = None
+    adopt: tuple[Post, ...] = ()
+
+
+_FIND_POSTS = select(Post).where(
+    Post.list_id == bindparam("list_id"), Post.message_id.in_(bindparam("ids", expanding=True))
+)
+
+
+_CACHE = "mailforum.threads.posts"  # session.info key: (list id, message id) → Post or None (absent)
+
+
+def prefetch(
+    session: Session,
+    list_id: int,
+    message_ids: list[str],
+    conversations: Iterable[str] = (),
+    subject_keys: Iterable[str] = (),
+) -> None:
+    """Look up many ids (and Outlook conversations) at once, for this transaction (an import batch).
+
+    From then on ``find_posts`` answers from memory for the ids it knows, and the
+    conversation look-up for the conversations named; every post this module stores
+    is remembered too. Call ``forget`` after a rollback.
+    """
+    by_key: dict[tuple[int, str], list[Topic]] = session.info.setdefault(_CACHE + ".keys", {})
+    wanted_keys = [k for k in dict.fromkeys(subject_keys) if k and (list_id, k) not in by_key]
+    for start in range(0, len(wanted_keys), 500):
+        chunk = wanted_keys[start : start + 500]
+        for key in chunk:
+            by_key[(list_id, key)] = []
+        for topic in session.scalars(
+            select(Topic).where(
+                Topic.list_id == list_id, Topic.subject_key.in_(chunk), Topic.merged_into_id.is_(None)
+            )
+        ):
+            by_key[(list_id, topic.subject_key)].append(topic)
+    by_conversation: dict[tuple[int, str], list[Post]] = session.info.setdefault(_CACHE + ".conv", {})
+    wanted_conversations = [c for c in dict.fromkeys(conversations) if (list_id, c) not in by_conversation]
+    for start in range(0, len(wanted_conversations), 500):
+        chunk = wanted_conversations[start : start + 500]
+        for conversation in chunk:
+            by_conversation[(list_id, conversation)] = []
+        for post in session.scalars(
+            select(Post).where(
+                Post.list_id == list_id,
+                Post.conversation.in_(chunk),
+                Post.status != PostStatus.PLACEHOLDER.value,
+            )
+        ):
+            by_conversation[(list_id, post.conversation or "")].append(post)
+    cache: dict[tuple[int, str], Post | None] = session.info.setdefault(_CACHE, {})
+    wanted = list(dict.fromkeys(m for m in message_ids if (list_id, m) not in cache))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        found = {p.message_id: p for p in session.scalars(_FIND_POSTS, {"list_id": list_id, "ids": chunk})}
+        for mid in chunk:
+            cache[(list_id, mid)] = found.get(mid)
+        topic_ids = {p.topic_id for p in found.values()}
+        if topic_ids:  # and their topics, held here so live_topic finds them in the identity map
+            held: list[Topic] = session.info.setdefault(_CACHE + ".topics", [])
+            held.extend(session.scalars(select(Topic).where(Topic.id.in_(topic_ids))))
+
+
+def forget(session: Session) -> None:
+    session.info.pop(_CACHE, None)
+    session.info.pop(_CACHE + ".topics", None)
+    session.info.pop(_CACHE + ".held", None)
+    session.info.pop(_CACHE + ".conv", None)
+    session.info.pop(_CACHE + ".keys", None)
+    session.info.pop(_CACHE + ".locked", None)
+
+
+def _keyed(session: Session, topic: Topic) -> None:
+    """Remember a topic under its subject key, when the batch's cache knows that key."""
+    by_key = session.info.get(_CACHE + ".keys")
+    if by_key is not None:
+        known = by_key.get((topic.list_id, topic.subject_key))
+        if known is not None and topic not in known:
+            known.append(topic)
+
+
+def _topics_by_key(session: Session, list_id: int, keys: list[str]) -> list[Topic] | None:
+    """The live topics with these subject keys, from the batch's cache; None when it does not know."""
+    by_key = session.info.get(_CACHE + ".keys")
+    if by_key is None or any((list_id, k) not in by_key for k in keys):
+        return None
+    return [t for k in keys for t in by_key[(list_id, k)] if t.merged_into_id is None and t.subject_key == k]
+
+
+def remember(session: Session, post: Post) -> None:
+    cache = session.info.get(_CACHE)
+    if cache is not None:
+        cache[(post.list_id, post.message_id)] = post
+    by_conversation = session.info.get(_CACHE + ".conv")
+    if by_conversation is not None and post.conversation and post.status != PostStatus.PLACEHOLDER.value:
+        known = by_conversation.get((post.list_id, post.conversation))
+        if known is not None and post not in known:
+            known.append(post)
 
 
 def find_posts(session: Session, list_id: int, message_ids: list[str]) -> dict[str, Post]:
     if not message_ids:
         return {}
-    found = session.scalars(select(Post).where(Post.list_id == list_id, Post.message_id.in_(message_ids)))
-    return {p.message_id: p for p in found}
+    cache: dict[tuple[int, str], Post | None] | None = session.info.get(_CACHE)
+    result: dict[str, Post] = {}
+    missing = message_ids
+    if cache is not None:
+        missing = []
+        for mid in message_ids:
+            key = (list_id, mid)
+            if key not in cache:
+                missing.append(mid)
+            elif (post := cache[key]) is not None:
+                result[mid] = post
+        if not missing:
+            return result
+    for post in session.scalars(_FIND_POSTS, {"list_id": list_id, "ids": missing}):
+        result[post.message_id] = post
+    if cache is not None:
+        for mid in missing:
+            cache[(list_id, mid)] = result.get(mid)
+    return result
 
 
 def _new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datetime) -> Topic:
@@ -52,16 +223,29 @@ def _new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datet
     )
     session.add(topic)
     session.flush()
+    _hold(session, topic)
+    _keyed(session, topic)
     return topic
+
+
+def _hold(session: Session, topic: Topic) -> None:
+    """Keep a strong reference for the transaction: the identity map is weak, and a topic
+    looked up again after garbage collection would cost a query (and an autoflush)."""
+    held: set[Topic] = session.info.setdefault(_CACHE + ".held", set())
+    held.add(topic)
 
 
 def live_topic(session: Session, topic_id: int) -> Topic:
     """The topic, following merges to the one that absorbed it."""
     topic = session.get(Topic, topic_id)
     assert topic is not None
-    while topic.merged_into_id is not None:
-        topic = session.get(Topic, topic.merged_into_id)
-        assert topic is not None
+    for _ in range(MAX_ANCESTRY_WALK):
+        if topic.merged_into_id is None:
+            break
+        nxt = session.get(Topic, topic.merged_into_id)
+        assert nxt is not None
+        topic = nxt
+    _hold(session, topic)
     return topic
 
 
@@ -69,7 +253,12 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
     """Move every post of ``absorbed`` into ``survivor``; old links follow ``merged_into_id``."""
     if survivor.id == absorbed.id:
         return
-    session.execute(update(Post).where(Post.topic_id == absorbed.id).values(topic_id=survivor.id))
+    session.execute(
+        update(Post)
+        .where(Post.topic_id == absorbed.id)
+        .values(topic_id=survivor.id)
+        .execution_options(synchronize_session="fetch")
+    )
     watched = set(
         session.scalars(select(TopicSubscription.member_id).where(TopicSubscription.topic_id == survivor.id))
     )
@@ -77,9 +266,11 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
         update(TopicSubscription)
         .where(TopicSubscription.topic_id == absorbed.id, TopicSubscription.member_id.not_in(watched))
         .values(topic_id=survivor.id)
+        .execution_options(synchronize_session="fetch")
     )
     absorbed.merged_into_id = survivor.id
     absorbed.post_count = 0
+    survivor.created_at = min(survivor.created_at, absorbed.created_at)
     refresh_counts(session, survivor)
     if not survivor.subject and absorbed.subject:
         survivor.subject, survivor.subject_key = absorbed.subject, absorbed.subject_key
@@ -93,37 +284,37 @@ def refresh_counts(session: Session, topic: Topic) -> None:
     ).one()
     topic.post_count = count
     if last is not None:
-        topic.last_post_at = last
+        topic.last_post_at = max(topic.last_post_at, last)
 
 
-def _ancestry(parsed: ParsedMessage) -> list[str]:
-    """The ids this message names, oldest first, the direct parent last."""
-    chain = msgid_list(parsed.references)[-MAX_REFERENCES:]
-    parent = msgid_list(parsed.in_reply_to)[:1]
-    if parent:
-        if parent[0] in chain:
-            chain.remove(parent[0])
-        chain.append(parent[0])
-    return [mid for mid in chain if mid != parsed.message_id]
+def lock_list(session: Session, mlist: MailingList) -> None:
+    """Serialise threading per list across processes (PostgreSQL; SQLite has one writer anyway).
+
+    Two nodes threading replies to the same unseen parent would otherwise both create
+    its placeholder, or merge the same topics in opposite directions.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    # An import batch (no savepoints, see ``prefetch``) takes the lock once; elsewhere a
+    # savepoint rolled back would release it, so each message takes it again.
+    locked: set[int] | None = session.info.get(_CACHE + ".locked") if _CACHE in session.info else None
+    if locked is not None and mlist.id in locked:
+        return
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_SPACE + mlist.id})
+    if _CACHE in session.info:
+        session.info.setdefault(_CACHE + ".locked", set()).add(mlist.id)
 
 
-def _by_subject(
-    session: Session, mlist: MailingList, parsed: ParsedMessage, now: dt.datetime, window: dt.timedelta
-) -> Topic | None:
-    key = subject_key(parsed.subject)
-    if not key or not looks_like_reply(parsed.subject):
-        return None
-    return session.scalars(
-        select(Topic)
-        .where(
-            Topic.list_id == mlist.id,
-            Topic.subject_key == key,
-            Topic.merged_into_id.is_(None),
-            Topic.last_post_at >= now - window,
-        )
-        .order_by(Topic.last_post_at.desc())
-        .limit(1)
-    ).first()
+def _is_ancestor(session: Session, candidate: Post, node: Post) -> bool:
+    """True when ``node`` is ``candidate`` or one of its ancestors (so linking would make a cycle)."""
+    current: Post | None = candidate
+    for _ in range(MAX_ANCESTRY_WALK):
+        if current is None:
+            return False
+        if current.id == node.id:
+            return True
+        current = session.get(Post, current.parent_id) if current.parent_id is not None else None
+    return True
 
 
 def _topic_root(session: Session, topic: Topic) -> Post | None:
@@ -135,6 +326,230 @@ def _topic_root(session: Session, topic: Topic) -> Post | None:
     ).first()
 
 
+def _conversation(session: Session, mlist: MailingList, thread: ThreadIndex) -> list[Post]:
+    """The posts of this list in the Outlook conversation (one indexed query, or the batch's cache)."""
+    by_conversation = session.info.get(_CACHE + ".conv")
+    if by_conversation is not None:
+        known = by_conversation.get((mlist.id, thread.conversation))
+        if known is not None:
+            return list(known)
+    return list(
+        session.scalars(
+            _BY_CONVERSATION,
+            {
+                "list_id": mlist.id,
+                "conversation": thread.conversation,
+                "placeholder": PostStatus.PLACEHOLDER.value,
+            },
+        )
+    )
+
+
+_BY_CONVERSATION = select(Post).where(
+    Post.list_id == bindparam("list_id"),
+    Post.conversation == bindparam("conversation"),
+    Post.status != bindparam("placeholder"),
+)
+
+
+def _by_conversation(
+    session: Session, thread: ThreadIndex, posts: list[Post]
+) -> tuple[Topic, Post | None] | None:
+    """The topic holding this Outlook conversation, and the most specific ancestor we hold."""
+    if not posts:
+        return None
+    ancestors = [
+        p
+        for p in posts
+        if p.thread_index
+        and len(p.thread_index) < len(thread.index)
+        and thread.index.startswith(p.thread_index)
+    ]
+    if ancestors:
+        parent = max(ancestors, key=lambda p: len(p.thread_index or ""))
+    else:
+        parent = min(posts, key=lambda p: (len(p.thread_index or ""), p.received_at, p.id))
+    return live_topic(session, parent.topic_id), parent
+
+
+def _replies_by_index(thread: ThreadIndex, posts: list[Post]) -> tuple[Post, ...]:
+    """Posts whose Thread-Index names this message as their direct parent."""
+    width = len(thread.index) + 2 * THREAD_INDEX_CHILD
+    return tuple(
+        p
+        for p in posts
+        if len(p.thread_index or "") == width and (p.thread_index or "").startswith(thread.index)
+    )
+
+
+def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]:
+    rows = session.execute(
+        select(Post.topic_id, Post.author_address)
+        .where(Post.topic_id.in_(topic_ids), Post.status != PostStatus.PLACEHOLDER.value)
+        .distinct()
+    )
+    people: dict[int, set[str]] = {}
+    for topic_id, address in rows:
+        people.setdefault(topic_id, set()).add(address)
+    return people
+
+
+def subject_keys(parsed: ParsedMessage) -> list[str]:
+    """The topic subjects a message may name: its own, "(was: …)" and Thread-Topic."""
+    return _subject_keys(parsed, subject_info(parsed.subject))
+
+
+def _subject_keys(parsed: ParsedMessage, info: SubjectInfo) -> list[str]:
+    keys = [info.key, info.was_key, subject_info(parsed.header("thread-topic")).key]
+    return list(dict.fromkeys(k for k in keys if k))
+
+
+def _by_subject(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    info: SubjectInfo,
+    at: dt.datetime,
+    window: dt.timedelta,
+) -> tuple[Topic, Post | None] | None:
+    """A recent topic of this list with the subject this reply names, and the post it quotes.
+
+    Among the topics with that subject, the one holding a post this reply quotes wins;
+    else a single specific match; else the most recent one with a participant in
+    common; a generic subject never joins without a quote or a participant.
+    """
+    keys = _subject_keys(parsed, info)
+    if not keys:
+        return None
+    cached = _topics_by_key(session, mlist.id, keys)
+    if cached is not None:
+        recent = [t for t in cached if t.last_post_at >= at - window and t.created_at <= at + window]
+        candidates = sorted(recent, key=lambda t: (t.last_post_at, t.id), reverse=True)[:SUBJECT_CANDIDATES]
+    else:
+        candidates = list(
+            session.scalars(
+                select(Topic)
+                .where(
+                    Topic.list_id == mlist.id,
+                    Topic.subject_key.in_(keys),
+                    Topic.merged_into_id.is_(None),
+                    Topic.last_post_at >= at - window,
+                    Topic.created_at <= at + window,
+                )
+                .order_by(Topic.last_post_at.desc(), Topic.id.desc())
+                .limit(SUBJECT_CANDIDATES)
+            )
+        )
+    if not candidates:
+        return None
+    quoted = _quoted_post(session, parsed, candidates)
+    if quoted is not None:
+        return live_topic(session, quoted.topic_id), quoted
+    generic = all(is_generic(k) for k in keys)
+    if len(candidates) == 1 and not generic:
+        return candidates[0], None
+    # Several topics, or a generic subject: a participant in common decides.
+    people = set(parsed.recipients) | {parsed.from_address}
+    people.discard("")
+    by_topic = _participants(session, [t.id for t in candidates])
+    for topic in candidates:  # most recent first
+        if by_topic.get(topic.id, set()) & people:
+            return topic, None
+    return None if generic else (candidates[0], None)
+
+
+QUOTE_NEEDLE = 60  # characters of a post's line looked for in a reply
+QUOTE_MIN = 25  # shorter lines ("Thanks!", "Hi all,") say nothing
+QUOTE_POSTS = 300  # posts of the candidate topics searched, most recent first
+_QUOTE_MARKS = re.compile(r"^[\s>|]+")
+_WORDS_ONLY = re.compile(r"\W+")
+
+
+def _normal(text: str) -> str:
+    return _WORDS_ONLY.sub(" ", text).strip().casefold()
+
+
+def _needles(text: str) -> list[str]:
+    """Up to three long lines a post wrote itself (not its quotes, not its signature)."""
+    found: list[str] = []
+    for line in text.splitlines()[:200]:
+        if line.startswith(">"):
+            continue
+        if line.rstrip() == "--":
+            break
+        normal = _normal(line)
+        if len(normal) >= QUOTE_MIN:
+            found.append(normal[:QUOTE_NEEDLE])
+            if len(found) == 3:
+                break
+    return found
+
+
+def _quoted_post(session: Session, parsed: ParsedMessage, candidates: list[Topic]) -> Post | None:
+    """The post of these topics whose own words this reply quotes (any quoting style)."""
+    haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in parsed.text_body.splitlines()[:2000])
+    if len(haystack) < QUOTE_MIN:
+        return None
+    rows = session.execute(
+        select(Post.id, Post.message_id, Post.text_body)
+        .where(Post.topic_id.in_([t.id for t in candidates]), Post.status != PostStatus.PLACEHOLDER.value)
+        .order_by(Post.received_at.desc(), Post.id.desc())
+        .limit(QUOTE_POSTS)
+    )
+    for post_id, message_id, body in rows:
+        if message_id != parsed.message_id and any(n in haystack for n in _needles(body)):
+            return session.get(Post, post_id)
+    return None
+
+
+def _orphan_topic(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    info: SubjectInfo,
+    at: dt.datetime,
+    window: dt.timedelta,
+) -> tuple[Topic, tuple[Post, ...]] | None:
+    """A topic started by header-less replies to this very message, which arrived first.
+
+    Only for a message that is not itself a reply, with a specific subject, when the
+    topic's replies came no earlier than this message was written.
+    """
+    if info.is_reply or is_generic(info.key):
+        return None
+    cached = _topics_by_key(session, mlist.id, [info.key])
+    if cached is not None:
+        near = [t for t in cached if at - window <= t.created_at <= at + window]
+        candidates = sorted(near, key=lambda t: (t.created_at, t.id))[:SUBJECT_CANDIDATES]
+    else:
+        candidates = list(
+            session.scalars(
+                select(Topic)
+                .where(
+                    Topic.list_id == mlist.id,
+                    Topic.subject_key == info.key,
+                    Topic.merged_into_id.is_(None),
+                    Topic.created_at >= at - window,
+                    Topic.created_at <= at + window,
+                )
+                .order_by(Topic.created_at, Topic.id)
+                .limit(SUBJECT_CANDIDATES)
+            )
+        )
+    written = parsed.date or at
+    for topic in candidates:
+        if not subject_info(topic.subject).is_reply:
+            continue  # started by an original: not waiting for one
+        posts = list(session.scalars(select(Post).where(Post.topic_id == topic.id)))
+        if any(p.status == PostStatus.PLACEHOLDER.value for p in posts):
+            continue  # its replies named their parents; the parent would have matched by id
+        if any((p.date or p.received_at) < written for p in posts):
+            continue
+        roots = tuple(p for p in posts if p.parent_id is None)
+        return topic, roots
+    return None
+
+
 def place(
     session: Session,
     mlist: MailingList,
@@ -143,9 +558,29 @@ def place(
     window: dt.timedelta,
     reply_to: Post | None = None,
 ) -> Placement:
-    """Decide topic and parent for ``parsed`` in ``mlist``, creating placeholders as needed."""
+    """Decide topic and parent for ``parsed`` in ``mlist``, creating placeholders as needed.
+
+    ``now`` is the message's arrival time (for an import, its Date); ``window`` bounds
+    the subject fallback. Call ``attach`` once the post is stored.
+    """
+    return _place(session, mlist, parsed, now, window, reply_to)
+
+
+def _place(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    now: dt.datetime,
+    window: dt.timedelta,
+    reply_to: Post | None,
+) -> Placement:
+    lock_list(session, mlist)
+    info = subject_info(parsed.subject)
+    thread = thread_index(parsed.header("thread-index"))
     message_id = parsed.message_id
-    existing = find_posts(session, mlist.id, [message_id]).get(message_id)
+    chain = ancestry(message_id, parsed.in_reply_to, parsed.references)
+    known = find_posts(session, mlist.id, [*chain, message_id])
+    existing = known.pop(message_id, None)
     if existing is not None and existing.status != PostStatus.PLACEHOLDER.value:
         if existing.fingerprint == parsed.fingerprint:
             return Placement(
@@ -158,33 +593,58 @@ def place(
         if again is not None:
             return Placement(live_topic(session, again.topic_id), None, message_id, again, duplicate=True)
         existing = None
+    conversation = _conversation(session, mlist, thread) if thread is not None else []
+
+    def placed(topic: Topic, parent: Post | None, evidence: str, adopt: tuple[Post, ...] = ()) -> Placement:
+        if existing is not None and parent is not None and _is_ancestor(session, parent, existing):
+            parent = None  # the ids it names lie below it: a loop, not a parent
+        title = None
+        if evidence != "new" and info.title and info.key != topic.subject_key:
+            title = info.title
+        if thread is not None:
+            adopt = adopt + _replies_by_index(thread, conversation)
+        return Placement(topic, parent, message_id, existing, False, evidence, title, thread, adopt)
 
     if reply_to is not None:
         topic = live_topic(session, reply_to.topic_id)
         if existing is not None:
             merge_topics(session, topic, live_topic(session, existing.topic_id))
-        return Placement(topic, reply_to, message_id, existing)
+        return placed(topic, reply_to, "token")
 
-    chain = _ancestry(parsed)
-    known = find_posts(session, mlist.id, chain)
-    topics = {live_topic(session, p.topic_id).id: live_topic(session, p.topic_id) for p in known.values()}
+    topics = {}
+    for post in known.values():
+        topic = live_topic(session, post.topic_id)
+        topics[topic.id] = topic
     if existing is not None:
         own = live_topic(session, existing.topic_id)
         topics.setdefault(own.id, own)
 
+    evidence = "headers"
+    parent: Post | None = None
     if topics:
-        survivor = min(topics.values(), key=lambda t: t.id)  # the oldest topic absorbs the others
+        survivor = min(topics.values(), key=lambda t: (t.created_at, t.id))  # the oldest absorbs the others
         for topic in topics.values():
             merge_topics(session, survivor, topic)
-    elif chain:
-        survivor = _new_topic(session, mlist, parsed.subject, now)
     else:
-        found = _by_subject(session, mlist, parsed, now, window)
+        found = _by_conversation(session, thread, conversation) if thread is not None else None
         if found is not None:
-            return Placement(found, _topic_root(session, found), message_id, existing)
-        return Placement(_new_topic(session, mlist, parsed.subject, now), None, message_id, existing)
+            survivor, parent = found
+            evidence = "thread-index"
+        elif chain:
+            survivor = _new_topic(session, mlist, parsed.subject, now)
+        else:
+            if info.is_reply or (thread is not None and thread.depth > 0):
+                by_subject = _by_subject(session, mlist, parsed, info, now, window)
+                if by_subject is not None:
+                    topic, quoted = by_subject
+                    return placed(topic, quoted or _topic_root(session, topic), "subject")
+            orphan = _orphan_topic(session, mlist, parsed, info, now, window)
+            if orphan is not None:
+                return placed(orphan[0], None, "original", orphan[1])
+            return placed(_new_topic(session, mlist, parsed.subject, now), None, "new")
 
-    parent: Post | None = None
+    if any(post.id is None for post in known.values()):
+        session.flush()  # posts stored earlier in this batch get their ids before we link to them
     for mid in chain:  # oldest first: each unseen id becomes a placeholder under the previous one
         node = known.get(mid)
         if node is None:
@@ -199,5 +659,43 @@ def place(
             )
             session.add(node)
             session.flush()
+            remember(session, node)
+            known[mid] = node
         parent = node
-    return Placement(survivor, parent, message_id, existing)
+    return placed(survivor, parent, evidence)
+
+
+def attach(session: Session, placement: Placement, post: Post, flush: bool = True) -> None:
+    """Store the post's threading fields and flush it; then adopt replies that came before it.
+
+    Called by the posting path with the post added to the session (not yet flushed).
+    Adopted are header-less replies that started this topic before their original
+    arrived, and Outlook replies that name this message only by Thread-Index.
+
+    A bulk import passes ``flush=False``: posts then reach the database together, at
+    the next query that needs them or at commit (``find_posts`` knows them meanwhile).
+    """
+    post.title = placement.title
+    thread = placement.thread
+    if thread is not None:
+        post.conversation, post.thread_index = thread.conversation, thread.index
+    topic = placement.topic
+    renamed = subject_info(topic.subject).is_reply and not subject_info(post.subject).is_reply
+    if post.parent_id is None and renamed:
+        # The original arrived after replies that started the topic: it names the topic now.
+        topic.subject, topic.subject_key = post.subject, subject_key(post.subject)
+        _keyed(session, topic)
+    if flush or placement.adopt:
+        session.flush()
+    remember(session, post)
+    for child in placement.adopt:
+        if child.id == post.id or child.topic_id != topic.id:
+            continue
+        current = session.get(Post, child.parent_id) if child.parent_id is not None else None
+        weaker = current is None or (
+            current.status != PostStatus.PLACEHOLDER.value
+            and thread is not None
+            and len(current.thread_index or "") < len(thread.index)
+        )
+        if weaker and not _is_ancestor(session, post, child):
+            child.parent_id = post.id

@@ -141,6 +141,7 @@ class Post(Base):
         Index(None, "topic_id", "received_at"),
         Index(None, "list_id", "received_at"),
         Index(None, "list_id", "author_address", "received_at"),
+        Index(None, "list_id", "conversation"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -163,6 +164,11 @@ class Post(Base):
     # SHA-256 over the identifying headers and the body: the same message delivered twice.
     fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
     spool_id: Mapped[int | None] = mapped_column(ForeignKey("spool.id"), default=None)
+    # A new title this post gives its topic ("New subject (was: Old)"), when it differs.
+    title: Mapped[str | None] = mapped_column(default=None)
+    # Outlook's Thread-Index: hex of its first 22 bytes (the conversation) and of the whole value.
+    conversation: Mapped[str | None] = mapped_column(String(44), default=None)
+    thread_index: Mapped[str | None] = mapped_column(String(2100), default=None)
 
 
 class SpoolEntry(Base):

@@ -9,10 +9,8 @@ interpreted (RELIABILITY B40): the bytes are the transfer-decoded payload.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email import message_from_bytes
-from email.policy import compat32
 
-from mailforum.mail.parse import check_limits, decode_header_value
+from mailforum.mail.parse import attachment_bytes, attachment_parts, parse_message
 
 # Types a browser may be told as they are; everything else is application/octet-stream.
 SAFE_TYPES = frozenset(
@@ -53,22 +51,8 @@ class AttachmentData:
 
 def attachment(raw: bytes, index: int) -> AttachmentData | None:
     """Attachment number ``index`` (0-based) of ``raw``, or None when there is no such one."""
-    check_limits(raw)
-    msg = message_from_bytes(raw, policy=compat32)
-    seen = 0
-    for part in msg.walk():
-        if part.is_multipart():
-            continue
-        ctype = part.get_content_type()
-        disposition = (part.get("content-disposition") or "").split(";")[0].strip().lower()
-        filename = part.get_filename()
-        if not (disposition == "attachment" or filename or not ctype.startswith("text/")):
-            continue
-        if part is msg and ctype.startswith("text/"):
-            continue
-        if seen == index:
-            payload = part.get_payload(decode=True)
-            name = decode_header_value(filename) if filename else ""
-            return AttachmentData(name, ctype, payload if isinstance(payload, bytes) else b"")
-        seen += 1
-    return None
+    parts = attachment_parts(parse_message(raw))  # the very rule parse() stores metadata by
+    if not 0 <= index < len(parts):
+        return None
+    part, name = parts[index]
+    return AttachmentData(name, part.get_content_type(), attachment_bytes(part))

@@ -1,38 +1,56 @@
-"""Header helpers for threading: Message-ID lists and subject normalisation."""
+"""Header helpers for threading: Message-ID lists, subject normalisation, Outlook's Thread-Index.
+
+Everything here is a pure function of header text (already RFC 2047-decoded by
+``mail.parse``), so the threader's rules can be tested one at a time.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import hashlib
 import re
+import unicodedata
+from dataclasses import dataclass
 
-# RFC 5322 msg-id, loosely: clients put spaces, quotes and missing brackets in them.
-_MSGID = re.compile(r"<([^<>\s]+)>")
-_BARE = re.compile(r"^[^\s<>@]+@[^\s<>@]+$")
 MAX_REFERENCES = 20  # RELIABILITY §3.8: the last 20 References (plus In-Reply-To first)
+MAX_MSGID = 250  # longer ids are replaced by a stable digest (the column allows 998)
+MAX_IDS_SCANNED = 1000  # a hostile References header of megabytes costs one bounded scan
 
-# Reply and forward prefixes in the languages mail clients ship: Re, Aw (de), Sv (sv/da/no),
-# Antw (nl), Vs (fi), Ref, Rif (it), Odp (pl), Ynt (tr), Fwd/Fw/Wg/Tr/Rv/Enc.
-_PREFIX = re.compile(
-    r"^\s*(?:(?:re|aw|sv|antw|antwort|vs|ref|rif|odp|ynt|res|r|fwd|fw|wg|tr|rv|enc|doorst)"
-    r"(?:\s*[\[(]\d+[\])])?\s*[:：]|\[[^\]]{1,64}\])\s*",
-    re.IGNORECASE,
-)
-_REPLY_PREFIX = re.compile(
-    r"^\s*(?:\[[^\]]{1,64}\]\s*)*(?:re|aw|sv|antw|antwort|vs|ref|rif|odp|ynt|res|r)"
-    r"(?:\s*[\[(]\d+[\])])?\s*[:：]",
-    re.IGNORECASE,
-)
-_WAS = re.compile(r"\s*[(\[]\s*was\s*:.*[)\]]\s*$", re.IGNORECASE)
+# RFC 5322 msg-id, loosely: clients fold long ids, put spaces and quotes in them, and
+# leave the brackets off. Comments "(…)" and quoted strings ("Ann's message of …")
+# in In-Reply-To are not ids; addresses in them are dropped with them.
+_MSGID = re.compile(r"<([^<>]{1,2000})>")
+_COMMENT = re.compile(r"\([^()]*\)")
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BARE = re.compile(r"^[^\s<>@]+@[^\s<>@]+$")
 _SPACE = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean_id(inner: str) -> str | None:
+    inner = _SPACE.sub("", _CONTROL.sub("", inner)).strip("<>\"'")
+    if not inner or inner in ("@",):
+        return None
+    if len(inner) > MAX_MSGID:
+        inner = hashlib.sha256(inner.encode("utf-8", "surrogatepass")).hexdigest()[:40] + "@long-id.invalid"
+    return f"<{inner}>"
 
 
 def canonical_msgid(value: str) -> str | None:
-    """``<id@host>`` from one Message-ID value, or None when there is none."""
+    """``<id@host>`` from one Message-ID value, or None when there is none.
+
+    Whitespace inside the brackets (folding), control characters and doubled brackets
+    are removed; a bare ``id@host`` gets its brackets; an over-long id becomes a digest,
+    the same digest wherever it is referenced.
+    """
     found = _MSGID.search(value)
     if found:
-        return f"<{found.group(1)}>"
+        return _clean_id(found.group(1))
     bare = value.strip().strip('"')
     if _BARE.match(bare):
-        return f"<{bare}>"
+        return _clean_id(bare)
     return None
 
 
@@ -40,36 +58,250 @@ def msgid_list(value: str | None) -> list[str]:
     """All Message-IDs in a References or In-Reply-To value, in order, without repeats."""
     if not value:
         return []
+    text = _QUOTED.sub(" ", _COMMENT.sub(" ", value[: 200 * MAX_IDS_SCANNED]))
     seen: dict[str, None] = {}
-    for found in _MSGID.finditer(value):
-        seen.setdefault(f"<{found.group(1)}>", None)
+    for number, found in enumerate(_MSGID.finditer(text)):
+        if number >= MAX_IDS_SCANNED:
+            break
+        cleaned = _clean_id(found.group(1))
+        if cleaned:
+            seen.setdefault(cleaned, None)
     if not seen:
-        single = canonical_msgid(value)
+        single = canonical_msgid(text)
         return [single] if single else []
     return list(seen)
 
 
+def ancestry(message_id: str, in_reply_to: str | None, references: str | None) -> list[str]:
+    """The ids a message names, oldest first, its direct parent last.
+
+    References truncated by the client keep their first (the thread's root) and last
+    ids; we keep the root and the last ``MAX_REFERENCES``. In-Reply-To, when it names
+    an id, is the parent.
+    """
+    refs = msgid_list(references)
+    chain = refs[:1] + refs[1:][-MAX_REFERENCES:] if len(refs) > MAX_REFERENCES + 1 else refs
+    parent = msgid_list(in_reply_to)[:1]
+    if parent:
+        if parent[0] in chain:
+            chain.remove(parent[0])
+        chain.append(parent[0])
+    return [mid for mid in chain if mid != message_id]
+
+
 def thread_evidence(in_reply_to: str | None, references: str | None) -> list[str]:
     """Parent candidates, strongest first: In-Reply-To, then References last to first."""
-    ordered: dict[str, None] = {}
-    irt = msgid_list(in_reply_to)
-    if irt:
-        # In-Reply-To may name several ids; the first is the parent by convention.
-        ordered.setdefault(irt[0], None)
-    for ref in reversed(msgid_list(references)[-MAX_REFERENCES:]):
-        ordered.setdefault(ref, None)
-    return list(ordered)
+    return list(reversed(ancestry("", in_reply_to, references)))
+
+
+# --- subjects -------------------------------------------------------------------------------
+
+# Reply and forward prefixes in the languages mail clients ship, as a table: each word is
+# a prefix when followed by a colon (ASCII or full-width), optionally with a counter
+# ("Re[2]:", "Re(3):", "Re^2:"). Forward prefixes are stripped for matching, but do not
+# make a message look like a reply.
+REPLY_WORDS = (
+    "re",  # English and most clients
+    "aw",  # German Outlook (Antwort)
+    "antw",  # Dutch
+    "antwort",  # German
+    "sv",  # Swedish, Danish, Norwegian (Svar)
+    "vs",  # Finnish (Vastaus), Norwegian Outlook
+    "ref",  # Portuguese
+    "rif",  # Italian
+    "r",  # Italian (R:)
+    "odp",  # Polish
+    "ynt",  # Turkish
+    "res",  # Portuguese (Resposta)
+    "răspuns",  # Romanian
+    "atb",  # Latvian
+    "vá",  # Icelandic
+    "απ",  # Greek
+    "σχετ",  # Greek
+    "отв",  # Russian
+    "ответ",  # Russian
+    "回复",  # Chinese (simplified)
+    "回覆",  # Chinese (traditional)
+    "答复",  # Chinese
+    "返信",  # Japanese
+    "答覆",  # Chinese
+    "השב",  # Hebrew
+    "رد",  # Arabic
+)
+FORWARD_WORDS = (
+    "fwd",
+    "fw",
+    "wg",  # German (Weitergeleitet)
+    "tr",  # French (Transféré)
+    "rv",  # Spanish (Reenviado)
+    "enc",  # Portuguese (Encaminhado)
+    "doorst",  # Dutch
+    "vl",  # Finnish (Välitetty)
+    "vs",
+    "pd",  # Polish
+    "ilt",  # Turkish
+    "転送",  # Japanese
+    "转发",  # Chinese
+    "пересл",  # Russian
+)
+
+_COUNTER = r"(?:\s*(?:\[\d+\]|\(\d+\)|\^\d+|\*\d+))?"
+_WORDS = "|".join(sorted({re.escape(w) for w in REPLY_WORDS + FORWARD_WORDS}, key=len, reverse=True))
+_REPLY_ONLY = "|".join(sorted({re.escape(w) for w in REPLY_WORDS}, key=len, reverse=True))
+_TAG = r"\[[^\[\]]{1,64}\]"
+# One leading prefix or list tag; applied repeatedly ("Re: [dev] AW: [dev] Re: …").
+_PREFIX = re.compile(rf"^(?:\s*(?:(?:{_WORDS}){_COUNTER}\s*[:：]|{_TAG}))+\s*", re.IGNORECASE)
+_REPLY_PREFIX = re.compile(rf"^\s*(?:{_TAG}\s*)*(?:{_REPLY_ONLY}){_COUNTER}\s*[:：]", re.IGNORECASE)
+# Trailing forms: "(fwd)" (pine), "- Re:"-less trailing tags are rare and left alone.
+_SUFFIX = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.IGNORECASE)
+# "New subject (was: Old subject)", also with brackets or without the colon.
+_WAS = re.compile(r"^(?P<new>.*?)\s*[(\[]\s*was\s*:?\s*(?P<old>.+?)\s*[)\]]\s*$", re.IGNORECASE | re.DOTALL)
+_PUNCT_EDGES = re.compile(r"^[\s\-–—:;,.!?]+|[\s\-–—:;,.!?]+$")
+
+# Subjects so common that sharing one says nothing about sharing a thread: the subject
+# fallback never joins topics by these (DESIGN.md: strangers' "Question" threads stay apart).
+GENERIC_SUBJECTS = frozenset(
+    {
+        "",
+        "question",
+        "questions",
+        "a question",
+        "quick question",
+        "help",
+        "help!",
+        "help needed",
+        "help please",
+        "please help",
+        "need help",
+        "hello",
+        "hi",
+        "hey",
+        "hi all",
+        "hello all",
+        "hello everyone",
+        "hi everyone",
+        "test",
+        "testing",
+        "problem",
+        "problems",
+        "issue",
+        "query",
+        "urgent",
+        "info",
+        "information",
+        "request",
+        "inquiry",
+        "enquiry",
+        "thanks",
+        "thank you",
+        "update",
+        "no subject",
+        "(no subject)",
+        "untitled",
+        "fyi",
+        "bug",
+        "error",
+        "idea",
+        "suggestion",
+        "feedback",
+        "meeting",
+        "news",
+    }
+)
+
+
+def _strip_prefixes(subject: str) -> str:
+    return _PREFIX.sub("", _SUFFIX.sub("", subject), count=1)
+
+
+def _normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)
+    text = _SPACE.sub(" ", text).strip()
+    return _PUNCT_EDGES.sub("", text).casefold()[:255]
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectInfo:
+    """What the threader reads from a subject line."""
+
+    key: str  # the topic it names, normalised ("" when none)
+    was_key: str  # the old topic named by "New (was: Old)", else ""
+    title: str  # the subject for display, without reply prefixes, list tags and "(was: …)"
+    is_reply: bool  # starts with a reply prefix, or announces a change with "(was: …)"
+
+    @property
+    def generic(self) -> bool:
+        return is_generic(self.key)
+
+
+@functools.lru_cache(maxsize=4096)
+def subject_info(subject: str) -> SubjectInfo:
+    subject = unicodedata.normalize("NFKC", subject[:2000])
+    stripped = _strip_prefixes(subject)
+    was_key = ""
+    changed = _WAS.match(stripped)
+    if changed and changed.group("new").strip():
+        was_key = _normalise(_strip_prefixes(changed.group("old")))
+        stripped = changed.group("new")
+    title = _SPACE.sub(" ", stripped).strip()
+    is_reply = bool(_REPLY_PREFIX.match(subject)) or bool(was_key)
+    return SubjectInfo(_normalise(stripped), was_key, title, is_reply)
 
 
 def subject_key(subject: str) -> str:
-    """The subject without reply/forward prefixes and list tags, case-folded, for matching."""
-    previous = None
-    text = _WAS.sub("", subject)
-    while previous != text:
-        previous = text
-        text = _PREFIX.sub("", text, count=1)
-    return _SPACE.sub(" ", text).strip().casefold()[:255]
+    """The subject without reply/forward prefixes, list tags and "(was: …)", for matching."""
+    return subject_info(subject).key
 
 
 def looks_like_reply(subject: str) -> bool:
-    return bool(_REPLY_PREFIX.match(subject))
+    return subject_info(subject).is_reply
+
+
+def is_generic(key: str) -> bool:
+    """A normalised subject that says nothing: empty, very short, or a stock phrase."""
+    return key in GENERIC_SUBJECTS or len(key) < 4
+
+
+# --- Outlook's Thread-Index -------------------------------------------------------------------
+
+THREAD_INDEX_HEADER = 22  # bytes: 6 of FILETIME and 16 of conversation GUID
+THREAD_INDEX_CHILD = 5  # each reply appends one 5-byte block
+MAX_THREAD_DEPTH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadIndex:
+    """Outlook's ``Thread-Index``: a conversation id and this message's place in it."""
+
+    conversation: str  # hex of the first 22 bytes: the same for every message of the conversation
+    index: str  # hex of the whole value
+    depth: int  # number of child blocks (0: the conversation's first message)
+
+    @property
+    def parent_index(self) -> str | None:
+        """The index the direct parent carries: this one without its last block."""
+        if self.depth == 0:
+            return None
+        return self.index[: -2 * THREAD_INDEX_CHILD]
+
+
+def thread_index(value: str | None) -> ThreadIndex | None:
+    """Decode a Thread-Index header; None when absent or malformed."""
+    if not value:
+        return None
+    text = _SPACE.sub("", value)
+    if len(text) > 4 * (THREAD_INDEX_HEADER + THREAD_INDEX_CHILD * MAX_THREAD_DEPTH) // 3 + 4:
+        return None
+    try:
+        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(data) < THREAD_INDEX_HEADER or (len(data) - THREAD_INDEX_HEADER) % THREAD_INDEX_CHILD:
+        return None
+    if not any(data[6:THREAD_INDEX_HEADER]):  # an all-zero GUID names no conversation
+        return None
+    return ThreadIndex(
+        data[:THREAD_INDEX_HEADER].hex(),
+        data.hex(),
+        (len(data) - THREAD_INDEX_HEADER) // THREAD_INDEX_CHILD,
+    )

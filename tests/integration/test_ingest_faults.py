@@ -176,10 +176,13 @@ def test_poison_message_is_parked_after_three_attempts_and_others_flow(site, mon
 
 def test_unprocessable_mime_is_parked_at_once(site, server):
     site.create_list("dev", policy=__import__("mailforum.db.models", fromlist=["x"]).PostingPolicy.OPEN)
-    nested = "Content-Type: multipart/mixed; boundary=b0\r\n\r\n"
+    # The nesting must be real MIME (the top-level Content-Type in the header): the
+    # structure scan (mail.parse.check_structure) reads boundaries, not body text.
+    nested = ""
     for depth in range(1, 150):
         nested += f"--b{depth - 1}\r\nContent-Type: multipart/mixed; boundary=b{depth}\r\n\r\n"
-    send(site.config, message("deep", "<deep@example.com>", extra="MIME-Version: 1.0", body=nested))
+    extra = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b0"
+    send(site.config, message("deep", "<deep@example.com>", extra=extra, body=nested))
 
     def parked():
         with site.db.read_session() as session:

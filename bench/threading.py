@@ -1,0 +1,523 @@
+"""Threading quality and import speed on a generated mailing-list archive.
+
+    .venv/bin/python bench/threading.py [--messages 20000] [--seed 1] [--keep DIR]
+
+Generates an archive with known true threads, written the way real clients write
+mail, in realistic proportions:
+
+- Thunderbird, Gmail, Apple Mail, mutt: full References and In-Reply-To;
+- clients that truncate References to the root and the last few ids;
+- Outlook: In-Reply-To only or no threading headers at all, ``RE:``/``AW:``/``SV:``/
+  ``Antw:`` prefixes, ``Thread-Index`` (a new conversation when it replies to a
+  non-Outlook message, as Exchange assigns one) and ``Thread-Topic``;
+- webmail replies with a ``Re:`` subject and nothing else;
+- list tags added by the list, doubled and mixed with prefixes; encoded-word subjects
+  in several charsets; subject changes "New (was: Old)";
+- generic subjects ("Question", "Help") shared by unrelated threads, and specific
+  subjects reused months apart;
+- arrival out of order (delayed deliveries), parents that never arrive, the same
+  message delivered twice.
+
+It imports the archive with the real CLI (``mailforum import-mbox``) into a fresh
+SQLite database, exports it, and prints pairwise precision, recall and F1 of the
+topics against the true threads, and the import throughput (whole command, wall clock):
+
+    threading_precision, threading_recall, threading_f1, import_msgs_per_s, …
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# This file is called threading.py: keep its directory off the path, or it shadows the stdlib module.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+import argparse
+import base64
+import datetime as dt
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from email.header import Header
+from pathlib import Path
+
+LIST = "dev"
+DOMAIN = "lists.example.org"
+WORDS = [
+    "build",
+    "fails",
+    "arm64",
+    "gcc",
+    "release",
+    "planning",
+    "memory",
+    "leak",
+    "parser",
+    "timeout",
+    "config",
+    "option",
+    "docs",
+    "typo",
+    "segfault",
+    "startup",
+    "windows",
+    "macos",
+    "linux",
+    "install",
+    "pip",
+    "wheel",
+    "python",
+    "upgrade",
+    "database",
+    "migration",
+    "postgres",
+    "sqlite",
+    "index",
+    "slow",
+    "query",
+    "cache",
+    "invalidation",
+    "race",
+    "condition",
+    "deadlock",
+    "thread",
+    "pool",
+    "logging",
+    "format",
+    "unicode",
+    "error",
+    "encoding",
+    "locale",
+    "test",
+    "flaky",
+    "ci",
+    "pipeline",
+    "coverage",
+    "benchmark",
+    "regression",
+    "performance",
+    "api",
+    "breaking",
+    "change",
+    "deprecation",
+    "warning",
+    "plugin",
+    "loader",
+    "path",
+    "import",
+    "packaging",
+    "version",
+    "pinning",
+    "security",
+    "advisory",
+    "token",
+    "expiry",
+    "session",
+    "cookie",
+    "header",
+    "proxy",
+    "tls",
+    "certificate",
+    "renewal",
+    "mirror",
+    "download",
+    "checksum",
+    "signature",
+    "roadmap",
+    "meeting",
+    "notes",
+    "proposal",
+    "vote",
+]
+GENERIC = ("Question", "Help", "Hello", "Quick question", "Problem", "Help needed", "Hi all", "Issue")
+FOREIGN = (
+    "Überprüfung der Konfiguration",
+    "Ошибка сборки на сервере",
+    "日本語の設定について",
+    "Problème de démarrage après mise à jour",
+    "Błąd kompilacji modułu",
+    "配置文件的问题",
+    "Ερώτηση για την εγκατάσταση",
+)
+# (name, weight, references, in-reply-to, reply prefix, Thread-Index, body style)
+CLIENTS = (
+    ("thunderbird", 22, "full", True, "Re: ", False, "flowed"),
+    ("gmail", 24, "full", True, "Re: ", False, "alternative"),
+    ("apple", 9, "full", True, "Re: ", False, "plain"),
+    ("mutt", 7, "full", True, "Re: ", False, "plain"),
+    ("truncating", 6, "truncated", True, "Re: ", False, "plain"),
+    ("outlook", 12, "none", True, "RE: ", True, "alternative"),
+    ("outlook-old", 6, "none", False, "RE: ", True, "alternative"),
+    ("outlook-de", 4, "none", True, "AW: ", True, "alternative"),
+    ("outlook-sv", 2, "none", False, "SV: ", True, "alternative"),
+    ("outlook-nl", 2, "none", True, "Antw: ", True, "alternative"),
+    ("webmail", 4, "none", False, "Re: ", False, "html"),
+    ("exchange-full", 2, "full", True, "RE: ", True, "alternative"),
+)
+
+
+@dataclass
+class Msg:
+    mid: str
+    thread: int
+    parent: Msg | None
+    author: str
+    client: tuple
+    sent: dt.datetime
+    subject: str
+    base_subject: str
+    thread_index: bytes | None = None
+    refs: list[str] = field(default_factory=list)
+    arrival: dt.datetime | None = None
+    body: str = ""
+
+
+class Generator:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.people = [f"user{i}@example{self.rng.randint(1, 40)}.org" for i in range(600)]
+        self.client_of = {p: self._pick_client() for p in self.people}
+        self.counter = 0
+        self.start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+        self.used_subjects: list[str] = []
+        self.rendered: dict[str, bytes] = {}
+
+    def _pick_client(self) -> tuple:
+        return self.rng.choices(CLIENTS, weights=[c[1] for c in CLIENTS])[0]
+
+    def _mid(self, client: str) -> str:
+        self.counter += 1
+        token = f"{self.counter:x}.{self.rng.getrandbits(40):x}"
+        host = {"gmail": "mail.gmail.com", "outlook": "EXCH01.corp.example.com"}.get(
+            client.split("-")[0], f"{client}.example.net"
+        )
+        return f"<{token}@{host}>"
+
+    def _subject(self) -> str:
+        roll = self.rng.random()
+        if roll < 0.07:
+            return self.rng.choice(GENERIC)
+        if roll < 0.10:
+            return self.rng.choice(FOREIGN)
+        if roll < 0.12 and self.used_subjects:
+            return self.rng.choice(self.used_subjects)  # the same words, another thread, later
+        words = self.rng.sample(WORDS, self.rng.randint(3, 7))
+        subject = " ".join(words).capitalize()
+        self.used_subjects.append(subject)
+        return subject
+
+    def _size(self) -> int:
+        if self.rng.random() < 0.30:
+            return 1
+        return min(120, 1 + int(self.rng.expovariate(1 / 6.0)) + 1)
+
+    def threads(self, total: int) -> list[Msg]:
+        messages: list[Msg] = []
+        thread = 0
+        span = dt.timedelta(days=730).total_seconds()
+        while len(messages) < total:
+            thread += 1
+            base = self._subject()
+            root_time = self.start + dt.timedelta(seconds=self.rng.uniform(0, span))
+            members: list[Msg] = []
+            for n in range(self._size()):
+                author = self.rng.choice(self.people)
+                client = self.client_of[author]
+                if n == 0:
+                    msg = Msg(self._mid(client[0]), thread, None, author, client, root_time, base, base)
+                else:
+                    recent = members[-8:]
+                    parent = self.rng.choice(recent if self.rng.random() < 0.8 else members)
+                    sent = parent.sent + dt.timedelta(seconds=60 + self.rng.expovariate(1 / (8 * 3600)))
+                    base_subject = parent.base_subject
+                    if self.rng.random() < 0.015 and not base_subject.endswith(")"):
+                        new = " ".join(self.rng.sample(WORDS, 3)).capitalize()
+                        base_subject = f"{new} (was: {base_subject})"
+                    msg = Msg(self._mid(client[0]), thread, parent, author, client, sent, "", base_subject)
+                self._headers_for(msg)
+                members.append(msg)
+            messages.extend(members)
+        return messages[: total + 200]
+
+    def _headers_for(self, msg: Msg) -> None:
+        client = msg.client
+        parent = msg.parent
+        tagged = f"[{LIST}] "
+        if parent is None:
+            msg.subject = tagged + msg.base_subject
+        else:
+            seen = parent.subject if msg.base_subject == parent.base_subject else tagged + msg.base_subject
+            prefix = client[4]
+            if self.rng.random() < 0.05:
+                msg.subject = f"{prefix}{seen}".replace(tagged, "", 1)  # a client that drops the tag
+            elif seen.lower().startswith(("re:", "aw:", "sv:", "antw:")) and self.rng.random() < 0.8:
+                msg.subject = seen  # most clients do not stack prefixes
+            else:
+                msg.subject = f"{prefix}{seen}"
+            if self.rng.random() < 0.03:
+                msg.subject = f"{tagged}{msg.subject}"  # the list tags a reply whose tag was dropped
+        if parent is not None:
+            full = [*parent.refs, parent.mid]
+            if client[2] == "full":
+                msg.refs = full
+            elif client[2] == "truncated" and len(full) > 4:
+                msg.refs = full[:1] + full[-3:]
+            else:
+                msg.refs = full
+        if client[5]:
+            if parent is not None and parent.thread_index is not None:
+                msg.thread_index = parent.thread_index + self.rng.randbytes(5)
+            else:
+                stamp = int(msg.sent.timestamp() * 1e7).to_bytes(8, "big")[:6]
+                head = stamp + self.rng.randbytes(16)
+                msg.thread_index = head if parent is None else head + self.rng.randbytes(5)
+
+    def render(self, msg: Msg, extra_received: bool = False) -> bytes:
+        """The message as its author's client sent it; a second delivery adds a Received line only."""
+        if msg.mid not in self.rendered:
+            self.rendered[msg.mid] = self._render(msg)
+        raw = self.rendered[msg.mid]
+        if extra_received:
+            raw = f"Received: from backup-mx by {DOMAIN}; {_date(msg.arrival or msg.sent)}\r\n".encode() + raw
+        return raw
+
+    def _render(self, msg: Msg) -> bytes:
+        client = msg.client
+        parent = msg.parent
+        lines = [
+            f"Received: from mx.example.net by {DOMAIN} with ESMTPS; {_date(msg.arrival or msg.sent)}",
+            f"Received: from {client[0]}.example.net by mx.example.net; {_date(msg.sent)}",
+        ]
+        lines += [
+            f"From: {msg.author.split('@')[0].title()} <{msg.author}>",
+            f"To: {LIST}@{DOMAIN}",
+        ]
+        if parent is not None and self.rng.random() < 0.6:
+            lines.append(f"Cc: {parent.author}")
+        lines.append("Subject: " + _encode_subject(msg.subject, self.rng))
+        lines.append(f"Date: {_date(msg.sent)}")
+        lines.append(f"Message-ID: {msg.mid}")
+        if parent is not None:
+            if client[3]:
+                lines.append(f"In-Reply-To: {parent.mid}")
+            if client[2] in ("full", "truncated") and msg.refs:
+                lines.append("References: " + "\r\n ".join(msg.refs))
+        if msg.thread_index is not None:
+            topic = msg.base_subject.split(" (was: ")[0]
+            lines.append("Thread-Topic: " + _encode_subject(topic, self.rng))
+            lines.append("Thread-Index: " + base64.b64encode(msg.thread_index).decode())
+        lines.append("MIME-Version: 1.0")
+        text = self._body(msg)
+        style = client[6]
+        if style == "flowed":
+            lines.append("Content-Type: text/plain; charset=UTF-8; format=flowed")
+            lines.append("Content-Transfer-Encoding: 8bit")
+            body = text
+        elif style == "plain":
+            lines.append("Content-Type: text/plain; charset=utf-8")
+            lines.append("Content-Transfer-Encoding: quoted-printable")
+            body = _qp(text)
+        else:
+            html = "<html><body>" + "".join(f"<p>{line}</p>" for line in text.splitlines()) + "</body></html>"
+            if style == "html":
+                lines.append("Content-Type: text/html; charset=utf-8")
+                lines.append("Content-Transfer-Encoding: quoted-printable")
+                body = _qp(html)
+            else:
+                b = f"----=_Part_{self.rng.getrandbits(48):x}"
+                lines.append(f'Content-Type: multipart/alternative; boundary="{b}"')
+                body = (
+                    f"--{b}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                    f"Content-Transfer-Encoding: quoted-printable\r\n\r\n{_qp(text)}\r\n"
+                    f"--{b}\r\nContent-Type: text/html; charset=utf-8\r\n"
+                    f"Content-Transfer-Encoding: quoted-printable\r\n\r\n{_qp(html)}\r\n--{b}--\r\n"
+                )
+        return ("\r\n".join(lines) + "\r\n\r\n" + body.replace("\r\n", "\n").replace("\n", "\r\n")).encode()
+
+    def _body(self, msg: Msg) -> str:
+        if not msg.body:
+            words = [self.rng.choice(WORDS) for _ in range(self.rng.randint(30, 200))]
+            own = "\n".join(" ".join(words[i : i + 12]) for i in range(0, len(words), 12))
+            if msg.parent is not None:
+                quoted = "\n".join("> " + line for line in self._body(msg.parent).splitlines()[:15])
+                own = f"{own}\n\nOn {_date(msg.parent.sent)}, {msg.parent.author} wrote:\n{quoted}"
+            msg.body = own + "\n\n-- \n" + msg.author.split("@")[0] + "\n"
+        return msg.body
+
+
+def _date(when: dt.datetime) -> str:
+    return when.strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+def _qp(text: str) -> str:
+    import quopri
+
+    return quopri.encodestring(text.encode("utf-8")).decode("ascii")
+
+
+def _encode_subject(subject: str, rng: random.Random) -> str:
+    if subject.isascii():
+        return subject
+    charset = rng.choice(("utf-8", "utf-8", "iso-8859-1", "koi8-r", "iso-2022-jp", "gb18030", "iso-8859-7"))
+    try:
+        subject.encode(_py(charset))
+    except UnicodeEncodeError:
+        charset = "utf-8"
+    return Header(subject, charset).encode()
+
+
+def _py(charset: str) -> str:
+    return {"iso-2022-jp": "iso2022_jp"}.get(charset, charset)
+
+
+def arrange(gen: Generator, messages: list[Msg]) -> list[tuple[Msg, bool]]:
+    """Arrival order: delays (some long), lost parents, duplicate deliveries."""
+    rng = gen.rng
+    delivered: list[tuple[dt.datetime, Msg, bool]] = []
+    for msg in messages:
+        roll = rng.random()
+        if roll < 0.01:
+            continue  # never arrives (its replies still do)
+        delay = rng.expovariate(1 / 30.0)
+        if rng.random() < 0.04:
+            delay += rng.uniform(3600, 3 * 86400)  # a queue somewhere held it
+        msg.arrival = msg.sent + dt.timedelta(seconds=delay)
+        delivered.append((msg.arrival, msg, False))
+        if rng.random() < 0.01:
+            delivered.append((msg.arrival + dt.timedelta(seconds=rng.uniform(60, 86400)), msg, True))
+    delivered.sort(key=lambda x: x[0])
+    return [(m, dup) for _, m, dup in delivered]
+
+
+def write_mbox(path: Path, gen: Generator, arrivals: list[tuple[Msg, bool]]) -> int:
+    size = 0
+    with open(path, "wb") as out:
+        for msg, dup in arrivals:
+            raw = gen.render(msg, extra_received=dup).replace(b"\r\n", b"\n")
+            raw = b"\n".join(
+                b">" + line if line.lstrip(b">").startswith(b"From ") else line for line in raw.split(b"\n")
+            )
+            stamp = (msg.arrival or msg.sent).strftime("%a %b %d %H:%M:%S %Y")
+            out.write(f"From {msg.author} {stamp}\n".encode() + raw + b"\n\n")
+            size += len(raw)
+    return size
+
+
+def pairwise(predicted: dict[str, int], truth: dict[str, int]) -> tuple[float, float, float]:
+    """Pairwise precision, recall and F1 of the predicted clustering against the true one."""
+    keys = [k for k in truth if k in predicted]
+
+    def pairs(counts: Counter) -> int:
+        return sum(n * (n - 1) // 2 for n in counts.values())
+
+    both = pairs(Counter((predicted[k], truth[k]) for k in keys))
+    pred = pairs(Counter(predicted[k] for k in keys))
+    true = pairs(Counter(truth[k] for k in keys))
+    precision = both / pred if pred else 1.0
+    recall = both / true if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def run(args: argparse.Namespace) -> None:
+    gen = Generator(args.seed)
+    messages = gen.threads(args.messages)
+    arrivals = arrange(gen, messages)
+    workdir = Path(args.keep or tempfile.mkdtemp(prefix="mf-bench-threading-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    mbox = workdir / "archive.mbox"
+    size = write_mbox(mbox, gen, arrivals)
+    config = workdir / "mailforum.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{workdir / "bench.db"}"\n[site]\ndomain = "{DOMAIN}"\n')
+    (workdir / "bench.db").unlink(missing_ok=True)
+    env = dict(os.environ, MAILFORUM_CONFIG=str(config))
+
+    def cli(*argv: str) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run(
+            [sys.executable, "-m", "mailforum", *argv], env=env, capture_output=True, cwd=workdir
+        )
+        if done.returncode not in (0, 3):
+            sys.exit(f"mailforum {' '.join(argv)} failed: {done.stderr.decode()[-2000:]}")
+        return done
+
+    cli("init")
+    cli("lists", "create", LIST)
+    count = len(arrivals)
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    imported = cli("import-mbox", str(mbox), "--list", LIST)
+    elapsed = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    exported = cli("export", "--list", LIST, "--format", "jsonl")
+    predicted = {}
+    for line in exported.stdout.decode().splitlines():
+        record = json.loads(line)
+        predicted[record["message_id"]] = record["topic_id"]
+    truth = {m.mid: m.thread for m, _ in arrivals}
+    precision, recall, f1 = pairwise(predicted, truth)
+    out_of_order = sum(
+        1
+        for m, _ in arrivals
+        if m.parent is not None and m.parent.arrival and m.parent.arrival > (m.arrival or m.sent)
+    )
+    print(f"messages: {count}")
+    print(f"unique_messages: {len(truth)}")
+    print(f"true_threads: {len(set(truth.values()))}")
+    print(f"topics: {len(set(predicted.values()))}")
+    print(f"out_of_order_replies: {out_of_order}")
+    print(f"mbox_bytes: {size}")
+    print(f"threading_precision: {precision:.4f}")
+    print(f"threading_recall: {recall:.4f}")
+    print(f"threading_f1: {f1:.4f}")
+    print(f"import_seconds: {elapsed:.2f}")
+    print(f"import_msgs_per_s: {count / elapsed:.0f}")
+    # CPU seconds of the import (both of its processes): the same on a busy machine.
+    print(f"import_cpu_seconds: {cpu:.2f}")
+    print(f"import_msgs_per_cpu_s: {count / cpu:.0f}")
+    print(f"load_average_1min: {os.getloadavg()[0]:.2f}")
+    print(f"import_report: {imported.stdout.decode().strip()}")
+    if args.misses:
+        _misses(predicted, truth, arrivals)
+
+
+def _misses(predicted: dict[str, int], truth: dict[str, int], arrivals: list[tuple[Msg, bool]]) -> None:
+    """Print the messages split from or wrongly joined to their threads (for debugging)."""
+    by_mid = {m.mid: m for m, _ in arrivals}
+    main_topic: dict[int, int] = {}
+    for thread in set(truth.values()):
+        counts = Counter(predicted[k] for k, t in truth.items() if t == thread and k in predicted)
+        if counts:
+            main_topic[thread] = counts.most_common(1)[0][0]
+    shown = 0
+    for mid, thread in truth.items():
+        if mid in predicted and predicted[mid] != main_topic.get(thread) and shown < 30:
+            m = by_mid[mid]
+            print(
+                f"split: {m.client[0]} {m.subject!r} parent={m.parent.client[0] if m.parent else None}",
+                file=sys.stderr,
+            )
+            shown += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", metavar="DIR", help="Work in DIR and keep the mbox and the database.")
+    parser.add_argument("--misses", action="store_true", help="Print misthreaded messages to stderr.")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""mail.headers: Message-ID lists, subject normalisation, Thread-Index."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from mailforum.mail.headers import (
+    ancestry,
+    canonical_msgid,
+    is_generic,
+    msgid_list,
+    subject_info,
+    subject_key,
+    thread_evidence,
+    thread_index,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("<a@b>", "<a@b>"),
+        ("  <a@b>  (comment)", "<a@b>"),
+        ("a@b", "<a@b>"),
+        ('"a@b"', "<a@b>"),
+        ("< spaced @ example.com >", "<spaced@example.com>"),
+        ("<folded\r\n id@example.com>", "<foldedid@example.com>"),
+        ("<<doubled@example.com>>", "<doubled@example.com>"),
+        ("<1234>", "<1234>"),
+        ("", None),
+        ("<>", None),
+        ("no id here", None),
+    ],
+)
+def test_canonical_msgid(value: str, expected: str | None) -> None:
+    assert canonical_msgid(value) == expected
+
+
+def test_long_ids_become_the_same_digest_wherever_they_appear() -> None:
+    long = "x" * 600 + "@example.com"
+    own = canonical_msgid(f"<{long}>")
+    assert own is not None and len(own) < 100
+    assert msgid_list(f"<a@b> <{long}>") == ["<a@b>", own]
+
+
+def test_msgid_list_drops_comments_quotes_and_repeats() -> None:
+    value = '"Ann <ann@example.com>"\'s message of Thu <x@y> (from <bob@example.com>) <x@y> <z@w>'
+    assert msgid_list(value) == ["<x@y>", "<z@w>"]
+
+
+def test_msgid_list_is_bounded() -> None:
+    value = " ".join(f"<{n}@x>" for n in range(5000))
+    assert len(msgid_list(value)) == 1000
+
+
+def test_ancestry_keeps_root_of_truncated_references_and_puts_parent_last() -> None:
+    refs = " ".join(f"<{n}@x>" for n in range(40))
+    chain = ancestry("<me@x>", "<39@x>", refs)
+    assert chain[0] == "<0@x>" and chain[-1] == "<39@x>" and len(chain) == 21
+    assert ancestry("<me@x>", "<p@x>", "<a@x> <p@x> <b@x>") == ["<a@x>", "<b@x>", "<p@x>"]
+    assert ancestry("<me@x>", None, "<me@x>") == []
+    assert thread_evidence("<p@x>", "<a@x> <b@x>") == ["<p@x>", "<b@x>", "<a@x>"]
+
+
+@pytest.mark.parametrize(
+    ("subject", "key", "is_reply"),
+    [
+        ("Re: Hello world", "hello world", True),
+        ("RE: RE: hello   world", "hello world", True),
+        ("AW: Hello world", "hello world", True),
+        ("SV: Hello world", "hello world", True),
+        ("Antw: Hello world", "hello world", True),
+        ("Re[2]: Hello world", "hello world", True),
+        ("Re: [dev] Re: [dev] Hello world", "hello world", True),
+        ("[dev] Re: Hello world", "hello world", True),
+        ("Fwd: Hello world", "hello world", False),
+        ("WG: AW: Hello world", "hello world", False),
+        ("回复: Hello world", "hello world", True),
+        ("Hello world (fwd)", "hello world", False),
+        ("[dev] Hello world", "hello world", False),
+        ("Ｒｅ： Hello world", "hello world", True),  # full-width, as some East Asian clients write
+        ("Regarding the release", "regarding the release", False),
+        ("Re:", "", True),
+    ],
+)
+def test_subject_prefixes_and_tags(subject: str, key: str, is_reply: bool) -> None:
+    info = subject_info(subject)
+    assert (info.key, info.is_reply) == (key, is_reply)
+
+
+def test_was_subject_names_both_topics() -> None:
+    info = subject_info("Re: [dev] New plan (was: Re: [dev] Old plan)")
+    assert (info.key, info.was_key, info.title, info.is_reply) == ("new plan", "old plan", "New plan", True)
+    assert subject_info("New plan [was Old plan]").was_key == "old plan"
+    assert subject_key("Re: New plan (was: Old plan)") == "new plan"
+
+
+def test_encoded_subjects_normalise_alike() -> None:
+    assert subject_key("Re: Überprüfung") == subject_key("ÜBERPRÜFUNG") == subject_key("Überprüfung")
+
+
+def test_generic_subjects() -> None:
+    for subject in ("Question", "Re: [dev] HELP", "Hello", "hi", "", "Quick question?"):
+        assert is_generic(subject_key(subject)), subject
+    assert not is_generic(subject_key("Question about the importer"))
+
+
+def test_pathological_subjects() -> None:
+    assert subject_key("Re: " * 400 + "x") == "x"
+    assert subject_key("Re: [dev] " * 100 + "x") == "x"
+    assert len(subject_key("Re: " * 100_000 + "x")) <= 255  # bounded work, bounded key
+
+
+def _ti(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_thread_index() -> None:
+    root = bytes(range(1, 23))
+    parsed = thread_index(_ti(root))
+    assert parsed is not None and parsed.depth == 0 and parsed.parent_index is None
+    child = thread_index(_ti(root + b"\x00\x01\x02\x03\x04"))
+    assert child is not None and child.depth == 1
+    assert child.conversation == parsed.conversation and child.parent_index == parsed.index
+    assert thread_index(_ti(root[:20])) is None  # too short
+    assert thread_index(_ti(root + b"\x01\x02")) is None  # not whole child blocks
+    assert thread_index("not base64 at all!") is None
+    assert thread_index(_ti(bytes(22))) is None  # no conversation GUID
+    assert thread_index("A" * 100_000) is None
+    assert thread_index(None) is None
