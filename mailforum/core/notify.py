@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import tokens
+from mailforum.core import notices, tokens
 from mailforum.db import outbox
 from mailforum.db.models import MailingList, OutboxKind, Post
 from mailforum.mail.addresses import Kind, list_address
@@ -125,6 +125,7 @@ class Composer:
         }
         self._builders: dict[str, Callable[[outbox.Claimed, dt.datetime], Envelope | str]] = {
             OutboxKind.POST.value: self._post_envelope,
+            OutboxKind.LIST_NOTICE.value: self._notice_envelope,
         }
 
     def load(self, session: Session, rows: list[outbox.Claimed]) -> None:
@@ -168,6 +169,15 @@ class Composer:
             list_address(prepared.list_name, domain, Kind.REPLY, reply), prepared.unsubscribe
         )
         return Envelope(row, self.verp(prepared.list_name, row, now), data)
+
+    # -- kind "list-notice": a warning or a moderator notice (core/notices.py) --
+
+    def _notice_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+        try:
+            data = notices.build(row.payload, row.recipient, row.message_id, self.config.site.domain, now)
+        except (KeyError, ValueError) as exc:
+            return f"notice cannot be built: {type(exc).__name__}"
+        return Envelope(row, self.verp(str(row.payload["list"]), row, now), data)
 
     def verp(self, list_name: str, row: outbox.Claimed, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import Config
-from mailforum.core import fanout, threads, tokens
+from mailforum.core import bounces, fanout, threads, tokens
 from mailforum.core.lists import find_member
 from mailforum.core.policy import Action, Decision, PolicyContext, decide
 from mailforum.db.models import MailingList, Member, Post, PostStatus
@@ -204,11 +204,35 @@ def _discarded(delivery: Delivery, decision: Decision) -> Outcome:
     return Outcome(f"{delivery.mlist.name}: discarded ({decision.rule}: {decision.reason})", discarded=True)
 
 
+def handle_bounce(delivery: Delivery) -> Outcome:
+    """Mail to NAME-bounces[+VERP]@: a bounce scores a member only on evidence (core.bounces)."""
+    result = bounces.receive(
+        delivery.session,
+        delivery.config,
+        delivery.mlist,
+        delivery.recipient.arg,
+        delivery.raw,
+        delivery.mail_from,
+        delivery.now,
+    )
+    return Outcome(result.summary, discarded=result.ignored)
+
+
+def handle_enable(delivery: Delivery) -> Outcome:
+    """Mail to NAME+enable-TOKEN@ (the address in a bounce warning): deliver to the member again."""
+    result = bounces.enable_by_token(
+        delivery.session, delivery.config, delivery.mlist, delivery.recipient.arg, delivery.now
+    )
+    return Outcome(result.summary, discarded=result.ignored)
+
+
 # Recipient kind → use case. The ingest server accepts at RCPT only the kinds listed
 # here; later features (commands, replies by token, bounces) add their entries.
 ROUTES: dict[Kind, RouteHandler] = {
     Kind.POST: handle_post,
     Kind.REPLY: handle_reply,
+    Kind.BOUNCES: handle_bounce,
+    Kind.ENABLE: handle_enable,
 }
 
 
