@@ -16,6 +16,7 @@ from mailforum.config import Config
 from mailforum.db import migrate
 from mailforum.db.session import Database
 from mailforum.runners.delivery import DeliveryWorker
+from mailforum.runners.housekeeping import Housekeeper
 from mailforum.runners.ingest import IngestServer
 from mailforum.runners.web import WebServer, create_app
 from mailforum.runners.worker import SpoolProcessor
@@ -76,6 +77,23 @@ class DeliveryPart:
 
 
 @dataclass
+class HousekeepingPart:
+    """Bounce warnings and removals, held-post expiry (runners/housekeeping.py)."""
+
+    keeper: Housekeeper
+    name: str = "housekeeping"
+    task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.keeper.run())
+
+    async def stop(self) -> None:
+        self.keeper.stop()
+        if self.task is not None:
+            await self.task
+
+
+@dataclass
 class WebPart:
     server: WebServer
     db: Database  # the web's own engine and pool, so a crowd of readers cannot starve ingest
@@ -115,6 +133,7 @@ def build_parts(
         parts.append(DeliveryPart(DeliveryWorker(db, config)))
     if switches.process:
         parts.append(ProcessorPart(processor))
+        parts.append(HousekeepingPart(Housekeeper(db, config)))
     if switches.ingest:
         parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
     if switches.web:

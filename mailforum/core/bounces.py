@@ -7,7 +7,8 @@ Evidence, strongest first (RELIABILITY S8, B47):
               → the member's score grows (hard or soft, read from the report)
     quoted    no valid token, but flufl.bounce finds a failed address and the report
               quotes the Message-ID of a copy we sent to that very address recently
-              → counts, but at most as a soft bounce (Message-IDs are public)
+              → logged and noted in the spool outcome for the operator, but no score:
+              Message-IDs are public (the archive shows them), so anyone could write it
     (else)    forged, foreign or unreadable → nothing changes; the reason is logged
 
 Scoring (DESIGN: bounces): a hard bounce (5.x.x) adds ``hard_score``, a soft one
@@ -206,10 +207,13 @@ def _from_report(
         ).first()
         member = _member_for(session, mlist, row) if row is not None else None
         if member is not None:
-            done.append(score(session, config, mlist, member, SOFT, now))
+            done.append(f"member {member.id}")
     if not done:
         return Result(f"{mlist.name}: bounce without VERP for no copy we sent; ignored", True)
-    return Result(f"{mlist.name}: " + "; ".join(done))
+    log.info("bounce without VERP for %d member(s) of %s: not counted", len(done), mlist.name)
+    return Result(
+        f"{mlist.name}: bounce without VERP for {', '.join(done)}; not counted (no VERP); ignored", True
+    )
 
 
 def score(
