@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 import sqlalchemy.exc
 
-from mailforum import __version__
+from mailforum import __version__, logsafe
 from mailforum import config as config_mod
 from mailforum.config import Config
 from mailforum.core import archive, bounces, lists, moderation
@@ -75,6 +75,7 @@ def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
     # aiosmtpd logs every command at INFO; keep that for -vv.
     logging.getLogger("mail.log").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.INFO if verbosity > 1 else logging.WARNING)
+    logsafe.install()  # no signed tokens in the SMTP command log (RELIABILITY S25)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
