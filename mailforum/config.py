@@ -137,6 +137,16 @@ class ProcessingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DkimConfig:
+    """DKIM signing of outgoing mail (mail/dkim_sign.py); off while key_file is empty."""
+
+    key_file: str = ""
+    selector: str = ""
+    # The d= domain; empty means [site] domain (aligned with our From, DMARC-safe).
+    domain: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class BouncesConfig:
     """Bounce scoring (core/bounces.py; RELIABILITY S8, DESIGN: bounces)."""
 
@@ -178,6 +188,7 @@ class Config:
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     bounces: BouncesConfig = field(default_factory=BouncesConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     source: str = "(defaults)"
 
@@ -193,6 +204,7 @@ _SECTIONS: dict[str, type] = {
     "processing": ProcessingConfig,
     "outbound": OutboundConfig,
     "bounces": BouncesConfig,
+    "dkim": DkimConfig,
     "moderation": ModerationConfig,
 }
 

@@ -23,6 +23,7 @@ from mailforum.db import outbox
 from mailforum.db.models import MailingList, OutboxKind, Post
 from mailforum.mail.addresses import Kind, list_address
 from mailforum.mail.compose import ListIdentity, PostView, SharedCopy, mailto, notification
+from mailforum.mail.dkim_sign import Signer
 from mailforum.render import Renderer
 
 MAX_ANCESTORS = 200
@@ -120,6 +121,10 @@ class Composer:
         self.key = tokens.derive_key(config.site.secret_key)
         self._posts: dict[int, Prepared | None] = {}
         self._cache_size = cache_size
+        dkim = config.dkim
+        self.signer = (
+            Signer(dkim.key_file, dkim.selector, dkim.domain or config.site.domain) if dkim.key_file else None
+        )
         self._loaders: dict[str, Callable[[Session, list[outbox.Claimed]], None]] = {
             OutboxKind.POST.value: self._load_posts,
         }
@@ -140,7 +145,10 @@ class Composer:
         build = self._builders.get(row.kind)
         if build is None:
             return f"no renderer for outbox kind {row.kind!r}"
-        return build(row, now)
+        built = build(row, now)
+        if self.signer is not None and isinstance(built, Envelope):
+            built = Envelope(built.row, built.sender, self.signer.sign(built.data))
+        return built
 
     # -- kind "post": one post to one member --------------------------------
 
