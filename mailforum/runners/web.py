@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailforum.config import Config
 from mailforum.core import bounces, moderation
 from mailforum.db import queries
-from mailforum.db.models import MailingList, Member, Topic, utcnow
+from mailforum.db.models import MailingList, Member, Topic, Visibility, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.mail.addresses import list_address
@@ -568,6 +568,11 @@ class Archive:
             raise HTTPException(404)
         return mlist
 
+    @staticmethod
+    def _link_status(mlist: MailingList, valid: bool) -> int:
+        """A stale link on a public list gets a friendly page; on a private list, 404 (S15)."""
+        return 200 if valid or mlist.visibility == Visibility.PUBLIC.value else 404
+
     async def enable_delivery(self, request: Request) -> Response:
         form = await self._posted_form(request) if request.method == "POST" else None
         if form is not None and not self._same_origin(request):
@@ -588,7 +593,7 @@ class Archive:
             return self.page(
                 request,
                 "web/action.html",
-                200 if member is not None else 404,
+                self._link_status(mlist, member is not None),
                 cache=False,
                 mlist=mlist,
                 heading="List mail paused",
@@ -639,7 +644,7 @@ class Archive:
             return self.page(
                 request,
                 "web/action.html",
-                200 if post is not None else 404,
+                self._link_status(mlist, post is not None),
                 cache=False,
                 mlist=mlist,
                 heading="Held post",

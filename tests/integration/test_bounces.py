@@ -16,7 +16,7 @@ from sqlalchemy import select
 from mailforum.config import BouncesConfig
 from mailforum.core import bounces, posting
 from mailforum.core.lists import find_member
-from mailforum.db.models import Member, OutboxEntry, OutboxKind, utcnow
+from mailforum.db.models import MailingList, Member, OutboxEntry, OutboxKind, utcnow
 from mailforum.mail.parse import parse
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import deliver, rows, settled
@@ -196,8 +196,6 @@ def test_the_warning_re_enables_by_mail_and_a_forged_enable_does_nothing(site, r
     now = utcnow()
     with site.db.session() as session:
         m = find_member(session, 1, DEAD)
-        from mailforum.db.models import MailingList
-
         mlist = session.get(MailingList, m.list_id)
         for _ in range(5):
             bounces.score(session, site.config, mlist, m, bounces.HARD, now)
@@ -228,3 +226,33 @@ def test_verp_round_trip_over_smtp_with_the_server(site, relay, server):
     send(site.config, dsn(BOUNCES, "<p1@example.com>"), [BOUNCES], "")  # no VERP: not counted
     send(site.config, dsn(verp, "<p1@example.com>", "4.4.1", "delayed"), [verp], "")
     wait_for(lambda: member(site).bounce_score == 1.5)
+
+
+def test_the_warning_link_shows_a_button_on_get_and_enables_on_post(site):
+    import httpx
+
+    from tests.web.kit import WebThread
+
+    setup_list(site)
+    now = utcnow()
+    with site.db.session() as session:
+        m = find_member(session, 1, DEAD)
+        mlist = session.get(MailingList, m.list_id)
+        for _ in range(5):
+            bounces.score(session, site.config, mlist, m, bounces.HARD, now)
+    (warning,) = [r for r in rows(site) if r.kind == OutboxKind.LIST_NOTICE.value]
+    link = next(w for w in warning.payload["text"].split() if "/enable/" in w)
+    web = WebThread(site.config, site.db)
+    web.start()
+    try:
+        with httpx.Client(timeout=10) as client:
+            page = client.get(link)
+            assert page.status_code == 200 and "<form" in page.text and DEAD in page.text
+            assert member(site).delivery_disabled_at is not None  # GET changes nothing
+            assert "not valid any more" in client.post(link[:-3] + "aaa").text
+            assert member(site).delivery_disabled_at is not None
+            done = client.post(link)
+            assert done.status_code == 200 and "again" in done.text
+    finally:
+        web.stop()
+    assert member(site).delivery_disabled_at is None and member(site).bounce_score == 0
