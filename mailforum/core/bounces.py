@@ -276,12 +276,24 @@ def warn(session: Session, config: Config, mlist: MailingList, member: Member, n
             else f"If we hear nothing, your address will be removed from the list in {days:g} days.\n"
         )
     )
-    assert member.delivery_disabled_at is not None
-    key = f"bounce-warning:{member.id}:{int(member.delivery_disabled_at.timestamp())}:{number}"
     notice = notices.Notice(member.address, f"Delivery from {mlist.display_title} is paused", text)
-    notices.send(session, config, mlist, notice, now, member_id=member.id, dedupe_key=key[:255])
+    notices.send(session, config, mlist, notice, now)
     member.bounce_warnings = number
     member.bounce_warned_at = now
+
+
+def send_enable_link(
+    session: Session, config: Config, mlist: MailingList, member: Member, now: dt.datetime
+) -> bool:
+    """The "enable delivery" command's answer: the signed link and address, to the member only."""
+    token = enable_token(config, member, now)
+    text = (
+        f"To get mail from {mlist.display_title} again at {member.address}, open this page and\n"
+        f"press the button:\n\n    {enable_url(config, mlist, token)}\n\n"
+        f"or send any message to {mlist.name}+enable-{token}@{config.site.domain}\n"
+    )
+    notice = notices.Notice(member.address, f"Turn on mail from {mlist.display_title}", text)
+    return notices.send(session, config, mlist, notice, now)
 
 
 def enable(member: Member) -> None:
@@ -349,6 +361,7 @@ def housekeeping(session: Session, config: Config, now: dt.datetime) -> tuple[in
         .where(Member.delivery_disabled_at.is_not(None), Member.bounce_warned_at <= due)
         .order_by(Member.id)
         .limit(1000)
+        .with_for_update(skip_locked=True)  # several nodes: each member is warned by one of them
     ).all()
     warned = removed = 0
     for member in members:

@@ -184,7 +184,7 @@ def ask_author(
         text,
         reply_to=reply_address(config, mlist, post.id, CONFIRM, now),
     )
-    return notices.send(session, config, mlist, notice, now, member_id=member.id)
+    return notices.send(session, config, mlist, notice, now)
 
 
 def held(

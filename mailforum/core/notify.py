@@ -4,8 +4,9 @@ The delivery worker claims rows and asks ``Composer.envelope`` for the bytes of 
 A kind is one entry in ``Composer``'s tables: a loader that renders what all rows of
 a kind share (a post's notification: its text and HTML, rendered once and cached by
 post) and a builder that adds the per-recipient parts (the signed ``Reply-To``, the
-VERP envelope sender, ``List-Unsubscribe``). Digests and command replies (issues 5
-and 6) add their own pair.
+VERP envelope sender, ``List-Unsubscribe`` with the signed one-click link). Automatic
+answers (kind ``notice``, core.answers) carry their rendered text in the row's payload;
+digests add their own pair.
 """
 
 from __future__ import annotations
@@ -18,11 +19,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import notices, tokens
+from mailforum.core import tokens
 from mailforum.db import outbox
 from mailforum.db.models import MailingList, OutboxKind, Post
 from mailforum.mail.addresses import Kind, list_address
-from mailforum.mail.compose import ListIdentity, PostView, SharedCopy, mailto, notification
+from mailforum.mail.compose import (
+    ListIdentity,
+    NoticeView,
+    PostView,
+    SharedCopy,
+    mailto,
+    notice,
+    notification,
+)
 from mailforum.mail.dkim_sign import Signer
 from mailforum.render import Renderer
 
@@ -56,7 +65,8 @@ class Prepared:
     list_name: str
     post_id: int
     copy: SharedCopy
-    unsubscribe: tuple[str, ...]
+    unsubscribe: tuple[str, ...]  # after the per-recipient one-click link
+    ident: ListIdentity
 
 
 def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: int) -> Prepared | None:
@@ -99,8 +109,10 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
         topic_id=post.topic_id,
         ancestors=ancestors(session, post),
     )
-    # Issue 5: put the per-recipient https one-click URL first (see Envelope below).
-    return Prepared(mlist.name, post.id, notification(ident, view, text, html), (ident.unsubscribe_mailto,))
+    # The per-recipient https one-click URL goes in front of this in _post_envelope.
+    return Prepared(
+        mlist.name, post.id, notification(ident, view, text, html), (ident.unsubscribe_mailto,), ident
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +132,7 @@ class Composer:
         self.renderer = renderer
         self.key = tokens.derive_key(config.site.secret_key)
         self._posts: dict[int, Prepared | None] = {}
+        self._lists: dict[int, ListIdentity | None] = {}
         self._cache_size = cache_size
         dkim = config.dkim
         self.signer = (
@@ -127,10 +140,11 @@ class Composer:
         )
         self._loaders: dict[str, Callable[[Session, list[outbox.Claimed]], None]] = {
             OutboxKind.POST.value: self._load_posts,
+            OutboxKind.NOTICE.value: self._load_lists,
         }
         self._builders: dict[str, Callable[[outbox.Claimed, dt.datetime], Envelope | str]] = {
             OutboxKind.POST.value: self._post_envelope,
-            OutboxKind.LIST_NOTICE.value: self._notice_envelope,
+            OutboxKind.NOTICE.value: self._notice_envelope,
         }
 
     def load(self, session: Session, rows: list[outbox.Claimed]) -> None:
@@ -173,19 +187,47 @@ class Composer:
             (row.member_id, prepared.post_id),
             now + dt.timedelta(days=out.reply_token_days),
         )
+        one_click = self.unsubscribe_url(prepared.ident, row.list_id, row.member_id, now)
         data = prepared.copy.personalise(
-            list_address(prepared.list_name, domain, Kind.REPLY, reply), prepared.unsubscribe
+            list_address(prepared.list_name, domain, Kind.REPLY, reply), (one_click, *prepared.unsubscribe)
         )
         return Envelope(row, self.verp(prepared.list_name, row, now), data)
 
-    # -- kind "list-notice": a warning or a moderator notice (core/notices.py) --
+    def unsubscribe_url(self, ident: ListIdentity, list_id: int, member_id: int, now: dt.datetime) -> str:
+        """The RFC 8058 one-click link for one member: signed (member, list), expiring."""
+        days = self.config.subscriptions.unsubscribe_link_days
+        token = tokens.sign(self.key, tokens.UNSUBSCRIBE, (member_id, list_id), now + dt.timedelta(days=days))
+        return ident.unsubscribe_url(token)
+
+    # -- kind "notice": an automatic answer to one person (core.answers) ----
+
+    def _load_lists(self, session: Session, rows: list[outbox.Claimed]) -> None:
+        for list_id in {r.list_id for r in rows}:
+            if list_id not in self._lists:
+                mlist = session.get(MailingList, list_id)
+                self._lists[list_id] = identity(self.config, mlist) if mlist is not None else None
 
     def _notice_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+        ident = self._lists.get(row.list_id)
+        if ident is None:
+            return "the list no longer exists"
+        payload = row.payload
+        view = NoticeView(
+            to=row.recipient,
+            subject=str(payload.get("subject", "")),
+            text=str(payload.get("text", "")),
+            html=str(payload.get("html", "")),
+            message_id=row.message_id,
+            date=row.created_at,
+            sender_role=str(payload.get("sender") or "request"),
+            in_reply_to=payload.get("in_reply_to") or None,
+            reply_to=payload.get("reply_to") or None,
+        )
         try:
-            data = notices.build(row.payload, row.recipient, row.message_id, self.config.site.domain, now)
-        except (KeyError, ValueError) as exc:
-            return f"notice cannot be built: {type(exc).__name__}"
-        return Envelope(row, self.verp(str(row.payload["list"]), row, now), data)
+            data = notice(ident, view)
+        except (ValueError, TypeError) as exc:
+            return f"cannot build the answer: {exc}"[:200]
+        return Envelope(row, self.verp(ident.name, row, now), data)
 
     def verp(self, list_name: str, row: outbox.Claimed, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""

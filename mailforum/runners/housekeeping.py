@@ -1,8 +1,8 @@
 """Periodic list care in ``serve``: bounce warnings and removals, expiry of held posts.
 
 Every ``[bounces] housekeeping_interval`` seconds, in a worker thread, one
-transaction each. Safe on several nodes at once: warnings carry a dedupe key
-(one outbox row per warning), and the rest are idempotent updates.
+transaction each. Safe on several nodes at once: the members due a warning are
+claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), the rest are idempotent.
 """
 
 from __future__ import annotations

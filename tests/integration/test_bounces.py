@@ -92,7 +92,7 @@ def test_verp_bounces_disable_after_the_threshold_then_fan_out_skips_the_member(
         assert state is not None and state.bounce_score == n
         # One hard bounce alone never disables; the fifth (threshold 5.0) does, at once.
         assert (state.delivery_disabled_at is not None) == (n == 5)
-    notices = [r for r in rows(site) if r.kind == OutboxKind.LIST_NOTICE.value]
+    notices = [r for r in rows(site) if r.kind == OutboxKind.NOTICE.value]
     assert [r.recipient for r in notices] == [DEAD]
     assert "enable" in notices[0].payload["text"]
     before = len(relay.messages_for(DEAD))
@@ -187,7 +187,7 @@ def test_warnings_are_spaced_then_the_member_is_removed(site, relay):
     assert tick(21.03) == (0, 1)
     assert member(site) is None
     with site.db.read_session() as session:
-        keys = session.scalars(select(OutboxEntry.dedupe_key).where(OutboxEntry.kind == "list-notice")).all()
+        keys = session.scalars(select(OutboxEntry.id).where(OutboxEntry.kind == "notice")).all()
     assert len(keys) == 3
 
 
@@ -240,7 +240,7 @@ def test_the_warning_link_shows_a_button_on_get_and_enables_on_post(site):
         mlist = session.get(MailingList, m.list_id)
         for _ in range(5):
             bounces.score(session, site.config, mlist, m, bounces.HARD, now)
-    (warning,) = [r for r in rows(site) if r.kind == OutboxKind.LIST_NOTICE.value]
+    (warning,) = [r for r in rows(site) if r.kind == OutboxKind.NOTICE.value]
     link = next(w for w in warning.payload["text"].split() if "/enable/" in w)
     web = WebThread(site.config, site.db)
     web.start()
@@ -256,3 +256,19 @@ def test_the_warning_link_shows_a_button_on_get_and_enables_on_post(site):
     finally:
         web.stop()
     assert member(site).delivery_disabled_at is None and member(site).bounce_score == 0
+
+
+def test_enable_delivery_command_mails_the_member_a_fresh_link(site):
+    setup_list(site)
+    now = utcnow()
+    with site.db.session() as session:
+        m = find_member(session, 1, DEAD)
+        mlist = session.get(MailingList, m.list_id)
+        for _ in range(5):
+            bounces.score(session, site.config, mlist, m, bounces.HARD, now)
+    before = len([r for r in rows(site) if r.kind == OutboxKind.NOTICE.value])
+    command = message("Please", "<en1@example.com>", sender=DEAD, body="enable delivery\n")
+    process(site, command, f"dev-request@{DOMAIN}", DEAD, now)
+    sent = [r for r in rows(site) if r.kind == OutboxKind.NOTICE.value][before:]
+    assert [r.recipient for r in sent] == [DEAD] and "/enable/" in sent[0].payload["text"]
+    assert member(site).delivery_disabled_at is not None  # only the link turns it back on

@@ -45,7 +45,7 @@ def test_no_token_in_debug_logs(site, relay, server, caplog):
     def notices() -> list[OutboxEntry]:
         with site.db.read_session() as session:
             return list(
-                session.scalars(select(OutboxEntry).where(OutboxEntry.kind == OutboxKind.LIST_NOTICE.value))
+                session.scalars(select(OutboxEntry).where(OutboxEntry.kind == OutboxKind.NOTICE.value))
             )
 
     wait_for(lambda: len(notices()) == 2 and settled(site))

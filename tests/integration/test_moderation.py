@@ -64,7 +64,7 @@ def posts(site) -> dict[str, str]:
 
 
 def notices_to(site, address: str) -> list[OutboxEntry]:
-    return [r for r in rows(site) if r.kind == OutboxKind.LIST_NOTICE.value and r.recipient == address]
+    return [r for r in rows(site) if r.kind == OutboxKind.NOTICE.value and r.recipient == address]
 
 
 def copies_of(site, message_id: str) -> list[str]:

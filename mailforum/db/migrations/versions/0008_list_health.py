@@ -4,7 +4,7 @@ Plain ``ALTER TABLE … ADD COLUMN`` on members and lists, never a batch copy: w
 foreign keys on, SQLite's DROP TABLE of the old copy would cascade into their children.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-26 06:50:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
