@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import Config
-from mailforum.core import bounces, commands, fanout, moderation, threads, tokens
+from mailforum.core import answers, bounces, commands, fanout, moderation, threads, tokens
 from mailforum.core.authentication import strip_forged
 from mailforum.core.inbound import Delivery, Outcome, RouteHandler
 from mailforum.core.lists import find_member
-from mailforum.core.policy import Action, Decision, PolicyContext, decide, is_automated
+from mailforum.core.policy import Action, Decision, PolicyContext, decide
 from mailforum.db.models import MailingList, Member, Post, PostStatus
 from mailforum.errors import MailforumError
 from mailforum.mail.addresses import Kind, Recipient, parse_recipient
@@ -228,11 +228,7 @@ def handle_moderate(delivery: Delivery) -> Outcome:
 
     An auto-reply (a moderator's vacation notice) never decides anything (RFC 3834).
     """
-    automatic = is_automated(
-        PolicyContext(
-            delivery.mlist, delivery.parsed, delivery.raw, delivery.mail_from, None, delivery.config
-        )
-    )
+    automatic = answers.should_answer(delivery.parsed, delivery.mail_from, delivery.config)
     if automatic:
         return Outcome(
             f"{delivery.mlist.name}: automatic mail to a moderation address ({automatic}); ignored", True
