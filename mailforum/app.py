@@ -19,6 +19,7 @@ from mailforum.db.models import ConfirmAction, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import InvalidInput
 from mailforum.runners.delivery import DeliveryWorker
+from mailforum.runners.housekeeping import Housekeeper
 from mailforum.runners.ingest import IngestServer
 from mailforum.runners.web import WebServer, create_app
 from mailforum.runners.worker import SpoolProcessor
@@ -74,6 +75,23 @@ class DeliveryPart:
 
     async def stop(self) -> None:
         self.worker.stop()
+        if self.task is not None:
+            await self.task
+
+
+@dataclass
+class HousekeepingPart:
+    """Bounce warnings and removals, held-post expiry (runners/housekeeping.py)."""
+
+    keeper: Housekeeper
+    name: str = "housekeeping"
+    task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.keeper.run())
+
+    async def stop(self) -> None:
+        self.keeper.stop()
         if self.task is not None:
             await self.task
 
@@ -138,6 +156,7 @@ def build_parts(
         parts.append(DeliveryPart(DeliveryWorker(db, config)))
     if switches.process:
         parts.append(ProcessorPart(processor))
+        parts.append(HousekeepingPart(Housekeeper(db, config)))
     if switches.ingest:
         parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
     if switches.web:

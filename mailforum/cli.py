@@ -18,14 +18,16 @@ from typing import Any, TypeVar
 import click
 import sqlalchemy.exc
 
-from mailforum import __version__
+from mailforum import __version__, logsafe
 from mailforum import config as config_mod
 from mailforum.config import Config
-from mailforum.core import archive, lists, subscriptions
+from mailforum.core import archive, bounces, lists, moderation, subscriptions
+from mailforum.core.lists import find_member
 from mailforum.db import migrate, spool
 from mailforum.db.models import (
     ConfirmAction,
     DeliveryMode,
+    MailingList,
     PostingPolicy,
     SpoolEntry,
     SpoolState,
@@ -74,6 +76,7 @@ def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
     # aiosmtpd logs every command at INFO; keep that for -vv.
     logging.getLogger("mail.log").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.INFO if verbosity > 1 else logging.WARNING)
+    logsafe.install()  # no signed tokens in the SMTP command log (RELIABILITY S25)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -327,17 +330,49 @@ def lists_list(state: State) -> None:
     default=None,
     help="Whether the web archive shows authors' addresses (spelled out as 'ann at example.com').",
 )
+@click.option(
+    "--moderate-first-post/--no-moderate-first-post",
+    default=None,
+    help="Hold each member's first post for a moderator.",
+)
+@click.option(
+    "--unverified",
+    type=click.Choice(["hold", "confirm"]),
+    default=None,
+    help="A post from a member that fails authentication: hold it, or ask the real member to confirm.",
+)
+@click.option(
+    "--policy", type=click.Choice([p.value for p in PostingPolicy]), default=None, help="Who may post."
+)
 @pass_state
-def lists_set(state: State, name: str, visibility: str | None, show_addresses: bool | None) -> None:
-    """Change how the web archive shows the list NAME."""
-    if visibility is None and show_addresses is None:
-        raise InvalidInput("nothing to change: give --visibility or --show-addresses/--hide-addresses")
+def lists_set(
+    state: State,
+    name: str,
+    visibility: str | None,
+    show_addresses: bool | None,
+    moderate_first_post: bool | None,
+    unverified: str | None,
+    policy: str | None,
+) -> None:
+    """Change the list NAME's archive display and posting settings."""
+    changes = (visibility, show_addresses, moderate_first_post, unverified, policy)
+    if all(c is None for c in changes):
+        raise InvalidInput(
+            "nothing to change: give --visibility, --show-addresses/--hide-addresses, "
+            "--moderate-first-post, --unverified or --policy"
+        )
     with state.db().session() as session:
         mlist = lists.get_list(session, name)
         if visibility is not None:
             mlist.visibility = visibility
         if show_addresses is not None:
             mlist.show_addresses = show_addresses
+        if moderate_first_post is not None:
+            mlist.moderate_first_post = moderate_first_post
+        if unverified is not None:
+            mlist.unverified_action = unverified
+        if policy is not None:
+            mlist.posting_policy = policy
         shown = "shown" if mlist.show_addresses else "hidden"
         click.echo(f"{mlist.name}: visibility {mlist.visibility}, addresses {shown}")
 
@@ -356,6 +391,8 @@ def lists_show(state: State, name: str) -> None:
         ("title", mlist.display_title),
         ("description", mlist.description),
         ("posting policy", mlist.posting_policy),
+        ("first post held", "yes" if mlist.moderate_first_post else "no"),
+        ("unverified posts", mlist.unverified_action),
         ("visibility", mlist.visibility),
         ("web addresses", "shown" if mlist.show_addresses else "hidden"),
         ("post address", f"{mlist.name}@{domain}"),
@@ -528,6 +565,131 @@ def members_remove(state: State, list_name: str, addresses: tuple[str, ...], fil
     click.echo(f"removed {removed} member(s) from {mlist.name}")
     for address in absent:
         click.echo(f"not a member: {address}", err=True)
+
+
+@members.command("bounces")
+@click.argument("list_name", metavar="LIST")
+@pass_state
+def members_bounces(state: State, list_name: str) -> None:
+    """Print LIST's members with a bounce score: address, score, state, warnings sent."""
+    with state.db().read_session() as session:
+        mlist = lists.get_list(session, list_name)
+        shown = 0
+        for member in lists.members(session, mlist):
+            if member.bounce_score <= 0 and member.delivery_disabled_at is None:
+                continue
+            shown += 1
+            since = member.delivery_disabled_at
+            where = f"disabled since {since:%Y-%m-%d %H:%M}" if since else "enabled"
+            last = f"{member.bounce_last_at:%Y-%m-%d %H:%M}" if member.bounce_last_at else "-"
+            click.echo(
+                f"{member.address}\tscore {member.bounce_score:g}\t{where}\t"
+                f"warnings {member.bounce_warnings}\tlast bounce {last}"
+            )
+        if not shown:
+            click.echo(f"no bounces on {mlist.name}", err=True)
+
+
+@members.command("enable")
+@click.argument("list_name", metavar="LIST")
+@click.argument("addresses", nargs=-1, required=True, metavar="ADDR...")
+@pass_state
+def members_enable(state: State, list_name: str, addresses: tuple[str, ...]) -> None:
+    """Deliver to ADDR... again after bounces disabled it; their scores start from zero."""
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        for address in addresses:
+            member = find_member(session, mlist.id, address.strip().lower())
+            if member is None:
+                raise InvalidInput(f"not a member of {mlist.name}: {address}")
+            bounces.enable(member)
+            click.echo(f"{member.address}: delivery enabled")
+
+
+# --- moderation -------------------------------------------------------------------
+
+
+@lists_group.command("moderators")
+@click.argument("list_name", metavar="LIST")
+@click.argument("action", type=click.Choice(["list", "add", "remove"]), default="list")
+@click.argument("addresses", nargs=-1, metavar="[ADDR]...")
+@pass_state
+def lists_moderators(state: State, list_name: str, action: str, addresses: tuple[str, ...]) -> None:
+    """Show LIST's moderators, or add or remove ADDR... (they get held-post notices)."""
+    if action != "list" and not addresses:
+        raise InvalidInput(f"give the address(es) to {action}")
+    checked = _checked_addresses(addresses, None) if addresses else []
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        for entry in checked:
+            if action == "add":
+                added = moderation.add_moderator(session, mlist, entry.address)
+                click.echo(f"{entry.address}: {'added' if added else 'already a moderator'}")
+            else:
+                removed = moderation.remove_moderator(session, mlist, entry.address)
+                click.echo(f"{entry.address}: {'removed' if removed else 'not a moderator'}")
+        if action == "list":
+            for address in moderation.moderators(session, mlist.id):
+                click.echo(address)
+
+
+@cli.group(name="held")
+def held_group() -> None:
+    """Posts held for a moderator: list them, approve, reject or discard."""
+
+
+@held_group.command("list")
+@click.option("--list", "list_name", default=None, help="Only this list.")
+@pass_state
+def held_list(state: State, list_name: str | None) -> None:
+    """Print held posts: id, list, author, subject, why held."""
+    with state.db().read_session() as session:
+        mlist = lists.get_list(session, list_name) if list_name else None
+        for held in moderation.held_posts(session, mlist):
+            click.echo(f"{held.id}\t{held.list_name}\t{held.author}\t{held.subject}\t{held.reason}")
+
+
+def _decide(
+    state: State, post_ids: tuple[int, ...], action: int, reason: str = "", allow: bool = False
+) -> None:
+    with state.db().session() as session:
+        for post_id in post_ids:
+            post = moderation.held_post(session, post_id)
+            if post is None:
+                raise InvalidInput(f"post {post_id} is not held")
+            mlist = session.get(MailingList, post.list_id)
+            assert mlist is not None
+            click.echo(
+                moderation.act(
+                    session, state.config, mlist, post, action, utcnow(), reason=reason, allow_sender=allow
+                )
+            )
+
+
+@held_group.command("approve")
+@click.argument("post_ids", nargs=-1, type=int, required=True, metavar="ID...")
+@click.option("--allow-sender", is_flag=True, help="Let a non-member author post from now on.")
+@pass_state
+def held_approve(state: State, post_ids: tuple[int, ...], allow_sender: bool) -> None:
+    """Publish held posts ID... and send them to the members."""
+    _decide(state, post_ids, moderation.APPROVE, allow=allow_sender)
+
+
+@held_group.command("reject")
+@click.argument("post_ids", nargs=-1, type=int, required=True, metavar="ID...")
+@click.option("--reason", default="", help="Told to the author, if their mail was authenticated.")
+@pass_state
+def held_reject(state: State, post_ids: tuple[int, ...], reason: str) -> None:
+    """Remove held posts ID...; an authenticated author is told why (never a forged one)."""
+    _decide(state, post_ids, moderation.REJECT, reason=reason)
+
+
+@held_group.command("discard")
+@click.argument("post_ids", nargs=-1, type=int, required=True, metavar="ID...")
+@pass_state
+def held_discard(state: State, post_ids: tuple[int, ...]) -> None:
+    """Remove held posts ID... silently (the raw mail stays in the spool)."""
+    _decide(state, post_ids, moderation.DISCARD)
 
 
 # --- archive ----------------------------------------------------------------------

@@ -140,6 +140,46 @@ class ProcessingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DkimConfig:
+    """DKIM signing of outgoing mail (mail/dkim_sign.py); off while key_file is empty."""
+
+    key_file: str = ""
+    selector: str = ""
+    # The d= domain; empty means [site] domain (aligned with our From, DMARC-safe).
+    domain: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BouncesConfig:
+    """Bounce scoring (core/bounces.py; RELIABILITY S8, DESIGN: bounces)."""
+
+    # Score a hard (5.x.x) bounce adds, and a soft (4.x.x, delayed) one at most once a day.
+    hard_score: float = 1.0
+    soft_score: float = 0.5
+    # At this score delivery to the member is disabled at once; warnings follow.
+    threshold: float = 5.0
+    # A score with no new bounce for this many days starts again from zero.
+    stale_days: float = 7.0
+    # Warnings to a disabled member, this many days apart; after the last one the member is removed.
+    warnings: int = 3
+    warning_interval_days: float = 7.0
+    # Days the re-enable link and address in a warning keep working.
+    enable_token_days: int = 30
+    # Seconds between housekeeping runs (warnings, removals, held-post expiry) in ``serve``.
+    housekeeping_interval: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationConfig:
+    """Held posts and their moderators (core/moderation.py)."""
+
+    # Held posts nobody decided on are discarded after this many days (a summary goes to moderators).
+    held_expire_days: float = 14.0
+    # Days the approve/reject/discard links and reply addresses in a notice keep working.
+    token_days: int = 14
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionsConfig:
     """Commands by mail, double opt-in and automatic answers (issue 5; RELIABILITY I6, S4–S7, S23)."""
 
@@ -168,6 +208,9 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    bounces: BouncesConfig = field(default_factory=BouncesConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
+    moderation: ModerationConfig = field(default_factory=ModerationConfig)
     subscriptions: SubscriptionsConfig = field(default_factory=SubscriptionsConfig)
     source: str = "(defaults)"
 
@@ -182,6 +225,9 @@ _SECTIONS: dict[str, type] = {
     "security": SecurityConfig,
     "processing": ProcessingConfig,
     "outbound": OutboundConfig,
+    "bounces": BouncesConfig,
+    "dkim": DkimConfig,
+    "moderation": ModerationConfig,
     "subscriptions": SubscriptionsConfig,
 }
 
@@ -260,6 +306,16 @@ def validate(config: Config) -> None:
     for key in ("topics_per_page", "posts_per_page", "form_limit"):
         if not 1 <= getattr(config.web, key) <= 1000:
             raise ConfigError(f"{where}: [web] {key} must be 1–1000")
+    b = config.bounces
+    if b.threshold <= 0 or b.hard_score <= 0 or b.soft_score < 0 or b.stale_days <= 0:
+        raise ConfigError(f"{where}: [bounces] threshold, hard_score, stale_days must be positive")
+    if b.warnings < 0 or b.warning_interval_days <= 0 or b.housekeeping_interval <= 0:
+        raise ConfigError(
+            f"{where}: [bounces] warnings must be 0 or more, "
+            "warning_interval_days and housekeeping_interval positive"
+        )
+    if config.moderation.held_expire_days <= 0 or config.moderation.token_days < 1:
+        raise ConfigError(f"{where}: [moderation] held_expire_days and token_days must be positive")
     subs = config.subscriptions
     if subs.confirm_days <= 0 or subs.unsubscribe_link_days < 1:
         raise ConfigError(f"{where}: [subscriptions] confirm_days and unsubscribe_link_days must be positive")

@@ -111,3 +111,43 @@ def _judge(header: authres.AuthenticationResultsHeader, from_domain: str) -> Ver
 def forged_headers(raw: bytes, authserv_id: str) -> list[str]:
     """Authentication-Results below the topmost one that claim our id: written by the sender."""
     return [value for value in header_values(raw) if _claims(value, authserv_id)][1:]
+
+
+def strip_forged(raw: bytes, authserv_id: str) -> bytes:
+    """The message without the forged Authentication-Results (RFC 8601 §5), for storage as a post.
+
+    The topmost header claiming ``authserv_id`` (our MTA's) stays; every later one claiming
+    it goes, with its folded lines. The body and every other header are kept byte for byte;
+    the spool keeps the message exactly as received.
+    """
+    if not authserv_id:
+        return raw
+    end = raw.find(b"\r\n\r\n")
+    if end == -1:
+        end = raw.find(b"\n\n")
+    if end == -1:
+        return raw
+    head, rest = raw[:end], raw[end:]
+    lines = head.splitlines(keepends=True)
+    kept: list[bytes] = []
+    seen_ours = dropping = False
+    for index, line in enumerate(lines):
+        if line[:1] in (b" ", b"\t") and index:
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = False
+        match = _HEADER.match(line)
+        if match:
+            value = [line[match.end() :].strip()]
+            for follow in lines[index + 1 :]:
+                if follow[:1] not in (b" ", b"\t"):
+                    break
+                value.append(follow.strip())
+            if _claims(b" ".join(value).decode("utf-8", "replace"), authserv_id):
+                if seen_ours:
+                    dropping = True
+                    continue
+                seen_ours = True
+        kept.append(line)
+    return b"".join(kept) + rest

@@ -22,6 +22,7 @@ the From address itself, so a forged request cannot change anyone's membership
     watch T | mute T | unwatch T         members: follow, silence or reset one topic
     who am i | whoami | status           your membership, mode and topics
     confirm TOKEN                        confirm a pending request
+    enable [delivery]                    members paused by bounces: a link to resume, mailed to them
     help                                 the commands
     end | stop | thanks                  ignore the rest of the mail
 """
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, subscriptions
+from mailforum.core import answers, bounces, subscriptions
 from mailforum.core.inbound import Delivery, Outcome
 from mailforum.core.lists import Address, check_address, find_member
 from mailforum.db import queries
@@ -321,6 +322,18 @@ def confirm_token(ctx: Context, token: str) -> Result:
     return Result("confirm", done.status in (status.DONE, status.ALREADY), messages[done.status])
 
 
+def do_enable(ctx: Context, args: tuple[str, ...]) -> Result:
+    """ "enable [delivery]": delivery that bounces paused (core.bounces) is turned back on only
+    through the signed link mailed to the member's own address, so a forged From cannot do it."""
+    member = ctx.member
+    if member is None:
+        return ctx.not_member("enable")
+    if member.delivery_disabled_at is None:
+        return Result("enable", True, "Delivery to you is on; nothing to enable.")
+    bounces.send_enable_link(ctx.session, ctx.config, ctx.mlist, member, ctx.now)
+    return Result("enable", True, "We have mailed you a link to turn delivery back on.", quiet=True)
+
+
 def do_help(ctx: Context, args: tuple[str, ...]) -> None:
     ctx.show_help = True
     return None
@@ -347,6 +360,7 @@ COMMANDS: dict[str, Command] = {
     "whoami": do_status,
     "status": do_status,
     "confirm": do_confirm,
+    "enable": do_enable,  # "enable delivery" after bounces paused it (issue 8)
     "help": do_help,
     "info": do_help,
     "end": do_end,

@@ -11,8 +11,8 @@ table of rules, read top to bottom; the first that matches decides:
     new-topic  mode "new-topics" and the post opens a topic → the post
     (else)     modes "digest", "none", "new-topics" on replies → nothing now
 
-Held posts notify no one. Members watch the topics they start or reply to unless
-they turned ``watch_own`` off.
+Held posts notify no one, and members whose delivery bounces disabled hear nothing.
+Members watch the topics they start or reply to unless they turned ``watch_own`` off.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]
             TopicSubscription,
             and_(TopicSubscription.member_id == Member.id, TopicSubscription.topic_id == topic_id),
         )
-        .where(Member.list_id == list_id)
+        .where(Member.list_id == list_id, Member.delivery_disabled_at.is_(None))
         .order_by(Member.id)
     )
     return [Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4]) for r in rows]

@@ -32,6 +32,7 @@ from mailforum.mail.compose import (
     notice,
     notification,
 )
+from mailforum.mail.dkim_sign import Signer
 from mailforum.render import Renderer
 
 MAX_ANCESTORS = 200
@@ -133,6 +134,10 @@ class Composer:
         self._posts: dict[int, Prepared | None] = {}
         self._lists: dict[int, ListIdentity | None] = {}
         self._cache_size = cache_size
+        dkim = config.dkim
+        self.signer = (
+            Signer(dkim.key_file, dkim.selector, dkim.domain or config.site.domain) if dkim.key_file else None
+        )
         self._loaders: dict[str, Callable[[Session, list[outbox.Claimed]], None]] = {
             OutboxKind.POST.value: self._load_posts,
             OutboxKind.NOTICE.value: self._load_lists,
@@ -154,7 +159,10 @@ class Composer:
         build = self._builders.get(row.kind)
         if build is None:
             return f"no renderer for outbox kind {row.kind!r}"
-        return build(row, now)
+        built = build(row, now)
+        if self.signer is not None and isinstance(built, Envelope):
+            built = Envelope(built.row, built.sender, self.signer.sign(built.data))
+        return built
 
     # -- kind "post": one post to one member --------------------------------
 

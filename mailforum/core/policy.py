@@ -45,6 +45,10 @@ class PolicyContext:
     recent_posts: tuple[int, int] = (0, 0)
     # The sender proved who they are another way (a signed per-recipient reply address).
     token_verified: bool = False
+    # A moderator allowed this non-member to post (core/moderation.allow).
+    allowed: bool = False
+    # The sender has had a post published in this list before (for "moderate_first_post").
+    posted_before: bool = True
 
     @property
     def domain(self) -> str:
@@ -132,8 +136,15 @@ def too_many_posts(ctx: PolicyContext) -> str | None:
 
 
 def sender_not_member(ctx: PolicyContext) -> str | None:
-    if ctx.mlist.posting_policy == PostingPolicy.MEMBERS.value and ctx.sender is None:
+    if ctx.mlist.posting_policy == PostingPolicy.MEMBERS.value and ctx.sender is None and not ctx.allowed:
         return f"{ctx.parsed.from_address} is not a member"
+    return None
+
+
+def first_post(ctx: PolicyContext) -> str | None:
+    """A member's first post waits for a moderator where the list asks for it."""
+    if ctx.mlist.moderate_first_post and ctx.sender is not None and not ctx.posted_before:
+        return "a member's first post is moderated on this list"
     return None
 
 
@@ -149,6 +160,7 @@ RULES: tuple[Rule, ...] = (
     Rule("unverified-sender", member_not_verified, Action.HOLD),
     Rule("too-many-posts", too_many_posts, Action.HOLD),
     Rule("not-member", sender_not_member, Action.HOLD),
+    Rule("first-post", first_post, Action.HOLD),
     Rule("moderated", list_is_moderated, Action.HOLD),
 )
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import Config
-from mailforum.core import commands, fanout, threads, tokens
+from mailforum.core import answers, bounces, commands, fanout, moderation, threads, tokens
+from mailforum.core.authentication import strip_forged
 from mailforum.core.inbound import Delivery, Outcome, RouteHandler
 from mailforum.core.lists import find_member
 from mailforum.core.policy import Action, Decision, PolicyContext, decide
@@ -70,7 +71,9 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
     post.attachments = [
         {"filename": a.filename, "type": a.content_type, "size": a.size} for a in parsed.attachments
     ]
-    post.raw = delivery.raw
+    # Forged Authentication-Results claiming our MTA's id never reach the archive (RFC 8601 §5);
+    # the spool keeps the bytes as received.
+    post.raw = strip_forged(delivery.raw, delivery.config.security.authserv_id)
     post.fingerprint = parsed.fingerprint
     post.spool_id = delivery.spool_id
     if placement.existing is None:
@@ -89,6 +92,8 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
         if not delivery.trusted:  # an operator's archive import notifies no one
             fanout.watch_own(session, post, delivery.now)
             fanout.enqueue_post(session, post, topic.post_count == 1, delivery.now)
+    if held and not delivery.trusted:
+        moderation.held(session, delivery.config, mlist, post, decision.rule, delivery.now)
     state = f"held ({decision.rule})" if held else "published"
     number = f"post {post.id}" if post.id is not None else "post"
     return Outcome(f"{mlist.name}: {number} {state} in topic {topic.id}", post=post)
@@ -129,7 +134,21 @@ def handle_post(delivery: Delivery) -> Outcome:
     return store_post(delivery, decision)
 
 
+def posted_before(delivery: Delivery, address: str) -> bool:
+    found = delivery.session.scalar(
+        select(Post.id)
+        .where(
+            Post.list_id == delivery.mlist.id,
+            Post.author_address == address,
+            Post.status == PostStatus.PUBLISHED.value,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def _policy(delivery: Delivery, sender: Member | None, token_verified: bool = False) -> Decision:
+    address = delivery.parsed.from_address
     return decide(
         PolicyContext(
             mlist=delivery.mlist,
@@ -140,6 +159,12 @@ def _policy(delivery: Delivery, sender: Member | None, token_verified: bool = Fa
             config=delivery.config,
             recent_posts=recent_posts(delivery),
             token_verified=token_verified,
+            allowed=sender is None
+            and bool(address)
+            and moderation.is_allowed(delivery.session, delivery.mlist.id, address),
+            posted_before=(
+                not delivery.mlist.moderate_first_post or sender is None or posted_before(delivery, address)
+            ),
         )
     )
 
@@ -192,11 +217,58 @@ def _discarded(delivery: Delivery, decision: Decision) -> Outcome:
     return Outcome(f"{delivery.mlist.name}: discarded ({decision.rule}: {decision.reason})", discarded=True)
 
 
+def handle_bounce(delivery: Delivery) -> Outcome:
+    """Mail to NAME-bounces[+VERP]@: a bounce scores a member only on evidence (core.bounces)."""
+    result = bounces.receive(
+        delivery.session,
+        delivery.config,
+        delivery.mlist,
+        delivery.recipient.arg,
+        delivery.raw,
+        delivery.mail_from,
+        delivery.now,
+    )
+    return Outcome(result.summary, discarded=result.ignored)
+
+
+def handle_enable(delivery: Delivery) -> Outcome:
+    """Mail to NAME+enable-TOKEN@ (the address in a bounce warning): deliver to the member again."""
+    result = bounces.enable_by_token(
+        delivery.session, delivery.config, delivery.mlist, delivery.recipient.arg, delivery.now
+    )
+    return Outcome(result.summary, discarded=result.ignored)
+
+
+def handle_moderate(delivery: Delivery) -> Outcome:
+    """Mail to NAME+mod-TOKEN@: a moderator's decision, or the real author's "yes, I sent it".
+
+    An auto-reply (a moderator's vacation notice) never decides anything (RFC 3834).
+    """
+    automatic = answers.should_answer(delivery.parsed, delivery.mail_from, delivery.config)
+    if automatic:
+        return Outcome(
+            f"{delivery.mlist.name}: automatic mail to a moderation address ({automatic}); ignored", True
+        )
+    summary, ignored = moderation.by_mail(
+        delivery.session,
+        delivery.config,
+        delivery.mlist,
+        delivery.recipient.arg,
+        delivery.parsed.from_address,
+        delivery.parsed.text_body,
+        delivery.now,
+    )
+    return Outcome(summary, discarded=ignored)
+
+
 # Recipient kind → use case. The ingest server accepts at RCPT only the kinds listed
 # here; later features (commands, replies by token, bounces) add their entries.
 ROUTES: dict[Kind, RouteHandler] = {
     Kind.POST: handle_post,
     Kind.REPLY: handle_reply,
+    Kind.BOUNCES: handle_bounce,
+    Kind.ENABLE: handle_enable,
+    Kind.MODERATE: handle_moderate,
     **commands.SHORTCUTS,  # -request, +subscribe, +unsubscribe, +watch-T, +mute-T, +confirm-TOKEN
 }
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.db.models import MailingList, Member, Post, PostStatus, SpoolEntry, SpoolState
+from mailforum.db.models import MailingList, Member, Moderator, Post, PostStatus, SpoolEntry, SpoolState
 
 Report = Callable[[Session, Config, dt.datetime], list[str]]
 
@@ -63,9 +63,42 @@ def trust_report(session: Session, config: Config, now: dt.datetime) -> list[str
     return ["no [security] authserv_id: the From header is trusted as it comes (anyone can post as a member)"]
 
 
+def health_report(session: Session, config: Config, now: dt.datetime) -> list[str]:
+    """Members whose delivery bounces disabled, and held posts with no moderator to see them."""
+    disabled = dict(
+        session.execute(
+            select(Member.list_id, func.count())
+            .where(Member.delivery_disabled_at.is_not(None))
+            .group_by(Member.list_id)
+        ).all()
+    )
+    moderated = set(session.scalars(select(Moderator.list_id).distinct()))
+    held = dict(
+        session.execute(
+            select(Post.list_id, func.count())
+            .where(Post.status == PostStatus.HELD.value)
+            .group_by(Post.list_id)
+        ).all()
+    )
+    lines = []
+    for mlist in session.scalars(select(MailingList).order_by(MailingList.name)):
+        if disabled.get(mlist.id):
+            lines.append(
+                f"{mlist.name}: {disabled[mlist.id]} member(s) with delivery disabled by bounces "
+                f"(mailforum members bounces {mlist.name})"
+            )
+        if held.get(mlist.id) and mlist.id not in moderated:
+            lines.append(
+                f"{mlist.name}: {held[mlist.id]} held post(s) and no moderators "
+                f"(mailforum lists moderators {mlist.name} add ADDR; mailforum held list)"
+            )
+    return lines or ["no bounce-disabled members; every list with held posts has moderators"]
+
+
 REPORTS: tuple[tuple[str, Report], ...] = (
     ("lists", lists_report),
     ("spool", spool_report),
+    ("bounces and moderation", health_report),
     ("sender checks", trust_report),
 )
 

@@ -86,6 +86,10 @@ class MailingList(Base):
     )
     # The web archive shows authors' addresses (still obfuscated) only when this is set.
     show_addresses: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A member's first post is held for a moderator (issue 8).
+    moderate_first_post: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A post "from" a member that fails authentication: "hold" it, or "confirm" by asking the member.
+    unverified_action: Mapped[str] = mapped_column(String(16), default="hold", server_default="hold")
 
     @property
     def display_title(self) -> str:
@@ -108,6 +112,15 @@ class Member(Base):
     # High-water mark: the last post id included in this member's digest.
     digest_mark: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Bounce processing (core/bounces.py): the score, when it last grew, when a soft bounce
+    # last counted, and — once over the threshold — since when delivery is disabled and
+    # how many warnings went out.
+    bounce_score: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    bounce_last_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    bounce_soft_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    delivery_disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+    bounce_warnings: Mapped[int] = mapped_column(default=0, server_default="0")
+    bounce_warned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     mailing_list: Mapped[MailingList] = relationship()
 
@@ -250,6 +263,30 @@ class OutboxEntry(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # The relay's last reply (or connection error) for this row, kept for the operator.
     last_reply: Mapped[str | None] = mapped_column(default=None)
+
+
+class Moderator(Base):
+    """An address that moderates a list: gets held-post notices and may approve by reply."""
+
+    __tablename__ = "moderators"
+    __table_args__ = (UniqueConstraint("list_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))  # lower case
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AllowedSender(Base):
+    """A non-member a moderator allowed to post to a members-only list."""
+
+    __tablename__ = "allowed_senders"
+    __table_args__ = (UniqueConstraint("list_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))  # lower case
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class ConfirmAction(enum.StrEnum):

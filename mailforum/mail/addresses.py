@@ -8,6 +8,8 @@
     dev+watch-T@…, dev+mute-T@…            follow or mute topic T
     dev+r-TOKEN@…                          reply to one post (signed, per recipient)
     dev+confirm-TOKEN@…, dev-confirm+TOKEN@…   confirm a pending request
+    dev+enable-TOKEN@…                     re-enable delivery paused by bounces (signed)
+    dev+mod-TOKEN@…                        a moderator's answer to a held post (signed)
 
 Which list names exist is not known here; ``parse_recipient`` only reads the
 address, and the caller checks the list. Local parts are compared case-insensitively.
@@ -33,6 +35,8 @@ class Kind(enum.StrEnum):
     MUTE = "mute"
     REPLY = "reply"
     CONFIRM = "confirm"
+    ENABLE = "enable"
+    MODERATE = "moderate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,8 @@ PREFIXED: dict[str, Kind] = {
     "mute-": Kind.MUTE,
     "r-": Kind.REPLY,
     "confirm-": Kind.CONFIRM,
+    "enable-": Kind.ENABLE,
+    "mod-": Kind.MODERATE,
 }
 # Kinds that carry an argument after "+" on a suffixed base ("dev-bounces+…").
 SUFFIX_ARG = {Kind.BOUNCES, Kind.CONFIRM}
@@ -130,6 +136,8 @@ def list_address(name: str, domain: str, kind: Kind = Kind.POST, arg: str = "") 
         local = f"{name}+{kind.value}"
     elif kind is Kind.REPLY:
         local = f"{name}+r-{arg}"
+    elif kind is Kind.MODERATE:
+        local = f"{name}+mod-{arg}"
     else:
         local = f"{name}+{kind.value}-{arg}"
     return f"{local}@{domain}"

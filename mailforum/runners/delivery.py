@@ -33,6 +33,7 @@ import aiosmtplib
 
 from mailforum import crash
 from mailforum.config import Config
+from mailforum.core import bounces
 from mailforum.core.notify import Composer, Envelope
 from mailforum.db import outbox
 from mailforum.db.models import utcnow
@@ -130,8 +131,17 @@ class DeliveryWorker:
         return chunk
 
     def _record(self, results: list[outbox.Result]) -> None:
+        now = self.clock()
         with self.db.session() as session:
-            outbox.record(session, results, self._claimed, self.clock(), self.backoff)
+            outbox.record(session, results, self._claimed, now, self.backoff)
+            # A 5xx from the relay is a hard bounce for that member (issue 8).
+            refused = [
+                (row.list_id, row.member_id, row.kind)
+                for r in results
+                if r.permanent and r.reply[:1] == "5" and (row := self._claimed.get(r.id)) is not None
+            ]
+            if refused:
+                bounces.relay_refused(session, self.config, refused, now)
         for r in results:
             self._claimed.pop(r.id, None)
 

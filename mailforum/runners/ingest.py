@@ -30,7 +30,7 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailforum import crash
+from mailforum import crash, logsafe
 from mailforum.config import Config
 from mailforum.core import posting
 from mailforum.core.lists import list_names
@@ -548,6 +548,7 @@ class IngestServer:
     """The SMTP and LMTP listeners of one process, sharing one spool writer."""
 
     def __init__(self, config: Config, db: Database, on_commit: Callable[[list[int]], None]) -> None:
+        logsafe.install()  # aiosmtpd logs commands at DEBUG: keep tokens out (RELIABILITY S25)
         self.config = config
         self.gate = ConnectionGate(
             config.smtp.max_connections,

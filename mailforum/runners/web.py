@@ -29,6 +29,7 @@ from urllib.parse import quote, urlencode, urlparse
 
 import sqlalchemy.exc
 import uvicorn
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -40,10 +41,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailforum.config import Config
-from mailforum.core import subscriptions
+from mailforum.core import bounces, moderation, subscriptions
 from mailforum.core.subscriptions import Status
 from mailforum.db import queries
-from mailforum.db.models import MailingList, Topic, utcnow
+from mailforum.db.models import MailingList, Member, Topic, Visibility, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.mail.addresses import list_address
@@ -99,6 +100,9 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/topics/{topic:int}/watch", "watch", ("GET", "POST")),
     ("/lists/{list}/posts/{post:int}", "permalink", ("GET",)),
     ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename}", "download", ("GET",)),
+    # Signed links from mail (issue 8): GET shows a page with buttons, POST acts.
+    ("/lists/{list}/enable/{token}", "enable_delivery", ("GET", "POST")),
+    ("/lists/{list}/held/{token}", "moderate", ("GET", "POST")),
     # Links from our mails. Outside /lists/NAME/: the signed token names the list, and they
     # must work for private lists too. GET shows a button and changes nothing; POST acts.
     ("/confirm/{token}", "confirm", ("GET", "POST")),
@@ -549,6 +553,117 @@ class Archive:
             return origin is None
         netloc = urlparse(origin).netloc
         return netloc in {urlparse(self.base_url).netloc, request.headers.get("host", "")}
+
+    # --- signed links from mail: re-enable delivery, moderate a held post ---------------------
+
+    async def _posted_form(self, request: Request) -> dict[str, str]:
+        length = request.headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+            raise HTTPException(400)
+        try:
+            form = await request.form(max_files=0, max_fields=10, max_part_size=4096)
+        except HTTPException:
+            raise HTTPException(400) from None
+        try:
+            return {k: str(v)[:400] for k, v in form.items()}
+        finally:
+            await form.close()
+
+    def _any_list(self, session: Any, request: Request) -> MailingList:
+        """The list a signed link names, private or not: the token is the permission."""
+        mlist = session.scalars(
+            select(MailingList).where(MailingList.name == request.path_params["list"])
+        ).first()
+        if mlist is None:
+            raise HTTPException(404)
+        return mlist
+
+    @staticmethod
+    def _link_status(mlist: MailingList, valid: bool) -> int:
+        """A stale link on a public list gets a friendly page; on a private list, 404 (S15)."""
+        return 200 if valid or mlist.visibility == Visibility.PUBLIC.value else 404
+
+    async def enable_delivery(self, request: Request) -> Response:
+        form = await self._posted_form(request) if request.method == "POST" else None
+        if form is not None and not self._same_origin(request):
+            raise HTTPException(400)
+        return await run_in_threadpool(self._enable_delivery, request, form is not None)
+
+    def _enable_delivery(self, request: Request, act: bool) -> Response:
+        token = request.path_params["token"]
+        now = utcnow()
+        with self.db.session() as session:
+            mlist = self._any_list(session, request)
+            member = bounces.member_for_enable_token(session, self.config, mlist, token, now)
+            done = ""
+            if member is not None and act:
+                bounces.enable(member)
+                log.info("delivery re-enabled for member %s of %s (web)", member.id, mlist.name)
+                done = f"List mail goes to {member.address} again."
+            return self.page(
+                request,
+                "web/action.html",
+                self._link_status(mlist, member is not None),
+                cache=False,
+                mlist=mlist,
+                heading="List mail paused",
+                member=member,
+                post=None,
+                done=done,
+                action=self.url("lists", mlist.name, "enable", token),
+            )
+
+    async def moderate(self, request: Request) -> Response:
+        form = await self._posted_form(request) if request.method == "POST" else None
+        if form is not None and not self._same_origin(request):
+            raise HTTPException(400)
+        return await run_in_threadpool(self._moderate, request, form)
+
+    def _moderate(self, request: Request, form: dict[str, str] | None) -> Response:
+        token = request.path_params["token"]
+        now = utcnow()
+        with self.db.session() as session:
+            mlist = self._any_list(session, request)
+            found = moderation.read_token(self.config, token, now)
+            post = moderation.held_post(session, found[0]) if found and found[1] == moderation.ANY else None
+            if post is not None and post.list_id != mlist.id:
+                post = None
+            done = ""
+            member = None
+            if post is not None:
+                member = session.scalar(
+                    select(Member.id).where(
+                        Member.list_id == mlist.id, Member.address == post.author_address.lower()
+                    )
+                )
+                action = moderation.ACTIONS.get((form or {}).get("action", ""))
+                if form is not None and action in (moderation.APPROVE, moderation.REJECT, moderation.DISCARD):
+                    summary = moderation.act(
+                        session,
+                        self.config,
+                        mlist,
+                        post,
+                        action,
+                        now,
+                        reason=form.get("reason", "").strip(),
+                        allow_sender=form.get("allow") == "1",
+                    )
+                    log.info("moderation of %s on the web: %s", mlist.name, summary)
+                    done = f"Done: {moderation.NAMES[action]}d."
+            excerpt = post.text_body[: moderation.EXCERPT] if post is not None and not done else ""
+            return self.page(
+                request,
+                "web/action.html",
+                self._link_status(mlist, post is not None),
+                cache=False,
+                mlist=mlist,
+                heading="Held post",
+                member=member,
+                post=post,
+                excerpt=excerpt,
+                done=done,
+                action=self.url("lists", mlist.name, "held", token),
+            )
 
     # --- links from our mails: confirm and unsubscribe -------------------------------------
 

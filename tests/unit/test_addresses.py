@@ -50,7 +50,8 @@ def test_refusals(address, code):
 
 @pytest.mark.parametrize("kind", list(Kind))
 def test_list_address_is_the_inverse(kind):
-    arg = "Tok42" if kind in (Kind.WATCH, Kind.MUTE, Kind.REPLY, Kind.CONFIRM, Kind.BOUNCES) else ""
+    with_arg = (Kind.WATCH, Kind.MUTE, Kind.REPLY, Kind.CONFIRM, Kind.BOUNCES, Kind.ENABLE, Kind.MODERATE)
+    arg = "Tok42" if kind in with_arg else ""
     assert parse_recipient(list_address("dev", D, kind, arg), D) == Recipient(kind, "dev", arg)
 
 

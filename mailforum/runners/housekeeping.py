@@ -1,0 +1,54 @@
+"""Periodic list care in ``serve``: bounce warnings and removals, expiry of held posts.
+
+Every ``[bounces] housekeeping_interval`` seconds, in a worker thread, one
+transaction each. Safe on several nodes at once: the members due a warning are
+claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), the rest are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from mailforum.config import Config
+from mailforum.core import bounces, moderation
+from mailforum.db.models import utcnow
+from mailforum.db.session import Database
+
+log = logging.getLogger(__name__)
+
+
+class Housekeeper:
+    def __init__(self, db: Database, config: Config, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self._stop = asyncio.Event()
+
+    def once(self) -> tuple[int, int, int]:
+        """One round: (warned, removed, expired held posts)."""
+        now = self.clock()
+        with self.db.session() as session:
+            warned, removed = bounces.housekeeping(session, self.config, now)
+        with self.db.session() as session:
+            expired = moderation.expire(session, self.config, now)
+        if warned or removed or expired:
+            log.info("housekeeping: %d warned, %d removed, %d held posts expired", warned, removed, expired)
+        return warned, removed, expired
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(self.once)
+            except Exception as exc:  # a database hiccup: try again next round
+                log.error(
+                    "housekeeping failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.config.bounces.housekeeping_interval)
+
+    def stop(self) -> None:
+        self._stop.set()
