@@ -596,6 +596,62 @@ def spool_show(state: State, entry_id: int, raw: bool) -> None:
         click.echo("error:\n" + entry.error)
 
 
+# --- digests ---------------------------------------------------------------------------
+
+
+@cli.group(name="digest")
+def digest_group() -> None:
+    """Daily and weekly digests (`serve` queues them at [digest] hour)."""
+
+
+@digest_group.command("send")
+@click.option("--list", "list_name", default=None, help="Only this list (default: every list).")
+@click.option("--member", "address", default=None, help="Only this member's digest.")
+@click.option("--dry-run", is_flag=True, help="Print the digests that would be sent; change nothing.")
+@pass_state
+def digest_send(state: State, list_name: str | None, address: str | None, dry_run: bool) -> None:
+    """Queue every due digest now: each member gets what is new since their own last digest.
+
+    A second run with nothing new queues nothing. `serve` (or `deliver --once`) sends them.
+    """
+    from mailforum.core import digests, notify
+    from mailforum.render import Renderer
+
+    db = state.db()
+    names = [list_name] if list_name else digests.list_names(db)
+    with db.read_session() as session:
+        for name in names:
+            if lists_by_name(session, name) is None:
+                raise NotFound(f"no list named {name!r}")
+    now = utcnow()
+    if dry_run:
+        renderer = Renderer(state.config.outbound.templates or None)
+        shown = 0
+        with db.read_session() as session:
+            for name in names:
+                mlist = lists_by_name(session, name)
+                assert mlist is not None
+                for item in notify.preview_digests(session, state.config, renderer, mlist, now, address):
+                    click.echo(f"To: {item.address}\nSubject: {item.subject}\n\n{item.text}")
+                    click.echo("=" * 72)
+                    shown += 1
+        click.echo(f"{shown} digest{'s' if shown != 1 else ''} would be queued (dry run)")
+        return
+    total = 0
+    for name in names:
+        result = digests.run_list(db, state.config, name, now, address=address)
+        total += result.queued
+        click.echo(f"{name}: {result.queued} digest{'s' if result.queued != 1 else ''} queued")
+    if not total:
+        click.echo("nothing new: no digest queued")
+
+
+def lists_by_name(session: Any, name: str) -> Any:
+    from mailforum.core.posting import list_by_name
+
+    return list_by_name(session, name)
+
+
 # --- entry point -------------------------------------------------------------------------
 
 

@@ -57,6 +57,7 @@ class OutboxKind(enum.StrEnum):
     """What an outbox row sends; each kind has its renderer in the delivery worker."""
 
     POST = "post"  # one post to one member
+    DIGEST = "digest"  # one member's digest: the posts between two marks (payload)
 
 
 class Visibility(enum.StrEnum):
@@ -85,6 +86,16 @@ class MailingList(Base):
     )
     # The web archive shows authors' addresses (still obfuscated) only when this is set.
     show_addresses: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Digest schedule overrides ([digest] hour / timezone when None).
+    digest_hour: Mapped[int | None] = mapped_column(default=None)
+    digest_timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The last scheduled period (list-local day "2026-11-26"; the week "2026-W48 2026-11-26"
+    # with the day its run started) and that run's end mark (the highest post id it covers):
+    # a repeated hour, a second scheduler or a restart after a crash finishes the same
+    # period with the same end mark instead of starting another (RELIABILITY F14, F15).
+    digest_last_day: Mapped[str | None] = mapped_column(String(16), default=None)
+    digest_last_week: Mapped[str | None] = mapped_column(String(32), default=None)
+    digest_run_mark: Mapped[int | None] = mapped_column(default=None)
 
     @property
     def display_title(self) -> str:
