@@ -17,6 +17,7 @@ from mailforum.db import migrate
 from mailforum.db.session import Database
 from mailforum.runners.delivery import DeliveryWorker
 from mailforum.runners.ingest import IngestServer
+from mailforum.runners.scheduler import DigestScheduler
 from mailforum.runners.web import WebServer, create_app
 from mailforum.runners.worker import SpoolProcessor
 from mailforum.web.forms import RequestConfirmation
@@ -91,6 +92,20 @@ class WebPart:
             self.db.dispose()
 
 
+@dataclass
+class SchedulerPart:
+    """The digest scheduler (runners/scheduler.py): queues digests at each list's hour."""
+
+    scheduler: DigestScheduler
+    name: str = "scheduler"
+
+    async def start(self) -> None:
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+
+
 @dataclass(frozen=True, slots=True)
 class Switches:
     """Which parts of ``serve`` run; each can be switched off on the command line."""
@@ -99,6 +114,7 @@ class Switches:
     process: bool = True
     delivery: bool = True
     web: bool = True
+    scheduler: bool = True
 
 
 def build_parts(
@@ -117,6 +133,8 @@ def build_parts(
         parts.append(ProcessorPart(processor))
     if switches.ingest:
         parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
+    if switches.scheduler:
+        parts.append(SchedulerPart(DigestScheduler(db, config)))
     if switches.web:
         web_db = Database(config.database.url, config.database.busy_timeout)
         app = create_app(web_db, config, request_confirmation)

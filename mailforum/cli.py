@@ -110,8 +110,11 @@ def init(state: State) -> None:
 @click.option("--no-process", is_flag=True, help="Accept and spool mail, but do not process it.")
 @click.option("--no-delivery", is_flag=True, help="Do not send outgoing mail (the outbox keeps it).")
 @click.option("--no-web", is_flag=True, help="Do not serve the web archive.")
+@click.option("--no-scheduler", is_flag=True, help="Do not queue digests at [digest] hour.")
 @pass_state
-def serve(state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_web: bool) -> None:
+def serve(
+    state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_web: bool, no_scheduler: bool
+) -> None:
     """Run the server: SMTP and LMTP ingest, the spool processor, outbound delivery and the web archive.
 
     Listens on [smtp] host:port (SMTP), [smtp] lmtp_port (LMTP) and [web] host:port
@@ -124,7 +127,13 @@ def serve(state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_w
     asyncio.run(
         run(
             state.config,
-            Switches(ingest=not no_smtp, process=not no_process, delivery=not no_delivery, web=not no_web),
+            Switches(
+                ingest=not no_smtp,
+                process=not no_process,
+                delivery=not no_delivery,
+                web=not no_web,
+                scheduler=not no_scheduler,
+            ),
         )
     )
 

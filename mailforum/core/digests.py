@@ -556,3 +556,15 @@ def quoted_post(
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for at in range(0, len(items), size):
         yield items[at : at + size]
+
+
+def answer_digest_reply(
+    session: Session,
+    config: Config,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    mail_from: str,
+    now: dt.datetime,
+) -> bool:
+    """Tell the sender how to reply to one post; False when they must not be answered."""
+    return False

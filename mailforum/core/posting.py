@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import Config
-from mailforum.core import fanout, threads, tokens
+from mailforum.core import digests, fanout, threads, tokens
 from mailforum.core.lists import find_member
 from mailforum.core.policy import Action, Decision, PolicyContext, decide
 from mailforum.db.models import MailingList, Member, Post, PostStatus
@@ -133,12 +133,38 @@ def handle_post(delivery: Delivery) -> Outcome:
     """Mail to the list address: policy first, then thread and store."""
     if delivery.trusted:
         return store_post(delivery, Decision(Action.ACCEPT))
+    if digests.is_digest_reply(delivery.parsed, delivery.config.site.domain):
+        return handle_digest_reply(delivery)
     decision = _policy(
         delivery, find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
     )
     if decision.action is Action.DISCARD:
         return _discarded(delivery, decision)
     return store_post(delivery, decision)
+
+
+def handle_digest_reply(delivery: Delivery) -> Outcome:
+    """A reply to a digest itself, not to one post's reply address (RELIABILITY S3d).
+
+    Never a new "Re: … digest" topic: when the quoted text names one post (its reply
+    address or its web link), the reply is threaded under it; otherwise the sender is
+    told, politely and once, how to reply to one post (Discourse's ReplyToDigestError).
+    """
+    sender = find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
+    decision = _policy(delivery, sender)
+    if decision.action is Action.DISCARD:
+        return _discarded(delivery, decision)
+    target = digests.quoted_post(
+        delivery.session, delivery.config, delivery.mlist, delivery.parsed.text_body, delivery.now
+    )
+    if target is not None:
+        return store_post(delivery, decision, reply_to=target)
+    answered = digests.answer_digest_reply(
+        delivery.session, delivery.config, delivery.mlist, delivery.parsed, delivery.mail_from, delivery.now
+    )
+    what = "answered how to reply to one post" if answered else "not answered"
+    log.info("reply to a digest of %s names no single post; %s", delivery.mlist.name, what)
+    return Outcome(f"{delivery.mlist.name}: reply to a digest, not posted ({what})", discarded=True)
 
 
 def _policy(delivery: Delivery, sender: Member | None, token_verified: bool = False) -> Decision:
