@@ -229,3 +229,90 @@ def test_a_digest_outbox_row_is_unique_per_member_and_period(site):
         (row,) = session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "digest")).all()
         assert row.dedupe_key and row.dedupe_key.startswith("digest:")
         assert row.payload["to"] > row.payload["from"]
+
+
+def reply_addresses(msg: EmailMessage) -> list[str]:
+    return re.findall(r"dev\+r-[a-z0-9-]+@" + re.escape(DOMAIN), text_of(msg))
+
+
+def test_a_reply_through_a_digest_link_lands_under_that_post(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    text = text_of(msg)
+    beta = reply_addresses(msg)[text.index("Beta topic") > text.index("Alpha topic")]
+    raw = message("Re: Beta topic", "<r1@example.com>", sender="dora@example.com", to=beta)
+    out = store(site, raw, rcpt=beta)
+    assert "published" in out[0]
+    posts = site.posts_by_id()
+    assert posts["<r1@example.com>"]["parent_message_id"] == "<b1@example.com>"
+
+
+def test_a_reply_to_the_digest_quoting_one_post_is_threaded_there(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    text = text_of(msg)
+    section = text[text.index("2. Beta topic") if "2. Beta topic" in text else text.index("1. Beta topic") :]
+    quoted = "\n".join("> " + line for line in section.splitlines()[:14])
+    body = f"Me too.\n\nOn Thu, dev digest wrote:\n{quoted}\n"
+    extra = f"In-Reply-To: {msg['Message-ID']}"
+    raw = message(
+        f"Re: {msg['Subject']}", "<r2@example.com>", sender="dora@example.com", body=body, extra=extra
+    )
+    assert "published" in store(site, raw)[0]
+    assert site.posts_by_id()["<r2@example.com>"]["parent_message_id"] == "<b1@example.com>"
+
+
+def test_a_reply_to_the_whole_digest_is_not_posted(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    quoted = "\n".join("> " + line for line in text_of(msg).splitlines())
+    extra = f"In-Reply-To: {msg['Message-ID']}\nReferences: {msg['Message-ID']}"
+    raw = message(
+        f"Re: {msg['Subject']}",
+        "<r3@example.com>",
+        sender="dora@example.com",
+        body=f"Hi!\n{quoted}\n",
+        extra=extra,
+    )
+    out = store(site, raw)
+    assert "reply to a digest, not posted" in out[0]
+    assert "<r3@example.com>" not in site.posts_by_id()
+    # The subject alone is enough to tell (clients that drop In-Reply-To).
+    raw = message(
+        "Re: [dev] Daily digest, 1 Oct 2026: 2 new posts", "<r4@example.com>", sender="dora@example.com"
+    )
+    assert "reply to a digest, not posted" in store(site, raw)[0]
+
+
+def test_header_injection_through_a_topic_subject_does_not_reach_the_digest(site, relay):
+    """RELIABILITY S12/B23: the digest's header set is the template's, whatever the subjects."""
+    setup_list(site, "dora@example.com")
+    post(site, "hi=?UTF-8?Q?=0A?=Bcc: victim@example.net", "x1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (t,) = relay.messages_for("dora@example.com")
+    head = t.data.split(b"\r\n\r\n", 1)[0]
+    assert b"\nBcc" not in head and b"\rBcc" not in head
+    msg = as_email(t.data)
+    assert msg["Bcc"] is None
+    names = sorted(k.lower() for k in msg)
+    assert names == sorted(
+        [
+            "from", "to", "subject", "date", "list-id", "list-post", "list-help", "list-archive",
+            "list-unsubscribe-post", "precedence", "auto-submitted", "x-loop", "mime-version",
+            "content-type", "message-id", "list-unsubscribe",
+        ]
+    )  # fmt: skip
+    assert "Bcc: victim" in text_of(msg)  # shown as text, harmless
