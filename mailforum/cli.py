@@ -115,7 +115,7 @@ def init(state: State) -> None:
 def serve(
     state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_web: bool, no_scheduler: bool
 ) -> None:
-    """Run the server: SMTP and LMTP ingest, the spool processor, outbound delivery and the web archive.
+    """Run the server: SMTP/LMTP ingest, the spool processor, delivery, the web archive, digests.
 
     Listens on [smtp] host:port (SMTP), [smtp] lmtp_port (LMTP) and [web] host:port
     (HTTP). Stops cleanly on SIGTERM or Ctrl-C: new sessions get 421, messages in
@@ -653,6 +653,38 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
         click.echo(f"{name}: {result.queued} digest{'s' if result.queued != 1 else ''} queued")
     if not total:
         click.echo("nothing new: no digest queued")
+
+
+@digest_group.command("schedule")
+@click.argument("list_name", metavar="LIST")
+@click.option("--hour", type=click.IntRange(0, 23), default=None, help="Hour of the day (0-23) for LIST.")
+@click.option("--timezone", "zone", default=None, help="Time zone (IANA name) for LIST, e.g. Europe/Berlin.")
+@click.option("--default", "use_default", is_flag=True, help="Use [digest] hour and timezone again.")
+@pass_state
+def digest_schedule(
+    state: State, list_name: str, hour: int | None, zone: str | None, use_default: bool
+) -> None:
+    """Set when LIST's digests go out (a running `serve` picks it up within the hour)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(f"unknown time zone {zone!r} (use an IANA name like Europe/Berlin)") from None
+    if hour is None and zone is None and not use_default:
+        raise InvalidInput("nothing to change: give --hour, --timezone or --default")
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        if use_default:
+            mlist.digest_hour = mlist.digest_timezone = None
+        if hour is not None:
+            mlist.digest_hour = hour
+        if zone is not None:
+            mlist.digest_timezone = zone
+        cfg = state.config.digest
+        shown_hour = cfg.hour if mlist.digest_hour is None else mlist.digest_hour
+        click.echo(f"{mlist.name}: digests at {shown_hour:02d}:00 {mlist.digest_timezone or cfg.timezone}")
 
 
 def lists_by_name(session: Any, name: str) -> Any:

@@ -25,7 +25,15 @@ from mailforum.db import outbox
 from mailforum.db.models import MailingList, OutboxKind, Post
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
-from mailforum.mail.compose import ListIdentity, PostView, SharedCopy, clean, mailto, notification
+from mailforum.mail.compose import (
+    ListIdentity,
+    PostView,
+    SharedCopy,
+    canonical_body,
+    clean,
+    mailto,
+    notification,
+)
 from mailforum.render import Renderer
 
 MAX_ANCESTORS = 200
@@ -160,7 +168,7 @@ def render_digest(
                         "id": p.id,
                         "author": clean(p.author),
                         "time": p.when.astimezone(zone).strftime(time_format),
-                        "text": p.text,
+                        "text": canonical_body(p.text),  # no ESC: reply markers cannot be forged
                         "cut": p.cut,
                         "url": f"{base}posts/{p.id}",
                         "reply": digest_mail.marker(p.id),

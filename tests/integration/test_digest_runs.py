@@ -176,3 +176,13 @@ def test_digest_send_cli(site):
     assert again.returncode == 0 and "nothing new: no digest queued" in again.stdout
     missing = site.cli("digest", "send", "--list", "nope")
     assert missing.returncode == 1 and missing.stderr.strip() == "mailforum: error: no list named 'nope'"
+
+
+def test_digest_schedule_cli(site):
+    site.create_list("dev")
+    out = site.cli("digest", "schedule", "dev", "--hour", "6", "--timezone", "Europe/Berlin")
+    assert out.returncode == 0 and out.stdout.strip() == "dev: digests at 06:00 Europe/Berlin"
+    bad = site.cli("digest", "schedule", "dev", "--timezone", "Mars/Olympus")
+    assert bad.returncode == 1 and "unknown time zone 'Mars/Olympus'" in bad.stderr
+    back = site.cli("digest", "schedule", "dev", "--default")
+    assert back.stdout.strip() == "dev: digests at 07:00 UTC"
