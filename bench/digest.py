@@ -6,7 +6,8 @@ enqueued (core.digests.run_list). ``digest_deliver_s``: the real delivery worker
 renders each (list, period) once, splices each member's signed reply addresses and
 sends all of them to Postfix's ``smtp-sink`` (``apt-get install postfix``; only the
 ``/usr/sbin/smtp-sink`` binary is used, the MTA is never started). Also prints the
-size of one digest and the time to personalise all of them without sending.
+size of one digest, the time to personalise all of them without sending, and the
+floor: the same bytes sent by bare aiosmtplib over 10 connections to the same sink.
 
 Prints ``name: value`` lines. Usage:
 
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
-from bench.fanout import database, smtp_sink, store
+from bench.fanout import database, raw_send, smtp_sink, store
 from mailforum.config import Config, DatabaseConfig, OutboundConfig, RelayConfig, SiteConfig
 from mailforum.core import digests, lists
 from mailforum.core.notify import Composer
@@ -70,12 +71,12 @@ def count_sent(db: Database) -> int:
         )
 
 
-def personalise_only(db: Database, config: Config) -> tuple[float, int]:
-    """Render and splice every pending digest without sending: (seconds, bytes of one)."""
+def personalise_only(db: Database, config: Config) -> tuple[float, bytes]:
+    """Render and splice every pending digest without sending: (seconds, one digest)."""
     composer = Composer(config, Renderer())
     now = utcnow()
     t0 = time.perf_counter()
-    size = 0
+    sample = b""
     with db.read_session() as session:
         rows = [
             outbox.Claimed(
@@ -87,8 +88,8 @@ def personalise_only(db: Database, config: Config) -> tuple[float, int]:
     for row in rows:
         env = composer.envelope(row, now)
         assert not isinstance(env, str), env
-        size = len(env.data)
-    return time.perf_counter() - t0, size
+        sample = env.data
+    return time.perf_counter() - t0, sample
 
 
 def run(backend: str, port: int, members: int, posts: int, topics: int) -> dict[str, float]:
@@ -107,13 +108,20 @@ def run(backend: str, port: int, members: int, posts: int, topics: int) -> dict[
             t1 = time.perf_counter()
             if result.queued != members:
                 sys.exit(f"{backend}: {result.queued} digests queued, want {members}")
-            splice_s, size = personalise_only(db, config)
+            splice_s, sample = personalise_only(db, config)
             t2 = time.perf_counter()
             stats = asyncio.run(DeliveryWorker(db, config).run(once=True))
             t3 = time.perf_counter()
             if count_sent(db) != members:
                 sys.exit(f"{backend}: only {count_sent(db)} of {members} digests sent ({stats})")
-            return {"build": t1 - t0, "render": splice_s, "deliver": t3 - t2, "bytes": size}
+            raw_s = asyncio.run(raw_send(port, [sample] * members, 10))
+            return {
+                "build": t1 - t0,
+                "render": splice_s,
+                "deliver": t3 - t2,
+                "bytes": len(sample),
+                "raw": raw_s,
+            }
         finally:
             db.dispose()
 
@@ -134,6 +142,8 @@ def main() -> None:
             print(f"{backend}_digest_build_s: {r['build']:.3f}")
             print(f"{backend}_digest_render_splice_s: {r['render']:.3f}")
             print(f"{backend}_digest_deliver_s: {r['deliver']:.3f}")
+            # The floor: the same bytes pushed by bare aiosmtplib over 10 connections to the same sink.
+            print(f"{backend}_raw_send_same_bytes_s: {r['raw']:.3f}")
 
 
 if __name__ == "__main__":

@@ -275,12 +275,15 @@ def _enqueue_batch(
     end: int,
     day_label: str,
     now: dt.datetime,
+    starts: dict[int, int],
 ) -> tuple[int, int]:
-    """One transaction's worth of members: move marks, enqueue digests; (queued, skipped)."""
+    """One transaction's worth of members: move marks, enqueue digests; (queued, skipped).
+
+    ``starts``: where members without a mark begin (``first_start``, computed once per run).
+    """
     by_mark: dict[int, list[DueMember]] = defaultdict(list)
     for m in batch:
         by_mark[m.mark].append(m)
-    starts = first_start(session, mlist.id, batch)
     queued = skipped = 0
     copies: list[outbox.NewCopy] = []
     for old, members in by_mark.items():
@@ -376,13 +379,14 @@ def run_list(
                 frequencies.append(WEEKLY)
             day_label = label(local)
         members = due_members(session, mlist.id, end, frequencies, address)
+        starts = first_start(session, mlist.id, members)
         list_id, name = mlist.id, mlist.name
     queued = skipped = 0
     for batch in _batches(members):
         with db.session() as session:
             mlist = session.get(MailingList, list_id)
             assert mlist is not None
-            q, s = _enqueue_batch(session, config, mlist, batch, end, day_label, now)
+            q, s = _enqueue_batch(session, config, mlist, batch, end, day_label, now, starts)
             queued += q
             skipped += s
     log.info("digests for %s (%s): %d queued, %d without news", name, period, queued, skipped)
@@ -514,7 +518,11 @@ def load_topics(
 # Replies to a digest itself (RELIABILITY S3d; Discourse ReplyToDigestError)
 
 _DIGEST_ID = re.compile(r"^<digest\.[a-z0-9._-]+\.\d+\.\d+-\d+@", re.I)
-_DIGEST_SUBJECT = re.compile(r"^\s*(re|aw|sv|antw)\s*:.*\b(daily|weekly)?\s*digest\b", re.I)
+# Our subject ("[dev] Daily digest, 26 Nov 2026: …") after Re:/AW:/SV: — not any subject
+# with "digest" in it, which a real topic may have.
+_DIGEST_SUBJECT = re.compile(
+    r"^\s*((re|aw|sv|antw|vs)\s*:\s*)+(\[[^\]]{1,80}\]\s*)?(daily digest, |weekly digest, week to )", re.I
+)
 
 
 def is_digest_reply(parsed: ParsedMessage, domain: str) -> bool:

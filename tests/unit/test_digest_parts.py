@@ -102,7 +102,8 @@ def test_digest_replies_are_recognised_by_id_or_subject():
         parsed("Re: hello", "In-Reply-To: <digest.dev.4.0-9@lists.example.org>\r\n"), domain
     )
     assert digests.is_digest_reply(parsed("Re: [dev] Daily digest, 26 Nov 2026: 3 new posts"), domain)
-    assert digests.is_digest_reply(parsed("AW: Weekly digest"), domain)
+    assert digests.is_digest_reply(parsed("AW: Re: Weekly digest, week to 26 Nov 2026: 1 new post"), domain)
+    assert not digests.is_digest_reply(parsed("Re: a message digest algorithm"), domain)
     assert not digests.is_digest_reply(
         parsed("Re: hello", "In-Reply-To: <digest.dev.4.0-9@elsewhere.org>\r\n"), domain
     )
