@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mailforum.config import Config
+from mailforum.core import lists, subscriptions
 from mailforum.db import migrate
+from mailforum.db.models import ConfirmAction, utcnow
 from mailforum.db.session import Database
+from mailforum.errors import InvalidInput
 from mailforum.runners.delivery import DeliveryWorker
 from mailforum.runners.ingest import IngestServer
 from mailforum.runners.scheduler import DigestScheduler
 from mailforum.runners.web import WebServer, create_app
 from mailforum.runners.worker import SpoolProcessor
-from mailforum.web.forms import RequestConfirmation
+from mailforum.web.forms import ConfirmationRequest, RequestConfirmation
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +120,34 @@ class Switches:
     scheduler: bool = True
 
 
+def web_confirmations(db: Database, config: Config) -> RequestConfirmation:
+    """The web forms' hook: "join this list" and "watch this topic" send the same confirmation
+    mail as ``subscribe`` and ``watch T`` by mail (core.subscriptions, with its caps)."""
+
+    def request(asked: ConfirmationRequest) -> None:
+        action = ConfirmAction.WATCH if asked.kind == "watch" else ConfirmAction.SUBSCRIBE
+        try:
+            who = lists.check_address(asked.address, check_dns=config.subscriptions.check_dns)
+        except InvalidInput:
+            log.info("web %s request for %s: address refused by validation", asked.kind, asked.list_name)
+            return
+        with db.session() as session:
+            mlist = lists.get_list(session, asked.list_name)
+            subscriptions.request(
+                session, config, mlist, who, action, utcnow(), topic_id=asked.topic_id, source="web"
+            )
+
+    return request
+
+
 def build_parts(
     config: Config,
     db: Database,
     switches: Switches,
     request_confirmation: RequestConfirmation | None = None,
 ) -> list[Part]:
-    """The parts of ``serve``. ``request_confirmation`` is what the web's join/watch forms call
-    (the subscriptions feature's double opt-in); without it they answer the same neutral page."""
+    """The parts of ``serve``. ``request_confirmation`` is what the web's join/watch forms call;
+    by default the subscriptions feature's double opt-in (``web_confirmations``)."""
     processor = SpoolProcessor(db, config)
     parts: list[Part] = []
     if switches.delivery:
@@ -137,7 +160,8 @@ def build_parts(
         parts.append(SchedulerPart(DigestScheduler(db, config)))
     if switches.web:
         web_db = Database(config.database.url, config.database.busy_timeout)
-        app = create_app(web_db, config, request_confirmation)
+        hook = request_confirmation or web_confirmations(web_db, config)
+        app = create_app(web_db, config, hook)
         server = WebServer(app, config.web.host, config.web.port, config.web.trusted_proxies)
         parts.append(WebPart(server, web_db))
     return parts

@@ -21,9 +21,17 @@ import sqlalchemy.exc
 from mailforum import __version__
 from mailforum import config as config_mod
 from mailforum.config import Config
-from mailforum.core import archive, lists
+from mailforum.core import archive, lists, subscriptions
 from mailforum.db import migrate, spool
-from mailforum.db.models import DeliveryMode, PostingPolicy, SpoolEntry, SpoolState, Visibility, utcnow
+from mailforum.db.models import (
+    ConfirmAction,
+    DeliveryMode,
+    PostingPolicy,
+    SpoolEntry,
+    SpoolState,
+    Visibility,
+    utcnow,
+)
 from mailforum.db.session import Database
 from mailforum.errors import InvalidInput, MailforumError, NotFound
 
@@ -389,7 +397,9 @@ address_file = click.option(
 
 @cli.group()
 def members() -> None:
-    """Add, list and remove members of a list (an operator's direct act: no confirmation mail)."""
+    """Add, invite, show, list and remove members of a list.
+
+    add and remove are an operator's direct acts (no confirmation); invite mails confirmations."""
 
 
 @members.command("add")
@@ -403,18 +413,81 @@ def members() -> None:
     show_default=True,
     help="Delivery: every post, first posts of topics, a daily digest, or nothing.",
 )
+@click.option("--welcome", is_flag=True, help="Send each new member the welcome mail.")
 @pass_state
 def members_add(
-    state: State, list_name: str, addresses: tuple[str, ...], file: str | None, mode: str
+    state: State, list_name: str, addresses: tuple[str, ...], file: str | None, mode: str, welcome: bool
 ) -> None:
-    """Add ADDR... (e.g. 'Ann <ann@example.com>') to LIST. Nothing is added if any address is bad."""
+    """Add ADDR... (e.g. 'Ann <ann@example.com>') to LIST. Nothing is added if any address is bad.
+
+    An operator's direct act: no confirmation, and no mail unless --welcome is given."""
     checked = _checked_addresses(addresses, file)
+    config = state.config
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
-        added, existing = lists.add_members(session, mlist, checked, DeliveryMode(mode), utcnow())
+        now = utcnow()
+        new = [a for a in checked if lists.find_member(session, mlist.id, a.address) is None]
+        added, existing = lists.add_members(session, mlist, checked, DeliveryMode(mode), now)
+        welcomed = subscriptions.welcome(session, config, mlist, new, now) if welcome else 0
     click.echo(
-        f"added {added} member(s) to {mlist.name}" + (f"; {existing} already members" if existing else "")
+        f"added {added} member(s) to {mlist.name}"
+        + (f"; {existing} already members" if existing else "")
+        + (f"; {welcomed} welcome mail(s) queued" if welcome else "")
     )
+
+
+@members.command("invite")
+@click.argument("list_name", metavar="LIST")
+@click.argument("addresses", nargs=-1, metavar="[ADDR]...")
+@address_file
+@pass_state
+def members_invite(state: State, list_name: str, addresses: tuple[str, ...], file: str | None) -> None:
+    """Mail ADDR... an invitation to LIST; each joins when they confirm it (double opt-in).
+
+    The caps of mail requests apply: one pending invitation per address and list, and at most
+    [subscriptions] confirmations_per_day confirmation mails per address."""
+    checked = _checked_addresses(addresses, file)
+    config = state.config
+    sent = 0
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        now = utcnow()
+        unique = {a.address: a for a in checked}
+        for who in unique.values():
+            sent += subscriptions.request(
+                session, config, mlist, who, ConfirmAction.SUBSCRIBE, now, source="invite"
+            )
+    held = len(unique) - sent
+    click.echo(
+        f"queued {sent} invitation(s) to {mlist.name}"
+        + (f"; {held} not sent (one already pending, or the address's daily cap)" if held else "")
+    )
+
+
+@members.command("show")
+@click.argument("list_name", metavar="LIST")
+@click.argument("address", metavar="ADDR")
+@pass_state
+def members_show(state: State, list_name: str, address: str) -> None:
+    """Show one member of LIST: delivery mode, digest, and the topics they watch or muted."""
+    who = lists.check_address(address)
+    with state.db().read_session() as session:
+        mlist = lists.get_list(session, list_name)
+        member = lists.find_member(session, mlist.id, who.address)
+        if member is None:
+            raise NotFound(f"{who.address} is not a member of {mlist.name}")
+        topics = subscriptions.topic_settings(session, member)
+    rows = [
+        ("address", member.address),
+        ("name", member.display_name or "-"),
+        ("mode", member.delivery_mode),
+        ("digest", member.digest_frequency or "off"),
+        ("joined", member.created_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("watching", ", ".join(str(t) for t in topics["watch"]) or "-"),
+        ("muted", ", ".join(str(t) for t in topics["mute"]) or "-"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key + ':':10} {value}")
 
 
 @members.command("list")

@@ -146,6 +146,24 @@ class ProcessingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriptionsConfig:
+    """Commands by mail, double opt-in and automatic answers (issue 5; RELIABILITY I6, S4–S7, S23)."""
+
+    # Days a confirmation (subscribe, unsubscribe, watch) can be confirmed.
+    confirm_days: float = 7.0
+    # Confirmation mails one address gets per 24 h across all lists; more requests send nothing (S5).
+    confirmations_per_day: int = 3
+    # Automatic answers one address gets per 24 h across all lists (Mailman max_autoresponses_per_day).
+    answers_per_day: int = 10
+    # Command lines read from one mail; the rest is ignored (Mailman email_commands_max_lines).
+    max_command_lines: int = 10
+    # Ask DNS whether an address's domain takes mail before sending it a confirmation.
+    check_dns: bool = False
+    # Days the per-recipient one-click unsubscribe link in List-Unsubscribe keeps working.
+    unsubscribe_link_days: int = 365
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -156,6 +174,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    subscriptions: SubscriptionsConfig = field(default_factory=SubscriptionsConfig)
     source: str = "(defaults)"
 
 
@@ -169,6 +188,7 @@ _SECTIONS: dict[str, type] = {
     "security": SecurityConfig,
     "processing": ProcessingConfig,
     "outbound": OutboundConfig,
+    "subscriptions": SubscriptionsConfig,
 }
 
 
@@ -251,6 +271,12 @@ def validate(config: Config) -> None:
     for key in ("topics_per_page", "posts_per_page", "form_limit"):
         if not 1 <= getattr(config.web, key) <= 1000:
             raise ConfigError(f"{where}: [web] {key} must be 1–1000")
+    subs = config.subscriptions
+    if subs.confirm_days <= 0 or subs.unsubscribe_link_days < 1:
+        raise ConfigError(f"{where}: [subscriptions] confirm_days and unsubscribe_link_days must be positive")
+    for key in ("confirmations_per_day", "answers_per_day", "max_command_lines"):
+        if not 1 <= getattr(subs, key) <= 1000:
+            raise ConfigError(f"{where}: [subscriptions] {key} must be 1–1000")
     if config.processing.max_attempts < 1:
         raise ConfigError(f"{where}: [processing] max_attempts must be at least 1")
 

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import WEEKDAYS, Config
-from mailforum.core import tokens
+from mailforum.core import answers, tokens
 from mailforum.db import outbox
 from mailforum.db.models import (
     DeliveryMode,
@@ -143,7 +143,9 @@ class DueMember:
 
 
 def frequency_of(mode: str, chosen: str | None) -> str | None:
-    """A member's digest frequency, or None for no digest."""
+    """A member's digest frequency, or None for no digest (mode ``none`` means no mail at all)."""
+    if mode == DeliveryMode.NONE.value:
+        return None
     if chosen in FREQUENCIES:
         return chosen
     return DAILY if mode == DeliveryMode.DIGEST.value else None
@@ -574,5 +576,23 @@ def answer_digest_reply(
     mail_from: str,
     now: dt.datetime,
 ) -> bool:
-    """Tell the sender how to reply to one post; False when they must not be answered."""
-    return False
+    """Tell the sender how to reply to one post (templates/digest/reply_help.*.j2).
+
+    False when they must not be answered (RFC 3834: automated mail, lists, loops) or the
+    daily answer cap for their address is reached (RELIABILITY I6).
+    """
+    reason = answers.should_answer(parsed, mail_from, config)
+    if reason is not None:
+        log.info("reply to a digest of %s not answered: %s", mlist.name, reason)
+        return False
+    context = {"original_subject": parsed.subject or "(no subject)"}
+    return answers.answer(
+        session,
+        config,
+        mlist,
+        parsed.from_address,
+        "digest/reply_help",
+        context,
+        now,
+        in_reply_to=parsed.message_id,
+    )

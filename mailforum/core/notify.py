@@ -4,8 +4,9 @@ The delivery worker claims rows and asks ``Composer.envelope`` for the bytes of 
 A kind is one entry in ``Composer``'s tables: a loader that renders what all rows of
 a kind share (a post's notification: its text and HTML, rendered once and cached by
 post) and a builder that adds the per-recipient parts (the signed ``Reply-To``, the
-VERP envelope sender, ``List-Unsubscribe``). Digests and command replies (issues 5
-and 6) add their own pair.
+VERP envelope sender, ``List-Unsubscribe`` with the signed one-click link). Automatic
+answers (kind ``notice``, core.answers) carry their rendered text in the row's payload;
+digests add their own pair.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
 from mailforum.mail.compose import (
     ListIdentity,
+    NoticeView,
     PostView,
     SharedCopy,
     canonical_body,
     clean,
     mailto,
+    notice,
     notification,
 )
 from mailforum.render import Renderer
@@ -66,7 +69,8 @@ class Prepared:
     list_name: str
     post_id: int
     copy: SharedCopy
-    unsubscribe: tuple[str, ...]
+    unsubscribe: tuple[str, ...]  # after the per-recipient one-click link
+    ident: ListIdentity
 
 
 def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: int) -> Prepared | None:
@@ -109,8 +113,10 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
         topic_id=post.topic_id,
         ancestors=ancestors(session, post),
     )
-    # Issue 5: put the per-recipient https one-click URL first (see Envelope below).
-    return Prepared(mlist.name, post.id, notification(ident, view, text, html), (ident.unsubscribe_mailto,))
+    # The per-recipient https one-click URL goes in front of this in _post_envelope.
+    return Prepared(
+        mlist.name, post.id, notification(ident, view, text, html), (ident.unsubscribe_mailto,), ident
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +218,7 @@ class Composer:
         self.renderer = renderer
         self.key = tokens.derive_key(config.site.secret_key)
         self._posts: dict[int, Prepared | None] = {}
+        self._lists: dict[int, ListIdentity | None] = {}
         self._cache_size = cache_size
         self._ranges: dict[tuple[int, int, int], tuple[digests.DigestTopic, ...]] = {}
         self._digests: dict[DigestKey, digest_mail.SharedDigest | None] = {}
@@ -221,10 +228,12 @@ class Composer:
         self._loaders: dict[str, Callable[[Session, list[outbox.Claimed]], None]] = {
             OutboxKind.POST.value: self._load_posts,
             OutboxKind.DIGEST.value: self._load_digests,
+            OutboxKind.NOTICE.value: self._load_lists,
         }
         self._builders: dict[str, Callable[[outbox.Claimed, dt.datetime], Envelope | str]] = {
             OutboxKind.POST.value: self._post_envelope,
             OutboxKind.DIGEST.value: self._digest_envelope,
+            OutboxKind.NOTICE.value: self._notice_envelope,
         }
 
     def load(self, session: Session, rows: list[outbox.Claimed]) -> None:
@@ -264,8 +273,9 @@ class Composer:
             (row.member_id, prepared.post_id),
             now + dt.timedelta(days=out.reply_token_days),
         )
+        one_click = self.unsubscribe_url(prepared.ident, row.list_id, row.member_id, now)
         data = prepared.copy.personalise(
-            list_address(prepared.list_name, domain, Kind.REPLY, reply), prepared.unsubscribe
+            list_address(prepared.list_name, domain, Kind.REPLY, reply), (one_click, *prepared.unsubscribe)
         )
         return Envelope(row, self.verp(prepared.list_name, row, now), data)
 
@@ -283,6 +293,7 @@ class Composer:
             if mlist is None:
                 continue
             self._list_names[list_id] = mlist.name
+            self._lists[list_id] = identity(self.config, mlist)
             span = (list_id, start, end)
             if span not in self._ranges:
                 if len(self._ranges) >= 16:
@@ -336,9 +347,48 @@ class Composer:
         def reply(post_id: int) -> str:  # list_address(…, Kind.REPLY, token), spelled out for speed
             return prefix + signer.sign((member_id, post_id)) + suffix
 
-        unsubscribe = (f"mailto:{list_name}+unsubscribe@{domain}",)
+        unsubscribe: tuple[str, ...] = (f"mailto:{list_name}+unsubscribe@{domain}",)
+        ident = self._lists.get(row.list_id)
+        if ident is not None:
+            unsubscribe = (self.unsubscribe_url(ident, row.list_id, member_id, now), *unsubscribe)
         data = shared.personalise(row.message_id, reply, unsubscribe)
         return Envelope(row, self.verp(list_name, row, now), data)
+
+    def unsubscribe_url(self, ident: ListIdentity, list_id: int, member_id: int, now: dt.datetime) -> str:
+        """The RFC 8058 one-click link for one member: signed (member, list), expiring."""
+        days = self.config.subscriptions.unsubscribe_link_days
+        token = tokens.sign(self.key, tokens.UNSUBSCRIBE, (member_id, list_id), now + dt.timedelta(days=days))
+        return ident.unsubscribe_url(token)
+
+    # -- kind "notice": an automatic answer to one person (core.answers) ----
+
+    def _load_lists(self, session: Session, rows: list[outbox.Claimed]) -> None:
+        for list_id in {r.list_id for r in rows}:
+            if list_id not in self._lists:
+                mlist = session.get(MailingList, list_id)
+                self._lists[list_id] = identity(self.config, mlist) if mlist is not None else None
+
+    def _notice_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+        ident = self._lists.get(row.list_id)
+        if ident is None:
+            return "the list no longer exists"
+        payload = row.payload
+        view = NoticeView(
+            to=row.recipient,
+            subject=str(payload.get("subject", "")),
+            text=str(payload.get("text", "")),
+            html=str(payload.get("html", "")),
+            message_id=row.message_id,
+            date=row.created_at,
+            sender_role=str(payload.get("sender") or "request"),
+            in_reply_to=payload.get("in_reply_to") or None,
+            reply_to=payload.get("reply_to") or None,
+        )
+        try:
+            data = notice(ident, view)
+        except (ValueError, TypeError) as exc:
+            return f"cannot build the answer: {exc}"[:200]
+        return Envelope(row, self.verp(ident.name, row, now), data)
 
     def verp(self, list_name: str, row: outbox.Claimed, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""

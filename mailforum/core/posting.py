@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import Config
-from mailforum.core import digests, fanout, threads, tokens
+from mailforum.core import commands, digests, fanout, threads, tokens
+from mailforum.core.inbound import Delivery, Outcome, RouteHandler
 from mailforum.core.lists import find_member
 from mailforum.core.policy import Action, Decision, PolicyContext, decide
 from mailforum.db.models import MailingList, Member, Post, PostStatus
@@ -26,35 +25,6 @@ from mailforum.mail.addresses import Kind, Recipient, parse_recipient
 from mailforum.mail.parse import ParsedMessage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One message for one of our recipients, with everything a route handler needs."""
-
-    session: Session
-    config: Config
-    mlist: MailingList
-    recipient: Recipient
-    parsed: ParsedMessage
-    raw: bytes
-    mail_from: str
-    spool_id: int | None
-    received_at: dt.datetime
-    now: dt.datetime
-    trusted: bool = False  # an operator's import: the posting policy does not apply
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What processing did with one recipient's copy; ``posted`` when a post was stored."""
-
-    summary: str
-    discarded: bool = False
-    post: Post | None = None
-
-
-RouteHandler = Callable[[Delivery], Outcome]
 
 
 def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = None) -> Outcome:
@@ -140,6 +110,8 @@ def handle_post(delivery: Delivery) -> Outcome:
     )
     if decision.action is Action.DISCARD:
         return _discarded(delivery, decision)
+    if decision.rule == "administrivia":
+        commands.explain_administrivia(delivery)
     return store_post(delivery, decision)
 
 
@@ -235,6 +207,7 @@ def _discarded(delivery: Delivery, decision: Decision) -> Outcome:
 ROUTES: dict[Kind, RouteHandler] = {
     Kind.POST: handle_post,
     Kind.REPLY: handle_reply,
+    **commands.SHORTCUTS,  # -request, +subscribe, +unsubscribe, +watch-T, +mute-T, +confirm-TOKEN
 }
 
 

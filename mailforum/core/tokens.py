@@ -33,6 +33,8 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # The purposes in use; a new one is just a new string, listed here for readers.
 REPLY = "reply"  # NAME+r-TOKEN@domain: (member id, post id)
 VERP = "verp"  # NAME-bounces+TOKEN@domain: (outbox row id,)
+CONFIRM = "confirm"  # NAME+confirm-TOKEN@domain and /confirm/TOKEN: (confirmation id, list id)
+UNSUBSCRIBE = "unsubscribe"  # one-click /unsubscribe/TOKEN (RFC 8058): (member id, list id)
 
 
 class InvalidToken(MailforumError):

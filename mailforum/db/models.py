@@ -58,6 +58,7 @@ class OutboxKind(enum.StrEnum):
 
     POST = "post"  # one post to one member
     DIGEST = "digest"  # one member's digest: the posts between two marks (payload)
+    NOTICE = "notice"  # an automatic answer to one person (core.answers): payload holds the text
 
 
 class Visibility(enum.StrEnum):
@@ -227,6 +228,8 @@ class OutboxEntry(Base):
         # One row per (post, member, kind): a reprocessed message cannot notify twice (I3).
         UniqueConstraint("post_id", "member_id", "kind"),
         Index(None, "state", "next_attempt_at"),
+        # Automatic answers per recipient in the last day (core.answers' cap, RELIABILITY I6).
+        Index(None, "kind", "recipient", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -251,3 +254,40 @@ class OutboxEntry(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # The relay's last reply (or connection error) for this row, kept for the operator.
     last_reply: Mapped[str | None] = mapped_column(default=None)
+
+
+class ConfirmAction(enum.StrEnum):
+    """What a pending confirmation does once its owner confirms it."""
+
+    SUBSCRIBE = "subscribe"
+    UNSUBSCRIBE = "unsubscribe"
+    WATCH = "watch"  # join the list if needed, then watch topic_id
+
+
+class Confirmation(Base):
+    """A request that waits for its address's owner to confirm (double opt-in, RELIABILITY S4–S6).
+
+    The token mailed out is HMAC-signed over (id, list id) and an expiry; the row makes
+    it single-use (``used_at``). Rows are kept after use and expiry: they count the
+    confirmation mails an address got in the last day (S5) and answer a second confirm
+    with "already confirmed".
+    """
+
+    __tablename__ = "confirmations"
+    __table_args__ = (
+        Index(None, "list_id", "address", "expires_at"),
+        Index(None, "address", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320))  # lower-cased, checked by email-validator
+    display_name: Mapped[str] = mapped_column(default="")
+    action: Mapped[str] = mapped_column(String(16))
+    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"), default=None)
+    # Where the request came from: "mail", "web", "invite" (an operator).
+    source: Mapped[str] = mapped_column(String(16), default="mail")
+    mailed: Mapped[bool] = mapped_column(default=True)  # False: suppressed by the daily cap (S5)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -90,8 +90,9 @@ def canonical_body(text: str) -> str:
 class ListIdentity:
     """A list's addresses and links: the one place that spells them.
 
-    Keep the URLs in step with the web archive's routes. Issue 5 adds the https
-    one-click unsubscribe URL per recipient (see ``personalise``).
+    Keep the URLs in step with the web archive's routes (runners/web.py ``ROUTES``).
+    ``unsubscribe_url`` is the per-recipient RFC 8058 one-click link that goes first in
+    ``List-Unsubscribe`` (see ``personalise``).
     """
 
     name: str
@@ -123,6 +124,18 @@ class ListIdentity:
 
     def topic_url(self, topic_id: int) -> str:
         return f"{self.archive_url}topics/{topic_id}"
+
+    def unsubscribe_url(self, token: str) -> str:
+        """The per-recipient one-click unsubscribe link (RFC 8058), ending in its signed token.
+
+        Outside ``/lists/NAME/``: the token names the list, and the link must work for
+        private lists too, whose every archive URL answers 404 (RELIABILITY S15).
+        """
+        return f"{self.base_url.rstrip('/')}/unsubscribe/{quote(token, safe='')}"
+
+    def confirm_url(self, token: str) -> str:
+        """The page that shows a pending confirmation with a button (GET shows, POST confirms)."""
+        return f"{self.base_url.rstrip('/')}/confirm/{quote(token, safe='')}"
 
     def topic_action(self, action: str, topic_id: int) -> str:
         """mailto: link that watches or mutes a topic (NAME+watch-T@domain)."""
@@ -228,6 +241,60 @@ def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> S
     if not sep or _BROKEN_HEAD.search(head):  # defence in depth: never emit a stray CR, LF or NUL
         raise ValueError("generated header block is malformed")
     return SharedCopy(head + b"\r\n", body)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeView:
+    """An automatic answer to one person (core.answers): rendered text, HTML and who it is from."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    date: dt.datetime
+    sender_role: str = "request"  # "request" (NAME-request@) or "owner" (NAME-owner@)
+    in_reply_to: str | None = None
+    reply_to: str | None = None  # one of our own addresses, e.g. NAME+confirm-TOKEN@domain
+
+
+def notice(ident: ListIdentity, view: NoticeView) -> bytes:
+    """A whole automatic answer: multipart/alternative, marked ``Auto-Submitted: auto-replied``.
+
+    RFC 3834 §3.1.7 asks answers to carry ``Auto-Submitted: auto-replied``; the
+    loop marker (``X-Loop``) and ``List-Id`` make sure no list of ours, and no
+    well-behaved responder, answers back (RELIABILITY I6, I7). Every header value
+    passes ``header_text``/``clean`` or is ours; nothing from input can break a line.
+    """
+    msg = EmailMessage(policy=POLICY)
+    title = header_text(ident.title) or ident.name
+    role = "owner" if view.sender_role == "owner" else "request"
+    sender = f"{ident.name}-{role}@{ident.domain}"
+    msg["From"] = Address(
+        display_name=f"{title} ({'owners' if role == 'owner' else 'commands'})", addr_spec=sender
+    )
+    msg["To"] = Address(addr_spec=clean(view.to))
+    msg["Subject"] = header_text(view.subject) or "(no subject)"
+    msg["Date"] = format_datetime(view.date.astimezone(dt.UTC))
+    msg["Message-ID"] = safe_msgid(view.message_id)
+    if view.in_reply_to and clean(view.in_reply_to):
+        parent = safe_msgid(view.in_reply_to)
+        msg["In-Reply-To"] = parent
+        msg["References"] = parent
+    if view.reply_to:
+        msg["Reply-To"] = _spliceable(view.reply_to).decode("ascii")
+    msg["List-Id"] = f"{_phrase(title)} <{ident.list_id}>"
+    msg["List-Help"] = f"<mailto:{ident.request_address}?subject=help>"
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"  # Exchange/Outlook: no out-of-office answer to this
+    msg["X-Loop"] = ident.address
+    msg.set_content(canonical_body(view.text), cte="quoted-printable")
+    msg.add_alternative(canonical_body(view.html), subtype="html", cte="quoted-printable")
+    raw = msg.as_bytes(policy=POLICY)
+    head, sep, _ = raw.partition(b"\r\n\r\n")
+    if not sep or _BROKEN_HEAD.search(head):  # defence in depth: never emit a stray CR, LF or NUL
+        raise ValueError("generated header block is malformed")
+    return raw
 
 
 def _phrase(text: str) -> str:

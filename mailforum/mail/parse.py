@@ -76,6 +76,14 @@ KEPT_HEADERS = (
     "x-autorespond",
     "authentication-results",
     "content-type",
+    # RFC 3834 / mailing-list markers that core.answers reads before answering anyone (I6).
+    "list-unsubscribe",
+    "list-help",
+    "list-subscribe",
+    "list-owner",
+    "list-archive",
+    "x-auto-response-suppress",
+    "x-vacation",
 )
 
 

@@ -40,8 +40,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailforum.config import Config
+from mailforum.core import subscriptions
+from mailforum.core.subscriptions import Status
 from mailforum.db import queries
-from mailforum.db.models import MailingList, Topic
+from mailforum.db.models import MailingList, Topic, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.mail.addresses import list_address
@@ -75,6 +77,9 @@ SECURITY_HEADERS = (
 MAX_INDENT = 6  # deeper replies are drawn at this depth (style.css has depth-0 … depth-6)
 CSRF_COOKIE = "mf_csrf"
 MAX_FORM_BYTES = 8192
+BAD_TOKENS = 20
+_TOKEN = re.compile(r"[0-9A-Za-z-]{1,200}\Z")
+STATE_CODES = {"ask": 200, "done": 200, "already": 200, "expired": 410, "invalid": 404, "limited": 429}
 ARCHIVE_CACHE = "public, max-age=0, must-revalidate"
 
 # Path, endpoint name (a method of Archive), methods. Path parameters a test can fill
@@ -94,6 +99,10 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/topics/{topic:int}/watch", "watch", ("GET", "POST")),
     ("/lists/{list}/posts/{post:int}", "permalink", ("GET",)),
     ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename}", "download", ("GET",)),
+    # Links from our mails. Outside /lists/NAME/: the signed token names the list, and they
+    # must work for private lists too. GET shows a button and changes nothing; POST acts.
+    ("/confirm/{token}", "confirm", ("GET", "POST")),
+    ("/unsubscribe/{token}", "unsubscribe", ("GET", "POST")),  # RFC 8058 one-click POST
 )
 
 
@@ -155,6 +164,8 @@ class Archive:
         )
         self.client_limit = RateLimiter(config.web.form_limit, config.web.form_window)
         self.address_limit = RateLimiter(config.web.form_limit, config.web.form_window)
+        # Invalid link tokens per client: guessing gets 429 after this many (RELIABILITY S6, S7).
+        self.token_limit = RateLimiter(BAD_TOKENS, config.web.form_window)
         self.request_confirmation = request_confirmation
         self.secure_cookie = config.site.base_url.startswith("https:")
         self.stylesheet_css = (pages.TEMPLATES / "web" / "style.css").read_bytes()
@@ -538,6 +549,64 @@ class Archive:
             return origin is None
         netloc = urlparse(origin).netloc
         return netloc in {urlparse(self.base_url).netloc, request.headers.get("host", "")}
+
+    # --- links from our mails: confirm and unsubscribe -------------------------------------
+
+    async def confirm(self, request: Request) -> Response:
+        """GET: what the confirmation is for, and a button. POST: confirm it (single use)."""
+        token = request.path_params["token"]
+        if request.method == "GET":
+            found = await run_in_threadpool(self._read, subscriptions.preview, token)
+            state = "ask" if found.status is Status.DONE else found.status.value
+            return self._link_page(request, "confirm", state, found)
+        done = await run_in_threadpool(self._write, subscriptions.confirm, token)
+        return self._link_page(request, "confirm", done.status.value, done)
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """RFC 8058: a POST with ``List-Unsubscribe=One-Click`` unsubscribes and answers 200 at
+        once, no redirect, no cookie and no script needed; GET only shows a button (S7)."""
+        token = request.path_params["token"]
+        if request.method == "GET":
+            found = await run_in_threadpool(self._read, subscriptions.unsubscribe_preview, token)
+            state = "ask" if found.status is Status.DONE else found.status.value
+            return self._link_page(request, "unsubscribe", state, found)
+        body = await request.body()
+        if len(body) > MAX_FORM_BYTES or "List-Unsubscribe=One-Click" not in body.decode("latin-1"):
+            raise HTTPException(400)
+        done = await run_in_threadpool(self._write, subscriptions.unsubscribe_by_link, token)
+        return self._link_page(request, "unsubscribe", done.status.value, done)
+
+    def _read(self, look: Callable[..., Any], token: str) -> Any:
+        if not _TOKEN.match(token):
+            return subscriptions.Preview(Status.INVALID)
+        with self.db.read_session() as session:
+            return look(session, self.config, token, utcnow())
+
+    def _write(self, act: Callable[..., Any], token: str) -> Any:
+        if not _TOKEN.match(token):
+            return subscriptions.Outcome(Status.INVALID)
+        with self.db.session() as session:
+            return act(session, self.config, token, utcnow())
+
+    def _link_page(self, request: Request, page: str, state: str, found: Any) -> Response:
+        if state == Status.INVALID.value:
+            client = request.client.host if request.client else "unknown"
+            if self.token_limit.hit(client):
+                state = "limited"
+        return self.page(
+            request,
+            "web/link.html",
+            STATE_CODES.get(state, 200),
+            cache=False,
+            page=page,
+            state=state,
+            what=found.action,
+            address=found.address,
+            topic_id=found.topic_id,
+            list_title=found.list_title,
+            detail=getattr(found, "detail", ""),
+            action=request.url.path,
+        )
 
     # --- errors ---------------------------------------------------------------------------
 

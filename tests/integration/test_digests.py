@@ -287,13 +287,30 @@ def test_a_reply_to_the_whole_digest_is_not_posted(site, relay):
         extra=extra,
     )
     out = store(site, raw)
-    assert "reply to a digest, not posted" in out[0]
+    assert "reply to a digest, not posted (answered how to reply to one post)" in out[0]
     assert "<r3@example.com>" not in site.posts_by_id()
+    deliver(site.config, site.db)
+    (answer,) = [
+        as_email(t.data) for t in relay.messages_for("dora@example.com") if b"auto-replied" in t.data
+    ]
+    assert answer["Auto-Submitted"] == "auto-replied" and answer["In-Reply-To"] == "<r3@example.com>"
+    assert "Reply to this post" in text_of(answer) and "was not posted" in answer["Subject"]
     # The subject alone is enough to tell (clients that drop In-Reply-To).
     raw = message(
         "Re: [dev] Daily digest, 1 Oct 2026: 2 new posts", "<r4@example.com>", sender="dora@example.com"
     )
     assert "reply to a digest, not posted" in store(site, raw)[0]
+    # An out-of-office answer to the digest is never answered (RFC 3834, RELIABILITY I6).
+    raw = message(
+        "Re: [dev] Daily digest, 1 Oct 2026: 2 new posts",
+        "<r5@example.com>",
+        sender="dora@example.com",
+        extra="Auto-Submitted: auto-replied",
+    )
+    assert "discarded" in store(site, raw)[0]
+    with site.db.read_session() as session:
+        notices = session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "notice")).all()
+    assert len(notices) == 2  # r3 and r4 answered; r5 (automatic) not
 
 
 def test_header_injection_through_a_topic_subject_does_not_reach_the_digest(site, relay):

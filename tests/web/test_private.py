@@ -52,6 +52,7 @@ def test_every_route_hides_a_private_list(site, web) -> None:
         "filename": "plan.pdf",
         "year": f"{post.received_at:%Y}",
         "month": f"{post.received_at:%m}",
+        "token": "1-2-3-notavalidtoken",
     }
     routes = [r for r in web.app.routes if isinstance(r, Route)]
     assert len(routes) >= 14

@@ -4,7 +4,7 @@ Plain ``add_column`` only: ``lists`` is referenced with ON DELETE CASCADE, so on
 SQLite it must never be batch-recreated (the copy would wipe members and posts).
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0006
 Create Date: 2026-11-26 06:50:00
 
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

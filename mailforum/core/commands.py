@@ -1,0 +1,483 @@
+"""Commands by mail: ``NAME-request@`` and the shortcuts ``+subscribe``, ``+unsubscribe``,
+``+watch-T``, ``+mute-T`` and ``+confirm-TOKEN``.
+
+A command mail is read from the subject (when it starts with a command) and the
+body, one command per line, stopping at a signature (``-- ``), quoted text (``>``,
+"On … wrote:", "-----Original Message-----") or after ``[subscriptions]
+max_command_lines`` (10) lines (RELIABILITY S23). HTML-only mail is read through
+its text (``ParsedMessage.text_body``). The commands are a table (``COMMANDS``);
+each returns a ``Result``, and all results go back in ONE answer to the sender's
+From address — never to anyone else.
+
+Nothing is answered, and nothing is done, for mail a machine sent (RFC 3834; a
+vacation reply to a confirmation must not confirm it): ``answers.should_answer``
+comes first. ``subscribe`` (and ``unsubscribe``) only ever send a confirmation to
+the From address itself, so a forged request cannot change anyone's membership
+(S4, S7); the confirmation is the whole answer, so a forger causes one mail.
+
+    subscribe | join                     confirmation mail, then welcome
+    unsubscribe | leave                  confirmation mail, then goodbye
+    digest daily|weekly|off              members: get a digest instead (off: every post)
+    mode all|new-topics|digest|none      members: what arrives by mail
+    watch T | mute T | unwatch T         members: follow, silence or reset one topic
+    who am i | whoami | status           your membership, mode and topics
+    confirm TOKEN                        confirm a pending request
+    help                                 the commands
+    end | stop | thanks                  ignore the rest of the mail
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from mailforum.config import Config
+from mailforum.core import answers, subscriptions
+from mailforum.core.inbound import Delivery, Outcome
+from mailforum.core.lists import Address, check_address, find_member
+from mailforum.db import queries
+from mailforum.db.models import (
+    ConfirmAction,
+    DeliveryMode,
+    MailingList,
+    Member,
+    SubscriptionKind,
+)
+from mailforum.errors import InvalidInput
+from mailforum.mail.addresses import Kind
+from mailforum.mail.parse import ParsedMessage, html_to_text
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 200  # longer lines are prose, not commands
+_SUBJECT_PREFIX = re.compile(
+    r"^\s*((re|aw|sv|antw|fwd?|wg)\s*(\[\d+\])?\s*:\s*|\[[^\]]{0,64}\]\s*)", re.IGNORECASE
+)
+# Where the command part of a mail ends: a signature, quoted text, a forwarded or replied-to message.
+_STOP = re.compile(
+    r"^(--\s*$|-- |_{5,}|-{5,}\s*original message|>|on\b.{0,200}\b(wrote|schrieb|a écrit|escribió)\s*:?\s*$|"
+    r"(from|von|de):\s.+@|sent from my\b)",
+    re.IGNORECASE,
+)
+_CONFIRM_IN_SUBJECT = re.compile(r"\bconfirm\s+([0-9a-z]+(?:-[0-9a-z]+){2,})", re.IGNORECASE)
+_HTML_QUOTE = re.compile(
+    r"(?i)<\s*(blockquote\b|hr\b|div\b[^>]*\b(gmail_quote|moz-cite-prefix|divRplyFwdMsg)\b)"
+)
+_TOPIC = re.compile(r"^(?:#|.*/topics/)?(\d{1,12})/?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What one command did, in our own words (never the sender's text: S4)."""
+
+    command: str
+    ok: bool
+    message: str
+    quiet: bool = False  # its own mail (a confirmation) is the answer; needs no result mail
+    known: bool = True  # False for a line that is not a command
+
+
+@dataclass
+class Context:
+    """One command mail being carried out for ``who`` (the From address)."""
+
+    session: Session
+    config: Config
+    mlist: MailingList
+    who: Address
+    now: dt.datetime
+    in_reply_to: str | None
+    show_help: bool = False
+    stop: bool = False
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def member(self) -> Member | None:
+        return find_member(self.session, self.mlist.id, self.who.address)
+
+    def not_member(self, command: str) -> Result:
+        return Result(
+            command,
+            False,
+            f"You are not a member of {self.mlist.name}. To join, send 'subscribe' to "
+            f"{self.mlist.name}-request@{self.config.site.domain}.",
+        )
+
+
+Command = Callable[[Context, tuple[str, ...]], Result | None]
+
+
+# --- reading the mail ---------------------------------------------------------------------------
+
+
+def strip_subject(subject: str) -> str:
+    """The subject without Re:/Fwd: prefixes and [list] tags."""
+    previous = None
+    while previous != subject:
+        previous = subject
+        subject = _SUBJECT_PREFIX.sub("", subject, count=1)
+    return subject.strip()
+
+
+def command_lines(parsed: ParsedMessage, limit: int) -> list[tuple[str, ...]]:
+    """The command lines of a mail as lower-cased words: the subject if it is one, then the body."""
+    lines: list[tuple[str, ...]] = []
+    subject = strip_subject(parsed.subject).split()
+    token = _CONFIRM_IN_SUBJECT.search(parsed.subject)
+    if token is not None:  # "Re: Please confirm: … (confirm TOKEN)", answered to -request
+        lines.append(("confirm", token.group(1)))
+    elif subject and _word(subject[0]) in COMMANDS:
+        lines.append(tuple(subject))
+    for raw in body_text(parsed).splitlines():
+        text = raw.strip()
+        if _STOP.match(text):
+            break
+        if not text:
+            continue
+        if len(lines) >= limit:
+            break
+        lines.append(tuple(text[:MAX_LINE].split()))
+    return lines[:limit]
+
+
+def body_text(parsed: ParsedMessage) -> str:
+    """The text to read commands from. For HTML-only mail, its text with quotes marked.
+
+    Mail clients quote in HTML with <blockquote> (and Gmail's "gmail_quote", Thunderbird's
+    "moz-cite-prefix", Outlook's "divRplyFwdMsg" or an <hr>); the plain text made from the
+    HTML loses that, so a "> " line is put in front of each, where reading stops.
+    """
+    if parsed.html_body is None or parsed.text_body.strip() != html_to_text(parsed.html_body):
+        return parsed.text_body
+    return html_to_text(_HTML_QUOTE.sub(lambda found: "<br>&gt; " + found.group(0), parsed.html_body))
+
+
+def _word(text: str) -> str:
+    return text.lower().strip(".,;:!?\"'*")
+
+
+# --- the commands --------------------------------------------------------------------------------
+
+
+def do_subscribe(ctx: Context, args: tuple[str, ...]) -> Result:
+    """Always a confirmation to the From address, member or not (no oracle: S4)."""
+    subscriptions.request(
+        ctx.session,
+        ctx.config,
+        ctx.mlist,
+        ctx.who,
+        ConfirmAction.SUBSCRIBE,
+        ctx.now,
+        in_reply_to=ctx.in_reply_to,
+    )
+    return Result(
+        "subscribe", True, "We have mailed you a confirmation (unless one is already on its way).", quiet=True
+    )
+
+
+def do_unsubscribe(ctx: Context, args: tuple[str, ...]) -> Result:
+    if ctx.member is None:
+        return ctx.not_member("unsubscribe")
+    subscriptions.request(
+        ctx.session,
+        ctx.config,
+        ctx.mlist,
+        ctx.who,
+        ConfirmAction.UNSUBSCRIBE,
+        ctx.now,
+        in_reply_to=ctx.in_reply_to,
+    )
+    return Result(
+        "unsubscribe",
+        True,
+        "We have mailed you a confirmation (unless one is already on its way).",
+        quiet=True,
+    )
+
+
+DIGESTS = {"daily": "daily", "weekly": "weekly", "off": None}
+
+
+def do_digest(ctx: Context, args: tuple[str, ...]) -> Result:
+    choice = _word(args[0]) if args else ""
+    if choice not in DIGESTS:
+        return Result("digest", False, "Say 'digest daily', 'digest weekly' or 'digest off'.")
+    member = ctx.member
+    if member is None:
+        return ctx.not_member(f"digest {choice}")
+    member.digest_frequency = DIGESTS[choice]
+    if choice == "off":
+        if member.delivery_mode == DeliveryMode.DIGEST.value:
+            member.delivery_mode = DeliveryMode.ALL.value
+        return Result("digest off", True, "No more digests: you get every post as it arrives (mode 'all').")
+    member.delivery_mode = DeliveryMode.DIGEST.value
+    return Result(f"digest {choice}", True, f"You now get a {choice} digest instead of single posts.")
+
+
+MODES = {m.value: m for m in DeliveryMode} | {
+    "new": DeliveryMode.NEW_TOPICS,
+    "newtopics": DeliveryMode.NEW_TOPICS,
+}
+MODE_TEXT = {
+    DeliveryMode.ALL: "every post as it arrives",
+    DeliveryMode.NEW_TOPICS: "the first post of every new topic, and the topics you watch",
+    DeliveryMode.DIGEST: "a digest instead of single posts",
+    DeliveryMode.NONE: "no mail, except the topics you watch",
+}
+
+
+def do_mode(ctx: Context, args: tuple[str, ...]) -> Result:
+    choice = _word(args[0]) if args else ""
+    if choice not in MODES:
+        return Result("mode", False, "Say 'mode all', 'mode new-topics', 'mode digest' or 'mode none'.")
+    mode = MODES[choice]
+    member = ctx.member
+    if member is None:
+        return ctx.not_member(f"mode {mode.value}")
+    member.delivery_mode = mode.value
+    if mode is DeliveryMode.DIGEST and not member.digest_frequency:
+        member.digest_frequency = "daily"
+    return Result(f"mode {mode.value}", True, f"You now get {MODE_TEXT[mode]}.")
+
+
+def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:
+    def run(ctx: Context, args: tuple[str, ...]) -> Result:
+        found = _TOPIC.match(args[0]) if args else None
+        if found is None:
+            return Result(name, False, f"Say '{name} NUMBER' with the topic's number (see its web address).")
+        number = int(found.group(1))
+        topic = queries.resolve_topic(ctx.session, ctx.mlist, number)
+        if topic is None or topic.post_count == 0:
+            return Result(f"{name} {number}", False, f"There is no topic {number} in {ctx.mlist.name}.")
+        member = ctx.member
+        if member is None and kind is SubscriptionKind.WATCH:
+            # Following one topic is joining in a small way: the owner of the address confirms it.
+            subscriptions.request(
+                ctx.session,
+                ctx.config,
+                ctx.mlist,
+                ctx.who,
+                ConfirmAction.WATCH,
+                ctx.now,
+                topic_id=topic.id,
+                in_reply_to=ctx.in_reply_to,
+            )
+            return Result(f"watch {topic.id}", True, "We have mailed you a confirmation.", quiet=True)
+        if member is None:
+            return ctx.not_member(f"{name} {topic.id}")
+        subscriptions.set_topic(ctx.session, member, topic, kind, ctx.now)
+        text = {
+            SubscriptionKind.WATCH: f"You now get every new post in topic {topic.id}, whatever your mode.",
+            SubscriptionKind.MUTE: f"You get no more mail about topic {topic.id}.",
+            None: f"Topic {topic.id} now follows your delivery mode again.",
+        }[kind]
+        return Result(f"{name} {topic.id}", True, text)
+
+    return run
+
+
+def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
+    member = ctx.member
+    if member is None:
+        return Result("status", True, f"{ctx.who.address} is not a member of {ctx.mlist.name}.")
+    topics = subscriptions.topic_settings(ctx.session, member)
+    watched = [str(t) for t in topics[SubscriptionKind.WATCH.value]]
+    muted = [str(t) for t in topics[SubscriptionKind.MUTE.value]]
+    parts = [
+        f"{member.address} is a member of {ctx.mlist.name}",
+        f"delivery mode {member.delivery_mode}",
+        f"digest {member.digest_frequency or 'off'}",
+        f"watching topics {', '.join(watched[:50]) or '(none)'}",
+        f"muted topics {', '.join(muted[:50]) or '(none)'}",
+    ]
+    return Result("status", True, "; ".join(parts) + ".")
+
+
+def do_confirm(ctx: Context, args: tuple[str, ...]) -> Result:
+    token = next((a for a in args if re.fullmatch(r"[0-9a-z-]{20,200}", a.lower())), "")
+    return confirm_token(ctx, token)
+
+
+def confirm_token(ctx: Context, token: str) -> Result:
+    done = subscriptions.confirm(ctx.session, ctx.config, token, ctx.now, in_reply_to=ctx.in_reply_to)
+    status = subscriptions.Status
+    if done.status is status.DONE and not done.detail:
+        return Result("confirm", True, "Confirmed.", quiet=True)  # the welcome/goodbye mail says the rest
+    messages = {
+        status.DONE: f"Confirmed: {done.detail}.",
+        status.ALREADY: "This request was confirmed already; nothing more to do."
+        + (f" ({done.detail})" if done.detail else ""),
+        status.EXPIRED: "This confirmation has expired. Please send your request again.",
+        status.INVALID: "This confirmation code is not valid. Please reply to the confirmation mail "
+        "without changing its subject, or send your request again.",
+    }
+    return Result("confirm", done.status in (status.DONE, status.ALREADY), messages[done.status])
+
+
+def do_help(ctx: Context, args: tuple[str, ...]) -> None:
+    ctx.show_help = True
+    return None
+
+
+def do_end(ctx: Context, args: tuple[str, ...]) -> None:
+    ctx.stop = True
+    return None
+
+
+COMMANDS: dict[str, Command] = {
+    "subscribe": do_subscribe,
+    "join": do_subscribe,
+    "unsubscribe": do_unsubscribe,
+    "leave": do_unsubscribe,
+    "digest": do_digest,
+    "mode": do_mode,
+    "watch": _topic_command(SubscriptionKind.WATCH, "watch"),
+    "follow": _topic_command(SubscriptionKind.WATCH, "watch"),
+    "mute": _topic_command(SubscriptionKind.MUTE, "mute"),
+    "unwatch": _topic_command(None, "unwatch"),
+    "unmute": _topic_command(None, "unmute"),
+    "who": do_status,  # "who am i"
+    "whoami": do_status,
+    "status": do_status,
+    "confirm": do_confirm,
+    "help": do_help,
+    "info": do_help,
+    "end": do_end,
+    "stop": do_end,
+    "thanks": do_end,
+}
+
+
+def run(ctx: Context, lines: list[tuple[str, ...]]) -> None:
+    """Carry out ``lines`` in order; an unknown line is reported by its number, never echoed (S4)."""
+    for number, words in enumerate(lines, 1):
+        if ctx.stop:
+            break
+        command = COMMANDS.get(_word(words[0]) if words else "")
+        if command is None:
+            ctx.results.append(Result(f"line {number}", False, "This is not a command we know.", known=False))
+            continue
+        result = command(ctx, words[1:])
+        if result is not None:
+            ctx.results.append(result)
+
+
+# --- answering -------------------------------------------------------------------------------------
+
+
+def answer(ctx: Context) -> bool:
+    """One answer for the whole mail, unless the commands' own mails (confirmations) answer it.
+
+    Lines we did not understand alone never cause a second mail next to a confirmation:
+    a forged "subscribe" followed by any text sends the victim one confirmation, nothing
+    else (S4).
+    """
+    understood = [r for r in ctx.results if r.known]
+    needs_answer = ctx.show_help or not understood or any(not r.quiet for r in understood)
+    if not needs_answer:
+        return False
+    context = {
+        **subscriptions.member_context(ctx.config, ctx.mlist, ctx.member, ctx.who.address),
+        "results": [{"command": r.command, "ok": r.ok, "message": r.message} for r in ctx.results],
+        "show_help": ctx.show_help or not understood,
+        "nothing_understood": not understood,
+    }
+    template = "command/result" if understood else "command/help"
+    return answers.answer(
+        ctx.session,
+        ctx.config,
+        ctx.mlist,
+        ctx.who.address,
+        template,
+        context,
+        ctx.now,
+        in_reply_to=ctx.in_reply_to,
+    )
+
+
+# --- the routes ----------------------------------------------------------------------------------
+
+
+def _sender(delivery: Delivery) -> Address | None:
+    parsed = delivery.parsed
+    try:
+        checked = check_address(parsed.from_address, check_dns=delivery.config.subscriptions.check_dns)
+    except InvalidInput:
+        return None
+    return Address(checked.address, parsed.from_name)
+
+
+def _handle(delivery: Delivery, lines: list[tuple[str, ...]] | None) -> Outcome:
+    """Shared by every command route: check we may answer, carry out, answer once."""
+    name = delivery.mlist.name
+    reason = answers.should_answer(delivery.parsed, delivery.mail_from, delivery.config)
+    if reason is not None:
+        log.info("command mail to %s not acted on: %s", name, reason)
+        return Outcome(f"{name}: command mail ignored ({reason})", discarded=True)
+    who = _sender(delivery)
+    if who is None:
+        return Outcome(f"{name}: command mail ignored (no valid From address)", discarded=True)
+    ctx = Context(
+        delivery.session, delivery.config, delivery.mlist, who, delivery.now, delivery.parsed.message_id
+    )
+    if lines is None:
+        lines = command_lines(delivery.parsed, delivery.config.subscriptions.max_command_lines)
+    run(ctx, lines)
+    answered = answer(ctx)
+    done = ", ".join(r.command.split()[0] for r in ctx.results if r.known) or (
+        "help" if ctx.show_help else "none"
+    )
+    return Outcome(f"{name}: commands ({done}); {'answered' if answered else 'no separate answer'}")
+
+
+def explain_administrivia(delivery: Delivery) -> bool:
+    """Tell the author of "unsubscribe" sent to the whole list where commands go (S24).
+
+    The post itself is held, not published. The answer follows the same rules as any
+    other: never to a machine, at most ``answers_per_day`` a day.
+    """
+    if answers.should_answer(delivery.parsed, delivery.mail_from, delivery.config) is not None:
+        return False
+    who = _sender(delivery)
+    if who is None:
+        return False
+    mlist = delivery.mlist
+    context = subscriptions.member_context(delivery.config, mlist, None, who.address)
+    return answers.answer(
+        delivery.session,
+        delivery.config,
+        mlist,
+        who.address,
+        "command/administrivia",
+        context,
+        delivery.now,
+        in_reply_to=delivery.parsed.message_id,
+    )
+
+
+def handle_request(delivery: Delivery) -> Outcome:
+    """``NAME-request@``: the commands in the subject and the body."""
+    return _handle(delivery, None)
+
+
+def _shortcut(words: Callable[[str], tuple[str, ...]]) -> Callable[[Delivery], Outcome]:
+    def handle(delivery: Delivery) -> Outcome:
+        return _handle(delivery, [words(delivery.recipient.arg)])
+
+    return handle
+
+
+# Recipient kind → the command its address stands for (the address is the whole command).
+SHORTCUTS: dict[Kind, Callable[[Delivery], Outcome]] = {
+    Kind.REQUEST: handle_request,
+    Kind.SUBSCRIBE: _shortcut(lambda arg: ("subscribe",)),
+    Kind.UNSUBSCRIBE: _shortcut(lambda arg: ("unsubscribe",)),
+    Kind.WATCH: _shortcut(lambda arg: ("watch", arg)),
+    Kind.MUTE: _shortcut(lambda arg: ("mute", arg)),
+    Kind.CONFIRM: _shortcut(lambda arg: ("confirm", arg)),
+}
