@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import resource
 import sys
 import time
 from pathlib import Path
@@ -144,6 +145,8 @@ def main() -> None:
             print(f"{backend}_digest_deliver_s: {r['deliver']:.3f}")
             # The floor: the same bytes pushed by bare aiosmtplib over 10 connections to the same sink.
             print(f"{backend}_raw_send_same_bytes_s: {r['raw']:.3f}")
+    # Peak memory of the whole run (RELIABILITY L6: bounded, not growing with members × posts).
+    print(f"peak_rss_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
 
 
 if __name__ == "__main__":
