@@ -21,6 +21,7 @@ from mailforum.errors import InvalidInput
 from mailforum.runners.delivery import DeliveryWorker
 from mailforum.runners.housekeeping import Housekeeper
 from mailforum.runners.ingest import IngestServer
+from mailforum.runners.scheduler import DigestScheduler
 from mailforum.runners.web import WebServer, create_app
 from mailforum.runners.worker import SpoolProcessor
 from mailforum.web.forms import ConfirmationRequest, RequestConfirmation
@@ -112,6 +113,20 @@ class WebPart:
             self.db.dispose()
 
 
+@dataclass
+class SchedulerPart:
+    """The digest scheduler (runners/scheduler.py): queues digests at each list's hour."""
+
+    scheduler: DigestScheduler
+    name: str = "scheduler"
+
+    async def start(self) -> None:
+        await self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+
+
 @dataclass(frozen=True, slots=True)
 class Switches:
     """Which parts of ``serve`` run; each can be switched off on the command line."""
@@ -120,6 +135,7 @@ class Switches:
     process: bool = True
     delivery: bool = True
     web: bool = True
+    scheduler: bool = True
 
 
 def web_confirmations(db: Database, config: Config) -> RequestConfirmation:
@@ -159,6 +175,8 @@ def build_parts(
         parts.append(HousekeepingPart(Housekeeper(db, config)))
     if switches.ingest:
         parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
+    if switches.scheduler:
+        parts.append(SchedulerPart(DigestScheduler(db, config)))
     if switches.web:
         web_db = Database(config.database.url, config.database.busy_timeout)
         hook = request_confirmation or web_confirmations(web_db, config)

@@ -121,9 +121,12 @@ def init(state: State) -> None:
 @click.option("--no-process", is_flag=True, help="Accept and spool mail, but do not process it.")
 @click.option("--no-delivery", is_flag=True, help="Do not send outgoing mail (the outbox keeps it).")
 @click.option("--no-web", is_flag=True, help="Do not serve the web archive.")
+@click.option("--no-scheduler", is_flag=True, help="Do not queue digests at [digest] hour.")
 @pass_state
-def serve(state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_web: bool) -> None:
-    """Run the server: SMTP and LMTP ingest, the spool processor, outbound delivery and the web archive.
+def serve(
+    state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_web: bool, no_scheduler: bool
+) -> None:
+    """Run the server: SMTP/LMTP ingest, the spool processor, delivery, the web archive, digests.
 
     Listens on [smtp] host:port (SMTP), [smtp] lmtp_port (LMTP) and [web] host:port
     (HTTP). Stops cleanly on SIGTERM or Ctrl-C: new sessions get 421, messages in
@@ -135,7 +138,13 @@ def serve(state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_w
     asyncio.run(
         run(
             state.config,
-            Switches(ingest=not no_smtp, process=not no_process, delivery=not no_delivery, web=not no_web),
+            Switches(
+                ingest=not no_smtp,
+                process=not no_process,
+                delivery=not no_delivery,
+                web=not no_web,
+                scheduler=not no_scheduler,
+            ),
         )
     )
 
@@ -922,6 +931,94 @@ def spool_show(state: State, entry_id: int, raw: bool) -> None:
     click.echo(f"outcome:      {entry.outcome or ''}")
     if entry.error:
         click.echo("error:\n" + entry.error)
+
+
+# --- digests ---------------------------------------------------------------------------
+
+
+@cli.group(name="digest")
+def digest_group() -> None:
+    """Daily and weekly digests (`serve` queues them at [digest] hour)."""
+
+
+@digest_group.command("send")
+@click.option("--list", "list_name", default=None, help="Only this list (default: every list).")
+@click.option("--member", "address", default=None, help="Only this member's digest.")
+@click.option("--dry-run", is_flag=True, help="Print the digests that would be sent; change nothing.")
+@pass_state
+def digest_send(state: State, list_name: str | None, address: str | None, dry_run: bool) -> None:
+    """Queue every due digest now: each member gets what is new since their own last digest.
+
+    A second run with nothing new queues nothing. `serve` (or `deliver --once`) sends them.
+    """
+    from mailforum.core import digests, notify
+    from mailforum.render import Renderer
+
+    db = state.db()
+    names = [list_name] if list_name else digests.list_names(db)
+    with db.read_session() as session:
+        for name in names:
+            if lists_by_name(session, name) is None:
+                raise NotFound(f"no list named {name!r}")
+    now = utcnow()
+    if dry_run:
+        renderer = Renderer(state.config.outbound.templates or None)
+        shown = 0
+        with db.read_session() as session:
+            for name in names:
+                mlist = lists_by_name(session, name)
+                assert mlist is not None
+                for item in notify.preview_digests(session, state.config, renderer, mlist, now, address):
+                    click.echo(f"To: {item.address}\nSubject: {item.subject}\n\n{item.text}")
+                    click.echo("=" * 72)
+                    shown += 1
+        click.echo(f"{shown} digest{'s' if shown != 1 else ''} would be queued (dry run)")
+        return
+    total = 0
+    for name in names:
+        result = digests.run_list(db, state.config, name, now, address=address)
+        total += result.queued
+        click.echo(f"{name}: {result.queued} digest{'s' if result.queued != 1 else ''} queued")
+    if not total:
+        click.echo("nothing new: no digest queued")
+
+
+@digest_group.command("schedule")
+@click.argument("list_name", metavar="LIST")
+@click.option("--hour", type=click.IntRange(0, 23), default=None, help="Hour of the day (0-23) for LIST.")
+@click.option("--timezone", "zone", default=None, help="Time zone (IANA name) for LIST, e.g. Europe/Berlin.")
+@click.option("--default", "use_default", is_flag=True, help="Use [digest] hour and timezone again.")
+@pass_state
+def digest_schedule(
+    state: State, list_name: str, hour: int | None, zone: str | None, use_default: bool
+) -> None:
+    """Set when LIST's digests go out (a running `serve` picks it up within the hour)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if zone is not None:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(f"unknown time zone {zone!r} (use an IANA name like Europe/Berlin)") from None
+    if hour is None and zone is None and not use_default:
+        raise InvalidInput("nothing to change: give --hour, --timezone or --default")
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        if use_default:
+            mlist.digest_hour = mlist.digest_timezone = None
+        if hour is not None:
+            mlist.digest_hour = hour
+        if zone is not None:
+            mlist.digest_timezone = zone
+        cfg = state.config.digest
+        shown_hour = cfg.hour if mlist.digest_hour is None else mlist.digest_hour
+        click.echo(f"{mlist.name}: digests at {shown_hour:02d}:00 {mlist.digest_timezone or cfg.timezone}")
+
+
+def lists_by_name(session: Any, name: str) -> Any:
+    from mailforum.core.posting import list_by_name
+
+    return list_by_name(session, name)
 
 
 # --- entry point -------------------------------------------------------------------------

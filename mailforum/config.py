@@ -113,8 +113,17 @@ class WebConfig:
 
 @dataclass(frozen=True, slots=True)
 class DigestConfig:
+    # Hour (0–23) in timezone (an IANA name) at which each list's digests are queued; a
+    # list may override both (lists.digest_hour, lists.digest_timezone).
     hour: int = 7
     timezone: str = "UTC"
+    # The day weekly digests go out (mon … sun); a week whose day was missed catches up once.
+    weekly_day: str = "mon"
+    # Seconds after its hour a missed run (a stopped or busy scheduler) still runs, once.
+    misfire_grace: float = 21600.0
+    # A post longer than this many characters (after trimming quotes and signature) is cut,
+    # with a link to the full post on the web.
+    max_post_chars: int = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +297,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{where}: [smtp] max_message_size must be at least 1024 bytes")
     if not 0 <= config.digest.hour <= 23:
         raise ConfigError(f"{where}: [digest] hour must be 0–23")
+    if config.digest.weekly_day not in WEEKDAYS:
+        raise ConfigError(f"{where}: [digest] weekly_day must be one of {', '.join(WEEKDAYS)}")
+    _check_timezone(where, config.digest.timezone)
+    if config.digest.misfire_grace <= 0 or config.digest.max_post_chars < 100:
+        raise ConfigError(f"{where}: [digest] misfire_grace must be positive and max_post_chars at least 100")
     if "@" in config.site.domain or not config.site.domain:
         raise ConfigError(f"{where}: [site] domain must be a bare domain like lists.example.org")
     out = config.outbound
@@ -324,6 +338,18 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{where}: [subscriptions] {key} must be 1–1000")
     if config.processing.max_attempts < 1:
         raise ConfigError(f"{where}: [processing] max_attempts must be at least 1")
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _check_timezone(where: str, name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}: [digest] timezone {name!r} is not a known time zone") from None
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, bounces, subscriptions
+from mailforum.core import answers, bounces, digests, subscriptions
 from mailforum.core.inbound import Delivery, Outcome
 from mailforum.core.lists import Address, check_address, find_member
 from mailforum.db import queries
@@ -211,6 +211,8 @@ def do_digest(ctx: Context, args: tuple[str, ...]) -> Result:
     member = ctx.member
     if member is None:
         return ctx.not_member(f"digest {choice}")
+    if DIGESTS[choice] is not None:
+        _start_digests(ctx.session, member)
     member.digest_frequency = DIGESTS[choice]
     if choice == "off":
         if member.delivery_mode == DeliveryMode.DIGEST.value:
@@ -240,10 +242,20 @@ def do_mode(ctx: Context, args: tuple[str, ...]) -> Result:
     member = ctx.member
     if member is None:
         return ctx.not_member(f"mode {mode.value}")
+    if mode is DeliveryMode.DIGEST:
+        _start_digests(ctx.session, member)
+    elif member.delivery_mode == DeliveryMode.DIGEST.value:
+        member.digest_frequency = None  # leaving digest mode ends the digests it brought
     member.delivery_mode = mode.value
     if mode is DeliveryMode.DIGEST and not member.digest_frequency:
         member.digest_frequency = "daily"
     return Result(f"mode {mode.value}", True, f"You now get {MODE_TEXT[mode]}.")
+
+
+def _start_digests(session: Session, member: Member) -> None:
+    """A member who starts digests now gets what is new from now on, not the posts already mailed."""
+    if member.delivery_mode != DeliveryMode.DIGEST.value and member.digest_frequency is None:
+        member.digest_mark = digests.start_mark(session, member.list_id)
 
 
 def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:

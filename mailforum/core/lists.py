@@ -132,6 +132,10 @@ def add_members(
                 select(Member.address).where(Member.list_id == mlist.id, Member.address.in_(chunk))
             )
         )
+    # New members' digests start with what is new from now on, not the whole archive.
+    newest = session.scalar(
+        select(func.max(Post.id)).where(Post.list_id == mlist.id, Post.status == PostStatus.PUBLISHED.value)
+    )
     rows = [
         {
             "list_id": mlist.id,
@@ -140,7 +144,7 @@ def add_members(
             "delivery_mode": mode.value,
             "watch_own": True,
             "receive_own": False,
-            "digest_mark": 0,
+            "digest_mark": int(newest or 0),
             "created_at": now,
         }
         for key, a in unique.items()

@@ -14,20 +14,25 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import tokens
+from mailforum.core import digests, tokens
 from mailforum.db import outbox
 from mailforum.db.models import MailingList, OutboxKind, Post
+from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
 from mailforum.mail.compose import (
     ListIdentity,
     NoticeView,
     PostView,
     SharedCopy,
+    canonical_body,
+    clean,
     mailto,
     notice,
     notification,
@@ -116,6 +121,87 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
 
 
 @dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    """A digest as text and HTML (with reply-address markers), and its subject."""
+
+    subject: str
+    text: str
+    html: str
+    post_ids: tuple[int, ...]
+
+
+def digest_subject(ident: ListIdentity, frequency: str, day: str, posts: int, topics: int) -> str:
+    """``[dev] Daily digest, 26 Nov 2026: 12 new posts in 4 topics``."""
+    kind = "Weekly digest, week to" if frequency == digests.WEEKLY else "Daily digest,"
+    posts_text = f"{posts} new post{'s' if posts != 1 else ''}"
+    return ident.tagged(f"{kind} {day}: {posts_text} in {topics} topic{'s' if topics != 1 else ''}")
+
+
+def render_digest(
+    config: Config,
+    renderer: Renderer,
+    mlist: MailingList,
+    topics: tuple[digests.DigestTopic, ...],
+    frequency: str,
+    day: str,
+) -> RenderedDigest:
+    """Render one list's digest for one period once; reply addresses are markers (mail/digest.py)."""
+    ident = identity(config, mlist)
+    zone = ZoneInfo(mlist.digest_timezone or config.digest.timezone)
+    time_format = "%a %d %b %H:%M" if frequency == digests.WEEKLY else "%H:%M"
+    count = sum(len(t.posts) for t in topics)
+    subject = digest_subject(ident, frequency, day, count, len(topics))
+    context = {
+        "list": {"name": mlist.name, "title": ident.title, "address": ident.address},
+        "digest": {
+            "frequency": frequency,
+            "label": day,
+            "posts": count,
+            "topics": len(topics),
+            "subject": subject,
+        },
+        "topics": [
+            {
+                "id": t.id,
+                "subject": clean(t.subject) or "(no subject)",
+                "new": t.new,
+                "count": len(t.posts),
+                "url": ident.topic_url(t.id),
+                "watch": ident.topic_action("watch", t.id),
+                "mute": ident.topic_action("mute", t.id),
+                "posts": [
+                    {
+                        "id": p.id,
+                        "author": clean(p.author),
+                        "time": p.when.astimezone(zone).strftime(time_format),
+                        "text": canonical_body(p.text),  # no ESC: reply markers cannot be forged
+                        "cut": p.cut,
+                        "url": ident.post_url(p.id),
+                        "reply": digest_mail.marker(p.id),
+                        "reply_subject": quote("Re: " + (clean(p.subject) or clean(t.subject)), safe=""),
+                    }
+                    for p in t.posts
+                ],
+            }
+            for t in topics
+        ],
+        "links": {
+            "archive": ident.archive_url,
+            "mode": mailto(ident.request_address, "help"),
+            "unsubscribe": ident.unsubscribe_mailto,
+        },
+    }
+    name = "weekly" if frequency == digests.WEEKLY else "daily"
+    text = renderer.render(mlist.name, f"digest/{name}.txt.j2", context)
+    html = renderer.render(mlist.name, f"digest/{name}.html.j2", context)
+    ids = tuple(p.id for t in topics for p in t.posts)
+    return RenderedDigest(subject, text, html, ids)
+
+
+DigestKey = tuple[int, int, int, str, str, frozenset[int]]
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """One copy, ready for the relay."""
 
@@ -138,12 +224,19 @@ class Composer:
         self.signer = (
             Signer(dkim.key_file, dkim.selector, dkim.domain or config.site.domain) if dkim.key_file else None
         )
+        self._ranges: dict[tuple[int, int, int], tuple[digests.DigestTopic, ...]] = {}
+        self._digests: dict[DigestKey, digest_mail.SharedDigest | None] = {}
+        self._digest_rows: dict[int, DigestKey] = {}
+        self._list_names: dict[int, str] = {}
+        self._signers: dict[dt.datetime, tokens.Signer] = {}
         self._loaders: dict[str, Callable[[Session, list[outbox.Claimed]], None]] = {
             OutboxKind.POST.value: self._load_posts,
+            OutboxKind.DIGEST.value: self._load_digests,
             OutboxKind.NOTICE.value: self._load_lists,
         }
         self._builders: dict[str, Callable[[outbox.Claimed, dt.datetime], Envelope | str]] = {
             OutboxKind.POST.value: self._post_envelope,
+            OutboxKind.DIGEST.value: self._digest_envelope,
             OutboxKind.NOTICE.value: self._notice_envelope,
         }
 
@@ -193,6 +286,81 @@ class Composer:
         )
         return Envelope(row, self.verp(prepared.list_name, row, now), data)
 
+    # -- kind "digest": one member's digest between two marks ----------------
+
+    def _load_digests(self, session: Session, rows: list[outbox.Claimed]) -> None:
+        """Render each (list, range, frequency, muted topics) once; remember which rows use which."""
+        groups: dict[tuple[int, int, int, str, str], list[outbox.Claimed]] = {}
+        for row in rows:
+            p = row.payload
+            key = (row.list_id, int(p["from"]), int(p["to"]), str(p["frequency"]), str(p["label"]))
+            groups.setdefault(key, []).append(row)
+        for (list_id, start, end, frequency, day), members in groups.items():
+            mlist = session.get(MailingList, list_id)
+            if mlist is None:
+                continue
+            self._list_names[list_id] = mlist.name
+            self._lists[list_id] = identity(self.config, mlist)
+            span = (list_id, start, end)
+            if span not in self._ranges:
+                if len(self._ranges) >= 16:
+                    self._ranges.pop(next(iter(self._ranges)))
+                self._ranges[span] = digests.load_topics(session, self.config, list_id, start, end)
+            topics = self._ranges[span]
+            member_ids = [r.member_id for r in members if r.member_id is not None]
+            muted = digests.muted_topics(session, member_ids, {t.id for t in topics})
+            for row in members:
+                excluded = frozenset(muted.get(row.member_id or 0, ()))
+                key = (list_id, start, end, frequency, day, excluded)
+                self._digest_rows[row.id] = key
+                if key in self._digests:
+                    continue
+                if len(self._digests) >= self._cache_size:
+                    self._digests.pop(next(iter(self._digests)))
+                kept = tuple(t for t in topics if t.id not in excluded)
+                if not kept:
+                    self._digests[key] = None
+                    continue
+                rendered = render_digest(self.config, self.renderer, mlist, kept, frequency, day)
+                self._digests[key] = digest_mail.build(
+                    identity(self.config, mlist),
+                    rendered.subject,
+                    rendered.text,
+                    rendered.html,
+                    dt.datetime.now(dt.UTC),
+                    rendered.post_ids,
+                )
+
+    def _digest_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+        key = self._digest_rows.pop(row.id, None)
+        shared = self._digests.get(key) if key is not None else None
+        list_name = self._list_names.get(row.list_id)
+        if key is None or list_name is None:
+            return "the list no longer exists"
+        if shared is None:
+            return "nothing left in this digest (its topics are muted or its posts gone)"
+        if row.member_id is None:
+            return "no longer a member"
+        domain = self.config.site.domain
+        expires = now + dt.timedelta(days=self.config.outbound.reply_token_days)
+        signer = self._signers.get(expires.replace(second=0, microsecond=0))
+        if signer is None:
+            self._signers.clear()
+            signer = tokens.Signer(self.key, tokens.REPLY, expires)
+            self._signers[expires.replace(second=0, microsecond=0)] = signer
+        member_id = row.member_id
+        prefix, suffix = f"{list_name}+r-", f"@{domain}"
+
+        def reply(post_id: int) -> str:  # list_address(…, Kind.REPLY, token), spelled out for speed
+            return prefix + signer.sign((member_id, post_id)) + suffix
+
+        unsubscribe: tuple[str, ...] = (f"mailto:{list_name}+unsubscribe@{domain}",)
+        ident = self._lists.get(row.list_id)
+        if ident is not None:
+            unsubscribe = (self.unsubscribe_url(ident, row.list_id, member_id, now), *unsubscribe)
+        data = shared.personalise(row.message_id, reply, unsubscribe)
+        return Envelope(row, self.verp(list_name, row, now), data)
+
     def unsubscribe_url(self, ident: ListIdentity, list_id: int, member_id: int, now: dt.datetime) -> str:
         """The RFC 8058 one-click link for one member: signed (member, list), expiring."""
         days = self.config.subscriptions.unsubscribe_link_days
@@ -234,3 +402,43 @@ class Composer:
         days = self.config.outbound.verp_token_days
         token = tokens.sign(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=days))
         return list_address(list_name, self.config.site.domain, Kind.BOUNCES, token)
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPreview:
+    """What ``digest send --dry-run`` prints for one member."""
+
+    address: str
+    subject: str
+    text: str
+
+
+def preview_digests(
+    session: Session,
+    config: Config,
+    renderer: Renderer,
+    mlist: MailingList,
+    now: dt.datetime,
+    address: str | None = None,
+) -> list[DigestPreview]:
+    """The digests a ``digest send`` would queue now, rendered; nothing is changed."""
+    end = digests.end_mark(session, mlist.id)
+    local = now.astimezone(ZoneInfo(mlist.digest_timezone or config.digest.timezone))
+    frequencies = [digests.DAILY]
+    if digests.weekly_due(config, mlist, local):
+        frequencies.append(digests.WEEKLY)
+    members = digests.due_members(session, mlist.id, end, frequencies, address)
+    starts = digests.first_start(session, mlist.id, members)
+    hidden = f"{mlist.name}+r-(a signed address for each member and post)@{config.site.domain}"
+    out = []
+    for member in members:
+        start = max(member.mark, starts.get(member.id, member.mark))
+        topics = digests.load_topics(session, config, mlist.id, start, end)
+        muted = digests.muted_topics(session, [member.id], {t.id for t in topics}).get(member.id, set())
+        kept = tuple(t for t in topics if t.id not in muted)
+        if not kept:
+            continue
+        rendered = render_digest(config, renderer, mlist, kept, member.frequency, digests.label(local))
+        text = digest_mail.unmark(rendered.text, hidden)
+        out.append(DigestPreview(member.address, rendered.subject, text))
+    return out

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import Config
-from mailforum.core import answers, bounces, commands, fanout, moderation, threads, tokens
+from mailforum.core import answers, bounces, commands, digests, fanout, moderation, threads, tokens
 from mailforum.core.authentication import strip_forged
 from mailforum.core.inbound import Delivery, Outcome, RouteHandler
 from mailforum.core.lists import find_member
@@ -100,22 +100,30 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
 
 
 def recent_posts(delivery: Delivery) -> tuple[int, int]:
-    """Posts from this From address in this list in the last minute and the last day."""
+    """Posts from this From address in this list in the last minute and the last day.
+
+    Counted over at most ``post_rate_per_day + 1`` rows of the (list, author, time)
+    index, so a sender's thousandth post costs what their first did. Placeholders
+    carry no author, so they never match.
+    """
     author = delivery.parsed.from_address
     if not author:
         return (0, 0)
     minute_ago = delivery.received_at - dt.timedelta(minutes=1)
     day_ago = delivery.received_at - dt.timedelta(days=1)
-    minute, day = delivery.session.execute(
-        select(
-            func.count(case((Post.received_at >= minute_ago, 1))),
-            func.count(),
-        ).where(
+    recent = (
+        select(Post.received_at)
+        .where(
             Post.list_id == delivery.mlist.id,
             Post.author_address == author,
             Post.received_at >= day_ago,
-            Post.status != PostStatus.PLACEHOLDER.value,
         )
+        .order_by(Post.received_at.desc())
+        .limit(delivery.config.security.post_rate_per_day + 1)
+        .subquery()
+    )
+    minute, day = delivery.session.execute(
+        select(func.count(case((recent.c.received_at >= minute_ago, 1))), func.count()).select_from(recent)
     ).one()
     return int(minute), int(day)
 
@@ -124,6 +132,8 @@ def handle_post(delivery: Delivery) -> Outcome:
     """Mail to the list address: policy first, then thread and store."""
     if delivery.trusted:
         return store_post(delivery, Decision(Action.ACCEPT))
+    if digests.is_digest_reply(delivery.parsed, delivery.config.site.domain):
+        return handle_digest_reply(delivery)
     decision = _policy(
         delivery, find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
     )
@@ -145,6 +155,30 @@ def posted_before(delivery: Delivery, address: str) -> bool:
         .limit(1)
     )
     return found is not None
+
+
+def handle_digest_reply(delivery: Delivery) -> Outcome:
+    """A reply to a digest itself, not to one post's reply address (RELIABILITY S3d).
+
+    Never a new "Re: … digest" topic: when the quoted text names one post (its reply
+    address or its web link), the reply is threaded under it; otherwise the sender is
+    told, politely and once, how to reply to one post (Discourse's ReplyToDigestError).
+    """
+    sender = find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
+    decision = _policy(delivery, sender)
+    if decision.action is Action.DISCARD:
+        return _discarded(delivery, decision)
+    target = digests.quoted_post(
+        delivery.session, delivery.config, delivery.mlist, delivery.parsed.text_body, delivery.now
+    )
+    if target is not None:
+        return store_post(delivery, decision, reply_to=target)
+    answered = digests.answer_digest_reply(
+        delivery.session, delivery.config, delivery.mlist, delivery.parsed, delivery.mail_from, delivery.now
+    )
+    what = "answered how to reply to one post" if answered else "not answered"
+    log.info("reply to a digest of %s names no single post; %s", delivery.mlist.name, what)
+    return Outcome(f"{delivery.mlist.name}: reply to a digest, not posted ({what})", discarded=True)
 
 
 def _policy(delivery: Delivery, sender: Member | None, token_verified: bool = False) -> Decision:

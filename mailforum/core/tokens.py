@@ -93,3 +93,37 @@ def verify(key: bytes, purpose: str, token: str, now: dt.datetime, fields: int) 
     if numbers[-1] * 60 < now.timestamp():
         raise ExpiredToken("expired token")
     return numbers[:-1]
+
+
+class Signer:
+    """Many tokens of one purpose and expiry, faster than ``sign`` one by one (a digest's
+    50 reply addresses for each of 10,000 members): the key and expiry are prepared once,
+    field encodings are cached, and the MAC is the one-shot ``hmac.digest``. Same text as
+    ``sign`` (tests/unit/test_tokens.py checks it)."""
+
+    def __init__(self, key: bytes, purpose: str, expires: dt.datetime) -> None:
+        self._base = hmac.new(key, f"{purpose}\0".encode(), hashlib.sha256)
+        self._minutes = _b36(int(expires.timestamp() // 60))
+        self._fields: dict[int, str] = {}
+
+    def _field(self, number: int) -> str:
+        text = self._fields.get(number)
+        if text is None:
+            if len(self._fields) > 100_000:
+                self._fields.clear()
+            text = self._fields[number] = _b36(number)
+        return text
+
+    def sign(self, fields: Sequence[int]) -> str:
+        body = "-".join([*(self._field(f) for f in fields), self._minutes])
+        mac_state = self._base.copy()
+        mac_state.update(body.encode())
+        digest = mac_state.digest()[:MAC_BYTES]
+        # base32 of 16 bytes is 128 bits and two zero bits in 26 letters: 13 table lookups.
+        n = int.from_bytes(digest, "big") << 2
+        mac = "".join([_B32_PAIRS[(n >> shift) & 1023] for shift in range(120, -1, -10)])
+        return f"{body}-{mac}"
+
+
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+_B32_PAIRS = [a + b for a in _B32 for b in _B32]

@@ -57,6 +57,7 @@ class OutboxKind(enum.StrEnum):
     """What an outbox row sends; each kind has its renderer in the delivery worker."""
 
     POST = "post"  # one post to one member
+    DIGEST = "digest"  # one member's digest: the posts between two marks (payload)
     NOTICE = "notice"  # an automatic answer to one person (core.answers): payload holds the text
 
 
@@ -90,6 +91,16 @@ class MailingList(Base):
     moderate_first_post: Mapped[bool] = mapped_column(default=False, server_default=false())
     # A post "from" a member that fails authentication: "hold" it, or "confirm" by asking the member.
     unverified_action: Mapped[str] = mapped_column(String(16), default="hold", server_default="hold")
+    # Digest schedule overrides ([digest] hour / timezone when None).
+    digest_hour: Mapped[int | None] = mapped_column(default=None)
+    digest_timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The last scheduled period (list-local day "2026-11-26"; the week "2026-W48 2026-11-26"
+    # with the day its run started) and that run's end mark (the highest post id it covers):
+    # a repeated hour, a second scheduler or a restart after a crash finishes the same
+    # period with the same end mark instead of starting another (RELIABILITY F14, F15).
+    digest_last_day: Mapped[str | None] = mapped_column(String(16), default=None)
+    digest_last_week: Mapped[str | None] = mapped_column(String(32), default=None)
+    digest_run_mark: Mapped[int | None] = mapped_column(default=None)
 
     @property
     def display_title(self) -> str:

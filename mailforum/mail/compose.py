@@ -126,6 +126,10 @@ class ListIdentity:
     def topic_url(self, topic_id: int) -> str:
         return f"{self.archive_url}/topics/{topic_id}"
 
+    def post_url(self, post_id: int) -> str:
+        """A post's permalink (runners/web.py: /lists/{list}/posts/{id})."""
+        return f"{self.archive_url}/posts/{post_id}"
+
     def unsubscribe_url(self, token: str) -> str:
         """The per-recipient one-click unsubscribe link (RFC 8058), ending in its signed token.
 

@@ -1,0 +1,599 @@
+"""Digests: which members are due, and what each digest holds, from high-water marks.
+
+A member's digest holds exactly the published posts with ``digest_mark < id <= end``,
+where ``end`` is the highest post id when the run started: the period is a post-id
+range, never "since yesterday 07:00", so a stepped clock, a crash or a second
+scheduler cannot make a post fall between two digests or land in two (RELIABILITY
+F14, F15). Posts arriving during a run go into the next digest.
+
+**Where the mark moves.** In the transaction that enqueues the digest's outbox row,
+by compare-and-set (``UPDATE members SET digest_mark = end WHERE digest_mark = start``
+… ``RETURNING id``). The row is durable with the mark and delivery retries it until
+the relay takes it (the outbox's I5 rules), so nothing is missed; only the member
+whose mark this transaction moved gets a row, so nothing repeats — a second scheduler
+or a double fire finds the mark already moved (on PostgreSQL it waits on the row lock,
+then sees the new mark). Moving it at "sent" instead would let a second run, started
+before the first digest left, enqueue the same posts again. The outbox row also has a
+unique ``dedupe_key`` per (member, start mark, end mark) as a second guard.
+
+Runs commit every ``BATCH`` members: a run killed half-way is finished by the next
+one, which finds only the remaining members behind the end mark (F14). A scheduled run
+records its period and end mark on the list first, so a restart, a repeated hour or a
+second scheduler finishes that period with the same end mark; a new period is never
+started twice (F15).
+
+Members get digests when their mode is ``digest`` (daily unless they chose weekly), or
+when they asked for one in another mode (``digest_frequency``). Muted topics are left
+out; a member with nothing left after that gets no mail, and the mark still moves.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from mailforum import crash
+from mailforum.config import WEEKDAYS, Config
+from mailforum.core import answers, tokens
+from mailforum.db import outbox
+from mailforum.db.models import (
+    DeliveryMode,
+    MailingList,
+    Member,
+    OutboxKind,
+    Post,
+    PostStatus,
+    SubscriptionKind,
+    Topic,
+    TopicSubscription,
+)
+from mailforum.errors import MailforumError
+from mailforum.mail.headers import msgid_list
+from mailforum.mail.parse import ParsedMessage
+
+log = logging.getLogger(__name__)
+
+BATCH = 200  # members per transaction
+DAILY = "daily"
+WEEKLY = "weekly"
+FREQUENCIES = (DAILY, WEEKLY)
+
+
+class Sessions(Protocol):
+    """What a run needs of ``db.session.Database``: a fresh transaction per batch."""
+
+    def session(self) -> AbstractContextManager[Session]: ...
+
+
+# ---------------------------------------------------------------------------
+# Periods and schedules
+
+
+def list_zone(config: Config, mlist: MailingList) -> ZoneInfo:
+    return ZoneInfo(mlist.digest_timezone or config.digest.timezone)
+
+
+def list_hour(config: Config, mlist: MailingList) -> int:
+    return config.digest.hour if mlist.digest_hour is None else mlist.digest_hour
+
+
+def day_key(local: dt.datetime) -> str:
+    return local.strftime("%Y-%m-%d")
+
+
+def week_key(local: dt.datetime) -> str:
+    year, week, _ = local.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def label(local: dt.datetime) -> str:
+    """The date as the subject shows it: 26 Nov 2026."""
+    return f"{local.day} {local.strftime('%b %Y')}"
+
+
+def weekly_due(config: Config, mlist: MailingList, local: dt.datetime) -> bool:
+    """The week's digest is due on or after the weekly day, once per ISO week."""
+    if local.weekday() < WEEKDAYS.index(config.digest.weekly_day):
+        return False
+    return not (mlist.digest_last_week or "").startswith(week_key(local))
+
+
+def last_fire(config: Config, mlist: MailingList, now: dt.datetime) -> dt.datetime:
+    """The most recent time (≤ now) the list's digest hour struck, in the list's zone."""
+    local = now.astimezone(list_zone(config, mlist))
+    fire = local.replace(hour=list_hour(config, mlist), minute=0, second=0, microsecond=0)
+    if fire > local:
+        fire -= dt.timedelta(days=1)
+    return fire
+
+
+# ---------------------------------------------------------------------------
+# Enqueueing
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What one run did for one list."""
+
+    list_name: str
+    end_mark: int
+    queued: int  # digests enqueued
+    skipped: int  # members whose mark moved without mail (nothing new outside muted topics)
+    period: str  # "2026-11-26" for a scheduled run, "manual" for `digest send`
+
+
+@dataclass(frozen=True, slots=True)
+class DueMember:
+    id: int
+    address: str
+    mark: int
+    created_at: dt.datetime
+    frequency: str
+
+
+def frequency_of(mode: str, chosen: str | None) -> str | None:
+    """A member's digest frequency, or None for no digest (mode ``none`` means no mail at all)."""
+    if mode == DeliveryMode.NONE.value:
+        return None
+    if chosen in FREQUENCIES:
+        return chosen
+    return DAILY if mode == DeliveryMode.DIGEST.value else None
+
+
+def end_mark(session: Session, list_id: int) -> int:
+    value = session.scalar(
+        select(func.max(Post.id)).where(Post.list_id == list_id, Post.status == PostStatus.PUBLISHED.value)
+    )
+    return int(value or 0)
+
+
+def start_mark(session: Session, list_id: int) -> int:
+    """Where a member starting digests now begins (for the subscription commands): the newest post."""
+    return end_mark(session, list_id)
+
+
+def due_members(
+    session: Session, list_id: int, end: int, frequencies: Sequence[str], address: str | None = None
+) -> list[DueMember]:
+    """Digest members of the list whose mark is behind ``end``, in id order."""
+    stmt = (
+        select(Member.id, Member.address, Member.digest_mark, Member.created_at, Member.delivery_mode)
+        .add_columns(Member.digest_frequency)
+        .where(
+            Member.list_id == list_id,
+            Member.digest_mark < end,
+            Member.delivery_disabled_at.is_(None),  # bounced: nothing is sent until re-enabled
+            or_(Member.delivery_mode == DeliveryMode.DIGEST.value, Member.digest_frequency.in_(FREQUENCIES)),
+        )
+        .order_by(Member.id)
+    )
+    if address is not None:
+        stmt = stmt.where(func.lower(Member.address) == address.lower())
+    out = []
+    for mid, addr, mark, created, mode, chosen in session.execute(stmt):
+        freq = frequency_of(mode, chosen)
+        if freq in frequencies:
+            out.append(DueMember(mid, addr, int(mark), created, freq))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RangePost:
+    id: int
+    topic_id: int
+    received_at: dt.datetime
+
+
+def range_posts(session: Session, list_id: int, start: int, end: int) -> list[RangePost]:
+    rows = session.execute(
+        select(Post.id, Post.topic_id, Post.received_at)
+        .where(
+            Post.list_id == list_id,
+            Post.status == PostStatus.PUBLISHED.value,
+            Post.id > start,
+            Post.id <= end,
+        )
+        .order_by(Post.id)
+    )
+    return [RangePost(*r) for r in rows]
+
+
+def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int]) -> dict[int, set[int]]:
+    """Per member, which of ``topic_ids`` they muted."""
+    out: dict[int, set[int]] = defaultdict(set)
+    if not member_ids or not topic_ids:
+        return out
+    for chunk in _chunks(list(member_ids), 1000):
+        rows = session.execute(
+            select(TopicSubscription.member_id, TopicSubscription.topic_id).where(
+                TopicSubscription.member_id.in_(chunk),
+                TopicSubscription.topic_id.in_(list(topic_ids)),
+                TopicSubscription.kind == SubscriptionKind.MUTE.value,
+            )
+        )
+        for member_id, topic_id in rows:
+            out[member_id].add(topic_id)
+    return out
+
+
+def first_start(session: Session, list_id: int, members: Sequence[DueMember]) -> dict[int, int]:
+    """For members who never had a digest (mark 0): the last post before they joined.
+
+    A new member's first digest starts when they joined, not at the list's first post.
+    """
+    fresh = [m for m in members if m.mark == 0]
+    if not fresh:
+        return {}
+    rows = session.execute(
+        select(Post.id, Post.received_at).where(Post.list_id == list_id).order_by(Post.received_at, Post.id)
+    ).all()
+    times = [r[1] for r in rows]
+    best: list[int] = []
+    top = 0
+    for r in rows:
+        top = max(top, r[0])
+        best.append(top)
+    out = {}
+    for m in fresh:
+        at = bisect.bisect_left(times, m.created_at)
+        out[m.id] = best[at - 1] if at else 0
+    return out
+
+
+def message_id(list_name: str, member_id: int, start: int, end: int, domain: str) -> str:
+    """The digest's Message-ID; ``is_digest_id`` recognises replies to it."""
+    return f"<digest.{list_name}.{member_id}.{start}-{end}@{domain}>"
+
+
+def _advance(session: Session, member_ids: list[int], old: int, new: int) -> list[int]:
+    """Compare-and-set the marks; returns the members this transaction moved."""
+    if not member_ids:
+        return []
+    rows = session.execute(
+        update(Member)
+        .where(Member.id.in_(member_ids), Member.digest_mark == old)
+        .values(digest_mark=new)
+        .returning(Member.id)
+        .execution_options(synchronize_session=False)
+    )
+    return [r[0] for r in rows]
+
+
+def _enqueue_batch(
+    session: Session,
+    config: Config,
+    mlist: MailingList,
+    batch: list[DueMember],
+    end: int,
+    day_label: str,
+    now: dt.datetime,
+    starts: dict[int, int],
+) -> tuple[int, int]:
+    """One transaction's worth of members: move marks, enqueue digests; (queued, skipped).
+
+    ``starts``: where members without a mark begin (``first_start``, computed once per run).
+    """
+    by_mark: dict[int, list[DueMember]] = defaultdict(list)
+    for m in batch:
+        by_mark[m.mark].append(m)
+    queued = skipped = 0
+    copies: list[outbox.NewCopy] = []
+    for old, members in by_mark.items():
+        moved = set(_advance(session, [m.id for m in members], old, end))
+        members = [m for m in members if m.id in moved]
+        if not members:
+            continue
+        posts_by_start: dict[int, list[RangePost]] = {}
+        topics = set()
+        for m in members:
+            start = max(old, starts.get(m.id, old))
+            if start not in posts_by_start:
+                posts_by_start[start] = range_posts(session, mlist.id, start, end)
+            topics |= {p.topic_id for p in posts_by_start[start]}
+        muted = muted_topics(session, [m.id for m in members], topics)
+        for m in members:
+            start = max(old, starts.get(m.id, old))
+            mute = muted.get(m.id, set())
+            if not any(p.topic_id not in mute for p in posts_by_start[start]):
+                skipped += 1
+                continue
+            copies.append(
+                outbox.NewCopy(
+                    list_id=mlist.id,
+                    recipient=m.address,
+                    message_id=message_id(mlist.name, m.id, start, end, config.site.domain),
+                    member_id=m.id,
+                    kind=OutboxKind.DIGEST,
+                    dedupe_key=f"digest:{m.id}:{start}:{end}",
+                    payload={"from": start, "to": end, "frequency": m.frequency, "label": day_label},
+                )
+            )
+    for _ in copies:
+        crash.point("mid_digest_recipient_loop")
+    queued = outbox.enqueue(session, copies, now)
+    return queued, skipped
+
+
+def _batches(items: list[DueMember]) -> Iterator[list[DueMember]]:
+    for at in range(0, len(items), BATCH):
+        yield items[at : at + BATCH]
+
+
+def run_list(
+    db: Sessions,
+    config: Config,
+    list_name: str,
+    now: dt.datetime,
+    *,
+    scheduled: bool = False,
+    address: str | None = None,
+) -> RunResult:
+    """Enqueue every due digest of one list, a transaction per ``BATCH`` members.
+
+    ``scheduled``: the run of the list's digest hour. It claims its period (the list-local
+    day of the last time the hour struck) on the list with an end mark, or resumes that
+    period with the stored end mark if it was claimed already — so a repeated hour, a
+    second scheduler or a restart after a crash adds nothing new. Weekly members are in
+    the run that claims the week. Unscheduled (``digest send``): the end mark is the
+    newest post; weekly members only when their week is due.
+    """
+    with db.session() as session:
+        mlist = session.scalars(
+            select(MailingList).where(MailingList.name == list_name).with_for_update()
+        ).first()
+        if mlist is None:
+            raise MailforumError(f"no list named {list_name!r}")
+        fire = last_fire(config, mlist, now)
+        local = now.astimezone(list_zone(config, mlist))
+        frequencies = [DAILY]
+        if scheduled:
+            period = day_key(fire)
+            if mlist.digest_last_day == period and mlist.digest_run_mark is not None:
+                end = mlist.digest_run_mark  # resume (or repeat) the claimed period
+                if (mlist.digest_last_week or "").endswith(" " + period):
+                    frequencies.append(WEEKLY)
+            elif (mlist.digest_last_day or "") > period:
+                # The clock went back past a period already run: nothing to do (F15).
+                return RunResult(mlist.name, mlist.digest_run_mark or 0, 0, 0, period)
+            else:
+                end = end_mark(session, mlist.id)
+                mlist.digest_last_day = period
+                mlist.digest_run_mark = end
+                if weekly_due(config, mlist, fire):
+                    mlist.digest_last_week = f"{week_key(fire)} {period}"
+                    frequencies.append(WEEKLY)
+            day_label = label(fire)
+        else:
+            period = "manual"
+            end = end_mark(session, mlist.id)
+            if weekly_due(config, mlist, local):
+                mlist.digest_last_week = f"{week_key(local)} manual"
+                frequencies.append(WEEKLY)
+            day_label = label(local)
+        members = due_members(session, mlist.id, end, frequencies, address)
+        starts = first_start(session, mlist.id, members)
+        list_id, name = mlist.id, mlist.name
+    queued = skipped = 0
+    for batch in _batches(members):
+        with db.session() as session:
+            mlist = session.get(MailingList, list_id)
+            assert mlist is not None
+            q, s = _enqueue_batch(session, config, mlist, batch, end, day_label, now, starts)
+            queued += q
+            skipped += s
+    log.info("digests for %s (%s): %d queued, %d without news", name, period, queued, skipped)
+    return RunResult(name, end, queued, skipped, period)
+
+
+def list_names(db: Sessions) -> list[str]:
+    with db.session() as session:
+        return list(session.scalars(select(MailingList.name).order_by(MailingList.name)))
+
+
+# ---------------------------------------------------------------------------
+# What a digest holds
+
+
+@dataclass(frozen=True, slots=True)
+class DigestPost:
+    id: int
+    topic_id: int
+    author: str
+    when: dt.datetime
+    subject: str
+    text: str  # trimmed, possibly cut
+    cut: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DigestTopic:
+    id: int
+    subject: str
+    new: bool  # the topic started in this period
+    posts: tuple[DigestPost, ...]
+
+
+_ATTRIBUTION = re.compile(r"^(on\b.{0,200}\bwrote:?|.{0,80}\b(schrieb|a écrit|escribió)\b.{0,80}:)\s*$", re.I)
+_ORIGINAL = re.compile(r"^\s*-{2,}\s*(original message|forwarded message|ursprüngliche nachricht)", re.I)
+
+
+def trim(text: str) -> str:
+    """The new text of a post: quoted lines, their attribution and the signature removed.
+
+    Our own small rules (the parsing library on PyPI, email-reply-parser, is unmaintained
+    since 2020): lines starting with ">", an "On … wrote:" line right before quoted
+    lines, everything from "-- " (RFC 3676 signature separator) or an Outlook
+    "-----Original Message-----" on. A post that is nothing but quote keeps its text.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    out: list[str] = []
+    for line in lines:
+        if line in ("-- ", "--") or _ORIGINAL.match(line):
+            break
+        if line.lstrip().startswith(">"):
+            while out and not out[-1].strip():
+                out.pop()
+            if out and _ATTRIBUTION.match(out[-1].strip()):
+                out.pop()
+            continue
+        out.append(line)
+    result = "\n".join(out).strip("\n")
+    result = re.sub(r"\n{3,}", "\n\n", result)
+    return result if result.strip() else text.strip()
+
+
+def cut(text: str, limit: int) -> tuple[str, bool]:
+    """At most ``limit`` characters, cut at a paragraph or word boundary."""
+    if len(text) <= limit:
+        return text, False
+    head = text[:limit]
+    at = head.rfind("\n\n")
+    if at < limit // 2:
+        at = head.rfind(" ")
+    if at < limit // 2:
+        at = limit
+    return head[:at].rstrip() + " …", True
+
+
+def load_topics(
+    session: Session, config: Config, list_id: int, start: int, end: int
+) -> tuple[DigestTopic, ...]:
+    """The range's posts grouped by topic: new topics first, then the most active."""
+    posts = session.execute(
+        select(
+            Post.id,
+            Post.topic_id,
+            Post.author_name,
+            Post.author_address,
+            Post.received_at,
+            Post.subject,
+            Post.text_body,
+        )
+        .where(
+            Post.list_id == list_id,
+            Post.status == PostStatus.PUBLISHED.value,
+            Post.id > start,
+            Post.id <= end,
+        )
+        .order_by(Post.id)
+    ).all()
+    grouped: dict[int, list[DigestPost]] = defaultdict(list)
+    limit = config.digest.max_post_chars
+    for pid, tid, name, address, received, subject, body in posts:
+        try:
+            text, was_cut = cut(trim(body or ""), limit)
+        except Exception:  # a poison post never blocks the digest (F14, CVE-2005-3573)
+            log.exception("post %s left out of a digest", pid)
+            continue
+        author = name or (address.split("@")[0] if address else "") or "Someone"
+        grouped[tid].append(DigestPost(pid, tid, author, received, subject or "", text, was_cut))
+    if not grouped:
+        return ()
+    topics = {t.id: t for t in session.scalars(select(Topic).where(Topic.id.in_(list(grouped))))}
+    first_ids = dict(
+        session.execute(
+            select(Post.topic_id, func.min(Post.id))
+            .where(Post.topic_id.in_(list(grouped)), Post.status == PostStatus.PUBLISHED.value)
+            .group_by(Post.topic_id)
+        ).all()
+    )
+    out = []
+    for tid, items in grouped.items():
+        topic = topics.get(tid)
+        subject = (topic.subject if topic is not None else "") or items[0].subject or "(no subject)"
+        out.append(DigestTopic(tid, subject, first_ids.get(tid, 0) > start, tuple(items)))
+    out.sort(key=lambda t: (not t.new, -len(t.posts), -t.posts[-1].id))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------
+# Replies to a digest itself (RELIABILITY S3d; Discourse ReplyToDigestError)
+
+_DIGEST_ID = re.compile(r"^<digest\.[a-z0-9._-]+\.\d+\.\d+-\d+@", re.I)
+# Our subject ("[dev] Daily digest, 26 Nov 2026: …") after Re:/AW:/SV: — not any subject
+# with "digest" in it, which a real topic may have.
+_DIGEST_SUBJECT = re.compile(
+    r"^\s*((re|aw|sv|antw|vs)\s*:\s*)+(\[[^\]]{1,80}\]\s*)?(daily digest, |weekly digest, week to )", re.I
+)
+
+
+def is_digest_reply(parsed: ParsedMessage, domain: str) -> bool:
+    """The message answers one of our digests: its Message-ID in the headers, or its subject."""
+    for mid in msgid_list(parsed.in_reply_to) + msgid_list(parsed.references):
+        if _DIGEST_ID.match(mid) and mid.lower().endswith("@" + domain.lower() + ">"):
+            return True
+    return bool(_DIGEST_SUBJECT.match(parsed.subject or ""))
+
+
+def quoted_post(
+    session: Session, config: Config, mlist: MailingList, text: str, now: dt.datetime
+) -> Post | None:
+    """The one post the quoted text identifies: its reply address or its web link.
+
+    Only quoted lines (">") count; when they name more than one post (the whole
+    digest quoted), or none, there is no answer and the sender is told how to reply.
+    """
+    quoted = "\n".join(line for line in text.splitlines() if line.lstrip().startswith(">"))
+    ids: set[int] = set()
+    key = tokens.derive_key(config.site.secret_key)
+    reply = re.compile(rf"{re.escape(mlist.name)}\+r-([a-z0-9-]{{10,200}})@", re.I)
+    for token in reply.findall(quoted):
+        try:
+            _member, post_id = tokens.verify(key, tokens.REPLY, token, now, fields=2)
+        except MailforumError:
+            continue
+        ids.add(post_id)
+    link = re.compile(rf"/lists/{re.escape(mlist.name)}/posts/(\d+)\b")
+    ids |= {int(n) for n in link.findall(quoted)}
+    if len(ids) != 1:
+        return None
+    post = session.get(Post, ids.pop())
+    if post is None or post.list_id != mlist.id or post.status != PostStatus.PUBLISHED.value:
+        return None
+    return post
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for at in range(0, len(items), size):
+        yield items[at : at + size]
+
+
+def answer_digest_reply(
+    session: Session,
+    config: Config,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    mail_from: str,
+    now: dt.datetime,
+) -> bool:
+    """Tell the sender how to reply to one post (templates/digest/reply_help.*.j2).
+
+    False when they must not be answered (RFC 3834: automated mail, lists, loops) or the
+    daily answer cap for their address is reached (RELIABILITY I6).
+    """
+    reason = answers.should_answer(parsed, mail_from, config)
+    if reason is not None:
+        log.info("reply to a digest of %s not answered: %s", mlist.name, reason)
+        return False
+    context = {"original_subject": parsed.subject or "(no subject)"}
+    return answers.answer(
+        session,
+        config,
+        mlist,
+        parsed.from_address,
+        "digest/reply_help",
+        context,
+        now,
+        in_reply_to=parsed.message_id,
+    )

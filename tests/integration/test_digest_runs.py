@@ -1,0 +1,188 @@
+"""Digest runs as processes and parts: the scheduler in serve, two schedulers on one database,
+a kill mid-run (RELIABILITY F14), the ``digest send`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import func, select
+
+from mailforum.core import digests, lists
+from mailforum.db.models import DeliveryMode, MailingList, OutboxEntry, PostingPolicy, utcnow
+from mailforum.runners.scheduler import DigestScheduler
+from tests.helpers import ServerThread, message
+from tests.integration.outbound_helpers import store
+
+DAY1 = dt.datetime(2026, 10, 1, 7, 0, 5, tzinfo=dt.UTC)
+
+
+def digest_rows(site) -> dict[str, int]:
+    with site.db.read_session() as session:
+        rows = session.execute(
+            select(OutboxEntry.recipient, func.count())
+            .where(OutboxEntry.kind == "digest")
+            .group_by(OutboxEntry.recipient)
+        ).all()
+    return {r: n for r, n in rows}
+
+
+def setup(site, members: int, posts: int = 2) -> None:
+    site.create_list("dev", PostingPolicy.OPEN)
+    with site.db.session() as session:
+        mlist = lists.get_list(session, "dev")
+        addresses = [lists.Address(f"m{i:05d}@example.net") for i in range(members)]
+        lists.add_members(session, mlist, addresses, DeliveryMode.DIGEST, utcnow() - dt.timedelta(days=1))
+    for n in range(posts):
+        assert "published" in store(site, message(f"Topic {n}", f"<p{n}@example.com>"))[0]
+
+
+def test_two_schedulers_on_one_database_queue_each_digest_once(site):
+    """Two serve processes' schedulers start together and both catch up the same period."""
+    setup(site, 300)
+
+    async def both() -> list[int]:
+        one = DigestScheduler(site.db, site.config, clock=lambda: DAY1)
+        two = DigestScheduler(site.db, site.config, clock=lambda: DAY1)
+        await asyncio.gather(one.start(), two.start())
+        await asyncio.gather(one.wait_caught_up(), two.wait_caught_up())
+        await one.stop()
+        await two.stop()
+        return [sum(r.queued for r in s.runs) for s in (one, two)]
+
+    queued = asyncio.run(both())
+    assert sum(queued) == 300
+    rows = digest_rows(site)
+    assert len(rows) == 300 and set(rows.values()) == {1}
+    # Started again the same day (a restart, a repeated hour): nothing more.
+    assert asyncio.run(both()) == [0, 0]
+
+
+def test_the_scheduler_has_a_job_per_list_at_its_hour(site):
+    site.create_list("dev")
+    site.create_list("ops")
+    with site.db.session() as session:
+        ops = session.scalars(select(MailingList).where(MailingList.name == "ops")).one()
+        ops.digest_hour, ops.digest_timezone = 18, "Europe/Berlin"
+
+    async def jobs() -> dict[str, str]:
+        scheduler = DigestScheduler(site.db, site.config, catch_up=False)
+        await scheduler.start()
+        out = {job.id: f"{job.trigger} {job.trigger.timezone}" for job in scheduler.scheduler.get_jobs()}
+        options = {job.id: (job.coalesce, job.max_instances) for job in scheduler.scheduler.get_jobs()}
+        await scheduler.stop()
+        assert options["digest:dev"] == (True, 1)
+        return out
+
+    found = asyncio.run(jobs())
+    assert "hour='7'" in found["digest:dev"] and "UTC" in found["digest:dev"]
+    assert "hour='18'" in found["digest:ops"] and "Europe/Berlin" in found["digest:ops"]
+
+
+def test_serve_runs_the_scheduler_unless_switched_off(site):
+    site.create_list("dev")
+    running = ServerThread(site.config, ingest=False, web=False)
+    running.start()
+    try:
+        assert "scheduler" in [p.name for p in running.parts]
+    finally:
+        running.stop()
+    running = ServerThread(site.config, ingest=False, web=False, scheduler=False)
+    running.start()
+    try:
+        assert "scheduler" not in [p.name for p in running.parts]
+    finally:
+        running.stop()
+
+
+def test_a_run_killed_mid_loop_is_finished_by_the_next_once_per_member(site):
+    """F14: SIGKILL at 40 % of 1,000 members; the rerun queues only the rest; one digest each."""
+    setup(site, 1000)
+    env = dict(
+        os.environ, MAILFORUM_CONFIG=str(site.config_file), MAILFORUM_CRASH_AT="mid_digest_recipient_loop:400"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-m", "mailforum", "digest", "send", "--list", "dev"],
+        env=env,
+        cwd=site.dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    before = sum(digest_rows(site).values())
+    assert 0 < before < 400
+    done = site.cli("digest", "send", "--list", "dev")
+    assert done.returncode == 0, done.stderr
+    rows = digest_rows(site)
+    assert len(rows) == 1000 and set(rows.values()) == {1}
+    assert f"dev: {1000 - before} digests queued" in done.stdout
+
+
+class Interrupted(Exception):
+    pass
+
+
+class FailingSessions:
+    """The database, failing from the ``fail_at``-th transaction on (a crash as the run sees it)."""
+
+    def __init__(self, db, fail_at: int) -> None:
+        self.db, self.left = db, fail_at
+
+    def session(self):
+        self.left -= 1
+        if self.left <= 0:
+            raise Interrupted("the process died here")
+        return self.db.session()
+
+
+def test_a_scheduled_period_cut_short_is_finished_with_its_own_end_mark(site):
+    """F14 for the scheduled run: posts arriving after the run began wait for the next period."""
+    setup(site, 1000)
+    with pytest.raises(Interrupted):
+        digests.run_list(FailingSessions(site.db, 4), site.config, "dev", DAY1, scheduled=True)
+    before = sum(digest_rows(site).values())
+    assert before == 2 * digests.BATCH
+    assert "published" in store(site, message("Late topic", "<late@example.com>"))[0]
+    result = digests.run_list(site.db, site.config, "dev", DAY1 + dt.timedelta(minutes=5), scheduled=True)
+    assert result.queued == 1000 - before
+    rows = digest_rows(site)
+    assert len(rows) == 1000 and set(rows.values()) == {1}
+    with site.db.read_session() as session:
+        ends = {
+            e.payload["to"] for e in session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "digest"))
+        }
+    assert len(ends) == 1  # one period, one end mark: the late post is not in it
+    nxt = digests.run_list(site.db, site.config, "dev", DAY1 + dt.timedelta(days=1), scheduled=True)
+    assert nxt.queued == 1000
+
+
+def test_digest_send_cli(site):
+    setup(site, 3)
+    dry = site.cli("digest", "send", "--list", "dev", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "Topic 0" in dry.stdout and "3 digests would be queued (dry run)" in dry.stdout
+    assert digest_rows(site) == {}
+    one = site.cli("digest", "send", "--member", "m00001@example.net")
+    assert "dev: 1 digest queued" in one.stdout, one.stdout + one.stderr
+    rest = site.cli("digest", "send")
+    assert "dev: 2 digests queued" in rest.stdout
+    again = site.cli("digest", "send", "--list", "dev")
+    assert again.returncode == 0 and "nothing new: no digest queued" in again.stdout
+    missing = site.cli("digest", "send", "--list", "nope")
+    assert missing.returncode == 1 and missing.stderr.strip() == "mailforum: error: no list named 'nope'"
+
+
+def test_digest_schedule_cli(site):
+    site.create_list("dev")
+    out = site.cli("digest", "schedule", "dev", "--hour", "6", "--timezone", "Europe/Berlin")
+    assert out.returncode == 0 and out.stdout.strip() == "dev: digests at 06:00 Europe/Berlin"
+    bad = site.cli("digest", "schedule", "dev", "--timezone", "Mars/Olympus")
+    assert bad.returncode == 1 and "unknown time zone 'Mars/Olympus'" in bad.stderr
+    back = site.cli("digest", "schedule", "dev", "--default")
+    assert back.stdout.strip() == "dev: digests at 07:00 UTC"

@@ -1,0 +1,335 @@
+"""Digests end to end: real processing path in, the real delivery worker, a fake relay out.
+
+A controllable clock (``now`` passed in) drives the schedule; marks decide the content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from email.message import EmailMessage
+from urllib.parse import unquote
+
+import pytest
+from sqlalchemy import select
+
+from mailforum.core import digests
+from mailforum.db.models import (
+    DeliveryMode,
+    MailingList,
+    Member,
+    OutboxEntry,
+    PostingPolicy,
+    SubscriptionKind,
+)
+from tests.helpers import DOMAIN, message
+from tests.integration.outbound_helpers import as_email, deliver, store, subscribe
+from tests.relay import FakeRelay
+
+# In the past of the real clock, so the delivery worker finds the rows due.
+DAY1 = dt.datetime(2026, 10, 1, 7, 0, 5, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def relay(site) -> Iterator[FakeRelay]:
+    fake = FakeRelay(site.config.relay.port).start()
+    yield fake
+    fake.stop()
+
+
+def setup_list(site, *digest_members: str, others: tuple[str, ...] = ("ann@example.com",)) -> None:
+    site.create_list("dev", PostingPolicy.OPEN)
+    site.add_members("dev", *others, mode=DeliveryMode.ALL)
+    if digest_members:
+        site.add_members("dev", *digest_members, mode=DeliveryMode.DIGEST)
+
+
+def post(site, subject: str, mid: str, body: str = "Hello.\n", extra: str = "") -> None:
+    out = store(site, message(subject, f"<{mid}>", body=body, extra=extra))
+    assert "published" in out[0], out
+
+
+def run(site, now: dt.datetime, scheduled: bool = True, **kw) -> digests.RunResult:
+    return digests.run_list(site.db, site.config, "dev", now, scheduled=scheduled, **kw)
+
+
+def digests_for(relay: FakeRelay, address: str) -> list[EmailMessage]:
+    out = []
+    for t in relay.messages_for(address):
+        msg = as_email(t.data)
+        if msg["Message-ID"].startswith("<digest."):
+            out.append(msg)
+    return out
+
+
+def text_of(msg: EmailMessage, kind: str = "text/plain") -> str:
+    return "\n".join(p.get_content() for p in msg.walk() if p.get_content_type() == kind)
+
+
+def test_a_day_of_posts_gives_each_digest_member_exactly_that_day(site, relay):
+    setup_list(site, "dora@example.com", "dan@example.com")
+    post(site, "Alpha topic", "a1@example.com", body="alpha body\n")
+    post(site, "Beta topic", "b1@example.com", body="beta body\n")
+    post(site, "Re: Alpha topic", "a2@example.com", extra="In-Reply-To: <a1@example.com>")
+    result = run(site, DAY1)
+    assert result.queued == 2
+    deliver(site.config, site.db)
+    for who in ("dora@example.com", "dan@example.com"):
+        (msg,) = digests_for(relay, who)
+        text = text_of(msg)
+        assert "Alpha topic" in text and "Beta topic" in text and "alpha body" in text
+        assert msg["Subject"] == "[dev] Daily digest, 1 Oct 2026: 3 new posts in 2 topics"
+        assert msg["Auto-Submitted"] == "auto-generated" and msg["List-Id"]
+        html = text_of(msg, "text/html")
+        # HTML and text show the same posts: the same per-post reply addresses, in the same order.
+        replies = re.findall(r"dev\+r-[a-z0-9-]+@" + re.escape(DOMAIN), text)
+        assert len(replies) == 3
+        assert re.findall(r"dev\+r-[a-z0-9-]+@" + re.escape(DOMAIN), unquote(html)) == replies
+    # ann is in mode "all": she got the posts one by one and no digest.
+    assert digests_for(relay, "ann@example.com") == []
+
+
+def test_nothing_repeats_and_an_empty_day_sends_nothing(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    run(site, DAY1)
+    assert run(site, DAY1 + dt.timedelta(days=1)).queued == 0  # nothing new: no mail
+    post(site, "Gamma topic", "g1@example.com")
+    assert run(site, DAY1 + dt.timedelta(days=2)).queued == 1
+    deliver(site.config, site.db)
+    first, second = digests_for(relay, "dora@example.com")
+    assert "Alpha topic" in text_of(first) and "Gamma topic" not in text_of(first)
+    assert "Gamma topic" in text_of(second) and "Alpha topic" not in text_of(second)
+
+
+def test_a_repeated_hour_or_a_second_scheduler_sends_once(site, relay):
+    """F15: the clock stepped back an hour fires the same period again; it adds nothing."""
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    assert run(site, DAY1).queued == 1
+    post(site, "Beta topic", "b1@example.com")  # arrives after the run: the next digest's
+    assert run(site, DAY1).queued == 0  # a second scheduler, or a double fire
+    assert run(site, DAY1 - dt.timedelta(hours=1)).queued == 0  # clock stepped back an hour
+    assert run(site, DAY1 + dt.timedelta(minutes=50)).queued == 0  # the hour repeated
+    assert run(site, DAY1 + dt.timedelta(days=1)).queued == 1
+    deliver(site.config, site.db)
+    first, second = digests_for(relay, "dora@example.com")
+    assert "Beta topic" not in text_of(first) and "Beta topic" in text_of(second)
+
+
+def test_a_skipped_day_catches_up_once(site, relay):
+    """F15: the clock jumps a day forward (or the scheduler was down): one digest with both days."""
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    assert run(site, DAY1 + dt.timedelta(days=2, hours=5)).queued == 1
+    assert run(site, DAY1 + dt.timedelta(days=2, hours=6)).queued == 0
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    assert "Alpha topic" in text_of(msg) and "Beta topic" in text_of(msg)
+
+
+def test_muted_topics_are_left_out_and_watched_ones_come_at_once(site, relay):
+    setup_list(site, "dora@example.com", "dan@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    subscribe(site, "dora@example.com", "<a1@example.com>", SubscriptionKind.MUTE.value)
+    subscribe(site, "dan@example.com", "<b1@example.com>", SubscriptionKind.MUTE.value)
+    subscribe(site, "dan@example.com", "<a1@example.com>", SubscriptionKind.WATCH.value)
+    post(site, "Re: Alpha topic", "a2@example.com", extra="In-Reply-To: <a1@example.com>")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (dora,) = digests_for(relay, "dora@example.com")
+    assert "Beta topic" in text_of(dora) and "Alpha topic" not in text_of(dora)
+    (dan,) = digests_for(relay, "dan@example.com")
+    assert "Alpha topic" in text_of(dan) and "Beta topic" not in text_of(dan)
+    # dan watches Alpha: its reply reached him at once as well.
+    ids = [as_email(t.data)["Message-ID"] for t in relay.messages_for("dan@example.com")]
+    assert "<a2@example.com>" in ids
+
+
+def test_a_member_who_muted_everything_new_gets_no_mail_and_moves_on(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    subscribe(site, "dora@example.com", "<a1@example.com>", SubscriptionKind.MUTE.value)
+    result = run(site, DAY1)
+    assert (result.queued, result.skipped) == (0, 1)
+    with site.db.read_session() as session:
+        mark = select(Member.digest_mark).where(Member.address == "dora@example.com")
+        assert session.scalars(mark).one() > 0
+
+
+def test_members_in_other_modes_who_asked_for_a_digest_get_it(site, relay):
+    setup_list(site, "dora@example.com", others=("ann@example.com", "nina@example.com"))
+    with site.db.session() as session:
+        nina = session.scalars(select(Member).where(Member.address == "nina@example.com")).one()
+        nina.delivery_mode = DeliveryMode.NEW_TOPICS.value
+        nina.digest_frequency = digests.DAILY
+    post(site, "Alpha topic", "a1@example.com")
+    assert run(site, DAY1).queued == 2
+    deliver(site.config, site.db)
+    assert len(digests_for(relay, "nina@example.com")) == 1
+
+
+def test_weekly_members_get_one_digest_a_week(site, relay):
+    setup_list(site, "dora@example.com", "wendy@example.com")
+    with site.db.session() as session:
+        wendy = session.scalars(select(Member).where(Member.address == "wendy@example.com")).one()
+        wendy.digest_frequency = digests.WEEKLY
+    monday = dt.datetime(2026, 10, 5, 7, 0, 5, tzinfo=dt.UTC)
+    post(site, "Alpha topic", "a1@example.com")
+    assert run(site, monday).queued == 2  # the week's first run on or after Monday: both
+    post(site, "Beta topic", "b1@example.com")
+    assert run(site, monday + dt.timedelta(days=1)).queued == 1  # Tuesday: dora only
+    post(site, "Gamma topic", "g1@example.com")
+    assert run(site, monday + dt.timedelta(days=2)).queued == 1  # Wednesday: dora only
+    assert run(site, monday + dt.timedelta(days=7)).queued == 1  # next Monday: wendy, two posts
+    deliver(site.config, site.db)
+    first, second = digests_for(relay, "wendy@example.com")
+    assert "Weekly digest" in second["Subject"]
+    assert "Alpha topic" in text_of(first) and "Beta topic" not in text_of(first)
+    assert "Beta topic" in text_of(second) and "Gamma topic" in text_of(second)
+    assert len(digests_for(relay, "dora@example.com")) == 3
+
+
+def test_the_list_may_override_hour_and_time_zone(site):
+    setup_list(site, "dora@example.com")
+    with site.db.session() as session:
+        mlist = session.scalars(select(MailingList)).one()
+        mlist.digest_hour = 6
+        mlist.digest_timezone = "Pacific/Auckland"
+        # 06:00 in Auckland on 27 Nov is 17:00 UTC on 26 Nov.
+        fire = digests.last_fire(site.config, mlist, dt.datetime(2026, 11, 26, 17, 30, tzinfo=dt.UTC))
+        assert (fire.day, fire.hour) == (27, 6)
+
+
+def test_long_posts_are_cut_with_a_link_and_quotes_trimmed(site, relay):
+    site.config = replace(site.config, digest=replace(site.config.digest, max_post_chars=200))
+    setup_list(site, "dora@example.com")
+    body = ("word " * 200) + "\n"
+    post(site, "Long topic", "l1@example.com", body=body)
+    reply = "I agree.\n\nOn Thu, Ann wrote:\n> quoted words here\n> more\n\n-- \nAnn's signature\n"
+    post(site, "Re: Long topic", "l2@example.com", body=reply, extra="In-Reply-To: <l1@example.com>")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    text = text_of(msg)
+    assert "The full post: " in text and "/lists/dev/posts/" in text, text
+    assert "I agree." in text and "quoted words" not in text and "signature" not in text
+    assert "Ann wrote" not in text
+
+
+def test_a_digest_outbox_row_is_unique_per_member_and_period(site):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    run(site, DAY1)
+    with site.db.read_session() as session:
+        (row,) = session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "digest")).all()
+        assert row.dedupe_key and row.dedupe_key.startswith("digest:")
+        assert row.payload["to"] > row.payload["from"]
+
+
+def reply_addresses(msg: EmailMessage) -> list[str]:
+    return re.findall(r"dev\+r-[a-z0-9-]+@" + re.escape(DOMAIN), text_of(msg))
+
+
+def test_a_reply_through_a_digest_link_lands_under_that_post(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    text = text_of(msg)
+    beta = reply_addresses(msg)[text.index("Beta topic") > text.index("Alpha topic")]
+    raw = message("Re: Beta topic", "<r1@example.com>", sender="dora@example.com", to=beta)
+    out = store(site, raw, rcpt=beta)
+    assert "published" in out[0]
+    posts = site.posts_by_id()
+    assert posts["<r1@example.com>"]["parent_message_id"] == "<b1@example.com>"
+
+
+def test_a_reply_to_the_digest_quoting_one_post_is_threaded_there(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    text = text_of(msg)
+    section = text[text.index("2. Beta topic") if "2. Beta topic" in text else text.index("1. Beta topic") :]
+    quoted = "\n".join("> " + line for line in section.splitlines()[:14])
+    body = f"Me too.\n\nOn Thu, dev digest wrote:\n{quoted}\n"
+    extra = f"In-Reply-To: {msg['Message-ID']}"
+    raw = message(
+        f"Re: {msg['Subject']}", "<r2@example.com>", sender="dora@example.com", body=body, extra=extra
+    )
+    assert "published" in store(site, raw)[0]
+    assert site.posts_by_id()["<r2@example.com>"]["parent_message_id"] == "<b1@example.com>"
+
+
+def test_a_reply_to_the_whole_digest_is_not_posted(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    quoted = "\n".join("> " + line for line in text_of(msg).splitlines())
+    extra = f"In-Reply-To: {msg['Message-ID']}\nReferences: {msg['Message-ID']}"
+    raw = message(
+        f"Re: {msg['Subject']}",
+        "<r3@example.com>",
+        sender="dora@example.com",
+        body=f"Hi!\n{quoted}\n",
+        extra=extra,
+    )
+    out = store(site, raw)
+    assert "reply to a digest, not posted (answered how to reply to one post)" in out[0]
+    assert "<r3@example.com>" not in site.posts_by_id()
+    deliver(site.config, site.db)
+    (answer,) = [
+        as_email(t.data) for t in relay.messages_for("dora@example.com") if b"auto-replied" in t.data
+    ]
+    assert answer["Auto-Submitted"] == "auto-replied" and answer["In-Reply-To"] == "<r3@example.com>"
+    assert "Reply to this post" in text_of(answer) and "was not posted" in answer["Subject"]
+    # The subject alone is enough to tell (clients that drop In-Reply-To).
+    raw = message(
+        "Re: [dev] Daily digest, 1 Oct 2026: 2 new posts", "<r4@example.com>", sender="dora@example.com"
+    )
+    assert "reply to a digest, not posted" in store(site, raw)[0]
+    # An out-of-office answer to the digest is never answered (RFC 3834, RELIABILITY I6).
+    raw = message(
+        "Re: [dev] Daily digest, 1 Oct 2026: 2 new posts",
+        "<r5@example.com>",
+        sender="dora@example.com",
+        extra="Auto-Submitted: auto-replied",
+    )
+    assert "discarded" in store(site, raw)[0]
+    with site.db.read_session() as session:
+        notices = session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "notice")).all()
+    assert len(notices) == 2  # r3 and r4 answered; r5 (automatic) not
+
+
+def test_header_injection_through_a_topic_subject_does_not_reach_the_digest(site, relay):
+    """RELIABILITY S12/B23: the digest's header set is the template's, whatever the subjects."""
+    setup_list(site, "dora@example.com")
+    post(site, "hi=?UTF-8?Q?=0A?=Bcc: victim@example.net", "x1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (t,) = relay.messages_for("dora@example.com")
+    head = t.data.split(b"\r\n\r\n", 1)[0]
+    assert b"\nBcc" not in head and b"\rBcc" not in head
+    msg = as_email(t.data)
+    assert msg["Bcc"] is None
+    names = sorted(k.lower() for k in msg)
+    assert names == sorted(
+        [
+            "from", "to", "subject", "date", "list-id", "list-post", "list-help", "list-archive",
+            "list-unsubscribe-post", "precedence", "auto-submitted", "x-loop", "mime-version",
+            "content-type", "message-id", "list-unsubscribe",
+        ]
+    )  # fmt: skip
+    assert "Bcc: victim" in text_of(msg)  # shown as text, harmless
