@@ -1,0 +1,631 @@
+"""Ingest benchmark (issue 2; RELIABILITY L3 and L11): how fast does mail get durably accepted?
+
+For each database (a temporary SQLite file, then a fresh PostgreSQL database that is
+created on 127.0.0.1:5432 and dropped afterwards) this starts the real server,
+``mailforum serve`` as a subprocess, with the spool processor running in the same
+process as in production, and drives it with Postfix's ``smtp-source``: 10 sessions
+that each stay connected (``-d``), 1 kB bodies, to the address of a list that exists.
+A message counts only if smtp-source got its 250 (the tool aborts on anything else,
+and reports how many DATA commands completed) AND its spool row is in the database
+when smtp-source has exited. The same smtp-source parameters drive an aiosmtpd
+server whose handler does nothing but answer 250 (another subprocess), interleaved
+with the real runs, so noise on the shared machine hits both alike.
+
+Then the archive is grown to ``--scale`` posts (topics, posts and their spool rows,
+seeded with executemany on SQLite and COPY on PostgreSQL, not through SMTP) and
+ingest is measured again, followed by the Message-ID lookup that threading does
+(``core.threads.find_posts``: posts by (list_id, message_id)) at that scale.
+
+Every measurement is repeated ``--repeat`` times; the best is printed along with all
+runs, so the spread is visible. Lines are ``name: value``:
+
+    {db}_noop_msgs_per_s           aiosmtpd with a do-nothing handler
+    {db}_ingest_msgs_per_s         mailforum serve, processor on (the real configuration)
+    {db}_ratio                     ingest / noop (target >= 0.7)
+    {db}_ingest_noprocess_msgs_per_s   serve --no-process: ingest alone, for the GIL question
+    {db}_drain_s                   time for the processor to empty the backlog of one run
+    {db}_ingest_{N}_msgs_per_s     ingest with N posts stored (N = 1m for --scale 1000000)
+    {db}_{N}_ratio                 ingest at N / noop at N (measured in the same phase)
+    {db}_{N}_vs_empty              ingest at N / ingest on the empty database (target >= 0.9)
+    {db}_msgid_lookup_p99_ms       threading's Message-ID lookup at N posts (target < 5 ms)
+    {db}_time_{part}_s             how long each part of the benchmark took
+
+Needs ``/usr/sbin/smtp-source`` (Debian: ``apt-get install postfix``; only this test
+tool is used, the MTA is never started) and, for PostgreSQL, a server at
+127.0.0.1:5432 where user postgres may create databases. No traffic leaves 127.0.0.1.
+
+    .venv/bin/python bench/ingest.py                     # both databases, 100,000 posts (a few minutes)
+    .venv/bin/python bench/ingest.py --scale 1000000     # L11: 1M posts (seeding takes minutes)
+    .venv/bin/python bench/ingest.py --db sqlite --messages 2000 --repeat 1   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+DOMAIN = "lists.example.org"
+LIST = "bench"
+SESSIONS = 10
+BODY = 1024
+HELO = "bench.example"
+POSTS_PER_TOPIC = 10
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def out(name: str, value: Any) -> None:
+    print(f"{name}: {value}", flush=True)
+
+
+def note(text: str) -> None:
+    print(f"# {text}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
+
+
+def label(n: int) -> str:
+    """1000000 → 1m, 100000 → 100k (for the names of the printed values)."""
+    if n % 1_000_000 == 0:
+        return f"{n // 1_000_000}m"
+    if n % 1000 == 0:
+        return f"{n // 1000}k"
+    return str(n)
+
+
+# ---------------------------------------------------------------------------
+# smtp-source
+
+
+def smtp_source(port: int, messages: int) -> tuple[int, float]:
+    """Send ``messages`` over 10 kept-alive sessions; (messages acknowledged, seconds)."""
+    cmd = [
+        SMTP_SOURCE,
+        "-c",  # print a counter each time a DATA completes: our "acknowledged" count
+        "-d",  # keep each session open for the next message
+        "-s",
+        str(SESSIONS),
+        "-l",
+        str(BODY),
+        "-m",
+        str(messages),
+        "-M",
+        HELO,
+        "-f",
+        "ann@example.com",
+        "-t",
+        f"{LIST}@{DOMAIN}",
+        "-S",
+        "Benchmark message",
+        f"127.0.0.1:{port}",
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, timeout=600, check=False)
+    seconds = time.perf_counter() - start
+    counts = re.findall(rb"\d+", proc.stdout)
+    acked = int(counts[-1]) if counts else 0
+    if proc.returncode != 0:
+        # smtp-source stops at the first reply that is not 2xx; what it acknowledged still counts.
+        note(f"smtp-source exited {proc.returncode}: {proc.stderr.decode(errors='replace').strip()[:300]}")
+    return acked, seconds
+
+
+# ---------------------------------------------------------------------------
+# The do-nothing aiosmtpd server (a subprocess: one Python process, like serve)
+
+
+def run_noop_server(port: int) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            return "250 OK"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(Handler(), hostname=HELO, decode_data=False), "127.0.0.1", port
+        )
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        async with server:
+            await stop.wait()
+
+    asyncio.run(main())
+
+
+@contextlib.contextmanager
+def noop_server() -> Iterator[int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, __file__, "--noop-server", str(port)])
+    try:
+        wait_port(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+# ---------------------------------------------------------------------------
+# The database under test
+
+
+@dataclass
+class Target:
+    """One database: its URL, the config file of the server, and a scratch directory."""
+
+    kind: str  # "sqlite" or "postgresql"
+    url: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / "mailforum.toml"
+
+    def write_config(self) -> None:
+        self.config_file.write_text(
+            "\n".join(
+                [
+                    "[database]",
+                    f"url = {json.dumps(self.url)}",
+                    "[smtp]",
+                    'host = "127.0.0.1"',
+                    f"port = {self.port}",
+                    "lmtp_port = 0",
+                    "[site]",
+                    f'domain = "{DOMAIN}"',
+                    'base_url = "http://127.0.0.1:8080"',
+                    'secret_key = "benchmark-secret-0123456789abcdef"',
+                    "",
+                ]
+            )
+        )
+
+    def cli(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "-m", "mailforum", "--config", str(self.config_file), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            cwd=self.workdir,
+        )
+
+    @contextlib.contextmanager
+    def serve(self, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+        log = open(self.workdir / "serve.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailforum", "--config", str(self.config_file), "serve", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        try:
+            wait_port(self.port, proc)
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+    def connect(self) -> Any:
+        """A plain DB-API connection (sqlite3 or psycopg), autocommit."""
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None, timeout=30)
+            return conn
+        import psycopg
+
+        return psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
+
+    def scalar(self, sql: str) -> Any:
+        conn = self.connect()
+        try:
+            return conn.execute(sql).fetchone()[0]
+        finally:
+            conn.close()
+
+    def spool_rows(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM spool"))
+
+    def spool_new(self) -> int:
+        return int(self.scalar("SELECT count(*) FROM spool WHERE state = 'new'"))
+
+    def wait_drained(self, timeout: float = 600.0) -> float:
+        start = time.perf_counter()
+        while self.spool_new():
+            if time.perf_counter() - start > timeout:
+                raise RuntimeError(f"spool backlog not drained after {timeout} s")
+            time.sleep(0.1)
+        return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def sqlite_target() -> Iterator[Target]:
+    workdir = Path(tempfile.mkdtemp(prefix="mf-bench-sqlite-"))
+    try:
+        yield Target("sqlite", f"sqlite:///{workdir / 'bench.db'}", workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def postgres_target(admin_url: str) -> Iterator[Target]:
+    import psycopg
+
+    name = f"mf_bench_{os.getpid()}_{int(time.time())}"
+    workdir = Path(tempfile.mkdtemp(prefix="mf-bench-pg-"))
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    try:
+        yield Target("postgresql", f"{base}/{name}", workdir)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Measurements
+
+
+@dataclass
+class Runs:
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> float:
+        return max(self.values)
+
+    def show(self) -> str:
+        return " ".join(f"{v:.0f}" for v in self.values)
+
+
+def measure_ingest(target: Target, messages: int) -> float:
+    """One smtp-source run against the real server: acknowledged AND stored messages per second."""
+    before = target.spool_rows()
+    acked, seconds = smtp_source(target.port, messages)
+    stored = target.spool_rows() - before
+    if stored != acked:
+        note(f"{target.kind}: smtp-source saw {acked} acknowledged, the spool holds {stored} new rows")
+    if stored < acked:
+        raise RuntimeError(f"LOST: {acked - stored} acknowledged messages are not in the spool")
+    return min(acked, stored) / seconds
+
+
+def measure_noop(port: int, messages: int) -> float:
+    acked, seconds = smtp_source(port, messages)
+    return acked / seconds
+
+
+def phase(target: Target, prefix: str, messages: int, repeat: int, noop_port: int) -> tuple[Runs, Runs, Runs]:
+    """Interleaved noop and ingest runs with the server up; each run starts with an empty backlog."""
+    noop, ingest, drain = Runs(), Runs(), Runs()
+    measure_noop(noop_port, min(messages, 500))  # warm-up, not counted
+    for _ in range(repeat):
+        noop.values.append(measure_noop(noop_port, messages))
+        ingest.values.append(measure_ingest(target, messages))
+        drain.values.append(target.wait_drained())
+    out(f"{prefix}noop_msgs_per_s", f"{noop.best:.0f}")
+    out(f"{prefix}noop_msgs_per_s_runs", noop.show())
+    out(f"{prefix}ingest_msgs_per_s", f"{ingest.best:.0f}")
+    out(f"{prefix}ingest_msgs_per_s_runs", ingest.show())
+    return noop, ingest, drain
+
+
+# ---------------------------------------------------------------------------
+# Seeding a large archive without SMTP
+
+
+def _seed_rows(start_topic: int, start_post: int, start_spool: int, list_id: int, n: int) -> Iterator[Any]:
+    """(topics, spool rows, posts) for ``n`` posts, ``POSTS_PER_TOPIC`` to a topic, spread over two years."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    span = dt.timedelta(days=730)
+    raw_body = ("x" * 76 + "\r\n") * 12
+    topics: list[tuple[Any, ...]] = []
+    spool: list[tuple[Any, ...]] = []
+    posts: list[tuple[Any, ...]] = []
+    for i in range(n):
+        t = start_topic + i // POSTS_PER_TOPIC
+        first = i % POSTS_PER_TOPIC == 0
+        when = now - span + span * (i / n) - dt.timedelta(days=1)
+        mid = seed_message_id(i)
+        subject = f"Seeded topic {t}" if first else f"Re: Seeded topic {t}"
+        raw = (
+            f"From: Seeder {i % 997} <seed{i % 997}@example.com>\r\nTo: {LIST}@{DOMAIN}\r\n"
+            f"Subject: {subject}\r\nMessage-ID: {mid}\r\n\r\n{raw_body}"
+        ).encode()
+        if first:
+            topics.append((t, list_id, subject, f"seeded topic {t}", when, when, POSTS_PER_TOPIC))
+        spool.append(
+            (
+                start_spool + i,
+                when,
+                f"seed{i % 997}@example.com",
+                json.dumps([f"{LIST}@{DOMAIN}"]),
+                raw,
+                len(raw),
+                when,
+                "smtp",
+                "127.0.0.1",
+                "done",
+                1,
+            )
+        )
+        parent = None if first else start_post + i - (i % POSTS_PER_TOPIC)
+        posts.append(
+            (
+                start_post + i,
+                list_id,
+                t,
+                parent,
+                mid,
+                f"seed{i % 997}@example.com",
+                f"Seeder {i % 997}",
+                subject,
+                when,
+                when,
+                raw_body,
+                raw,
+                hashlib.sha256(raw).hexdigest(),
+                start_spool + i,
+                "published",
+                "[]",
+            )
+        )
+        if len(posts) >= 20_000 or i == n - 1:
+            yield topics, spool, posts
+            topics, spool, posts = [], [], []
+
+
+def seed_message_id(i: int) -> str:
+    return f"<{hashlib.sha1(str(i).encode()).hexdigest()[:20]}.{i}@seed.example>"
+
+
+def seed(target: Target, n: int) -> None:
+    conn = target.connect()
+    try:
+        list_id = conn.execute(f"SELECT id FROM lists WHERE name = '{LIST}'").fetchone()[0]
+        starts = [conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {t}").fetchone()[0] for t in TABLES]
+        chunks = _seed_rows(*starts, list_id, n)
+        if target.kind == "sqlite":
+            _seed_sqlite(conn, chunks)
+        else:
+            _seed_postgres(conn, chunks)
+    finally:
+        conn.close()
+
+
+TABLES = ("topics", "posts", "spool")
+TOPIC_COLS = "id, list_id, subject, subject_key, created_at, last_post_at, post_count"
+SPOOL_COLS = "id, received_at, mail_from, rcpt_tos, raw, size, processed_at, protocol, peer, state, attempts"
+POST_COLS = (
+    "id, list_id, topic_id, parent_id, message_id, author_address, author_name, subject, date,"
+    " received_at, text_body, raw, fingerprint, spool_id, status, attachments"
+)
+
+
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores DateTime on SQLite
+
+
+def _seed_sqlite(conn: sqlite3.Connection, chunks: Iterator[Any]) -> None:
+    # Seeding is setup, not the thing measured: no fsync per page here.
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA cache_size=-400000")
+    conn.execute("BEGIN IMMEDIATE")
+
+    def fmt(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return [tuple(v.strftime(SQLITE_TIME) if isinstance(v, dt.datetime) else v for v in r) for r in rows]
+
+    for topics, spool, posts in chunks:
+        for table, cols, rows in (
+            ("topics", TOPIC_COLS, topics),
+            ("spool", SPOOL_COLS, spool),
+            ("posts", POST_COLS, posts),
+        ):
+            marks = ", ".join("?" * len(cols.split(",")))
+            conn.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", fmt(rows))
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _seed_postgres(conn: Any, chunks: Iterator[Any]) -> None:
+    utc = dt.UTC
+
+    def aware(rows: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+        for r in rows:
+            yield tuple(v.replace(tzinfo=utc) if isinstance(v, dt.datetime) else v for v in r)
+
+    with conn.transaction():
+        for topics, spool, posts in chunks:
+            for table, cols, rows in (
+                ("topics", TOPIC_COLS, topics),
+                ("spool", SPOOL_COLS, spool),
+                ("posts", POST_COLS, posts),
+            ):
+                with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                    for row in aware(rows):
+                        copy.write_row(row)
+    for table in TABLES:
+        conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+    # autovacuum would analyse the new rows within a minute; do it now so the run is repeatable.
+    conn.execute("ANALYZE")
+
+
+# ---------------------------------------------------------------------------
+# Threading's Message-ID lookup
+
+
+def lookup_latency(target: Target, n_seeded: int, samples: int = 10_000) -> tuple[float, float, float, str]:
+    """(p50, p99, max) in ms of ``find_posts`` for one Message-ID (90% hits, 10% misses), and the plan."""
+    from mailforum.core.threads import find_posts
+    from mailforum.db.session import Database
+
+    db = Database(target.url)
+    rng = random.Random(2)
+    try:
+        with db.read_session() as session:
+            from sqlalchemy import text
+
+            list_id = session.execute(text("SELECT id FROM lists WHERE name = :n"), {"n": LIST}).scalar_one()
+            explain = "EXPLAIN QUERY PLAN " if target.kind == "sqlite" else "EXPLAIN "
+            plan_rows = session.execute(
+                text(f"{explain}SELECT id FROM posts WHERE list_id = :l AND message_id = :m"),
+                {"l": list_id, "m": seed_message_id(1)},
+            ).all()
+            plan = " | ".join(str(r[-1]) for r in plan_rows)
+        times: list[float] = []
+        for k in range(samples):
+            i = rng.randrange(n_seeded)
+            mid = seed_message_id(i) if k % 10 else f"<missing.{i}@nowhere.example>"
+            with db.read_session() as session:
+                start = time.perf_counter()
+                found = find_posts(session, list_id, [mid])
+                times.append((time.perf_counter() - start) * 1000)
+            if k % 10 and mid not in found:
+                raise RuntimeError(f"seeded {mid} not found")
+        times.sort()
+        return statistics.median(times), times[int(len(times) * 0.99)], times[-1], plan
+    finally:
+        db.dispose()
+
+
+# ---------------------------------------------------------------------------
+# One database from start to finish
+
+
+def bench(target: Target, args: argparse.Namespace) -> None:
+    p = f"{target.kind}_"
+    clock = time.perf_counter()
+
+    def lap(part: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        out(f"{p}time_{part}_s", f"{now - clock:.1f}")
+        clock = now
+
+    target.write_config()
+    target.cli("init")
+    target.cli("lists", "create", LIST, "--policy", "open")
+    lap("setup")
+
+    with noop_server() as noop_port:
+        if args.compare_no_process:
+            with target.serve("--no-process"):
+                alone = Runs()
+                for _ in range(args.repeat):
+                    alone.values.append(measure_ingest(target, args.messages))
+            out(f"{p}ingest_noprocess_msgs_per_s", f"{alone.best:.0f}")
+            out(f"{p}ingest_noprocess_msgs_per_s_runs", alone.show())
+            lap("noprocess")
+
+        with target.serve():
+            target.wait_drained()  # what --no-process left behind
+            noop, ingest, drain = phase(target, p, args.messages, args.repeat, noop_port)
+        out(f"{p}ratio", f"{ingest.best / noop.best:.2f}")
+        out(f"{p}drain_s", f"{statistics.median(drain.values):.1f}")
+        out(f"{p}drain_s_runs", " ".join(f"{d:.1f}" for d in drain.values))
+        if args.compare_no_process:
+            out(f"{p}ingest_with_processor_vs_alone", f"{ingest.best / alone.best:.2f}")
+        lap("empty")
+
+        if args.scale:
+            seed(target, args.scale)
+            out(f"{p}posts_stored", target.scalar("SELECT count(*) FROM posts"))
+            lap("seed")
+            n = label(args.scale)
+            with target.serve():
+                noop_n, ingest_n, _ = phase(target, f"{p}{n}_", args.messages, args.repeat, noop_port)
+            out(f"{p}{n}_ratio", f"{ingest_n.best / noop_n.best:.2f}")
+            out(f"{p}{n}_vs_empty", f"{ingest_n.best / ingest.best:.2f}")
+            lap("scaled")
+            p50, p99, worst, plan = lookup_latency(target, args.scale)
+            out(f"{p}msgid_lookup_posts", args.scale)
+            out(f"{p}msgid_lookup_p50_ms", f"{p50:.3f}")
+            out(f"{p}msgid_lookup_p99_ms", f"{p99:.3f}")
+            out(f"{p}msgid_lookup_max_ms", f"{worst:.3f}")
+            out(f"{p}msgid_lookup_plan", plan)
+            lap("lookup")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--messages", type=int, default=5000, help="messages per smtp-source run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is reported")
+    parser.add_argument(
+        "--scale", type=int, default=100_000, help="posts to seed for the scale part (0: skip)"
+    )
+    parser.add_argument(
+        "--no-compare-no-process",
+        dest="compare_no_process",
+        action="store_false",
+        help="skip the runs with the spool processor switched off",
+    )
+    parser.add_argument("--pg-admin-url", default=PG_ADMIN)
+    parser.add_argument("--noop-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.noop_server:
+        run_noop_server(args.noop_server)
+        return
+    if not os.access(SMTP_SOURCE, os.X_OK):
+        sys.exit(f"{SMTP_SOURCE} not found: apt-get install postfix (only its test tools are used)")
+    out("nproc", os.cpu_count())
+    out("sessions", SESSIONS)
+    out("body_bytes", BODY)
+    out("messages_per_run", args.messages)
+    out("repeat", args.repeat)
+    targets: list[Callable[[], contextlib.AbstractContextManager[Target]]] = []
+    if args.db in ("sqlite", "both"):
+        targets.append(sqlite_target)
+    if args.db in ("postgresql", "both"):
+        targets.append(lambda: postgres_target(args.pg_admin_url))
+    for make in targets:
+        with make() as target:
+            bench(target, args)
+
+
+if __name__ == "__main__":
+    main()
