@@ -24,7 +24,7 @@ runs, so the spread is visible. Lines are ``name: value``:
     {db}_ratio                     ingest / noop (target >= 0.7)
     {db}_ingest_noprocess_msgs_per_s   serve --no-process: ingest alone, for the GIL question
     {db}_drain_s                   time for the processor to empty the backlog of one run
-    {db}_ingest_{N}_msgs_per_s     ingest with N posts stored (N = 1m for --scale 1000000)
+    {db}_ingest_{N}_msgs_per_s     ingest with N posts stored (N = 1m for --scale 1000000); also noop_{N}
     {db}_{N}_ratio                 ingest at N / noop at N (measured in the same phase)
     {db}_{N}_vs_empty              ingest at N / ingest on the empty database (target >= 0.9)
     {db}_msgid_lookup_p99_ms       threading's Message-ID lookup at N posts (target < 5 ms)
@@ -338,7 +338,7 @@ def measure_noop(port: int, messages: int) -> float:
     return acked / seconds
 
 
-def phase(target: Target, prefix: str, messages: int, repeat: int, noop_port: int) -> tuple[Runs, Runs, Runs]:
+def phase(target: Target, suffix: str, messages: int, repeat: int, noop_port: int) -> tuple[Runs, Runs, Runs]:
     """Interleaved noop and ingest runs with the server up; each run starts with an empty backlog."""
     noop, ingest, drain = Runs(), Runs(), Runs()
     measure_noop(noop_port, min(messages, 500))  # warm-up, not counted
@@ -346,10 +346,11 @@ def phase(target: Target, prefix: str, messages: int, repeat: int, noop_port: in
         noop.values.append(measure_noop(noop_port, messages))
         ingest.values.append(measure_ingest(target, messages))
         drain.values.append(target.wait_drained())
-    out(f"{prefix}noop_msgs_per_s", f"{noop.best:.0f}")
-    out(f"{prefix}noop_msgs_per_s_runs", noop.show())
-    out(f"{prefix}ingest_msgs_per_s", f"{ingest.best:.0f}")
-    out(f"{prefix}ingest_msgs_per_s_runs", ingest.show())
+    p = f"{target.kind}_"
+    out(f"{p}noop{suffix}_msgs_per_s", f"{noop.best:.0f}")
+    out(f"{p}noop{suffix}_msgs_per_s_runs", noop.show())
+    out(f"{p}ingest{suffix}_msgs_per_s", f"{ingest.best:.0f}")
+    out(f"{p}ingest{suffix}_msgs_per_s_runs", ingest.show())
     return noop, ingest, drain
 
 
@@ -561,7 +562,7 @@ def bench(target: Target, args: argparse.Namespace) -> None:
 
         with target.serve():
             target.wait_drained()  # what --no-process left behind
-            noop, ingest, drain = phase(target, p, args.messages, args.repeat, noop_port)
+            noop, ingest, drain = phase(target, "", args.messages, args.repeat, noop_port)
         out(f"{p}ratio", f"{ingest.best / noop.best:.2f}")
         out(f"{p}drain_s", f"{statistics.median(drain.values):.1f}")
         out(f"{p}drain_s_runs", " ".join(f"{d:.1f}" for d in drain.values))
@@ -575,7 +576,7 @@ def bench(target: Target, args: argparse.Namespace) -> None:
             lap("seed")
             n = label(args.scale)
             with target.serve():
-                noop_n, ingest_n, _ = phase(target, f"{p}{n}_", args.messages, args.repeat, noop_port)
+                noop_n, ingest_n, _ = phase(target, f"_{n}", args.messages, args.repeat, noop_port)
             out(f"{p}{n}_ratio", f"{ingest_n.best / noop_n.best:.2f}")
             out(f"{p}{n}_vs_empty", f"{ingest_n.best / ingest.best:.2f}")
             lap("scaled")
