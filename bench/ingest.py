@@ -29,6 +29,7 @@ runs, so the spread is visible. Lines are ``name: value``:
     {db}_{N}_vs_empty              ingest at N / ingest on the empty database (target >= 0.9)
     {db}_msgid_lookup_p99_ms       threading's Message-ID lookup at N posts (target < 5 ms)
     {db}_time_{part}_s             how long each part of the benchmark took
+    ..._runs, ..._cpu_ms_per_msg   every run; the server's CPU time (all threads) per message, best run
 
 Needs ``/usr/sbin/smtp-source`` (Debian: ``apt-get install postfix``; only this test
 tool is used, the MTA is never started) and, for PostgreSQL, a server at
@@ -101,6 +102,12 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout} s")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def label(n: int) -> str:
     """1000000 → 1m, 100000 → 100k (for the names of the printed values)."""
     if n % 1_000_000 == 0:
@@ -171,13 +178,19 @@ def run_noop_server(port: int) -> None:
     asyncio.run(main())
 
 
+@dataclass
+class Server:
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def noop_server() -> Iterator[int]:
+def noop_server() -> Iterator[Server]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, "--noop-server", str(port)])
     try:
         wait_port(port, proc)
-        yield port
+        yield Server(port, proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -195,6 +208,7 @@ class Target:
     url: str
     workdir: Path
     port: int = field(default_factory=free_port)
+    pid: int = 0  # of the running server
 
     @property
     def config_file(self) -> Path:
@@ -238,6 +252,7 @@ class Target:
         )
         try:
             wait_port(self.port, proc)
+            self.pid = proc.pid
             yield proc
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -312,6 +327,7 @@ def postgres_target(admin_url: str) -> Iterator[Target]:
 @dataclass
 class Runs:
     values: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)  # server CPU time per message
 
     @property
     def best(self) -> float:
@@ -320,38 +336,47 @@ class Runs:
     def show(self) -> str:
         return " ".join(f"{v:.0f}" for v in self.values)
 
+    def cpu(self) -> str:
+        return f"{min(self.cpu_ms):.3f}"
 
-def measure_ingest(target: Target, messages: int) -> float:
+
+def measure_ingest(target: Target, messages: int, runs: Runs) -> None:
     """One smtp-source run against the real server: acknowledged AND stored messages per second."""
     before = target.spool_rows()
+    cpu = cpu_seconds(target.pid)
     acked, seconds = smtp_source(target.port, messages)
+    runs.cpu_ms.append((cpu_seconds(target.pid) - cpu) * 1000 / max(1, acked))
     stored = target.spool_rows() - before
     if stored != acked:
         note(f"{target.kind}: smtp-source saw {acked} acknowledged, the spool holds {stored} new rows")
     if stored < acked:
         raise RuntimeError(f"LOST: {acked - stored} acknowledged messages are not in the spool")
-    return min(acked, stored) / seconds
+    runs.values.append(min(acked, stored) / seconds)
 
 
-def measure_noop(port: int, messages: int) -> float:
-    acked, seconds = smtp_source(port, messages)
-    return acked / seconds
+def measure_noop(server: Server, messages: int, runs: Runs) -> None:
+    cpu = cpu_seconds(server.pid)
+    acked, seconds = smtp_source(server.port, messages)
+    runs.cpu_ms.append((cpu_seconds(server.pid) - cpu) * 1000 / max(1, acked))
+    runs.values.append(acked / seconds)
 
 
-def phase(target: Target, suffix: str, messages: int, repeat: int, noop_port: int) -> tuple[Runs, Runs, Runs]:
+def phase(target: Target, suffix: str, messages: int, repeat: int, noop: Server) -> tuple[Runs, Runs, Runs]:
     """Interleaved noop and ingest runs with the server up; each run starts with an empty backlog."""
-    noop, ingest, drain = Runs(), Runs(), Runs()
-    measure_noop(noop_port, min(messages, 500))  # warm-up, not counted
+    noops, ingest, drain = Runs(), Runs(), Runs()
+    measure_noop(noop, min(messages, 500), Runs())  # warm-up, not counted
     for _ in range(repeat):
-        noop.values.append(measure_noop(noop_port, messages))
-        ingest.values.append(measure_ingest(target, messages))
+        measure_noop(noop, messages, noops)
+        measure_ingest(target, messages, ingest)
         drain.values.append(target.wait_drained())
     p = f"{target.kind}_"
-    out(f"{p}noop{suffix}_msgs_per_s", f"{noop.best:.0f}")
-    out(f"{p}noop{suffix}_msgs_per_s_runs", noop.show())
+    out(f"{p}noop{suffix}_msgs_per_s", f"{noops.best:.0f}")
+    out(f"{p}noop{suffix}_msgs_per_s_runs", noops.show())
+    out(f"{p}noop{suffix}_cpu_ms_per_msg", noops.cpu())
     out(f"{p}ingest{suffix}_msgs_per_s", f"{ingest.best:.0f}")
     out(f"{p}ingest{suffix}_msgs_per_s_runs", ingest.show())
-    return noop, ingest, drain
+    out(f"{p}ingest{suffix}_cpu_ms_per_msg", ingest.cpu())
+    return noops, ingest, drain
 
 
 # ---------------------------------------------------------------------------
@@ -550,20 +575,21 @@ def bench(target: Target, args: argparse.Namespace) -> None:
     target.cli("lists", "create", LIST, "--policy", "open")
     lap("setup")
 
-    with noop_server() as noop_port:
+    with noop_server() as noop:
         if args.compare_no_process:
             with target.serve("--no-process"):
                 alone = Runs()
                 for _ in range(args.repeat):
-                    alone.values.append(measure_ingest(target, args.messages))
+                    measure_ingest(target, args.messages, alone)
             out(f"{p}ingest_noprocess_msgs_per_s", f"{alone.best:.0f}")
             out(f"{p}ingest_noprocess_msgs_per_s_runs", alone.show())
+            out(f"{p}ingest_noprocess_cpu_ms_per_msg", alone.cpu())
             lap("noprocess")
 
         with target.serve():
             target.wait_drained()  # what --no-process left behind
-            noop, ingest, drain = phase(target, "", args.messages, args.repeat, noop_port)
-        out(f"{p}ratio", f"{ingest.best / noop.best:.2f}")
+            noops, ingest, drain = phase(target, "", args.messages, args.repeat, noop)
+        out(f"{p}ratio", f"{ingest.best / noops.best:.2f}")
         out(f"{p}drain_s", f"{statistics.median(drain.values):.1f}")
         out(f"{p}drain_s_runs", " ".join(f"{d:.1f}" for d in drain.values))
         if args.compare_no_process:
@@ -576,7 +602,7 @@ def bench(target: Target, args: argparse.Namespace) -> None:
             lap("seed")
             n = label(args.scale)
             with target.serve():
-                noop_n, ingest_n, _ = phase(target, f"_{n}", args.messages, args.repeat, noop_port)
+                noop_n, ingest_n, _ = phase(target, f"_{n}", args.messages, args.repeat, noop)
             out(f"{p}{n}_ratio", f"{ingest_n.best / noop_n.best:.2f}")
             out(f"{p}{n}_vs_empty", f"{ingest_n.best / ingest.best:.2f}")
             lap("scaled")
