@@ -39,6 +39,7 @@ tool is used, the MTA is never started) and, for PostgreSQL, a server at
     .venv/bin/python bench/ingest.py                     # both databases, 100,000 posts (a few minutes)
     .venv/bin/python bench/ingest.py --scale 1000000     # L11: 1M posts (seeding takes minutes)
     .venv/bin/python bench/ingest.py --db sqlite --messages 2000 --repeat 1   # a quick look
+    .venv/bin/python bench/ingest.py --reconnect --scale 0   # one connection per message
 """
 
 from __future__ import annotations
@@ -122,12 +123,16 @@ def label(n: int) -> str:
 # smtp-source
 
 
+# One connection per message instead of 10 kept-alive sessions (--reconnect).
+RECONNECT = False
+
+
 def smtp_source(port: int, messages: int) -> tuple[int, float]:
-    """Send ``messages`` over 10 kept-alive sessions; (messages acknowledged, seconds)."""
+    """Send ``messages`` over 10 parallel sessions; (messages acknowledged, seconds)."""
     cmd = [
         SMTP_SOURCE,
         "-c",  # print a counter each time a DATA completes: our "acknowledged" count
-        "-d",  # keep each session open for the next message
+        *([] if RECONNECT else ["-d"]),  # -d: keep each session open for the next message
         "-s",
         str(SESSIONS),
         "-l",
@@ -225,6 +230,9 @@ class Target:
                     'host = "127.0.0.1"',
                     f"port = {self.port}",
                     "lmtp_port = 0",
+                    # All benchmark traffic comes from 127.0.0.1: with --reconnect, one
+                    # connection per message would hit the per-IP rate limit (300/min).
+                    *(["max_connection_rate_per_ip = 10000000"] if RECONNECT else []),
                     "[site]",
                     f'domain = "{DOMAIN}"',
                     'base_url = "http://127.0.0.1:8080"',
@@ -656,16 +664,24 @@ def main() -> None:
         action="store_false",
         help="skip the runs with the spool processor switched off",
     )
+    parser.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="one connection per message (smtp-source without -d); lifts the per-IP connection rate limit",
+    )
     parser.add_argument("--pg-admin-url", default=PG_ADMIN)
     parser.add_argument("--noop-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.noop_server:
         run_noop_server(args.noop_server)
         return
+    global RECONNECT
+    RECONNECT = args.reconnect
     if not os.access(SMTP_SOURCE, os.X_OK):
         sys.exit(f"{SMTP_SOURCE} not found: apt-get install postfix (only its test tools are used)")
     out("nproc", os.cpu_count())
     out("sessions", SESSIONS)
+    out("connection_per_message", int(RECONNECT))
     out("body_bytes", BODY)
     out("messages_per_run", args.messages)
     out("repeat", args.repeat)
