@@ -34,6 +34,8 @@ test: install
 
 bench: install
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -15,8 +15,11 @@ from typing import Protocol
 from mailforum.config import Config
 from mailforum.db import migrate
 from mailforum.db.session import Database
+from mailforum.runners.delivery import DeliveryWorker
 from mailforum.runners.ingest import IngestServer
+from mailforum.runners.web import WebServer, create_app
 from mailforum.runners.worker import SpoolProcessor
+from mailforum.web.forms import RequestConfirmation
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +58,70 @@ class IngestPart:
         await self.server.stop(self.grace)
 
 
+@dataclass
+class DeliveryPart:
+    """The outbox worker (runners/delivery.py) as a task on the serve loop."""
+
+    worker: DeliveryWorker
+    name: str = "delivery"
+    task: asyncio.Task[object] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.worker.run())
+
+    async def stop(self) -> None:
+        self.worker.stop()
+        if self.task is not None:
+            await self.task
+
+
+@dataclass
+class WebPart:
+    server: WebServer
+    db: Database  # the web's own engine and pool, so a crowd of readers cannot starve ingest
+    name: str = "web"
+
+    async def start(self) -> None:
+        await self.server.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.server.stop()
+        finally:
+            self.db.dispose()
+
+
 @dataclass(frozen=True, slots=True)
 class Switches:
     """Which parts of ``serve`` run; each can be switched off on the command line."""
 
     ingest: bool = True
     process: bool = True
+    delivery: bool = True
+    web: bool = True
 
 
-def build_parts(config: Config, db: Database, switches: Switches) -> list[Part]:
+def build_parts(
+    config: Config,
+    db: Database,
+    switches: Switches,
+    request_confirmation: RequestConfirmation | None = None,
+) -> list[Part]:
+    """The parts of ``serve``. ``request_confirmation`` is what the web's join/watch forms call
+    (the subscriptions feature's double opt-in); without it they answer the same neutral page."""
     processor = SpoolProcessor(db, config)
     parts: list[Part] = []
+    if switches.delivery:
+        parts.append(DeliveryPart(DeliveryWorker(db, config)))
     if switches.process:
         parts.append(ProcessorPart(processor))
     if switches.ingest:
         parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
+    if switches.web:
+        web_db = Database(config.database.url, config.database.busy_timeout)
+        app = create_app(web_db, config, request_confirmation)
+        server = WebServer(app, config.web.host, config.web.port, config.web.trusted_proxies)
+        parts.append(WebPart(server, web_db))
     return parts
 
 

@@ -23,7 +23,7 @@ from mailforum import config as config_mod
 from mailforum.config import Config
 from mailforum.core import archive, lists
 from mailforum.db import migrate, spool
-from mailforum.db.models import DeliveryMode, PostingPolicy, SpoolEntry, SpoolState, utcnow
+from mailforum.db.models import DeliveryMode, PostingPolicy, SpoolEntry, SpoolState, Visibility, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import InvalidInput, MailforumError, NotFound
 
@@ -108,17 +108,136 @@ def init(state: State) -> None:
 @cli.command()
 @click.option("--no-smtp", is_flag=True, help="Do not listen for SMTP/LMTP (process the spool only).")
 @click.option("--no-process", is_flag=True, help="Accept and spool mail, but do not process it.")
+@click.option("--no-delivery", is_flag=True, help="Do not send outgoing mail (the outbox keeps it).")
+@click.option("--no-web", is_flag=True, help="Do not serve the web archive.")
 @pass_state
-def serve(state: State, no_smtp: bool, no_process: bool) -> None:
-    """Run the server: SMTP and LMTP ingest and the spool processor.
+def serve(state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_web: bool) -> None:
+    """Run the server: SMTP and LMTP ingest, the spool processor, outbound delivery and the web archive.
 
-    Listens on [smtp] host:port (SMTP) and [smtp] lmtp_port (LMTP). Stops cleanly on
-    SIGTERM or Ctrl-C: new sessions get 421, messages in flight are finished.
+    Listens on [smtp] host:port (SMTP), [smtp] lmtp_port (LMTP) and [web] host:port
+    (HTTP). Stops cleanly on SIGTERM or Ctrl-C: new sessions get 421, messages in
+    flight are finished.
     """
     from mailforum.app import Switches
     from mailforum.app import serve as run
 
-    asyncio.run(run(state.config, Switches(ingest=not no_smtp, process=not no_process)))
+    asyncio.run(
+        run(
+            state.config,
+            Switches(ingest=not no_smtp, process=not no_process, delivery=not no_delivery, web=not no_web),
+        )
+    )
+
+
+# --- outbound ----------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Send what is due now, then exit (else run until Ctrl-C).")
+@pass_state
+def deliver(state: State, once: bool) -> None:
+    """Send outgoing mail from the outbox through [relay].
+
+    Copies the relay defers (4xx, no connection) stay in the outbox with a retry
+    time; `mailforum outbox status` shows them.
+    """
+    from mailforum.runners.delivery import DeliveryWorker
+
+    db = state.db()
+    worker = DeliveryWorker(db, state.config)
+
+    async def go() -> None:
+        if not once:
+            import signal
+
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, worker.stop)
+        await worker.run(once=once)
+
+    asyncio.run(go())
+    stats = worker.stats
+    click.echo(f"sent {stats.sent}, deferred {stats.deferred}, failed {stats.failed}")
+
+
+@cli.group(name="outbox")
+def outbox_group() -> None:
+    """Inspect outgoing mail and retry copies that failed."""
+
+
+@outbox_group.command("status")
+@pass_state
+def outbox_status(state: State) -> None:
+    """Counts by state (pending, sent, failed), copies being sent now, and the oldest pending age."""
+    from mailforum.db import outbox
+
+    now = utcnow()
+    with state.db().read_session() as session:
+        status = outbox.status(session, now)
+    for name in ("pending", "sent", "failed"):
+        click.echo(f"{name + ':':9} {status.counts.get(name, 0)}")
+    click.echo(f"{'sending:':9} {status.in_flight}")
+    if status.oldest_pending is None:
+        click.echo("oldest pending: none")
+    else:
+        age = int((now - status.oldest_pending).total_seconds())
+        click.echo(f"oldest pending: {age} s (queued {status.oldest_pending:%Y-%m-%d %H:%M:%S} UTC)")
+
+
+@outbox_group.command("list")
+@click.option(
+    "--state",
+    "state_filter",
+    type=click.Choice(["pending", "sent", "failed", "all"]),
+    default="failed",
+    show_default=True,
+)
+@click.option("--limit", default=100, show_default=True, help="Show at most this many (newest first).")
+@pass_state
+def outbox_list(state: State, state_filter: str, limit: int) -> None:
+    """List outbox rows: id, state, attempts, recipient, next attempt, last reply."""
+    from sqlalchemy import select
+
+    from mailforum.db.models import OutboxEntry
+
+    with state.db().read_session() as session:
+        stmt = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
+        if state_filter != "all":
+            stmt = stmt.where(OutboxEntry.state == state_filter)
+        for e in session.scalars(stmt):
+            click.echo(
+                f"{e.id}\t{e.state}\t{e.attempts}\t{e.recipient}\t{e.next_attempt_at:%Y-%m-%d %H:%M:%S}\t"
+                f"{(e.last_reply or '').splitlines()[0] if e.last_reply else ''}"
+            )
+
+
+@outbox_group.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed copy.")
+@pass_state
+def outbox_retry(state: State, ids: tuple[int, ...], retry_all: bool) -> None:
+    """Queue failed copies (IDS, or --all) for delivery again."""
+    from mailforum.db import outbox
+
+    if not ids and not retry_all:
+        raise InvalidInput("name the copies to retry (IDS) or use --all")
+    with state.db().session() as session:
+        count = outbox.retry(session, None if retry_all else ids, utcnow())
+    click.echo(f"{count} cop{'y' if count == 1 else 'ies'} queued for delivery")
+
+
+@cli.command()
+@pass_state
+def status(state: State) -> None:
+    """Summarise lists, members, held posts, the spool and how senders are checked."""
+    from mailforum.core.status import gather
+
+    with state.db().read_session() as session:
+        sections = gather(session, state.config, utcnow())
+    for title, lines in sections:
+        click.echo(f"{title}:")
+        for line in lines:
+            click.echo(f"  {line}")
 
 
 # --- lists -------------------------------------------------------------------------
@@ -140,11 +259,20 @@ def lists_group() -> None:
     show_default=True,
     help="Who may post: anyone, members (others are held), or nobody without a moderator.",
 )
+@click.option(
+    "--visibility",
+    type=click.Choice([v.value for v in Visibility]),
+    default=Visibility.PUBLIC.value,
+    show_default=True,
+    help="Who may read the web archive: everyone, or nobody (every page of it answers 404).",
+)
 @pass_state
-def lists_create(state: State, name: str, title: str, description: str, policy: str) -> None:
+def lists_create(state: State, name: str, title: str, description: str, policy: str, visibility: str) -> None:
     """Create the list NAME; it receives mail at NAME@[site] domain."""
     with state.db().session() as session:
-        mlist = lists.create_list(session, name, title, description, PostingPolicy(policy))
+        mlist = lists.create_list(
+            session, name, title, description, PostingPolicy(policy), Visibility(visibility)
+        )
         click.echo(f"created list {mlist.name} <{mlist.name}@{state.config.site.domain}>")
 
 
@@ -155,6 +283,33 @@ def lists_list(state: State) -> None:
     with state.db().read_session() as session:
         for name in lists.list_names(session):
             click.echo(name)
+
+
+@lists_group.command("set")
+@click.argument("name")
+@click.option(
+    "--visibility",
+    type=click.Choice([v.value for v in Visibility]),
+    help="Who may read the web archive: everyone, or nobody (every page of it answers 404).",
+)
+@click.option(
+    "--show-addresses/--hide-addresses",
+    default=None,
+    help="Whether the web archive shows authors' addresses (spelled out as 'ann at example.com').",
+)
+@pass_state
+def lists_set(state: State, name: str, visibility: str | None, show_addresses: bool | None) -> None:
+    """Change how the web archive shows the list NAME."""
+    if visibility is None and show_addresses is None:
+        raise InvalidInput("nothing to change: give --visibility or --show-addresses/--hide-addresses")
+    with state.db().session() as session:
+        mlist = lists.get_list(session, name)
+        if visibility is not None:
+            mlist.visibility = visibility
+        if show_addresses is not None:
+            mlist.show_addresses = show_addresses
+        shown = "shown" if mlist.show_addresses else "hidden"
+        click.echo(f"{mlist.name}: visibility {mlist.visibility}, addresses {shown}")
 
 
 @lists_group.command("show")
@@ -171,6 +326,8 @@ def lists_show(state: State, name: str) -> None:
         ("title", mlist.display_title),
         ("description", mlist.description),
         ("posting policy", mlist.posting_policy),
+        ("visibility", mlist.visibility),
+        ("web addresses", "shown" if mlist.show_addresses else "hidden"),
         ("post address", f"{mlist.name}@{domain}"),
         ("command address", f"{mlist.name}-request@{domain}"),
         ("members", stats["members"]),
@@ -303,7 +460,11 @@ def import_mbox(state: State, path: str, list_name: str) -> None:
             length=len(keys), label=f"importing into {mlist.name}", file=sys.stderr
         ) as bar:
             report = archive.import_messages(
-                db, state.config, mlist, (box.get_bytes(k) for k in keys), on_progress=bar.update
+                db,
+                state.config,
+                mlist,
+                (archive.unquote_mbox(box.get_bytes(k)) for k in keys),
+                on_progress=bar.update,
             )
     finally:
         box.close()

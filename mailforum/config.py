@@ -42,6 +42,8 @@ class SmtpConfig:
     max_connections: int = 500
     max_connections_per_ip: int = 30
     max_connection_rate_per_ip: int = 300
+    # Bytes that transactions in progress may announce with MAIL … SIZE= in total.
+    max_pending_bytes: int = 256 * 1024 * 1024
     hard_error_limit: int = 20
     shutdown_grace: float = 30.0
     hostname: str = ""
@@ -63,6 +65,28 @@ class RelayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboundConfig:
+    """The outbox and its delivery worker (RELIABILITY I5, §3.8: Postfix-style backoff)."""
+
+    # First retry after a 4xx or a connection error, doubling per attempt up to retry_max.
+    retry_base: float = 60.0
+    retry_max: float = 4000.0
+    # A copy still undelivered this long after it was queued is marked failed (Postfix 5d).
+    lifetime_days: float = 5.0
+    # Seconds a worker holds the rows it claimed; rows of a crashed worker are retried after it.
+    lease: float = 600.0
+    # Rows claimed per connection at a time, and seconds between looks at an idle outbox.
+    claim_batch: int = 100
+    poll_interval: float = 1.0
+    # Days a per-recipient reply address (NAME+r-TOKEN@domain) keeps working.
+    reply_token_days: int = 365
+    # Days a VERP bounce address (NAME-bounces+TOKEN@domain) is recognised.
+    verp_token_days: int = 30
+    # A folder with per-list template overrides: <templates>/<list>/notification/post.txt.j2 …
+    templates: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class SiteConfig:
     domain: str = "lists.example.org"
     base_url: str = "http://127.0.0.1:8080"
@@ -73,6 +97,15 @@ class SiteConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    topics_per_page: int = 30
+    posts_per_page: int = 50
+    # Form submissions (join, watch) per client IP, and per address, in any form_window seconds.
+    form_limit: int = 5
+    form_window: float = 600.0
+    # Seconds a form stays valid after it was shown (its CSRF token expires then).
+    csrf_max_age: float = 7200.0
+    # Comma list of proxy addresses whose X-Forwarded-For names the real client ("" trusts none).
+    trusted_proxies: str = "127.0.0.1,::1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +117,8 @@ class DigestConfig:
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
     authserv_id: str = ""
+    post_rate_per_minute: int = 10
+    post_rate_per_day: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +129,11 @@ class ProcessingConfig:
     batch_size: int = 100
     # Replies whose headers point nowhere may join a topic by subject within this many days.
     subject_window_days: int = 30
+    # Seconds a claimed message stays reserved for the node processing it.
+    lease: float = 30.0
+    # This node's name in spool leases (empty: the host name). Nodes sharing a database need
+    # distinct names; a restarted node takes back its own leases at once.
+    node_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +146,7 @@ class Config:
     digest: DigestConfig = field(default_factory=DigestConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
     source: str = "(defaults)"
 
 
@@ -118,6 +159,7 @@ _SECTIONS: dict[str, type] = {
     "digest": DigestConfig,
     "security": SecurityConfig,
     "processing": ProcessingConfig,
+    "outbound": OutboundConfig,
 }
 
 
@@ -179,6 +221,22 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{where}: [digest] hour must be 0–23")
     if "@" in config.site.domain or not config.site.domain:
         raise ConfigError(f"{where}: [site] domain must be a bare domain like lists.example.org")
+    out = config.outbound
+    if not 0 < out.retry_base <= out.retry_max:
+        raise ConfigError(f"{where}: [outbound] retry_base must be positive and at most retry_max")
+    if out.lifetime_days <= 0 or out.lease <= 0 or out.poll_interval <= 0 or out.claim_batch < 1:
+        raise ConfigError(
+            f"{where}: [outbound] lifetime_days, lease, poll_interval, claim_batch must be positive"
+        )
+    if config.relay.max_connections < 1 or config.relay.messages_per_connection < 1:
+        raise ConfigError(f"{where}: [relay] max_connections and messages_per_connection must be at least 1")
+    if config.relay.starttls and config.relay.tls:
+        raise ConfigError(f"{where}: [relay] starttls and tls exclude each other; pick one")
+    if not 0 <= config.web.port <= 65535:
+        raise ConfigError(f"{where}: [web] port {config.web.port} is not a TCP port")
+    for key in ("topics_per_page", "posts_per_page", "form_limit"):
+        if not 1 <= getattr(config.web, key) <= 1000:
+            raise ConfigError(f"{where}: [web] {key} must be 1–1000")
     if config.processing.max_attempts < 1:
         raise ConfigError(f"{where}: [processing] max_attempts must be at least 1")
 

@@ -47,12 +47,14 @@ def free_ports(n: int) -> list[int]:
 
 def make_config(db_url: str, **smtp: Any) -> Config:
     smtp_port, lmtp_port, web_port, relay_port = free_ports(4)
-    from mailforum.config import RelayConfig
+    from mailforum.config import OutboundConfig, RelayConfig
 
     return Config(
         database=DatabaseConfig(url=db_url),
         smtp=replace(SmtpConfig(host="127.0.0.1", port=smtp_port, lmtp_port=lmtp_port), **smtp),
-        relay=RelayConfig(host="127.0.0.1", port=relay_port),
+        relay=RelayConfig(host="127.0.0.1", port=relay_port, timeout=5.0),
+        # Delivery in tests: look at the outbox often, retry within a second, short leases.
+        outbound=OutboundConfig(poll_interval=0.05, retry_base=0.3, retry_max=1.0, lease=5.0),
         site=SiteConfig(
             domain=DOMAIN, base_url=f"http://127.0.0.1:{web_port}", secret_key="test-secret-0123456789"
         ),
@@ -168,15 +170,15 @@ class Site:
     def popen_server(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """``mailforum serve`` as a real process (for kill -9 and SIGTERM tests)."""
         full = dict(os.environ, MAILFORUM_CONFIG=str(self.config_file), **(env or {}))
-        log = open(self.dir / "serve.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mailforum", "serve", *args],
-            env=full,
-            cwd=self.dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.dir / "serve.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "mailforum", "serve", *args],
+                env=full,
+                cwd=self.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for(lambda: _port_open(self.config.smtp.port) or proc.poll() is not None, 30)
         if proc.poll() is not None:
             raise AssertionError("serve exited: " + (self.dir / "serve.log").read_text()[-2000:])
@@ -280,6 +282,9 @@ class RawClient:
         self.sock.close()
 
     def close(self) -> None:
+        self.sock.close()
+
+    def __del__(self) -> None:  # tests may drop a client mid-session; don't leak the socket
         self.sock.close()
 
 

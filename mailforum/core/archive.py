@@ -154,6 +154,12 @@ def export_jsonl(db: Database, mlist: MailingList) -> Iterator[str]:
 
 
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
+_QUOTED_FROM_LINE = re.compile(rb"^>(>*From )", re.MULTILINE)
+
+
+def unquote_mbox(raw: bytes) -> bytes:
+    """Undo mbox "From " quoting (mboxrd: one '>' less on every >…From line)."""
+    return _QUOTED_FROM_LINE.sub(rb"\1", raw)
 
 
 def export_mbox(db: Database, mlist: MailingList) -> Iterator[bytes]:

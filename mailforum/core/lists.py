@@ -10,7 +10,16 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from mailforum.db.models import DeliveryMode, MailingList, Member, Post, PostingPolicy, PostStatus, Topic
+from mailforum.db.models import (
+    DeliveryMode,
+    MailingList,
+    Member,
+    Post,
+    PostingPolicy,
+    PostStatus,
+    Topic,
+    Visibility,
+)
 from mailforum.errors import InvalidInput, NotFound
 from mailforum.mail.addresses import SUFFIXES, valid_list_name
 
@@ -48,6 +57,7 @@ def create_list(
     title: str = "",
     description: str = "",
     policy: PostingPolicy = PostingPolicy.MEMBERS,
+    visibility: Visibility = Visibility.PUBLIC,
 ) -> MailingList:
     name = name.strip().lower()
     if not valid_list_name(name):
@@ -57,7 +67,13 @@ def create_list(
         )
     if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
         raise InvalidInput(f"list {name!r} already exists")
-    mlist = MailingList(name=name, title=title, description=description, posting_policy=policy.value)
+    mlist = MailingList(
+        name=name,
+        title=title,
+        description=description,
+        posting_policy=policy.value,
+        visibility=visibility.value,
+    )
     session.add(mlist)
     session.flush()
     return mlist

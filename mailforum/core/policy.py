@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mailforum.config import Config
+from mailforum.core.authentication import verdict
 from mailforum.db.models import MailingList, Member, PostingPolicy
 from mailforum.mail.addresses import list_address
 from mailforum.mail.parse import ParsedMessage
@@ -35,9 +37,18 @@ class Decision:
 class PolicyContext:
     mlist: MailingList
     parsed: ParsedMessage
+    raw: bytes
     mail_from: str  # the envelope sender, "" for a null sender
     sender: Member | None  # the member matching From, if any
-    domain: str
+    config: Config
+    # Posts stored from this From address in this list in the last minute and the last day.
+    recent_posts: tuple[int, int] = (0, 0)
+    # The sender proved who they are another way (a signed per-recipient reply address).
+    token_verified: bool = False
+
+    @property
+    def domain(self) -> str:
+        return self.config.site.domain
 
 
 Check = Callable[[PolicyContext], str | None]
@@ -100,6 +111,26 @@ def is_administrivia(ctx: PolicyContext) -> str | None:
     return None
 
 
+def member_not_verified(ctx: PolicyContext) -> str | None:
+    """A post is attributed to a member only when the evidence holds (RELIABILITY S1, S2)."""
+    authserv_id = ctx.config.security.authserv_id
+    if not authserv_id or ctx.sender is None or ctx.token_verified:
+        return None
+    result = verdict(ctx.raw, authserv_id, ctx.parsed.from_address)
+    return None if result.authenticated else f"From a member, not authenticated: {result.reason}"
+
+
+def too_many_posts(ctx: PolicyContext) -> str | None:
+    """A flood from one sender is held, not published (RELIABILITY S22; defaults 10/min, 200/day)."""
+    minute, day = ctx.recent_posts
+    limits = ctx.config.security
+    if minute >= limits.post_rate_per_minute:
+        return f"more than {limits.post_rate_per_minute} posts in a minute"
+    if day >= limits.post_rate_per_day:
+        return f"more than {limits.post_rate_per_day} posts in a day"
+    return None
+
+
 def sender_not_member(ctx: PolicyContext) -> str | None:
     if ctx.mlist.posting_policy == PostingPolicy.MEMBERS.value and ctx.sender is None:
         return f"{ctx.parsed.from_address} is not a member"
@@ -115,6 +146,8 @@ RULES: tuple[Rule, ...] = (
     Rule("auto-submitted", is_automated, Action.DISCARD),
     Rule("no-sender", has_no_sender, Action.HOLD),
     Rule("administrivia", is_administrivia, Action.HOLD),
+    Rule("unverified-sender", member_not_verified, Action.HOLD),
+    Rule("too-many-posts", too_many_posts, Action.HOLD),
     Rule("not-member", sender_not_member, Action.HOLD),
     Rule("moderated", list_is_moderated, Action.HOLD),
 )

@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailforum.db.base import Base, Id
@@ -47,6 +47,23 @@ class SpoolState(enum.StrEnum):
     FAILED = "failed"  # processing failed max_attempts times: parked for an operator
 
 
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"  # to be sent (or being sent, while claimed_until is in the future)
+    SENT = "sent"  # the relay answered 250
+    FAILED = "failed"  # a 5xx, or the lifetime ran out; last_reply says why
+
+
+class OutboxKind(enum.StrEnum):
+    """What an outbox row sends; each kind has its renderer in the delivery worker."""
+
+    POST = "post"  # one post to one member
+
+
+class Visibility(enum.StrEnum):
+    PUBLIC = "public"  # the web archive shows it to everyone
+    PRIVATE = "private"  # every web surface answers 404 (RELIABILITY S15)
+
+
 class SubscriptionKind(enum.StrEnum):
     WATCH = "watch"
     MUTE = "mute"
@@ -63,6 +80,11 @@ class MailingList(Base):
     # Subject tag added to outgoing copies; None means "[name]", "" means none.
     subject_tag: Mapped[str | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    visibility: Mapped[str] = mapped_column(
+        String(16), default=Visibility.PUBLIC.value, server_default=Visibility.PUBLIC.value
+    )
+    # The web archive shows authors' addresses (still obfuscated) only when this is set.
+    show_addresses: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     @property
     def display_title(self) -> str:
@@ -92,8 +114,11 @@ class Member(Base):
 class Topic(Base):
     __tablename__ = "topics"
     __table_args__ = (
-        Index(None, "list_id", "last_post_at"),
         Index(None, "list_id", "subject_key", "last_post_at"),
+        # The web archive's sorts (latest, newest, most replies), covering its "has posts" filter.
+        Index(None, "list_id", "last_post_at", "id", "post_count"),
+        Index(None, "list_id", "created_at", "id", "post_count"),
+        Index(None, "list_id", "post_count"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -114,6 +139,7 @@ class Post(Base):
         UniqueConstraint("list_id", "message_id"),
         Index(None, "topic_id", "received_at"),
         Index(None, "list_id", "received_at"),
+        Index(None, "list_id", "author_address", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -159,6 +185,8 @@ class SpoolEntry(Base):
     outcome: Mapped[str | None] = mapped_column(default=None)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The node holding the lease; a restarted node takes back its own leases at once.
+    claimed_by: Mapped[str | None] = mapped_column(String(255), default=None)
     processed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
 
@@ -173,3 +201,42 @@ class TopicSubscription(Base):
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OutboxEntry(Base):
+    """One message to one recipient, written in the transaction that caused it.
+
+    Rows are claimed with a lease (``claimed_until``), sent, then marked ``sent`` or
+    ``failed``; a 4xx moves ``next_attempt_at`` (RELIABILITY I5). ``message_id`` is the
+    Message-ID every copy carries: for a post notification, the post's own.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        # One row per (post, member, kind): a reprocessed message cannot notify twice (I3).
+        UniqueConstraint("post_id", "member_id", "kind"),
+        Index(None, "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default=OutboxKind.POST.value)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), default=None)
+    member_id: Mapped[int | None] = mapped_column(
+        ForeignKey("members.id", ondelete="SET NULL"), default=None, index=True
+    )
+    # Kinds without a post (digests, command replies) name their own idempotency key.
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), default=None, unique=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str] = mapped_column(String(998))
+    # Template parameters for kinds that need more than post and member.
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The relay's last reply (or connection error) for this row, kept for the operator.
+    last_reply: Mapped[str | None] = mapped_column(default=None)

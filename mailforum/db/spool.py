@@ -69,7 +69,12 @@ def insert_batch(session: Session, messages: Sequence[NewMessage], now: dt.datet
 
 
 def claim(
-    session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, retries: bool = False
+    session: Session,
+    now: dt.datetime,
+    limit: int,
+    lease: dt.timedelta,
+    retries: bool = False,
+    node: str = "",
 ) -> list[Claimed]:
     """Take up to ``limit`` due rows for processing: count the attempt and lease them.
 
@@ -95,7 +100,7 @@ def claim(
     session.execute(
         update(SpoolEntry)
         .where(SpoolEntry.id.in_(ids))
-        .values(attempts=SpoolEntry.attempts + 1, claimed_until=now + lease)
+        .values(attempts=SpoolEntry.attempts + 1, claimed_until=now + lease, claimed_by=node or None)
     )
     rows = session.execute(
         select(
@@ -114,6 +119,16 @@ def claim(
     ]
 
 
+def release_leases(session: Session, node: str) -> int:
+    """Give back the leases a previous run of this node held when it died (kill -9, power loss)."""
+    result = session.execute(
+        update(SpoolEntry)
+        .where(SpoolEntry.state == SpoolState.NEW.value, SpoolEntry.claimed_by == node)
+        .values(claimed_until=None, claimed_by=None)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def lock_if_new(session: Session, entry_id: int) -> SpoolEntry | None:
     """The entry, locked for this transaction, if nobody processed it meanwhile."""
     entry = session.scalars(
@@ -130,6 +145,7 @@ def finish(entry: SpoolEntry, state: SpoolState, outcome: str, now: dt.datetime)
     entry.error = None
     entry.processed_at = now
     entry.claimed_until = None
+    entry.claimed_by = None
 
 
 def record_failure(
@@ -143,6 +159,7 @@ def record_failure(
     """Note a failed attempt; park the entry when it is out of attempts. True if parked."""
     entry.error = error[:4000]
     entry.claimed_until = None
+    entry.claimed_by = None
     if permanent or entry.attempts >= max_attempts:
         entry.state = SpoolState.FAILED.value
         entry.processed_at = now

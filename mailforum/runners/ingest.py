@@ -69,20 +69,24 @@ def _settle(outcomes: list[tuple[asyncio.Future[int], int | BaseException]]) -> 
             future.set_result(outcome)
 
 
-def classify_storage_error(exc: BaseException) -> tuple[str, bool]:
-    """(SMTP reply, fatal?) for a failed commit. Fatal errors stop new mail (RELIABILITY F12)."""
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    if (
-        "disk is full" in text
-        or "no space" in text
-        or "diskfull" in type(getattr(exc, "orig", exc)).__name__.lower()
-    ):
-        return "452 4.3.1 Insufficient system storage, please try again later", False
+@dataclass(frozen=True, slots=True)
+class StorageFailure:
+    reply: str
+    fatal: bool  # stop taking mail until restarted (RELIABILITY F12: no fsync retry on the same handle)
+    whole_database: bool  # the database, not one message, is the problem: don't retry one by one
+
+
+def classify_storage_error(exc: BaseException) -> StorageFailure:
+    """What a failed spool commit means for the SMTP client."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).lower()
+    if "disk is full" in text or "no space" in text or "diskfull" in type(orig).__name__.lower():
+        return StorageFailure("452 4.3.1 Insufficient system storage, please try again later", False, True)
     if "disk i/o error" in text or "input/output error" in text:
-        return "451 4.3.0 Storage I/O error, please try again later", True
-    if "locked" in text or "timeout" in text or "busy" in text:
-        return "451 4.3.0 Storage busy, please try again later", False
-    return "451 4.3.0 Temporary storage failure, please try again later", False
+        return StorageFailure("451 4.3.0 Storage I/O error, please try again later", True, True)
+    if any(word in text for word in ("locked", "timeout", "busy", "connection", "server closed")):
+        return StorageFailure("451 4.3.0 Storage busy, please try again later", False, True)
+    return StorageFailure("451 4.3.0 Temporary storage failure, please try again later", False, False)
 
 
 class SpoolWriter:
@@ -141,15 +145,15 @@ class SpoolWriter:
         try:
             ids = self._insert([p.message for p in batch])
         except Exception as exc:
-            if len(batch) > 1:
-                for pending in batch:
+            failure = classify_storage_error(exc)
+            if len(batch) > 1 and not failure.whole_database:
+                for pending in batch:  # maybe one message is the problem: spare the others
                     self._commit([pending])
                 return
-            reply, fatal = classify_storage_error(exc)
             log.error("spool commit failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            if fatal:
-                self.fatal = reply
-            self._wake(batch, [TemporaryFailure(smtp_reply=reply)])
+            if failure.fatal:
+                self.fatal = failure.reply
+            self._wake(batch, [TemporaryFailure(smtp_reply=failure.reply)] * len(batch))
             return
         crash.point("after_raw_commit")
         self.batches += 1
@@ -211,8 +215,12 @@ class ListDirectory:
 class ConnectionGate:
     """Concurrent connections per IP and in total, and new connections per IP per minute."""
 
-    def __init__(self, total: int, per_ip: int, rate_per_minute: int) -> None:
+    def __init__(self, total: int, per_ip: int, rate_per_minute: int, pending_bytes: int = 0) -> None:
         self.total, self.per_ip, self.rate = total, per_ip, rate_per_minute
+        # Bytes announced with MAIL … SIZE= by transactions not yet answered: bounds the memory
+        # that concurrent large messages can take (RELIABILITY L7). 0: no bound.
+        self.pending_budget = pending_bytes
+        self.pending = 0
         self.open: dict[str, int] = defaultdict(int)
         self.recent: dict[str, deque[float]] = defaultdict(deque)
         self.count = 0
@@ -289,9 +297,15 @@ class IngestHandler:
             and free < self.config.smtp.max_message_size * self.config.smtp.min_free_space_factor
         ):
             return "452 4.3.1 Insufficient system storage, please try again later"
+        if not _reserve(server, _declared_size(mail_options)):
+            return "452 4.3.1 Too much mail in progress, please try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        _release(server)
+        return "250 2.0.0 OK"
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -319,7 +333,7 @@ class IngestHandler:
             return _lines(refusal, count, lmtp)
         message = spool.NewMessage(
             raw=raw,
-            mail_from=envelope.mail_from or "",
+            mail_from="" if envelope.mail_from in (None, "<>") else envelope.mail_from,  # <>: a bounce
             rcpt_tos=tuple(envelope.rcpt_tos),
             protocol="lmtp" if lmtp else "smtp",
             peer=_peer_ip(session),
@@ -344,6 +358,25 @@ class IngestHandler:
         # Never aiosmtpd's "500 Error: (Class) text": a 5xx for our bug bounces good mail (I2).
         log.error("SMTP session error: %s", type(error).__name__, exc_info=error)
         return INTERNAL
+
+
+def _declared_size(mail_options: list[str]) -> int:
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def _reserve(server: SMTP, size: int) -> bool:
+    reserve = getattr(server, "reserve", None)
+    return reserve(size) if reserve else True
+
+
+def _release(server: SMTP) -> None:
+    release = getattr(server, "release", None)
+    if release:
+        release()
 
 
 def _peer_ip(session: Session) -> str:
@@ -404,7 +437,21 @@ class _Hardened:
         self._data_timeout = data_timeout
         self._hard_error_limit = hard_error_limit
         self._errors = 0
-        self._admitted_ip: str | None = None
+        self._reserved = 0
+
+    def reserve(self, size: int) -> bool:
+        """Count ``size`` announced bytes against the gate's budget; False when it is spent."""
+        self.release()
+        gate = self._gate
+        if size and gate.pending_budget and gate.pending + size > gate.pending_budget:
+            return False
+        gate.pending += size
+        self._reserved = size
+        return True
+
+    def release(self) -> None:
+        self._gate.pending -= self._reserved
+        self._reserved = 0
 
     async def _handle_client(self) -> None:
         ip = _peer_ip(self.session)  # type: ignore[attr-defined]
@@ -417,6 +464,7 @@ class _Hardened:
         try:
             await super()._handle_client()  # type: ignore[misc]
         finally:
+            self.release()
             self._gate.sessions.discard(self)
             self._gate.release(ip)
 
@@ -442,6 +490,7 @@ class _Hardened:
             await super().smtp_DATA(arg)  # type: ignore[misc]
         finally:
             self._gate.in_data -= 1
+            self.release()
 
     def close_for_shutdown(self) -> None:
         if self.transport is not None:  # type: ignore[attr-defined]
@@ -525,6 +574,7 @@ class IngestServer:
             config.smtp.max_connections,
             config.smtp.max_connections_per_ip,
             config.smtp.max_connection_rate_per_ip,
+            config.smtp.max_pending_bytes,
         )
         self.writer = SpoolWriter(db, on_commit)
         self.handler = IngestHandler(config, ListDirectory(db), self.writer, self.gate, free_space_probe(db))

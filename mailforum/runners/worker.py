@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import threading
 import time
 import traceback
@@ -44,11 +45,12 @@ BUSY_SHARE = 0.2  # at most this fraction of wall time spent processing while in
 
 
 class SpoolProcessor:
-    def __init__(self, db: Database, config: Config, clock: Clock = utcnow, lease: float = 30.0) -> None:
+    def __init__(self, db: Database, config: Config, clock: Clock = utcnow) -> None:
         self.db = db
         self.config = config
         self.clock = clock
-        self.lease = dt.timedelta(seconds=lease)
+        self.lease = dt.timedelta(seconds=config.processing.lease)
+        self.node = config.processing.node_name or socket.gethostname()
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,9 +70,11 @@ class SpoolProcessor:
         now = self.clock()
         cfg = self.config.processing
         with self.db.session() as session:
-            claimed = spool.claim(session, now, limit or cfg.batch_size, self.lease, retries=False)
+            claimed = spool.claim(
+                session, now, limit or cfg.batch_size, self.lease, retries=False, node=self.node
+            )
             if not claimed:
-                claimed = spool.claim(session, now, 1, self.lease, retries=True)
+                claimed = spool.claim(session, now, 1, self.lease, retries=True, node=self.node)
         if not claimed:
             return 0
         parsed: dict[int, ParsedMessage] = {}
@@ -158,6 +162,10 @@ class SpoolProcessor:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        with self.db.session() as session:
+            released = spool.release_leases(session, self.node)
+        if released:
+            log.info("took back %s spool claim(s) left by this node's previous run", released)
         failures = 0
         while not self._stop.is_set():
             busy = self.ingest_busy()

@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("outcome", sa.Text(), nullable=True),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("claimed_by", sa.String(length=255), nullable=True),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_spool")),
     )
@@ -147,6 +148,11 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_posts_parent_id"), ["parent_id"], unique=False)
         batch_op.create_index(
+            batch_op.f("ix_posts_list_id_author_address_received_at"),
+            ["list_id", "author_address", "received_at"],
+            unique=False,
+        )
+        batch_op.create_index(
             batch_op.f("ix_posts_topic_id_received_at"), ["topic_id", "received_at"], unique=False
         )
 
@@ -185,6 +191,7 @@ def downgrade() -> None:
     op.drop_table("topic_subscriptions")
     with op.batch_alter_table("posts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_posts_topic_id_received_at"))
+        batch_op.drop_index(batch_op.f("ix_posts_list_id_author_address_received_at"))
         batch_op.drop_index(batch_op.f("ix_posts_parent_id"))
         batch_op.drop_index(batch_op.f("ix_posts_list_id_received_at"))
 

@@ -1,0 +1,153 @@
+"""Who hears of a post: delivery mode × per-topic watch/mute × the author rule.
+
+Called inside the transaction that stores the post, so the outbox rows and the
+post are committed together (DESIGN invariant 2). The decision for one member is a
+table of rules, read top to bottom; the first that matches decides:
+
+    muted      the member muted this topic                 → nothing, whatever the mode
+    author     the member wrote the post (receive_own off)  → nothing
+    watching   the member watches this topic               → the post, whatever the mode
+    mode-all   delivery mode "all"                         → the post
+    new-topic  mode "new-topics" and the post opens a topic → the post
+    (else)     modes "digest", "none", "new-topics" on replies → nothing now
+
+Held posts notify no one. Members watch the topics they start or reply to unless
+they turned ``watch_own`` off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import and_, insert, select
+from sqlalchemy.orm import Session
+
+from mailforum import crash
+from mailforum.db import outbox
+from mailforum.db.models import DeliveryMode, Member, Post, PostStatus, SubscriptionKind, TopicSubscription
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A member of the post's list, with their setting for the post's topic."""
+
+    member_id: int
+    address: str
+    mode: str
+    receive_own: bool
+    subscription: str | None  # "watch", "mute" or None
+
+
+@dataclass(frozen=True, slots=True)
+class PostFacts:
+    author: str  # lower-case address
+    starts_topic: bool  # the first published post of its topic
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    applies: Callable[[Candidate, PostFacts], bool]
+    sends: bool
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("muted", lambda c, p: c.subscription == SubscriptionKind.MUTE.value, False),
+    Rule("author", lambda c, p: c.address == p.author and not c.receive_own, False),
+    Rule("watching", lambda c, p: c.subscription == SubscriptionKind.WATCH.value, True),
+    Rule("mode-all", lambda c, p: c.mode == DeliveryMode.ALL.value, True),
+    Rule("new-topic", lambda c, p: c.mode == DeliveryMode.NEW_TOPICS.value and p.starts_topic, True),
+)
+
+
+def decide(candidate: Candidate, facts: PostFacts, rules: tuple[Rule, ...] = RULES) -> Rule | None:
+    """The rule that decides for this member, or None (nothing is sent)."""
+    for rule in rules:
+        if rule.applies(candidate, facts):
+            return rule
+    return None
+
+
+def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]:
+    """Every member of the list with their watch/mute setting for the topic (one query)."""
+    rows = session.execute(
+        select(
+            Member.id,
+            Member.address,
+            Member.delivery_mode,
+            Member.receive_own,
+            TopicSubscription.kind,
+        )
+        .outerjoin(
+            TopicSubscription,
+            and_(TopicSubscription.member_id == Member.id, TopicSubscription.topic_id == topic_id),
+        )
+        .where(Member.list_id == list_id)
+        .order_by(Member.id)
+    )
+    return [Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4]) for r in rows]
+
+
+def recipients(session: Session, post: Post, starts_topic: bool) -> list[Candidate]:
+    """The members who get ``post`` now; none for a post that is not published."""
+    if post.status != PostStatus.PUBLISHED.value:
+        return []
+    facts = PostFacts(post.author_address.lower(), starts_topic)
+    chosen = []
+    for candidate in candidates(session, post.list_id, post.topic_id):
+        rule = decide(candidate, facts)
+        if rule is not None and rule.sends:
+            chosen.append(candidate)
+    return chosen
+
+
+def enqueue_post(session: Session, post: Post, starts_topic: bool, now: dt.datetime) -> int:
+    """Write one outbox row per recipient of ``post``; returns how many.
+
+    Every copy carries the post's own Message-ID (DESIGN: rules easy to get wrong).
+    """
+    chosen = [c.member_id for c in recipients(session, post, starts_topic)]
+    half = len(chosen) // 2
+    batches = (chosen[:half], chosen[half:])
+    count = 0
+    for number, member_ids in enumerate(batches):
+        if number:
+            crash.point("mid_outbox_fanout")
+        count += outbox.enqueue_members(
+            session,
+            list_id=post.list_id,
+            post_id=post.id,
+            message_id=post.message_id,
+            member_ids=member_ids,
+            now=now,
+        )
+    return count
+
+
+def watch_own(session: Session, post: Post, now: dt.datetime) -> bool:
+    """Make the author watch the post's topic if they are a member with ``watch_own`` on.
+
+    An explicit watch or mute of theirs is left as it is. Returns True when a watch was added.
+    """
+    if not post.author_address:
+        return False
+    member = session.scalars(
+        select(Member).where(Member.list_id == post.list_id, Member.address == post.author_address.lower())
+    ).first()
+    if member is None or not member.watch_own:
+        return False
+    exists = session.scalar(
+        select(TopicSubscription.id).where(
+            TopicSubscription.member_id == member.id, TopicSubscription.topic_id == post.topic_id
+        )
+    )
+    if exists is not None:
+        return False
+    session.execute(
+        insert(TopicSubscription).values(
+            member_id=member.id, topic_id=post.topic_id, kind=SubscriptionKind.WATCH.value, created_at=now
+        )
+    )
+    return True

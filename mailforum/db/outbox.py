@@ -1,0 +1,302 @@
+"""The outbound queue as a table: enqueue, claim with a lease, mark sent, retry or fail.
+
+Rows are inserted in the transaction that stores the post, so a post and its
+notifications exist together or not at all (DESIGN invariant 2). A worker claims
+due rows with a lease in one statement — ``UPDATE … WHERE id IN (SELECT … FOR UPDATE
+SKIP LOCKED) RETURNING …`` — so on PostgreSQL concurrent workers skip each other's
+rows, and on SQLite the writer lock taken at ``BEGIN IMMEDIATE`` makes the claim a
+single-writer step. A row is marked ``sent`` only after the relay's 250; a crash in
+between leaves it claimed until the lease runs out, then it is sent again (the
+relay hand-off window, RELIABILITY I3/F4).
+
+Retries follow Postfix: 60 s, doubling to a 4000 s cap, for 5 days (RELIABILITY I5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Integer, String, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from mailforum.db.base import Id, Json, UTCDateTime
+from mailforum.db.models import Member, OutboxEntry, OutboxKind, OutboxState
+
+__all__ = ["Backoff", "Claimed", "NewCopy", "OutboxEntry", "Result"]
+
+INSERT_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class NewCopy:
+    """One row to enqueue: who gets which message."""
+
+    list_id: int
+    recipient: str
+    message_id: str
+    post_id: int | None = None
+    member_id: int | None = None
+    kind: OutboxKind = OutboxKind.POST
+    dedupe_key: str | None = None
+    payload: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A leased row, with what the worker needs to render and send it."""
+
+    id: int
+    kind: str
+    list_id: int
+    post_id: int | None
+    member_id: int | None
+    recipient: str
+    message_id: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What the relay said about one claimed row.
+
+    ``ok`` → sent; ``permanent`` (5xx) → failed; otherwise (4xx, connection error,
+    no reply) → retried with backoff.
+    """
+
+    id: int
+    ok: bool
+    reply: str
+    permanent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Retry schedule: ``base`` seconds, doubling per attempt up to ``cap``; give up after ``lifetime``."""
+
+    base: float = 60.0
+    cap: float = 4000.0
+    lifetime: dt.timedelta = dt.timedelta(days=5)
+
+    def delay(self, attempts: int) -> dt.timedelta:
+        exponent = min(max(attempts - 1, 0), 32)
+        return dt.timedelta(seconds=min(self.cap, self.base * 2**exponent))
+
+
+def enqueue(session: Session, copies: Iterable[NewCopy], now: dt.datetime) -> int:
+    """Insert rows in batches of ``INSERT_BATCH``; returns how many."""
+    total = 0
+    batch: list[dict[str, Any]] = []
+    for copy in copies:
+        batch.append(
+            {
+                "kind": copy.kind.value,
+                "list_id": copy.list_id,
+                "post_id": copy.post_id,
+                "member_id": copy.member_id,
+                "dedupe_key": copy.dedupe_key,
+                "recipient": copy.recipient,
+                "message_id": copy.message_id,
+                "payload": copy.payload or {},
+                "state": OutboxState.PENDING.value,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+        )
+        if len(batch) >= INSERT_BATCH:
+            session.execute(insert(OutboxEntry), batch)
+            total += len(batch)
+            batch = []
+    if batch:
+        session.execute(insert(OutboxEntry), batch)
+        total += len(batch)
+    return total
+
+
+def enqueue_members(
+    session: Session,
+    *,
+    list_id: int,
+    post_id: int,
+    message_id: str,
+    member_ids: Sequence[int],
+    now: dt.datetime,
+    kind: OutboxKind = OutboxKind.POST,
+) -> int:
+    """One row per member for a post, copied from the members table by the database.
+
+    ``INSERT … SELECT``: the addresses never travel through Python, and the constant
+    columns are bound once per batch, so 10,000 rows cost one statement per batch
+    rather than 10,000 parameter sets (bench/fanout.py).
+    """
+    total = 0
+    for chunk in _chunks(list(member_ids), INSERT_BATCH * 5):
+        columns = [
+            OutboxEntry.kind,
+            OutboxEntry.list_id,
+            OutboxEntry.post_id,
+            OutboxEntry.member_id,
+            OutboxEntry.recipient,
+            OutboxEntry.message_id,
+            OutboxEntry.payload,
+            OutboxEntry.state,
+            OutboxEntry.attempts,
+            OutboxEntry.created_at,
+            OutboxEntry.next_attempt_at,
+        ]
+        rows = select(
+            literal(kind.value, String()),
+            literal(list_id, Id),
+            literal(post_id, Id),
+            Member.id,
+            Member.address,
+            literal(message_id, String()),
+            literal({}, Json),
+            literal(OutboxState.PENDING.value, String()),
+            literal(0, Integer()),
+            literal(now, UTCDateTime()),
+            literal(now, UTCDateTime()),
+        ).where(Member.id.in_(chunk))
+        session.execute(insert(OutboxEntry).from_select(columns, rows))
+        total += len(chunk)
+    return total
+
+
+def _due(now: dt.datetime) -> Any:
+    return (
+        OutboxEntry.state == OutboxState.PENDING.value,
+        OutboxEntry.next_attempt_at <= now,
+        or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until <= now),
+    )
+
+
+def claim(session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, worker: str) -> list[Claimed]:
+    """Lease up to ``limit`` due rows to ``worker``, oldest due first; counts the attempt."""
+    due = (
+        select(OutboxEntry.id)
+        .where(*_due(now))
+        .order_by(OutboxEntry.next_attempt_at, OutboxEntry.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(OutboxEntry)
+        .where(OutboxEntry.id.in_(due))
+        .values(claimed_until=now + lease, claimed_by=worker[:64], attempts=OutboxEntry.attempts + 1)
+        .returning(
+            OutboxEntry.id,
+            OutboxEntry.kind,
+            OutboxEntry.list_id,
+            OutboxEntry.post_id,
+            OutboxEntry.member_id,
+            OutboxEntry.recipient,
+            OutboxEntry.message_id,
+            OutboxEntry.payload,
+            OutboxEntry.attempts,
+            OutboxEntry.created_at,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(stmt).all()
+    claimed = [Claimed(*row) for row in rows]
+    claimed.sort(key=lambda c: c.id)
+    return claimed
+
+
+def record(
+    session: Session,
+    results: Sequence[Result],
+    claimed: dict[int, Claimed],
+    now: dt.datetime,
+    backoff: Backoff,
+) -> None:
+    """Store the relay's answers: sent, failed, or due again after the backoff."""
+    sent = [r for r in results if r.ok]
+    for chunk in _chunks([r.id for r in sent], INSERT_BATCH):
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id.in_(chunk))
+            .values(state=OutboxState.SENT.value, sent_at=now, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        )
+    for result in results:
+        if result.ok:
+            continue
+        item = claimed[result.id]
+        values: dict[str, Any] = {"claimed_until": None, "last_reply": result.reply[:2000]}
+        expires = item.created_at + backoff.lifetime
+        if result.permanent:
+            values["state"] = OutboxState.FAILED.value
+        elif now >= expires:
+            values["state"] = OutboxState.FAILED.value
+            values["last_reply"] = f"gave up after {backoff.lifetime}: {result.reply}"[:2000]
+        else:
+            values["next_attempt_at"] = min(now + backoff.delay(item.attempts), expires)
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id == result.id, OutboxEntry.state == OutboxState.PENDING.value)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def release(session: Session, ids: Sequence[int]) -> None:
+    """Give claimed rows back unsent (shutdown): due at once, the attempt not counted."""
+    for chunk in _chunks(list(ids), INSERT_BATCH):
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id.in_(chunk), OutboxEntry.state == OutboxState.PENDING.value)
+            .values(claimed_until=None, attempts=OutboxEntry.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def retry(session: Session, ids: Sequence[int] | None, now: dt.datetime) -> int:
+    """Queue failed rows again (all of them when ``ids`` is None), with a fresh lifetime."""
+    stmt = update(OutboxEntry).where(OutboxEntry.state == OutboxState.FAILED.value)
+    if ids is not None:
+        stmt = stmt.where(OutboxEntry.id.in_(list(ids)))
+    result = session.execute(
+        stmt.values(
+            state=OutboxState.PENDING.value,
+            attempts=0,
+            created_at=now,
+            next_attempt_at=now,
+            claimed_until=None,
+        ).execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    counts: dict[str, int]
+    in_flight: int
+    oldest_pending: dt.datetime | None
+
+
+def status(session: Session, now: dt.datetime) -> Status:
+    """Counts by state, rows currently claimed, and when the oldest pending row was queued."""
+    counts = {
+        s: n for s, n in session.execute(select(OutboxEntry.state, func.count()).group_by(OutboxEntry.state))
+    }
+    in_flight = session.scalar(
+        select(func.count()).where(
+            OutboxEntry.state == OutboxState.PENDING.value, OutboxEntry.claimed_until > now
+        )
+    )
+    oldest = session.scalar(
+        select(func.min(OutboxEntry.created_at)).where(OutboxEntry.state == OutboxState.PENDING.value)
+    )
+    return Status(counts, int(in_flight or 0), oldest)
+
+
+def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,491 @@
+"""Named read queries for the web archive and the feeds.
+
+Each function takes a ``Session`` and returns frozen dataclasses, so the templates
+never touch the ORM and never trigger a lazy load. Every page costs a fixed number
+of statements, whatever its size (tests/integration/test_web_queries.py counts them):
+the topic list is one page query plus one for starters and participants; a topic
+is one light query for its tree (ids and parents only) plus one for the posts on
+the page. Only published posts are shown; placeholders and held posts take their
+place in the tree but are never displayed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, distinct, func, select, text
+from sqlalchemy.orm import Session, undefer
+
+from mailforum.db.models import MailingList, Member, Post, PostStatus, Topic, Visibility
+
+PUBLISHED = PostStatus.PUBLISHED.value
+
+
+@dataclass(frozen=True, slots=True)
+class ListSummary:
+    name: str
+    title: str
+    description: str
+    members: int
+    topics: int
+    posts: int
+    last_activity: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRow:
+    id: int
+    subject: str
+    created_at: dt.datetime
+    last_post_at: dt.datetime
+    post_count: int
+    starter_name: str
+    starter_address: str
+    participants: int
+
+    @property
+    def replies(self) -> int:
+        return max(self.post_count - 1, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Paged:
+    page: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPage:
+    rows: tuple[TopicRow, ...]
+    paging: Paged
+    sort: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostView:
+    id: int
+    message_id: str
+    author_name: str
+    author_address: str
+    subject: str
+    date: dt.datetime | None
+    received_at: dt.datetime
+    text_body: str
+    html_body: str | None
+    attachments: tuple[dict[str, Any], ...]
+    depth: int
+    replies: int
+    # Who this post answers: a shown post's id and author, or why the parent is not shown.
+    parent_id: int | None
+    parent_author: str
+    parent_state: str  # "" (no parent), "shown", "missing" (never received), "hidden" (held)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPage:
+    topic: Topic
+    posts: tuple[PostView, ...]
+    paging: Paged
+    last_message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    post_id: int
+    topic_id: int
+    subject: str
+    author_name: str
+    author_address: str
+    received_at: dt.datetime
+    text_body: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    post_id: int
+    topic_id: int
+    subject: str
+    author_name: str
+    author_address: str
+    received_at: dt.datetime
+    text_body: str
+
+
+# Topics with published posts. Merged topics have post_count 0 (threads.merge_topics), so this
+# leaves them out too. Written "!= 0", not "> 0": a range would tempt SQLite's planner into the
+# post_count index and a sort of every topic, instead of walking the sort's own index.
+HAS_POSTS = Topic.post_count != 0
+
+# The sort orders of a list's topics: name → ORDER BY. Each has a matching index
+# (list_id, column); the id breaks ties, so paging is stable.
+SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
+    "latest": (Topic.last_post_at.desc(), Topic.id.desc()),
+    "newest": (Topic.created_at.desc(), Topic.id.desc()),
+    "replies": (Topic.post_count.desc(), Topic.id.desc()),
+}
+
+
+def paging(total: int, page: int, per_page: int) -> Paged:
+    pages = max(1, math.ceil(total / per_page))
+    return Paged(min(max(page, 1), pages), pages, total)
+
+
+def public_list(session: Session, name: str) -> MailingList | None:
+    """The list called ``name`` if anonymous readers may see it, else None (S15)."""
+    return session.scalars(
+        select(MailingList).where(
+            MailingList.name == name.lower(), MailingList.visibility == Visibility.PUBLIC.value
+        )
+    ).first()
+
+
+def list_index(session: Session) -> list[ListSummary]:
+    """Every public list with its counts and last activity: one statement."""
+    members = select(func.count()).where(Member.list_id == MailingList.id).scalar_subquery()
+    topics = select(func.count()).where(Topic.list_id == MailingList.id, HAS_POSTS).scalar_subquery()
+    posts = select(func.coalesce(func.sum(Topic.post_count), 0)).where(Topic.list_id == MailingList.id)
+    last = (
+        select(Topic.last_post_at)
+        .where(Topic.list_id == MailingList.id, HAS_POSTS)
+        .order_by(Topic.last_post_at.desc())
+        .limit(1)
+    )
+    rows = session.execute(
+        select(
+            MailingList.name,
+            MailingList.title,
+            MailingList.description,
+            members,
+            topics,
+            posts.scalar_subquery(),
+            last.scalar_subquery(),
+        )
+        .where(MailingList.visibility == Visibility.PUBLIC.value)
+        .order_by(MailingList.name)
+    ).all()
+    return [
+        ListSummary(name, title or name, description, m or 0, t or 0, p or 0, _utc(last_at))
+        for name, title, description, m, t, p, last_at in rows
+    ]
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    """Aggregates bypass the column type: SQLite returns text, naive values are UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def topic_page(session: Session, mlist: MailingList, sort: str, page: int, per_page: int) -> TopicPage:
+    """One page of a list's topics: three statements (count, page, starters and participants).
+
+    The page's ids come from the sort's covering index alone (a deep OFFSET reads no
+    table rows); then only those rows are read.
+    """
+    order = SORTS.get(sort, SORTS["latest"])
+    visible = (Topic.list_id == mlist.id, HAS_POSTS)
+    total = session.scalar(select(func.count()).select_from(Topic).where(*visible)) or 0
+    paged = paging(total, page, per_page)
+    ids = (
+        select(Topic.id).where(*visible).order_by(*order).limit(per_page).offset((paged.page - 1) * per_page)
+    )
+    topics = session.execute(
+        select(Topic.id, Topic.subject, Topic.created_at, Topic.last_post_at, Topic.post_count)
+        .where(Topic.id.in_(ids.scalar_subquery()))
+        .order_by(*order)
+    ).all()
+    people = _starters_and_participants(session, [t.id for t in topics])
+    rows = tuple(
+        TopicRow(t.id, t.subject, t.created_at, t.last_post_at, t.post_count, *people.get(t.id, ("", "", 0)))
+        for t in topics
+    )
+    return TopicPage(rows, paged, sort if sort in SORTS else "latest")
+
+
+def _starters_and_participants(session: Session, topic_ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
+    if not topic_ids:
+        return {}
+    per_topic = (
+        select(
+            Post.topic_id.label("topic_id"),
+            func.min(Post.id).label("first_id"),
+            func.count(distinct(Post.author_address)).label("participants"),
+        )
+        .where(Post.topic_id.in_(topic_ids), Post.status == PUBLISHED)
+        .group_by(Post.topic_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(per_topic.c.topic_id, Post.author_name, Post.author_address, per_topic.c.participants).join(
+            Post, Post.id == per_topic.c.first_id
+        )
+    ).all()
+    return {tid: (name, address, count) for tid, name, address, count in rows}
+
+
+def resolve_topic(session: Session, mlist: MailingList, topic_id: int) -> Topic | None:
+    """The topic, or the live topic it was merged into; None when it is not in this list."""
+    seen: set[int] = set()
+    topic = session.get(Topic, topic_id)
+    while topic is not None and topic.merged_into_id is not None and topic.id not in seen:
+        seen.add(topic.id)
+        topic = session.get(Topic, topic.merged_into_id)
+    if topic is None or topic.list_id != mlist.id:
+        return None
+    return topic
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    id: int
+    parent_id: int | None
+    status: str
+    author_name: str
+    author_address: str
+    message_id: str
+
+
+Children = dict[int | None, list[_Node]]
+
+
+def thread_order(
+    session: Session, topic: Topic
+) -> tuple[list[tuple[_Node, int]], dict[int, _Node], Children]:
+    """All nodes of a topic in thread order (depth-first, siblings by arrival): one light statement.
+
+    Returns (published posts with their display depth, every node by id, children by parent id).
+    """
+    rows = session.execute(
+        select(Post.id, Post.parent_id, Post.status, Post.author_name, Post.author_address, Post.message_id)
+        .where(Post.topic_id == topic.id)
+        .order_by(Post.received_at, Post.id)
+    ).all()
+    nodes = {r.id: _Node(*r) for r in rows}
+    children: Children = {}
+    for node in nodes.values():
+        parent = node.parent_id if node.parent_id in nodes else None
+        children.setdefault(parent, []).append(node)
+    ordered: list[tuple[_Node, int]] = []
+    stack: list[tuple[_Node, int]] = [(n, 0) for n in reversed(children.get(None, []))]
+    visited: set[int] = set()
+    while stack:
+        node, depth = stack.pop()
+        if node.id in visited:  # a parent loop in bad data must not hang the page
+            continue
+        visited.add(node.id)
+        shown = node.status == PUBLISHED
+        if shown:
+            ordered.append((node, depth))
+        below = depth + 1 if shown else depth
+        stack.extend((child, below) for child in reversed(children.get(node.id, [])))
+    return ordered, nodes, children
+
+
+def thread_page(session: Session, topic: Topic, page: int, per_page: int) -> ThreadPage:
+    """One page of a topic's posts in thread order: two statements."""
+    ordered, nodes, children = thread_order(session, topic)
+    paged = paging(len(ordered), page, per_page)
+    window = ordered[(paged.page - 1) * per_page : paged.page * per_page]
+    by_id = (
+        {p.id: p for p in session.scalars(select(Post).where(Post.id.in_([n.id for n, _ in window]))).all()}
+        if window
+        else {}
+    )
+    views = []
+    for node, depth in window:
+        post = by_id[node.id]
+        parent = nodes.get(post.parent_id) if post.parent_id is not None else None
+        if parent is None:
+            state, parent_author = "", ""
+        elif parent.status == PUBLISHED:
+            state, parent_author = "shown", parent.author_name or _local(parent.author_address)
+        elif parent.status == PostStatus.PLACEHOLDER.value:
+            state, parent_author = "missing", ""
+        else:
+            state, parent_author = "hidden", ""
+        replies = sum(1 for c in children.get(post.id, []) if c.status == PUBLISHED)
+        views.append(
+            PostView(
+                post.id,
+                post.message_id,
+                post.author_name,
+                post.author_address,
+                post.subject,
+                post.date,
+                post.received_at,
+                post.text_body,
+                post.html_body,
+                tuple(post.attachments or ()),
+                depth,
+                replies,
+                parent.id if parent is not None and state == "shown" else None,
+                parent_author,
+                state,
+            )
+        )
+    # The newest post is what a reply to the whole topic answers.
+    last = max(ordered, key=lambda item: item[0].id)[0].message_id if ordered else ""
+    return ThreadPage(topic, tuple(views), paged, last)
+
+
+def _local(address: str) -> str:
+    return address.split("@", 1)[0]
+
+
+def post_position(session: Session, mlist: MailingList, post_id: int) -> tuple[int, int] | None:
+    """(topic id, 0-based index in thread order) of a published post of this list."""
+    post = session.get(Post, post_id)
+    if post is None or post.list_id != mlist.id or post.status != PUBLISHED:
+        return None
+    topic = resolve_topic(session, mlist, post.topic_id)
+    if topic is None:
+        return None
+    ordered, _, _ = thread_order(session, topic)
+    for index, (node, _) in enumerate(ordered):
+        if node.id == post_id:
+            return topic.id, index
+    return None
+
+
+def published_post(session: Session, mlist: MailingList, post_id: int, with_raw: bool = False) -> Post | None:
+    stmt: Select[tuple[Post]] = select(Post).where(
+        Post.id == post_id, Post.list_id == mlist.id, Post.status == PUBLISHED
+    )
+    if with_raw:
+        stmt = stmt.options(undefer(Post.raw))
+    return session.scalars(stmt).first()
+
+
+def _feed(session: Session, where: Sequence[ColumnElement[bool]], limit: int) -> list[FeedEntry]:
+    rows = session.execute(
+        select(
+            Post.id,
+            Post.topic_id,
+            Post.subject,
+            Post.author_name,
+            Post.author_address,
+            Post.received_at,
+            Post.text_body,
+        )
+        .where(*where, Post.status == PUBLISHED)
+        .order_by(Post.received_at.desc(), Post.id.desc())
+        .limit(limit)
+    ).all()
+    return [FeedEntry(*r) for r in rows]
+
+
+def list_feed(session: Session, mlist: MailingList, limit: int = 30) -> list[FeedEntry]:
+    return _feed(session, [Post.list_id == mlist.id], limit)
+
+
+def topic_feed(session: Session, topic: Topic, limit: int = 30) -> list[FeedEntry]:
+    return _feed(session, [Post.topic_id == topic.id], limit)
+
+
+def topic_raw_posts(session: Session, topic: Topic) -> Iterator[Post]:
+    """The published posts of a topic with their raw bytes, in arrival order (for mbox)."""
+    stmt = (
+        select(Post)
+        .where(Post.topic_id == topic.id, Post.status == PUBLISHED)
+        .order_by(Post.received_at, Post.id)
+        .options(undefer(Post.raw))
+        .execution_options(yield_per=200)
+    )
+    yield from session.scalars(stmt)
+
+
+def month_raw_posts(session: Session, mlist: MailingList, year: int, month: int) -> Iterator[Post]:
+    start = dt.datetime(year, month, 1, tzinfo=dt.UTC)
+    end = dt.datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=dt.UTC)
+    stmt = (
+        select(Post)
+        .where(
+            Post.list_id == mlist.id,
+            Post.status == PUBLISHED,
+            Post.received_at >= start,
+            Post.received_at < end,
+        )
+        .order_by(Post.received_at, Post.id)
+        .options(undefer(Post.raw))
+        .execution_options(yield_per=200)
+    )
+    yield from session.scalars(stmt)
+
+
+def months(session: Session, mlist: MailingList) -> list[tuple[int, int, int]]:
+    """(year, month, published posts) for every month with posts, newest first."""
+    if session.get_bind().dialect.name == "sqlite":
+        key = func.strftime("%Y-%m", Post.received_at)
+    else:
+        key = func.to_char(func.timezone("UTC", Post.received_at), "YYYY-MM")
+    rows = session.execute(
+        select(key.label("month"), func.count())
+        .where(Post.list_id == mlist.id, Post.status == PUBLISHED)
+        .group_by(key)
+        .order_by(key.desc())
+    ).all()
+    out = []
+    for month, count in rows:
+        year, mon = str(month).split("-")
+        out.append((int(year), int(mon), count))
+    return out
+
+
+# --- search: one interface, SQLite FTS5 or PostgreSQL full-text ---------------------------
+
+MAX_TERMS = 12
+_TERM = re.compile(r"\w+", re.UNICODE)
+
+
+def search_terms(query: str) -> list[str]:
+    """The words of a query: every one must match (the same on both databases)."""
+    return [t.lower() for t in _TERM.findall(query)][:MAX_TERMS]
+
+
+def search(
+    session: Session, mlist: MailingList, query: str, page: int, per_page: int
+) -> tuple[list[SearchHit], bool]:
+    """Published posts of a list containing every word of ``query``, newest first.
+
+    Returns (hits on this page, whether there are more). SQLite matches through the
+    ``posts_fts`` table; PostgreSQL through the ``ix_posts_search`` expression index.
+    """
+    terms = search_terms(query)
+    if not terms:
+        return [], False
+    offset = (max(page, 1) - 1) * per_page
+    if session.get_bind().dialect.name == "sqlite":
+        match = " ".join(f'"{t}"' for t in terms)
+        condition = text("posts.id IN (SELECT rowid FROM posts_fts WHERE posts_fts MATCH :match)").bindparams(
+            match=match
+        )
+    else:
+        condition = text(
+            "to_tsvector('simple'::regconfig, posts.subject || ' ' || posts.author_name || ' ' || "
+            "posts.text_body) @@ plainto_tsquery('simple'::regconfig, :terms)"
+        ).bindparams(terms=" ".join(terms))
+    rows = session.execute(
+        select(
+            Post.id,
+            Post.topic_id,
+            Post.subject,
+            Post.author_name,
+            Post.author_address,
+            Post.received_at,
+            Post.text_body,
+        )
+        .where(Post.list_id == mlist.id, Post.status == PUBLISHED, condition)
+        .order_by(Post.received_at.desc(), Post.id.desc())
+        .limit(per_page + 1)
+        .offset(offset)
+    ).all()
+    hits = [SearchHit(*r) for r in rows[:per_page]]
+    return hits, len(rows) > per_page

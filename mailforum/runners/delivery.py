@@ -1,0 +1,329 @@
+"""The delivery worker: claim outbox rows, render, send through the relay, record the answer.
+
+One dispatcher claims due rows in chunks (with a lease) and hands them to
+``[relay] max_connections`` sender tasks; each keeps one aiosmtplib connection open
+for up to ``messages_per_connection`` messages. Every copy is its own transaction
+with one recipient, because its envelope sender (VERP) and its ``Reply-To`` are
+personal. A committer task records results in small batches as they come in, in a
+thread, so the event loop never waits on the database.
+
+What the relay says decides the row's fate (Mailman's outgoing runner; RELIABILITY
+I5, F6–F9): ``250`` → sent; ``5xx`` → failed, with the reply kept; ``4xx``, a
+timeout, a dropped connection or no reply at all → retried after the backoff (60 s
+doubling to 4000 s) until the 5-day lifetime ends. A connection-level failure pauses
+the dispatcher for one base delay, so a dead relay costs no CPU. A row is marked sent
+only after the 250 and the committer's commit; a crash in between (crash point
+``after_relay_250_before_mark_sent``) sends that copy again after the lease — the
+unavoidable relay hand-off window (qmail INTERNALS; RELIABILITY I3, F4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiosmtplib
+
+from mailforum import crash
+from mailforum.config import Config
+from mailforum.core.notify import Composer, Envelope
+from mailforum.db import outbox
+from mailforum.db.models import utcnow
+from mailforum.db.session import Database
+from mailforum.render import Renderer
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+
+
+# ---------------------------------------------------------------------------
+# Sending
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    connections: int = 0
+
+
+def classify(exc: BaseException) -> tuple[str, bool]:
+    """(reply text, permanent?) for an aiosmtplib error; 5xx is permanent, all else is retried."""
+    code = getattr(exc, "code", None)
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        first = exc.recipients[0]
+        return f"{first.code} {first.message}", 500 <= first.code < 600
+    if isinstance(code, int) and code > 0:
+        return f"{code} {getattr(exc, 'message', '')}".strip(), 500 <= code < 600
+    return f"{type(exc).__name__}: {exc}"[:500], False
+
+
+@dataclass
+class _Chunk:
+    envelopes: list[Envelope]
+    refused: list[tuple[outbox.Claimed, str]] = field(default_factory=list)  # can never be sent
+    deferred: list[tuple[outbox.Claimed, str]] = field(default_factory=list)  # try again later
+
+
+class DeliveryWorker:
+    """Drains the outbox through the relay; ``run`` until stopped, or ``once`` until nothing is due."""
+
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        renderer: Renderer | None = None,
+        clock: Clock = utcnow,
+        name: str | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.clock = clock
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 100000}"
+        self.composer = Composer(config, renderer or Renderer(config.outbound.templates or None))
+        out = config.outbound
+        self.backoff = outbox.Backoff(out.retry_base, out.retry_max, dt.timedelta(days=out.lifetime_days))
+        self.lease = dt.timedelta(seconds=out.lease)
+        self.stats = Stats()
+        self.wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._results: asyncio.Queue[outbox.Result | None] = asyncio.Queue()
+        self._claimed: dict[int, outbox.Claimed] = {}
+        self._paused_until = 0.0
+
+    # -- the database side (each in a worker thread) ------------------------
+
+    def _claim(self) -> _Chunk:
+        now = self.clock()
+        with self.db.session() as session:
+            rows = outbox.claim(session, now, self.config.outbound.claim_batch, self.lease, self.name)
+        if not rows:
+            return _Chunk([])
+        chunk = _Chunk([])
+        for row in rows:
+            self._claimed[row.id] = row
+        try:
+            with self.db.read_session() as session:
+                self.composer.load(session, rows)
+            for row in rows:
+                built = self.composer.envelope(row, now)
+                if isinstance(built, str):
+                    chunk.refused.append((row, built))
+                else:
+                    chunk.envelopes.append(built)
+        except Exception as exc:
+            # A broken template or a database hiccup: retry with backoff, never drop (I4).
+            log.exception("rendering %d outbox rows failed", len(rows))
+            reason = f"could not render: {type(exc).__name__}: {exc}"[:500]
+            done = {e.row.id for e in chunk.envelopes} | {r.id for r, _ in chunk.refused}
+            chunk.deferred = [(row, reason) for row in rows if row.id not in done]
+        return chunk
+
+    def _record(self, results: list[outbox.Result]) -> None:
+        with self.db.session() as session:
+            outbox.record(session, results, self._claimed, self.clock(), self.backoff)
+        for r in results:
+            self._claimed.pop(r.id, None)
+
+    def _release(self, ids: list[int]) -> None:
+        with self.db.session() as session:
+            outbox.release(session, ids)
+        for row_id in ids:
+            self._claimed.pop(row_id, None)
+
+    # -- the loops ----------------------------------------------------------
+
+    async def run(self, once: bool = False) -> Stats:
+        """Deliver until ``stop()`` (or, with ``once``, until no row is due); returns the counts."""
+        queue: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=self.config.relay.max_connections)
+        committer = asyncio.create_task(self._committer())
+        senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.config.relay.max_connections)]
+        try:
+            await self._dispatch(queue, once)
+        finally:
+            # Chunks no sender took yet go back at once instead of waiting out their lease.
+            unsent: list[int] = []
+            while self._stopping.is_set() and not queue.empty():
+                chunk = queue.get_nowait()
+                if chunk is not None:
+                    unsent += [e.row.id for e in chunk.envelopes]
+            if unsent:
+                await asyncio.to_thread(self._release, unsent)
+            for _ in senders:
+                await queue.put(None)
+            await asyncio.gather(*senders, return_exceptions=True)
+            await self._results.put(None)
+            await committer
+        return self.stats
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.wake.set()
+
+    async def _dispatch(self, queue: asyncio.Queue[_Chunk | None], once: bool) -> None:
+        poll = self.config.outbound.poll_interval
+        while not self._stopping.is_set():
+            pause = self._paused_until - time.monotonic()
+            if pause > 0 and not once:
+                await self._sleep(pause)
+                continue
+            try:
+                chunk = await asyncio.to_thread(self._claim)
+            except Exception as exc:
+                log.error(
+                    "outbox claim failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                )
+                await self._sleep(poll)
+                continue
+            for row, reason in chunk.refused:
+                await self._results.put(outbox.Result(row.id, False, reason, permanent=True))
+            for row, reason in chunk.deferred:
+                await self._results.put(outbox.Result(row.id, False, reason))
+            if chunk.envelopes:
+                await queue.put(chunk)
+            elif not chunk.refused and not chunk.deferred:
+                if once:
+                    return
+                await self._sleep(poll)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+        self.wake.clear()
+
+    async def _sender(self, queue: asyncio.Queue[_Chunk | None]) -> None:
+        client: aiosmtplib.SMTP | None = None
+        used = 0
+        try:
+            while (chunk := await queue.get()) is not None:
+                pending = list(chunk.envelopes)
+                while pending:
+                    if self._stopping.is_set():
+                        try:
+                            await asyncio.to_thread(self._release, [e.row.id for e in pending])
+                        except Exception:  # they come back when their lease ends
+                            log.exception("giving back %d claimed copies failed", len(pending))
+                        break
+                    if client is None or used >= self.config.relay.messages_per_connection:
+                        await _quit(client)
+                        client, used = None, 0
+                        try:
+                            client = await self._connect()
+                        except Exception as exc:
+                            reply, _ = classify(exc)
+                            log.warning("relay %s:%s unreachable: %s", *self._relay, reply)
+                            self._paused_until = time.monotonic() + self.config.outbound.retry_base
+                            for env in pending:
+                                await self._results.put(outbox.Result(env.row.id, False, reply))
+                            break
+                    env = pending.pop(0)
+                    used += 1
+                    ok, reply, permanent, broken = await self._send(client, env)
+                    await self._results.put(outbox.Result(env.row.id, ok, reply, permanent))
+                    if broken:
+                        client.close()
+                        client = None
+        finally:
+            await _quit(client)
+
+    @property
+    def _relay(self) -> tuple[str, int]:
+        return self.config.relay.host, self.config.relay.port
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        relay = self.config.relay
+        client = aiosmtplib.SMTP(
+            hostname=relay.host,
+            port=relay.port,
+            timeout=relay.timeout,
+            use_tls=relay.tls,
+            start_tls=relay.starttls,
+            username=relay.username or None,
+            password=relay.password or None,
+            local_hostname=self.config.smtp.hostname or self.config.site.domain,
+        )
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            raise
+        self.stats.connections += 1
+        return client
+
+    async def _send(self, client: aiosmtplib.SMTP, env: Envelope) -> tuple[bool, str, bool, bool]:
+        """(ok, reply, permanent, connection broken) for one copy."""
+        try:
+            await client.sendmail(env.sender, [env.row.recipient], env.data)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            # No reply, or none in time: unknown whether the relay took it; retry (a duplicate
+            # is possible and is the lesser evil — RELIABILITY F8, F9).
+            reply, _ = classify(exc)
+            return False, reply, False, True
+        except aiosmtplib.SMTPException as exc:
+            reply, permanent = classify(exc)
+            return False, reply, permanent, reply.startswith("421") or not client.is_connected
+        except ValueError as exc:  # an address aiosmtplib will not put on the wire
+            return False, f"unsendable address: {exc}", True, False
+        except Exception as exc:  # our bug or a surprise from below: never lose the copy
+            log.exception("sending outbox %s failed unexpectedly", env.row.id)
+            return False, f"{type(exc).__name__}: {exc}"[:500], False, True
+        crash.point("after_relay_250_before_mark_sent")
+        return True, "250", False, False
+
+    async def _committer(self) -> None:
+        while True:
+            first = await self._results.get()
+            batch: list[outbox.Result] = [] if first is None else [first]
+            done = first is None
+            while not self._results.empty():
+                item = self._results.get_nowait()
+                if item is None:
+                    done = True
+                else:
+                    batch.append(item)
+            if batch:
+                await self._commit(batch)
+            if done:
+                return
+
+    async def _commit(self, batch: list[outbox.Result]) -> None:
+        delay = 0.1
+        for attempt in range(1_000_000):
+            try:
+                await asyncio.to_thread(self._record, batch)
+                break
+            except Exception as exc:
+                # Never send what cannot be recorded (RELIABILITY F11): the claims stay leased,
+                # so if we must stop first, those copies go out again after the lease.
+                log.error("recording %d delivery results failed, retrying: %s", len(batch), exc)
+                if self._stopping.is_set() and attempt >= 3:
+                    return
+                self._paused_until = time.monotonic() + 5
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        for r in batch:
+            if r.ok:
+                self.stats.sent += 1
+            elif r.permanent:
+                self.stats.failed += 1
+                log.warning("outbox %s failed permanently: %s", r.id, r.reply)
+            else:
+                self.stats.deferred += 1
+
+
+async def _quit(client: aiosmtplib.SMTP | None) -> None:
+    if client is None or not client.is_connected:
+        return
+    try:
+        await client.quit()
+    except Exception:
+        client.close()

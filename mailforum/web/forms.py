@@ -1,0 +1,110 @@
+"""What the archive's two forms need besides HTML: CSRF tokens, rate limits, the hand-off.
+
+The forms ("join this list", "watch this topic by email") take an address and ask
+for a confirmation mail. The web never sends that mail itself: it calls one injected
+``RequestConfirmation`` callable (the subscriptions feature provides it), and always
+answers the same neutral page, so the page never tells whether an address is a member
+(RELIABILITY S4, S16).
+
+CSRF: a double-submit token bound to a random per-browser cookie, the form's path
+and a time stamp, signed with HMAC-SHA256 and compared with ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmationRequest:
+    """Someone asked, on the web, for ``address`` to join a list or watch one of its topics."""
+
+    kind: str  # "join" or "watch"
+    list_name: str
+    address: str
+    topic_id: int | None
+    client: str  # the requesting IP, for the subscriptions feature's own caps
+
+
+RequestConfirmation = Callable[[ConfirmationRequest], None]
+
+FORM_KINDS = ("join", "watch")
+
+
+class CsrfTokens:
+    """Signs and checks form tokens: ``<issued>.<hmac(nonce, action, issued)>``."""
+
+    def __init__(self, secret: bytes, max_age: float, clock: Callable[[], float] = time.time) -> None:
+        self._secret = secret
+        self.max_age = max_age
+        self._clock = clock
+
+    def _sign(self, nonce: str, action: str, issued: int) -> str:
+        message = f"csrf\0{nonce}\0{action}\0{issued}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def issue(self, nonce: str, action: str) -> str:
+        issued = int(self._clock())
+        return f"{issued}.{self._sign(nonce, action, issued)}"
+
+    def check(self, nonce: str, action: str, token: str) -> bool:
+        issued_text, dot, signature = token.partition(".")
+        if not nonce or not dot or not issued_text.isdigit():
+            return False
+        issued = int(issued_text)
+        if not 0 <= self._clock() - issued <= self.max_age:
+            return False
+        return hmac.compare_digest(signature.encode(), self._sign(nonce, action, issued).encode())
+
+
+class RateLimiter:
+    """At most ``limit`` events per key in any ``window`` seconds (sliding window, in memory).
+
+    Per process: several ``serve`` nodes each allow ``limit``; the confirmation caps of the
+    subscriptions feature (stored in the database) are the limit that holds across nodes.
+    """
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str) -> float:
+        """Count one event; 0.0 when allowed, else the seconds until the next is allowed."""
+        now = self._clock()
+        with self._lock:
+            if len(self._events) > 100_000:  # a flood of distinct keys must not grow memory forever
+                self._forget(now)
+            events = self._events.setdefault(key, deque())
+            while events and events[0] <= now - self.window:
+                events.popleft()
+            if len(events) >= self.limit:
+                return max(events[0] + self.window - now, 0.001)
+            events.append(now)
+            return 0.0
+
+    def _forget(self, now: float) -> None:
+        for key in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]:
+            del self._events[key]
+
+
+def checked_address(text: str) -> str | None:
+    """The normalised address, or None when it is not a valid address (email-validator)."""
+    text = text.strip()
+    if not text or len(text) > 320 or any(c in text for c in "\r\n\0"):
+        return None
+    try:
+        valid = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return None
+    return valid.normalized.lower()

@@ -1,0 +1,104 @@
+"""The archive's Jinja2 environment (templates/web/), and the mbox format of downloads.
+
+Autoescape is on for every web template (.html and .atom), undefined names fail
+loudly (StrictUndefined), and the few helpers the templates use are filters here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
+
+from mailforum.db.models import Post
+from mailforum.render import BUILTIN
+from mailforum.web import body
+
+TEMPLATES = BUILTIN
+
+
+def when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def iso(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if value else ""
+
+
+def size(value: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024  # type: ignore[assignment]
+    return str(value)
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
+_URL = re.compile(r"\bhttps?://[^\s<>\"'`\x00-\x1f\x7f]+", re.IGNORECASE)
+
+
+def linkify(text: str) -> Markup:
+    """Escaped text with its http(s) URLs as links (rel=nofollow: archives attract link spam)."""
+    out: list[Markup] = []
+    last = 0
+    for found in _URL.finditer(text):
+        url = found.group(0).rstrip(".,;:!?)]}")
+        out.append(escape(text[last : found.start()]))
+        out.append(Markup('<a href="{0}" rel="nofollow noopener noreferrer ugc">{0}</a>').format(url))
+        last = found.start() + len(url)
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
+def environment(templates: Path = TEMPLATES) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(templates),
+        autoescape=select_autoescape(["html", "atom", "xml"], default_for_string=True, default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        when=when,
+        iso=iso,
+        size=size,
+        plural=plural,
+        hide_addresses=body.hide_addresses,
+        linkify=linkify,
+        safe_html=lambda markup: Markup(body.sanitize_html(markup)),
+    )
+    return env
+
+
+def content_disposition(filename: str, fallback: str) -> str:
+    """``attachment`` with an ASCII filename and the UTF-8 one (RFC 6266); no path, quotes or controls."""
+    name = re.sub(r"[\x00-\x1f\x7f/\\\"]+", "_", filename).strip(" .") or fallback
+    ascii_name = re.sub(r"[^A-Za-z0-9._ -]+", "_", name).strip(" .") or fallback
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+_FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
+
+
+def mbox_entry(post: Post) -> bytes:
+    """One post's raw message as an mboxrd entry (">From " quoting, reversible)."""
+    raw = (post.raw or b"").replace(b"\r\n", b"\n")
+    sender = post.author_address or "MAILER-DAEMON"
+    stamp = post.received_at.astimezone(dt.UTC).strftime("%a %b %d %H:%M:%S %Y")
+    text = _FROM_LINE.sub(rb">\1", raw)
+    if not text.endswith(b"\n"):
+        text += b"\n"
+    return f"From {sender} {stamp}\n".encode() + text + b"\n"
+
+
+def mbox(posts: Iterable[Post]) -> Iterator[bytes]:
+    for post in posts:
+        yield mbox_entry(post)

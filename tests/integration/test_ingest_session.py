@@ -1,0 +1,370 @@
+"""The SMTP/LMTP session: reply codes, limits and hostile clients (RELIABILITY B1–B18, S17, S18).
+
+Every test talks to the real server on a loopback port, with smtplib or with the
+byte-exact RawClient, and checks what is stored through the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from mailforum.db.models import SpoolEntry
+from tests.helpers import DOMAIN, RawClient, ServerThread, message, send, wait_for
+
+LIST = f"dev@{DOMAIN}"
+
+
+@pytest.fixture
+def dev(site):
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    return site
+
+
+def spool_count(site) -> int:
+    with site.db.read_session() as session:
+        return session.scalar(select(func.count()).select_from(SpoolEntry)) or 0
+
+
+def session_to_data(client: RawClient, rcpts: list[str] | None = None) -> None:
+    assert client.cmd("EHLO client.example").startswith("250")
+    assert client.cmd("MAIL FROM:<ann@example.com>").startswith("250")
+    for rcpt in rcpts or [LIST]:
+        assert client.cmd(f"RCPT TO:<{rcpt}>").startswith("250")
+    assert client.cmd("DATA").startswith("354")
+
+
+def test_250_comes_only_after_the_message_is_committed(dev, server):
+    # No waiting: the moment the client has its 250, the raw bytes are in the database.
+    raw = message(message_id="<durable@example.com>")
+    send(dev.config, raw)
+    with dev.db.read_session() as session:
+        stored = session.scalars(select(SpoolEntry.raw)).all()
+    assert raw in [bytes(r) for r in stored]
+
+
+def test_unknown_list_and_foreign_domains_are_refused_at_rcpt(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    client.cmd("EHLO x")
+    client.cmd("MAIL FROM:<ann@example.com>")
+    assert client.cmd(f"RCPT TO:<nosuch@{DOMAIN}>").startswith("550 5.1.1")
+    assert client.cmd("RCPT TO:<someone@gmail.com>").startswith("550 5.7.1")
+    # A source route to a foreign mailbox is a relay attempt; to our own list, RFC 5321 §3.6.1
+    # says to ignore the route, which aiosmtpd does.
+    assert client.cmd("RCPT TO:<@relay.example:someone@gmail.com>").startswith("550 5.7.1")
+    assert client.cmd(f"RCPT TO:<dev%other@{DOMAIN}>").startswith("550 5.7.1")
+    assert client.cmd(f"RCPT TO:<dev+';DROP TABLE posts;--@{DOMAIN}>")[:3] in ("501", "550")
+    assert client.cmd(f"RCPT TO:<dev+nosuchcommand@{DOMAIN}>").startswith("550 5.1.1")
+    # The session is still usable after refusals.
+    assert client.cmd(f"RCPT TO:<DEV@{DOMAIN.upper()}>").startswith("250")
+    client.close()
+
+
+def test_oversized_message_gets_552_at_mail_and_after_data(site, tmp_path):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, max_message_size=4096))
+    site.create_list("dev")
+    running = ServerThread(config)
+    running.start()
+    try:
+        client = RawClient(config.smtp.port)
+        assert "SIZE 4096" in client.cmd("EHLO x")
+        assert client.cmd("MAIL FROM:<ann@example.com> SIZE=999999999").startswith("552 5.3.4")
+        assert client.cmd("MAIL FROM:<ann@example.com>").startswith("250")
+        assert client.cmd(f"RCPT TO:<{LIST}>").startswith("250")
+        assert client.cmd("DATA").startswith("354")
+        client.send(b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n" + (b"y" * 70 + b"\r\n") * 200)
+        assert client.cmd(".").startswith("552 5.3.4")
+        # Discarded while reading, the session goes on.
+        assert client.cmd("NOOP").startswith("250")
+        client.close()
+        assert spool_count(site) == 0
+    finally:
+        running.stop()
+
+
+def test_lmtp_answers_each_recipient(dev, server):
+    dev.create_list("other")
+    client = RawClient(dev.config.smtp.lmtp_port)
+    assert client.cmd("LHLO x").startswith("250")
+    assert client.cmd("MAIL FROM:<ann@example.com>").startswith("250")
+    assert client.cmd(f"RCPT TO:<{LIST}>").startswith("250")
+    assert client.cmd(f"RCPT TO:<nosuch@{DOMAIN}>").startswith("550 5.1.1")
+    assert client.cmd(f"RCPT TO:<other@{DOMAIN}>").startswith("250")
+    assert client.cmd("DATA").startswith("354")
+    client.send(message(message_id="<lmtp@example.com>") + b".\r\n")
+    replies = [client.reply(), client.reply()]  # one per accepted recipient (RFC 2033 §4.2)
+    assert all(r.startswith("250 2.0.0") for r in replies)
+    client.cmd("QUIT")
+    wait_for(lambda: "<lmtp@example.com>" in dev.posts_by_id("other"))
+    assert "<lmtp@example.com>" in dev.posts_by_id("dev")
+
+
+def test_recipients_beyond_the_limit_get_452(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    client.cmd("EHLO x")
+    client.cmd("MAIL FROM:<ann@example.com>")
+    codes = [client.cmd(f"RCPT TO:<{LIST}>")[:9] for _ in range(101)]
+    assert codes[:100] == ["250 2.1.5"] * 100
+    assert codes[100] == "452 4.5.3"
+    client.close()
+
+
+def test_header_block_too_large_is_refused(dev, server):
+    big = b"X-Filler: " + b"a" * 900 + b"\r\n"
+    raw = message(extra="").replace(b"\r\n\r\n", b"\r\n" + big * 120 + b"\r\n", 1)
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(dev.config, raw)
+    assert refused.value.smtp_code == 552
+    assert b"5.3.4" in refused.value.smtp_error
+
+
+def test_too_many_hops_is_a_loop(dev, server):
+    hops = "".join(f"Received: from h{i}.example by h{i + 1}.example; Thu, 26 Nov 2026\n" for i in range(101))
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(dev.config, message(extra=hops))
+    assert refused.value.smtp_code == 554
+    assert b"5.4.6" in refused.value.smtp_error
+    assert spool_count(dev) == 0
+
+
+def test_smuggled_second_message_stays_one_message(dev, server):
+    # CVE-2024-27305 class: a bare-LF "end of data" must not end DATA.
+    client = RawClient(dev.config.smtp.port)
+    session_to_data(client)
+    client.send(
+        b"From: ann@example.com\r\nSubject: first\r\nMessage-ID: <smug1@example.com>\r\n\r\ntext\n.\r\n"
+        b"MAIL FROM:<ceo@victim.example>\r\nRCPT TO:<dev@lists.example.org>\r\nDATA\r\n"
+        b"From: ceo@victim.example\r\n\r\nwire money\r\n.\r\n"
+    )
+    assert client.reply().startswith("250")
+    assert client.cmd("QUIT").startswith("221")
+    posts = wait_for(dev.export)
+    assert len(posts) == 1
+    assert "wire money" in posts[0]["text"]
+    assert spool_count(dev) == 1
+
+
+def test_dot_stuffing_is_undone(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    session_to_data(client)
+    client.send(
+        b"From: ann@example.com\r\nMessage-ID: <dots@example.com>\r\n\r\n..\r\n...\r\n..hidden\r\n.\r\n"
+    )
+    assert client.reply().startswith("250")
+    client.close()
+    text = wait_for(dev.export)[0]["text"]
+    assert text == ".\n..\n.hidden\n"
+
+
+def test_data_ended_by_bare_lf_dot_is_not_ended_and_hits_the_deadline(site):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, data_timeout=1.0))
+    site.create_list("dev")
+    running = ServerThread(config)
+    running.start()
+    try:
+        client = RawClient(config.smtp.port)
+        session_to_data(client)
+        client.send(b"Subject: x\r\n\r\nbody\n.\n")
+        assert client.closed(timeout=10)
+        assert b"421 4.4.2" in client.buffer
+        assert spool_count(site) == 0
+    finally:
+        running.stop()
+
+
+def test_trickling_sender_is_cut_at_the_data_deadline(site):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, data_timeout=1.5, idle_timeout=30))
+    site.create_list("dev")
+    running = ServerThread(config)
+    running.start()
+    try:
+        client = RawClient(config.smtp.port)
+        session_to_data(client)
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            client.trickle(b"Subject: slow\r\n\r\n" + b"x" * 100, 0.05)
+        assert client.closed(timeout=10)
+        assert time.monotonic() - started < 8
+        # And a fresh client is still served.
+        assert RawClient(config.smtp.port).banner.startswith("220")
+    finally:
+        running.stop()
+
+
+def test_long_command_line_gets_500_and_the_session_continues(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    client.cmd("EHLO x")
+    assert client.cmd(b"MAIL FROM:<" + b"a" * 100_000 + b"@example.com>\r\n").startswith("500 5.5.2")
+    assert client.cmd("NOOP").startswith("250")
+    client.close()
+
+
+def test_nul_and_eight_bit_in_commands_are_refused(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    client.cmd("EHLO x")
+    assert client.cmd(b"MAIL FROM:<ann\x00@example.com>\r\n")[:1] == "5"
+    assert client.cmd("MAIL FROM:<änn@example.com>\r\n".encode()).startswith("500")
+    assert client.cmd("NOOP").startswith("250")
+    client.close()
+
+
+def test_nul_bytes_in_the_message_are_stored_raw_and_removed_from_text(dev, server):
+    raw = message(message_id="<nul@example.com>", body="before\x00after\n")
+    send(dev.config, raw)
+    post = wait_for(dev.export)[0]
+    assert post["text"] == "beforeafter\n"
+    with dev.db.read_session() as session:
+        assert raw in [bytes(r) for r in session.scalars(select(SpoolEntry.raw))]
+
+
+def test_commands_out_of_order_get_503(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    client.cmd("EHLO x")
+    assert client.cmd("DATA").startswith("503 5.5.1")
+    assert client.cmd(f"RCPT TO:<{LIST}>").startswith("503 5.5.1")
+    client.cmd("MAIL FROM:<ann@example.com>")
+    assert client.cmd("MAIL FROM:<ann@example.com>").startswith("503 5.5.1")
+    client.close()
+
+
+def test_repeated_noop_is_cut_off(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    replies = [client.cmd("NOOP") for _ in range(21)]
+    assert all(r.startswith("250") for r in replies[:20])
+    assert replies[20].startswith("421 4.7.0")
+    assert client.closed()
+
+
+def test_session_closes_after_the_hard_error_limit(dev, server):
+    # An HTTP client on the SMTP port (B16) is a stream of errors.
+    client = RawClient(dev.config.smtp.port)
+    client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    for _ in range(25):
+        try:
+            client.send(b"POST / HTTP/1.1\r\n")
+        except OSError:
+            break
+    assert client.closed()
+    # Closed by our hard error limit (421) or by aiosmtpd's junk-command limit (502), whichever first.
+    assert b"421 4.7.0" in client.buffer or b"502 5.5.1" in client.buffer
+    assert RawClient(dev.config.smtp.port).banner.startswith("220")
+
+
+def test_auth_is_not_offered(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    assert "AUTH" not in client.cmd("EHLO x")
+    assert client.cmd("AUTH PLAIN AGFubgBzZWNyZXQ=")[:1] == "5"
+    client.close()
+
+
+def test_connections_per_ip_are_capped(site):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, max_connections_per_ip=3))
+    running = ServerThread(config)
+    running.start()
+    try:
+        held = [RawClient(config.smtp.port) for _ in range(3)]
+        assert all(c.banner.startswith("220") for c in held)
+        extra = RawClient(config.smtp.port)
+        assert extra.banner.startswith("421 4.7.0")
+        assert extra.closed()
+        held[0].cmd("QUIT")
+        wait_for(lambda: RawClient(config.smtp.port).banner.startswith("220"))
+        for c in held:
+            c.close()
+    finally:
+        running.stop()
+
+
+def test_connection_rate_per_ip_is_capped(site):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, max_connection_rate_per_ip=5))
+    running = ServerThread(config)
+    running.start()
+    try:
+        banners = []
+        for _ in range(6):
+            client = RawClient(config.smtp.port)
+            banners.append(client.banner[:9])
+            if client.banner.startswith("220"):
+                client.cmd("QUIT")
+            client.close()
+        assert banners[:5] == ["220 lists"] * 5
+        assert banners[5] == "421 4.7.0"
+    finally:
+        running.stop()
+
+
+def test_reset_in_the_middle_of_data_stores_nothing(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    session_to_data(client)
+    client.send(b"Subject: x\r\n\r\n" + b"y" * 500_000)
+    client.reset()
+    time.sleep(0.3)
+    assert spool_count(dev) == 0
+    assert RawClient(dev.config.smtp.port).banner.startswith("220")
+
+
+def test_idle_client_is_closed_at_the_idle_timeout(site):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, idle_timeout=0.5))
+    running = ServerThread(config)
+    running.start()
+    try:
+        client = RawClient(config.smtp.port)
+        client.cmd("EHLO x")
+        assert client.closed(timeout=5)
+        assert b"421 4.4.2" in client.buffer
+    finally:
+        running.stop()
+
+
+def test_total_connections_are_capped(site):
+    from dataclasses import replace
+
+    config = replace(
+        site.config, smtp=replace(site.config.smtp, max_connections=2, max_connections_per_ip=10)
+    )
+    running = ServerThread(config)
+    running.start()
+    try:
+        held = [RawClient(config.smtp.port) for _ in range(2)]
+        refused = RawClient(config.smtp.port)
+        assert refused.banner.startswith("421 4.7.0")
+        for c in held:
+            c.close()
+    finally:
+        running.stop()
+
+
+def test_announced_sizes_beyond_the_budget_are_deferred(site):
+    from dataclasses import replace
+
+    config = replace(site.config, smtp=replace(site.config.smtp, max_pending_bytes=3_000_000))
+    site.create_list("dev")
+    running = ServerThread(config)
+    running.start()
+    try:
+        first, second = RawClient(config.smtp.port), RawClient(config.smtp.port)
+        for c in (first, second):
+            c.cmd("EHLO x")
+        assert first.cmd("MAIL FROM:<a@example.com> SIZE=2000000").startswith("250")
+        assert second.cmd("MAIL FROM:<b@example.com> SIZE=2000000").startswith("452 4.3.1")
+        assert first.cmd("RSET").startswith("250")  # releases the reservation
+        assert second.cmd("MAIL FROM:<b@example.com> SIZE=2000000").startswith("250")
+    finally:
+        running.stop()

@@ -1,0 +1,137 @@
+"""The outbox table on both databases: one row per (post, member, kind), leases, backoff, lifetime.
+
+A controllable clock (plain datetimes passed in) drives the retry schedule, so five
+days of a dead relay take milliseconds (RELIABILITY F6, I3, I5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+import sqlalchemy.exc
+from sqlalchemy import func, select
+
+from mailforum.db import outbox
+from mailforum.db.models import OutboxEntry, OutboxKind, OutboxState, utcnow
+from tests.helpers import message
+from tests.integration.outbound_helpers import rows, store
+
+LEASE = dt.timedelta(seconds=60)
+
+
+@pytest.fixture
+def queued(site) -> list[OutboxEntry]:
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com", "bob@example.com", "carol@example.com")
+    store(site, message("Hello", "<t1@example.com>"))
+    return rows(site)
+
+
+def test_one_row_per_post_member_and_kind_even_when_the_message_comes_twice(site, queued):
+    """I3: a redelivered message is a duplicate post, so it writes no second notification."""
+    store(site, message("Hello", "<t1@example.com>"))
+    assert len(rows(site)) == 2
+    with pytest.raises(sqlalchemy.exc.IntegrityError), site.db.session() as session:
+        row = queued[0]
+        outbox.enqueue(
+            session,
+            [outbox.NewCopy(row.list_id, row.recipient, row.message_id, row.post_id, row.member_id)],
+            utcnow(),
+        )
+    assert {r.message_id for r in queued} == {"<t1@example.com>"}  # every copy: the post's own id
+    assert {r.kind for r in queued} == {OutboxKind.POST.value}
+
+
+def test_a_claim_is_a_lease(site, queued):
+    now = utcnow()
+    with site.db.session() as session:
+        first = outbox.claim(session, now, 10, LEASE, "w1")
+    with site.db.session() as session:
+        assert outbox.claim(session, now + dt.timedelta(seconds=59), 10, LEASE, "w2") == []
+    with site.db.session() as session:  # the first worker died: its rows come back after the lease
+        again = outbox.claim(session, now + dt.timedelta(seconds=61), 10, LEASE, "w2")
+    assert [c.id for c in again] == [c.id for c in first] and all(c.attempts == 2 for c in again)
+
+
+def test_backoff_doubles_from_60s_to_4000s_and_gives_up_after_5_days(site, queued):
+    """F6 and I5 on a fake clock: retries at 60, 120, 240 … 4000 s; failed only at 5 days."""
+    backoff = outbox.Backoff()
+    created = queued[0].created_at
+    now = created
+    waits = []
+    while True:
+        with site.db.session() as session:
+            claimed = {c.id: c for c in outbox.claim(session, now, 10, LEASE, "w")}
+            if not claimed:
+                break
+            results = [outbox.Result(i, False, "451 4.3.0 try later") for i in claimed]
+            outbox.record(session, results, claimed, now, backoff)
+        with site.db.read_session() as session:
+            row = session.get(OutboxEntry, queued[0].id)
+            assert row is not None
+            if row.state == OutboxState.FAILED.value:
+                assert now - created >= dt.timedelta(days=5)
+                assert row.last_reply.startswith("gave up after 5 days") and "451" in row.last_reply
+                break
+            assert row.state == OutboxState.PENDING.value
+            waits.append((row.next_attempt_at - now).total_seconds())
+            with site.db.session() as s2:  # nothing is due a moment before the retry
+                assert outbox.claim(s2, row.next_attempt_at - dt.timedelta(seconds=1), 10, LEASE, "x") == []
+            now = row.next_attempt_at
+    assert waits[:7] == [60, 120, 240, 480, 960, 1920, 3840]
+    assert set(waits[7:-1]) == {4000}
+    assert now - created == dt.timedelta(days=5)
+
+
+def test_5xx_is_final_and_never_claimed_again(site, queued):
+    now = utcnow()
+    with site.db.session() as session:
+        claimed = {c.id: c for c in outbox.claim(session, now, 10, LEASE, "w")}
+        results = [outbox.Result(i, i != queued[0].id, "550 5.1.1 no", permanent=True) for i in claimed]
+        outbox.record(session, results, claimed, now, outbox.Backoff())
+    with site.db.session() as session:
+        assert outbox.claim(session, now + dt.timedelta(days=1), 10, LEASE, "w") == []
+        status = outbox.status(session, now)
+    assert status.counts == {"failed": 1, "sent": 1}
+
+
+def test_concurrent_claims_never_share_a_row(site, backend):
+    """Two workers claiming at once (SKIP LOCKED on PostgreSQL, the writer lock on SQLite)."""
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com", *(f"u{i}@example.com" for i in range(200)))
+    store(site, message("Hello", "<t1@example.com>"))
+    got: dict[str, list[int]] = {"a": [], "b": []}
+    now = utcnow()
+
+    def worker(name: str) -> None:
+        while True:
+            with site.db.session() as session:
+                claimed = outbox.claim(session, now, 7, LEASE, name)
+            if not claimed:
+                return
+            got[name] += [c.id for c in claimed]
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in got]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not set(got["a"]) & set(got["b"])
+    assert len(got["a"]) + len(got["b"]) == 200
+
+
+def test_the_claim_query_uses_the_state_index(site, backend, queued):
+    """L9: with millions of sent rows the claim must not scan the table."""
+    if backend != "sqlite":
+        pytest.skip("the plan check reads SQLite's EXPLAIN QUERY PLAN")
+    with site.db.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id LIMIT 100",
+            ("2030-01-01",),
+        ).all()
+    assert any("ix_outbox_state_next_attempt_at" in str(row) for row in plan), plan
+    with site.db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxEntry)) == 2

@@ -1,0 +1,167 @@
+"""Composing notifications: list headers, subject tags, header injection (S12, B23), body safety (S13)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+from email import policy
+from email.parser import BytesParser
+
+import pytest
+
+from mailforum.mail.compose import ListIdentity, PostView, canonical_body, notification, references
+
+IDENT = ListIdentity("dev", "Dev Talk", "lists.example.org", "https://forum.example.org", "[dev]")
+EXPECTED = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "X-Original-From",
+    "List-Id",
+    "List-Post",
+    "List-Help",
+    "List-Archive",
+    "List-Unsubscribe-Post",
+    "Precedence",
+    "Auto-Submitted",
+    "X-Loop",
+    "MIME-Version",
+    "Content-Type",
+    "Reply-To",
+    "List-Unsubscribe",
+]
+HOSTILE = [
+    "\r\n",
+    "\n",
+    "\r",
+    "\x00",
+    "\x0b",
+    "\x85",
+    "\u2028",
+    "=?UTF-8?Q?=0A?=",
+    "=?utf-8?b?DQpCY2M6IHZpY3RpbUBleGFtcGxlLm5ldA==?=",
+    "Bcc: victim@example.net",
+    '"',
+    "<",
+    ">",
+    ",",
+    ";",
+    ":",
+    "\\",
+    "é",
+    "日本",
+    " ",
+    "\t",
+    "@",
+]
+
+
+def view(**kw):
+    base = dict(
+        message_id="<t2@example.com>",
+        subject="Hello",
+        author_name="Ann Author",
+        author_address="ann@example.com",
+        date=dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.UTC),
+        topic_id=3,
+        ancestors=("<t1@example.com>",),
+    )
+    base.update(kw)
+    return PostView(**base)
+
+
+def build(ident=IDENT, **kw) -> bytes:
+    return notification(ident, view(**kw), "Body text\n", "<p>Body</p>").personalise(
+        "dev+r-1-2-abc@lists.example.org", ["mailto:dev+unsubscribe@lists.example.org"]
+    )
+
+
+def header_names(data: bytes) -> list[str]:
+    msg = BytesParser(policy=policy.default).parsebytes(data)
+    return list(msg.keys())
+
+
+def assert_clean_head(data: bytes) -> None:
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert b"\x00" not in head
+    for line in head.split(b"\r\n"):
+        assert b"\r" not in line and b"\n" not in line
+        assert line[:1] in (b" ", b"\t") or re.match(rb"^[!-9;-~]+:", line), line
+
+
+def test_the_copy_carries_every_list_header_once():
+    data = build()
+    assert header_names(data) == EXPECTED
+    msg = BytesParser(policy=policy.default).parsebytes(data)
+    assert msg["Subject"] == "[dev] Hello"
+    assert msg["From"].addresses[0].display_name == "Ann Author via Dev Talk"
+    assert msg["From"].addresses[0].addr_spec == "dev@lists.example.org"
+    assert msg["List-Id"] == '"Dev Talk" <dev.lists.example.org>'
+    assert msg["Auto-Submitted"] == "auto-generated" and msg["Precedence"] == "list"
+    assert msg["In-Reply-To"] == "<t1@example.com>" and msg["References"] == "<t1@example.com>"
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Hello", "[dev] Hello"),
+        ("[dev] Hello", "[dev] Hello"),
+        ("Re: [dev] Hello", "Re: [dev] Hello"),
+        ("Re: [DEV] Hello", "Re: [DEV] Hello"),
+        ("", "[dev] (no subject)"),
+    ],
+)
+def test_the_subject_tag_is_never_doubled(subject, expected):
+    assert BytesParser(policy=policy.default).parsebytes(build(subject=subject))["Subject"] == expected
+
+
+def test_a_root_post_has_no_threading_headers_and_long_chains_keep_the_root():
+    assert "In-Reply-To" not in header_names(build(ancestors=()))
+    chain = tuple(f"<p{i}@x>" for i in range(50))
+    refs = references(chain)
+    assert len(refs) == 20 and refs[0] == "<p0@x>" and refs[-1] == "<p49@x>"
+
+
+def test_injection_through_every_input_field_is_neutralised():
+    """S12/B23: hostile subject, names, title and ids never add or split a header (seeded fuzz)."""
+    rng = random.Random(4)
+    for _ in range(250):
+
+        def hostile() -> str:
+            return "".join(rng.choice([*HOSTILE, "a", "b", "x"]) for _ in range(rng.randint(0, 12)))
+
+        ident = ListIdentity("dev", hostile(), "lists.example.org", "https://forum.example.org", "[dev]")
+        data = build(
+            ident,
+            subject=hostile(),
+            author_name=hostile(),
+            author_address=hostile() + "@example.com",
+            message_id=f"<{rng.randint(0, 9)}{hostile()}@x>",
+            ancestors=(f"<a{hostile()}@x>",),
+        )
+        assert_clean_head(data)
+        names = header_names(data)
+        assert "Bcc" not in names and names.count("Reply-To") == 1
+        assert set(names) <= set(EXPECTED)
+
+
+def test_personal_values_must_be_plain_ascii():
+    copy = notification(IDENT, view(), "x", "y")
+    for bad in ("a@b\r\nBcc: v@x", "a b@c", "é@x", ""):
+        with pytest.raises(ValueError):
+            copy.personalise(bad, [])
+
+
+def test_bodies_are_canonical_crlf_and_keep_their_dot_lines():
+    """S13: stray CR/LF become line ends; lines of only '.' survive (aiosmtplib dot-stuffs them)."""
+    text = "a\r\n.\r\nb\n.\r\nc\r.\r\nd\re\nf\n.\n..\n.hidden\n\x00end"
+    data = notification(IDENT, view(), text, "<p>x</p>").personalise("dev+r-x@lists.example.org", [])
+    assert re.search(rb"\r(?!\n)", data) is None and re.search(rb"(?<!\r)\n", data) is None
+    body = BytesParser(policy=policy.default).parsebytes(data).get_body(("plain",)).get_content()
+    assert body.splitlines() == ["a", ".", "b", ".", "c", ".", "d", "e", "f", ".", "..", ".hidden", "end"]
+    assert canonical_body("x\r\ny\rz") == "x\ny\nz"

@@ -1,0 +1,52 @@
+"""Templates: per-list overrides, strict undefined variables, escaping only in HTML."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+
+from mailforum.render import Renderer
+
+CONTEXT = {
+    "list": {"name": "dev", "title": "Dev <Talk>", "address": "dev@lists.example.org"},
+    "post": {
+        "subject": "Hi",
+        "text": "a < b & c",
+        "author_name": "Ann",
+        "author_address": "ann@example.com",
+        "attachments": [{"filename": "x.pdf", "type": "application/pdf", "size": 10}],
+        "date": None,
+    },
+    "links": {
+        "topic": "https://f/lists/dev/topics/1",
+        "archive": "https://f/lists/dev/",
+        "watch": "mailto:dev+watch-1@lists.example.org",
+        "mute": "mailto:dev+mute-1@lists.example.org",
+        "mode": "mailto:dev-request@lists.example.org?subject=help",
+        "unsubscribe": "mailto:dev+unsubscribe@lists.example.org",
+        "reply_private": "mailto:ann@example.com?subject=Re%3A%20Hi",
+    },
+}
+
+
+def test_text_is_not_escaped_and_html_is():
+    renderer = Renderer()
+    text = renderer.render("dev", "notification/post.txt.j2", CONTEXT)
+    html = renderer.render("dev", "notification/post.html.j2", CONTEXT)
+    assert "a < b & c" in text and "x.pdf" in text and "mailto:dev+mute-1@" in text
+    assert "a &lt; b &amp; c" in html and "Dev &lt;Talk&gt;" in html and "<script" not in html
+
+
+def test_a_list_can_override_a_template(tmp_path):
+    (tmp_path / "dev" / "notification").mkdir(parents=True)
+    (tmp_path / "dev" / "notification" / "post.txt.j2").write_text("custom {{ post.subject }}\n")
+    renderer = Renderer(tmp_path)
+    assert renderer.render("dev", "notification/post.txt.j2", CONTEXT) == "custom Hi\n"
+    assert "a < b & c" in renderer.render("other", "notification/post.txt.j2", CONTEXT)
+
+
+def test_an_undefined_variable_is_an_error_not_blank_text(tmp_path):
+    (tmp_path / "notification").mkdir()
+    (tmp_path / "notification" / "post.txt.j2").write_text("{{ post.nonexistent }}")
+    with pytest.raises(jinja2.UndefinedError):
+        Renderer(tmp_path).render("dev", "notification/post.txt.j2", CONTEXT)

@@ -1,0 +1,122 @@
+"""Presentation rules of the archive: quotes, signatures, addresses, tags, mailto, CSRF and limits."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from mailforum.web import body
+from mailforum.web.forms import CsrfTokens, RateLimiter, checked_address
+
+
+def test_quotes_become_blocks_named_after_the_attribution_line() -> None:
+    text = (
+        "I agree.\n\nOn Mon, 1 Jan 2026, Bob Builder <bob@example.com> wrote:\n"
+        "> can we fix it?\n> > yes\n\nDone."
+    )
+    blocks = body.split_body(text, parent_author="Parent")
+    assert [(b.kind, b.who) for b in blocks] == [("text", ""), ("quote", "Bob Builder"), ("text", "")]
+    assert blocks[1].text == "can we fix it?\n> yes"
+
+
+def test_a_quote_without_attribution_names_the_parent_author() -> None:
+    blocks = body.split_body("> earlier words\nmine", parent_author="Carol")
+    assert blocks[0].kind == "quote" and blocks[0].who == "Carol"
+
+
+def test_the_signature_after_the_last_separator_is_set_apart() -> None:
+    blocks = body.split_body("Text\n-- \nAnn\nhttps://ann.example")
+    assert [b.kind for b in blocks] == ["text", "signature"]
+    assert blocks[1].text == "Ann\nhttps://ann.example"
+
+
+@pytest.mark.parametrize("text", ["", "   \n\n  ", "\n-- \n"])
+def test_empty_and_whitespace_bodies_give_no_blocks(text: str) -> None:
+    assert body.split_body(text) == ()
+
+
+def test_addresses_are_hidden_in_labels_and_bodies() -> None:
+    assert body.author_label("", "ann@example.com", show_address=False) == "a…@example.com"
+    assert body.author_label("Ann", "ann@example.com", show_address=False) == "Ann"
+    assert body.author_label("Ann", "ann@example.com", show_address=True) == "Ann (ann at example.com)"
+    assert body.hide_addresses("write to bob.b+x@mail.example.org now") == "write to b…@mail.example.org now"
+
+
+def test_subject_tags_leave_out_the_lists_own_tag() -> None:
+    assert body.subject_tags("Re: [dev] [ANN][python] New release", "dev") == (
+        ("ANN", "python"),
+        "New release",
+    )
+    assert body.subject_tags("", "dev") == ((), "(no subject)")
+
+
+def test_mailto_carries_subject_and_in_reply_to() -> None:
+    url = body.mailto("dev@lists.example.org", "Hello & bye", "<a+b@example.com>")
+    parsed = urlparse(url)
+    assert parsed.scheme == "mailto" and parsed.path == "dev@lists.example.org"
+    query = parse_qs(parsed.query)
+    assert query == {"subject": ["Re: Hello & bye"], "In-Reply-To": ["<a+b@example.com>"]}
+    assert "Re: Re:" not in body.mailto("x@y", "Re: Hello")
+
+
+def test_sanitize_html_keeps_structure_and_drops_everything_active() -> None:
+    out = body.sanitize_html(
+        '<p style="x" onclick="a()">Hi <a href="javascript:x()">j</a> <a href="https://ok.example/">ok</a>'
+        '<img src="https://tracker.example/p.gif"><script>alert(1)</script><style>p{}</style></p>'
+    )
+    assert out.startswith("<p>Hi ")
+    assert "onclick" not in out and "style" not in out and "script" not in out and "img" not in out
+    assert "javascript" not in out
+    assert 'href="https://ok.example/"' in out and "nofollow" in out
+
+
+def test_csrf_tokens_bind_nonce_action_and_time() -> None:
+    now = [1_000_000.0]
+    tokens = CsrfTokens(b"k" * 32, max_age=60, clock=lambda: now[0])
+    token = tokens.issue("nonce", "/lists/dev/join")
+    assert tokens.check("nonce", "/lists/dev/join", token)
+    assert not tokens.check("other", "/lists/dev/join", token)
+    assert not tokens.check("nonce", "/lists/dev/topics/1/watch", token)
+    assert not tokens.check("nonce", "/lists/dev/join", token[:-1] + ("0" if token[-1] != "0" else "1"))
+    assert not tokens.check("", "/lists/dev/join", token)
+    assert not tokens.check("nonce", "/lists/dev/join", "garbage")
+    now[0] += 61
+    assert not tokens.check("nonce", "/lists/dev/join", token)
+
+
+def test_rate_limiter_slides() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, 10, clock=lambda: now[0])
+    assert limiter.hit("a") == 0 and limiter.hit("a") == 0
+    assert limiter.hit("a") > 0
+    assert limiter.hit("b") == 0
+    now[0] = 10.5
+    assert limiter.hit("a") == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Ann@Example.COM", "ann@example.com"),
+        ("  bob@example.org ", "bob@example.org"),
+        ("not an address", None),
+        ("a@b", None),
+        ("x@example.com\r\nBcc: y@example.com", None),
+        ("", None),
+    ],
+)
+def test_checked_address(text: str, expected: str | None) -> None:
+    assert checked_address(text) == expected
+
+
+def test_linkify_links_urls_and_escapes_everything_else() -> None:
+    from mailforum.web.pages import linkify
+
+    out = str(
+        linkify('See https://example.org/a?b=1&c=2. And <b>"https://x.example/"onmouseover=alert(1)</b>')
+    )
+    assert '<a href="https://example.org/a?b=1&amp;c=2" rel="nofollow noopener noreferrer ugc">' in out
+    assert "</a>. And &lt;b&gt;&#34;" in out
+    assert 'href="https://x.example/"' in out and "onmouseover=alert(1)&lt;/b&gt;" in out
+    assert str(linkify("javascript:alert(1)")) == "javascript:alert(1)"

@@ -1,0 +1,138 @@
+"""The join and watch forms: CSRF, validation, rate limits, the hand-off, and no membership oracle."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from sqlalchemy import select
+
+from mailforum.db.models import Topic
+from tests.helpers import message
+from tests.web.kit import WebThread, seed
+
+
+def form_token(http: httpx.Client, path: str) -> str:
+    page = http.get(path)
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found and 'for="address"' in page.text and 'id="address"' in page.text
+    return found.group(1)
+
+
+def topic_id(site) -> int:
+    with site.db.read_session() as session:
+        return session.scalar(select(Topic.id).limit(1))
+
+
+def test_join_hands_the_address_to_the_confirmation_hook_and_answers_neutrally(site, web, recorder) -> None:
+    site.add_members("dev", "member@example.com")
+    with web.client() as http:
+        token = form_token(http, "/lists/dev/join")
+        member = http.post("/lists/dev/join", data={"csrf": token, "address": "Member@Example.com"})
+        stranger = http.post("/lists/dev/join", data={"csrf": token, "address": "stranger@example.com"})
+    assert member.status_code == stranger.status_code == 200
+    # The page never tells whether an address is a member (RELIABILITY S4, S16).
+    assert member.text.replace("member@example.com", "X") == stranger.text.replace(
+        "stranger@example.com", "X"
+    )
+    assert "Check your mail" in member.text
+    assert [(c.kind, c.list_name, c.address, c.topic_id) for c in recorder.calls] == [
+        ("join", "dev", "member@example.com", None),
+        ("join", "dev", "stranger@example.com", None),
+    ]
+    assert recorder.calls[0].client == "127.0.0.1"
+
+
+def test_watch_names_the_topic(site, web, recorder) -> None:
+    seed(site.config, site.db, [message("Watched", "<w@example.com>")])
+    path = f"/lists/dev/topics/{topic_id(site)}/watch"
+    with web.client() as http:
+        token = form_token(http, path)
+        answer = http.post(path, data={"csrf": token, "address": "ann@example.com"})
+    assert answer.status_code == 200 and "Check your mail" in answer.text
+    assert [(c.kind, c.address, c.topic_id) for c in recorder.calls] == [
+        ("watch", "ann@example.com", topic_id(site))
+    ]
+
+
+def test_posts_without_a_valid_token_are_refused(site, web, recorder) -> None:
+    with web.client() as http:
+        token = form_token(http, "/lists/dev/join")
+        missing = http.post("/lists/dev/join", data={"address": "a@example.com"})
+        forged = http.post("/lists/dev/join", data={"csrf": "1.deadbeef", "address": "a@example.com"})
+    with web.client() as fresh:  # a token without its cookie is worthless
+        no_cookie = fresh.post("/lists/dev/join", data={"csrf": token, "address": "a@example.com"})
+    assert [r.status_code for r in (missing, forged, no_cookie)] == [403] * 3
+    assert "This form has expired" in missing.text
+    assert recorder.calls == []
+
+
+def test_posts_from_another_origin_are_refused(site, web, recorder) -> None:
+    with web.client() as http:
+        token = form_token(http, "/lists/dev/join")
+        other_site = http.post(
+            "/lists/dev/join",
+            data={"csrf": token, "address": "a@example.com"},
+            headers={"origin": "https://evil.example"},
+        )
+        same_site = http.post(
+            "/lists/dev/join",
+            data={"csrf": token, "address": "a@example.com"},
+            headers={"origin": site.config.site.base_url},
+        )
+    assert (other_site.status_code, same_site.status_code) == (403, 200)
+    assert len(recorder.calls) == 1
+
+
+def test_a_bad_address_is_explained_on_the_form(site, web, recorder) -> None:
+    with web.client() as http:
+        token = form_token(http, "/lists/dev/join")
+        bad = http.post("/lists/dev/join", data={"csrf": token, "address": '"><script>alert(1)</script>'})
+    assert bad.status_code == 400
+    assert 'role="alert"' in bad.text and 'aria-invalid="true"' in bad.text
+    assert "<script>alert(1)</script>" not in bad.text
+    assert recorder.calls == []
+
+
+def test_forms_are_rate_limited_per_client(site, web, recorder) -> None:
+    with web.client() as http:
+        token = form_token(http, "/lists/dev/join")
+        answers = [
+            http.post("/lists/dev/join", data={"csrf": token, "address": f"x{i}@example.com"})
+            for i in range(4)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert int(answers[3].headers["retry-after"]) > 0
+    assert len(recorder.calls) == 3
+
+
+def test_without_a_confirmation_sender_the_page_is_the_same(site) -> None:
+    running = WebThread(site.config, site.db, None)
+    running.start()
+    try:
+        with running.client() as http:
+            token = form_token(http, "/lists/dev/join")
+            answer = http.post("/lists/dev/join", data={"csrf": token, "address": "ann@example.com"})
+    finally:
+        running.stop()
+    assert answer.status_code == 200 and "Check your mail" in answer.text
+
+
+def test_a_failing_hook_still_answers_the_neutral_page(site) -> None:
+    def broken(_request: object) -> None:
+        raise RuntimeError("mail system down")
+
+    running = WebThread(site.config, site.db, broken)
+    running.start()
+    try:
+        with running.client() as http:
+            token = form_token(http, "/lists/dev/join")
+            answer = http.post("/lists/dev/join", data={"csrf": token, "address": "ann@example.com"})
+    finally:
+        running.stop()
+    assert (
+        answer.status_code == 200
+        and "Check your mail" in answer.text
+        and "mail system down" not in answer.text
+    )
