@@ -215,6 +215,8 @@ class Target:
     url: str
     workdir: Path
     port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
+    relay_port: int = field(default_factory=free_port)
     pid: int = 0  # of the running server
 
     @property
@@ -236,8 +238,17 @@ class Target:
                     *(["max_connection_rate_per_ip = 10000000"] if RECONNECT else []),
                     "[site]",
                     f'domain = "{DOMAIN}"',
-                    'base_url = "http://127.0.0.1:8080"',
+                    f'base_url = "http://127.0.0.1:{self.web_port}"',
                     'secret_key = "benchmark-secret-0123456789abcdef"',
+                    # serve runs every part, as in production: the web archive on a free
+                    # port, delivery towards a port nobody listens on (the list has no
+                    # members, so there is nothing to send).
+                    "[web]",
+                    'host = "127.0.0.1"',
+                    f"port = {self.web_port}",
+                    "[relay]",
+                    'host = "127.0.0.1"',
+                    f"port = {self.relay_port}",
                     "",
                 ]
             )
