@@ -23,6 +23,7 @@ runs, so the spread is visible. Lines are ``name: value``:
     {db}_ingest_msgs_per_s         mailforum serve, processor on (the real configuration)
     {db}_ratio                     ingest / noop (target >= 0.7)
     {db}_ingest_noprocess_msgs_per_s   serve --no-process: ingest alone, for the GIL question
+    {db}_ingest_with_processor_vs_alone  ingest with the processor / without it (1.0: no starvation)
     {db}_drain_s                   time for the processor to empty the backlog of one run
     {db}_ingest_{N}_msgs_per_s     ingest with N posts stored (N = 1m for --scale 1000000); also noop_{N}
     {db}_{N}_ratio                 ingest at N / noop at N (measured in the same phase)
