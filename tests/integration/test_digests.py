@@ -333,3 +333,23 @@ def test_header_injection_through_a_topic_subject_does_not_reach_the_digest(site
         ]
     )  # fmt: skip
     assert "Bcc: victim" in text_of(msg)  # shown as text, harmless
+
+
+def test_a_new_digest_reader_starts_with_what_is_new_not_the_archive(site, relay):
+    setup_list(site)
+    site.add_members("dev", "carl@example.com", mode=DeliveryMode.ALL)
+    post(site, "Old topic", "o1@example.com", body="already mailed to everyone\n")
+    site.add_members("dev", "nina@example.com", mode=DeliveryMode.DIGEST)  # joins after the post
+    store(
+        site,
+        message("mode digest", "<cmd1@example.com>", sender="carl@example.com", body="mode digest\n"),
+        f"dev-request@{DOMAIN}",
+        mail_from="carl@example.com",
+    )
+    post(site, "New topic", "n1@example.com", body="fresh\n")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    for who in ("nina@example.com", "carl@example.com"):
+        (msg,) = digests_for(relay, who)
+        text = text_of(msg)
+        assert "New topic" in text and "Old topic" not in text, who
