@@ -9,6 +9,13 @@ client. Prints `name: value` lines. Run: .venv/bin/python bench/web.py [--topics
 
 from __future__ import annotations
 
+# bench/threading.py (named by the threading issue) would shadow the stdlib module for
+# every script run from this folder: drop the folder from the import path first.
+import os
+import sys
+
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 import argparse
 import datetime as dt
 import json
