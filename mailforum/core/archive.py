@@ -306,13 +306,18 @@ def unquote_mbox(raw: bytes) -> bytes:
     return _QUOTED_FROM_LINE.sub(rb"\1", raw)
 
 
+def mbox_entry(post: Post) -> bytes:
+    """One post's raw message as an mboxrd entry (">From " quoting, reversible)."""
+    raw = (post.raw or b"").replace(b"\r\n", b"\n")
+    sender = post.author_address or "MAILER-DAEMON"
+    stamp = post.received_at.astimezone(dt.UTC).strftime("%a %b %d %H:%M:%S %Y")
+    body = _FROM_LINE.sub(rb">\1", raw)
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    return f"From {sender} {stamp}\n".encode() + body + b"\n"
+
+
 def export_mbox(db: Database, mlist: MailingList) -> Iterator[bytes]:
     """The raw messages as an mboxrd file (">From " quoting, reversible)."""
     for post, _ in _exported_posts(db, mlist, with_raw=True):
-        raw = (post.raw or b"").replace(b"\r\n", b"\n")
-        sender = post.author_address or "MAILER-DAEMON"
-        stamp = post.received_at.astimezone(dt.UTC).strftime("%a %b %d %H:%M:%S %Y")
-        body = _FROM_LINE.sub(rb">\1", raw)
-        if not body.endswith(b"\n"):
-            body += b"\n"
-        yield f"From {sender} {stamp}\n".encode() + body + b"\n"
+        yield mbox_entry(post)

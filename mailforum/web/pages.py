@@ -15,6 +15,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
+from mailforum.core.archive import mbox_entry
 from mailforum.db.models import Post
 from mailforum.render import BUILTIN
 from mailforum.web import body
@@ -83,20 +84,6 @@ def content_disposition(filename: str, fallback: str) -> str:
     name = re.sub(r"[\x00-\x1f\x7f/\\\"]+", "_", filename).strip(" .") or fallback
     ascii_name = re.sub(r"[^A-Za-z0-9._ -]+", "_", name).strip(" .") or fallback
     return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-_FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
-
-
-def mbox_entry(post: Post) -> bytes:
-    """One post's raw message as an mboxrd entry (">From " quoting, reversible)."""
-    raw = (post.raw or b"").replace(b"\r\n", b"\n")
-    sender = post.author_address or "MAILER-DAEMON"
-    stamp = post.received_at.astimezone(dt.UTC).strftime("%a %b %d %H:%M:%S %Y")
-    text = _FROM_LINE.sub(rb">\1", raw)
-    if not text.endswith(b"\n"):
-        text += b"\n"
-    return f"From {sender} {stamp}\n".encode() + text + b"\n"
 
 
 def mbox(posts: Iterable[Post]) -> Iterator[bytes]:
