@@ -2,21 +2,28 @@
 
 A reader opens the list, sorts, pages, opens a topic, pages through it, unfolds a
 quote (no script: <details>), checks the stylesheet loads under the CSP, asks to
-watch the topic by email, and reads a hostile HTML mail without any script running; on a
-phone-sized screen nothing scrolls sideways. Skipped where /usr/bin/chromium is
+watch the topic by email, finds the confirmation mail at the relay sink, follows its link
+and confirms, and reads a hostile HTML mail without any script running; on a phone-sized
+screen nothing scrolls sideways. ``serve``'s real web, delivery and housekeeping parts run,
+with the relay pointed at a real SMTP sink. Skipped where /usr/bin/chromium is
 missing, except in CI (CI=true), where .ci/run installs it.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from tests.helpers import message
+from mailforum.db.models import Member, SubscriptionKind, TopicSubscription
+from tests.helpers import RecordingSink, ServerThread, Site, message, wait_for
 from tests.web.kit import seed, thread_messages
 from tests.web.test_xss import PAYLOADS
 
@@ -40,7 +47,30 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, web, recorder, browser) -> None:
+@pytest.fixture
+def served(site: Site, sink: RecordingSink) -> Iterator[str]:
+    """``serve`` without ingest, processing and the scheduler: the web archive, and delivery
+    through the relay (the sink). Yields the archive's base URL."""
+    site.config = replace(site.config, relay=replace(site.config.relay, port=sink.port))
+    running = ServerThread(site.config, ingest=False, process=False, scheduler=False)
+    running.start()
+    yield f"http://127.0.0.1:{site.config.web.port}"
+    running.stop()
+
+
+def confirmation_link(sink: RecordingSink, address: str) -> str:
+    """The confirm link of the (only) mail the sink took for ``address``."""
+    mails = wait_for(lambda: [t for t in sink.transactions if t.rcpt_tos == [address]], timeout=30)
+    assert len(mails) == 1
+    parsed = email.message_from_bytes(mails[0].data, policy=email.policy.default)
+    body = parsed.get_body(("plain",))
+    assert body is not None
+    links = re.findall(r"https?://\S+/confirm/\S+", body.get_content())
+    assert len(set(links)) == 1, links
+    return links[0]
+
+
+def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, served, sink, browser) -> None:
     html = "<p>hostile page</p>" + "".join(PAYLOADS)
     seed(
         site.config,
@@ -64,7 +94,7 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, web, recorder, b
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     try:
-        page.goto(web.base + "/")
+        page.goto(served + "/")
         page.get_by_role("link", name="dev").click()
         assert page.get_by_role("heading", level=1).inner_text() == "dev"
         assert page.locator(".topic-row").count() == 3  # three per page in these tests
@@ -89,16 +119,25 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, web, recorder, b
         page.get_by_label("Your email address").fill("reader@example.com")
         page.get_by_role("button", name="Watch this topic").click()
         assert page.get_by_role("heading", level=1).inner_text() == "Check your mail"
-        assert [(c.kind, c.address) for c in recorder.calls] == [("watch", "reader@example.com")]
+        # The confirmation mail reaches the relay; its link asks first (GET changes nothing),
+        # the button confirms.
+        link = confirmation_link(sink, "reader@example.com")
+        assert link.startswith(served + "/confirm/")
+        page.goto(link)
+        assert page.get_by_role("heading", level=1).inner_text() == "Please confirm"
+        assert watchers(site, "reader@example.com") == []
+        page.get_by_role("button", name="Confirm").click()
+        assert page.get_by_role("heading", level=1).inner_text() == "Confirmed"
+        assert len(watchers(site, "reader@example.com")) == 1
 
-        page.goto(web.base + "/lists/dev")
+        page.goto(served + "/lists/dev")
         page.get_by_role("link", name="Quoting").click()
         quote = page.locator("details.quote blockquote")
         assert not quote.is_visible()  # folded, without any script
         page.get_by_text("Replying to Quiet Person").click()
         assert quote.is_visible() and "the quoted words" in quote.inner_text()
 
-        page.goto(web.base + "/lists/dev")
+        page.goto(served + "/lists/dev")
         page.get_by_role("link", name="Hostile").click()
         assert "hostile page" in page.content()
         page.wait_for_timeout(300)  # give onload/onerror/autofocus handlers their chance
@@ -109,3 +148,15 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, web, recorder, b
         assert not re.search(r"javascript:", page.evaluate("document.body.innerHTML"), re.IGNORECASE)
     finally:
         context.close()
+
+
+def watchers(site: Site, address: str) -> list[int]:
+    """The topics ``address`` watches on the list "dev"."""
+    with site.db.read_session() as session:
+        return list(
+            session.scalars(
+                select(TopicSubscription.topic_id)
+                .join(Member, Member.id == TopicSubscription.member_id)
+                .where(Member.address == address, TopicSubscription.kind == SubscriptionKind.WATCH.value)
+            )
+        )
