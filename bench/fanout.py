@@ -4,11 +4,12 @@
 Measures, on SQLite and on PostgreSQL, the time from storing the post (processing:
 policy, threading, 10,000 outbox rows in the post's transaction) until every copy
 is marked sent — the relay's 250 came back and was recorded — through the real
-delivery worker (render once, splice per recipient, aiosmtplib over
+delivery worker (render once, splice per recipient, the relay client over
 ``[relay] max_connections`` connections). The relay is Postfix's ``smtp-sink``
 (a Python sink would be the bottleneck): ``apt-get install postfix``, only the
-``/usr/sbin/smtp-sink`` binary is used. In the same run it measures raw aiosmtplib:
-pre-rendered copies of the same size over 10 connections to the same sink.
+``/usr/sbin/smtp-sink`` binary is used. In the same run it measures the raw relay
+client (``runners.relay_client``, no database, no rendering): pre-rendered copies of
+the same size over 10 connections to the same sink.
 
 Prints ``name: value`` lines. Usage:
 
@@ -51,6 +52,7 @@ from mailforum.db.models import DeliveryMode, OutboxEntry, PostingPolicy, utcnow
 from mailforum.db.session import Database
 from mailforum.mail.parse import parse
 from mailforum.runners.delivery import DeliveryWorker
+from mailforum.runners.relay_client import RelayConnection
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 PG_SERVER = os.environ.get("MAILFORUM_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -173,19 +175,29 @@ def run_fanout(
             db.dispose()
 
 
-async def raw_send(port: int, messages: list[bytes], connections: int) -> float:
-    """aiosmtplib alone: the pre-rendered messages over ``connections`` connections."""
+async def raw_send(port: int, messages: list[bytes], connections: int, client: str = "relay") -> float:
+    """The pre-rendered messages over ``connections`` connections, by the bare SMTP client:
+    ``relay`` (ours: smtplib in worker threads, as the delivery worker drives it) or
+    ``aiosmtplib`` (for comparison)."""
     per = [messages[i::connections] for i in range(connections)]
 
-    async def one(batch: list[bytes], n: int) -> None:
-        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=60)
-        await client.connect()
+    async def ours(batch: list[bytes], n: int) -> None:
+        conn = RelayConnection(RelayConfig(host="127.0.0.1", port=port, timeout=60), DOMAIN)
+        await asyncio.to_thread(conn.open)
         for i, data in enumerate(batch):
-            await client.sendmail(
-                f"dev-bounces+{n}-{i}@{DOMAIN}", [f"member{n:02d}{i:05d}@example.net"], data
+            await asyncio.to_thread(
+                conn.send, f"dev-bounces+{n}-{i}@{DOMAIN}", f"member{n:02d}{i:05d}@example.net", data
             )
-        await client.quit()
+        await asyncio.to_thread(conn.quit)
 
+    async def theirs(batch: list[bytes], n: int) -> None:
+        conn = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=60)
+        await conn.connect()
+        for i, data in enumerate(batch):
+            await conn.sendmail(f"dev-bounces+{n}-{i}@{DOMAIN}", [f"member{n:02d}{i:05d}@example.net"], data)
+        await conn.quit()
+
+    one = ours if client == "relay" else theirs
     t0 = time.perf_counter()
     await asyncio.gather(*(one(b, n) for n, b in enumerate(per)))
     return time.perf_counter() - t0

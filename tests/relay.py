@@ -91,13 +91,14 @@ class FakeRelay:
     rcpt: dict[str, str] = field(default_factory=dict)
     greeting: str = ""
     silent: bool = False
+    smtputf8: bool = False  # offer SMTPUTF8 (RFC 6531)
     transactions: list[Transaction] = field(default_factory=list)
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> FakeRelay:
         self._controller = _Controller(
-            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=False, decode_data=False
+            self, hostname="127.0.0.1", port=self.port, enable_SMTPUTF8=self.smtputf8, decode_data=False
         )
         self._controller.start()
         with self.lock:

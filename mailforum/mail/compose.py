@@ -13,7 +13,7 @@ passes ``clean()`` first: no CR, LF, NUL or other control characters can reach a
 header we write (RELIABILITY S12, B23; CVE-2024-6923). Bodies are canonicalised to
 CRLF with no stray CR or LF (Postfix ``cleanup_replace_stray_cr_lf``) and sent
 quoted-printable, so no line is too long for any relay; dot-stuffing is the SMTP
-client's job (aiosmtplib does it).
+client's job (``runners.relay_client``).
 """
 
 from __future__ import annotations

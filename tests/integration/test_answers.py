@@ -148,7 +148,7 @@ def test_the_answer_is_multipart_auto_replied_and_parses_strictly(site):
         context={"subject": "Hi", "body": "<b>x</b>", "reply_to": f"dev+confirm-abc@{DOMAIN}"},
     )
     [envelope] = _build(site)
-    msg = email.message_from_bytes(envelope.data, policy=email.policy.strict)
+    msg = email.message_from_bytes(envelope.build(), policy=email.policy.strict)
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["X-Loop"] == f"dev@{DOMAIN}"
     assert f"<dev.{DOMAIN}>" in msg["List-Id"]
@@ -160,7 +160,7 @@ def test_the_answer_is_multipart_auto_replied_and_parses_strictly(site):
     assert msg.get_content_type() == "multipart/alternative"
     assert "&lt;b&gt;x&lt;/b&gt;" in msg.get_body(("html",)).get_content()
     assert envelope.sender.startswith("dev-bounces+")
-    for line in envelope.data.split(b"\r\n\r\n")[0].split(b"\r\n"):
+    for line in envelope.build().split(b"\r\n\r\n")[0].split(b"\r\n"):
         assert b"\r" not in line and b"\n" not in line and b"\0" not in line
 
 
@@ -170,7 +170,7 @@ def test_owner_notices_come_from_the_owner_address(site):
         site, "mod@example.com", capped=False, context={"subject": "Held", "body": "x", "sender": "owner"}
     )
     [envelope] = _build(site)
-    msg = email.message_from_bytes(envelope.data, policy=email.policy.strict)
+    msg = email.message_from_bytes(envelope.build(), policy=email.policy.strict)
     assert msg["From"].addresses[0].addr_spec == f"dev-owner@{DOMAIN}"
 
 
@@ -179,10 +179,10 @@ def test_no_cr_lf_from_input_reaches_a_header(site):
     evil = "Hello\r\nBcc: victim@example.net\r\n=?utf-8?b?DQpCY2M6IHZAZXhhbXBsZS5uZXQ=?="
     assert _answer(site, in_reply_to="<a@b>\r\nBcc: x@example.net", context={"subject": evil, "body": "x"})
     [envelope] = _build(site)
-    msg = email.message_from_bytes(envelope.data, policy=email.policy.strict)
+    msg = email.message_from_bytes(envelope.build(), policy=email.policy.strict)
     assert msg["Bcc"] is None
     assert "\n" not in str(msg["Subject"]) and "\r" not in str(msg["Subject"])
-    head = envelope.data.split(b"\r\n\r\n")[0]
+    head = envelope.build().split(b"\r\n\r\n")[0]
     assert b"\nBcc" not in head
 
 

@@ -211,3 +211,26 @@ def test_a_broken_template_defers_copies_instead_of_dropping_them(site, relay, p
     assert all(r.state == "pending" and "could not render" in r.last_reply for r in rows(site))
     drain(site, relay)
     assert relay.copies() == {m: 1 for m in posted}
+
+
+@pytest.mark.parametrize("offered", [False, True])
+def test_an_internationalised_address_needs_a_relay_with_smtputf8(site, offered) -> None:
+    """RFC 6531: a member's non-ASCII address goes out with SMTPUTF8 when the relay offers it;
+    otherwise that copy fails at once with the reason kept, and the others are sent."""
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com", "bob@example.com", "zoë@example.com")
+    store(site, message("Hello", "<utf8@example.com>"))  # from ann: bob and zoë get copies
+    fake = FakeRelay(site.config.relay.port, smtputf8=offered).start()
+    try:
+        stats = deliver(site.config, site.db)
+    finally:
+        fake.stop()
+    by_address = {r.recipient: r for r in rows(site)}
+    assert by_address["bob@example.com"].state == OutboxState.SENT.value
+    if offered:
+        assert stats.sent == 2 and fake.copies()["zoë@example.com"] == 1
+        assert by_address["zoë@example.com"].state == OutboxState.SENT.value
+    else:
+        assert stats.sent == 1 and stats.failed == 1 and "zoë@example.com" not in fake.copies()
+        assert by_address["zoë@example.com"].state == OutboxState.FAILED.value
+        assert "SMTPUTF8" in by_address["zoë@example.com"].last_reply

@@ -158,7 +158,7 @@ def test_personal_values_must_be_plain_ascii():
 
 
 def test_bodies_are_canonical_crlf_and_keep_their_dot_lines():
-    """S13: stray CR/LF become line ends; lines of only '.' survive (aiosmtplib dot-stuffs them)."""
+    """S13: stray CR/LF become line ends; lines of only "." survive (the relay client dot-stuffs them)."""
     text = "a\r\n.\r\nb\n.\r\nc\r.\r\nd\re\nf\n.\n..\n.hidden\n\x00end"
     data = notification(IDENT, view(), text, "<p>x</p>").personalise("dev+r-x@lists.example.org", [])
     assert re.search(rb"\r(?!\n)", data) is None and re.search(rb"(?<!\r)\n", data) is None
