@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from mailforum.core import digests
+from mailforum.core import bounces, digests, lists
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -353,3 +353,51 @@ def test_a_new_digest_reader_starts_with_what_is_new_not_the_archive(site, relay
         (msg,) = digests_for(relay, who)
         text = text_of(msg)
         assert "New topic" in text and "Old topic" not in text, who
+
+
+def pause(site, address: str, now: dt.datetime) -> None:
+    """Bounces reached the threshold: what core.bounces does then (delivery off, a warning)."""
+    with site.db.session() as session:
+        mlist = lists.get_list(session, "dev")
+        member = lists.find_member(session, mlist.id, address)
+        bounces.disable(session, site.config, mlist, member, now)
+
+
+def mark_of(site, address: str) -> int:
+    with site.db.read_session() as session:
+        return session.scalars(select(Member.digest_mark).where(Member.address == address)).one()
+
+
+def test_a_member_paused_by_bounces_misses_the_digests_of_that_time_and_no_more(site, relay):
+    """Mailman's rule: a disabled member misses what is sent while disabled. Turned back on
+    weeks later, they get the next digest like everyone, not one giant digest of all since."""
+    setup_list(site, "dora@example.com", "dan@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    assert run(site, DAY1).queued == 2
+    pause(site, "dan@example.com", DAY1 + dt.timedelta(hours=1))
+    for day in range(1, 4):
+        post(site, f"Away topic {day}", f"w{day}@example.com")
+        result = run(site, DAY1 + dt.timedelta(days=day))
+        assert (result.queued, result.paused) == (1, 1)  # dora's digest; dan passed over
+        assert mark_of(site, "dan@example.com") == mark_of(site, "dora@example.com") == result.end_mark
+    enabled = site.cli("members", "enable", "dev", "dan@example.com")
+    assert enabled.returncode == 0, enabled.stderr
+    post(site, "Back topic", "back@example.com")
+    # Paused and turned back on between two digests: nothing was sent meanwhile, nothing missed.
+    pause(site, "dora@example.com", DAY1 + dt.timedelta(days=3, hours=2))
+    with site.db.session() as session:
+        bounces.enable(lists.find_member(session, lists.get_list(session, "dev").id, "dora@example.com"))
+    result = run(site, DAY1 + dt.timedelta(days=4))
+    assert (result.queued, result.paused) == (2, 0)
+    deliver(site.config, site.db)
+    dan = digests_for(relay, "dan@example.com")
+    assert len(dan) == 2
+    assert "Back topic" in text_of(dan[1]) and "Away topic" not in text_of(dan[1])
+    assert dan[1]["Subject"].endswith(": 1 new post in 1 topic")
+    dora = digests_for(relay, "dora@example.com")
+    assert len(dora) == 5 and "Back topic" in text_of(dora[-1])
+    # `digest send` says who it passed over.
+    pause(site, "dan@example.com", DAY1 + dt.timedelta(days=5))
+    post(site, "Later topic", "later@example.com")
+    sent = site.cli("digest", "send", "--list", "dev")
+    assert "dev: 1 digest queued (1 member paused by bounces passed over)" in sent.stdout, sent.stdout
