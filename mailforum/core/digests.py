@@ -20,7 +20,10 @@ Runs commit every ``BATCH`` members: a run killed half-way is finished by the ne
 one, which finds only the remaining members behind the end mark (F14). A scheduled run
 records its period and end mark on the list first, so a restart, a repeated hour or a
 second scheduler finishes that period with the same end mark; a new period is never
-started twice (F15).
+started twice (F15). A clock that steps back (an hour, or the day it had jumped ahead)
+finds its period already run and sends nothing; one that ran days ahead and was then
+corrected (``MAX_CLOCK_LEAD``) starts new periods again at once, with a warning, instead
+of leaving the list without digests until the calendar catches up.
 
 Members get digests when their mode is ``digest`` (daily unless they chose weekly), or
 when they asked for one in another mode (``digest_frequency``). Muted topics are left
@@ -116,6 +119,21 @@ def weekly_due(config: Config, mlist: MailingList, local: dt.datetime) -> bool:
     if local.weekday() < WEEKDAYS.index(config.digest.weekly_day):
         return False
     return not (mlist.digest_last_week or "").startswith(week_key(local))
+
+
+# A claimed period this far ahead of the clock means the clock ran days ahead and was then
+# corrected: runs start new periods again instead of waiting days for it to catch up. Within
+# this, the clock stepping back (an hour, or a day it had jumped forward) sends nothing (F15).
+MAX_CLOCK_LEAD = dt.timedelta(days=2)
+
+
+def _far_ahead(claimed: str | None, fire: dt.datetime) -> bool:
+    """The claimed period (a ``day_key``) lies more than ``MAX_CLOCK_LEAD`` after ``fire``'s day."""
+    try:
+        day = dt.date.fromisoformat(claimed or "")
+    except ValueError:
+        return False
+    return day - fire.date() > MAX_CLOCK_LEAD
 
 
 def last_fire(config: Config, mlist: MailingList, now: dt.datetime) -> dt.datetime:
@@ -387,10 +405,18 @@ def run_list(
                 end = mlist.digest_run_mark  # resume (or repeat) the claimed period
                 if (mlist.digest_last_week or "").endswith(" " + period):
                     frequencies.append(WEEKLY)
-            elif (mlist.digest_last_day or "") > period:
+            elif (mlist.digest_last_day or "") > period and not _far_ahead(mlist.digest_last_day, fire):
                 # The clock went back past a period already run: nothing to do (F15).
                 return RunResult(mlist.name, mlist.digest_run_mark or 0, 0, 0, period)
             else:
+                if (mlist.digest_last_day or "") > period:
+                    log.warning(
+                        "digests for %s: the last run was for %s, but the clock says %s; the clock "
+                        "was wrong by days and has been corrected: starting a new period",
+                        mlist.name,
+                        mlist.digest_last_day,
+                        period,
+                    )
                 end = end_mark(session, mlist.id)
                 mlist.digest_last_day = period
                 mlist.digest_run_mark = end

@@ -131,6 +131,28 @@ def test_a_skipped_day_catches_up_once(site, relay):
     assert "Alpha topic" in text_of(msg) and "Beta topic" in text_of(msg)
 
 
+def test_a_clock_that_ran_days_ahead_and_was_corrected_does_not_stop_the_digests(site, relay, caplog):
+    """F15, the large case: a run under a clock a month ahead claims that month's day; once the
+    clock is right again the next day's digest still goes (not a month later), and only once."""
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    assert run(site, DAY1 + dt.timedelta(days=30)).queued == 1  # the clock a month ahead
+    post(site, "Beta topic", "b1@example.com")
+    with caplog.at_level("WARNING", logger="mailforum.core.digests"):
+        assert run(site, DAY1 + dt.timedelta(days=1)).queued == 1  # corrected: the next morning
+    assert any("the clock was wrong by days" in r.getMessage() for r in caplog.records)
+    assert run(site, DAY1 + dt.timedelta(days=1, minutes=30)).queued == 0  # a second fire: nothing
+    post(site, "Gamma topic", "g1@example.com")
+    assert run(site, DAY1 + dt.timedelta(days=1) - dt.timedelta(hours=1)).queued == 0  # an hour back
+    assert run(site, DAY1 + dt.timedelta(days=2)).queued == 1
+    deliver(site.config, site.db)
+    texts = [text_of(m) for m in digests_for(relay, "dora@example.com")]
+    assert len(texts) == 3
+    assert ["Alpha topic" in t for t in texts] == [True, False, False]
+    assert ["Beta topic" in t for t in texts] == [False, True, False]
+    assert ["Gamma topic" in t for t in texts] == [False, False, True]
+
+
 def test_muted_topics_are_left_out_and_watched_ones_come_at_once(site, relay):
     setup_list(site, "dora@example.com", "dan@example.com")
     post(site, "Alpha topic", "a1@example.com")
