@@ -97,6 +97,36 @@ def test_two_serve_processes_on_one_database_queue_each_digest_once(site):
     assert not any("Traceback" in p.read_text() for p in logs)
 
 
+def test_a_scheduler_that_was_down_for_days_catches_up_once(site):
+    """The server was down three days: on start, one digest per member with all of it; a restart
+    (or the next start the same day) adds nothing."""
+    setup(site, 3, posts=1)
+
+    def started_at(now: dt.datetime) -> int:
+        async def once() -> int:
+            scheduler = DigestScheduler(site.db, site.config, clock=lambda: now)
+            await scheduler.start()
+            await scheduler.wait_caught_up()
+            await scheduler.stop()
+            return sum(r.queued for r in scheduler.runs)
+
+        return asyncio.run(once())
+
+    assert started_at(DAY1) == 3
+    for n in range(1, 4):  # three days of posts while nobody queues digests
+        assert "published" in store(site, message(f"Later {n}", f"<later{n}@example.com>"))[0]
+    back = DAY1 + dt.timedelta(days=3, hours=5)
+    assert started_at(back) == 3
+    assert started_at(back + dt.timedelta(minutes=10)) == 0
+    assert digest_rows(site) == {f"m{i:05d}@example.net": 2 for i in range(3)}
+    with site.db.read_session() as session:
+        spans = {
+            (e.payload["from"], e.payload["to"])
+            for e in session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "digest"))
+        }
+    assert len(spans) == 2 and max(spans)[1] - max(spans)[0] == 3  # the three days' posts, in one
+
+
 def test_the_scheduler_has_a_job_per_list_at_its_hour(site):
     site.create_list("dev")
     site.create_list("ops")
