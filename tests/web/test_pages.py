@@ -267,6 +267,23 @@ def test_atom_feeds_are_valid_xml_with_escaped_text(site, web) -> None:
         )
 
 
+def test_a_post_with_control_characters_does_not_break_the_feeds(site, web) -> None:
+    """A form feed (patches, Emacs), ANSI colours or a bell in one post must not make the whole
+    feed ill-formed XML, which feed readers drop entirely."""
+    body = "page one\x0cpage two \x1b[31mred\x1b[0m bell\x07 \ufffe end\n"
+    seed(site.config, site.db, [message("Controls \x1b[1m", "<ctl@example.com>", body=body)])
+    topic = next(iter(topic_ids(site).values()))
+    with web.client() as http:
+        feeds = [http.get("/lists/dev/feed.atom"), http.get(f"/lists/dev/topics/{topic}/feed.atom")]
+        page = http.get(f"/lists/dev/topics/{topic}")
+    assert page.status_code == 200 and "page two" in page.text
+    for feed in feeds:
+        root = ET.fromstring(feed.content)  # well-formed
+        (entry,) = root.findall(f"{ATOM}entry")
+        text = entry.find(f"{ATOM}content").text
+        assert text.startswith("page one page two") and "red" in text and text.strip().endswith("end")
+
+
 def test_mbox_downloads_per_topic_and_per_month(site, web, tmp_path: Path) -> None:
     seed(
         site.config,
