@@ -540,3 +540,35 @@ def test_a_poison_post_in_the_period_is_left_out_and_logged_and_the_digest_goes(
     assert msg["Subject"] == "[dev] Daily digest, 1 Oct 2026: 2 new posts in 2 topics"
     assert any("left out of a digest" in r.getMessage() for r in caplog.records)
     assert run(site, DAY1 + dt.timedelta(days=1)).queued == 0  # not retried into the next digest
+
+
+def command(site, sender: str, body: str) -> list[str]:
+    raw = message("cmd", f"<cmd-{len(body)}-{sender}>", sender=sender, body=body)
+    return store(site, raw, f"dev-request@{DOMAIN}", mail_from=sender)
+
+
+def test_a_new_topics_member_who_asks_for_a_digest_gets_it_on_top_of_first_posts(site, relay):
+    """`digest daily` in mode new-topics: first posts still come at once, and the daily digest has
+    the whole day; `digest off` ends the digest and keeps the mode. `mode digest` is "instead"."""
+    setup_list(site)
+    site.add_members("dev", "nina@example.com", mode=DeliveryMode.NEW_TOPICS)
+    command(site, "nina@example.com", "digest daily\n")
+    with site.db.read_session() as session:
+        nina = session.scalars(select(Member).where(Member.address == "nina@example.com")).one()
+        assert (nina.delivery_mode, nina.digest_frequency) == ("new-topics", "daily")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Re: Alpha topic", "a2@example.com", extra="In-Reply-To: <a1@example.com>")
+    assert run(site, DAY1).queued == 1
+    deliver(site.config, site.db)
+    ids = [as_email(t.data)["Message-ID"] for t in relay.messages_for("nina@example.com")]
+    assert "<a1@example.com>" in ids and "<a2@example.com>" not in ids  # new-topics, as before
+    (msg,) = digests_for(relay, "nina@example.com")
+    assert msg["Subject"].endswith(": 2 new posts in 1 topic")
+    answers = [text_of(as_email(t.data)) for t in relay.messages_for("nina@example.com")]
+    assert any("daily digest as well as the first post of every new topic" in a for a in answers)
+    command(site, "nina@example.com", "digest off\n")
+    post(site, "Beta topic", "b1@example.com")
+    assert run(site, DAY1 + dt.timedelta(days=1)).queued == 0
+    with site.db.read_session() as session:
+        nina = session.scalars(select(Member).where(Member.address == "nina@example.com")).one()
+        assert (nina.delivery_mode, nina.digest_frequency) == ("new-topics", None)
