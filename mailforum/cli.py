@@ -978,7 +978,11 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
     for name in names:
         result = digests.run_list(db, state.config, name, now, address=address)
         total += result.queued
-        click.echo(f"{name}: {result.queued} digest{'s' if result.queued != 1 else ''} queued")
+        line = f"{name}: {result.queued} digest{'s' if result.queued != 1 else ''} queued"
+        if result.paused:
+            members = f"{result.paused} member{'s' if result.paused != 1 else ''}"
+            line += f" ({members} paused by bounces passed over)"
+        click.echo(line)
     if not total:
         click.echo("nothing new: no digest queued")
 

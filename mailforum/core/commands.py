@@ -217,7 +217,19 @@ def do_digest(ctx: Context, args: tuple[str, ...]) -> Result:
     if choice == "off":
         if member.delivery_mode == DeliveryMode.DIGEST.value:
             member.delivery_mode = DeliveryMode.ALL.value
-        return Result("digest off", True, "No more digests: you get every post as it arrives (mode 'all').")
+            return Result(
+                "digest off", True, "No more digests: you get every post as it arrives (mode 'all')."
+            )
+        return Result("digest off", True, "No more digests.")
+    mode = DeliveryMode(member.delivery_mode)
+    if mode in (DeliveryMode.ALL, DeliveryMode.NEW_TOPICS):
+        # The digest comes on top of the mode ("mode digest" is the digest instead of single posts).
+        return Result(
+            f"digest {choice}",
+            True,
+            f"You now get a {choice} digest as well as {MODE_TEXT[mode]}. "
+            "Say 'mode digest' to get the digest instead of single posts.",
+        )
     member.delivery_mode = DeliveryMode.DIGEST.value
     return Result(f"digest {choice}", True, f"You now get a {choice} digest instead of single posts.")
 

@@ -20,11 +20,23 @@ Runs commit every ``BATCH`` members: a run killed half-way is finished by the ne
 one, which finds only the remaining members behind the end mark (F14). A scheduled run
 records its period and end mark on the list first, so a restart, a repeated hour or a
 second scheduler finishes that period with the same end mark; a new period is never
-started twice (F15).
+started twice (F15). A clock that steps back (an hour, or the day it had jumped ahead)
+finds its period already run and sends nothing; one that ran days ahead and was then
+corrected (``MAX_CLOCK_LEAD``) starts new periods again at once, with a warning, instead
+of leaving the list without digests until the calendar catches up.
 
 Members get digests when their mode is ``digest`` (daily unless they chose weekly), or
 when they asked for one in another mode (``digest_frequency``). Muted topics are left
 out; a member with nothing left after that gets no mail, and the mark still moves.
+
+**Members whose delivery is paused by bounces** (``delivery_disabled_at``) miss the
+digests issued while they are paused, as in Mailman, where a disabled member simply
+misses the mail sent meanwhile: the run moves their mark with everyone else's, by
+the same compare-and-set, and queues nothing for them. When delivery is turned back
+on, their next digest holds what arrived since the last digest they missed — not one
+giant digest of every week they were away. Whether a member is paused is read in the
+batch's own transaction (``RETURNING``), so a member re-enabled or paused during a
+run is judged by their state when their mark moves.
 """
 
 from __future__ import annotations
@@ -109,6 +121,21 @@ def weekly_due(config: Config, mlist: MailingList, local: dt.datetime) -> bool:
     return not (mlist.digest_last_week or "").startswith(week_key(local))
 
 
+# A claimed period this far ahead of the clock means the clock ran days ahead and was then
+# corrected: runs start new periods again instead of waiting days for it to catch up. Within
+# this, the clock stepping back (an hour, or a day it had jumped forward) sends nothing (F15).
+MAX_CLOCK_LEAD = dt.timedelta(days=2)
+
+
+def _far_ahead(claimed: str | None, fire: dt.datetime) -> bool:
+    """The claimed period (a ``day_key``) lies more than ``MAX_CLOCK_LEAD`` after ``fire``'s day."""
+    try:
+        day = dt.date.fromisoformat(claimed or "")
+    except ValueError:
+        return False
+    return day - fire.date() > MAX_CLOCK_LEAD
+
+
 def last_fire(config: Config, mlist: MailingList, now: dt.datetime) -> dt.datetime:
     """The most recent time (≤ now) the list's digest hour struck, in the list's zone."""
     local = now.astimezone(list_zone(config, mlist))
@@ -131,6 +158,7 @@ class RunResult:
     queued: int  # digests enqueued
     skipped: int  # members whose mark moved without mail (nothing new outside muted topics)
     period: str  # "2026-11-26" for a scheduled run, "manual" for `digest send`
+    paused: int = 0  # members whose delivery bounces paused: their mark moved, no mail
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,20 +192,31 @@ def start_mark(session: Session, list_id: int) -> int:
 
 
 def due_members(
-    session: Session, list_id: int, end: int, frequencies: Sequence[str], address: str | None = None
+    session: Session,
+    list_id: int,
+    end: int,
+    frequencies: Sequence[str],
+    address: str | None = None,
+    *,
+    paused: bool = False,
 ) -> list[DueMember]:
-    """Digest members of the list whose mark is behind ``end``, in id order."""
+    """Digest members of the list whose mark is behind ``end``, in id order.
+
+    ``paused``: also members whose delivery bounces paused (a run moves their marks
+    without mail); without it, only those who would get mail (what a preview shows).
+    """
     stmt = (
         select(Member.id, Member.address, Member.digest_mark, Member.created_at, Member.delivery_mode)
         .add_columns(Member.digest_frequency)
         .where(
             Member.list_id == list_id,
             Member.digest_mark < end,
-            Member.delivery_disabled_at.is_(None),  # bounced: nothing is sent until re-enabled
             or_(Member.delivery_mode == DeliveryMode.DIGEST.value, Member.digest_frequency.in_(FREQUENCIES)),
         )
         .order_by(Member.id)
     )
+    if not paused:
+        stmt = stmt.where(Member.delivery_disabled_at.is_(None))
     if address is not None:
         stmt = stmt.where(func.lower(Member.address) == address.lower())
     out = []
@@ -256,18 +295,19 @@ def message_id(list_name: str, member_id: int, start: int, end: int, domain: str
     return f"<digest.{list_name}.{member_id}.{start}-{end}@{domain}>"
 
 
-def _advance(session: Session, member_ids: list[int], old: int, new: int) -> list[int]:
-    """Compare-and-set the marks; returns the members this transaction moved."""
+def _advance(session: Session, member_ids: list[int], old: int, new: int) -> dict[int, bool]:
+    """Compare-and-set the marks; returns the members this transaction moved, each with
+    whether their delivery is paused by bounces (read under the same row lock)."""
     if not member_ids:
-        return []
+        return {}
     rows = session.execute(
         update(Member)
         .where(Member.id.in_(member_ids), Member.digest_mark == old)
         .values(digest_mark=new)
-        .returning(Member.id)
+        .returning(Member.id, Member.delivery_disabled_at)
         .execution_options(synchronize_session=False)
     )
-    return [r[0] for r in rows]
+    return {member_id: disabled_at is not None for member_id, disabled_at in rows}
 
 
 def _enqueue_batch(
@@ -279,19 +319,21 @@ def _enqueue_batch(
     day_label: str,
     now: dt.datetime,
     starts: dict[int, int],
-) -> tuple[int, int]:
-    """One transaction's worth of members: move marks, enqueue digests; (queued, skipped).
+) -> tuple[int, int, int]:
+    """One transaction's worth of members: move marks, enqueue digests; (queued, skipped, paused).
 
     ``starts``: where members without a mark begin (``first_start``, computed once per run).
+    Members whose delivery is paused by bounces have their marks moved and get nothing.
     """
     by_mark: dict[int, list[DueMember]] = defaultdict(list)
     for m in batch:
         by_mark[m.mark].append(m)
-    queued = skipped = 0
+    queued = skipped = paused = 0
     copies: list[outbox.NewCopy] = []
     for old, members in by_mark.items():
-        moved = set(_advance(session, [m.id for m in members], old, end))
-        members = [m for m in members if m.id in moved]
+        moved = _advance(session, [m.id for m in members], old, end)
+        paused += sum(moved.values())
+        members = [m for m in members if m.id in moved and not moved[m.id]]
         if not members:
             continue
         posts_by_start: dict[int, list[RangePost]] = {}
@@ -322,7 +364,7 @@ def _enqueue_batch(
     for _ in copies:
         crash.point("mid_digest_recipient_loop")
     queued = outbox.enqueue(session, copies, now)
-    return queued, skipped
+    return queued, skipped, paused
 
 
 def _batches(items: list[DueMember]) -> Iterator[list[DueMember]]:
@@ -363,10 +405,18 @@ def run_list(
                 end = mlist.digest_run_mark  # resume (or repeat) the claimed period
                 if (mlist.digest_last_week or "").endswith(" " + period):
                     frequencies.append(WEEKLY)
-            elif (mlist.digest_last_day or "") > period:
+            elif (mlist.digest_last_day or "") > period and not _far_ahead(mlist.digest_last_day, fire):
                 # The clock went back past a period already run: nothing to do (F15).
                 return RunResult(mlist.name, mlist.digest_run_mark or 0, 0, 0, period)
             else:
+                if (mlist.digest_last_day or "") > period:
+                    log.warning(
+                        "digests for %s: the last run was for %s, but the clock says %s; the clock "
+                        "was wrong by days and has been corrected: starting a new period",
+                        mlist.name,
+                        mlist.digest_last_day,
+                        period,
+                    )
                 end = end_mark(session, mlist.id)
                 mlist.digest_last_day = period
                 mlist.digest_run_mark = end
@@ -381,19 +431,27 @@ def run_list(
                 mlist.digest_last_week = f"{week_key(local)} manual"
                 frequencies.append(WEEKLY)
             day_label = label(local)
-        members = due_members(session, mlist.id, end, frequencies, address)
+        members = due_members(session, mlist.id, end, frequencies, address, paused=True)
         starts = first_start(session, mlist.id, members)
         list_id, name = mlist.id, mlist.name
-    queued = skipped = 0
+    queued = skipped = paused = 0
     for batch in _batches(members):
         with db.session() as session:
             mlist = session.get(MailingList, list_id)
             assert mlist is not None
-            q, s = _enqueue_batch(session, config, mlist, batch, end, day_label, now, starts)
+            q, s, p = _enqueue_batch(session, config, mlist, batch, end, day_label, now, starts)
             queued += q
             skipped += s
-    log.info("digests for %s (%s): %d queued, %d without news", name, period, queued, skipped)
-    return RunResult(name, end, queued, skipped, period)
+            paused += p
+    log.info(
+        "digests for %s (%s): %d queued, %d without news, %d paused by bounces (passed over)",
+        name,
+        period,
+        queued,
+        skipped,
+        paused,
+    )
+    return RunResult(name, end, queued, skipped, period, paused)
 
 
 def list_names(db: Sessions) -> list[str]:

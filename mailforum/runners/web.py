@@ -388,15 +388,17 @@ class Archive:
         )
         items = [(e, self.author(mlist, e.author_name, e.author_address)) for e in entries]
         updated = max((e.received_at for e in entries), default=mlist.created_at)
-        content = self.render(
-            "web/feed.atom",
-            mlist=mlist,
-            topic=topic,
-            items=items,
-            updated=updated,
-            base=self.origin,
-            own=own,
-            alternate=alternate,
+        content = pages.xml_chars(
+            self.render(
+                "web/feed.atom",
+                mlist=mlist,
+                topic=topic,
+                items=items,
+                updated=updated,
+                base=self.origin,
+                own=own,
+                alternate=alternate,
+            )
         ).encode("utf-8")
         return self.cached(request, content, "application/atom+xml; charset=utf-8", updated)
 

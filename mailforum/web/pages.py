@@ -79,6 +79,17 @@ def environment(templates: Path = TEMPLATES) -> Environment:
     return env
 
 
+# Characters XML 1.0 forbids even escaped (§2.2): C0 controls but tab, LF and CR, and U+FFFE/U+FFFF.
+# Mail bodies carry them (form feeds in patches, ANSI colours, bells); one in a feed would make the
+# whole feed ill-formed, and feed readers drop an ill-formed feed entirely.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_chars(text: str) -> str:
+    """``text`` with every character XML 1.0 cannot carry replaced by a space."""
+    return _NOT_XML.sub(" ", text)
+
+
 def content_disposition(filename: str, fallback: str) -> str:
     """``attachment`` with an ASCII filename and the UTF-8 one (RFC 6266); no path, quotes or controls."""
     name = re.sub(r"[\x00-\x1f\x7f/\\\"]+", "_", filename).strip(" .") or fallback

@@ -188,7 +188,8 @@ def test_member_commands_in_the_body_stop_at_the_signature(dev, relay, server):
     mail(dev, REQUEST, body, "my settings", sender="bob@example.com")
     [answer] = wait_mail(relay, "bob@example.com")
     bob = member(dev, "bob@example.com")
-    assert (bob.delivery_mode, bob.digest_frequency) == (DeliveryMode.DIGEST.value, "weekly")
+    # A digest asked for in new-topics mode comes on top of the first posts (not instead).
+    assert (bob.delivery_mode, bob.digest_frequency) == (DeliveryMode.NEW_TOPICS.value, "weekly")
     assert subscriptions_of(dev, "bob@example.com") == {topic: SubscriptionKind.WATCH.value}
     body_text = text(answer)
     assert "mode new-topics" in body_text and f"watch {topic}" in body_text and "is a member" in body_text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 from mailforum.core import digests, lists
 from mailforum.db.models import DeliveryMode, MailingList, OutboxEntry, PostingPolicy, utcnow
 from mailforum.runners.scheduler import DigestScheduler
-from tests.helpers import ServerThread, message
+from tests.helpers import ServerThread, message, wait_for
 from tests.integration.outbound_helpers import store
 
 DAY1 = dt.datetime(2026, 10, 1, 7, 0, 5, tzinfo=dt.UTC)
@@ -61,6 +62,69 @@ def test_two_schedulers_on_one_database_queue_each_digest_once(site):
     assert len(rows) == 300 and set(rows.values()) == {1}
     # Started again the same day (a restart, a repeated hour): nothing more.
     assert asyncio.run(both()) == [0, 0]
+
+
+def test_two_serve_processes_on_one_database_queue_each_digest_once(site):
+    """Two real ``serve`` processes (scheduler only) start together on one database; each catches
+    up the day's period on start. Every member gets one digest; the two runs' counts add up to the
+    members, so the marks' compare-and-set did it, not only the outbox's unique key."""
+    setup(site, 1000, posts=3)
+    env = dict(os.environ, MAILFORUM_CONFIG=str(site.config_file))
+    only_scheduler = ("--no-smtp", "--no-process", "--no-delivery", "--no-web")
+    args = [sys.executable, "-m", "mailforum", "serve", *only_scheduler]
+    logs = [site.dir / f"serve{n}.log" for n in (1, 2)]
+    procs = []
+    for path in logs:
+        with open(path, "wb") as out:
+            procs.append(
+                subprocess.Popen(
+                    args, env=env, cwd=site.dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            )
+    try:
+        wait_for(lambda: all(re.search(r"digests for dev \(", p.read_text()) for p in logs), timeout=60)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        codes = [proc.wait(30) for proc in procs]
+    assert codes == [0, 0], [p.read_text()[-2000:] for p in logs]
+    rows = digest_rows(site)
+    assert len(rows) == 1000 and set(rows.values()) == {1}
+    counts = [
+        int(re.search(r"digests for dev \([^)]*\): (\d+) queued", p.read_text()).group(1)) for p in logs
+    ]
+    assert sum(counts) == 1000, counts
+    assert not any("Traceback" in p.read_text() for p in logs)
+
+
+def test_a_scheduler_that_was_down_for_days_catches_up_once(site):
+    """The server was down three days: on start, one digest per member with all of it; a restart
+    (or the next start the same day) adds nothing."""
+    setup(site, 3, posts=1)
+
+    def started_at(now: dt.datetime) -> int:
+        async def once() -> int:
+            scheduler = DigestScheduler(site.db, site.config, clock=lambda: now)
+            await scheduler.start()
+            await scheduler.wait_caught_up()
+            await scheduler.stop()
+            return sum(r.queued for r in scheduler.runs)
+
+        return asyncio.run(once())
+
+    assert started_at(DAY1) == 3
+    for n in range(1, 4):  # three days of posts while nobody queues digests
+        assert "published" in store(site, message(f"Later {n}", f"<later{n}@example.com>"))[0]
+    back = DAY1 + dt.timedelta(days=3, hours=5)
+    assert started_at(back) == 3
+    assert started_at(back + dt.timedelta(minutes=10)) == 0
+    assert digest_rows(site) == {f"m{i:05d}@example.net": 2 for i in range(3)}
+    with site.db.read_session() as session:
+        spans = {
+            (e.payload["from"], e.payload["to"])
+            for e in session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "digest"))
+        }
+    assert len(spans) == 2 and max(spans)[1] - max(spans)[0] == 3  # the three days' posts, in one
 
 
 def test_the_scheduler_has_a_job_per_list_at_its_hour(site):

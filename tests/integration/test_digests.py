@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from mailforum.core import digests
+from mailforum.core import bounces, digests, lists
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -129,6 +129,28 @@ def test_a_skipped_day_catches_up_once(site, relay):
     deliver(site.config, site.db)
     (msg,) = digests_for(relay, "dora@example.com")
     assert "Alpha topic" in text_of(msg) and "Beta topic" in text_of(msg)
+
+
+def test_a_clock_that_ran_days_ahead_and_was_corrected_does_not_stop_the_digests(site, relay, caplog):
+    """F15, the large case: a run under a clock a month ahead claims that month's day; once the
+    clock is right again the next day's digest still goes (not a month later), and only once."""
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    assert run(site, DAY1 + dt.timedelta(days=30)).queued == 1  # the clock a month ahead
+    post(site, "Beta topic", "b1@example.com")
+    with caplog.at_level("WARNING", logger="mailforum.core.digests"):
+        assert run(site, DAY1 + dt.timedelta(days=1)).queued == 1  # corrected: the next morning
+    assert any("the clock was wrong by days" in r.getMessage() for r in caplog.records)
+    assert run(site, DAY1 + dt.timedelta(days=1, minutes=30)).queued == 0  # a second fire: nothing
+    post(site, "Gamma topic", "g1@example.com")
+    assert run(site, DAY1 + dt.timedelta(days=1) - dt.timedelta(hours=1)).queued == 0  # an hour back
+    assert run(site, DAY1 + dt.timedelta(days=2)).queued == 1
+    deliver(site.config, site.db)
+    texts = [text_of(m) for m in digests_for(relay, "dora@example.com")]
+    assert len(texts) == 3
+    assert ["Alpha topic" in t for t in texts] == [True, False, False]
+    assert ["Beta topic" in t for t in texts] == [False, True, False]
+    assert ["Gamma topic" in t for t in texts] == [False, False, True]
 
 
 def test_muted_topics_are_left_out_and_watched_ones_come_at_once(site, relay):
@@ -353,3 +375,200 @@ def test_a_new_digest_reader_starts_with_what_is_new_not_the_archive(site, relay
         (msg,) = digests_for(relay, who)
         text = text_of(msg)
         assert "New topic" in text and "Old topic" not in text, who
+
+
+def pause(site, address: str, now: dt.datetime) -> None:
+    """Bounces reached the threshold: what core.bounces does then (delivery off, a warning)."""
+    with site.db.session() as session:
+        mlist = lists.get_list(session, "dev")
+        member = lists.find_member(session, mlist.id, address)
+        bounces.disable(session, site.config, mlist, member, now)
+
+
+def mark_of(site, address: str) -> int:
+    with site.db.read_session() as session:
+        return session.scalars(select(Member.digest_mark).where(Member.address == address)).one()
+
+
+def test_a_member_paused_by_bounces_misses_the_digests_of_that_time_and_no_more(site, relay):
+    """Mailman's rule: a disabled member misses what is sent while disabled. Turned back on
+    weeks later, they get the next digest like everyone, not one giant digest of all since."""
+    setup_list(site, "dora@example.com", "dan@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    assert run(site, DAY1).queued == 2
+    pause(site, "dan@example.com", DAY1 + dt.timedelta(hours=1))
+    for day in range(1, 4):
+        post(site, f"Away topic {day}", f"w{day}@example.com")
+        result = run(site, DAY1 + dt.timedelta(days=day))
+        assert (result.queued, result.paused) == (1, 1)  # dora's digest; dan passed over
+        assert mark_of(site, "dan@example.com") == mark_of(site, "dora@example.com") == result.end_mark
+    enabled = site.cli("members", "enable", "dev", "dan@example.com")
+    assert enabled.returncode == 0, enabled.stderr
+    post(site, "Back topic", "back@example.com")
+    # Paused and turned back on between two digests: nothing was sent meanwhile, nothing missed.
+    pause(site, "dora@example.com", DAY1 + dt.timedelta(days=3, hours=2))
+    with site.db.session() as session:
+        bounces.enable(lists.find_member(session, lists.get_list(session, "dev").id, "dora@example.com"))
+    result = run(site, DAY1 + dt.timedelta(days=4))
+    assert (result.queued, result.paused) == (2, 0)
+    deliver(site.config, site.db)
+    dan = digests_for(relay, "dan@example.com")
+    assert len(dan) == 2
+    assert "Back topic" in text_of(dan[1]) and "Away topic" not in text_of(dan[1])
+    assert dan[1]["Subject"].endswith(": 1 new post in 1 topic")
+    dora = digests_for(relay, "dora@example.com")
+    assert len(dora) == 5 and "Back topic" in text_of(dora[-1])
+    # `digest send` says who it passed over.
+    pause(site, "dan@example.com", DAY1 + dt.timedelta(days=5))
+    post(site, "Later topic", "later@example.com")
+    sent = site.cli("digest", "send", "--list", "dev")
+    assert "dev: 1 digest queued (1 member paused by bounces passed over)" in sent.stdout, sent.stdout
+
+
+def lf(text: str) -> str:
+    return text.replace("\r\n", "\n")
+
+
+def toc(msg: EmailMessage) -> tuple[list[str], list[str]]:
+    """The table of contents of the text part and of the HTML part, in order."""
+    text = lf(text_of(msg))
+    head = text[text.index("Topics\n") : text.index("_" * 20)]
+    plain = re.findall(r"^  \d+\. (.+) \(", head, re.M)
+    html = re.findall(r'<li><a href="#t\d+">([^<]+)</a>', text_of(msg, "text/html"))
+    return plain, html
+
+
+def test_contents_new_topics_first_then_the_most_active_and_per_topic_watch_and_mute(site, relay):
+    setup_list(site, "dora@example.com")
+    post(site, "Old topic", "o1@example.com")
+    post(site, "Other old", "p1@example.com")
+    run(site, DAY1)
+    bo, cy = "Bo Builder <bo@example.com>", "Cy <cy@example.com>"
+    for n in (2, 3, 4):
+        raw = message(
+            "Re: Old topic", f"<o{n}@example.com>", sender=bo, extra="In-Reply-To: <o1@example.com>"
+        )
+        assert "published" in store(site, raw)[0]
+    post(site, "Re: Other old", "p2@example.com", extra="In-Reply-To: <p1@example.com>")
+    post(site, "Small new", "n1@example.com")
+    post(site, "Big new", "b1@example.com")
+    raw = message("Re: Big new", "<b2@example.com>", sender=cy, extra="In-Reply-To: <b1@example.com>")
+    assert "published" in store(site, raw)[0]
+    run(site, DAY1 + dt.timedelta(days=1))
+    deliver(site.config, site.db)
+    digest = digests_for(relay, "dora@example.com")[1]
+    plain, html = toc(digest)
+    assert plain == html == ["Big new", "Small new", "Old topic", "Other old"]
+    text = lf(text_of(digest))
+    assert "1. Big new (new, 2 posts)" in text and "3. Old topic (3 posts)" in text
+    assert digest["Subject"] == "[dev] Daily digest, 2 Oct 2026: 7 new posts in 4 topics"
+    # Each post: its author and time.
+    authors = re.findall(r"^----\n(.+), (\d\d:\d\d)$", text, re.M)
+    assert [a for a, _ in authors] == ["Ann Author", "Cy", "Ann Author", *["Bo Builder"] * 3, "Ann Author"]
+    # Watch and Mute, per topic: mute "Other old", watch "Big new", by the digest's own links.
+    found = re.findall(
+        r"^\d+\. (.+?)(?:  \[new topic\])?\n+   \S+\n   Watch: (\S+)   Mute: (\S+)$", text, re.M
+    )
+    watch = {title: w for title, w, _ in found}
+    mute = {title: m for title, _, m in found}
+    assert set(watch) == {"Big new", "Small new", "Old topic", "Other old"}
+    for address in (mute["Other old"], watch["Big new"]):
+        to = address.removeprefix("mailto:")
+        cmd = message("command", f"<cmd-{to.split('@')[0]}@example.com>", sender="dora@example.com", to=to)
+        store(site, cmd, rcpt=to, mail_from="dora@example.com")
+    post(site, "Re: Other old", "p3@example.com", extra="In-Reply-To: <p1@example.com>")
+    post(site, "Re: Big new", "b3@example.com", extra="In-Reply-To: <b1@example.com>")
+    run(site, DAY1 + dt.timedelta(days=2))
+    deliver(site.config, site.db)
+    third = digests_for(relay, "dora@example.com")[2]
+    assert toc(third) == (["Big new"], ["Big new"])  # Other old muted
+    ids = [as_email(t.data)["Message-ID"] for t in relay.messages_for("dora@example.com")]
+    assert "<b3@example.com>" in ids and "<p3@example.com>" not in ids  # watched: at once as well
+
+
+def test_the_digest_unsubscribes_in_one_click(site, relay):
+    """RFC 8058 on a digest: its List-Unsubscribe https link, POSTed, ends the membership at once."""
+    import httpx
+
+    from tests.helpers import ServerThread
+
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = next(u for u in re.findall(r"<([^>]+)>", str(msg["List-Unsubscribe"])) if u.startswith("http"))
+    assert "Unsubscribe: mailto:dev+unsubscribe@" in text_of(msg) and "Change your delivery mode:" in text_of(
+        msg
+    )
+    web = ServerThread(site.config, ingest=False, process=False, delivery=False, scheduler=False)
+    web.start()
+    try:
+        with httpx.Client(timeout=10) as http:
+            done = http.post(url, content=b"List-Unsubscribe=One-Click")
+    finally:
+        web.stop()
+    assert done.status_code == 200
+    with site.db.read_session() as session:
+        assert session.scalars(select(Member).where(Member.address == "dora@example.com")).first() is None
+
+
+def test_a_poison_post_in_the_period_is_left_out_and_logged_and_the_digest_goes(
+    site, relay, monkeypatch, caplog
+):
+    """F14 (Mailman CVE-2005-3573): a post that cannot be prepared for the digest is excluded and
+    logged; the digest goes out with the rest, and the mark moves past it."""
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com", body="alpha body\n")
+    post(site, "Poison topic", "x1@example.com", body="POISON\n")
+    post(site, "Beta topic", "b1@example.com", body="beta body\n")
+    real_trim = digests.trim
+
+    def trim(text: str) -> str:  # a fault only this post's text triggers (RELIABILITY H3-style)
+        if "POISON" in text:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real_trim(text)
+
+    monkeypatch.setattr(digests, "trim", trim)
+    assert run(site, DAY1).queued == 1
+    with caplog.at_level("ERROR", logger="mailforum.core.digests"):
+        deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    text = text_of(msg)
+    assert "alpha body" in text and "beta body" in text and "POISON" not in text
+    assert msg["Subject"] == "[dev] Daily digest, 1 Oct 2026: 2 new posts in 2 topics"
+    assert any("left out of a digest" in r.getMessage() for r in caplog.records)
+    assert run(site, DAY1 + dt.timedelta(days=1)).queued == 0  # not retried into the next digest
+
+
+def command(site, sender: str, body: str) -> list[str]:
+    raw = message("cmd", f"<cmd-{len(body)}-{sender}>", sender=sender, body=body)
+    return store(site, raw, f"dev-request@{DOMAIN}", mail_from=sender)
+
+
+def test_a_new_topics_member_who_asks_for_a_digest_gets_it_on_top_of_first_posts(site, relay):
+    """`digest daily` in mode new-topics: first posts still come at once, and the daily digest has
+    the whole day; `digest off` ends the digest and keeps the mode. `mode digest` is "instead"."""
+    setup_list(site)
+    site.add_members("dev", "nina@example.com", mode=DeliveryMode.NEW_TOPICS)
+    command(site, "nina@example.com", "digest daily\n")
+    with site.db.read_session() as session:
+        nina = session.scalars(select(Member).where(Member.address == "nina@example.com")).one()
+        assert (nina.delivery_mode, nina.digest_frequency) == ("new-topics", "daily")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Re: Alpha topic", "a2@example.com", extra="In-Reply-To: <a1@example.com>")
+    assert run(site, DAY1).queued == 1
+    deliver(site.config, site.db)
+    ids = [as_email(t.data)["Message-ID"] for t in relay.messages_for("nina@example.com")]
+    assert "<a1@example.com>" in ids and "<a2@example.com>" not in ids  # new-topics, as before
+    (msg,) = digests_for(relay, "nina@example.com")
+    assert msg["Subject"].endswith(": 2 new posts in 1 topic")
+    answers = [text_of(as_email(t.data)) for t in relay.messages_for("nina@example.com")]
+    assert any("daily digest as well as the first post of every new topic" in a for a in answers)
+    command(site, "nina@example.com", "digest off\n")
+    post(site, "Beta topic", "b1@example.com")
+    assert run(site, DAY1 + dt.timedelta(days=1)).queued == 0
+    with site.db.read_session() as session:
+        nina = session.scalars(select(Member).where(Member.address == "nina@example.com")).one()
+        assert (nina.delivery_mode, nina.digest_frequency) == ("new-topics", None)

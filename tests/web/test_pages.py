@@ -241,6 +241,9 @@ def test_attachments_download_with_safe_headers(site, web) -> None:
         zipped.headers["content-type"] == "application/zip"
         and zipped.content == b"PK\x03\x04\x14\x00\x00\x00\x08\x00"
     )
+    # RELIABILITY B40: an archive is served as the opaque bytes it came as, never unpacked or shown.
+    assert zipped.headers["content-disposition"].startswith('attachment; filename="bomb.zip"')
+    assert zipped.headers["x-content-type-options"] == "nosniff"
     assert missing.status_code == 404
 
 
@@ -262,6 +265,23 @@ def test_atom_feeds_are_valid_xml_with_escaped_text(site, web) -> None:
             .get("href")
             .startswith(site.config.site.base_url + "/lists/dev/posts/")
         )
+
+
+def test_a_post_with_control_characters_does_not_break_the_feeds(site, web) -> None:
+    """A form feed (patches, Emacs), ANSI colours or a bell in one post must not make the whole
+    feed ill-formed XML, which feed readers drop entirely."""
+    body = "page one\x0cpage two \x1b[31mred\x1b[0m bell\x07 \ufffe end\n"
+    seed(site.config, site.db, [message("Controls \x1b[1m", "<ctl@example.com>", body=body)])
+    topic = next(iter(topic_ids(site).values()))
+    with web.client() as http:
+        feeds = [http.get("/lists/dev/feed.atom"), http.get(f"/lists/dev/topics/{topic}/feed.atom")]
+        page = http.get(f"/lists/dev/topics/{topic}")
+    assert page.status_code == 200 and "page two" in page.text
+    for feed in feeds:
+        root = ET.fromstring(feed.content)  # well-formed
+        (entry,) = root.findall(f"{ATOM}entry")
+        text = entry.find(f"{ATOM}content").text
+        assert text.startswith("page one page two") and "red" in text and text.strip().endswith("end")
 
 
 def test_mbox_downloads_per_topic_and_per_month(site, web, tmp_path: Path) -> None:
@@ -413,3 +433,71 @@ def test_search_results_are_paged(site, web) -> None:
         second = http.get("/lists/dev/search", params={"q": "kumquat", "page": 2}).text
     assert first.count("<mark>kumquat</mark>") == 3 and 'rel="next"' in first and 'rel="prev"' not in first
     assert second.count("<mark>kumquat</mark>") == 2 and 'rel="prev"' in second and 'rel="next"' not in second
+
+
+def test_index_and_topic_rows_show_activity_starter_tags_and_each_post_its_own_reply_link(site, web) -> None:
+    seed(
+        site.config,
+        site.db,
+        [
+            message("[dev][ANN] Release 2", "<rel@example.com>", sender="Rita <rita@example.com>"),
+            message(
+                "Re: [dev][ANN] Release 2",
+                "<rel2@example.com>",
+                sender="Sam <sam@example.com>",
+                extra="In-Reply-To: <rel@example.com>",
+            ),
+        ],
+    )
+    topic = topic_ids(site)["[dev][ANN] Release 2"]
+    with site.db.read_session() as session:
+        last = session.scalar(select(Topic.last_post_at).where(Topic.id == topic))
+    stamp = last.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    with web.client() as http:
+        index = http.get("/").text
+        listing = http.get("/lists/dev").text
+        page = http.get(f"/lists/dev/topics/{topic}").text
+    assert f'last activity <time datetime="{stamp}">' in index
+    assert titles(listing) == ["Release 2"]  # the list's own tag left out of the title
+    assert '<span class="tag">ANN</span>' in listing and '<span class="tag">dev</span>' not in listing
+    assert "by Rita ·" in listing and "1 reply ·" in listing and "2 participants ·" in listing
+    assert f'last post <time datetime="{stamp}">' in listing
+    # Each post's "Reply by email" answers that post: its own Message-ID in In-Reply-To.
+    links = re.findall(r'<a href="(mailto:[^"]+)">Reply by email</a>', page)
+    assert [re.search(r"In-Reply-To=([^&]+)", u).group(1) for u in links] == [
+        "%3Crel%40example.com%3E",
+        "%3Crel2%40example.com%3E",
+    ]
+    assert all("subject=Re%3A%20%5Bdev%5D%5BANN%5D%20Release%202" in u for u in links)
+    whole = re.search(r'<a class="button" href="(mailto:[^"]+)">Reply by email</a>', page).group(1)
+    assert whole.endswith("In-Reply-To=%3Crel2%40example.com%3E")  # the topic's: under its last post
+
+
+def test_dates_from_the_year_9999_or_1900_or_none_do_not_move_topics(site, web) -> None:
+    """RELIABILITY B43: the receive time orders topics and feeds; the Date header stays in the raw."""
+    dates = {
+        "Normal": "Mon, 02 Mar 2026 10:00:00 +0000",
+        "Far future": "Fri, 31 Dec 9999 23:00:00 -1200",
+        "Ancient": "Mon, 01 Jan 1900 00:00:00 +0000",
+        "Undated": None,
+        "Garbage": "yesterday at noon, probably",
+    }
+    raws = []
+    for n, (subject, date) in enumerate(dates.items()):
+        raw = message(subject, f"<d{n}@example.com>")
+        old = b"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n"
+        raws.append(raw.replace(old, f"Date: {date}\r\n".encode() if date else b""))
+    seed(site.config, site.db, raws)
+    ids = topic_ids(site)
+    with web.client() as http:
+        first = http.get("/lists/dev", params={"sort": "newest"}).text
+        second = http.get("/lists/dev", params={"sort": "newest", "page": 2}).text
+        future = http.get(f"/lists/dev/topics/{ids['Far future']}")
+        feed = ET.fromstring(http.get("/lists/dev/feed.atom").content)
+        mbox = http.get(f"/lists/dev/topics/{ids['Far future']}/topic.mbox").content
+    assert titles(first) == ["Garbage", "Undated", "Ancient"] and titles(second) == ["Far future", "Normal"]
+    assert future.status_code == 200 and "9999" not in future.text
+    assert re.search(r'datetime="20\d\d-', future.text)
+    updated = feed.find(f"{ATOM}updated").text
+    assert updated.startswith("20") and all(e.text.startswith("20") for e in feed.iter(f"{ATOM}updated"))
+    assert b"Date: Fri, 31 Dec 9999 23:00:00 -1200" in mbox  # the original, kept

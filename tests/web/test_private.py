@@ -7,10 +7,12 @@ test fails because it cannot fill in a new path parameter).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from starlette.routing import Route
 
+from mailforum.core import archive, lists
 from mailforum.db.models import MailingList, Post, Visibility
 from tests.helpers import message
 from tests.web.kit import seed
@@ -31,20 +33,11 @@ def fill(path: str, values: dict[str, object]) -> str:
     return re.sub(r"\{(\w+)(?::\w+)?\}", one, path)
 
 
-def test_every_route_hides_a_private_list(site, web) -> None:
-    site.create_list("secret", description="hush", visibility=Visibility.PRIVATE)
-    seed(
-        site.config,
-        site.db,
-        [
-            message("[secret] Covert plans", "<s1@example.com>", body=ATTACHED[1], extra=ATTACHED[0]),
-            message("Re: Covert plans", "<s2@example.com>", extra="In-Reply-To: <s1@example.com>"),
-        ],
-        list_name="secret",
-    )
+def private_values(site, message_id: str = "<s1@example.com>") -> dict[str, object]:
+    """Path parameters that name the private list's real topic, post and attachment."""
     with site.db.read_session() as session:
-        post = session.scalars(select(Post).where(Post.message_id == "<s1@example.com>")).one()
-    values = {
+        post = session.scalars(select(Post).where(Post.message_id == message_id)).one()
+    return {
         "list": "secret",
         "topic": post.topic_id,
         "post": post.id,
@@ -54,6 +47,10 @@ def test_every_route_hides_a_private_list(site, web) -> None:
         "month": f"{post.received_at:%m}",
         "token": "1-2-3-notavalidtoken",
     }
+
+
+def sweep(web, values: dict[str, object]) -> int:
+    """Every route from the router, every method: 404 for the private list, no leak anywhere."""
     routes = [r for r in web.app.routes if isinstance(r, Route)]
     assert len(routes) >= 14
     checked = 0
@@ -70,7 +67,22 @@ def test_every_route_hides_a_private_list(site, web) -> None:
                 body = response.text if "text" in response.headers.get("content-type", "") else ""
                 for leak in ("Covert plans", "secret text", "hush", "/lists/secret"):
                     assert leak not in body, f"{method} {url} shows {leak!r}"
-    assert checked >= 15
+    return checked
+
+
+def covert_messages() -> list[bytes]:
+    return [
+        message("[secret] Covert plans", "<s1@example.com>", body=ATTACHED[1], extra=ATTACHED[0]),
+        message("Re: Covert plans", "<s2@example.com>", extra="In-Reply-To: <s1@example.com>"),
+    ]
+
+
+def test_every_route_hides_a_private_list(site, web) -> None:
+    site.create_list("secret", description="hush", visibility=Visibility.PRIVATE)
+    seed(site.config, site.db, covert_messages(), list_name="secret")
+    values = private_values(site)
+    assert sweep(web, values) >= 15
+    routes = [r for r in web.app.routes if isinstance(r, Route)]
     # The same URLs answer once the list is public: the 404s above are about privacy, not typos.
     with site.db.session() as session:
         session.execute(update(MailingList).where(MailingList.name == "secret").values(visibility="public"))
@@ -79,3 +91,28 @@ def test_every_route_hides_a_private_list(site, web) -> None:
             if "{list}" in route.path and "GET" in (route.methods or ()):
                 url = fill(route.path, values)
                 assert http.get(url).status_code in (200, 302), url
+
+
+def test_a_private_list_stays_hidden_while_its_archive_is_imported(site, web) -> None:
+    """S15 (HyperKitty CVE-2021-33038: a list was public while its archive was imported): the
+    sweep runs in the middle of ``import-mbox``'s work, with part of the archive committed."""
+    site.create_list("secret", description="hush", visibility=Visibility.PRIVATE)
+    swept: list[int] = []
+
+    def archive_with_a_sweep_inside() -> Iterator[bytes]:
+        yield from covert_messages()
+        for n in range(3, 40):
+            if n == 20:  # batches of 5: the first ones are committed by now, the import goes on
+                with site.db.read_session() as session:
+                    stored = session.scalar(select(func.count()).select_from(Post))
+                assert stored >= 10
+                swept.append(sweep(web, private_values(site)))
+            yield message("Re: Covert plans", f"<s{n}@example.com>", extra="In-Reply-To: <s1@example.com>")
+
+    with site.db.read_session() as session:
+        mlist = lists.get_list(session, "secret")
+    report = archive.import_messages(
+        site.db, site.config, mlist, archive_with_a_sweep_inside(), batch=5, parallel=False
+    )
+    assert report.failed == 0 and swept and swept[0] >= 15
+    assert sweep(web, private_values(site)) >= 15  # and after it
