@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from mailforum.config import Config
 from mailforum.core import digests, tokens
 from mailforum.db import outbox
-from mailforum.db.models import MailingList, OutboxKind, Post
+from mailforum.db.models import MailingList, Member, OutboxKind, Post
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
 from mailforum.mail.compose import (
@@ -39,6 +39,7 @@ from mailforum.mail.compose import (
     notification,
 )
 from mailforum.mail.dkim_sign import Signer
+from mailforum.mail.headers import reply_subject
 from mailforum.render import Renderer
 
 MAX_ANCESTORS = 200
@@ -101,7 +102,9 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
             "mute": ident.topic_action("mute", post.topic_id),
             "mode": mailto(ident.request_address, "help"),
             "unsubscribe": ident.unsubscribe_mailto,
-            "reply_private": mailto(post.author_address, "Re: " + subject) if post.author_address else "",
+            "reply_private": (
+                mailto(post.author_address, reply_subject(subject)) if post.author_address else ""
+            ),
         },
     }
     text = renderer.render(mlist.name, "notification/post.txt.j2", context)
@@ -179,7 +182,7 @@ def render_digest(
                         "cut": p.cut,
                         "url": ident.post_url(p.id),
                         "reply": digest_mail.marker(p.id),
-                        "reply_subject": quote("Re: " + (clean(p.subject) or clean(t.subject)), safe=""),
+                        "reply_subject": quote(reply_subject(clean(p.subject) or clean(t.subject)), safe=""),
                     }
                     for p in t.posts
                 ],
@@ -213,6 +216,19 @@ class Envelope:
     build: Callable[[], bytes]
 
 
+_LIST_MAIL = frozenset({OutboxKind.POST.value, OutboxKind.DIGEST.value})
+
+
+def paused_members(session: Session, member_ids: set[int | None]) -> set[int | None]:
+    """Which of ``member_ids`` have delivery paused by bounces."""
+    ids = [m for m in member_ids if m is not None]
+    if not ids:
+        return set()
+    return set(
+        session.scalars(select(Member.id).where(Member.id.in_(ids), Member.delivery_disabled_at.is_not(None)))
+    )
+
+
 def _signed(signer: Signer, build: Callable[[], bytes]) -> Callable[[], bytes]:
     """``build``, DKIM-signed when it runs."""
     return lambda: signer.sign(build())
@@ -237,6 +253,7 @@ class Composer:
         self._digest_rows: dict[int, DigestKey] = {}
         self._list_names: dict[int, str] = {}
         self._signers: dict[dt.datetime, tokens.Signer] = {}
+        self._paused: set[int | None] = set()
         self._loaders: dict[str, Callable[[Session, list[outbox.Claimed]], None]] = {
             OutboxKind.POST.value: self._load_posts,
             OutboxKind.DIGEST.value: self._load_digests,
@@ -250,6 +267,7 @@ class Composer:
 
     def load(self, session: Session, rows: list[outbox.Claimed]) -> None:
         """Render (in the caller's thread) what the rows share and is not cached yet."""
+        self._paused = paused_members(session, {r.member_id for r in rows if r.kind in _LIST_MAIL})
         for kind in {r.kind for r in rows}:
             loader = self._loaders.get(kind)
             if loader is not None:
@@ -260,6 +278,10 @@ class Composer:
         build = self._builders.get(row.kind)
         if build is None:
             return f"no renderer for outbox kind {row.kind!r}"
+        if row.kind in _LIST_MAIL and row.member_id in self._paused:
+            # Queued before bounces paused the member: like Mailman, a paused member misses
+            # the list's mail meanwhile (answers and bounce warnings are notices and still go).
+            return "delivery paused by bounces"
         built = build(row, now)
         if self.signer is not None and isinstance(built, Envelope):
             built = Envelope(built.row, built.sender, _signed(self.signer, built.build))

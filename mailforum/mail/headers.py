@@ -235,6 +235,12 @@ class SubjectInfo:
 
 
 @functools.lru_cache(maxsize=4096)
+def reply_subject(subject: str) -> str:
+    """The subject of an answer: ``Re: `` in front unless it is a reply already (in any of the
+    prefixes ``subject_info`` knows, after list tags) — never "Re: Re: …"."""
+    return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}"
+
+
 def subject_info(subject: str) -> SubjectInfo:
     subject = unicodedata.normalize("NFKC", subject[:2000])
     stripped = _strip_prefixes(subject)

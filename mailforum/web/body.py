@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import nh3
 
+from mailforum.mail.headers import reply_subject
 from mailforum.mail.parse import html_to_text
 
 
@@ -163,10 +164,6 @@ def subject_tags(subject: str, list_name: str, list_tag: str | None = None) -> t
             tags.append(tag)
         rest = rest[found.end() :]
     return tuple(tags), rest.strip() or "(no subject)"
-
-
-def reply_subject(subject: str) -> str:
-    return subject if _REPLY.match(subject) else f"Re: {subject}"
 
 
 def mailto(address: str, subject: str, in_reply_to: str = "") -> str:

@@ -104,6 +104,30 @@ def test_verp_bounces_disable_after_the_threshold_then_fan_out_skips_the_member(
     assert any(b"<p6@example.com>" in t.data for t in relay.messages_for("live@example.com"))
 
 
+def test_copies_queued_before_the_pause_are_not_sent_but_the_warning_is(site, relay):
+    """A copy waiting in the outbox (here: the relay said 450) when bounces pause the member
+    is not sent any more; the warning, a notice, still goes, and so do the others' copies."""
+    setup_list(site)
+    now = utcnow()
+    relay.rcpt[DEAD] = "450 4.2.1 Mailbox busy"
+    process(site, message("post 1", "<p1@example.com>"), f"dev@{DOMAIN}", "ann@example.com", now)
+    deliver(site.config, site.db)
+    assert [r.state for r in rows(site) if r.recipient == DEAD] == ["pending"]
+    with site.db.session() as session:
+        mlist = session.get(MailingList, 1)
+        found = find_member(session, 1, DEAD)
+        assert mlist is not None and found is not None
+        bounces.disable(session, site.config, mlist, found, now)
+    del relay.rcpt[DEAD]
+    wait_for(lambda: (deliver(site.config, site.db, retry_base=0.05), settled(site))[1], timeout=20)
+    states = {(r.recipient, r.kind): (r.state, r.last_reply) for r in rows(site)}
+    assert states[(DEAD, OutboxKind.POST.value)] == ("failed", "delivery paused by bounces")
+    assert states[(DEAD, OutboxKind.NOTICE.value)][0] == "sent"
+    assert states[("live@example.com", OutboxKind.POST.value)][0] == "sent"
+    copies = relay.messages_for(DEAD)
+    assert len(copies) == 1 and b"Auto-Submitted: auto-replied" in copies[0].data
+
+
 def test_forged_bounces_change_nothing(site, relay):
     setup_list(site)
     now = utcnow()

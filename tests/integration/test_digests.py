@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import replace
 from email.message import EmailMessage
@@ -271,6 +272,26 @@ def test_a_reply_through_a_digest_link_lands_under_that_post(site, relay):
     assert "published" in out[0]
     posts = site.posts_by_id()
     assert posts["<r1@example.com>"]["parent_message_id"] == "<b1@example.com>"
+
+
+def test_reply_links_never_say_re_re(site, relay):
+    """A reply's reply link keeps its one "Re:" (and a German "AW:" is a reply prefix too)."""
+    setup_list(site, "dora@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Re: Alpha topic", "a2@example.com", extra="In-Reply-To: <a1@example.com>")
+    post(site, "AW: Alpha topic", "a3@example.com", extra="In-Reply-To: <a2@example.com>")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (msg,) = digests_for(relay, "dora@example.com")
+    subjects = [
+        urllib.parse.unquote(s)
+        for s in re.findall(r'mailto:[^"?]+\?subject=([^"&]+)', text_of(msg, "text/html"))
+    ]
+    assert sorted(s for s in subjects if s != "help") == [
+        "AW: Alpha topic",
+        "Re: Alpha topic",
+        "Re: Alpha topic",
+    ]
 
 
 def test_a_reply_to_the_digest_quoting_one_post_is_threaded_there(site, relay):

@@ -11,6 +11,7 @@ from mailforum.mail.headers import (
     canonical_msgid,
     is_generic,
     msgid_list,
+    reply_subject,
     subject_info,
     subject_key,
     thread_evidence,
@@ -130,3 +131,20 @@ def test_thread_index() -> None:
     assert thread_index(_ti(bytes(22))) is None  # no conversation GUID
     assert thread_index("A" * 100_000) is None
     assert thread_index(None) is None
+
+
+@pytest.mark.parametrize(
+    ("subject", "answer"),
+    [
+        ("Hello", "Re: Hello"),
+        ("Re: Hello", "Re: Hello"),
+        ("RE: Hello", "RE: Hello"),
+        ("AW: Hallo", "AW: Hallo"),
+        ("Re[2]: Hello", "Re[2]: Hello"),
+        ("[dev] Re: Hello", "[dev] Re: Hello"),
+        ("Fwd: Hello", "Re: Fwd: Hello"),
+        ("Regarding the release", "Re: Regarding the release"),
+    ],
+)
+def test_reply_subject_adds_one_re(subject: str, answer: str) -> None:
+    assert reply_subject(subject) == answer
