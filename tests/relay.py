@@ -10,6 +10,7 @@ protocol):
     relay.rcpt["bob@example.com"] = "550 5.1.1 No such user"    # per-recipient, until changed
     relay.greeting = "421 4.3.2 Busy"                          # smtp-sink -Q-ish: refuse on connect
     relay.silent = True                                        # accept, never greet (a blackhole)
+    FakeRelay(port, pipelining=False)                          # no PIPELINING: one command a trip
     relay.stop(); relay.start()                                # connection refused, then back
 
 It counts connections and records every accepted transaction (``transactions``),
@@ -92,6 +93,7 @@ class FakeRelay:
     greeting: str = ""
     silent: bool = False
     smtputf8: bool = False  # offer SMTPUTF8 (RFC 6531)
+    pipelining: bool = True  # offer PIPELINING (RFC 2920), as Postfix does
     transactions: list[Transaction] = field(default_factory=list)
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -136,6 +138,14 @@ class FakeRelay:
             server.transport.close()
             return None
         return step.reply
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads pipelined commands in order; it just does not say so
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]

@@ -22,9 +22,11 @@ from tests.relay import FakeRelay, Step
 MEMBERS = [f"m{i}@example.com" for i in range(6)]
 
 
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port)
+@pytest.fixture(params=[True, False], ids=["pipelined", "one-by-one"])
+def relay(site, request) -> Iterator[FakeRelay]:
+    """The fake relay, with and without PIPELINING: the relay client's two paths must read
+    every reply the same way."""
+    fake = FakeRelay(site.config.relay.port, pipelining=request.param)
     yield fake
     if getattr(fake, "_controller", None) is not None:
         fake.stop()
@@ -109,6 +111,24 @@ def test_data_451_retries_554_fails_and_a_dropped_connection_is_retried(site, re
     assert copies[first] == 1 and second not in copies
     assert 1 <= copies[third] <= 2  # the relay may have kept the dropped one: a logged duplicate
     assert all(copies[m] == 1 for m in posted[3:])
+
+
+def test_refused_mail_from_and_a_closing_relay_mid_envelope(site, relay, posted):
+    """MAIL 550 fails that copy and the connection goes on (RSET); MAIL 451 and RCPT 421
+    (the relay closing) are retried on a new connection — in both the pipelined and the
+    one-command-a-trip dialogue."""
+    relay.start()
+    first = posted[0]
+    relay.script["MAIL"] = ["550 5.7.1 Sender not allowed", "451 4.3.0 Try later", "250 2.1.0 OK"]
+    relay.script["RCPT"] = ["250 2.1.5 OK", "250 2.1.5 OK", "421 4.3.2 Shutting down"]
+    stats = deliver(site.config, site.db, relay={"max_connections": 1})
+    assert (stats.failed, stats.deferred, stats.sent) == (1, 2, len(posted) - 3)
+    assert stats.connections == 2  # a new one after the 421 only
+    drain(site, relay)
+    by_address = {r.recipient: r for r in rows(site)}
+    assert by_address[first].state == OutboxState.FAILED.value
+    assert by_address[first].last_reply.startswith("550 5.7.1")
+    assert relay.copies() == {m: 1 for m in posted if m != first}
 
 
 def test_a_tarpit_delays_one_copy_not_the_others(site, relay, posted):
