@@ -29,7 +29,6 @@ from typing import Any
 from mailforum.config import RelayConfig
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 def wire_data(message: bytes) -> bytes:
@@ -37,8 +36,10 @@ def wire_data(message: bytes) -> bytes:
     lines = message.count(b"\n")
     if message.count(b"\r\n") != lines or message.count(b"\r") != lines:
         message = _LINE_ENDS.sub(b"\r\n", message)
-    if message.startswith(b".") or b"\n." in message:
-        message = _LEADING_DOT.sub(b"..", message)
+    # Dot-stuffing (RFC 5321 4.5.2): a line starts at the beginning or after LF.
+    message = message.replace(b"\n.", b"\n..")
+    if message.startswith(b"."):
+        message = b"." + message
     if not message.endswith(b"\r\n"):
         message += b"\r\n"
     return message + b".\r\n"
