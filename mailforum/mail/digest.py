@@ -4,11 +4,15 @@ Rendering the template per subscriber took 81 s for 10,000 digests of 50 posts, 
 building each as an ``EmailMessage`` 65 s (issue 6's measurements); so the text and
 HTML are rendered once with a marker where each post's reply address goes, cut at the
 markers, and each piece is quoted-printable encoded once. A member's digest is then a
-join: the pieces, with their signed reply addresses between them.
+join: the constant byte runs (``gaps``) with their signed reply addresses (``slots``)
+between them.
 
-A reply address is ``[a-z0-9+.-]`` and ``@`` only, so it needs no encoding; it is put
-on a line of its own with soft line breaks (``=`` CRLF) on both sides, so no encoded
-line grows past the RFC 2045 limit and decoders join it back seamlessly.
+A reply address is ``[a-z0-9+.-]`` and ``@`` only, so it needs no encoding. In a
+quoted-printable body it is put on a line of its own with soft line breaks (``=``
+CRLF) on both sides, so no encoded line grows past the RFC 2045 limit and decoders join
+it back seamlessly. A slot may also be a header value (``Slot.header``), such as the
+``Reply-To`` of a message embedded in a MIME digest: there it goes in bare, after the
+same printable-ASCII check as every spliced header (``compose._spliceable``).
 """
 
 from __future__ import annotations
@@ -49,13 +53,21 @@ def _qp(text: str) -> bytes:
     return encoded.replace(b"\n", b"\r\n")
 
 
-def _pieces(text: str) -> list[bytes | int]:
-    """The encoded text cut at the markers: bytes, post id, bytes, …"""
-    out: list[bytes | int] = []
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """Where one member's reply address for one post goes: a QP body, or a header value."""
+
+    post_id: int
+    header: bool = False
+
+
+def _pieces(text: str) -> list[bytes | Slot]:
+    """The encoded text cut at the markers: bytes, slot, bytes, …"""
+    out: list[bytes | Slot] = []
     parts = _MARK.split(text)
     for at, part in enumerate(parts):
         if at % 2:
-            out.append(int(part))
+            out.append(Slot(int(part)))
         else:
             out.append(_qp(canonical_body(part)) if part else b"")
     return out
@@ -63,29 +75,49 @@ def _pieces(text: str) -> list[bytes | int]:
 
 @dataclass(frozen=True, slots=True)
 class SharedDigest:
-    """One list's digest for one period: the header block and the body pieces."""
+    """One list's digest for one period: the header block, and the body as gaps and slots.
+
+    ``gaps`` has one more item than ``slots``: gap, slot, gap, …, gap.
+    """
 
     head: bytes
-    pieces: tuple[bytes | int, ...]
+    gaps: tuple[bytes, ...]
+    slots: tuple[Slot, ...]
     post_ids: tuple[int, ...]
 
     def personalise(
         self, message_id: str, reply_address: Callable[[int], str], unsubscribe: Sequence[str]
     ) -> bytes:
         """The bytes for one member: their Message-ID, List-Unsubscribe and reply addresses."""
-        addresses = {pid: _spliceable(reply_address(pid)) for pid in self.post_ids}
+        bare = {pid: _spliceable(reply_address(pid)) for pid in self.post_ids}
+        soft = {pid: _SOFT + address + _SOFT for pid, address in bare.items()}
         lines = [b"Message-ID: " + _spliceable(message_id)]
         if unsubscribe:
             lines.append(
                 b"List-Unsubscribe: " + b", ".join(b"<" + _spliceable(u) + b">" for u in unsubscribe)
             )
-        out = [self.head, b"\r\n".join(lines), b"\r\n\r\n"]
-        for piece in self.pieces:
-            if isinstance(piece, int):
-                out += (_SOFT, addresses[piece], _SOFT)
-            else:
-                out.append(piece)
-        return b"".join(out)
+        body: list[bytes] = [b""] * (2 * len(self.slots) + 1)
+        body[::2] = self.gaps
+        body[1::2] = [bare[s.post_id] if s.header else soft[s.post_id] for s in self.slots]
+        return b"".join((self.head, b"\r\n".join(lines), b"\r\n\r\n", *body))
+
+
+def _assemble(head: bytes, pieces: Sequence[bytes | Slot]) -> SharedDigest:
+    """The shared digest from its header block and body pieces (neighbouring bytes joined)."""
+    gaps: list[list[bytes]] = [[]]
+    slots: list[Slot] = []
+    for piece in pieces:
+        if isinstance(piece, Slot):
+            slots.append(piece)
+            gaps.append([])
+        else:
+            gaps[-1].append(piece)
+    return SharedDigest(
+        head,
+        tuple(b"".join(gap) for gap in gaps),
+        tuple(slots),
+        tuple(dict.fromkeys(s.post_id for s in slots)),
+    )
 
 
 def build(
@@ -115,18 +147,12 @@ def build(
         raise ValueError("generated header block is malformed")
     b = boundary.encode("ascii")
     part = b"Content-Type: text/%s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-    pieces: list[bytes | int] = [b"--" + b + b"\r\n" + part % b"plain"]
+    pieces: list[bytes | Slot] = [b"--" + b + b"\r\n" + part % b"plain"]
     pieces += _pieces(text)
     pieces.append(b"\r\n--" + b + b"\r\n" + part % b"html")
     pieces += _pieces(html)
     pieces.append(b"\r\n--" + b + b"--\r\n")
-    merged: list[bytes | int] = []
-    for piece in pieces:  # join neighbouring bytes: fewer pieces to join per member
-        if isinstance(piece, bytes) and merged and isinstance(merged[-1], bytes):
-            merged[-1] = merged[-1] + piece
-        else:
-            merged.append(piece)
-    return SharedDigest(head, tuple(merged), tuple(dict.fromkeys(p for p in merged if isinstance(p, int))))
+    return _assemble(head, pieces)
 
 
 def unmark(text: str, replacement: str) -> str:
