@@ -19,22 +19,26 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import email
+import email.policy
 import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.utils import format_datetime
 
 from mailforum.mail.compose import (
     _BROKEN_HEAD,
     POLICY,
     ListIdentity,
+    PostView,
     _phrase,
     _spliceable,
     canonical_body,
     header_text,
+    post_headers,
 )
 
 # Where a post's reply address goes in the rendered text: ESC R <post id> ESC. ESC never
@@ -120,10 +124,8 @@ def _assemble(head: bytes, pieces: Sequence[bytes | Slot]) -> SharedDigest:
     )
 
 
-def build(
-    ident: ListIdentity, subject: str, text: str, html: str, date: dt.datetime, post_ids: Sequence[int]
-) -> SharedDigest:
-    """The shared digest: headers (From the list, as a digest) and a multipart/alternative body."""
+def _head(ident: ListIdentity, subject: str, date: dt.datetime, content_type: str) -> bytes:
+    """The digest's shared header block: From the list (as a digest), the List-* headers."""
     msg = EmailMessage(policy=POLICY)
     title = header_text(ident.title) or ident.name
     msg["From"] = Address(display_name=f"{title} digest", addr_spec=ident.address)
@@ -139,12 +141,47 @@ def build(
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Loop"] = ident.address
     msg["MIME-Version"] = "1.0"
-    # "=_" cannot occur in quoted-printable text, so the boundary never collides.
-    boundary = "=_digest_" + secrets.token_hex(12)
-    msg["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
+    msg["Content-Type"] = content_type
+    return _folded(msg)
+
+
+def _folded(msg: EmailMessage) -> bytes:
+    """The message's headers as folded bytes, refused unless they are exactly the fields set.
+
+    Every line is either one of the fields assigned, in order, or a folded continuation
+    (starting with a space or tab); nothing in a value can start a field of its own
+    (RELIABILITY S12, B23), and no stray CR, LF or NUL survives.
+    """
     head = b"".join(POLICY.fold_binary(name, value) for name, value in msg.items())
-    if _BROKEN_HEAD.search(head.replace(b"\r\n", b"")):  # never a stray CR, LF or NUL in a header
+    lines = head.split(b"\r\n")
+    starts = [
+        line.split(b":", 1)[0].decode("ascii", "replace").lower()
+        for line in lines[:-1]
+        if line[:1] not in b" \t"
+    ]
+    if (
+        lines[-1]
+        or _BROKEN_HEAD.search(head.replace(b"\r\n", b""))
+        or starts != [name.lower() for name in msg]
+    ):
         raise ValueError("generated header block is malformed")
+    return head
+
+
+def _boundary() -> str:
+    # "=_" cannot occur in quoted-printable text, so the boundary never collides.
+    return "=_digest_" + secrets.token_hex(12)
+
+
+_TEXT_PART = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+
+
+def build(
+    ident: ListIdentity, subject: str, text: str, html: str, date: dt.datetime, post_ids: Sequence[int]
+) -> SharedDigest:
+    """The shared standard digest: headers (From the list, as a digest) and a multipart/alternative body."""
+    boundary = _boundary()
+    head = _head(ident, subject, date, f'multipart/alternative; boundary="{boundary}"')
     b = boundary.encode("ascii")
     part = b"Content-Type: text/%s; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
     pieces: list[bytes | Slot] = [b"--" + b + b"\r\n" + part % b"plain"]
@@ -153,6 +190,106 @@ def build(
     pieces += _pieces(html)
     pieces.append(b"\r\n--" + b + b"--\r\n")
     return _assemble(head, pieces)
+
+
+# -- the MIME digest (RFC 1153, RFC 2046 §5.1.5) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedPost:
+    """One post as a MIME digest carries it: its headers' values and its whole text, rendered."""
+
+    post_id: int
+    view: PostView
+    text: str
+
+
+Embedded = tuple[bytes | Slot, ...]
+
+
+def embed(ident: ListIdentity, post: EmbeddedPost) -> Embedded:
+    """One post as a ``message/rfc822`` part, regenerated from what we stored.
+
+    Never the stored raw message: it may carry forged Authentication-Results, huge
+    attachments or hostile HTML. The headers are the ones every copy of the post has
+    (``compose.post_headers``: DMARC-safe From, the post's own Message-ID, In-Reply-To
+    and References from the stored thread), plus ``Reply-To`` — a slot for the member's
+    signed reply address, so Reply in any mail program threads under this post — and a
+    ``text/plain`` body, quoted-printable, so the part is 7-bit as RFC 2046 §5.2.1 asks.
+    """
+    msg = EmailMessage(policy=POLICY)
+    post_headers(msg, ident, post.view)
+    return (
+        b"Content-Type: message/rfc822\r\n\r\n" + _folded(msg) + b"Reply-To: ",
+        Slot(post.post_id, header=True),
+        b"\r\nMIME-Version: 1.0\r\n" + _TEXT_PART + _qp(canonical_body(post.text)),
+    )
+
+
+def build_mime(
+    ident: ListIdentity,
+    subject: str,
+    contents: str,
+    footer: str,
+    posts: Sequence[Embedded],
+    date: dt.datetime,
+) -> SharedDigest:
+    """The shared MIME digest: multipart/mixed of the contents (text/plain, with reply-address
+    markers), a multipart/digest of the posts (``embed``, in the contents' order), and a footer.
+    """
+    outer, inner = _boundary(), _boundary()
+    head = _head(ident, subject, date, f'multipart/mixed; boundary="{outer}"')
+    o, i = outer.encode("ascii"), inner.encode("ascii")
+    pieces: list[bytes | Slot] = [b"--" + o + b"\r\n" + _TEXT_PART]
+    pieces += _pieces(contents)
+    pieces.append(b"\r\n--" + o + b'\r\nContent-Type: multipart/digest; boundary="' + i + b'"\r\n\r\n')
+    for post in posts:
+        pieces.append(b"--" + i + b"\r\n")
+        pieces += post
+        pieces.append(b"\r\n")
+    pieces.append(b"--" + i + b"--\r\n\r\n--" + o + b"\r\n" + _TEXT_PART)
+    pieces += _pieces(footer)
+    pieces.append(b"\r\n--" + o + b"--\r\n")
+    return _assemble(head, pieces)
+
+
+_SHOWN = ("From", "Subject", "Date", "Message-ID", "In-Reply-To", "References", "Reply-To")
+
+
+def outline(data: bytes) -> str:
+    """A digest as an operator reads it (``digest send --dry-run``): each part, its type, text.
+
+    Embedded messages show the headers a reader's mail program threads and replies by.
+    """
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    out: list[str] = []
+
+    def show(part: Message, number: str) -> None:
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            (inner,) = part.get_payload()
+            out.append(f"=== {number}: message/rfc822")
+            out.extend(f"{name}: {inner[name]}" for name in _SHOWN if inner[name] is not None)
+            out.append("")
+            out.append(_text(inner))
+        elif part.is_multipart():
+            children = part.get_payload()
+            assert isinstance(children, list)
+            out.append(f"=== {number or 'digest'}: {kind}, {len(children)} parts")
+            for at, child in enumerate(children, 1):
+                show(child, f"{number}.{at}" if number else str(at))
+        else:
+            out.append(f"=== {number}: {kind}")
+            out.append(_text(part))
+
+    show(msg, "")
+    return "\n".join(out)
+
+
+def _text(part: Message) -> str:
+    if not isinstance(part, EmailMessage) or part.get_content_maintype() != "text":
+        return "(not text)"
+    return str(part.get_content()).replace("\r\n", "\n").rstrip("\n") + "\n"
 
 
 def unmark(text: str, replacement: str) -> str:
