@@ -296,3 +296,34 @@ def test_standard_lists_keep_the_standard_digest(site, sink):
     with site.db.read_session() as session:
         assert lists.get_list(session, "new").digest_format == "standard"
 
+
+def test_digest_format_cli_sets_shows_refuses_and_dry_runs(site):
+    site.create_list("dev", PostingPolicy.OPEN)
+    site.add_members("dev", "dora@example.com", mode=DeliveryMode.DIGEST)
+    shown = site.cli("digest", "format", "dev")
+    assert shown.returncode == 0 and shown.stdout.startswith("dev: digest format standard ("), shown.stderr
+    changed = site.cli("digest", "format", "dev", "MIME")
+    assert changed.returncode == 0 and changed.stdout.startswith("dev: digest format mime ("), changed.stderr
+    assert site.cli("digest", "format", "dev").stdout.startswith("dev: digest format mime (")
+    assert "digest format:    mime" in site.cli("lists", "show", "dev").stdout
+    bad = site.cli("digest", "format", "dev", "rtf")
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "mailforum: error: unknown digest format 'rtf' (use mime or standard)"
+    missing = site.cli("digest", "format", "nope", "mime")
+    assert missing.returncode == 1 and len(missing.stderr.strip().splitlines()) == 1
+    assert "no list named 'nope'" in missing.stderr
+    assert "message/rfc822" in site.cli("digest", "format", "--help").stdout
+
+    post(site, "Alpha topic", "a1@example.com", body=LONG)
+    dry = site.cli("digest", "send", "--list", "dev", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    out = dry.stdout
+    assert "Format: mime" in out and "=== digest: multipart/mixed, 3 parts" in out
+    assert "=== 2.1: message/rfc822" in out and "Message-ID: <a1@example.com>" in out
+    assert "Reply-To: dev+r-SIGNED-FOR-EACH-MEMBER-AND-POST@" in out
+    assert LONG.strip().splitlines()[-1] in out  # the whole post
+    assert "1 digest would be queued (dry run)" in out
+    back = site.cli("digest", "format", "dev", "standard")
+    assert back.stdout.startswith("dev: digest format standard (")
+    dry = site.cli("digest", "send", "--list", "dev", "--dry-run")
+    assert "Format: standard" in dry.stdout and "message/rfc822" not in dry.stdout
