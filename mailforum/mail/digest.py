@@ -154,10 +154,10 @@ def _folded(msg: EmailMessage) -> bytes:
     """
     head = b"".join(POLICY.fold_binary(name, value) for name, value in msg.items())
     lines = head.split(b"\r\n")
-    starts = [
+    starts = [  # an empty line would end the header block: it counts as a field, and fails
         line.split(b":", 1)[0].decode("ascii", "replace").lower()
         for line in lines[:-1]
-        if line[:1] not in b" \t"
+        if not line.startswith((b" ", b"\t"))
     ]
     if (
         lines[-1]

@@ -232,7 +232,7 @@ def test_subjects_and_names_cannot_inject_headers_into_embedded_messages(site, s
     for chunk in data.split(b"--" + boundary)[1:-1]:
         head = chunk.split(b"\r\n\r\n")[1]
         for line in head.split(b"\r\n"):
-            assert line[:1] in b" \t" or line.split(b":")[0].lower().decode() in EMBEDDED_HEADERS, line
+            assert line.startswith((b" ", b"\t")) or line.split(b":")[0].lower().decode() in EMBEDDED_HEADERS
         assert not re.search(rb"\r(?!\n)|(?<!\r)\n|\x00", head)
 
 

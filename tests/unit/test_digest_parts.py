@@ -206,3 +206,14 @@ def test_the_outline_shows_each_part_and_the_embedded_headers():
     assert "=== digest: multipart/mixed, 3 parts" in text
     assert "=== 2: multipart/digest, 1 parts" in text and "=== 2.1: message/rfc822" in text
     assert "Message-ID: <p5@example.com>" in text and "Reply-To: dev+r-5-abc@lists.example.org" in text
+
+
+def test_the_header_check_refuses_an_empty_line_inside_the_block():
+    from email.message import EmailMessage
+
+    from mailforum.mail.compose import POLICY
+
+    msg = EmailMessage(policy=POLICY)
+    msg["Subject"] = "=?utf-8?q?a=0D=0A=0D=0Abody?="
+    with pytest.raises(ValueError, match="malformed"):
+        digest_mail._folded(msg)
