@@ -27,6 +27,7 @@ from mailforum.db import migrate, spool
 from mailforum.db.models import (
     ConfirmAction,
     DeliveryMode,
+    DigestFormat,
     MailingList,
     PostingPolicy,
     SpoolEntry,
@@ -404,6 +405,7 @@ def lists_show(state: State, name: str) -> None:
         ("unverified posts", mlist.unverified_action),
         ("visibility", mlist.visibility),
         ("web addresses", "shown" if mlist.show_addresses else "hidden"),
+        ("digest format", mlist.digest_format),
         ("post address", f"{mlist.name}@{domain}"),
         ("command address", f"{mlist.name}-request@{domain}"),
         ("members", stats["members"]),
@@ -938,7 +940,7 @@ def spool_show(state: State, entry_id: int, raw: bool) -> None:
 
 @cli.group(name="digest")
 def digest_group() -> None:
-    """Daily and weekly digests (`serve` queues them at [digest] hour)."""
+    """Daily and weekly digests (`serve` queues them at [digest] hour), standard or MIME per list."""
 
 
 @digest_group.command("send")
@@ -969,7 +971,8 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
                 mlist = lists_by_name(session, name)
                 assert mlist is not None
                 for item in notify.preview_digests(session, state.config, renderer, mlist, now, address):
-                    click.echo(f"To: {item.address}\nSubject: {item.subject}\n\n{item.text}")
+                    click.echo(f"To: {item.address}\nSubject: {item.subject}\nFormat: {item.format}\n")
+                    click.echo(item.text)
                     click.echo("=" * 72)
                     shown += 1
         click.echo(f"{shown} digest{'s' if shown != 1 else ''} would be queued (dry run)")
@@ -1017,6 +1020,46 @@ def digest_schedule(
         cfg = state.config.digest
         shown_hour = cfg.hour if mlist.digest_hour is None else mlist.digest_hour
         click.echo(f"{mlist.name}: digests at {shown_hour:02d}:00 {mlist.digest_timezone or cfg.timezone}")
+
+
+_FORMATS = {
+    DigestFormat.STANDARD.value: "text and HTML in one mail, each post trimmed, a reply address under each",
+    DigestFormat.MIME.value: "RFC 1153: contents, then every post whole as an attached message/rfc822",
+}
+
+
+@digest_group.command("format", short_help="Show or set LIST's digest format: standard or mime.")
+@click.argument("list_name", metavar="LIST")
+@click.argument("value", metavar="[mime|standard]", required=False)
+@pass_state
+def digest_format(state: State, list_name: str, value: str | None) -> None:
+    """Show or set how LIST's digests are built; without a value, show it.
+
+    \b
+    standard  one multipart/alternative mail (text and HTML): a table of
+              contents, each post's new text (quotes and signatures trimmed,
+              long posts cut with a link), a reply address under each post.
+    mime      for old-school readers (RFC 1153 / RFC 2046): multipart/mixed
+              of a text table of contents (with the reply addresses and
+              links), a multipart/digest with every post whole as a
+              message/rfc822 part (its own Message-ID, threading headers and
+              a Reply-To that lands the answer under that post; attachments
+              listed with their links), and a footer.
+
+    It applies to every member of LIST from the next digest on (a running `serve`
+    needs no restart).
+    """
+    chosen = None
+    if value is not None:
+        chosen = value.strip().lower()
+        if chosen not in _FORMATS:
+            raise InvalidInput(f"unknown digest format {value!r} (use mime or standard)")
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        if chosen is not None:
+            mlist.digest_format = chosen
+        shown = mlist.digest_format
+        click.echo(f"{mlist.name}: digest format {shown} ({_FORMATS.get(shown, 'unknown')})")
 
 
 def lists_by_name(session: Any, name: str) -> Any:

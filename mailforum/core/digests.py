@@ -72,7 +72,7 @@ from mailforum.db.models import (
 )
 from mailforum.errors import MailforumError
 from mailforum.mail.headers import msgid_list
-from mailforum.mail.parse import ParsedMessage
+from mailforum.mail.parse import Attachment, ParsedMessage
 
 log = logging.getLogger(__name__)
 
@@ -573,6 +573,99 @@ def load_topics(
         out.append(DigestTopic(tid, subject, first_ids.get(tid, 0) > start, tuple(items)))
     out.sort(key=lambda t: (not t.new, -len(t.posts), -t.posts[-1].id))
     return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalPost:
+    """A post whole, as a MIME digest embeds it: the values of its headers and its full text."""
+
+    id: int
+    topic_id: int
+    message_id: str
+    subject: str
+    author_name: str
+    author_address: str
+    date: dt.datetime  # the Date: header when sane, else when it arrived (as its copies show it)
+    text: str  # the whole text body: not trimmed, not cut
+    attachments: tuple[Attachment, ...]  # listed by name with a link, never embedded
+    ancestors: tuple[str, ...]  # Message-IDs from the topic root down to the parent
+
+
+MAX_ANCESTORS = 200  # as core.notify.ancestors, which post copies use
+
+
+def load_originals(session: Session, post_ids: Sequence[int]) -> dict[int, OriginalPost]:
+    """The stored posts, by id, for a MIME digest (posts gone since are simply missing).
+
+    In-Reply-To and References come from the stored thread, as post copies have them
+    (``notify.ancestors``), but a level of the tree at a time for all posts at once:
+    a digest of 500 posts costs as many queries as its deepest thread is deep.
+    """
+    rows = []
+    for chunk in _chunks(list(post_ids), 1000):
+        rows += session.execute(
+            select(
+                Post.id,
+                Post.topic_id,
+                Post.message_id,
+                Post.parent_id,
+                Post.subject,
+                Post.author_name,
+                Post.author_address,
+                Post.date,
+                Post.received_at,
+                Post.text_body,
+                Post.attachments,
+            ).where(Post.id.in_(chunk))
+        ).all()
+    chains = _ancestors(session, {r.id: (r.message_id, r.parent_id) for r in rows})
+    out = {}
+    for r in rows:
+        files = tuple(
+            Attachment(str(a.get("filename") or ""), str(a.get("type") or ""), int(a.get("size") or 0))
+            for a in (r.attachments or [])
+            if isinstance(a, dict)
+        )
+        out[r.id] = OriginalPost(
+            r.id,
+            r.topic_id,
+            r.message_id,
+            r.subject or "",
+            r.author_name or "",
+            r.author_address or "",
+            r.date or r.received_at,
+            r.text_body or "",
+            files,
+            chains[r.id],
+        )
+    return out
+
+
+def _ancestors(session: Session, posts: dict[int, tuple[str, int | None]]) -> dict[int, tuple[str, ...]]:
+    """For each post (id → its Message-ID and parent id), its ancestors' Message-IDs, root first."""
+    known = dict(posts)
+    wanted = {parent for _, parent in posts.values() if parent is not None}
+    for _ in range(MAX_ANCESTORS):
+        wanted -= known.keys()
+        if not wanted:
+            break
+        for chunk in _chunks(sorted(wanted), 1000):
+            rows = session.execute(select(Post.id, Post.message_id, Post.parent_id).where(Post.id.in_(chunk)))
+            known.update((pid, (mid, parent)) for pid, mid, parent in rows)
+        wanted = {parent for pid in wanted if pid in known and (parent := known[pid][1]) is not None}
+    out = {}
+    for post_id, (_, parent) in posts.items():
+        chain: list[str] = []
+        seen = {post_id}
+        while parent is not None and parent not in seen and len(chain) < MAX_ANCESTORS:
+            seen.add(parent)
+            if parent not in known:
+                break
+            message_id, next_parent = known[parent]
+            chain.append(message_id)
+            parent = next_parent
+        out[post_id] = tuple(reversed(chain))
+    return out
 
 
 # ---------------------------------------------------------------------------

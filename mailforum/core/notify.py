@@ -12,9 +12,13 @@ digests add their own pair.
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
@@ -24,7 +28,7 @@ from sqlalchemy.orm import Session
 from mailforum.config import Config
 from mailforum.core import digests, tokens
 from mailforum.db import outbox
-from mailforum.db.models import MailingList, Member, OutboxKind, Post
+from mailforum.db.models import DigestFormat, MailingList, Member, OutboxKind, Post
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
 from mailforum.mail.compose import (
@@ -41,6 +45,8 @@ from mailforum.mail.compose import (
 from mailforum.mail.dkim_sign import Signer
 from mailforum.mail.headers import reply_subject
 from mailforum.render import Renderer
+
+log = logging.getLogger(__name__)
 
 MAX_ANCESTORS = 200
 
@@ -141,22 +147,26 @@ def digest_subject(ident: ListIdentity, frequency: str, day: str, posts: int, to
     return ident.tagged(f"{kind} {day}: {posts_text} in {topics} topic{'s' if topics != 1 else ''}")
 
 
-def render_digest(
+def _digest_context(
     config: Config,
-    renderer: Renderer,
     mlist: MailingList,
+    ident: ListIdentity,
     topics: tuple[digests.DigestTopic, ...],
     frequency: str,
     day: str,
-) -> RenderedDigest:
-    """Render one list's digest for one period once; reply addresses are markers (mail/digest.py)."""
-    ident = identity(config, mlist)
+) -> tuple[str, dict[str, Any]]:
+    """The subject and the template context both digest formats render from."""
     zone = ZoneInfo(mlist.digest_timezone or config.digest.timezone)
     time_format = "%a %d %b %H:%M" if frequency == digests.WEEKLY else "%H:%M"
     count = sum(len(t.posts) for t in topics)
     subject = digest_subject(ident, frequency, day, count, len(topics))
     context = {
-        "list": {"name": mlist.name, "title": ident.title, "address": ident.address},
+        "list": {
+            "name": mlist.name,
+            "title": ident.title,
+            "address": ident.address,
+            "request": ident.request_address,
+        },
         "digest": {
             "frequency": frequency,
             "label": day,
@@ -177,6 +187,7 @@ def render_digest(
                     {
                         "id": p.id,
                         "author": clean(p.author),
+                        "subject": clean(p.subject) or clean(t.subject) or "(no subject)",
                         "time": p.when.astimezone(zone).strftime(time_format),
                         "text": canonical_body(p.text),  # no ESC: reply markers cannot be forged
                         "cut": p.cut,
@@ -195,6 +206,19 @@ def render_digest(
             "unsubscribe": ident.unsubscribe_mailto,
         },
     }
+    return subject, context
+
+
+def render_digest(
+    config: Config,
+    renderer: Renderer,
+    mlist: MailingList,
+    topics: tuple[digests.DigestTopic, ...],
+    frequency: str,
+    day: str,
+) -> RenderedDigest:
+    """Render one list's digest for one period once; reply addresses are markers (mail/digest.py)."""
+    subject, context = _digest_context(config, mlist, identity(config, mlist), topics, frequency, day)
     name = "weekly" if frequency == digests.WEEKLY else "daily"
     text = renderer.render(mlist.name, f"digest/{name}.txt.j2", context)
     html = renderer.render(mlist.name, f"digest/{name}.html.j2", context)
@@ -202,7 +226,86 @@ def render_digest(
     return RenderedDigest(subject, text, html, ids)
 
 
-DigestKey = tuple[int, int, int, str, str, frozenset[int]]
+def embedded_post(
+    renderer: Renderer, mlist: MailingList, ident: ListIdentity, post: digests.OriginalPost
+) -> digest_mail.Embedded | None:
+    """One post, whole, as a MIME digest's message/rfc822 part; None if it cannot be built.
+
+    A post that cannot be built (a value the header checks refuse) is left out and
+    logged: one bad post never blocks the digest (RELIABILITY I4, F14).
+    """
+    context = {
+        "list": {"name": mlist.name, "title": ident.title, "address": ident.address},
+        "post": {
+            "text": canonical_body(post.text).strip("\n"),
+            "url": ident.post_url(post.id),
+            "attachments": [
+                {
+                    "filename": clean(a.filename) or "(unnamed)",
+                    "type": clean(a.content_type),
+                    "size": a.size,
+                    "url": ident.attachment_url(post.id, index, a.filename),
+                }
+                for index, a in enumerate(post.attachments)
+            ],
+        },
+    }
+    view = PostView(
+        message_id=post.message_id,
+        subject=post.subject or "(no subject)",
+        author_name=post.author_name,
+        author_address=post.author_address,
+        date=post.date,
+        topic_id=post.topic_id,
+        ancestors=post.ancestors,
+    )
+    text = renderer.render(mlist.name, "digest/mime_post.txt.j2", context)
+    try:
+        return digest_mail.embed(ident, digest_mail.EmbeddedPost(post.id, view, text))
+    except (ValueError, TypeError, LookupError) as exc:
+        log.warning("post %s left out of a MIME digest of %s: %s", post.id, mlist.name, exc)
+        return None
+
+
+def mime_digest(
+    session: Session,
+    config: Config,
+    renderer: Renderer,
+    mlist: MailingList,
+    topics: tuple[digests.DigestTopic, ...],
+    frequency: str,
+    day: str,
+    now: dt.datetime,
+    parts: dict[int, digest_mail.Embedded | None],
+) -> digest_mail.SharedDigest | None:
+    """One list's MIME digest for one period and muted set, shared by its members.
+
+    ``parts`` caches the embedded posts (by post id) across the muted sets of one
+    period: each post is read, rendered and encoded once. None when no post is left.
+    """
+    ident = identity(config, mlist)
+    missing = [p.id for t in topics for p in t.posts if p.id not in parts]
+    if missing:
+        originals = digests.load_originals(session, missing)
+        for post_id in missing:
+            original = originals.get(post_id)
+            parts[post_id] = None if original is None else embedded_post(renderer, mlist, ident, original)
+    kept = []
+    for t in topics:
+        posts = tuple(p for p in t.posts if parts.get(p.id) is not None)
+        if posts:
+            kept.append(digests.DigestTopic(t.id, t.subject, t.new, posts))
+    if not kept:
+        return None
+    subject, context = _digest_context(config, mlist, ident, tuple(kept), frequency, day)
+    contents = renderer.render(mlist.name, "digest/mime_contents.txt.j2", context)
+    footer = renderer.render(mlist.name, "digest/mime_footer.txt.j2", context)
+    embedded = [parts[p.id] for t in kept for p in t.posts]
+    return digest_mail.build_mime(ident, subject, contents, footer, [e for e in embedded if e], now)
+
+
+# (list, start mark, end mark, frequency, label, muted topics, format)
+DigestKey = tuple[int, int, int, str, str, frozenset[int], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +352,8 @@ class Composer:
             Signer(dkim.key_file, dkim.selector, dkim.domain or config.site.domain) if dkim.key_file else None
         )
         self._ranges: dict[tuple[int, int, int], tuple[digests.DigestTopic, ...]] = {}
+        # MIME digests: each (list, range)'s posts embedded once, for every muted set.
+        self._embedded: dict[tuple[int, int, int], dict[int, digest_mail.Embedded | None]] = {}
         self._digests: dict[DigestKey, digest_mail.SharedDigest | None] = {}
         self._digest_rows: dict[int, DigestKey] = {}
         self._list_names: dict[int, str] = {}
@@ -336,32 +441,49 @@ class Composer:
             span = (list_id, start, end)
             if span not in self._ranges:
                 if len(self._ranges) >= 16:
-                    self._ranges.pop(next(iter(self._ranges)))
+                    oldest = next(iter(self._ranges))
+                    self._ranges.pop(oldest)
+                    self._embedded.pop(oldest, None)
                 self._ranges[span] = digests.load_topics(session, self.config, list_id, start, end)
             topics = self._ranges[span]
             member_ids = [r.member_id for r in members if r.member_id is not None]
             muted = digests.muted_topics(session, member_ids, {t.id for t in topics})
             for row in members:
                 excluded = frozenset(muted.get(row.member_id or 0, ()))
-                key = (list_id, start, end, frequency, day, excluded)
+                key = (list_id, start, end, frequency, day, excluded, mlist.digest_format)
                 self._digest_rows[row.id] = key
                 if key in self._digests:
                     continue
                 if len(self._digests) >= self._cache_size:
                     self._digests.pop(next(iter(self._digests)))
                 kept = tuple(t for t in topics if t.id not in excluded)
-                if not kept:
-                    self._digests[key] = None
-                    continue
-                rendered = render_digest(self.config, self.renderer, mlist, kept, frequency, day)
-                self._digests[key] = digest_mail.build(
-                    identity(self.config, mlist),
-                    rendered.subject,
-                    rendered.text,
-                    rendered.html,
-                    dt.datetime.now(dt.UTC),
-                    rendered.post_ids,
-                )
+                self._digests[key] = self._shared_digest(session, mlist, span, kept, frequency, day)
+
+    def _shared_digest(
+        self,
+        session: Session,
+        mlist: MailingList,
+        span: tuple[int, int, int],
+        topics: tuple[digests.DigestTopic, ...],
+        frequency: str,
+        day: str,
+    ) -> digest_mail.SharedDigest | None:
+        """The digest all members with the same muted topics share, in the list's format."""
+        if not topics:
+            return None
+        now = dt.datetime.now(dt.UTC)
+        if mlist.digest_format == DigestFormat.MIME.value:
+            parts = self._embedded.setdefault(span, {})
+            return mime_digest(session, self.config, self.renderer, mlist, topics, frequency, day, now, parts)
+        rendered = render_digest(self.config, self.renderer, mlist, topics, frequency, day)
+        return digest_mail.build(
+            identity(self.config, mlist),
+            rendered.subject,
+            rendered.text,
+            rendered.html,
+            now,
+            rendered.post_ids,
+        )
 
     def _digest_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
         key = self._digest_rows.pop(row.id, None)
@@ -443,6 +565,7 @@ class DigestPreview:
     address: str
     subject: str
     text: str
+    format: str = DigestFormat.STANDARD.value
 
 
 def preview_digests(
@@ -453,7 +576,12 @@ def preview_digests(
     now: dt.datetime,
     address: str | None = None,
 ) -> list[DigestPreview]:
-    """The digests a ``digest send`` would queue now, rendered; nothing is changed."""
+    """The digests a ``digest send`` would queue now, rendered; nothing is changed.
+
+    A standard digest shows its text part; a MIME digest is built as it would be sent
+    and shown part by part (``mail.digest.outline``), the embedded messages' headers
+    included. Reply addresses are placeholders: they are signed per member at sending.
+    """
     end = digests.end_mark(session, mlist.id)
     local = now.astimezone(ZoneInfo(mlist.digest_timezone or config.digest.timezone))
     frequencies = [digests.DAILY]
@@ -470,7 +598,38 @@ def preview_digests(
         kept = tuple(t for t in topics if t.id not in muted)
         if not kept:
             continue
+        if mlist.digest_format == DigestFormat.MIME.value:
+            preview = _preview_mime(session, config, renderer, mlist, kept, member, start, end, local, now)
+            if preview is not None:
+                out.append(preview)
+            continue
         rendered = render_digest(config, renderer, mlist, kept, member.frequency, digests.label(local))
         text = digest_mail.unmark(rendered.text, hidden)
         out.append(DigestPreview(member.address, rendered.subject, text))
     return out
+
+
+def _preview_mime(
+    session: Session,
+    config: Config,
+    renderer: Renderer,
+    mlist: MailingList,
+    topics: tuple[digests.DigestTopic, ...],
+    member: digests.DueMember,
+    start: int,
+    end: int,
+    local: dt.datetime,
+    now: dt.datetime,
+) -> DigestPreview | None:
+    day = digests.label(local)
+    shared = mime_digest(session, config, renderer, mlist, topics, member.frequency, day, now, {})
+    if shared is None:
+        return None
+    domain = config.site.domain
+    hidden = f"{mlist.name}+r-SIGNED-FOR-EACH-MEMBER-AND-POST@{domain}"  # a plain addr-spec
+    message_id = digests.message_id(mlist.name, member.id, start, end, domain)
+    data = shared.personalise(
+        message_id, lambda post_id: hidden, (f"mailto:{mlist.name}+unsubscribe@{domain}",)
+    )
+    subject = str(email.message_from_bytes(data, policy=email.policy.default)["Subject"])
+    return DigestPreview(member.address, subject, digest_mail.outline(data), DigestFormat.MIME.value)

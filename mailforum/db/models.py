@@ -61,6 +61,13 @@ class OutboxKind(enum.StrEnum):
     NOTICE = "notice"  # an automatic answer to one person (core.answers): payload holds the text
 
 
+class DigestFormat(enum.StrEnum):
+    """How a list's digests are built (mail/digest.py)."""
+
+    STANDARD = "standard"  # multipart/alternative: text and HTML, posts trimmed, a reply address each
+    MIME = "mime"  # RFC 1153 / RFC 2046: contents, then every post whole as a message/rfc822 part
+
+
 class Visibility(enum.StrEnum):
     PUBLIC = "public"  # the web archive shows it to everyone
     PRIVATE = "private"  # every web surface answers 404 (RELIABILITY S15)
@@ -94,6 +101,10 @@ class MailingList(Base):
     # Digest schedule overrides ([digest] hour / timezone when None).
     digest_hour: Mapped[int | None] = mapped_column(default=None)
     digest_timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    # "standard" or "mime" (DigestFormat); the server default keeps lists made before 0009 standard.
+    digest_format: Mapped[str] = mapped_column(
+        String(16), default=DigestFormat.STANDARD.value, server_default=DigestFormat.STANDARD.value
+    )
     # The last scheduled period (list-local day "2026-11-26"; the week "2026-W48 2026-11-26"
     # with the day its run started) and that run's end mark (the highest post id it covers):
     # a repeated hour, a second scheduler or a restart after a crash finishes the same

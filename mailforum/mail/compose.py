@@ -130,6 +130,10 @@ class ListIdentity:
         """A post's permalink (runners/web.py: /lists/{list}/posts/{id})."""
         return f"{self.archive_url}/posts/{post_id}"
 
+    def attachment_url(self, post_id: int, index: int, filename: str) -> str:
+        """One attachment's download (runners/web.py: /lists/{list}/posts/{id}/attachments/{n}/{name})."""
+        return f"{self.post_url(post_id)}/attachments/{index}/{quote(filename or 'attachment', safe='')}"
+
     def unsubscribe_url(self, token: str) -> str:
         """The per-recipient one-click unsubscribe link (RFC 8058), ending in its signed token.
 
@@ -209,14 +213,14 @@ def _author_address(name: str, address: str) -> Address | None:
         return None
 
 
-def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> SharedCopy:
-    """The shared part of a post's notification: headers and a multipart/alternative body.
+def post_headers(msg: EmailMessage, ident: ListIdentity, post: PostView) -> None:
+    """A post's own headers, as every copy of it shows them (notifications, MIME digests).
 
     ``From`` is the list address with the author's name (DMARC-safe: we never send
     with the author's domain), the author goes to ``X-Original-From``. ``Message-ID``
-    is the post's own, so every copy and the author's sent copy are one message.
+    is the post's own, so every copy and the author's sent copy are one message;
+    ``In-Reply-To``/``References`` name the stored parents.
     """
-    msg = EmailMessage(policy=POLICY)
     author = header_text(post.author_name) or header_text(post.author_address.split("@")[0]) or "Someone"
     title = header_text(ident.title) or ident.name
     msg["From"] = Address(display_name=f"{author} via {title}", addr_spec=ident.address)
@@ -231,6 +235,16 @@ def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> S
     original = _author_address(post.author_name, post.author_address)
     if original is not None:
         msg["X-Original-From"] = original
+
+
+def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> SharedCopy:
+    """The shared part of a post's notification: headers and a multipart/alternative body.
+
+    The post's own headers come from ``post_headers``; the list headers follow.
+    """
+    msg = EmailMessage(policy=POLICY)
+    post_headers(msg, ident, post)
+    title = header_text(ident.title) or ident.name
     msg["List-Id"] = f"{_phrase(title)} <{ident.list_id}>"
     msg["List-Post"] = f"<mailto:{ident.address}>"
     msg["List-Help"] = f"<mailto:{ident.request_address}?subject=help>"

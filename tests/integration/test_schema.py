@@ -1,5 +1,7 @@
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from mailforum.db import migrate
 from mailforum.db.base import Base
@@ -20,3 +22,22 @@ def test_migrations_build_exactly_the_models(db):
 def test_upgrade_is_a_no_op_when_current(db):
     before, after = migrate.upgrade(db)
     assert before == after == migrate.head_revision()
+
+
+def test_lists_made_before_0009_keep_the_standard_digest(db):
+    """0009 adds lists.digest_format with a server default: existing lists stay "standard"."""
+    cfg = migrate._alembic_config(db)
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO lists (name, title, description, posting_policy, created_at) "
+                "VALUES ('old', '', '', 'open', CURRENT_TIMESTAMP)"
+            )
+        )
+    migrate.upgrade(db)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT digest_format FROM lists WHERE name = 'old'")).scalar() == "standard"
+    assert migrate.current_revision(db) == "0009" == migrate.head_revision()

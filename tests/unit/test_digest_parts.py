@@ -119,3 +119,101 @@ def test_digest_config_keys_are_checked():
         from_mapping({"digest": {"weekly_day": "friday"}})
     with pytest.raises(ConfigError, match="timezone"):
         from_mapping({"digest": {"timezone": "Mars/Olympus"}})
+
+
+# -- the MIME digest ------------------------------------------------------------------
+
+
+def _embedded(post_id: int, subject: str = "Alpha", author: str = "Ann", text: str = "Body\n"):
+    from mailforum.mail.compose import PostView
+
+    view = PostView(f"<p{post_id}@example.com>", subject, author, "ann@example.com", NOW, 1, ("<root@x>",))
+    return digest_mail.embed(IDENT, digest_mail.EmbeddedPost(post_id, view, text))
+
+
+def _lf(part) -> str:
+    return part.get_content().replace("\r\n", "\n")
+
+
+def _mime(posts, contents: str = "", footer: str = "-- \nfooter\n") -> bytes:
+    contents = contents or "".join(f"{n}. mailto:{digest_mail.marker(n)}?subject=x\n" for n in posts)
+    shared = digest_mail.build_mime(IDENT, "Daily digest", contents, footer, list(posts.values()), NOW)
+    return shared.personalise(
+        "<digest.dev.1.0-7@lists.example.org>",
+        lambda pid: f"dev+r-{pid}-abc@lists.example.org",
+        ("mailto:dev+unsubscribe@lists.example.org",),
+    )
+
+
+def test_a_mime_digest_is_contents_a_digest_of_messages_and_a_footer():
+    long_text = "ünïcödé " * 40 + "\n> quoted\n-- \nsig\n"
+    data = _mime({5: _embedded(5, text=long_text), 7: _embedded(7, "Beta")})
+    assert all(len(line) <= 78 for line in data.split(b"\r\n"))
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    contents, digest, footer = msg.iter_parts()
+    assert msg.get_content_type() == "multipart/mixed" and digest.get_content_type() == "multipart/digest"
+    assert _lf(contents) == "".join(
+        f"{n}. mailto:dev+r-{n}-abc@lists.example.org?subject=x\n" for n in (5, 7)
+    )
+    inner = [part.get_content() for part in digest.iter_parts()]
+    assert [p.get_content_type() for p in digest.iter_parts()] == ["message/rfc822"] * 2
+    assert [m["Message-ID"] for m in inner] == ["<p5@example.com>", "<p7@example.com>"]
+    assert [m["Reply-To"] for m in inner] == [
+        "dev+r-5-abc@lists.example.org",
+        "dev+r-7-abc@lists.example.org",
+    ]
+    assert _lf(inner[0]) == long_text and inner[0]["Content-Transfer-Encoding"] == "quoted-printable"
+    assert inner[0]["From"] == "Ann via Developers <dev@lists.example.org>"
+    assert inner[0]["In-Reply-To"] == "<root@x>" and inner[1]["Subject"] == "[dev] Beta"
+    assert _lf(footer) == "-- \nfooter\n"
+    assert msg["Message-ID"] == "<digest.dev.1.0-7@lists.example.org>"
+
+
+def test_embedded_headers_cannot_be_injected():
+    tricks = [
+        "hi=?UTF-8?Q?=0A?=Bcc: victim@example.net",
+        "=?utf-8?b?DQpCY2M6IHZpY3RpbUBleGFtcGxlLm5ldA==?=",
+        "x\r\nBcc: victim@example.net",
+        "x\nReply-To: evil@example.net",
+    ]
+    posts = {n: _embedded(n, subject=t, author=t) for n, t in enumerate(tricks, 1)}
+    msg = email.message_from_bytes(_mime(posts), policy=email.policy.default)
+    for part in list(msg.iter_parts())[1].iter_parts():
+        inner = part.get_content()
+        assert sorted(k.lower() for k in inner) == sorted(
+            [
+                "from", "to", "subject", "date", "message-id", "in-reply-to", "references",
+                "x-original-from", "reply-to", "mime-version", "content-type", "content-transfer-encoding",
+            ]
+        )  # fmt: skip
+        assert inner["Reply-To"].startswith("dev+r-")
+
+
+def test_the_header_check_refuses_what_an_unpatched_stdlib_would_inject():
+    """CVE-2024-6923: Python 3.11.7 folds a decoded CR LF into a header line of its own."""
+    from email.message import EmailMessage
+
+    from mailforum.mail.compose import POLICY
+
+    msg = EmailMessage(policy=POLICY)
+    msg["Subject"] = "=?utf-8?q?a=0D=0ABcc:_x@y?="
+    with pytest.raises(ValueError, match="malformed"):
+        digest_mail._folded(msg)
+
+
+def test_the_outline_shows_each_part_and_the_embedded_headers():
+    text = digest_mail.outline(_mime({5: _embedded(5)}))
+    assert "=== digest: multipart/mixed, 3 parts" in text
+    assert "=== 2: multipart/digest, 1 parts" in text and "=== 2.1: message/rfc822" in text
+    assert "Message-ID: <p5@example.com>" in text and "Reply-To: dev+r-5-abc@lists.example.org" in text
+
+
+def test_the_header_check_refuses_an_empty_line_inside_the_block():
+    from email.message import EmailMessage
+
+    from mailforum.mail.compose import POLICY
+
+    msg = EmailMessage(policy=POLICY)
+    msg["Subject"] = "=?utf-8?q?a=0D=0A=0D=0Abody?="
+    with pytest.raises(ValueError, match="malformed"):
+        digest_mail._folded(msg)
