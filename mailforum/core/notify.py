@@ -319,6 +319,9 @@ class Envelope:
     build: Callable[[], bytes]
 
 
+# Shared digests kept between chunks: 64 MB is 80 digests of 500 posts (RELIABILITY L6).
+DIGEST_CACHE_BYTES = 64 * 1024 * 1024
+
 _LIST_MAIL = frozenset({OutboxKind.POST.value, OutboxKind.DIGEST.value})
 
 
@@ -355,6 +358,7 @@ class Composer:
         # MIME digests: each (list, range)'s posts embedded once, for every muted set.
         self._embedded: dict[tuple[int, int, int], dict[int, digest_mail.Embedded | None]] = {}
         self._digests: dict[DigestKey, digest_mail.SharedDigest | None] = {}
+        self._digest_bytes = 0
         self._digest_rows: dict[int, DigestKey] = {}
         self._list_names: dict[int, str] = {}
         self._signers: dict[dt.datetime, tokens.Signer] = {}
@@ -432,6 +436,7 @@ class Composer:
             p = row.payload
             key = (row.list_id, int(p["from"]), int(p["to"]), str(p["frequency"]), str(p["label"]))
             groups.setdefault(key, []).append(row)
+        current: set[DigestKey] = set()
         for (list_id, start, end, frequency, day), members in groups.items():
             mlist = session.get(MailingList, list_id)
             if mlist is None:
@@ -452,12 +457,25 @@ class Composer:
                 excluded = frozenset(muted.get(row.member_id or 0, ()))
                 key = (list_id, start, end, frequency, day, excluded, mlist.digest_format)
                 self._digest_rows[row.id] = key
+                current.add(key)
                 if key in self._digests:
                     continue
-                if len(self._digests) >= self._cache_size:
-                    self._digests.pop(next(iter(self._digests)))
                 kept = tuple(t for t in topics if t.id not in excluded)
-                self._digests[key] = self._shared_digest(session, mlist, span, kept, frequency, day)
+                shared = self._shared_digest(session, mlist, span, kept, frequency, day)
+                self._digests[key] = shared
+                self._digest_bytes += shared.size if shared is not None else 0
+                self._forget_digests(keep=current)
+
+    def _forget_digests(self, keep: set[DigestKey]) -> None:
+        """Drop the oldest shared digests beyond ``DIGEST_CACHE_BYTES`` or ``cache_size`` entries,
+        except those the rows being loaded need. Copies already handed out hold their own
+        reference, so what is dropped is only rendered again if a later chunk needs it."""
+        for key in list(self._digests):
+            if self._digest_bytes <= DIGEST_CACHE_BYTES and len(self._digests) <= self._cache_size:
+                return
+            if key not in keep:
+                shared = self._digests.pop(key)
+                self._digest_bytes -= shared.size if shared is not None else 0
 
     def _shared_digest(
         self,

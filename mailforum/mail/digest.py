@@ -89,6 +89,11 @@ class SharedDigest:
     slots: tuple[Slot, ...]
     post_ids: tuple[int, ...]
 
+    @property
+    def size(self) -> int:
+        """Bytes held (without the few spliced in per member)."""
+        return len(self.head) + sum(len(gap) for gap in self.gaps)
+
     def personalise(
         self, message_id: str, reply_address: Callable[[int], str], unsubscribe: Sequence[str]
     ) -> bytes:

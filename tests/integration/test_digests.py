@@ -16,7 +16,7 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from mailforum.core import bounces, digests, lists
+from mailforum.core import bounces, digests, lists, notify
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -171,6 +171,29 @@ def test_muted_topics_are_left_out_and_watched_ones_come_at_once(site, relay):
     # dan watches Alpha: its reply reached him at once as well.
     ids = [as_email(t.data)["Message-ID"] for t in relay.messages_for("dan@example.com")]
     assert "<a2@example.com>" in ids
+
+
+@pytest.mark.parametrize("claim_batch", [1, 10])
+def test_a_full_digest_cache_renders_again_and_loses_nothing(site, relay, monkeypatch, claim_batch):
+    """L6: shared digests are kept up to a byte budget. Over it (here: any digest at all),
+    the oldest go, but never one the chunk being loaded still needs, and a later chunk
+    renders its own again: every member gets the right digest."""
+    monkeypatch.setattr(notify, "DIGEST_CACHE_BYTES", 1)
+    setup_list(site, "dora@example.com", "dan@example.com", "dee@example.com", "don@example.com")
+    post(site, "Alpha topic", "a1@example.com")
+    post(site, "Beta topic", "b1@example.com")
+    post(site, "Gamma topic", "c1@example.com")
+    subscribe(site, "dora@example.com", "<a1@example.com>", SubscriptionKind.MUTE.value)
+    subscribe(site, "dan@example.com", "<b1@example.com>", SubscriptionKind.MUTE.value)
+    subscribe(site, "dee@example.com", "<c1@example.com>", SubscriptionKind.MUTE.value)
+    run(site, DAY1)
+    stats = deliver(site.config, site.db, claim_batch=claim_batch)
+    assert (stats.sent, stats.failed) == (4, 0)
+    muted = {"dora": "Alpha", "dan": "Beta", "dee": "Gamma", "don": None}
+    for name, left_out in muted.items():
+        (msg,) = digests_for(relay, f"{name}@example.com")
+        shown = {t for t in ("Alpha", "Beta", "Gamma") if f"{t} topic" in text_of(msg)}
+        assert shown == {"Alpha", "Beta", "Gamma"} - {left_out}, name
 
 
 def test_a_member_who_muted_everything_new_gets_no_mail_and_moves_on(site, relay):
