@@ -3,10 +3,10 @@
 One dispatcher claims due rows in chunks (with a lease) and hands them to
 ``[relay] max_connections`` sender tasks; each keeps one relay connection open for up
 to ``messages_per_connection`` messages (``relay_client``: smtplib in worker threads,
-about twice as fast as aiosmtplib for digests in ``bench/digest.py``). A copy's bytes are made when it is
-sent, so memory holds the shared parts, not a chunk of finished copies. Every copy is its own transaction
-with one recipient, because its envelope sender (VERP) and its ``Reply-To`` are
-personal. A committer task records results in small batches as they come in, in a
+about twice as fast as aiosmtplib for digests in ``bench/digest.py``). A copy's bytes
+are made when it is sent, so memory holds the shared parts, not a chunk of finished
+copies. Every copy is its own transaction with one recipient, because its envelope
+sender (VERP) and its ``Reply-To`` are personal. A committer task records results in small batches as they come in, in a
 thread, so the event loop never waits on the database.
 
 What the relay says decides the row's fate (Mailman's outgoing runner; RELIABILITY
