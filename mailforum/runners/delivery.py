@@ -6,8 +6,8 @@ to ``messages_per_connection`` messages (``relay_client``: smtplib in worker thr
 about twice as fast as aiosmtplib for digests in ``bench/digest.py``). A copy's bytes
 are made when it is sent, so memory holds the shared parts, not a chunk of finished
 copies. Every copy is its own transaction with one recipient, because its envelope
-sender (VERP) and its ``Reply-To`` are personal. A committer task records results in small batches as they come in, in a
-thread, so the event loop never waits on the database.
+sender (VERP) and its ``Reply-To`` are personal. A committer task records results in
+small batches as they come in, in a thread, so the event loop never waits on the database.
 
 What the relay says decides the row's fate (Mailman's outgoing runner; RELIABILITY
 I5, F6–F9): ``250`` → sent; ``5xx`` → failed, with the reply kept; ``4xx``, a
