@@ -344,13 +344,13 @@ class Archive:
         if found is None:
             raise HTTPException(404)
         fallback = f"attachment-{request.path_params['post']}-{request.path_params['index']}"
-        headers = {
-            "content-disposition": pages.content_disposition(found.filename, fallback),
-            "x-content-type-options": "nosniff",
-            "content-security-policy": "default-src 'none'; sandbox",
-            "cache-control": "public, max-age=86400",
-        }
-        return Response(found.data, 200, headers, found.safe_type)
+        # Revalidated like the pages (ETag, max-age=0): a cache answers from its copy only
+        # after asking us, so a list made private stops serving its files at once.
+        response = self.cached(request, found.data, found.safe_type)
+        response.headers["content-disposition"] = pages.content_disposition(found.filename, fallback)
+        response.headers["x-content-type-options"] = "nosniff"
+        response.headers["content-security-policy"] = "default-src 'none'; sandbox"
+        return response
 
     def search(self, request: Request) -> Response:
         query = request.query_params.get("q", "")[:200]

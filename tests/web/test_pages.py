@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from mailforum.db.models import Post, Topic
+from mailforum.db.models import MailingList, Post, Topic, Visibility
 from tests.helpers import message
 from tests.web.kit import seed, thread_messages
 
@@ -245,6 +245,18 @@ def test_attachments_download_with_safe_headers(site, web) -> None:
     assert zipped.headers["content-disposition"].startswith('attachment; filename="bomb.zip"')
     assert zipped.headers["x-content-type-options"] == "nosniff"
     assert missing.status_code == 404
+    # Cached only with revalidation: a conditional GET is answered 304 while the list is
+    # public, and 404 as soon as it is private (no shared cache keeps serving it for a day).
+    assert zipped.headers["cache-control"] == "public, max-age=0, must-revalidate"
+    etag = zipped.headers["etag"]
+    with web.client() as http:
+        again = http.get(f"/lists/dev/posts/{post}/attachments/1/bomb.zip", headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.headers["etag"] == etag and not again.content
+        with site.db.session() as session:
+            dev = session.scalars(select(MailingList).where(MailingList.name == "dev")).one()
+            dev.visibility = Visibility.PRIVATE.value
+        hidden = http.get(f"/lists/dev/posts/{post}/attachments/1/bomb.zip", headers={"If-None-Match": etag})
+    assert hidden.status_code == 404
 
 
 def test_atom_feeds_are_valid_xml_with_escaped_text(site, web) -> None:
