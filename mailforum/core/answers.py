@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from mailforum.config import Config
 from mailforum.db import outbox
 from mailforum.db.models import MailingList, OutboxEntry, OutboxKind
+from mailforum.db.payloads import NoticePayload
 from mailforum.mail.compose import clean
 from mailforum.mail.parse import ParsedMessage
 from mailforum.render import Renderer
@@ -273,7 +274,7 @@ def answer(
     sender = str(context.get("sender", "request"))
     reply_to = context.get("reply_to")
     rendered = render(config, mlist, template, context)
-    payload = {
+    payload: NoticePayload = {
         "template": template,
         "subject": rendered.subject,
         "text": rendered.text,

@@ -268,8 +268,8 @@ def _topic_ids(db: Database, mlist: MailingList) -> dict[int, int]:
     merged = {tid: into for tid, into in rows}
 
     def live(tid: int) -> int:
-        while merged.get(tid) is not None:
-            tid = merged[tid]  # type: ignore[assignment]
+        while (into := merged.get(tid)) is not None:
+            tid = into
         return tid
 
     return {tid: live(tid) for tid in merged}

@@ -222,7 +222,7 @@ def due_members(
     out = []
     for mid, addr, mark, created, mode, chosen in session.execute(stmt):
         freq = frequency_of(mode, chosen)
-        if freq in frequencies:
+        if freq is not None and freq in frequencies:
             out.append(DueMember(mid, addr, int(mark), created, freq))
     return out
 
@@ -601,23 +601,24 @@ def load_originals(session: Session, post_ids: Sequence[int]) -> dict[int, Origi
     (``notify.ancestors``), but a level of the tree at a time for all posts at once:
     a digest of 500 posts costs as many queries as its deepest thread is deep.
     """
-    rows = []
-    for chunk in _chunks(list(post_ids), 1000):
-        rows += session.execute(
-            select(
-                Post.id,
-                Post.topic_id,
-                Post.message_id,
-                Post.parent_id,
-                Post.subject,
-                Post.author_name,
-                Post.author_address,
-                Post.date,
-                Post.received_at,
-                Post.text_body,
-                Post.attachments,
-            ).where(Post.id.in_(chunk))
-        ).all()
+    columns = select(
+        Post.id,
+        Post.topic_id,
+        Post.message_id,
+        Post.parent_id,
+        Post.subject,
+        Post.author_name,
+        Post.author_address,
+        Post.date,
+        Post.received_at,
+        Post.text_body,
+        Post.attachments,
+    )
+    rows = [
+        row
+        for chunk in _chunks(list(post_ids), 1000)
+        for row in session.execute(columns.where(Post.id.in_(chunk))).all()
+    ]
     chains = _ancestors(session, {r.id: (r.message_id, r.parent_id) for r in rows})
     out = {}
     for r in rows:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.config import Config
 from mailforum.core import digests, tokens
-from mailforum.db import outbox
+from mailforum.db import outbox, payloads
 from mailforum.db.models import DigestFormat, MailingList, Member, OutboxKind, Post
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
@@ -433,9 +433,9 @@ class Composer:
         """Render each (list, range, frequency, muted topics) once; remember which rows use which."""
         groups: dict[tuple[int, int, int, str, str], list[outbox.Claimed]] = {}
         for row in rows:
-            p = row.payload
-            key = (row.list_id, int(p["from"]), int(p["to"]), str(p["frequency"]), str(p["label"]))
-            groups.setdefault(key, []).append(row)
+            p = payloads.digest_payload(row.payload)
+            group = (row.list_id, p["from"], p["to"], p["frequency"], p["label"])
+            groups.setdefault(group, []).append(row)
         current: set[DigestKey] = set()
         for (list_id, start, end, frequency, day), members in groups.items():
             mlist = session.get(MailingList, list_id)
@@ -551,17 +551,17 @@ class Composer:
         ident = self._lists.get(row.list_id)
         if ident is None:
             return "the list no longer exists"
-        payload = row.payload
+        payload = payloads.notice_payload(row.payload)
         view = NoticeView(
             to=row.recipient,
-            subject=str(payload.get("subject", "")),
-            text=str(payload.get("text", "")),
-            html=str(payload.get("html", "")),
+            subject=payload["subject"],
+            text=payload["text"],
+            html=payload["html"],
             message_id=row.message_id,
             date=row.created_at,
-            sender_role=str(payload.get("sender") or "request"),
-            in_reply_to=payload.get("in_reply_to") or None,
-            reply_to=payload.get("reply_to") or None,
+            sender_role=payload["sender"],
+            in_reply_to=payload["in_reply_to"],
+            reply_to=payload["reply_to"],
         )
         try:
             data = notice(ident, view)

@@ -22,6 +22,7 @@ from mailforum.core.inbound import Delivery, Outcome, RouteHandler
 from mailforum.core.lists import find_member
 from mailforum.core.policy import Action, Decision, PolicyContext, decide
 from mailforum.db.models import MailingList, Member, Post, PostStatus, utcnow
+from mailforum.db.txcache import TxCache
 from mailforum.errors import MailforumError
 from mailforum.mail.addresses import Kind, Recipient, parse_recipient
 from mailforum.mail.parse import ParsedMessage
@@ -333,9 +334,12 @@ def accepts(recipient: Recipient, config: Config) -> bool:
     return recipient.kind in ROUTES and (check is None or check(recipient, config))
 
 
+_LISTS: TxCache[dict[str, MailingList]] = TxCache("mailforum.lists", dict)  # by name
+
+
 def list_by_name(session: Session, name: str) -> MailingList | None:
     """The list, remembered for the rest of the transaction (an import asks 500 times)."""
-    known: dict[str, MailingList] = session.info.setdefault("mailforum.lists", {})
+    known = _LISTS.setdefault(session)
     mlist = known.get(name)
     if mlist is None or mlist not in session:
         mlist = session.scalars(select(MailingList).where(MailingList.name == name)).first()

@@ -366,9 +366,9 @@ class _Plan:
 def _plan(before: Threading, after: Threading) -> _Plan:
     overlap: Counter[tuple[int, int]] = Counter()
     for mid, node in after.nodes.items():
-        old = before.nodes.get(mid)
-        if old is not None and not node.placeholder and not old.placeholder:
-            overlap[(node.topic, old.topic)] += 1
+        prior = before.nodes.get(mid)
+        if prior is not None and not node.placeholder and not prior.placeholder:
+            overlap[(node.topic, prior.topic)] += 1
     mapping: dict[int, int] = {}
     used: set[int] = set()
     for (new, old), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0][1], kv[0][0])):
@@ -403,12 +403,12 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
             session.flush()
             plan.created[scratch_topic] = topic.id
         for scratch_topic, real in plan.mapping.items():
-            subject = after.subjects.get(scratch_topic)
-            if subject is not None:
+            title = after.subjects.get(scratch_topic)
+            if title is not None:
                 session.execute(
                     update(Topic)
                     .where(Topic.id == real)
-                    .values(subject=subject, subject_key=subject_key(subject), merged_into_id=None)
+                    .values(subject=title, subject_key=subject_key(title), merged_into_id=None)
                 )
         columns = load_only(
             Post.id, Post.list_id, Post.message_id, Post.topic_id, Post.parent_id, Post.status,
@@ -434,18 +434,18 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
         session.flush()
         arrived = 0
         for mid, post in posts.items():
-            node = after.nodes.get(mid)
-            if node is None:
+            placed = after.nodes.get(mid)
+            if placed is None:
                 if post.status != PostStatus.PLACEHOLDER.value and post.id not in read_ids:
                     arrived += 1
                 continue
-            post.topic_id = plan.topic_for(node.topic)
-            parent = posts.get(node.parent) if node.parent else None
+            post.topic_id = plan.topic_for(placed.topic)
+            parent = posts.get(placed.parent) if placed.parent else None
             post.parent_id = parent.id if parent is not None else None
             post.title, post.conversation, post.thread_index = (
-                node.title,
-                node.conversation,
-                node.thread_index,
+                placed.title,
+                placed.conversation,
+                placed.thread_index,
             )
         referenced = {p.parent_id for p in posts.values() if p.parent_id is not None}
         for mid, post in posts.items():
@@ -456,8 +456,8 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
             ):
                 session.delete(post)
         session.flush()
-        for old, scratch_topic in plan.emptied.items():
-            target = plan.topic_for(scratch_topic) if scratch_topic is not None else None
+        for old, taker in plan.emptied.items():
+            target = plan.topic_for(taker) if taker is not None else None
             if target is None or target == old:
                 continue
             session.execute(

@@ -43,6 +43,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
+from mailforum.db.txcache import TxCache
 from mailforum.mail.headers import (
     THREAD_INDEX_CHILD,
     SubjectInfo,
@@ -96,7 +97,14 @@ _FIND_POSTS = select(Post).where(
 )
 
 
-_CACHE = "mailforum.threads.posts"  # session.info key: (list id, message id) → Post or None (absent)
+# What an import batch (``prefetch``) remembers for the rest of its transaction.
+_CACHE = "mailforum.threads.posts"
+_POSTS: TxCache[dict[tuple[int, str], Post | None]] = TxCache(_CACHE, dict)  # None: known absent
+_TOPICS: TxCache[list[Topic]] = TxCache(_CACHE + ".topics", list)  # the prefetched posts' topics
+_HELD: TxCache[set[Topic]] = TxCache(_CACHE + ".held", set)  # see _hold
+_CONVERSATIONS: TxCache[dict[tuple[int, str], list[Post]]] = TxCache(_CACHE + ".conv", dict)
+_SUBJECT_KEYS: TxCache[dict[tuple[int, str], list[Topic]]] = TxCache(_CACHE + ".keys", dict)
+_LOCKED: TxCache[set[int]] = TxCache(_CACHE + ".locked", set)  # lists whose advisory lock is held
 
 
 def prefetch(
@@ -112,7 +120,7 @@ def prefetch(
     conversation look-up for the conversations named; every post this module stores
     is remembered too. Call ``forget`` after a rollback.
     """
-    by_key: dict[tuple[int, str], list[Topic]] = session.info.setdefault(_CACHE + ".keys", {})
+    by_key = _SUBJECT_KEYS.setdefault(session)
     wanted_keys = [k for k in dict.fromkeys(subject_keys) if k and (list_id, k) not in by_key]
     for start in range(0, len(wanted_keys), 500):
         chunk = wanted_keys[start : start + 500]
@@ -124,7 +132,7 @@ def prefetch(
             )
         ):
             by_key[(list_id, topic.subject_key)].append(topic)
-    by_conversation: dict[tuple[int, str], list[Post]] = session.info.setdefault(_CACHE + ".conv", {})
+    by_conversation = _CONVERSATIONS.setdefault(session)
     wanted_conversations = [c for c in dict.fromkeys(conversations) if (list_id, c) not in by_conversation]
     for start in range(0, len(wanted_conversations), 500):
         chunk = wanted_conversations[start : start + 500]
@@ -138,7 +146,7 @@ def prefetch(
             )
         ):
             by_conversation[(list_id, post.conversation or "")].append(post)
-    cache: dict[tuple[int, str], Post | None] = session.info.setdefault(_CACHE, {})
+    cache = _POSTS.setdefault(session)
     wanted = list(dict.fromkeys(m for m in message_ids if (list_id, m) not in cache))
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
@@ -147,22 +155,17 @@ def prefetch(
             cache[(list_id, mid)] = found.get(mid)
         topic_ids = {p.topic_id for p in found.values()}
         if topic_ids:  # and their topics, held here so live_topic finds them in the identity map
-            held: list[Topic] = session.info.setdefault(_CACHE + ".topics", [])
-            held.extend(session.scalars(select(Topic).where(Topic.id.in_(topic_ids))))
+            _TOPICS.setdefault(session).extend(session.scalars(select(Topic).where(Topic.id.in_(topic_ids))))
 
 
 def forget(session: Session) -> None:
-    session.info.pop(_CACHE, None)
-    session.info.pop(_CACHE + ".topics", None)
-    session.info.pop(_CACHE + ".held", None)
-    session.info.pop(_CACHE + ".conv", None)
-    session.info.pop(_CACHE + ".keys", None)
-    session.info.pop(_CACHE + ".locked", None)
+    for cache in (_POSTS, _TOPICS, _HELD, _CONVERSATIONS, _SUBJECT_KEYS, _LOCKED):
+        cache.clear(session)
 
 
 def _keyed(session: Session, topic: Topic) -> None:
     """Remember a topic under its subject key, when the batch's cache knows that key."""
-    by_key = session.info.get(_CACHE + ".keys")
+    by_key = _SUBJECT_KEYS.get(session)
     if by_key is not None:
         known = by_key.get((topic.list_id, topic.subject_key))
         if known is not None and topic not in known:
@@ -171,17 +174,17 @@ def _keyed(session: Session, topic: Topic) -> None:
 
 def _topics_by_key(session: Session, list_id: int, keys: list[str]) -> list[Topic] | None:
     """The live topics with these subject keys, from the batch's cache; None when it does not know."""
-    by_key = session.info.get(_CACHE + ".keys")
+    by_key = _SUBJECT_KEYS.get(session)
     if by_key is None or any((list_id, k) not in by_key for k in keys):
         return None
     return [t for k in keys for t in by_key[(list_id, k)] if t.merged_into_id is None and t.subject_key == k]
 
 
 def remember(session: Session, post: Post) -> None:
-    cache = session.info.get(_CACHE)
+    cache = _POSTS.get(session)
     if cache is not None:
         cache[(post.list_id, post.message_id)] = post
-    by_conversation = session.info.get(_CACHE + ".conv")
+    by_conversation = _CONVERSATIONS.get(session)
     if by_conversation is not None and post.conversation and post.status != PostStatus.PLACEHOLDER.value:
         known = by_conversation.get((post.list_id, post.conversation))
         if known is not None and post not in known:
@@ -191,7 +194,7 @@ def remember(session: Session, post: Post) -> None:
 def find_posts(session: Session, list_id: int, message_ids: list[str]) -> dict[str, Post]:
     if not message_ids:
         return {}
-    cache: dict[tuple[int, str], Post | None] | None = session.info.get(_CACHE)
+    cache = _POSTS.get(session)
     result: dict[str, Post] = {}
     missing = message_ids
     if cache is not None:
@@ -231,8 +234,7 @@ def _new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datet
 def _hold(session: Session, topic: Topic) -> None:
     """Keep a strong reference for the transaction: the identity map is weak, and a topic
     looked up again after garbage collection would cost a query (and an autoflush)."""
-    held: set[Topic] = session.info.setdefault(_CACHE + ".held", set())
-    held.add(topic)
+    _HELD.setdefault(session).add(topic)
 
 
 def live_topic(session: Session, topic_id: int) -> Topic:
@@ -297,12 +299,12 @@ def lock_list(session: Session, mlist: MailingList) -> None:
         return
     # An import batch (no savepoints, see ``prefetch``) takes the lock once; elsewhere a
     # savepoint rolled back would release it, so each message takes it again.
-    locked: set[int] | None = session.info.get(_CACHE + ".locked") if _CACHE in session.info else None
-    if locked is not None and mlist.id in locked:
+    batch = _POSTS.get(session) is not None
+    if batch and mlist.id in _LOCKED.setdefault(session):
         return
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_SPACE + mlist.id})
-    if _CACHE in session.info:
-        session.info.setdefault(_CACHE + ".locked", set()).add(mlist.id)
+    if batch:
+        _LOCKED.setdefault(session).add(mlist.id)
 
 
 def _is_ancestor(session: Session, candidate: Post, node: Post) -> bool:
@@ -328,7 +330,7 @@ def _topic_root(session: Session, topic: Topic) -> Post | None:
 
 def _conversation(session: Session, mlist: MailingList, thread: ThreadIndex) -> list[Post]:
     """The posts of this list in the Outlook conversation (one indexed query, or the batch's cache)."""
-    by_conversation = session.info.get(_CACHE + ".conv")
+    by_conversation = _CONVERSATIONS.get(session)
     if by_conversation is not None:
         known = by_conversation.get((mlist.id, thread.conversation))
         if known is not None:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.db.base import Id, Json, UTCDateTime
 from mailforum.db.models import Member, OutboxEntry, OutboxKind, OutboxState
+from mailforum.db.payloads import Payload
 
 __all__ = ["Backoff", "Claimed", "NewCopy", "OutboxEntry", "Result"]
 
@@ -41,7 +42,7 @@ class NewCopy:
     member_id: int | None = None
     kind: OutboxKind = OutboxKind.POST
     dedupe_key: str | None = None
-    payload: dict[str, Any] | None = None
+    payload: Payload | None = None  # for the kinds without a post (db.payloads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class Claimed:
     member_id: int | None
     recipient: str
     message_id: str
-    payload: dict[str, Any]
+    payload: dict[str, Any]  # as stored: read it through db.payloads
     attempts: int
     created_at: dt.datetime
 

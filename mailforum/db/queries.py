@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, distinct, func, select, text
+from sqlalchemy import ColumnElement, distinct, func, select, text
 from sqlalchemy.orm import Session, undefer
 
 from mailforum.db.models import MailingList, Member, Post, PostStatus, Topic, Visibility
@@ -356,9 +356,7 @@ def post_position(session: Session, mlist: MailingList, post_id: int) -> tuple[i
 
 
 def published_post(session: Session, mlist: MailingList, post_id: int, with_raw: bool = False) -> Post | None:
-    stmt: Select[tuple[Post]] = select(Post).where(
-        Post.id == post_id, Post.list_id == mlist.id, Post.status == PUBLISHED
-    )
+    stmt = select(Post).where(Post.id == post_id, Post.list_id == mlist.id, Post.status == PUBLISHED)
     if with_raw:
         stmt = stmt.options(undefer(Post.raw))
     return session.scalars(stmt).first()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.db.models import SpoolEntry, SpoolState
@@ -64,6 +64,7 @@ def insert_batch(session: Session, messages: Sequence[NewMessage], now: dt.datet
         for m in messages
     ]
     table = SpoolEntry.__table__
+    assert isinstance(table, Table)  # declared as a FromClause
     result = session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows)
     return [row[0] for row in result]
 

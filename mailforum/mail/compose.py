@@ -31,7 +31,9 @@ from email.utils import format_datetime
 from urllib.parse import quote
 
 _HEADERS = HeaderRegistry()
-_HEADERS.map_to_type("x-original-from", AddressHeader)  # an address, so names are encoded right
+# An address, so names are encoded right. The registry mixes the class into BaseHeader, so it
+# needs none itself, but typeshed asks for a BaseHeader subclass.
+_HEADERS.map_to_type("x-original-from", AddressHeader)  # type: ignore[arg-type]
 POLICY = policy.SMTP.clone(max_line_length=78, header_factory=_HEADERS)
 MAX_REFERENCES = 20
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")

@@ -272,7 +272,9 @@ def outline(data: bytes) -> str:
     def show(part: Message, number: str) -> None:
         kind = part.get_content_type()
         if kind == "message/rfc822":
-            (inner,) = part.get_payload()
+            payload = part.get_payload()
+            assert isinstance(payload, list) and isinstance(payload[0], Message)  # our own digest
+            inner = payload[0]
             out.append(f"=== {number}: message/rfc822")
             out.extend(f"{name}: {inner[name]}" for name in _SHOWN if inner[name] is not None)
             out.append("")

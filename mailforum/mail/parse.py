@@ -261,7 +261,7 @@ def codec_for(charset: str | None) -> str:
     label = CHARSET_ALIASES.get(name, name)
     try:
         info = codecs.lookup(label)
-        codec = info.name if info._is_text_encoding and info.name not in _NOT_CHARSETS else "utf-8"  # type: ignore[attr-defined]
+        codec = info.name if info._is_text_encoding and info.name not in _NOT_CHARSETS else "utf-8"
     except (LookupError, ValueError, TypeError):
         codec = "utf-8"
     if len(_codec_cache) < 1000:
@@ -443,7 +443,7 @@ def _leaves(msg: Message) -> list[Message]:
         part = stack.pop()
         payload = part.get_payload()
         if part.is_multipart() and part.get_content_maintype() == "multipart" and isinstance(payload, list):
-            stack.extend(reversed(payload))
+            stack.extend(child for child in reversed(payload) if isinstance(child, Message))
         else:
             leaves.append(part)
     return leaves
@@ -526,21 +526,27 @@ def _attachment_name(part: Message, filename: str) -> str:
     """The filename, or for an attached message without one its subject ("message" at worst)."""
     if filename or part.get_content_maintype() != "message":
         return filename
-    inner = part.get_payload()
-    subject = decode_header_value(inner[0].get("subject"), 255) if isinstance(inner, list) and inner else ""
+    inner = _enclosed_message(part)
+    subject = decode_header_value(inner.get("subject"), 255) if inner is not None else ""
     return subject or "message"
+
+
+def _enclosed_message(part: Message) -> Message | None:
+    """The message a ``message/*`` part holds, if it holds one."""
+    inner = part.get_payload()
+    return inner[0] if isinstance(inner, list) and inner and isinstance(inner[0], Message) else None
 
 
 def attachment_bytes(part: Message) -> bytes:
     """The content of an attachment part: transfer-decoded, never decompressed (B40)."""
     if part.get_content_maintype() == "message":
-        inner = part.get_payload()
-        if isinstance(inner, list) and inner:
+        inner = _enclosed_message(part)
+        if inner is not None:
             try:
-                return inner[0].as_bytes()
+                return inner.as_bytes()
             except Exception:
                 return b""
-        return str(inner or "").encode("utf-8", "surrogateescape")
+        return str(part.get_payload() or "").encode("utf-8", "surrogateescape")
     try:
         payload = part.get_payload(decode=True)
     except Exception:

@@ -424,8 +424,9 @@ def enhance(line: str) -> str:
     return f"{code} {_ENHANCED.get(code, code[0] + '.0.0')} {text}"
 
 
-class _Hardened:
-    """Overrides shared by the SMTP and LMTP servers (mixed in before aiosmtpd's class)."""
+class _Hardened(SMTP):
+    """Overrides shared by the SMTP and LMTP servers (mixed in before aiosmtpd's LMTP, so
+    ``super()`` is LMTP there and SMTP in ``IngestSMTP``)."""
 
     # DATA lines longer than RFC 5322's 998 exist in real mail; accept up to 64 KiB.
     line_length_limit = 65536
@@ -455,15 +456,16 @@ class _Hardened:
         self._reserved = 0
 
     async def _handle_client(self) -> None:
-        ip = _peer_ip(self.session)  # type: ignore[attr-defined]
+        assert self.session is not None and self.transport is not None  # set by connection_made
+        ip = _peer_ip(self.session)
         refusal = self._gate.admit(ip)
         if refusal:
-            self._writer.write(refusal.encode() + b"\r\n")  # type: ignore[attr-defined]
-            self.transport.close()  # type: ignore[attr-defined]
+            self._writer.write(refusal.encode() + b"\r\n")
+            self.transport.close()
             return
         self._gate.sessions.add(self)
         try:
-            await super()._handle_client()  # type: ignore[misc]
+            await super()._handle_client()
         finally:
             self.release()
             self._gate.sessions.discard(self)
@@ -474,34 +476,34 @@ class _Hardened:
         lines = [enhance(line) for line in text.split("\r\n")]
         if isinstance(self, LMTP) and lines[0] == _TOO_BIG:
             # aiosmtpd answers an oversized LMTP DATA once; LMTP owes one reply per recipient.
-            lines = lines * max(1, len(self.envelope.rcpt_tos))  # type: ignore[attr-defined]
+            lines = lines * max(1, len(self.envelope.rcpt_tos) if self.envelope is not None else 0)
         self._errors += sum(1 for line in lines if line[:1] == "5")
-        await super().push("\r\n".join(lines))  # type: ignore[misc]
-        if self._errors >= self._hard_error_limit and self.transport is not None:  # type: ignore[attr-defined]
-            await super().push("421 4.7.0 Too many errors, closing connection")  # type: ignore[misc]
-            self.transport.close()  # type: ignore[attr-defined]
+        await super().push("\r\n".join(lines))
+        if self._errors >= self._hard_error_limit and self.transport is not None:
+            await super().push("421 4.7.0 Too many errors, closing connection")
+            self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:
         # One deadline for the whole DATA phase (RELIABILITY §3.8): aiosmtpd resets its
         # idle timer only between commands, so a trickling sender would otherwise be
         # bounded by the idle timeout alone.
-        self._reset_timeout(self._data_timeout)  # type: ignore[attr-defined]
+        self._reset_timeout(self._data_timeout)
         self._gate.in_data += 1
         try:
-            await super().smtp_DATA(arg)  # type: ignore[misc]
+            await super().smtp_DATA(arg)
         finally:
             self._gate.in_data -= 1
             self.release()
 
     def close_for_shutdown(self) -> None:
-        if self.transport is not None:  # type: ignore[attr-defined]
-            self.transport.write(b"421 4.3.2 Service shutting down, please try again later\r\n")  # type: ignore[attr-defined]
-            self.transport.close()  # type: ignore[attr-defined]
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.write(b"421 4.3.2 Service shutting down, please try again later\r\n")
+            self.transport.close()
 
     def _timeout_cb(self) -> None:
-        if self.transport is not None:  # type: ignore[attr-defined]
-            self.transport.write(b"421 4.4.2 Timeout, closing connection\r\n")  # type: ignore[attr-defined]
-        super()._timeout_cb()  # type: ignore[misc]
+        if isinstance(self.transport, asyncio.WriteTransport):
+            self.transport.write(b"421 4.4.2 Timeout, closing connection\r\n")
+        super()._timeout_cb()
 
 
 class IngestSMTP(_Hardened, SMTP):

@@ -32,10 +32,11 @@ def iso(value: dt.datetime | None) -> str:
 
 
 def size(value: int) -> str:
+    scaled = float(value)
     for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024  # type: ignore[assignment]
+        if scaled < 1024 or unit == "GiB":
+            return f"{value} {unit}" if unit == "bytes" else f"{scaled:.1f} {unit}"
+        scaled /= 1024
     return str(value)
 
 

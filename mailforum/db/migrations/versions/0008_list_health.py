@@ -10,6 +10,7 @@ Create Date: 2026-11-26 06:50:00
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,7 +21,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-MEMBER_COLUMNS = (
+MEMBER_COLUMNS: tuple[sa.Column[Any], ...] = (
     sa.Column("bounce_score", sa.Double(), nullable=False, server_default="0"),
     sa.Column("bounce_last_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("bounce_soft_at", sa.DateTime(timezone=True), nullable=True),
@@ -28,7 +29,7 @@ MEMBER_COLUMNS = (
     sa.Column("bounce_warnings", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("bounce_warned_at", sa.DateTime(timezone=True), nullable=True),
 )
-LIST_COLUMNS = (
+LIST_COLUMNS: tuple[sa.Column[Any], ...] = (
     sa.Column("moderate_first_post", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("unverified_action", sa.String(length=16), nullable=False, server_default="hold"),
 )
