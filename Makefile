@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 CONFIG ?= mailforum.toml
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-fast lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,20 @@ run: install $(CONFIG)
 	$(BIN)/mailforum --config $(CONFIG) init
 	$(BIN)/mailforum --config $(CONFIG) serve
 
-# Set up and run the tests (SQLite, and PostgreSQL when it is reachable;
-# MAILFORUM_TEST_DB=sqlite or =postgresql picks one).
-test: install
+# The static checks: ruff (lint and format) and mypy (types of mailforum/).
+lint: install
 	$(BIN)/ruff check mailforum tests bench
 	$(BIN)/ruff format --check mailforum tests bench
+	$(BIN)/mypy mailforum
+
+# Set up and run the checks, then the tests (SQLite, and PostgreSQL when it is reachable;
+# MAILFORUM_TEST_DB=sqlite or =postgresql picks one). CI runs this.
+test: lint
 	$(BIN)/pytest
+
+# The same without the tests marked slow (crash and load tests), for iterating.
+test-fast: lint
+	$(BIN)/pytest -m 'not slow'
 
 bench: install
 	$(BIN)/python bench/ingest.py

@@ -164,6 +164,7 @@ def test_serve_runs_the_scheduler_unless_switched_off(site):
         running.stop()
 
 
+@pytest.mark.slow  # a kill -9 crash test
 def test_a_run_killed_mid_loop_is_finished_by_the_next_once_per_member(site):
     """F14: SIGKILL at 40 % of 1,000 members; the rerun queues only the rest; one digest each."""
     setup(site, 1000)
