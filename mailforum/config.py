@@ -190,7 +190,7 @@ class ModerationConfig:
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionsConfig:
-    """Commands by mail, double opt-in and automatic answers (issue 5; RELIABILITY I6, S4–S7, S23)."""
+    """Commands by mail, double opt-in and automatic answers (RELIABILITY I6, S4–S7, S23)."""
 
     # Days a confirmation (subscribe, unsubscribe, watch) can be confirmed.
     confirm_days: float = 7.0

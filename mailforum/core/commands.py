@@ -384,7 +384,7 @@ COMMANDS: dict[str, Command] = {
     "whoami": do_status,
     "status": do_status,
     "confirm": do_confirm,
-    "enable": do_enable,  # "enable delivery" after bounces paused it (issue 8)
+    "enable": do_enable,  # "enable delivery" after bounces paused it
     "help": do_help,
     "info": do_help,
     "end": do_end,

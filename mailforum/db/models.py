@@ -94,7 +94,7 @@ class MailingList(Base):
     )
     # The web archive shows authors' addresses (still obfuscated) only when this is set.
     show_addresses: Mapped[bool] = mapped_column(default=False, server_default=false())
-    # A member's first post is held for a moderator (issue 8).
+    # A member's first post is held for a moderator (`lists set --moderate-first-post`).
     moderate_first_post: Mapped[bool] = mapped_column(default=False, server_default=false())
     # A post "from" a member that fails authentication: "hold" it, or "confirm" by asking the member.
     unverified_action: Mapped[str] = mapped_column(String(16), default="hold", server_default="hold")

@@ -2,7 +2,7 @@
 
 Building an ``EmailMessage`` per copy costs ~2 ms (20 s for 10,000 copies); splicing
 the per-recipient header lines into bytes rendered once per post costs microseconds
-(issue 4's measurements). So ``notification`` builds the shared part once with the
+(measured as bench/fanout.py does). So ``notification`` builds the shared part once with the
 stdlib ``email`` package (policy ``SMTP``: CRLF, RFC 2047 for non-ASCII, folding),
 and ``personalise`` adds the few lines that differ per recipient — ``Reply-To`` with
 the signed reply address and ``List-Unsubscribe`` — after checking that they hold

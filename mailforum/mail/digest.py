@@ -1,7 +1,7 @@
 """A digest as bytes: rendered once per list and period, personalised per member by splicing.
 
 Rendering the template per subscriber took 81 s for 10,000 digests of 50 posts, and
-building each as an ``EmailMessage`` 65 s (issue 6's measurements); so the text and
+building each as an ``EmailMessage`` 65 s (measured as bench/digest.py does); so the text and
 HTML are rendered once with a marker where each post's reply address goes, cut at the
 markers, and each piece is quoted-printable encoded once. A member's digest is then a
 join: the constant byte runs (``gaps``) with their signed reply addresses (``slots``)

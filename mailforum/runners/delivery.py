@@ -142,7 +142,7 @@ class DeliveryWorker:
         now = self.clock()
         with self.db.session() as session:
             outbox.record(session, results, self._claimed, now, self.backoff)
-            # A 5xx from the relay is a hard bounce for that member (issue 8).
+            # A 5xx from the relay is a hard bounce for that member (core.bounces; RELIABILITY F7).
             refused = [
                 (row.list_id, row.member_id, row.kind)
                 for r in results

@@ -100,7 +100,7 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/topics/{topic:int}/watch", "watch", ("GET", "POST")),
     ("/lists/{list}/posts/{post:int}", "permalink", ("GET",)),
     ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename}", "download", ("GET",)),
-    # Signed links from mail (issue 8): GET shows a page with buttons, POST acts.
+    # Signed links in bounce warnings and moderator notices: GET shows a page with buttons, POST acts.
     ("/lists/{list}/enable/{token}", "enable_delivery", ("GET", "POST")),
     ("/lists/{list}/held/{token}", "moderate", ("GET", "POST")),
     # Links from our mails. Outside /lists/NAME/: the signed token names the list, and they
