@@ -28,8 +28,10 @@ import time
 import traceback
 from collections.abc import Callable
 
+from sqlalchemy.orm import Session
+
 from mailforum.config import Config
-from mailforum.core import posting
+from mailforum.core import archive, posting
 from mailforum.db import spool
 from mailforum.db.models import SpoolState, utcnow
 from mailforum.db.session import Database
@@ -113,23 +115,24 @@ class SpoolProcessor:
                     continue
                 try:
                     with session.begin_nested():
-                        outcomes = posting.process(
-                            session,
-                            self.config,
-                            parsed[item.id],
-                            item.raw,
-                            item.mail_from,
-                            item.rcpt_tos,
-                            item.id,
-                            item.received_at,
-                            now,
-                        )
+                        outcomes = self._process(session, item, parsed[item.id], now)
                 except Exception:
                     self._failed(entry, traceback.format_exc(limit=8), now, False)
                     continue
                 discarded = bool(outcomes) and all(o.discarded for o in outcomes)
                 state = SpoolState.DISCARDED if discarded else SpoolState.DONE
                 spool.finish(entry, state, "\n".join(o.summary for o in outcomes), now)
+
+    def _process(
+        self, session: Session, item: spool.Claimed, parsed: ParsedMessage, now: dt.datetime
+    ) -> list[posting.Outcome]:
+        """Live mail as it came; an entry ``import-mbox`` parked as the import would have stored it."""
+        if item.protocol == spool.IMPORTED:  # no policy, no notifications, dated by its Date
+            sender, received = parsed.from_address, archive.imported_arrival(parsed, now)
+        else:
+            sender, received = item.mail_from, item.received_at
+        args = (session, self.config, parsed, item.raw, sender, item.rcpt_tos, item.id, received, now)
+        return posting.process(*args, trusted=item.protocol == spool.IMPORTED)
 
     def _failed(self, entry: spool.SpoolEntry, error: str, now: dt.datetime, permanent: bool) -> None:
         cfg = self.config.processing
