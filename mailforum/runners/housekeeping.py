@@ -21,6 +21,11 @@ from mailforum.db.session import Database
 
 log = logging.getLogger(__name__)
 
+# Held posts expired per round, in one transaction: 1,000 held the SQLite write lock for
+# 2.8 s, near the spool writer's busy_timeout (RELIABILITY F20); a flood of held posts
+# then takes a few rounds to expire, with one summary per list each round.
+EXPIRE_BATCH = 200
+
 
 class Housekeeper:
     def __init__(self, db: Database, config: Config, clock: Callable[[], dt.datetime] = utcnow) -> None:
@@ -35,7 +40,7 @@ class Housekeeper:
         with self.db.session() as session:
             warned, removed = bounces.housekeeping(session, self.config, now)
         with self.db.session() as session:
-            expired = moderation.expire(session, self.config, now)
+            expired = moderation.expire(session, self.config, now, EXPIRE_BATCH)
         if warned or removed or expired:
             log.info("housekeeping: %d warned, %d removed, %d held posts expired", warned, removed, expired)
         done = {"bounce warnings sent": warned, "members removed": removed, "held posts expired": expired}

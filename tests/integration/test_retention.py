@@ -125,3 +125,27 @@ def test_serve_runs_the_purge_periodically(site):
         wait_for(lambda: _count(site, OutboxEntry) == 0 and _count(site, Confirmation) == 0)
     finally:
         running.stop()
+
+
+def test_a_flood_of_held_posts_expires_in_short_transactions(site):
+    # RELIABILITY F20: 1,000 expiries in one transaction held the SQLite write lock for seconds.
+    from mailforum.runners.housekeeping import EXPIRE_BATCH, Housekeeper
+
+    site.create_list("dev")  # members only, and nobody is a member: every post is held
+    flood = EXPIRE_BATCH + 5
+    with site.db.session() as session:
+        spool.insert_batch(
+            session,
+            [
+                spool.NewMessage(
+                    message(f"held {n}", f"<h{n}@example.com>"), "ann@example.com", ("dev@lists.example.org",)
+                )
+                for n in range(flood)
+            ],
+            utcnow(),
+        )
+    SpoolProcessor(site.db, site.config).drain()
+    later = utcnow() + dt.timedelta(days=site.config.moderation.held_expire_days + 1)
+    keeper = Housekeeper(site.db, site.config, clock=lambda: later)
+    assert keeper.once()["held posts expired"] == EXPIRE_BATCH
+    assert keeper.once()["held posts expired"] == flood - EXPIRE_BATCH
