@@ -6,9 +6,10 @@ counts the attempt in its own commit, so a message that kills the process is sti
 parked after three tries. Parsing happens before the write transaction opens, so
 on SQLite the writer lock is held only for the inserts, not for parsing.
 
-Fresh messages are processed in batches (one commit per batch, a savepoint per
-message); a message that was tried before is retried alone, so a poison message
-cannot take the rest of a batch down with it.
+Fresh messages are claimed in batches and stored with a savepoint per message, in
+transactions of at most ``MAX_HOLD`` seconds (ended sooner when another thread waits
+for the SQLite write lock); a message that was tried before is retried alone, so a
+poison message cannot take the rest of a batch down with it.
 
 Ingest comes first. The processor shares the GIL with the SMTP event loop and, on
 SQLite, the write lock with the spool writer; running flat out during a burst it
