@@ -270,6 +270,25 @@ def outbox_purge(state: State, days: int) -> None:
 
 
 @cli.command()
+@click.option("--dry-run", is_flag=True, help="Change nothing; print what the retention purge would remove.")
+@pass_state
+def housekeeping(state: State, dry_run: bool) -> None:
+    """Run one round of what serve does every [bounces] housekeeping_interval.
+
+    Bounce warnings and removals, expiry of held posts, and the retention purge ([spool]
+    keep_days): raw bytes of processed spool entries, sent outbox copies, expired
+    confirmations. Prints one COUNT<TAB>WHAT line each.
+    """
+    from mailforum.core import retention
+    from mailforum.runners.housekeeping import Housekeeper
+
+    db = state.db()
+    counts = retention.due(db, state.config, utcnow()) if dry_run else Housekeeper(db, state.config).once()
+    for what, count in counts.items():
+        click.echo(f"{count}\t{'would purge ' if dry_run else ''}{what}")
+
+
+@cli.command()
 @pass_state
 def status(state: State) -> None:
     """Summarise lists, members, held posts, the spool and how senders are checked."""

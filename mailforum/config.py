@@ -149,6 +149,16 @@ class ProcessingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    """Retention (core/retention.py), run by housekeeping in ``serve`` and ``mailforum housekeeping``."""
+
+    # Days the raw bytes of a processed spool entry are kept (posts keep their own copy); also
+    # the days sent outbox copies (at least [outbound] verp_token_days) and confirmations past
+    # their expiry are kept.
+    keep_days: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class DkimConfig:
     """DKIM signing of outgoing mail (mail/dkim_sign.py); off while key_file is empty."""
 
@@ -216,6 +226,7 @@ class Config:
     digest: DigestConfig = field(default_factory=DigestConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    spool: SpoolConfig = field(default_factory=SpoolConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     bounces: BouncesConfig = field(default_factory=BouncesConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
@@ -233,6 +244,7 @@ _SECTIONS: dict[str, type] = {
     "digest": DigestConfig,
     "security": SecurityConfig,
     "processing": ProcessingConfig,
+    "spool": SpoolConfig,
     "outbound": OutboundConfig,
     "bounces": BouncesConfig,
     "dkim": DkimConfig,
@@ -315,6 +327,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{where}: [relay] max_connections and messages_per_connection must be at least 1")
     if config.relay.starttls and config.relay.tls:
         raise ConfigError(f"{where}: [relay] starttls and tls exclude each other; pick one")
+    if config.spool.keep_days < 1:
+        raise ConfigError(f"{where}: [spool] keep_days must be at least 1")
     if not 0 <= config.web.port <= 65535:
         raise ConfigError(f"{where}: [web] port {config.web.port} is not a TCP port")
     for key in ("topics_per_page", "posts_per_page", "form_limit"):

@@ -205,9 +205,7 @@ def _store_chunk(
         outcomes: list[posting.Outcome] = []
         if item.parsed is not None:
             parsed = item.parsed
-            # An archive's messages arrived when they were written: their Date orders
-            # them and bounds the subject window (a garbage or future Date: now).
-            received = min(parsed.date, now) if parsed.date else now
+            received = imported_arrival(parsed, now)
             args = (session, config, parsed, item.raw, parsed.from_address, rcpt, None, received, now)
             if not careful:
                 outcomes = posting.process(*args, trusted=True)
@@ -230,12 +228,18 @@ def _store_chunk(
     return report
 
 
+def imported_arrival(parsed: ParsedMessage, now: dt.datetime) -> dt.datetime:
+    """An archive's messages arrived when they were written: their Date orders them and
+    bounds the subject window (a garbage or future Date: now)."""
+    return min(parsed.date, now) if parsed.date else now
+
+
 def rcpt_list_name(rcpt: tuple[str, ...]) -> str:
     return rcpt[0].split("@", 1)[0]
 
 
 def _park(session: Any, raw: bytes, rcpt: tuple[str, ...], error: str, now: dt.datetime) -> None:
-    ids = spool.insert_batch(session, [spool.NewMessage(raw, "", rcpt, protocol="import")], now)
+    ids = spool.insert_batch(session, [spool.NewMessage(raw, "", rcpt, protocol=spool.IMPORTED)], now)
     entry = session.get(SpoolEntry, ids[0])
     entry.state = SpoolState.FAILED.value
     entry.error = error[:4000]

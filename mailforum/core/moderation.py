@@ -342,14 +342,15 @@ def first_line(body: str) -> str:
     return ""
 
 
-def expire(session: Session, config: Config, now: dt.datetime) -> int:
-    """Discard held posts older than ``held_expire_days``; summarise them to each list's moderators."""
+def expire(session: Session, config: Config, now: dt.datetime, limit: int = 1000) -> int:
+    """Discard up to ``limit`` held posts older than ``held_expire_days``; summarise them to
+    each list's moderators."""
     cutoff = now - dt.timedelta(days=config.moderation.held_expire_days)
     posts = session.scalars(
         select(Post)
         .where(Post.status == PostStatus.HELD.value, Post.received_at < cutoff)
         .order_by(Post.list_id, Post.id)
-        .limit(1000)
+        .limit(limit)
     ).all()
     by_list: dict[int, list[str]] = {}
     for post in posts:

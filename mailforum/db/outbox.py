@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, String, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Integer, Select, String, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.db.base import Id, Json, UTCDateTime
@@ -290,17 +290,18 @@ def purge(session: Session, before: dt.datetime, batch: int = 10_000) -> int:
     """
     total = 0
     while True:
-        ids = list(
-            session.scalars(
-                select(OutboxEntry.id)
-                .where(OutboxEntry.state == OutboxState.SENT.value, OutboxEntry.sent_at < before)
-                .limit(batch)
-            )
-        )
+        ids = list(session.scalars(sent_before(before).limit(batch)))
         if not ids:
             return total
         session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(ids)))
         total += len(ids)
+
+
+def sent_before(before: dt.datetime) -> Select[Any]:
+    """The ids of copies sent before ``before`` (what ``purge`` and housekeeping delete)."""
+    return select(OutboxEntry.id).where(
+        OutboxEntry.state == OutboxState.SENT.value, OutboxEntry.sent_at < before
+    )
 
 
 def status(session: Session, now: dt.datetime) -> Status:

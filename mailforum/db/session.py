@@ -5,13 +5,22 @@ write lock at BEGIN (``BEGIN IMMEDIATE``), so a writer waits in ``busy_timeout``
 instead of failing with SQLITE_BUSY_SNAPSHOT halfway through, and working
 SAVEPOINTs, which need SQLAlchemy to emit BEGIN itself. Readers (export, web) use
 ``Database.reader``, whose transactions begin deferred and never block writers.
+
+Every SQLite write transaction is timed from the moment BEGIN IMMEDIATE got the
+lock until its connection is handed back after COMMIT (``LockStats``): a hold
+longer than ``SLOW_HOLD`` is logged as a warning with its thread and first
+statement, since a writer that waits past ``busy_timeout`` turns into a 451 at
+the SMTP door (RELIABILITY F20); ``dispose`` logs the longest hold and wait.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy.exc
@@ -24,6 +33,47 @@ from mailforum.errors import DatabaseError
 log = logging.getLogger(__name__)
 
 READONLY = "mailforum_readonly"
+SLOW_HOLD = 1.0  # seconds: a write-lock hold this long is logged as a warning
+
+
+@dataclass
+class LockStats:
+    """SQLite write-lock holds (BEGIN IMMEDIATE acquired → connection returned after COMMIT)
+    and waits (how long BEGIN IMMEDIATE blocked), for the log and for benchmarks."""
+
+    transactions: int = 0
+    longest_hold: float = 0.0
+    longest_holder: str = ""  # thread name and first statement of the longest hold
+    longest_wait: float = 0.0
+    slow: int = 0  # holds longer than SLOW_HOLD
+    waiting: int = 0  # threads of this process in BEGIN IMMEDIATE right now
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def asking(self) -> None:
+        with self._lock:
+            self.waiting += 1
+
+    def waited(self, seconds: float) -> None:
+        with self._lock:
+            self.waiting -= 1
+            self.longest_wait = max(self.longest_wait, seconds)
+
+    def held(self, seconds: float, holder: str) -> None:
+        with self._lock:
+            self.transactions += 1
+            if seconds > self.longest_hold:
+                self.longest_hold, self.longest_holder = seconds, holder
+            if seconds > SLOW_HOLD:
+                self.slow += 1
+        if seconds > SLOW_HOLD:
+            log.warning("SQLite write lock held %.2f s by %s", seconds, holder)
+
+    def summary(self) -> str:
+        return (
+            f"{self.transactions} write transactions, longest hold {self.longest_hold:.3f} s"
+            f" ({self.longest_holder or '-'}), longest wait {self.longest_wait:.3f} s,"
+            f" {self.slow} over {SLOW_HOLD:.0f} s"
+        )
 
 
 def normalise_url(url: str) -> str:
@@ -33,7 +83,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def _sqlite_engine(url: str, busy_timeout: float, **kwargs: Any) -> Engine:
+def _sqlite_engine(url: str, busy_timeout: float, stats: LockStats, **kwargs: Any) -> Engine:
     engine = create_engine(url, connect_args={"timeout": busy_timeout}, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -50,8 +100,28 @@ def _sqlite_engine(url: str, busy_timeout: float, **kwargs: Any) -> Engine:
     def _begin(conn: Any) -> None:
         if conn.get_execution_options().get(READONLY):
             conn.exec_driver_sql("BEGIN")
-        else:
+            return
+        asked = time.monotonic()
+        stats.asking()
+        try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            stats.waited(time.monotonic() - asked)
+        conn.info["lock_acquired"] = time.monotonic()
+        conn.info["lock_holder"] = threading.current_thread().name
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _first_statement(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        info = conn.info
+        if "lock_acquired" in info and "lock_sql" not in info and not statement.startswith("BEGIN"):
+            info["lock_sql"] = " ".join(statement.split())[:80]
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        acquired = record.info.pop("lock_acquired", None)
+        if acquired is not None:
+            holder = f"{record.info.pop('lock_holder', '?')}: {record.info.pop('lock_sql', '')}"
+            stats.held(time.monotonic() - acquired, holder)
 
     return engine
 
@@ -66,10 +136,11 @@ class Database:
         except sqlalchemy.exc.ArgumentError:
             raise DatabaseError(f"[database] url {url!r} is not a database URL") from None
         self.dialect = parsed.get_backend_name()
+        self.lock_stats = LockStats()
         if self.dialect == "sqlite":
             if parsed.database in (None, "", ":memory:"):
                 raise DatabaseError("[database] url must name a SQLite file, not memory")
-            self.engine = _sqlite_engine(self.url, busy_timeout)
+            self.engine = _sqlite_engine(self.url, busy_timeout, self.lock_stats)
         elif self.dialect == "postgresql":
             timeout_ms = int(busy_timeout * 1000)
             self.engine = create_engine(
@@ -93,6 +164,14 @@ class Database:
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    def writers_waiting(self) -> bool:
+        """True while another thread of this process waits for the SQLite write lock.
+
+        A long writer (the spool processor) commits early and steps aside when this is
+        true: SQLite's lock is not fair, and its busy handler only polls.
+        """
+        return self.lock_stats.waiting > 0
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -136,6 +215,8 @@ class Database:
                     )
 
     def dispose(self) -> None:
+        if self.lock_stats.transactions:
+            log.info("SQLite write lock: %s", self.lock_stats.summary())
         self.engine.dispose()
 
 

@@ -18,7 +18,10 @@ from sqlalchemy.orm import Session
 
 from mailforum.db.models import SpoolEntry, SpoolState
 
-__all__ = ["Claimed", "NewMessage", "SpoolEntry"]
+__all__ = ["IMPORTED", "Claimed", "NewMessage", "SpoolEntry"]
+
+# The protocol of an entry ``import-mbox`` parked: retried, it is processed as an import.
+IMPORTED = "import"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class Claimed:
     rcpt_tos: tuple[str, ...]
     attempts: int
     received_at: dt.datetime
+    protocol: str = "smtp"
 
 
 def insert_batch(session: Session, messages: Sequence[NewMessage], now: dt.datetime) -> list[int]:
@@ -111,12 +115,14 @@ def claim(
             SpoolEntry.rcpt_tos,
             SpoolEntry.attempts,
             SpoolEntry.received_at,
+            SpoolEntry.protocol,
         )
         .where(SpoolEntry.id.in_(ids))
         .order_by(SpoolEntry.id)
     )
     return [
-        Claimed(r.id, bytes(r.raw), r.mail_from, tuple(r.rcpt_tos), r.attempts, r.received_at) for r in rows
+        Claimed(r.id, bytes(r.raw), r.mail_from, tuple(r.rcpt_tos), r.attempts, r.received_at, r.protocol)
+        for r in rows
     ]
 
 

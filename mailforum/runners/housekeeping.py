@@ -1,7 +1,8 @@
-"""Periodic list care in ``serve``: bounce warnings and removals, expiry of held posts.
+"""Periodic care in ``serve``: bounce warnings and removals, expiry of held posts, retention.
 
 Every ``[bounces] housekeeping_interval`` seconds, in a worker thread, one
-transaction each. Safe on several nodes at once: the members due a warning are
+transaction each (retention: one per batch, core/retention.py); ``mailforum
+housekeeping`` runs one round by hand. Safe on several nodes at once: the members due a warning are
 claimed with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL), the rest are idempotent.
 """
 
@@ -14,11 +15,16 @@ import logging
 from collections.abc import Callable
 
 from mailforum.config import Config
-from mailforum.core import bounces, moderation
+from mailforum.core import bounces, moderation, retention
 from mailforum.db.models import utcnow
 from mailforum.db.session import Database
 
 log = logging.getLogger(__name__)
+
+# Held posts expired per round, in one transaction: 1,000 held the SQLite write lock for
+# 2.8 s, near the spool writer's busy_timeout (RELIABILITY F20); a flood of held posts
+# then takes a few rounds to expire, with one summary per list each round.
+EXPIRE_BATCH = 200
 
 
 class Housekeeper:
@@ -28,16 +34,17 @@ class Housekeeper:
         self.clock = clock
         self._stop = asyncio.Event()
 
-    def once(self) -> tuple[int, int, int]:
-        """One round: (warned, removed, expired held posts)."""
+    def once(self) -> dict[str, int]:
+        """One round: how many of each thing it did, by name."""
         now = self.clock()
         with self.db.session() as session:
             warned, removed = bounces.housekeeping(session, self.config, now)
         with self.db.session() as session:
-            expired = moderation.expire(session, self.config, now)
+            expired = moderation.expire(session, self.config, now, EXPIRE_BATCH)
         if warned or removed or expired:
             log.info("housekeeping: %d warned, %d removed, %d held posts expired", warned, removed, expired)
-        return warned, removed, expired
+        done = {"bounce warnings sent": warned, "members removed": removed, "held posts expired": expired}
+        return done | retention.purge(self.db, self.config, now)
 
     async def run(self) -> None:
         while not self._stop.is_set():

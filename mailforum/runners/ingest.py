@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import re
+import socket
 import threading
 import time
 from collections import defaultdict, deque
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 STORED = "250 2.0.0 Message accepted for delivery"
 INTERNAL = "451 4.3.0 Internal error, please try again later"
+OUT_OF_SYNC = "554 5.5.0 Error: SMTP protocol synchronization"
 
 
 # ---------------------------------------------------------------------------
@@ -282,6 +284,13 @@ class IngestHandler:
         self.gate = gate
         self._free_space = free_space or (lambda: None)
 
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Offer PIPELINING (RFC 2920); LMTP requires it (RFC 2033 §4.1). _Hardened polices it."""
+        session.host_name = hostname  # aiosmtpd leaves this to an EHLO hook
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
@@ -412,6 +421,14 @@ _ENHANCED = {
 _HAS_ENHANCED = re.compile(r"^\d{3}[ -]\d\.\d{1,3}\.\d{1,3}\b")
 _TOO_BIG = "552 5.3.4 Message too big for this list"
 
+# Commands whose reply the client must wait for: RFC 2920 §3.1 (EHLO, DATA, VRFY, EXPN,
+# TURN, QUIT, NOOP), plus what changes the session the same way: HELO, LMTP's LHLO,
+# STARTTLS (RFC 3207 §4.2) and AUTH (a challenge may follow). RSET, MAIL and RCPT may be
+# followed by more of a group. A client not offered PIPELINING (HELO) may pipeline nothing.
+_GROUP_ENDERS = frozenset(
+    {"EHLO", "HELO", "LHLO", "DATA", "VRFY", "EXPN", "TURN", "QUIT", "NOOP", "STARTTLS", "AUTH"}
+)
+
 
 def enhance(line: str) -> str:
     """Give a 4xx/5xx reply line an enhanced status code and drop aiosmtpd's "Error: " prefix."""
@@ -430,6 +447,7 @@ class _Hardened(SMTP):
 
     # DATA lines longer than RFC 5322's 998 exist in real mail; accept up to 64 KiB.
     line_length_limit = 65536
+    _smtp_methods: dict[str, Any]  # aiosmtpd's command table, wrapped by _synchronised
 
     def __init__(
         self, *args: Any, gate: ConnectionGate, data_timeout: float, hard_error_limit: int, **kwargs: Any
@@ -440,6 +458,42 @@ class _Hardened(SMTP):
         self._hard_error_limit = hard_error_limit
         self._errors = 0
         self._reserved = 0
+        self._sync_check = True  # the greeting too: a client must wait for it (RFC 5321 §4.3.1)
+        self._smtp_methods = {name: self._synchronised(name, m) for name, m in self._smtp_methods.items()}
+
+    def _synchronised(self, command: str, method: Callable[[str], Any]) -> Callable[[str], Any]:
+        """``method``, marked so that its first reply first checks that nothing was pipelined after it."""
+
+        async def run(arg: str) -> None:
+            extended = self.session.extended_smtp  # type: ignore[attr-defined]
+            self._sync_check = command in _GROUP_ENDERS or not extended
+            self._sync_command = command
+            await method(arg)
+
+        return run
+
+    def _unread_input(self) -> int:
+        """Bytes the client sent that we have not read yet (our buffer, then the socket's)."""
+        buffered = len(self._reader._buffer)  # type: ignore[attr-defined]
+        if buffered or self.transport is None:  # type: ignore[attr-defined]
+            return buffered
+        sock = self.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        if sock is None:
+            return 0
+        with socket.socket(fileno=os.dup(sock.fileno())) as peek:
+            try:
+                return len(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            except OSError:  # nothing there (EAGAIN), or the connection is gone
+                return 0
+
+    async def _refuse_out_of_sync(self) -> None:
+        """Postfix's smtpd_forbid_unauth_pipelining: 554, close, and run nothing the client sent."""
+        command = getattr(self, "_sync_command", "the greeting")
+        log.info("%s: SMTP protocol synchronization error: input after %s", _peer_ip(self.session), command)  # type: ignore[attr-defined]
+        self._writer.write(OUT_OF_SYNC.encode() + b"\r\n")  # type: ignore[attr-defined]
+        self.transport.close()  # type: ignore[attr-defined]
+        self._handler_coroutine.cancel()  # type: ignore[attr-defined]
+        await asyncio.sleep(0)  # the cancellation lands here: no buffered command or body is read
 
     def reserve(self, size: int) -> bool:
         """Count ``size`` announced bytes against the gate's budget; False when it is spent."""
@@ -472,6 +526,10 @@ class _Hardened(SMTP):
             self._gate.release(ip)
 
     async def push(self, status: str | bytes) -> None:
+        if self._sync_check:
+            self._sync_check = False
+            if self.transport is not None and self._unread_input():  # type: ignore[attr-defined]
+                await self._refuse_out_of_sync()
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
         lines = [enhance(line) for line in text.split("\r\n")]
         if isinstance(self, LMTP) and lines[0] == _TOO_BIG:

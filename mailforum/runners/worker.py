@@ -6,9 +6,10 @@ counts the attempt in its own commit, so a message that kills the process is sti
 parked after three tries. Parsing happens before the write transaction opens, so
 on SQLite the writer lock is held only for the inserts, not for parsing.
 
-Fresh messages are processed in batches (one commit per batch, a savepoint per
-message); a message that was tried before is retried alone, so a poison message
-cannot take the rest of a batch down with it.
+Fresh messages are claimed in batches and stored with a savepoint per message, in
+transactions of at most ``MAX_HOLD`` seconds (ended sooner when another thread waits
+for the SQLite write lock); a message that was tried before is retried alone, so a
+poison message cannot take the rest of a batch down with it.
 
 Ingest comes first. The processor shares the GIL with the SMTP event loop and, on
 SQLite, the write lock with the spool writer; running flat out during a burst it
@@ -28,8 +29,10 @@ import time
 import traceback
 from collections.abc import Callable
 
+from sqlalchemy.orm import Session
+
 from mailforum.config import Config
-from mailforum.core import posting
+from mailforum.core import archive, posting
 from mailforum.db import spool
 from mailforum.db.models import SpoolState, utcnow
 from mailforum.db.session import Database
@@ -42,6 +45,12 @@ Clock = Callable[[], dt.datetime]
 BUSY_WINDOW = 0.25  # seconds since the last spool commit during which ingest counts as busy
 BUSY_BATCH = 10  # messages per batch while ingest is busy
 BUSY_SHARE = 0.2  # at most this fraction of wall time spent processing while ingest is busy
+# Seconds of processing per write transaction. On SQLite the transaction holds the one write
+# lock, which the spool writer needs for every 250 (RELIABILITY F20): 100 held posts took
+# 3.4 s in one transaction (bench/burst.py). A writer of this process waiting for the lock
+# ends the transaction sooner, after the message in hand.
+MAX_HOLD = 0.2
+YIELD_WAIT = 0.5  # at most this long, after such a commit, for the waiting writer to get the lock
 
 
 class SpoolProcessor:
@@ -100,36 +109,57 @@ class SpoolProcessor:
         failures: dict[int, tuple[str, bool]],
         now: dt.datetime,
     ) -> None:
-        cfg = self.config.processing
-        dt.timedelta(seconds=cfg.retry_delay)
-        with self.db.session() as session:
-            for item in claimed:
-                entry = spool.lock_if_new(session, item.id)
-                if entry is None:  # another process finished it after our lease ran out
-                    continue
-                if item.id in failures:
-                    error, permanent = failures[item.id]
-                    self._failed(entry, error, now, permanent)
-                    continue
-                try:
-                    with session.begin_nested():
-                        outcomes = posting.process(
-                            session,
-                            self.config,
-                            parsed[item.id],
-                            item.raw,
-                            item.mail_from,
-                            item.rcpt_tos,
-                            item.id,
-                            item.received_at,
-                            now,
-                        )
-                except Exception:
-                    self._failed(entry, traceback.format_exc(limit=8), now, False)
-                    continue
-                discarded = bool(outcomes) and all(o.discarded for o in outcomes)
-                state = SpoolState.DISCARDED if discarded else SpoolState.DONE
-                spool.finish(entry, state, "\n".join(o.summary for o in outcomes), now)
+        pending = list(reversed(claimed))
+        while pending:
+            with self.db.session() as session:
+                started = time.monotonic()
+                while pending:
+                    self._store_one(session, pending.pop(), parsed, failures, now)
+                    if time.monotonic() - started > MAX_HOLD or self.db.writers_waiting():
+                        break
+            self._step_aside()
+
+    def _step_aside(self) -> None:
+        """Let a writer of this process that waits for the lock have it before we take it again."""
+        deadline = time.monotonic() + YIELD_WAIT
+        while self.db.writers_waiting() and time.monotonic() < deadline:
+            time.sleep(0.002)
+
+    def _store_one(
+        self,
+        session: Session,
+        item: spool.Claimed,
+        parsed: dict[int, ParsedMessage],
+        failures: dict[int, tuple[str, bool]],
+        now: dt.datetime,
+    ) -> None:
+        entry = spool.lock_if_new(session, item.id)
+        if entry is None:  # another process finished it after our lease ran out
+            return
+        if item.id in failures:
+            error, permanent = failures[item.id]
+            self._failed(entry, error, now, permanent)
+            return
+        try:
+            with session.begin_nested():
+                outcomes = self._process(session, item, parsed[item.id], now)
+        except Exception:
+            self._failed(entry, traceback.format_exc(limit=8), now, False)
+            return
+        discarded = bool(outcomes) and all(o.discarded for o in outcomes)
+        state = SpoolState.DISCARDED if discarded else SpoolState.DONE
+        spool.finish(entry, state, "\n".join(o.summary for o in outcomes), now)
+
+    def _process(
+        self, session: Session, item: spool.Claimed, parsed: ParsedMessage, now: dt.datetime
+    ) -> list[posting.Outcome]:
+        """Live mail as it came; an entry ``import-mbox`` parked as the import would have stored it."""
+        if item.protocol == spool.IMPORTED:  # no policy, no notifications, dated by its Date
+            sender, received = parsed.from_address, archive.imported_arrival(parsed, now)
+        else:
+            sender, received = item.mail_from, item.received_at
+        args = (session, self.config, parsed, item.raw, sender, item.rcpt_tos, item.id, received, now)
+        return posting.process(*args, trusted=item.protocol == spool.IMPORTED)
 
     def _failed(self, entry: spool.SpoolEntry, error: str, now: dt.datetime, permanent: bool) -> None:
         cfg = self.config.processing

@@ -368,3 +368,80 @@ def test_announced_sizes_beyond_the_budget_are_deferred(site):
         assert second.cmd("MAIL FROM:<b@example.com> SIZE=2000000").startswith("250")
     finally:
         running.stop()
+
+
+# Pipelining (RFC 2920): Postfix's smtpd_forbid_unauth_pipelining. A command whose reply
+# the client must wait for, followed by more input, is a protocol synchronization error.
+
+OUT_OF_SYNC = "554 5.5.0 Error: SMTP protocol synchronization"
+BODY = message(message_id="<early@example.com>") + b".\r\n"
+
+
+def assert_refused_out_of_sync(client: RawClient, site, replies_before: int = 0) -> None:
+    for _ in range(replies_before):
+        assert client.reply()[:1] in "23"
+    assert client.reply() == OUT_OF_SYNC
+    assert client.closed()
+    assert client.buffer == b""  # nothing the client sent after the offending command was run
+    assert spool_count(site) == 0
+
+
+@pytest.mark.parametrize("lmtp", [False, True], ids=["smtp", "lmtp"])
+def test_body_sent_before_354_is_refused_and_not_stored(dev, server, lmtp):
+    port = dev.config.smtp.lmtp_port if lmtp else dev.config.smtp.port
+    client = RawClient(port)
+    assert client.cmd("LHLO x" if lmtp else "EHLO x").startswith("250")
+    assert client.cmd("MAIL FROM:<ann@example.com>").startswith("250")
+    assert client.cmd(f"RCPT TO:<{LIST}>").startswith("250")
+    client.send(b"DATA\r\n" + BODY)
+    assert_refused_out_of_sync(client, dev)
+
+
+@pytest.mark.parametrize(
+    ("lmtp", "greeting", "command"),
+    [
+        (False, "EHLO x", "EHLO x"),
+        (False, "EHLO x", "NOOP"),
+        (False, "EHLO x", "VRFY ann"),
+        (False, "EHLO x", "EXPN dev"),
+        (False, "EHLO x", "QUIT"),
+        (False, "EHLO x", "HELO x"),
+        (True, "LHLO x", "LHLO x"),
+        (True, "LHLO x", "QUIT"),
+    ],
+)
+def test_commands_pipelined_after_a_group_ender_are_refused(dev, server, lmtp, greeting, command):
+    port = dev.config.smtp.lmtp_port if lmtp else dev.config.smtp.port
+    client = RawClient(port)
+    assert client.cmd(greeting).startswith("250")
+    client.send(f"{command}\r\nMAIL FROM:<ann@example.com>\r\nRCPT TO:<{LIST}>\r\nDATA\r\n".encode() + BODY)
+    assert_refused_out_of_sync(client, dev)
+
+
+@pytest.mark.parametrize("greeting", ["EHLO x", "HELO x"])
+def test_a_greeting_pipelined_with_the_transaction_is_refused(dev, server, greeting):
+    client = RawClient(dev.config.smtp.port)
+    client.send(f"{greeting}\r\nMAIL FROM:<ann@example.com>\r\nRCPT TO:<{LIST}>\r\n".encode())
+    assert_refused_out_of_sync(client, dev)
+
+
+def test_a_helo_client_was_not_offered_pipelining(dev, server):
+    client = RawClient(dev.config.smtp.port)
+    assert client.cmd("HELO x").startswith("250")
+    client.send(f"MAIL FROM:<ann@example.com>\r\nRCPT TO:<{LIST}>\r\n".encode())
+    assert_refused_out_of_sync(client, dev)
+
+
+@pytest.mark.parametrize("lmtp", [False, True], ids=["smtp", "lmtp"])
+def test_rfc_2920_pipelining_still_works(dev, server, lmtp):
+    port = dev.config.smtp.lmtp_port if lmtp else dev.config.smtp.port
+    client = RawClient(port)
+    assert "PIPELINING" in client.cmd("LHLO x" if lmtp else "EHLO x")
+    dev.create_list("other")
+    group = ["RSET", "MAIL FROM:<ann@example.com>", f"RCPT TO:<{LIST}>", f"RCPT TO:<other@{DOMAIN}>", "DATA"]
+    client.send("".join(f"{command}\r\n" for command in group).encode())
+    assert [client.reply()[:3] for _ in range(5)] == ["250", "250", "250", "250", "354"]
+    client.send(BODY + b"QUIT\r\n")  # the content and what follows it are one group (RFC 2920 §3.2)
+    replies = [client.reply()[:3] for _ in range(3 if lmtp else 2)]
+    assert replies == (["250", "250", "221"] if lmtp else ["250", "221"])
+    assert spool_count(dev) == 1

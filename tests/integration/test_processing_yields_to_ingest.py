@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from mailforum.db import spool
 from mailforum.db.models import PostingPolicy, utcnow
 from mailforum.runners import worker
@@ -40,3 +42,50 @@ def test_a_burst_from_many_sessions_is_all_processed(site, server):
     for t in threads:
         t.join()
     wait_for(lambda: len(site.posts_by_id()) == 60, timeout=60)
+
+
+def test_a_writer_waiting_for_the_sqlite_lock_gets_it_before_the_batch_ends(site, monkeypatch):
+    # RELIABILITY F20: one processing transaction per batch held the SQLite write lock for
+    # seconds (bench/burst.py), past the spool writer's busy_timeout: 451 Storage busy.
+    from mailforum.core import posting
+
+    if not site.db.is_sqlite:
+        pytest.skip("PostgreSQL has row locks: the spool writer never waits for the processor")
+
+    site.create_list("dev", PostingPolicy.OPEN)
+    rcpt = (f"dev@{DOMAIN}",)
+    total = 40
+    with site.db.session() as session:
+        spool.insert_batch(
+            session,
+            [
+                spool.NewMessage(message(message_id=f"<w{i}@example.com>"), "ann@example.com", rcpt)
+                for i in range(total)
+            ],
+            utcnow(),
+        )
+    seen: list[int] = []  # processed entries the writer's transaction saw committed
+
+    def ingest_commit() -> None:  # what the spool writer does for a 250
+        with site.db.session() as session:
+            spool.insert_batch(session, [spool.NewMessage(message(), "ann@example.com", rcpt)], utcnow())
+            seen.append(sum(n for state, n in spool.counts(session).items() if state == "done"))
+
+    writer = threading.Thread(target=ingest_commit)
+    real = posting.process
+    calls = 0
+
+    def process(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # mail arrives in the middle of the batch
+            writer.start()
+            wait_for(site.db.writers_waiting)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(posting, "process", process)
+    processor = SpoolProcessor(site.db, site.config)
+    assert processor.run_once(total) == total
+    writer.join()
+    assert seen and seen[0] < total  # the writer had its commit while the batch was still going
+    assert len(site.posts_by_id()) == total

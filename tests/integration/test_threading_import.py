@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailforum.core import archive, lists, posting
-from mailforum.db.models import PostingPolicy, SpoolEntry, SpoolState
+from mailforum.db.models import OutboxEntry, PostingPolicy, SpoolEntry, SpoolState
 from tests.helpers import message
 
 
@@ -55,3 +55,32 @@ def test_a_failing_message_is_parked_and_its_batch_stored_carefully(site, monkey
     with site.db.read_session() as session:
         [parked] = session.scalars(select(SpoolEntry).where(SpoolEntry.state == SpoolState.FAILED.value))
         assert "poison message" in (parked.error or "")
+
+
+def test_a_retried_import_message_is_stored_as_an_import(site, monkeypatch):
+    # The sender is no member: live mail would be held for a moderator; imported, it is posted.
+    site.create_list("dev")
+    site.add_members("dev", "bob@example.com", "carol@example.com")
+    with site.db.read_session() as session:
+        mlist = lists.get_list(session, "dev")
+    real = posting.process
+
+    def process(session, config, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if parsed.message_id == "<t0-1@x>":
+            raise RuntimeError("a bug, fixed since")
+        return real(session, config, parsed, *args, **kwargs)
+
+    monkeypatch.setattr(posting, "process", process)
+    report = archive.import_messages(site.db, site.config, mlist, _archive(3), parallel=False)
+    assert (report.posts, report.failed) == (2, 1)
+    monkeypatch.setattr(posting, "process", real)
+    retried = site.cli("spool", "retry", "--all", "--now")
+    assert retried.returncode == 0, retried.stderr
+    post = site.posts_by_id()["<t0-1@x>"]
+    assert post["status"] == "published"
+    assert post["parent_message_id"] == "<t0-0@x>"
+    assert post["received_at"].startswith("2026-11-26T10:00:00")  # its Date, not the retry's time
+    with site.db.read_session() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxEntry)) == 0  # nobody notified
+        entry = session.scalars(select(SpoolEntry)).one()
+        assert entry.state == SpoolState.DONE.value
