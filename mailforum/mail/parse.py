@@ -275,18 +275,35 @@ def codec_for(charset: str | None) -> str:
 def decode_text(data: bytes, charset: str | None) -> str:
     """Decode with the declared charset, falling back to UTF-8, then Windows-1252, then Latin-1.
 
-    Never raises; NUL characters are removed (PostgreSQL text cannot hold them, B9).
+    Never raises; the result is ``clean_text``: no NUL (PostgreSQL text cannot hold
+    it, B9), no ESC or other control character a terminal or a page would act on.
     """
     codec = codec_for(charset)
     for candidate in (codec, "utf-8", "cp1252"):
         try:
-            return data.decode(candidate).replace("\x00", "")
+            return clean_text(data.decode(candidate))
         except (UnicodeError, LookupError):
             continue
-    return data.decode("latin-1").replace("\x00", "")
+    return clean_text(data.decode("latin-1"))
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_DIRT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # every C0/C1 control but tab and newline
+
+
+def clean_text(text: str) -> str:
+    """Text as it may be stored and shown: line ends as "\\n", tab kept, other controls dropped
+    (a vertical tab or form feed becomes a space, so the words either side stay apart).
+
+    Every text that enters storage from a message (bodies, subjects, names, attachment
+    names) passes here or through ``decode_header_value``, so exports, pages, digests
+    and CLI output never carry ESC, BEL or their friends.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not _DIRT.search(text):
+        return text
+    return _DIRT.sub("", text.replace("\x0b", " ").replace("\x0c", " "))  # page breaks still part words
 
 
 def _unsurrogate(text: str) -> str:
@@ -328,7 +345,7 @@ def decode_header_value(value: object, limit: int = 0) -> str:
             else:
                 out.append(chunk)
         decoded = "".join(out)
-    decoded = _CONTROL.sub(" ", decoded).strip()
+    decoded = _CONTROL.sub(" ", clean_text(decoded)).strip()  # line breaks and tabs: a space
     return decoded[:limit] if limit else decoded
 
 
@@ -542,7 +559,7 @@ def html_to_text(markup: str) -> str:
         text = get_text(markup, _HTML_CONFIG)
     except Exception:  # lxml refuses some hostile documents; fall back to tag stripping
         text = re.sub(r"<[^>]*>", " ", markup)
-    lines = [line.rstrip() for line in text.splitlines()]
+    lines = [line.rstrip() for line in clean_text(text).splitlines()]
     return textwrap.dedent(re.sub(r"\n{3,}", "\n\n", "\n".join(lines))).strip("\n")
 
 
@@ -597,7 +614,7 @@ def _part_text(part: Message, data: bytes) -> str:
         charset = part.get_content_charset()
     except Exception:
         charset = None
-    text = decode_text(data, charset).replace("\r\n", "\n")
+    text = decode_text(data, charset)
     params = {k.lower(): v.lower() for k, v in part.get_params() or [] if isinstance(v, str)}
     if params.get("format") == "flowed":
         text = unflow(text, params.get("delsp") == "yes")
@@ -634,6 +651,14 @@ def _attached_message(part: Message, filename: str, ctype: str) -> Attachment:
     return Attachment(_attachment_name(part, filename), ctype, len(attachment_bytes(part)))
 
 
+def _content_type(part: Message) -> str:
+    """The part's type; a multipart whose boundary never appears is the sender's text."""
+    ctype = part.get_content_type()
+    if ctype.startswith("multipart/") and not isinstance(part.get_payload(), list):
+        return "text/plain"
+    return ctype
+
+
 def _classified(msg: Message) -> Iterator[tuple[str, Message, str]]:
     """Each leaf part as ("text" | "html" | "attachment", part, decoded filename), in order.
 
@@ -642,7 +667,7 @@ def _classified(msg: Message) -> Iterator[tuple[str, Message, str]]:
     """
     text = html = False
     for part in _leaves(msg):
-        ctype = part.get_content_type()
+        ctype = _content_type(part)
         disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
         filename = _filename(part)
         is_body = ctype in ("text/plain", "text/html") and disposition != "attachment"
