@@ -382,6 +382,36 @@ def header_date(raw: bytes) -> dt.datetime | None:
     return _parse_date(found.group(1).decode("ascii", "replace"))
 
 
+_RECEIVED_HEADER = re.compile(rb"(?im)^received[ \t]*:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)")
+
+
+def received_date(raw: bytes) -> dt.datetime | None:
+    """The date of the newest (topmost) Received: that has a sane one, after its last ";"."""
+    header, _ = split_header_block(raw[:MAX_HEADER_BLOCK])
+    for found in _RECEIVED_HEADER.finditer(header):
+        stamp = found.group(1).rpartition(b";")[2]
+        when = _parse_date(stamp.decode("ascii", "replace")) if stamp.strip() else None
+        if when is not None:
+            return when
+    return None
+
+
+_ENVELOPE_DATE = re.compile(
+    r"\b[A-Z][a-z]{2},?\s+(?P<month>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
+    r"\s+(?:(?P<zone1>[A-Z]{3,4}|[+-]\d{4})\s+)?(?P<year>\d{4})(?:\s+(?P<zone2>[+-]\d{4}|[A-Z]{3,4}))?"
+)
+
+
+def envelope_date(line: bytes) -> dt.datetime | None:
+    """The date of an mbox From_ line ("From ann@example.com Wed Nov 27 10:00:00 2002"; UTC
+    unless a zone follows); None when it has none or a garbage one."""
+    found = _ENVELOPE_DATE.search(line.decode("ascii", "replace"))
+    if found is None:
+        return None
+    zone = found["zone1"] or found["zone2"] or "+0000"
+    return _parse_date(f"{found['day']} {found['month']} {found['year']} {found['time']} {zone}")
+
+
 def _addresses(*values: str | None) -> list[tuple[str, str]]:
     decoded = [v for v in values if v]
     try:
