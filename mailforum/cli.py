@@ -763,7 +763,7 @@ def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
                 db,
                 state.config,
                 mlist,
-                (archive.unquote_mbox(box.get_bytes(k)) for k in keys),
+                (archive.unquote_mbox(box.get_bytes(k, from_=True)) for k in keys),
                 on_progress=bar.update,
             )
     finally:
@@ -776,20 +776,22 @@ def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
 
 
 def _in_written_order(box: mailbox.mbox) -> list[Any]:
-    """The mbox's keys in the order its messages were written (their Date), ties in file order.
+    """The mbox's keys in the order its messages were written, ties in file order.
+
+    The order is archive.archive_date's: the Date, else the From_ line, else Received.
 
     Archives are often concatenated out of order; threading them as they were written
     lets parents come before replies (placeholders cover the rest).
     """
     keys = box.keys()
-    return archive.written_order(keys, (box.get_bytes(k) for k in keys))
+    return archive.written_order(keys, (box.get_bytes(k, from_=True) for k in keys))
 
 
 def _dry_run_import(state: State, db: Database, mlist: Any, box: mailbox.mbox) -> None:
     from mailforum.core.rethread import dry_run_import
 
     keys = _in_written_order(box)
-    plan = dry_run_import(db, state.config, mlist, (box.get_bytes(k) for k in keys))
+    plan = dry_run_import(db, state.config, mlist, (box.get_bytes(k, from_=True) for k in keys))
     joining = 0
     for topic in plan.topics:
         subject = " ".join(topic.subject.split()) or "(no subject)"

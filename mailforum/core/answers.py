@@ -87,8 +87,8 @@ def null_sender(msg: Incoming) -> str | None:
 
 
 def no_from(msg: Incoming) -> str | None:
-    """No usable From: there is nobody to answer (B21)."""
-    return None if msg.parsed.from_address else "no From address"
+    """No usable From: there is nobody to answer (B21), nor to a From: that is not one honest mailbox."""
+    return msg.parsed.from_problem or (None if msg.parsed.from_address else "no From address")
 
 
 def auto_submitted(msg: Incoming) -> str | None:

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -24,7 +24,14 @@ from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, Spool
 from mailforum.db.session import Database
 from mailforum.mail.addresses import list_address
 from mailforum.mail.headers import ancestry, thread_index
-from mailforum.mail.parse import ParsedMessage, Unprocessable, header_date, parse
+from mailforum.mail.parse import (
+    ParsedMessage,
+    Unprocessable,
+    envelope_date,
+    header_date,
+    parse,
+    received_date,
+)
 
 T = TypeVar("T")
 
@@ -50,18 +57,24 @@ def import_messages(
 
     Imported mail is the list's own archive: the posting policy (membership,
     moderation) is not applied, threading and de-duplication are, so a second run
-    stores nothing new. A message that cannot be processed is parked in the spool as
-    ``failed`` with its error, where ``mailforum spool list`` shows it.
+    stores nothing new. An entry may start with its mbox From_ line; a message
+    without a Date is dated by ``archive_dates``, never by the import (B51). A
+    message that cannot be processed is parked in the spool as ``failed`` with its
+    error, where ``mailforum spool list`` shows it.
 
     With ``parallel`` (and more than one batch, on a machine with more than one CPU),
     a second process parses the next batch while this one stores the current one.
     """
     report = ImportReport()
     rcpt = (list_address(mlist.name, config.site.domain),)
+    last: dt.datetime | None = None
     with _Parser(parallel) as parser:
-        pending: tuple[list[bytes], Future[list[_Parsed]] | list[_Parsed]] | None = None
-        for chunk in _chunks(raws, batch):
-            parsed = parser.submit(chunk, more=pending is not None or len(chunk) >= batch)
+        pending: tuple[_Chunk, Future[list[_Parsed]] | list[_Parsed]] | None = None
+        for entries in _chunks(raws, batch):
+            dates = archive_dates(entries, last)
+            last = dates[-1]
+            chunk = _Chunk([split_envelope(entry)[1] for entry in entries], dates)
+            parsed = parser.submit(chunk.raws, more=pending is not None or len(entries) >= batch)
             if pending is not None:
                 _import_chunk(db, config, rcpt, *pending, report, on_progress)
             pending = (chunk, parsed)
@@ -70,12 +83,52 @@ def import_messages(
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    raws: list[bytes]  # the messages, without their mbox From_ lines
+    dates: list[dt.datetime | None]  # when each was written (archive_dates), for those without a Date
+
+
+_ENVELOPE = re.compile(rb"From (?![ \t]*:)")  # an mbox From_ line, not a "From :" header
+
+
+def split_envelope(entry: bytes) -> tuple[bytes, bytes]:
+    """(mbox From_ line, message) of an archive entry; the line is b"" when there is none."""
+    if not _ENVELOPE.match(entry):
+        return b"", entry
+    line, _, message = entry.partition(b"\n")
+    return line.rstrip(b"\r"), message
+
+
+def archive_date(entry: bytes) -> dt.datetime | None:
+    """When an archived message was written: its Date, else its From_ line, else its newest
+    Received: (RELIABILITY B51); None when none of them says."""
+    line, raw = split_envelope(entry)
+    return header_date(raw) or envelope_date(line) or received_date(raw)
+
+
+def archive_dates(entries: Sequence[bytes], before: dt.datetime | None = None) -> list[dt.datetime | None]:
+    """``archive_date`` of each entry; one that has none takes its neighbour's: the one
+    before it (``before`` for the first), else the first dated one after it."""
+    own = [archive_date(entry) for entry in entries]
+    following: list[dt.datetime | None] = [None] * len(own)
+    later: dt.datetime | None = None
+    for position in range(len(own) - 1, -1, -1):
+        following[position] = later = own[position] or later
+    dates: list[dt.datetime | None] = []
+    for position, when in enumerate(own):
+        before = when or before or following[position]
+        dates.append(before)
+    return dates
+
+
 def written_order(keys: Sequence[T], raws: Iterable[bytes]) -> list[T]:
-    """``keys`` sorted by the Date of their messages; undated ones keep the date before them."""
+    """``keys`` sorted by when their messages were written (``archive_date``); undated ones
+    keep the date before them, ties keep the file order."""
     dated: list[tuple[float, int, T]] = []
     last = float("-inf")
     for position, (key, raw) in enumerate(zip(keys, raws, strict=True)):
-        when = header_date(raw)
+        when = archive_date(raw)
         last = when.timestamp() if when is not None else last
         dated.append((last, position, key))
     dated.sort(key=lambda item: (item[0], item[1]))
@@ -146,7 +199,7 @@ def _import_chunk(
     db: Database,
     config: Config,
     rcpt: tuple[str, ...],
-    raws: list[bytes],
+    chunk: _Chunk,
     parsed: Future[list[_Parsed]] | list[_Parsed],
     report: ImportReport,
     on_progress: Any,
@@ -160,23 +213,33 @@ def _import_chunk(
         try:
             results = parsed.result()
         except BrokenProcessPool:  # the parser process died: parse here
-            results = parse_chunk(raws)
+            results = parse_chunk(chunk.raws)
     else:
         results = parsed
-    items = [_Item(raw, message, error) for raw, (message, error) in zip(raws, results, strict=True)]
+    items = [
+        _Item(raw, _dated(message, when), error)
+        for raw, when, (message, error) in zip(chunk.raws, chunk.dates, results, strict=True)
+    ]
     now = utcnow()
     try:
         with db.session() as session:
-            chunk = _store_chunk(session, config, rcpt, items, now, careful=False)
+            stored = _store_chunk(session, config, rcpt, items, now, careful=False)
     except Exception:
         with db.session() as session:
-            chunk = _store_chunk(session, config, rcpt, items, now, careful=True)
-    report.posts += chunk.posts
-    report.duplicates += chunk.duplicates
-    report.failed += chunk.failed
-    report.errors.extend(chunk.errors)
+            stored = _store_chunk(session, config, rcpt, items, now, careful=True)
+    report.posts += stored.posts
+    report.duplicates += stored.duplicates
+    report.failed += stored.failed
+    report.errors.extend(stored.errors)
     if on_progress:
-        on_progress(len(raws))
+        on_progress(len(chunk.raws))
+
+
+def _dated(parsed: ParsedMessage | None, when: dt.datetime | None) -> ParsedMessage | None:
+    """The message with the date the archive gives it when its own Date is missing or garbage."""
+    if parsed is None or parsed.date is not None or when is None:
+        return parsed
+    return replace(parsed, date=when)
 
 
 def _store_chunk(

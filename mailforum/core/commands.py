@@ -445,6 +445,8 @@ def answer(ctx: Context) -> bool:
 
 def _sender(delivery: Delivery) -> Address | None:
     parsed = delivery.parsed
+    if parsed.from_problem:  # never act for a mailbox the From: does not name beyond doubt
+        return None
     try:
         checked = check_address(parsed.from_address, check_dns=delivery.config.subscriptions.check_dns)
     except InvalidInput:

@@ -324,6 +324,8 @@ def by_mail(
     if post is None or post.list_id != mlist.id:
         return f"{mlist.name}: post {post_id} is no longer held; ignored", True
     sender = sender.lower()
+    if not sender:
+        return f"{mlist.name}: moderation mail without a usable From; ignored", True
     if action == CONFIRM:
         if sender != post.author_address.lower():
             return f"{mlist.name}: confirmation for post {post_id} from someone else; ignored", True

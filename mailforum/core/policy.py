@@ -94,6 +94,12 @@ def is_automated(ctx: PolicyContext) -> str | None:
     return None
 
 
+def from_is_suspect(ctx: PolicyContext) -> str | None:
+    """A From: that is not exactly one mailbox, or whose display name reads as another
+    address, is never attributed to anyone (the CVE-2023-27043 family; see parse._sender)."""
+    return ctx.parsed.from_problem or None
+
+
 def has_no_sender(ctx: PolicyContext) -> str | None:
     """No usable From: never let it bypass the sender checks (Mailman 3 #414, B21)."""
     return None if ctx.parsed.from_address else "no From address"
@@ -155,6 +161,7 @@ def list_is_moderated(ctx: PolicyContext) -> str | None:
 RULES: tuple[Rule, ...] = (
     Rule("loop", is_our_own_mail, Action.DISCARD),
     Rule("auto-submitted", is_automated, Action.DISCARD),
+    Rule("suspect-from", from_is_suspect, Action.HOLD),
     Rule("no-sender", has_no_sender, Action.HOLD),
     Rule("administrivia", is_administrivia, Action.HOLD),
     Rule("unverified-sender", member_not_verified, Action.HOLD),

@@ -277,8 +277,13 @@ def handle_enable(delivery: Delivery) -> Outcome:
 def handle_moderate(delivery: Delivery) -> Outcome:
     """Mail to NAME+mod-TOKEN@: a moderator's decision, or the real author's "yes, I sent it".
 
-    An auto-reply (a moderator's vacation notice) never decides anything (RFC 3834).
+    An auto-reply (a moderator's vacation notice) never decides anything (RFC 3834), nor
+    does a From: that is not exactly one honest mailbox (parse._sender).
     """
+    if delivery.parsed.from_problem:
+        return Outcome(
+            f"{delivery.mlist.name}: moderation mail ignored ({delivery.parsed.from_problem})", True
+        )
     automatic = answers.should_answer(delivery.parsed, delivery.mail_from, delivery.config)
     if automatic:
         return Outcome(

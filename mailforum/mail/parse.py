@@ -23,6 +23,7 @@ import hashlib
 import io
 import re
 import textwrap
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.header import decode_header
@@ -71,6 +72,8 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...]
     fingerprint: str
     headers: dict[str, str] = field(default_factory=dict)  # selected decoded headers, lower-case names
+    # Why the From: cannot be attributed ("" when it is exactly one honest mailbox): see ``_sender``.
+    from_problem: str = ""
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
@@ -272,18 +275,35 @@ def codec_for(charset: str | None) -> str:
 def decode_text(data: bytes, charset: str | None) -> str:
     """Decode with the declared charset, falling back to UTF-8, then Windows-1252, then Latin-1.
 
-    Never raises; NUL characters are removed (PostgreSQL text cannot hold them, B9).
+    Never raises; the result is ``clean_text``: no NUL (PostgreSQL text cannot hold
+    it, B9), no ESC or other control character a terminal or a page would act on.
     """
     codec = codec_for(charset)
     for candidate in (codec, "utf-8", "cp1252"):
         try:
-            return data.decode(candidate).replace("\x00", "")
+            return clean_text(data.decode(candidate))
         except (UnicodeError, LookupError):
             continue
-    return data.decode("latin-1").replace("\x00", "")
+    return clean_text(data.decode("latin-1"))
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_DIRT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # every C0/C1 control but tab and newline
+
+
+def clean_text(text: str) -> str:
+    """Text as it may be stored and shown: line ends as "\\n", tab kept, other controls dropped
+    (a vertical tab or form feed becomes a space, so the words either side stay apart).
+
+    Every text that enters storage from a message (bodies, subjects, names, attachment
+    names) passes here or through ``decode_header_value``, so exports, pages, digests
+    and CLI output never carry ESC, BEL or their friends.
+    """
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not _DIRT.search(text):
+        return text
+    return _DIRT.sub("", text.replace("\x0b", " ").replace("\x0c", " "))  # page breaks still part words
 
 
 def _unsurrogate(text: str) -> str:
@@ -325,7 +345,7 @@ def decode_header_value(value: object, limit: int = 0) -> str:
             else:
                 out.append(chunk)
         decoded = "".join(out)
-    decoded = _CONTROL.sub(" ", decoded).strip()
+    decoded = _CONTROL.sub(" ", clean_text(decoded)).strip()  # line breaks and tabs: a space
     return decoded[:limit] if limit else decoded
 
 
@@ -362,6 +382,36 @@ def header_date(raw: bytes) -> dt.datetime | None:
     return _parse_date(found.group(1).decode("ascii", "replace"))
 
 
+_RECEIVED_HEADER = re.compile(rb"(?im)^received[ \t]*:([^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)")
+
+
+def received_date(raw: bytes) -> dt.datetime | None:
+    """The date of the newest (topmost) Received: that has a sane one, after its last ";"."""
+    header, _ = split_header_block(raw[:MAX_HEADER_BLOCK])
+    for found in _RECEIVED_HEADER.finditer(header):
+        stamp = found.group(1).rpartition(b";")[2]
+        when = _parse_date(stamp.decode("ascii", "replace")) if stamp.strip() else None
+        if when is not None:
+            return when
+    return None
+
+
+_ENVELOPE_DATE = re.compile(
+    r"\b[A-Z][a-z]{2},?\s+(?P<month>[A-Z][a-z]{2})\s+(?P<day>\d{1,2})\s+(?P<time>\d{1,2}:\d{2}(?::\d{2})?)"
+    r"\s+(?:(?P<zone1>[A-Z]{3,4}|[+-]\d{4})\s+)?(?P<year>\d{4})(?:\s+(?P<zone2>[+-]\d{4}|[A-Z]{3,4}))?"
+)
+
+
+def envelope_date(line: bytes) -> dt.datetime | None:
+    """The date of an mbox From_ line ("From ann@example.com Wed Nov 27 10:00:00 2002"; UTC
+    unless a zone follows); None when it has none or a garbage one."""
+    found = _ENVELOPE_DATE.search(line.decode("ascii", "replace"))
+    if found is None:
+        return None
+    zone = found["zone1"] or found["zone2"] or "+0000"
+    return _parse_date(f"{found['day']} {found['month']} {found['year']} {found['time']} {zone}")
+
+
 def _addresses(*values: str | None) -> list[tuple[str, str]]:
     decoded = [v for v in values if v]
     try:
@@ -370,20 +420,160 @@ def _addresses(*values: str | None) -> list[tuple[str, str]]:
         return []
 
 
-def _sender(value: str | None) -> tuple[str, str]:
-    """(lower-cased address, display name) of the first From address; ("", …) when unusable."""
-    if not value:
-        return "", ""
+# --- the From: mailbox, read as a DMARC validator reads it (RFC 5322 §3.4, CVE-2023-27043) ----------
+
+MAX_FROM = 2000  # a From: longer than this is not one mailbox anyone reads
+_FROM_TOKEN = re.compile(
+    r"""(?P<ws>\s+)
+    |(?P<quoted>"(?:[^"\\]|\\.)*")
+    |(?P<literal>\[(?:[^\[\]\\]|\\.)*\])
+    |(?P<atom>[^\s()<>\[\]:;@\\,."\x00-\x1f\x7f]+)
+    |(?P<special>[<>@,.:;])""",
+    re.VERBOSE | re.DOTALL,
+)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+# Something a reader takes for an address, after NFKC (so a full-width "＠" counts too).
+_ADDRESS_LIKE = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
+_Token = tuple[str, str]  # (kind, text as written)
+
+
+class FromProblem(ValueError):
+    """The From: field is not exactly one mailbox we can attribute a message to."""
+
+
+def _comment_end(value: str, start: int) -> int:
+    """The index after the comment opening at ``start`` (comments nest; ``\\`` quotes one character)."""
+    depth, pos = 0, start
+    while pos < len(value):
+        char = value[pos]
+        if char == "\\":
+            pos += 1
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return pos + 1
+        pos += 1
+    raise FromProblem("unbalanced parenthesis")
+
+
+def _from_tokens(value: str) -> tuple[list[_Token], list[str]]:
+    """The tokens of a raw From: value, and its comments apart (their text, unquoted)."""
+    tokens: list[_Token] = []
+    comments: list[str] = []
+    pos = 0
+    while pos < len(value):
+        if value[pos] == "(":
+            end = _comment_end(value, pos)
+            comments.append(_QUOTED_PAIR.sub(r"\1", value[pos + 1 : end - 1]))
+            pos = end
+            continue
+        found = _FROM_TOKEN.match(value, pos)
+        if found is None:
+            what = {")": "unbalanced parenthesis", '"': "unbalanced quote", "\\": "stray backslash"}
+            raise FromProblem(what.get(value[pos], f"unexpected character {value[pos]!r}"))
+        kind = found.lastgroup or ""
+        tokens.append((found.group() if kind == "special" else kind, found.group()))
+        pos = found.end()
+    return tokens, comments
+
+
+def _addr_spec(tokens: list[_Token]) -> str:
+    """``local@domain`` from its tokens: dot-atoms or quoted strings, one @, nothing else."""
+    kinds = [kind for kind, _ in tokens]
+    while kinds and kinds[0] == "ws":
+        del kinds[0], tokens[0]
+    while kinds and kinds[-1] == "ws":
+        del kinds[-1], tokens[-1]
+    if not tokens:
+        raise FromProblem("no address")
+    if kinds.count("@") != 1:
+        raise FromProblem("not one address")
+    at = kinds.index("@")
+    local, domain = kinds[:at], kinds[at + 1 :]
+    if not _dotted(local, ("atom", "quoted")) or not (_dotted(domain, ("atom",)) or domain == ["literal"]):
+        raise FromProblem("malformed address")
+    address = "".join(text for _, text in tokens)
+    if "=?" in address:
+        raise FromProblem("an encoded-word in the address")
+    return address
+
+
+def _dotted(kinds: list[str], words: tuple[str, ...]) -> bool:
+    """word *("." word): the shape of a dot-atom (or of an obsolete local part)."""
+    return (
+        bool(kinds)
+        and len(kinds) % 2 == 1
+        and all(kind in words if i % 2 == 0 else kind == "." for i, kind in enumerate(kinds))
+    )
+
+
+def _phrase(tokens: list[_Token]) -> str:
+    """A display name from its tokens: quoted strings unquoted, encoded-words decoded."""
+    if any(kind not in ("atom", "quoted", "ws", ".", "literal") for kind, _ in tokens):
+        raise FromProblem("special characters in the display name")
+    text = "".join(
+        " " if kind == "ws" else _QUOTED_PAIR.sub(r"\1", word[1:-1]) if kind == "quoted" else word
+        for kind, word in tokens
+    )
+    return decode_header_value(text)
+
+
+def mailbox(value: str) -> tuple[str, str, list[str]]:
+    """(addr-spec, display name, comments) of a raw From: value that is exactly one mailbox.
+
+    The value is read as written, encoded-words and all, the way a DMARC validator
+    reads it: a list, a group, a second angle address, an unbalanced quote or
+    parenthesis, anything but one plain addr-spec raises ``FromProblem``.
+    """
+    if len(value) > MAX_FROM:
+        raise FromProblem("too long")
+    tokens, comments = _from_tokens(_unsurrogate(value))
+    kinds = [kind for kind, _ in tokens]
+    for special, what in ((",", "more than one address"), (":", "a group"), (";", "a group")):
+        if special in kinds:
+            raise FromProblem(what)
+    if "<" not in kinds and ">" not in kinds:
+        return _addr_spec(tokens), "", comments
+    if kinds.count("<") != 1 or kinds.count(">") != 1 or kinds.index(">") < kinds.index("<"):
+        raise FromProblem("not one angle address")
+    opened, closed = kinds.index("<"), kinds.index(">")
+    if any(kind != "ws" for kind in kinds[closed + 1 :]):
+        raise FromProblem("text after the address")
+    return _addr_spec(tokens[opened + 1 : closed]), _phrase(tokens[:opened]), comments
+
+
+def impostor(address: str, shown: list[str]) -> str:
+    """The first address-like text a reader sees in a display name or comment that is not ``address``."""
+    for text in shown:
+        for looks in _ADDRESS_LIKE.findall(unicodedata.normalize("NFKC", text)):
+            if looks.strip(".").casefold() != address.casefold():
+                return looks[:80]
+    return ""
+
+
+def _sender(values: list[str]) -> tuple[str, str, str]:
+    """(lower-cased address, display name, problem) from the From: fields of a message.
+
+    The problem is "" when there is exactly one From: naming exactly one mailbox, and
+    no display name or comment that reads as another address. The address is "" when
+    the field is not one mailbox; for a misleading name it is the mailbox itself.
+    """
+    if not values:
+        return "", "", ""
+    if len(values) > 1:
+        return "", "", f"{len(values)} From: fields"
     try:
-        pairs = getaddresses([decode_header_value(value)])
-    except Exception:
-        return "", ""
-    if not pairs:
-        return "", ""
-    name, addr = pairs[0]
-    if "@" not in addr:
-        return "", name.strip()
-    return addr.strip().lower(), name.strip()
+        address, name, comments = mailbox(values[0])
+    except FromProblem as exc:
+        return "", "", f"From: {exc}"
+    shown = [decode_header_value(text) for text in (name, *comments) if text.strip()]
+    name = (name or " ".join(shown))[:200]
+    other = impostor(address, shown)
+    if other:
+        return address.lower(), name, f"the display name looks like another address ({other})"
+    return address.lower(), name, ""
 
 
 # --- bodies -------------------------------------------------------------------------------
@@ -399,7 +589,7 @@ def html_to_text(markup: str) -> str:
         text = get_text(markup, _HTML_CONFIG)
     except Exception:  # lxml refuses some hostile documents; fall back to tag stripping
         text = re.sub(r"<[^>]*>", " ", markup)
-    lines = [line.rstrip() for line in text.splitlines()]
+    lines = [line.rstrip() for line in clean_text(text).splitlines()]
     return textwrap.dedent(re.sub(r"\n{3,}", "\n\n", "\n".join(lines))).strip("\n")
 
 
@@ -454,7 +644,7 @@ def _part_text(part: Message, data: bytes) -> str:
         charset = part.get_content_charset()
     except Exception:
         charset = None
-    text = decode_text(data, charset).replace("\r\n", "\n")
+    text = decode_text(data, charset)
     params = {k.lower(): v.lower() for k, v in part.get_params() or [] if isinstance(v, str)}
     if params.get("format") == "flowed":
         text = unflow(text, params.get("delsp") == "yes")
@@ -491,6 +681,14 @@ def _attached_message(part: Message, filename: str, ctype: str) -> Attachment:
     return Attachment(_attachment_name(part, filename), ctype, len(attachment_bytes(part)))
 
 
+def _content_type(part: Message) -> str:
+    """The part's type; a multipart whose boundary never appears is the sender's text."""
+    ctype = part.get_content_type()
+    if ctype.startswith("multipart/") and not isinstance(part.get_payload(), list):
+        return "text/plain"
+    return ctype
+
+
 def _classified(msg: Message) -> Iterator[tuple[str, Message, str]]:
     """Each leaf part as ("text" | "html" | "attachment", part, decoded filename), in order.
 
@@ -499,7 +697,7 @@ def _classified(msg: Message) -> Iterator[tuple[str, Message, str]]:
     """
     text = html = False
     for part in _leaves(msg):
-        ctype = part.get_content_type()
+        ctype = _content_type(part)
         disposition = str(part.get("content-disposition") or "").split(";")[0].strip().lower()
         filename = _filename(part)
         is_body = ctype in ("text/plain", "text/html") and disposition != "attachment"
@@ -611,6 +809,11 @@ def _first_headers(msg: Message) -> dict[str, str]:
     return first
 
 
+def _all_values(msg: Message, name: str) -> list[str]:
+    """Every raw value of one header, in order."""
+    return [str(value) for key, value in msg.raw_items() if key.lower() == name]
+
+
 def parse(raw: bytes) -> ParsedMessage:
     """Parse one message; raises ``Unprocessable`` for hostile structure, nothing else."""
     check_structure(raw)
@@ -646,7 +849,7 @@ def _parsed(raw: bytes, msg: Message) -> ParsedMessage:
     print_ = fingerprint(raw, heads)
     declared = canonical_msgid(_unsurrogate(heads.get("message-id", "")))
     message_id = declared or f"<{print_[:32]}@mailforum.invalid>"
-    address, name = _sender(heads.get("from"))
+    address, name, problem = _sender(_all_values(msg, "from"))
     text, markup, attachments = _bodies(msg)
     kept = {h: decode_header_value(heads[h], 2000) for h in KEPT_HEADERS if h in heads}
     return ParsedMessage(
@@ -656,13 +859,14 @@ def _parsed(raw: bytes, msg: Message) -> ParsedMessage:
         references=_unsurrogate(heads["references"]) if "references" in heads else None,
         subject=decode_header_value(heads.get("subject"), MAX_SUBJECT),
         from_address=address,
-        from_name=name[:200],
+        from_name=name,
         date=_parse_date(_unsurrogate(heads.get("date", ""))),
         text_body=text,
         html_body=markup,
         attachments=attachments,
         fingerprint=print_,
         headers=kept,
+        from_problem=problem,
     )
 
 
