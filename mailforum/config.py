@@ -62,6 +62,9 @@ class RelayConfig:
     max_connections: int = 10
     messages_per_connection: int = 100
     timeout: float = 60.0
+    # Seconds an unused connection stays open before the worker QUITs it: well below the
+    # relay's own idle limit (Postfix smtpd_timeout, 300 s), which would close it with a 421.
+    idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +316,8 @@ def validate(config: Config) -> None:
         )
     if config.relay.max_connections < 1 or config.relay.messages_per_connection < 1:
         raise ConfigError(f"{where}: [relay] max_connections and messages_per_connection must be at least 1")
+    if config.relay.timeout <= 0 or config.relay.idle_timeout <= 0:
+        raise ConfigError(f"{where}: [relay] timeout and idle_timeout must be positive")
     if config.relay.starttls and config.relay.tls:
         raise ConfigError(f"{where}: [relay] starttls and tls exclude each other; pick one")
     if not 0 <= config.web.port <= 65535:
