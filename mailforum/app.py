@@ -188,7 +188,7 @@ def build_parts(
 
 async def serve(config: Config, switches: Switches) -> None:
     """Run until SIGTERM or SIGINT; then shut down without losing a message."""
-    db = Database(config.database.url, config.database.busy_timeout)
+    db = Database(config.database.url, config.database.busy_timeout, create=False)
     migrate.require_current(db)
     db.check_durability()
     stop = asyncio.Event()

@@ -58,7 +58,8 @@ class State:
     def db(self, require_schema: bool = True) -> Database:
         if self._db is None:
             cfg = self.config.database
-            self._db = Database(cfg.url, cfg.busy_timeout)
+            # Only `init` (require_schema=False) may create a SQLite file.
+            self._db = Database(cfg.url, cfg.busy_timeout, create=not require_schema)
             if require_schema:
                 migrate.require_current(self._db)
             else:

@@ -2,8 +2,10 @@
 
 The file comes from ``--config FILE`` or the ``MAILFORUM_CONFIG`` environment
 variable; without either, ``./mailforum.toml`` is read when it exists and the
-built-in defaults are used otherwise. Every key is documented in
-``config.example.toml``. Errors name the file and the key.
+built-in defaults are used otherwise. Relative paths in a file (the SQLite database,
+``[outbound] templates``, ``[dkim] key_file``) are taken from the file's folder, not
+from the working directory. Every key is documented in ``config.example.toml``.
+Errors name the file and the key.
 """
 
 from __future__ import annotations
@@ -374,4 +376,36 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
-    return from_mapping(data, str(file))
+    return in_folder(from_mapping(data, str(file)), file.resolve().parent)
+
+
+def in_folder(config: Config, folder: Path) -> Config:
+    """``config`` with its relative paths made absolute from ``folder`` (the config file's)."""
+    return dataclasses.replace(
+        config,
+        database=dataclasses.replace(config.database, url=_sqlite_in(config.database.url, folder)),
+        outbound=dataclasses.replace(config.outbound, templates=_path_in(config.outbound.templates, folder)),
+        dkim=dataclasses.replace(config.dkim, key_file=_path_in(config.dkim.key_file, folder)),
+    )
+
+
+def _path_in(path: str, folder: Path) -> str:
+    if not path:
+        return path
+    expanded = Path(path).expanduser()
+    return str(expanded if expanded.is_absolute() else folder / expanded)
+
+
+def _sqlite_in(url: str, folder: Path) -> str:
+    """A SQLite URL whose file is named relative to ``folder``; other URLs as they are."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the database layer names the problem
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return url
+    return parsed.set(database=_path_in(name, folder)).render_as_string(hide_password=False)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import mailbox
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -176,3 +179,47 @@ def test_status_summarises_lists_spool_and_trust(site):
     assert "dev: 1 members, 0 posts, 0 held, policy members" in out
     assert "0 new, 0 done" in out
     assert "the From header is trusted" in out
+
+
+def run_in(cwd, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mailforum ARGS` from the directory ``cwd``, with no config from the environment."""
+    env = {k: v for k, v in os.environ.items() if k != "MAILFORUM_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "mailforum", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("url", ["sqlite:///forum.db", "sqlite:///data/../forum.db"])
+def test_a_relative_database_path_is_taken_from_the_config_folder(tmp_path, url):
+    """Issue 13: `--config /srv/mf/mailforum.toml status` from elsewhere is that forum's status."""
+    forum, elsewhere = tmp_path / "srv" / "mf", tmp_path / "home"
+    (forum / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    config = forum / "mailforum.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    assert run_in(elsewhere, "--config", str(config), "init").returncode == 0
+    assert run_in(tmp_path, "--config", "srv/mf/mailforum.toml", "lists", "create", "dev").returncode == 0
+    listed = run_in(elsewhere, "--config", str(config), "lists", "list")
+    assert listed.returncode == 0 and listed.stdout.split() == ["dev"]
+    assert (forum / "forum.db").is_file()
+    assert not list(elsewhere.iterdir()) and not (tmp_path / "forum.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("status",), ("lists", "list"), ("members", "list", "dev"), ("outbox", "status"), ("deliver", "--once")],
+)
+def test_only_init_creates_a_database(tmp_path, args):
+    config = tmp_path / "mailforum.toml"
+    config.write_text('[database]\nurl = "sqlite:///missing.db"\n')
+    result = run_in(tmp_path, "--config", str(config), *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"no SQLite database at {tmp_path / 'missing.db'}" in result.stderr
+    assert not (tmp_path / "missing.db").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mailforum.toml"]
