@@ -445,8 +445,11 @@ def _read_addresses(args: tuple[str, ...], file: str | None) -> Iterator[tuple[s
             raise InvalidInput(f"{label} is not UTF-8 text") from None
 
 
-def _checked_addresses(args: tuple[str, ...], file: str | None) -> list[lists.Address]:
-    checked = [lists.check_address(text, where) for text, where in _read_addresses(args, file)]
+def _checked_addresses(state: State, args: tuple[str, ...], file: str | None) -> list[lists.Address]:
+    local = state.config.site.allow_local_domains
+    checked = [
+        lists.check_address(text, where, local_domains=local) for text, where in _read_addresses(args, file)
+    ]
     if not checked:
         raise InvalidInput("no addresses given (as arguments, or --file PATH with one per line)")
     return checked
@@ -483,7 +486,7 @@ def members_add(
     """Add ADDR... (e.g. 'Ann <ann@example.com>') to LIST. Nothing is added if any address is bad.
 
     An operator's direct act: no confirmation, and no mail unless --welcome is given."""
-    checked = _checked_addresses(addresses, file)
+    checked = _checked_addresses(state, addresses, file)
     config = state.config
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
@@ -508,7 +511,7 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 
     The caps of mail requests apply: one pending invitation per address and list, and at most
     [subscriptions] confirmations_per_day confirmation mails per address."""
-    checked = _checked_addresses(addresses, file)
+    checked = _checked_addresses(state, addresses, file)
     config = state.config
     sent = 0
     with state.db().session() as session:
@@ -532,7 +535,7 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
     """Show one member of LIST: delivery mode, digest, and the topics they watch or muted."""
-    who = lists.check_address(address)
+    who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
         member = lists.find_member(session, mlist.id, who.address)
@@ -570,7 +573,7 @@ def members_list(state: State, list_name: str) -> None:
 @pass_state
 def members_remove(state: State, list_name: str, addresses: tuple[str, ...], file: str | None) -> None:
     """Remove ADDR... from LIST (no goodbye mail)."""
-    checked = _checked_addresses(addresses, file)
+    checked = _checked_addresses(state, addresses, file)
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         removed, absent = lists.remove_members(session, mlist, checked)
@@ -630,7 +633,7 @@ def lists_moderators(state: State, list_name: str, action: str, addresses: tuple
     """Show LIST's moderators, or add or remove ADDR... (they get held-post notices)."""
     if action != "list" and not addresses:
         raise InvalidInput(f"give the address(es) to {action}")
-    checked = _checked_addresses(addresses, None) if addresses else []
+    checked = _checked_addresses(state, addresses, None) if addresses else []
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         for entry in checked:

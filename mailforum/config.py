@@ -99,6 +99,9 @@ class SiteConfig:
     domain: str = "lists.example.org"
     base_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
+    # Accept member addresses at special-use and dotless domains (alice@localhost,
+    # bob@host.local, carol@x.test, dave@mailhost): for intranet and test installs only.
+    allow_local_domains: bool = False
 
 
 @dataclass(frozen=True, slots=True)

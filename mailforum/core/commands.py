@@ -446,7 +446,12 @@ def answer(ctx: Context) -> bool:
 def _sender(delivery: Delivery) -> Address | None:
     parsed = delivery.parsed
     try:
-        checked = check_address(parsed.from_address, check_dns=delivery.config.subscriptions.check_dns)
+        config = delivery.config
+        checked = check_address(
+            parsed.from_address,
+            check_dns=config.subscriptions.check_dns,
+            local_domains=config.site.allow_local_domains,
+        )
     except InvalidInput:
         return None
     return Address(checked.address, parsed.from_name)

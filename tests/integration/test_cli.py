@@ -223,3 +223,43 @@ def test_only_init_creates_a_database(tmp_path, args):
     assert f"no SQLite database at {tmp_path / 'missing.db'}" in result.stderr
     assert not (tmp_path / "missing.db").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mailforum.toml"]
+
+
+LOCAL_ADDRESSES = [
+    "alice@localhost",
+    "Bob <bob@host.local>",
+    "carol@box.test",
+    "dave@nas.home.arpa",
+    "erin@mailhost",
+]
+
+
+def test_special_use_domains_are_refused_by_default_and_the_error_names_the_setting(site):
+    site.cli("lists", "create", "dev")
+    for address in LOCAL_ADDRESSES:
+        result = site.cli("members", "add", "dev", address)
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+        assert "[site] allow_local_domains = true" in result.stderr
+    assert site.cli("members", "list", "dev").stdout == ""
+
+
+def test_an_intranet_install_accepts_special_use_domains(site):
+    text = site.config_file.read_text()
+    site.config_file.write_text(text.replace("allow_local_domains = false", "allow_local_domains = true"))
+    site.cli("lists", "create", "dev")
+    added = site.cli("members", "add", "dev", *LOCAL_ADDRESSES, "FRANK@Example.COM")
+    assert added.returncode == 0, added.stderr
+    listed = sorted(line.split("\t")[0] for line in site.cli("members", "list", "dev").stdout.splitlines())
+    assert listed == sorted(
+        [
+            "alice@localhost",
+            "bob@host.local",
+            "carol@box.test",
+            "dave@nas.home.arpa",
+            "erin@mailhost",
+            "frank@example.com",
+        ]
+    )
+    for bad in ("x@host.invalid", "y@z.onion", "bad..dots@localhost"):
+        refused = site.cli("members", "add", "dev", bad)
+        assert refused.returncode == 1 and "allow_local_domains" not in refused.stderr
