@@ -263,3 +263,92 @@ def test_an_intranet_install_accepts_special_use_domains(site):
     for bad in ("x@host.invalid", "y@z.onion", "bad..dots@localhost"):
         refused = site.cli("members", "add", "dev", bad)
         assert refused.returncode == 1 and "allow_local_domains" not in refused.stderr
+
+
+def on_a_terminal(site, *args: str) -> str:
+    """`mailforum ARGS` with its standard output on a pseudo-terminal, as an operator sees it."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, MAILFORUM_CONFIG=str(site.config_file))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailforum", *args],
+        stdout=slave,
+        stderr=subprocess.DEVNULL,
+        cwd=site.dir,
+        env=env,
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(60) == 0
+    return out.decode().replace("\r\n", "\n")
+
+
+@pytest.fixture
+def listed(site):
+    """A list with two members (one bouncing), a spool entry and an outbox copy."""
+    from mailforum.db import spool
+    from mailforum.db.models import Member, utcnow
+    from tests.integration.outbound_helpers import store
+
+    site.create_list("dev")
+    site.add_members("dev", "Ann <ann@example.com>", "bob@example.com")
+    store(site, message("Hello", "<t1@example.com>"))  # from ann: a copy for bob
+    with site.db.session() as session:
+        spool.insert_batch(
+            session, [spool.NewMessage(b"Subject: x\r\n\r\nx\r\n", "", (f"dev@{DOMAIN}",))], utcnow()
+        )
+        bob = session.query(Member).filter_by(address="bob@example.com").one()
+        bob.bounce_score, bob.bounce_warnings = 2.5, 1
+    return site
+
+
+LISTINGS = [
+    (("members", "list", "dev"), "ADDRESS", "ann@example.com"),
+    (("members", "bounces", "dev"), "ADDRESS", "bob@example.com"),
+    (("spool", "list", "--state", "all"), "ID", f"dev@{DOMAIN}"),
+    (("outbox", "list", "--state", "all"), "ID", "bob@example.com"),
+]
+
+
+@pytest.mark.parametrize(("args", "first_heading", "value"), LISTINGS)
+def test_listings_have_a_header_on_a_terminal_only(listed, args, first_heading, value):
+    shown = on_a_terminal(listed, *args).splitlines()
+    assert shown[0].split()[0] == first_heading and value in "\n".join(shown[1:])
+    piped = listed.cli(*args).stdout.splitlines()
+    assert piped and not any(line.startswith(first_heading) for line in piped)
+    assert all("\t" in line for line in piped)
+
+
+@pytest.mark.parametrize(("args", "first_heading", "value"), LISTINGS)
+def test_listings_as_json_for_scripts(listed, args, first_heading, value):
+    result = listed.cli(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    objects = json.loads(result.stdout)
+    assert isinstance(objects, list) and objects and all(isinstance(o, dict) for o in objects)
+    assert value in json.dumps(objects)
+
+
+def test_members_list_stays_address_first_for_scripts(listed):
+    assert listed.cli("members", "list", "dev").stdout.splitlines() == [
+        "ann@example.com\tall\tAnn",
+        "bob@example.com\tall",
+    ]
+    members = json.loads(listed.cli("members", "list", "dev", "--json").stdout)
+    assert [(m["address"], m["mode"], m["name"]) for m in members] == [
+        ("ann@example.com", "all", "Ann"),
+        ("bob@example.com", "all", ""),
+    ]
+    bounces = json.loads(listed.cli("members", "bounces", "dev", "--json").stdout)
+    assert [(b["address"], b["score"], b["delivery"], b["warnings"]) for b in bounces] == [
+        ("bob@example.com", 2.5, "enabled", 1)
+    ]
