@@ -13,7 +13,11 @@ What the relay says decides the row's fate (Mailman's outgoing runner; RELIABILI
 I5, F6–F9): ``250`` → sent; ``5xx`` → failed, with the reply kept; ``4xx``, a
 timeout, a dropped connection or no reply at all → retried after the backoff (60 s
 doubling to 4000 s) until the 5-day lifetime ends. A connection-level failure pauses
-the dispatcher for one base delay, so a dead relay costs no CPU. A row is marked sent
+the dispatcher for one base delay, so a dead relay costs no CPU. A pooled connection the
+relay closed (its idle timeout, a reload, a restart) is no such failure (RELIABILITY
+F19): an idle one is watched and closed when the relay hangs up, QUIT after ``[relay]
+idle_timeout``, and a copy that finds its reused connection dead before the final dot
+is sent again at once on a fresh one, counting no attempt. A row is marked sent
 only after the 250 and the committer's commit; a crash in between (crash point
 ``after_relay_250_before_mark_sent``) sends that copy again after the lease — the
 unavoidable relay hand-off window (qmail INTERNALS; RELIABILITY I3, F4).
