@@ -145,7 +145,11 @@ def web_confirmations(db: Database, config: Config) -> RequestConfirmation:
     def request(asked: ConfirmationRequest) -> None:
         action = ConfirmAction.WATCH if asked.kind == "watch" else ConfirmAction.SUBSCRIBE
         try:
-            who = lists.check_address(asked.address, check_dns=config.subscriptions.check_dns)
+            who = lists.check_address(
+                asked.address,
+                check_dns=config.subscriptions.check_dns,
+                local_domains=config.site.allow_local_domains,
+            )
         except InvalidInput:
             log.info("web %s request for %s: address refused by validation", asked.kind, asked.list_name)
             return
@@ -188,7 +192,7 @@ def build_parts(
 
 async def serve(config: Config, switches: Switches) -> None:
     """Run until SIGTERM or SIGINT; then shut down without losing a message."""
-    db = Database(config.database.url, config.database.busy_timeout)
+    db = Database(config.database.url, config.database.busy_timeout, create=False)
     migrate.require_current(db)
     db.check_durability()
     stop = asyncio.Event()

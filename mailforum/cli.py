@@ -8,10 +8,12 @@ turned into one line naming the database.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import logging
 import mailbox
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,7 +60,8 @@ class State:
     def db(self, require_schema: bool = True) -> Database:
         if self._db is None:
             cfg = self.config.database
-            self._db = Database(cfg.url, cfg.busy_timeout)
+            # Only `init` (require_schema=False) may create a SQLite file.
+            self._db = Database(cfg.url, cfg.busy_timeout, create=not require_schema)
             if require_schema:
                 migrate.require_current(self._db)
             else:
@@ -67,6 +70,56 @@ class State:
 
 
 pass_state = click.make_pass_decorator(State)
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON array of objects (for scripts)."
+)
+
+Row = tuple[dict[str, Any], Sequence[str]]  # (the JSON object, the cells of the text line)
+
+
+def print_rows(
+    header: Sequence[str],
+    rows: Iterable[Row],
+    as_json: bool,
+    terminal: Callable[[Sequence[str]], Sequence[str]] | None = None,
+) -> int:
+    """Print listing rows; returns how many.
+
+    ``--json``: one JSON array. On a terminal: the cells (through ``terminal``, when
+    given) in aligned columns under ``header``. Otherwise (a pipe, a file): one
+    TAB-separated line per row and no header, so scripts and ``cut -f1`` see only data.
+    """
+    if as_json:
+        objects = [obj for obj, _ in rows]
+        click.echo(json.dumps(objects, ensure_ascii=False, default=_json_value, indent=1))
+        return len(objects)
+    if not sys.stdout.isatty():
+        count = 0
+        for _, cells in rows:
+            click.echo("\t".join(cells))
+            count += 1
+        return count
+    table = [list(terminal(cells) if terminal else cells) for _, cells in rows]
+    if table:
+        widths = [
+            max(len(line[i]) for line in [list(header), *table] if i < len(line)) for i in range(len(header))
+        ]
+        for line in [list(header), *table]:
+            click.echo(
+                "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)).rstrip()
+            )
+    return len(table)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _when(value: dt.datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S}" if value else ""
 
 
 def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
@@ -214,22 +267,46 @@ def outbox_status(state: State) -> None:
     show_default=True,
 )
 @click.option("--limit", default=100, show_default=True, help="Show at most this many (newest first).")
+@json_option
 @pass_state
-def outbox_list(state: State, state_filter: str, limit: int) -> None:
-    """List outbox rows: id, state, attempts, recipient, next attempt, last reply."""
+def outbox_list(state: State, state_filter: str, limit: int, as_json: bool) -> None:
+    """List outbox rows: id, state, failed attempts, recipient, next attempt, last error.
+
+    A sent copy shows no error, even if an earlier attempt failed."""
     from sqlalchemy import select
 
-    from mailforum.db.models import OutboxEntry
+    from mailforum.db.models import OutboxEntry, OutboxState
 
     with state.db().read_session() as session:
         stmt = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
         if state_filter != "all":
             stmt = stmt.where(OutboxEntry.state == state_filter)
-        for e in session.scalars(stmt):
-            click.echo(
-                f"{e.id}\t{e.state}\t{e.attempts}\t{e.recipient}\t{e.next_attempt_at:%Y-%m-%d %H:%M:%S}\t"
-                f"{(e.last_reply or '').splitlines()[0] if e.last_reply else ''}"
-            )
+        entries = list(session.scalars(stmt))
+    rows: list[Row] = []
+    for e in entries:
+        error = e.last_reply if e.state != OutboxState.SENT.value and e.last_reply else None
+        obj = {
+            "id": e.id,
+            "kind": e.kind,
+            "state": e.state,
+            "attempts": e.attempts,
+            "recipient": e.recipient,
+            "next_attempt_at": e.next_attempt_at,
+            "sent_at": e.sent_at,
+            "last_reply": error,
+        }
+        line = (error or "").splitlines()
+        cells = [
+            str(e.id),
+            e.state,
+            str(e.attempts),
+            e.recipient,
+            _when(e.next_attempt_at),
+            line[0] if line else "",
+        ]
+        rows.append((obj, cells))
+    header = ("ID", "STATE", "ATTEMPTS", "RECIPIENT", "NEXT ATTEMPT", "LAST ERROR")
+    print_rows(header, rows, as_json)
 
 
 @outbox_group.command("retry")
@@ -463,8 +540,11 @@ def _read_addresses(args: tuple[str, ...], file: str | None) -> Iterator[tuple[s
             raise InvalidInput(f"{label} is not UTF-8 text") from None
 
 
-def _checked_addresses(args: tuple[str, ...], file: str | None) -> list[lists.Address]:
-    checked = [lists.check_address(text, where) for text, where in _read_addresses(args, file)]
+def _checked_addresses(state: State, args: tuple[str, ...], file: str | None) -> list[lists.Address]:
+    local = state.config.site.allow_local_domains
+    checked = [
+        lists.check_address(text, where, local_domains=local) for text, where in _read_addresses(args, file)
+    ]
     if not checked:
         raise InvalidInput("no addresses given (as arguments, or --file PATH with one per line)")
     return checked
@@ -501,7 +581,7 @@ def members_add(
     """Add ADDR... (e.g. 'Ann <ann@example.com>') to LIST. Nothing is added if any address is bad.
 
     An operator's direct act: no confirmation, and no mail unless --welcome is given."""
-    checked = _checked_addresses(addresses, file)
+    checked = _checked_addresses(state, addresses, file)
     config = state.config
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
@@ -526,7 +606,7 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 
     The caps of mail requests apply: one pending invitation per address and list, and at most
     [subscriptions] confirmations_per_day confirmation mails per address."""
-    checked = _checked_addresses(addresses, file)
+    checked = _checked_addresses(state, addresses, file)
     config = state.config
     sent = 0
     with state.db().session() as session:
@@ -550,7 +630,7 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
     """Show one member of LIST: delivery mode, digest, and the topics they watch or muted."""
-    who = lists.check_address(address)
+    who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
         member = lists.find_member(session, mlist.id, who.address)
@@ -572,13 +652,24 @@ def members_show(state: State, list_name: str, address: str) -> None:
 
 @members.command("list")
 @click.argument("list_name", metavar="LIST")
+@json_option
 @pass_state
-def members_list(state: State, list_name: str) -> None:
-    """Print LIST's members, one per line: address, delivery mode, display name."""
+def members_list(state: State, list_name: str, as_json: bool) -> None:
+    """Print LIST's members, one per line: address, delivery mode, display name.
+
+    Address first and no header when the output is not a terminal, so `cut -f1` gives
+    the addresses; --json gives address, mode, name and joined for each."""
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
-        for member in lists.members(session, mlist):
-            click.echo("\t".join(x for x in (member.address, member.delivery_mode, member.display_name) if x))
+        members = lists.members(session, mlist)
+    rows: list[Row] = [
+        (
+            {"address": m.address, "mode": m.delivery_mode, "name": m.display_name, "joined": m.created_at},
+            [x for x in (m.address, m.delivery_mode, m.display_name) if x],
+        )
+        for m in members
+    ]
+    print_rows(("ADDRESS", "MODE", "NAME"), rows, as_json)
 
 
 @members.command("remove")
@@ -588,7 +679,7 @@ def members_list(state: State, list_name: str) -> None:
 @pass_state
 def members_remove(state: State, list_name: str, addresses: tuple[str, ...], file: str | None) -> None:
     """Remove ADDR... from LIST (no goodbye mail)."""
-    checked = _checked_addresses(addresses, file)
+    checked = _checked_addresses(state, addresses, file)
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         removed, absent = lists.remove_members(session, mlist, checked)
@@ -599,25 +690,55 @@ def members_remove(state: State, list_name: str, addresses: tuple[str, ...], fil
 
 @members.command("bounces")
 @click.argument("list_name", metavar="LIST")
+@json_option
 @pass_state
-def members_bounces(state: State, list_name: str) -> None:
+def members_bounces(state: State, list_name: str, as_json: bool) -> None:
     """Print LIST's members with a bounce score: address, score, state, warnings sent."""
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
-        shown = 0
-        for member in lists.members(session, mlist):
-            if member.bounce_score <= 0 and member.delivery_disabled_at is None:
-                continue
-            shown += 1
-            since = member.delivery_disabled_at
-            where = f"disabled since {since:%Y-%m-%d %H:%M}" if since else "enabled"
-            last = f"{member.bounce_last_at:%Y-%m-%d %H:%M}" if member.bounce_last_at else "-"
-            click.echo(
-                f"{member.address}\tscore {member.bounce_score:g}\t{where}\t"
-                f"warnings {member.bounce_warnings}\tlast bounce {last}"
-            )
-        if not shown:
-            click.echo(f"no bounces on {mlist.name}", err=True)
+        members = [
+            m
+            for m in lists.members(session, mlist)
+            if m.bounce_score > 0 or m.delivery_disabled_at is not None
+        ]
+    rows: list[Row] = []
+    for member in members:
+        since = member.delivery_disabled_at
+        where = f"disabled since {since:%Y-%m-%d %H:%M}" if since else "enabled"
+        last = f"{member.bounce_last_at:%Y-%m-%d %H:%M}" if member.bounce_last_at else "-"
+        obj = {
+            "address": member.address,
+            "score": member.bounce_score,
+            "delivery": "disabled" if since else "enabled",
+            "disabled_since": since,
+            "warnings": member.bounce_warnings,
+            "last_bounce": member.bounce_last_at,
+        }
+        cells = [
+            member.address,
+            f"score {member.bounce_score:g}",
+            where,
+            f"warnings {member.bounce_warnings}",
+            f"last bounce {last}",
+        ]
+        rows.append((obj, cells))
+    header = ("ADDRESS", "SCORE", "DELIVERY", "WARNINGS", "LAST BOUNCE")
+    print_rows(header, rows, as_json, _unlabelled)
+    if not rows:
+        click.echo(f"no bounces on {mlist.name}", err=True)
+
+
+def _unlabelled(cells: Sequence[str]) -> list[str]:
+    """A `members bounces` line under its header: 'score 2.5' shows as '2.5'."""
+    address, score, where, warnings, last = cells
+    labels = ("score ", "warnings ", "last bounce ")
+    return [
+        address,
+        score.removeprefix(labels[0]),
+        where,
+        warnings.removeprefix(labels[1]),
+        last.removeprefix(labels[2]),
+    ]
 
 
 @members.command("enable")
@@ -648,7 +769,7 @@ def lists_moderators(state: State, list_name: str, action: str, addresses: tuple
     """Show LIST's moderators, or add or remove ADDR... (they get held-post notices)."""
     if action != "list" and not addresses:
         raise InvalidInput(f"give the address(es) to {action}")
-    checked = _checked_addresses(addresses, None) if addresses else []
+    checked = _checked_addresses(state, addresses, None) if addresses else []
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         for entry in checked:
@@ -881,8 +1002,9 @@ def spool_group() -> None:
     help="Which entries to show.",
 )
 @click.option("--limit", default=100, show_default=True, help="Show at most this many (newest first).")
+@json_option
 @pass_state
-def spool_list(state: State, state_filter: str, limit: int) -> None:
+def spool_list(state: State, state_filter: str, limit: int, as_json: bool) -> None:
     """List spool entries: id, state, attempts, received, sender, recipients, error."""
     from sqlalchemy import select
 
@@ -892,12 +1014,29 @@ def spool_list(state: State, state_filter: str, limit: int) -> None:
             stmt = stmt.where(SpoolEntry.state == state_filter)
         entries = list(session.scalars(stmt))
         counts = spool.counts(session)
+    rows: list[Row] = []
     for e in entries:
         error = (e.error or e.outcome or "").strip().splitlines()
-        click.echo(
-            f"{e.id}\t{e.state}\t{e.attempts}\t{e.received_at:%Y-%m-%d %H:%M:%S}\t{e.mail_from or '<>'}\t"
-            f"{','.join(e.rcpt_tos)}\t{error[-1] if error else ''}"
-        )
+        obj = {
+            "id": e.id,
+            "state": e.state,
+            "attempts": e.attempts,
+            "received_at": e.received_at,
+            "mail_from": e.mail_from or "",
+            "rcpt_tos": list(e.rcpt_tos),
+            "error": error[-1] if error else "",
+        }
+        cells = [
+            str(e.id),
+            e.state,
+            str(e.attempts),
+            _when(e.received_at),
+            e.mail_from or "<>",
+            ",".join(e.rcpt_tos),
+            error[-1] if error else "",
+        ]
+        rows.append((obj, cells))
+    print_rows(("ID", "STATE", "ATTEMPTS", "RECEIVED", "SENDER", "RECIPIENTS", "ERROR"), rows, as_json)
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "empty"
     click.echo(f"spool: {summary}", err=True)
 

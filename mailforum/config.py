@@ -2,8 +2,10 @@
 
 The file comes from ``--config FILE`` or the ``MAILFORUM_CONFIG`` environment
 variable; without either, ``./mailforum.toml`` is read when it exists and the
-built-in defaults are used otherwise. Every key is documented in
-``config.example.toml``. Errors name the file and the key.
+built-in defaults are used otherwise. Relative paths in a file (the SQLite database,
+``[outbound] templates``, ``[dkim] key_file``) are taken from the file's folder, not
+from the working directory. Every key is documented in ``config.example.toml``.
+Errors name the file and the key.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class RelayConfig:
     max_connections: int = 10
     messages_per_connection: int = 100
     timeout: float = 60.0
+    # Seconds an unused connection stays open before the worker QUITs it: well below the
+    # relay's own idle limit (Postfix smtpd_timeout, 300 s), which would close it with a 421.
+    idle_timeout: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,9 @@ class SiteConfig:
     domain: str = "lists.example.org"
     base_url: str = "http://127.0.0.1:8080"
     secret_key: str = ""
+    # Accept member addresses at special-use and dotless domains (alice@localhost,
+    # bob@host.local, carol@x.test, dave@mailhost): for intranet and test installs only.
+    allow_local_domains: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +333,8 @@ def validate(config: Config) -> None:
         )
     if config.relay.max_connections < 1 or config.relay.messages_per_connection < 1:
         raise ConfigError(f"{where}: [relay] max_connections and messages_per_connection must be at least 1")
+    if config.relay.timeout <= 0 or config.relay.idle_timeout <= 0:
+        raise ConfigError(f"{where}: [relay] timeout and idle_timeout must be positive")
     if config.relay.starttls and config.relay.tls:
         raise ConfigError(f"{where}: [relay] starttls and tls exclude each other; pick one")
     if config.spool.keep_days < 1:
@@ -383,4 +393,36 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read: {exc}") from None
-    return from_mapping(data, str(file))
+    return in_folder(from_mapping(data, str(file)), file.resolve().parent)
+
+
+def in_folder(config: Config, folder: Path) -> Config:
+    """``config`` with its relative paths made absolute from ``folder`` (the config file's)."""
+    return dataclasses.replace(
+        config,
+        database=dataclasses.replace(config.database, url=_sqlite_in(config.database.url, folder)),
+        outbound=dataclasses.replace(config.outbound, templates=_path_in(config.outbound.templates, folder)),
+        dkim=dataclasses.replace(config.dkim, key_file=_path_in(config.dkim.key_file, folder)),
+    )
+
+
+def _path_in(path: str, folder: Path) -> str:
+    if not path:
+        return path
+    expanded = Path(path).expanduser()
+    return str(expanded if expanded.is_absolute() else folder / expanded)
+
+
+def _sqlite_in(url: str, folder: Path) -> str:
+    """A SQLite URL whose file is named relative to ``folder``; other URLs as they are."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the database layer names the problem
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:" or name.startswith("file:"):
+        return url
+    return parsed.set(database=_path_in(name, folder)).render_as_string(hide_password=False)

@@ -7,11 +7,14 @@ protocol):
     relay.script["DATA"] = ["451 4.3.0 later", "250 2.0.0 OK"]   # used in order, then default
     relay.script["DATA"] = [Step(delay=3)]                      # smtp-sink -w: tarpit
     relay.script["DATA"] = [Step(action="drop")]                # read the message, close, no reply
+    relay.script["DATA"] = [Step(action="hangup")]              # 250, then 421 and close (a reload)
     relay.rcpt["bob@example.com"] = "550 5.1.1 No such user"    # per-recipient, until changed
     relay.greeting = "421 4.3.2 Busy"                          # smtp-sink -Q-ish: refuse on connect
     relay.silent = True                                        # accept, never greet (a blackhole)
     FakeRelay(port, pipelining=False)                          # no PIPELINING: one command a trip
     relay.stop(); relay.start()                                # connection refused, then back
+    relay.restart()                                            # open sessions closed, back at once
+    FakeRelay(port, idle_timeout=2)                            # Postfix smtpd_timeout: 421 4.4.2, close
 
 It counts connections and records every accepted transaction (``transactions``),
 so tests can count copies per recipient, and keeps the delivered messages'
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +42,10 @@ class Step:
 
     reply: str = OK
     delay: float = 0.0
-    action: str = ""
+    action: str = ""  # "drop": close without a reply; "hangup": reply, then 421 and close
+
+
+IDLE_TIMEOUT = "421 4.4.2 relay.example Error: timeout exceeded"  # what Postfix says
 
 
 @dataclass
@@ -52,11 +59,28 @@ class Transaction:
 class _CountingSMTP(SMTP):
     relay: FakeRelay
 
+    def _timeout_cb(self) -> None:
+        """Idle for ``idle_timeout``: say so, as Postfix does at ``smtpd_timeout``, and close."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(IDLE_TIMEOUT.encode() + b"\r\n")
+        super()._timeout_cb()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.relay.sessions.discard(self)
+        super().connection_lost(error)
+
+    def hang_up(self) -> None:
+        """What a reloading relay does to a session between transactions: 421, then close."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"421 4.3.2 relay.example Service shutting down\r\n")
+            self.transport.close()
+
     async def _handle_client(self) -> None:
         relay = self.relay
         with relay.lock:
             relay.connections += 1
             self.connection_number = relay.connections
+            relay.sessions.add(self)
         if relay.greeting:
             self._writer.write(relay.greeting.encode() + b"\r\n")
             await self._writer.drain()
@@ -79,7 +103,10 @@ class _Controller(Controller):
         self.relay = relay
 
     def factory(self) -> SMTP:
-        server = _CountingSMTP(self.handler, **self.SMTP_kwargs)
+        kwargs = dict(self.SMTP_kwargs)
+        if self.relay.idle_timeout:
+            kwargs["timeout"] = self.relay.idle_timeout
+        server = _CountingSMTP(self.handler, **kwargs)
         server.relay = self.relay
         return server
 
@@ -94,9 +121,11 @@ class FakeRelay:
     silent: bool = False
     smtputf8: bool = False  # offer SMTPUTF8 (RFC 6531)
     pipelining: bool = True  # offer PIPELINING (RFC 2920), as Postfix does
+    idle_timeout: float = 0.0  # close a session idle this long with Postfix's 421 4.4.2 (0: 300 s)
     transactions: list[Transaction] = field(default_factory=list)
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    sessions: weakref.WeakSet[_CountingSMTP] = field(default_factory=weakref.WeakSet)
 
     def start(self) -> FakeRelay:
         self._controller = _Controller(
@@ -108,8 +137,24 @@ class FakeRelay:
         return self
 
     def stop(self) -> None:
+        """Stop listening and close every open session, as a stopped MTA does."""
         self.silent = False
+        asyncio.run_coroutine_threadsafe(self._close_sessions(), self._controller.loop).result(5)
         self._controller.stop()
+
+    def restart(self) -> None:
+        """``postfix reload``/restart between two copies: open sessions get 421 and are closed."""
+        self.stop()
+        connections = self.connections
+        self.start()
+        self.connections = connections
+
+    async def _close_sessions(self) -> None:
+        with self.lock:
+            sessions = list(self.sessions)
+        for server in sessions:
+            server.hang_up()
+        await asyncio.sleep(0.05)  # let the transports flush their last words
 
     # -- what tests read ----------------------------------------------------
 
@@ -117,6 +162,11 @@ class FakeRelay:
         """How many copies each recipient got."""
         with self.lock:
             return collections.Counter(r.lower() for t in self.transactions for r in t.rcpt_tos)
+
+    def open_sessions(self) -> int:
+        """Client connections the relay holds open now."""
+        with self.lock:
+            return len(self.sessions)
 
     def received(self, n: int) -> bool:
         return sum(self.copies().values()) >= n
@@ -136,6 +186,10 @@ class FakeRelay:
             await asyncio.sleep(step.delay)
         if step.action == "drop":
             server.transport.close()
+            return None
+        if step.action == "hangup":  # the reply, then at once the 421 and the close
+            server.transport.write(step.reply.encode() + b"\r\n")
+            server.hang_up()  # type: ignore[attr-defined]
             return None
         return step.reply
 
@@ -170,9 +224,12 @@ class FakeRelay:
 
     async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:
         step_queue = self.script.get("DATA")
-        dropping = bool(step_queue) and isinstance(step_queue[0], Step) and step_queue[0].action == "drop"
+        step = step_queue[0] if step_queue else None
+        closing = isinstance(step, Step) and (
+            step.action == "drop" or (step.action == "hangup" and step.reply.startswith("2"))
+        )
         reply = await self._scripted(server, "DATA", self.default)
-        if dropping or (reply or "").startswith("2"):
+        if closing or (reply or "").startswith("2"):
             # A drop after the final dot: the relay may well have queued it (the hand-off window).
             with self.lock:
                 self.transactions.append(

@@ -448,7 +448,12 @@ def _sender(delivery: Delivery) -> Address | None:
     if parsed.from_problem:  # never act for a mailbox the From: does not name beyond doubt
         return None
     try:
-        checked = check_address(parsed.from_address, check_dns=delivery.config.subscriptions.check_dns)
+        config = delivery.config
+        checked = check_address(
+            parsed.from_address,
+            check_dns=config.subscriptions.check_dns,
+            local_domains=config.site.allow_local_domains,
+        )
     except InvalidInput:
         return None
     return Address(checked.address, parsed.from_name)

@@ -34,21 +34,76 @@ class Address:
     display_name: str = ""
 
 
-def check_address(text: str, where: str = "", check_dns: bool = False) -> Address:
+# Top-level names of email-validator's SPECIAL_USE_DOMAIN_NAMES that an intranet or a test
+# install may use (never .invalid or .onion): alice@localhost, bob@host.local, …@x.test,
+# …@host.home.arpa.
+PRIVATE_TLDS = frozenset({"localhost", "local", "test", "arpa"})
+LOCAL_DOMAINS_HINT = (
+    " (refused by default: for an intranet or test install, [site] allow_local_domains = true "
+    "accepts addresses at localhost, .local, .test, .arpa and names without a dot)"
+)
+
+
+def check_address(
+    text: str, where: str = "", check_dns: bool = False, local_domains: bool = False
+) -> Address:
     """Validate one address (``Name <a@b>`` or ``a@b``) with email-validator.
 
-    Raises ``InvalidInput`` naming the address and ``where`` it came from.
+    ``local_domains`` ([site] allow_local_domains) also accepts special-use and dotless
+    domains (``is_local_domain``), without DNS checks. Raises ``InvalidInput`` naming
+    the address and ``where`` it came from.
     """
     from email.utils import parseaddr
 
     name, addr = parseaddr(text.strip())
     if not addr:
         raise InvalidInput(f"{where}not an email address: {text.strip()!r}")
+    local = is_local_domain(addr.rpartition("@")[2])
     try:
-        valid = validate_email(addr, check_deliverability=check_dns, allow_smtputf8=True)
+        if local and local_domains:
+            normalized = _validate_local(addr)
+        else:
+            normalized = validate_email(addr, check_deliverability=check_dns, allow_smtputf8=True).normalized
     except EmailNotValidError as exc:
-        raise InvalidInput(f"{where}{addr!r} is not a valid address: {exc}") from None
-    return Address(valid.normalized.lower(), name.strip())
+        hint = LOCAL_DOMAINS_HINT if local and not local_domains and _valid_local(addr) else ""
+        raise InvalidInput(f"{where}{addr!r} is not a valid address: {str(exc).rstrip('.')}{hint}") from None
+    return Address(normalized.lower(), name.strip())
+
+
+def is_local_domain(domain: str) -> bool:
+    """A name only an intranet or a test setup can route: no dot, or a PRIVATE_TLDS ending."""
+    domain = domain.strip().lower()
+    return "." not in domain or domain.rpartition(".")[2] in PRIVATE_TLDS
+
+
+def _valid_local(addr: str) -> bool:
+    try:
+        _validate_local(addr)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def _validate_local(addr: str) -> str:
+    """email-validator's normalised ``addr``, whose domain may be special-use or dotless.
+
+    email-validator refuses special-use names whatever its options (except .test in a
+    test environment), so a ``PRIVATE_TLDS`` ending is checked as ``.test`` and put back.
+    """
+    local_part, _, domain = addr.rpartition("@")
+    head, dot, tld = domain.rpartition(".")
+    tld = tld.lower()
+    stand_in = f"{local_part}@{head}{dot}test" if tld in PRIVATE_TLDS else addr
+    normalized: str = validate_email(
+        stand_in,
+        check_deliverability=False,
+        allow_smtputf8=True,
+        globally_deliverable=False,
+        test_environment=True,
+    ).normalized
+    if tld in PRIVATE_TLDS:
+        normalized = normalized[: -len("test")] + tld
+    return normalized
 
 
 def create_list(

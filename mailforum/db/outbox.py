@@ -177,7 +177,8 @@ def _due(now: dt.datetime) -> Any:
 
 
 def claim(session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, worker: str) -> list[Claimed]:
-    """Lease up to ``limit`` due rows to ``worker``, oldest due first; counts the attempt."""
+    """Lease up to ``limit`` due rows to ``worker``, oldest due first; counts the attempt
+    (``record`` takes it back when the copy is sent, ``release`` when it was not tried)."""
     due = (
         select(OutboxEntry.id)
         .where(*_due(now))
@@ -217,13 +218,24 @@ def record(
     now: dt.datetime,
     backoff: Backoff,
 ) -> None:
-    """Store the relay's answers: sent, failed, or due again after the backoff."""
+    """Store the relay's answers: sent, failed, or due again after the backoff.
+
+    ``attempts`` ends up counting the tries that did not succeed: the claim counted the try
+    in hand, and a sent copy takes it back, together with the reply of an earlier failure
+    (``outbox list`` shows no stale error on a sent row).
+    """
     sent = [r for r in results if r.ok]
     for chunk in _chunks([r.id for r in sent], INSERT_BATCH):
         session.execute(
             update(OutboxEntry)
             .where(OutboxEntry.id.in_(chunk))
-            .values(state=OutboxState.SENT.value, sent_at=now, claimed_until=None)
+            .values(
+                state=OutboxState.SENT.value,
+                sent_at=now,
+                claimed_until=None,
+                attempts=OutboxEntry.attempts - 1,
+                last_reply=None,
+            )
             .execution_options(synchronize_session=False)
         )
     for result in results:

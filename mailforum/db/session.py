@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy.exc
@@ -129,7 +130,9 @@ def _sqlite_engine(url: str, busy_timeout: float, stats: LockStats, **kwargs: An
 class Database:
     """The engines and session factories of one database URL."""
 
-    def __init__(self, url: str, busy_timeout: float = 5.0, pool_size: int = 10) -> None:
+    def __init__(self, url: str, busy_timeout: float = 5.0, pool_size: int = 10, create: bool = True) -> None:
+        """``create=False``: a SQLite file that does not exist is an error, not a new empty
+        database (every command but ``init``: a wrong path must not start a second forum)."""
         self.url = normalise_url(url)
         try:
             parsed = make_url(self.url)
@@ -140,6 +143,8 @@ class Database:
         if self.dialect == "sqlite":
             if parsed.database in (None, "", ":memory:"):
                 raise DatabaseError("[database] url must name a SQLite file, not memory")
+            if not create:
+                _require_file(parsed.database)
             self.engine = _sqlite_engine(self.url, busy_timeout, self.lock_stats)
         elif self.dialect == "postgresql":
             timeout_ms = int(busy_timeout * 1000)
@@ -218,6 +223,15 @@ class Database:
         if self.lock_stats.transactions:
             log.info("SQLite write lock: %s", self.lock_stats.summary())
         self.engine.dispose()
+
+
+def _require_file(database: str) -> None:
+    path = Path(database.removeprefix("file:").split("?", 1)[0]).absolute()
+    if not path.is_file():
+        raise DatabaseError(
+            f"no SQLite database at {path}: check [database] url (relative paths start at the "
+            "config file's folder), or run `mailforum init` to create a new, empty one there"
+        )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,7 +13,11 @@ What the relay says decides the row's fate (Mailman's outgoing runner; RELIABILI
 I5, F6–F9): ``250`` → sent; ``5xx`` → failed, with the reply kept; ``4xx``, a
 timeout, a dropped connection or no reply at all → retried after the backoff (60 s
 doubling to 4000 s) until the 5-day lifetime ends. A connection-level failure pauses
-the dispatcher for one base delay, so a dead relay costs no CPU. A row is marked sent
+the dispatcher for one base delay, so a dead relay costs no CPU. A pooled connection the
+relay closed (its idle timeout, a reload, a restart) is no such failure (RELIABILITY
+F19): an idle one is watched and closed when the relay hangs up, QUIT after ``[relay]
+idle_timeout``, and a copy that finds its reused connection dead before the final dot
+is sent again at once on a fresh one, counting no attempt. A row is marked sent
 only after the 250 and the committer's commit; a crash in between (crash point
 ``after_relay_250_before_mark_sent``) sends that copy again after the lease — the
 unavoidable relay hand-off window (qmail INTERNALS; RELIABILITY I3, F4).
@@ -74,6 +78,18 @@ def _reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return f"{code} {' '.join(text.split())}".strip()[:500]
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What became of one copy: ``broken`` → drop the connection; ``stale`` → it broke before
+    the relay could have taken the copy (resend at once if the connection was reused)."""
+
+    ok: bool
+    reply: str
+    permanent: bool = False
+    broken: bool = False
+    stale: bool = False
 
 
 @dataclass
@@ -221,49 +237,106 @@ class DeliveryWorker:
 
     async def _sender(self, queue: asyncio.Queue[_Chunk | None]) -> None:
         client: RelayConnection | None = None
-        used = 0
         acked: list[int] = []
         try:
-            while (chunk := await queue.get()) is not None:
-                pending = list(chunk.envelopes)
-                while pending:
-                    if self._stopping.is_set():
-                        try:
-                            await asyncio.to_thread(self._release, [e.row.id for e in pending])
-                        except Exception:  # they come back when their lease ends
-                            log.exception("giving back %d claimed copies failed", len(pending))
-                        break
-                    if client is None or used >= self.config.relay.messages_per_connection:
-                        await _quit(client)
-                        client, used = None, 0
-                        try:
-                            client = await self._connect()
-                        except Exception as exc:
-                            reply, _ = classify(exc)
-                            log.warning("relay %s:%s unreachable: %s", *self._relay, reply)
-                            self._paused_until = time.monotonic() + self.config.outbound.retry_base
-                            for env in pending:
-                                await self._results.put(outbox.Result(env.row.id, False, reply))
-                            break
-                    env = pending.pop(0)
-                    used += 1
-                    ok, reply, permanent, broken = await asyncio.to_thread(self._send, client, env)
-                    if ok:
-                        crash.point("after_relay_250_before_mark_sent")
-                    await self._results.put(outbox.Result(env.row.id, ok, reply, permanent))
-                    if ok:
-                        # At most ``unrecorded`` copies per connection have a 250 that is not yet
-                        # committed; a crash sends only those again (RELIABILITY F4). With 1, the
-                        # next copy waits for this one's commit; the committer batches every
-                        # connection's results, so a larger window hides the commit latency.
-                        acked.append(env.row.id)
-                        while len(acked) >= self.config.outbound.unrecorded:
-                            await self._wait_recorded(acked.pop(0))
-                    if broken or not client.connected:
-                        client.close()
-                        client = None
+            while True:
+                chunk, client = await self._next_chunk(queue, client)
+                if chunk is None:
+                    break
+                client = await self._send_chunk(chunk, client, acked)
         finally:
             await _quit(client)
+
+    async def _next_chunk(
+        self, queue: asyncio.Queue[_Chunk | None], client: RelayConnection | None
+    ) -> tuple[_Chunk | None, RelayConnection | None]:
+        """The next chunk; meanwhile an idle connection is QUIT after ``[relay] idle_timeout``,
+        and one the relay hangs up on (a ``421`` and EOF) is closed at once, not left in
+        CLOSE-WAIT for the next copy to fail on (RELIABILITY F19)."""
+        if client is not None and client.connected:
+            waited, chunk = await _wait_idle(queue, client, self.config.relay.idle_timeout)
+            if waited:
+                return chunk, client
+            await self._retire(client)
+        return await queue.get(), None
+
+    async def _retire(self, client: RelayConnection) -> None:
+        if client.hung_up():
+            log.debug("relay %s:%s closed an idle connection", *self._relay)
+            client.close()
+        else:
+            await _quit(client)
+
+    async def _ready(self, client: RelayConnection | None) -> RelayConnection:
+        """``client`` if it can take a copy now, else a new connection (raises if none opens)."""
+        if client is not None:
+            relay = self.config.relay
+            if client.hung_up():
+                client.close()
+            elif client.used >= relay.messages_per_connection or client.idle >= relay.idle_timeout:
+                await _quit(client)
+            else:
+                return client
+        return await self._connect()
+
+    async def _send_chunk(
+        self, chunk: _Chunk, client: RelayConnection | None, acked: list[int]
+    ) -> RelayConnection | None:
+        """Send the chunk's copies in order; returns the connection to go on with."""
+        pending = list(chunk.envelopes)
+        while pending:
+            if self._stopping.is_set():
+                try:
+                    await asyncio.to_thread(self._release, [e.row.id for e in pending])
+                except Exception:  # they come back when their lease ends
+                    log.exception("giving back %d claimed copies failed", len(pending))
+                break
+            try:
+                client = await self._ready(client)
+            except Exception as exc:
+                await self._unreachable(exc, pending)
+                return None
+            env = pending.pop(0)
+            reused = client.used > 0
+            outcome = await asyncio.to_thread(self._send, client, env)
+            if outcome.stale and reused:
+                # The relay dropped this connection before taking the copy (an idle timeout, a
+                # reload): not an attempt. One more try at once on a fresh connection.
+                log.info("relay connection went stale (%s); sending again on a new one", outcome.reply)
+                client.close()
+                client = None
+                try:
+                    client = await self._connect()
+                except Exception as exc:
+                    await self._unreachable(exc, [env, *pending])
+                    return None
+                outcome = await asyncio.to_thread(self._send, client, env)
+            await self._settle(env, outcome, acked)
+            if outcome.broken or not client.connected:
+                client.close()
+                client = None
+        return client
+
+    async def _unreachable(self, exc: Exception, pending: list[Envelope]) -> None:
+        """No connection opens: these copies are retried later, and the dispatcher pauses."""
+        reply, _ = classify(exc)
+        log.warning("relay %s:%s unreachable: %s", *self._relay, reply)
+        self._paused_until = time.monotonic() + self.config.outbound.retry_base
+        for env in pending:
+            await self._results.put(outbox.Result(env.row.id, False, reply))
+
+    async def _settle(self, env: Envelope, outcome: _Outcome, acked: list[int]) -> None:
+        if outcome.ok:
+            crash.point("after_relay_250_before_mark_sent")
+        await self._results.put(outbox.Result(env.row.id, outcome.ok, outcome.reply, outcome.permanent))
+        if outcome.ok:
+            # At most ``unrecorded`` copies per connection have a 250 that is not yet
+            # committed; a crash sends only those again (RELIABILITY F4). With 1, the
+            # next copy waits for this one's commit; the committer batches every
+            # connection's results, so a larger window hides the commit latency.
+            acked.append(env.row.id)
+            while len(acked) >= self.config.outbound.unrecorded:
+                await self._wait_recorded(acked.pop(0))
 
     @property
     def _relay(self) -> tuple[str, int]:
@@ -276,30 +349,36 @@ class DeliveryWorker:
         return client
 
     @staticmethod
-    def _send(client: RelayConnection, env: Envelope) -> tuple[bool, str, bool, bool]:
-        """(ok, reply, permanent, connection broken) for one copy; runs in a worker thread."""
+    def _send(client: RelayConnection, env: Envelope) -> _Outcome:
+        """What became of one copy; runs in a worker thread."""
         try:
             data = env.build()
         except Exception as exc:  # our bug: retry with backoff, never drop (I4)
             log.exception("building outbox %s failed", env.row.id)
-            return False, f"could not render: {type(exc).__name__}: {exc}"[:500], False, False
+            return _Outcome(False, f"could not render: {type(exc).__name__}: {exc}"[:500])
         try:
             client.send(env.sender, env.row.recipient, data)
         except smtplib.SMTPServerDisconnected as exc:
-            return False, classify(exc)[0], False, True
+            return _Outcome(False, classify(exc)[0], broken=True, stale=not client.handed_over)
         except smtplib.SMTPException as exc:  # a reply from the relay (SMTPException is an OSError)
             reply, permanent = classify(exc)
-            return False, reply, permanent, reply.startswith("421") or not client.connected
+            closing = reply.startswith("421")
+            stale = closing and not client.handed_over
+            return _Outcome(False, reply, permanent, closing or not client.connected, stale)
+        except TimeoutError as exc:
+            # No reply in time: the relay is slow, not gone; retry later (RELIABILITY F9).
+            return _Outcome(False, classify(exc)[0], broken=True)
         except OSError as exc:
-            # No reply, or none in time: unknown whether the relay took it; retry (a duplicate
-            # is possible and is the lesser evil — RELIABILITY F8, F9).
-            return False, classify(exc)[0], False, True
+            # Reset or closed: before the final dot the relay cannot have the copy; after it,
+            # unknown whether it took it, so retry with backoff (a duplicate is possible and is
+            # the lesser evil — RELIABILITY F8).
+            return _Outcome(False, classify(exc)[0], broken=True, stale=not client.handed_over)
         except UnicodeError as exc:  # an address this relay cannot take (no SMTPUTF8)
-            return False, f"unsendable address: {exc}", True, False
+            return _Outcome(False, f"unsendable address: {exc}", permanent=True)
         except Exception as exc:  # a surprise from below: never lose the copy
             log.exception("sending outbox %s failed unexpectedly", env.row.id)
-            return False, f"{type(exc).__name__}: {exc}"[:500], False, True
-        return True, "250", False, False
+            return _Outcome(False, f"{type(exc).__name__}: {exc}"[:500], broken=True)
+        return _Outcome(True, "250")
 
     async def _wait_recorded(self, row_id: int) -> None:
         future = self._recorded.setdefault(row_id, asyncio.get_running_loop().create_future())
@@ -361,3 +440,34 @@ class DeliveryWorker:
 async def _quit(client: RelayConnection | None) -> None:
     if client is not None:
         await asyncio.to_thread(client.quit)
+
+
+def _settle_once(future: asyncio.Future[_Chunk | None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _wait_idle(
+    queue: asyncio.Queue[_Chunk | None], client: RelayConnection, limit: float
+) -> tuple[bool, _Chunk | None]:
+    """Wait for the next chunk while ``client`` idles: ``(True, chunk)``, or ``(False, None)``
+    once the relay hung up on it (its socket turned readable) or it idled ``limit`` seconds."""
+    if not queue.empty():
+        return True, queue.get_nowait()
+    loop = asyncio.get_running_loop()
+    hung_up: asyncio.Future[_Chunk | None] = loop.create_future()
+    fd = client.fileno()
+    loop.add_reader(fd, _settle_once, hung_up)
+    getter = asyncio.ensure_future(queue.get())
+    try:
+        await asyncio.wait(
+            {getter, hung_up}, timeout=max(0.0, limit - client.idle), return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        loop.remove_reader(fd)
+        hung_up.cancel()
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return True, getter.result()
+    return False, None

@@ -17,13 +17,23 @@ of them (the same exceptions), so the delivery worker does not know which path r
 
 A ``RelayConnection`` is used by one sender task at a time; each call runs in a worker
 thread (``asyncio.to_thread``), so the event loop never blocks on the relay.
+
+Relays close connections on their own: Postfix after ``smtpd_timeout`` (300 s) idle with
+``421 4.4.2 … timeout exceeded``, and all of them on a reload or restart. A connection
+knows whether the relay hung up (``hung_up``: its socket is readable while no reply is
+due), how long it idled, and, after a failed ``send``, whether the message had been
+handed over (``handed_over``: the final ``.`` was written). A failure before that is a
+stale connection, not a verdict on the copy (RELIABILITY F19); one after it is the
+duplicate window (F8).
 """
 
 from __future__ import annotations
 
 import re
+import select
 import smtplib
 import ssl
+import time
 from typing import Any
 
 from mailforum.config import RelayConfig
@@ -48,7 +58,7 @@ def wire_data(message: bytes) -> bytes:
 _PRINTABLE = re.compile(r"[\x21-\x7e]*")  # no space, no control character: nothing to inject
 
 
-def _pipelined(client: smtplib.SMTP, sender: str, recipient: str, data: bytes) -> None:
+def _pipelined(client: _Client | _TLSClient, sender: str, recipient: str, data: bytes) -> None:
     """``client.sendmail(sender, [recipient], data)`` with MAIL, RCPT and DATA in one write.
 
     Each reply is read before the next is trusted: on a 421 the relay may close at once,
@@ -83,7 +93,7 @@ def _pipelined(client: smtplib.SMTP, sender: str, recipient: str, data: bytes) -
     if refused is not None or code != 354:
         _reset(client)
         raise refused or smtplib.SMTPDataError(code, reply)
-    client.send(wire_data(data))
+    _hand_over(client, data)
     code, reply = client.getreply()
     if code != 250:
         if code == 421:
@@ -101,16 +111,24 @@ def _reset(client: smtplib.SMTP) -> None:
         client.close()
 
 
+def _hand_over(client: _Client | _TLSClient, data: bytes) -> None:
+    """Write the message and its final dot; from here on the relay may have taken it."""
+    client.send(wire_data(data))
+    client.handed_over = True
+
+
 class _FastData:
     """``smtplib.SMTP.data`` with ``wire_data`` instead of its unconditional regular expressions."""
 
+    handed_over = False  # the final dot of the current transaction was written
+
     def data(self, msg: Any) -> tuple[int, bytes]:
-        client: smtplib.SMTP = self  # type: ignore[assignment]
+        client: _Client = self  # type: ignore[assignment]
         client.putcmd("data")
         code, reply = client.getreply()
         if code != 354:
             raise smtplib.SMTPDataError(code, reply)
-        client.send(wire_data(msg.encode("ascii") if isinstance(msg, str) else msg))
+        _hand_over(client, msg.encode("ascii") if isinstance(msg, str) else msg)
         return client.getreply()
 
 
@@ -128,12 +146,15 @@ class RelayConnection:
     def __init__(self, relay: RelayConfig, local_hostname: str) -> None:
         self.relay = relay
         self.local_hostname = local_hostname
-        self._client: smtplib.SMTP | None = None
+        self._client: _Client | _TLSClient | None = None
+        self.used = 0  # transactions begun on this connection
+        self._last_used = time.monotonic()
+        self._handed_over = False
 
     def open(self) -> None:
         """Connect, EHLO, STARTTLS and AUTH as ``[relay]`` says; raises what ``smtplib`` raises."""
         relay = self.relay
-        client: smtplib.SMTP
+        client: _Client | _TLSClient
         if relay.tls:
             client = _TLSClient(
                 relay.host,
@@ -157,10 +178,36 @@ class RelayConnection:
             client.close()
             raise
         self._client = client
+        self.used = 0
+        self._last_used = time.monotonic()
 
     @property
     def connected(self) -> bool:
         return self._client is not None and self._client.sock is not None
+
+    @property
+    def idle(self) -> float:
+        """Seconds since the last transaction ended (or the connection was opened)."""
+        return time.monotonic() - self._last_used
+
+    @property
+    def handed_over(self) -> bool:
+        """Whether the last ``send`` wrote its final dot: a failure after it may be a duplicate."""
+        return self._handed_over
+
+    def fileno(self) -> int:
+        """The socket's descriptor, for waiting on the relay hanging up (-1 when closed)."""
+        sock = self._client.sock if self._client is not None else None
+        return sock.fileno() if sock is not None else -1
+
+    def hung_up(self) -> bool:
+        """True when the relay spoke or closed while no reply was due: a ``421`` (idle
+        timeout, shutdown) or EOF. Such a connection is dead; ``close`` it."""
+        fd = self.fileno()
+        if fd < 0:
+            return True
+        readable, _, _ = select.select([fd], [], [], 0)
+        return bool(readable)
 
     def send(self, sender: str, recipient: str, data: bytes) -> None:
         """One transaction with one recipient. Raises ``smtplib``'s errors, ``OSError`` on I/O
@@ -168,6 +215,16 @@ class RelayConnection:
         client = self._client
         if client is None or client.sock is None:
             raise smtplib.SMTPServerDisconnected("not connected to the relay")
+        client.handed_over = False
+        self.used += 1
+        try:
+            self._transaction(client, sender, recipient, data)
+        finally:
+            self._last_used = time.monotonic()
+            self._handed_over = client.handed_over
+
+    @staticmethod
+    def _transaction(client: _Client | _TLSClient, sender: str, recipient: str, data: bytes) -> None:
         if not (sender.isascii() and recipient.isascii()):
             if not client.has_extn("smtputf8"):
                 raise UnicodeEncodeError("ascii", recipient, 0, 1, "the relay does not offer SMTPUTF8")

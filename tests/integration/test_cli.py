@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import mailbox
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -176,3 +179,176 @@ def test_status_summarises_lists_spool_and_trust(site):
     assert "dev: 1 members, 0 posts, 0 held, policy members" in out
     assert "0 new, 0 done" in out
     assert "the From header is trusted" in out
+
+
+def run_in(cwd, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mailforum ARGS` from the directory ``cwd``, with no config from the environment."""
+    env = {k: v for k, v in os.environ.items() if k != "MAILFORUM_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "mailforum", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("url", ["sqlite:///forum.db", "sqlite:///data/../forum.db"])
+def test_a_relative_database_path_is_taken_from_the_config_folder(tmp_path, url):
+    """Issue 13: `--config /srv/mf/mailforum.toml status` from elsewhere is that forum's status."""
+    forum, elsewhere = tmp_path / "srv" / "mf", tmp_path / "home"
+    (forum / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    config = forum / "mailforum.toml"
+    config.write_text(f'[database]\nurl = "{url}"\n')
+    assert run_in(elsewhere, "--config", str(config), "init").returncode == 0
+    assert run_in(tmp_path, "--config", "srv/mf/mailforum.toml", "lists", "create", "dev").returncode == 0
+    listed = run_in(elsewhere, "--config", str(config), "lists", "list")
+    assert listed.returncode == 0 and listed.stdout.split() == ["dev"]
+    assert (forum / "forum.db").is_file()
+    assert not list(elsewhere.iterdir()) and not (tmp_path / "forum.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("status",), ("lists", "list"), ("members", "list", "dev"), ("outbox", "status"), ("deliver", "--once")],
+)
+def test_only_init_creates_a_database(tmp_path, args):
+    config = tmp_path / "mailforum.toml"
+    config.write_text('[database]\nurl = "sqlite:///missing.db"\n')
+    result = run_in(tmp_path, "--config", str(config), *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"no SQLite database at {tmp_path / 'missing.db'}" in result.stderr
+    assert not (tmp_path / "missing.db").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mailforum.toml"]
+
+
+LOCAL_ADDRESSES = [
+    "alice@localhost",
+    "Bob <bob@host.local>",
+    "carol@box.test",
+    "dave@nas.home.arpa",
+    "erin@mailhost",
+]
+
+
+def test_special_use_domains_are_refused_by_default_and_the_error_names_the_setting(site):
+    site.cli("lists", "create", "dev")
+    for address in LOCAL_ADDRESSES:
+        result = site.cli("members", "add", "dev", address)
+        assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+        assert "[site] allow_local_domains = true" in result.stderr
+    assert site.cli("members", "list", "dev").stdout == ""
+
+
+def test_an_intranet_install_accepts_special_use_domains(site):
+    text = site.config_file.read_text()
+    site.config_file.write_text(text.replace("allow_local_domains = false", "allow_local_domains = true"))
+    site.cli("lists", "create", "dev")
+    added = site.cli("members", "add", "dev", *LOCAL_ADDRESSES, "FRANK@Example.COM")
+    assert added.returncode == 0, added.stderr
+    listed = sorted(line.split("\t")[0] for line in site.cli("members", "list", "dev").stdout.splitlines())
+    assert listed == sorted(
+        [
+            "alice@localhost",
+            "bob@host.local",
+            "carol@box.test",
+            "dave@nas.home.arpa",
+            "erin@mailhost",
+            "frank@example.com",
+        ]
+    )
+    for bad in ("x@host.invalid", "y@z.onion", "bad..dots@localhost"):
+        refused = site.cli("members", "add", "dev", bad)
+        assert refused.returncode == 1 and "allow_local_domains" not in refused.stderr
+
+
+def on_a_terminal(site, *args: str) -> str:
+    """`mailforum ARGS` with its standard output on a pseudo-terminal, as an operator sees it."""
+    import pty
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, MAILFORUM_CONFIG=str(site.config_file))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailforum", *args],
+        stdout=slave,
+        stderr=subprocess.DEVNULL,
+        cwd=site.dir,
+        env=env,
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert proc.wait(60) == 0
+    return out.decode().replace("\r\n", "\n")
+
+
+@pytest.fixture
+def listed(site):
+    """A list with two members (one bouncing), a spool entry and an outbox copy."""
+    from mailforum.db import spool
+    from mailforum.db.models import Member, utcnow
+    from tests.integration.outbound_helpers import store
+
+    site.create_list("dev")
+    site.add_members("dev", "Ann <ann@example.com>", "bob@example.com")
+    store(site, message("Hello", "<t1@example.com>"))  # from ann: a copy for bob
+    with site.db.session() as session:
+        spool.insert_batch(
+            session, [spool.NewMessage(b"Subject: x\r\n\r\nx\r\n", "", (f"dev@{DOMAIN}",))], utcnow()
+        )
+        bob = session.query(Member).filter_by(address="bob@example.com").one()
+        bob.bounce_score, bob.bounce_warnings = 2.5, 1
+    return site
+
+
+LISTINGS = [
+    (("members", "list", "dev"), "ADDRESS", "ann@example.com"),
+    (("members", "bounces", "dev"), "ADDRESS", "bob@example.com"),
+    (("spool", "list", "--state", "all"), "ID", f"dev@{DOMAIN}"),
+    (("outbox", "list", "--state", "all"), "ID", "bob@example.com"),
+]
+
+
+@pytest.mark.parametrize(("args", "first_heading", "value"), LISTINGS)
+def test_listings_have_a_header_on_a_terminal_only(listed, args, first_heading, value):
+    shown = on_a_terminal(listed, *args).splitlines()
+    assert shown[0].split()[0] == first_heading and value in "\n".join(shown[1:])
+    piped = listed.cli(*args).stdout.splitlines()
+    assert piped and not any(line.startswith(first_heading) for line in piped)
+    assert all("\t" in line for line in piped)
+
+
+@pytest.mark.parametrize(("args", "first_heading", "value"), LISTINGS)
+def test_listings_as_json_for_scripts(listed, args, first_heading, value):
+    result = listed.cli(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    objects = json.loads(result.stdout)
+    assert isinstance(objects, list) and objects and all(isinstance(o, dict) for o in objects)
+    assert value in json.dumps(objects)
+
+
+def test_members_list_stays_address_first_for_scripts(listed):
+    assert listed.cli("members", "list", "dev").stdout.splitlines() == [
+        "ann@example.com\tall\tAnn",
+        "bob@example.com\tall",
+    ]
+    members = json.loads(listed.cli("members", "list", "dev", "--json").stdout)
+    assert [(m["address"], m["mode"], m["name"]) for m in members] == [
+        ("ann@example.com", "all", "Ann"),
+        ("bob@example.com", "all", ""),
+    ]
+    bounces = json.loads(listed.cli("members", "bounces", "dev", "--json").stdout)
+    assert [(b["address"], b["score"], b["delivery"], b["warnings"]) for b in bounces] == [
+        ("bob@example.com", 2.5, "enabled", 1)
+    ]

@@ -40,3 +40,30 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
 def test_bad_values_name_the_key(data, fragment):
     with pytest.raises(ConfigError, match=fragment):
         from_mapping(data, "f.toml")
+
+
+def test_relative_paths_are_taken_from_the_config_files_folder(tmp_path, monkeypatch):
+    """Issue 13: `--config /srv/mf/mailforum.toml` from another directory uses /srv/mf's files."""
+    folder = tmp_path / "srv" / "mf"
+    folder.mkdir(parents=True)
+    (folder / "mailforum.toml").write_text(
+        '[database]\nurl = "sqlite:///data/forum.db"\n'
+        '[outbound]\ntemplates = "tpl"\n'
+        '[dkim]\nkey_file = "/etc/dkim/key.pem"\nselector = "s1"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for path in (folder / "mailforum.toml", Path("../srv/mf/mailforum.toml")):
+        config = load(path)
+        assert config.database.url == f"sqlite:///{folder}/data/forum.db"
+        assert config.outbound.templates == str(folder / "tpl")
+        assert config.dkim.key_file == "/etc/dkim/key.pem"
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:////var/lib/mf.db", "postgresql+psycopg://mf@db.example/mf", "sqlite:///:memory:"]
+)
+def test_absolute_and_server_database_urls_are_kept(tmp_path, url):
+    (tmp_path / "mailforum.toml").write_text(f'[database]\nurl = "{url}"\n')
+    assert load(tmp_path / "mailforum.toml").database.url == url
