@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from email.utils import getaddresses
 
 import pytest
+from sqlalchemy import select
 
 from mailforum.core import digests
 from mailforum.core.lists import find_member, get_list
@@ -104,3 +105,74 @@ def test_nodupes_off_by_default_only_for_those_who_say_so_and_a_watch_does_not_o
     assert {r.recipient for r in rows(site) if r.kind == "post" and r.message_id == "<r2@example.com>"} == {
         "cy@example.com"
     }
+
+
+# --- our footers, quoted by replies, stay out of what we store (item 6) -----------------------
+
+FOOTER_BITS = ("View this topic on the web", "Reply privately", "Watch this topic", "delivery mode", "+mute-")
+
+
+def copy_of(relay, address: str, message_id: str):
+    for transaction in relay.messages_for(address):
+        msg = as_email(transaction.data)
+        if msg["Message-ID"] == message_id:
+            return msg
+    return None
+
+
+def quoted(text: str, marker: str = "> ") -> str:
+    return "\n".join((marker + line).rstrip() for line in text.splitlines()) + "\n"
+
+
+def test_a_chain_of_replies_quoting_our_footers_stores_none_of_them(site, relay, server):
+    site.create_list("dev", PostingPolicy.OPEN)
+    site.add_members("dev", "ann@example.com", "bob@example.com", "carol@example.com")
+    site.add_members("dev", "dora@example.com", mode=DeliveryMode.DIGEST)
+    send(
+        site.config,
+        message("Plans", "<c1@example.com>", sender="ann@example.com", body="Root text.\n"),
+        [LIST],
+    )
+    parent = "<c1@example.com>"
+    # Each member answers the copy they got, the way their client quotes it.
+    replies = [
+        ("bob@example.com", "mutt", "<c2@example.com>"),
+        ("carol@example.com", "outlook", "<c3@example.com>"),
+        ("ann@example.com", "html", "<c4@example.com>"),
+        ("bob@example.com", "mutt", "<c5@example.com>"),
+    ]
+    for number, (who, style, mid) in enumerate(replies, 2):
+        copy = wait_for(lambda who=who, parent=parent: copy_of(relay, who, parent))
+        text = copy.get_body(("plain",)).get_content()
+        html = copy.get_body(("html",)).get_content()
+        extra = f"In-Reply-To: {parent}"
+        if style == "mutt":
+            body = f"Reply {number}.\n\nOn Mon, someone wrote:\n{quoted(text)}"
+        elif style == "outlook":
+            body = f"Reply {number}.\n\n-----Original Message-----\nFrom: Dev Talk\n\n{text}"
+        else:  # an HTML-only reply quoting our HTML part in a blockquote
+            body = f"<html><body><p>Reply {number}.</p><blockquote>{html}</blockquote></body></html>\n"
+            extra += "\nContent-Type: text/html; charset=utf-8"
+        raw = message(f"Re: {copy['Subject']}", mid, sender=who, body=body, extra=extra)
+        send(site.config, raw, [LIST], who)
+        parent = mid
+    wait_for(lambda: len(site.posts_by_id()) == 5 and settled(site))
+    stored = site.posts_by_id()
+    assert "> Root text." in stored["<c2@example.com>"]["text"]
+    for number, (_, _, mid) in enumerate(replies, 2):
+        text = stored[mid]["text"]
+        assert (f"Reply {number}." in text and "Root text." in text) or number > 2
+        assert not [bit for bit in FOOTER_BITS if bit in text], (mid, text)
+    with site.db.read_session() as session:
+        from mailforum.db.models import Post
+
+        raw = session.scalars(select(Post.raw).where(Post.message_id == "<c2@example.com>")).one()
+    assert b"View this topic on the web" in raw  # the raw message stays as received
+
+    # Digests show the stored text: no footer of ours in dora's digest but its own.
+    digests.run_list(site.db, site.config, "dev", dt.datetime.now(dt.UTC), scheduled=False)
+    wait_for(lambda: relay.messages_for("dora@example.com") and settled(site))
+    digest = as_email(relay.messages_for("dora@example.com")[0].data)
+    digest_text = digest.get_body(("plain",)).get_content()
+    assert "Reply 5." in digest_text and "View this topic on the web" not in digest_text
+    assert "Reply privately" not in digest_text
