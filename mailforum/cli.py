@@ -642,6 +642,7 @@ def members_show(state: State, list_name: str, address: str) -> None:
         ("name", member.display_name or "-"),
         ("mode", member.delivery_mode),
         ("digest", member.digest_frequency or "off"),
+        ("nodupes", "on" if member.avoid_duplicates else "off"),
         ("joined", member.created_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("watching", ", ".join(str(t) for t in topics["watch"]) or "-"),
         ("muted", ", ".join(str(t) for t in topics["mute"]) or "-"),
@@ -739,6 +740,28 @@ def _unlabelled(cells: Sequence[str]) -> list[str]:
         warnings.removeprefix(labels[1]),
         last.removeprefix(labels[2]),
     ]
+
+
+@members.command("set")
+@click.argument("list_name", metavar="LIST")
+@click.argument("addresses", nargs=-1, required=True, metavar="ADDR...")
+@click.option(
+    "--nodupes",
+    type=click.Choice(["on", "off"]),
+    required=True,
+    help="on: no list copy of a post whose To or Cc names the member (the default); off: always one.",
+)
+@pass_state
+def members_set(state: State, list_name: str, addresses: tuple[str, ...], nodupes: str) -> None:
+    """Change a setting of ADDR... in LIST (what the mail command "nodupes on|off" does)."""
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        for address in addresses:
+            member = find_member(session, mlist.id, lists.check_address(address).address)
+            if member is None:
+                raise InvalidInput(f"not a member of {mlist.name}: {address}")
+            member.avoid_duplicates = nodupes == "on"
+            click.echo(f"{member.address}: nodupes {nodupes}")
 
 
 @members.command("enable")

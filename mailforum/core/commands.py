@@ -17,9 +17,10 @@ the From address itself, so a forged request cannot change anyone's membership
 
     subscribe | join                     confirmation mail, then welcome
     unsubscribe | leave                  confirmation mail, then goodbye
-    digest daily|weekly|off              members: get a digest instead (off: every post)
+    digest daily|weekly|off              members: a digest as well (mode digest: instead; off: none)
     mode all|new-topics|digest|none      members: what arrives by mail
     watch T | mute T | unwatch T         members: follow, silence or reset one topic
+    nodupes on|off | set nodupes on|off  members: no list copy of a post addressed to you (default on)
     who am i | whoami | status           your membership, mode and topics
     confirm TOKEN                        confirm a pending request
     enable [delivery]                    members paused by bounces: a link to resume, mailed to them
@@ -48,9 +49,12 @@ from mailforum.db.models import (
     MailingList,
     Member,
     SubscriptionKind,
+    Topic,
 )
 from mailforum.errors import InvalidInput
 from mailforum.mail.addresses import Kind
+from mailforum.mail.compose import clean
+from mailforum.mail.headers import subject_info
 from mailforum.mail.parse import ParsedMessage, html_to_text
 
 log = logging.getLogger(__name__)
@@ -126,7 +130,11 @@ def strip_subject(subject: str) -> str:
 
 
 def command_lines(parsed: ParsedMessage, limit: int) -> list[tuple[str, ...]]:
-    """The command lines of a mail, split into words: the subject if it is one, then the body."""
+    """The command lines of a mail, split into words: the subject if it is one, then the body.
+
+    A command given twice (in the subject and again in the body, or on two lines) is
+    read once, so it is carried out and answered once.
+    """
     lines: list[tuple[str, ...]] = []
     subject = strip_subject(parsed.subject).split()
     token = _CONFIRM_IN_SUBJECT.search(parsed.subject)
@@ -143,7 +151,19 @@ def command_lines(parsed: ParsedMessage, limit: int) -> list[tuple[str, ...]]:
         if len(lines) >= limit:
             break
         lines.append(tuple(text[:MAX_LINE].split()))
-    return lines[:limit]
+    return _once(lines)[:limit]
+
+
+def _once(lines: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """``lines`` without repeats, compared word by word as commands are read (``_word``)."""
+    seen: set[tuple[str, ...]] = set()
+    kept = []
+    for words in lines:
+        key = tuple(_word(w) for w in words)
+        if key not in seen:
+            seen.add(key)
+            kept.append(words)
+    return kept
 
 
 def body_text(parsed: ParsedMessage) -> str:
@@ -264,6 +284,36 @@ def do_mode(ctx: Context, args: tuple[str, ...]) -> Result:
     return Result(f"mode {mode.value}", True, f"You now get {MODE_TEXT[mode]}.")
 
 
+SWITCH = {"on": True, "yes": True, "off": False, "no": False}
+
+
+def do_nodupes(ctx: Context, args: tuple[str, ...]) -> Result:
+    """Mailman's "avoid duplicate copies": no list copy of a post whose To or Cc names you."""
+    choice = _word(args[0]) if args else ""
+    if choice not in SWITCH:
+        return Result("nodupes", False, "Say 'nodupes on' or 'nodupes off'.")
+    member = ctx.member
+    if member is None:
+        return ctx.not_member(f"nodupes {choice}")
+    member.avoid_duplicates = SWITCH[choice]
+    if member.avoid_duplicates:
+        text = "A post whose To or Cc names you reaches you once: no list copy next to the sender's."
+    else:
+        text = "You get the list's copy of every post, even when its sender also wrote to you."
+    return Result(f"nodupes {'on' if member.avoid_duplicates else 'off'}", True, text)
+
+
+SETTINGS: dict[str, Callable[[Context, tuple[str, ...]], Result]] = {"nodupes": do_nodupes}
+
+
+def do_set(ctx: Context, args: tuple[str, ...]) -> Result:
+    """``set nodupes on`` (Mailman's spelling) is ``nodupes on``."""
+    setting = SETTINGS.get(_word(args[0]) if args else "")
+    if setting is None:
+        return Result("set", False, "Say 'set nodupes on' or 'set nodupes off'.")
+    return setting(ctx, args[1:])
+
+
 def _start_digests(session: Session, member: Member) -> None:
     """A member who starts digests now gets what is new from now on, not the posts already mailed."""
     if member.delivery_mode != DeliveryMode.DIGEST.value and member.digest_frequency is None:
@@ -296,14 +346,29 @@ def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:
         if member is None:
             return ctx.not_member(f"{name} {topic.id}")
         subscriptions.set_topic(ctx.session, member, topic, kind, ctx.now)
+        named = topic_name(topic)
         text = {
-            SubscriptionKind.WATCH: f"You now get every new post in topic {topic.id}, whatever your mode.",
-            SubscriptionKind.MUTE: f"You get no more mail about topic {topic.id}.",
-            None: f"Topic {topic.id} now follows your delivery mode again.",
+            SubscriptionKind.WATCH: f"You now get every new post in {named}, whatever your mode.",
+            SubscriptionKind.MUTE: f"You get no more mail about {named}.",
+            None: f"{named[0].upper()}{named[1:]} now follows your delivery mode again.",
         }[kind]
         return Result(f"{name} {topic.id}", True, text)
 
     return run
+
+
+MAX_TITLE = 80
+
+
+def topic_name(topic: Topic) -> str:
+    """``topic 12 ("Build fails on ARM")``: its number and its title as the list shows it.
+
+    Said only to members, about topics published in their own list.
+    """
+    title = clean(subject_info(topic.subject).title)
+    if len(title) > MAX_TITLE:
+        title = title[: MAX_TITLE - 1].rstrip() + "…"
+    return f'topic {topic.id} ("{title}")' if title else f"topic {topic.id}"
 
 
 def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
@@ -311,16 +376,22 @@ def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
     if member is None:
         return Result("status", True, f"{ctx.who.address} is not a member of {ctx.mlist.name}.")
     topics = subscriptions.topic_settings(ctx.session, member)
-    watched = [str(t) for t in topics[SubscriptionKind.WATCH.value]]
-    muted = [str(t) for t in topics[SubscriptionKind.MUTE.value]]
+    watched = [_listed(ctx, t) for t in topics[SubscriptionKind.WATCH.value][:50]]
+    muted = [_listed(ctx, t) for t in topics[SubscriptionKind.MUTE.value][:50]]
     parts = [
         f"{member.address} is a member of {ctx.mlist.name}",
         f"delivery mode {member.delivery_mode}",
         f"digest {member.digest_frequency or 'off'}",
-        f"watching topics {', '.join(watched[:50]) or '(none)'}",
-        f"muted topics {', '.join(muted[:50]) or '(none)'}",
+        f"copies of posts addressed to you {'skipped' if member.avoid_duplicates else 'sent'}",
+        f"watching {', '.join(watched) or '(no topics)'}",
+        f"muted {', '.join(muted) or '(no topics)'}",
     ]
     return Result("status", True, "; ".join(parts) + ".")
+
+
+def _listed(ctx: Context, topic_id: int) -> str:
+    topic = ctx.session.get(Topic, topic_id)
+    return topic_name(topic) if topic is not None else f"topic {topic_id}"
 
 
 def do_confirm(ctx: Context, args: tuple[str, ...]) -> Result:
@@ -375,6 +446,8 @@ COMMANDS: dict[str, Command] = {
     "leave": do_unsubscribe,
     "digest": do_digest,
     "mode": do_mode,
+    "nodupes": do_nodupes,
+    "set": do_set,
     "watch": _topic_command(SubscriptionKind.WATCH, "watch"),
     "follow": _topic_command(SubscriptionKind.WATCH, "watch"),
     "mute": _topic_command(SubscriptionKind.MUTE, "mute"),

@@ -6,12 +6,16 @@ table of rules, read top to bottom; the first that matches decides:
 
     muted      the member muted this topic                 → nothing, whatever the mode
     author     the member wrote the post (receive_own off)  → nothing
+    addressed  the post's To/Cc names the member (avoid_duplicates on) → nothing: the sender's
+               copy reached them (Mailman's "avoid duplicate copies", RELIABILITY B52)
     watching   the member watches this topic               → the post, whatever the mode
     mode-all   delivery mode "all"                         → the post
     new-topic  mode "new-topics" and the post opens a topic → the post
     (else)     modes "digest", "none", "new-topics" on replies → nothing now
 
 Held posts notify no one, and members whose delivery bounces disabled hear nothing.
+Digests are not decided here: a digest member still finds a post that named them in
+their digest; only the single copy is skipped.
 Members watch the topics they start or reply to unless they turned ``watch_own`` off.
 """
 
@@ -36,6 +40,7 @@ from mailforum.db.models import (
     SubscriptionKind,
     TopicSubscription,
 )
+from mailforum.mail.parse import addressees
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +52,14 @@ class Candidate:
     mode: str
     receive_own: bool
     subscription: str | None  # "watch", "mute" or None
+    avoid_duplicates: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class PostFacts:
     author: str  # lower-case address
     starts_topic: bool  # the first published post of its topic
+    addressed: frozenset[str] = frozenset()  # the To and Cc addresses, lower-cased
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +72,7 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("muted", lambda c, p: c.subscription == SubscriptionKind.MUTE.value, False),
     Rule("author", lambda c, p: c.address == p.author and not c.receive_own, False),
+    Rule("addressed", lambda c, p: c.avoid_duplicates and c.address in p.addressed, False),
     Rule("watching", lambda c, p: c.subscription == SubscriptionKind.WATCH.value, True),
     Rule("mode-all", lambda c, p: c.mode == DeliveryMode.ALL.value, True),
     Rule("new-topic", lambda c, p: c.mode == DeliveryMode.NEW_TOPICS.value and p.starts_topic, True),
@@ -88,6 +96,7 @@ def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]
             Member.delivery_mode,
             Member.receive_own,
             TopicSubscription.kind,
+            Member.avoid_duplicates,
         )
         .outerjoin(
             TopicSubscription,
@@ -96,20 +105,25 @@ def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]
         .where(Member.list_id == list_id, Member.delivery_disabled_at.is_(None))
         .order_by(Member.id)
     )
-    return [Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4]) for r in rows]
+    return [Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4], bool(r[5])) for r in rows]
 
 
 def recipients(session: Session, post: Post, starts_topic: bool) -> list[Candidate]:
     """The members who get ``post`` now; none for a post that is not published."""
     if post.status != PostStatus.PUBLISHED.value:
         return []
-    facts = PostFacts(post.author_address.lower(), starts_topic)
+    facts = PostFacts(post.author_address.lower(), starts_topic, _addressed(post))
     chosen = []
     for candidate in candidates(session, post.list_id, post.topic_id):
         rule = decide(candidate, facts)
         if rule is not None and rule.sends:
             chosen.append(candidate)
     return chosen
+
+
+def _addressed(post: Post) -> frozenset[str]:
+    """The post's To and Cc addresses as parsed from its raw header (never from decoded text)."""
+    return addressees(post.raw).addresses if post.raw else frozenset()
 
 
 def _already_notified(session: Session, post: Post) -> set[str]:

@@ -44,6 +44,7 @@ from mailforum.mail.compose import (
 )
 from mailforum.mail.dkim_sign import Signer
 from mailforum.mail.headers import reply_subject
+from mailforum.mail.parse import Addressees, addressees
 from mailforum.render import Renderer
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
     }
     text = renderer.render(mlist.name, "notification/post.txt.j2", context)
     html = renderer.render(mlist.name, "notification/post.html.j2", context)
+    sent_to = addressees(post.raw) if post.raw else Addressees((), ())
     view = PostView(
         message_id=post.message_id,
         subject=subject,
@@ -123,6 +125,8 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
         date=post.date or post.received_at,
         topic_id=post.topic_id,
         ancestors=ancestors(session, post),
+        to=sent_to.to,
+        cc=sent_to.cc,
     )
     # The per-recipient https one-click URL goes in front of this in _post_envelope.
     return Prepared(

@@ -25,6 +25,7 @@ from mailforum.db.models import MailingList, Member, Post, PostStatus, utcnow
 from mailforum.db.txcache import TxCache
 from mailforum.errors import MailforumError
 from mailforum.mail.addresses import Kind, Recipient, parse_recipient
+from mailforum.mail.footers import strip_footers
 from mailforum.mail.parse import ParsedMessage
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
     post.subject = parsed.subject
     post.date = parsed.date
     post.received_at = delivery.received_at
-    post.text_body = parsed.text_body
+    # Our own footers, quoted by the replies that answer our copies, are not the author's text.
+    post.text_body = strip_footers(parsed.text_body, delivery.config.site.domain)
     post.html_body = parsed.html_body
     post.attachments = [
         {"filename": a.filename, "type": a.content_type, "size": a.size} for a in parsed.attachments

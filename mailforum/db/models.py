@@ -11,7 +11,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailforum.db.base import Base, Id
@@ -130,6 +130,8 @@ class Member(Base):
     delivery_mode: Mapped[str] = mapped_column(String(16), default=DeliveryMode.ALL.value)
     watch_own: Mapped[bool] = mapped_column(default=True)  # watch topics I start or reply to
     receive_own: Mapped[bool] = mapped_column(default=False)  # get my own posts back
+    # Mailman's "avoid duplicate copies": no list copy of a post whose To/Cc names the member.
+    avoid_duplicates: Mapped[bool] = mapped_column(default=True, server_default=true())
     digest_frequency: Mapped[str | None] = mapped_column(String(16), default=None)
     # High-water mark: the last post id included in this member's digest.
     digest_mark: Mapped[int] = mapped_column(default=0)

@@ -28,7 +28,12 @@ from email import errors, policy
 from email.headerregistry import Address, AddressHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
+from itertools import dropwhile
 from urllib.parse import quote
+
+from mailforum.errors import RecipientRefused
+from mailforum.mail.addresses import Kind, parse_recipient
+from mailforum.mail.headers import is_tag, leading_prefixes
 
 _HEADERS = HeaderRegistry()
 # An address, so names are encoded right. The registry mixes the class into BaseHeader, so it
@@ -36,6 +41,7 @@ _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("x-original-from", AddressHeader)  # type: ignore[arg-type]
 POLICY = policy.SMTP.clone(max_line_length=78, header_factory=_HEADERS)
 MAX_REFERENCES = 20
+MAX_COPIED = 50  # the sender's To and Cc addresses a copy shows, each
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _SAFE_SPLICE = re.compile(r"^[\x21-\x7e]+$")
 # msg-id as RFC 5322 §3.6.4 writes it (dot-atom-text on both sides), nothing looser: odd ids
@@ -153,11 +159,24 @@ class ListIdentity:
         return f"mailto:{self.name}+{action}-{topic_id}@{self.domain}"
 
     def tagged(self, subject: str) -> str:
-        """The subject with the list tag in front, unless the tag is already in it anywhere."""
+        """The subject with the list tag after its leading reply/forward prefixes, once.
+
+        ``Subject`` → ``[dev] Subject``; ``Re: Subject``, ``[dev] Re: Subject`` and
+        ``Re: [DEV] Subject`` → ``Re: [dev] Subject``; ``Re: [dev] Re: [dev] Subject`` →
+        ``Re: Re: [dev] Subject``: always where the list's own copies have it after a
+        client's ``Re:``, spelled the same, so a threaded reader (mutt compares subjects
+        as they are) sees one subject all along the thread. Reply and forward prefixes
+        stay as the sender wrote them; other lists' tags stay after ours. A tag inside
+        the subject's own words ("… (was: [dev] Old)") is text, not our tag.
+        """
         subject = header_text(subject) or "(no subject)"
-        if not self.subject_tag or self.subject_tag.lower() in subject.lower():
+        tag = self.subject_tag
+        if not tag:
             return subject
-        return f"{self.subject_tag} {subject}"
+        prefixes, rest = leading_prefixes(subject)
+        others = [p for p in prefixes if p.lower() != tag.lower()]
+        words = len(others) - len(list(dropwhile(lambda p: not is_tag(p), others)))
+        return " ".join([*others[:words], tag, *others[words:], rest]).strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +190,9 @@ class PostView:
     date: dt.datetime
     topic_id: int
     ancestors: tuple[str, ...]  # Message-IDs from the topic root down to the parent
+    # The To and Cc the sender wrote, (display name, address) pairs: copies show them (B52).
+    to: tuple[tuple[str, str], ...] = ()
+    cc: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,18 +237,56 @@ def _author_address(name: str, address: str) -> Address | None:
         return None
 
 
+def copied(ident: ListIdentity, pairs: Sequence[tuple[str, str]]) -> list[Address]:
+    """The addresses a sender put in To or Cc, as a copy shows them (at most ``MAX_COPIED``).
+
+    Only what the sender wrote, never a member we add (RELIABILITY S16). Our own list
+    address is left out (``To`` names it first anyway), and so is every other address of
+    ours that is not a list's (a signed reply address, -request, -bounces): reply-all
+    must not send to another member's reply key. Names pass ``header_text`` and
+    addresses ``clean``, so no CR or LF from input reaches the header.
+    """
+    shown: list[Address] = []
+    for name, address in pairs:
+        if len(shown) >= MAX_COPIED:
+            break
+        if not _foreign_or_list(ident, address):
+            continue
+        found = _author_address(name, address)
+        if found is not None:
+            shown.append(found)
+    return shown
+
+
+def _foreign_or_list(ident: ListIdentity, address: str) -> bool:
+    """Not ours, or the plain posting address of another of our lists."""
+    if address.lower() == ident.address.lower():
+        return False
+    if address.rpartition("@")[2].lower() != ident.domain.lower():
+        return True
+    try:
+        return parse_recipient(address, ident.domain).kind is Kind.POST
+    except RecipientRefused:
+        return False
+
+
 def post_headers(msg: EmailMessage, ident: ListIdentity, post: PostView) -> None:
     """A post's own headers, as every copy of it shows them (notifications, MIME digests).
 
     ``From`` is the list address with the author's name (DMARC-safe: we never send
-    with the author's domain), the author goes to ``X-Original-From``. ``Message-ID``
+    with the author's domain), the author goes to ``X-Original-From``. ``To`` names the
+    list, then what the sender put in To; ``Cc`` is the sender's Cc (``copied``), so
+    readers see who got the post directly. ``Message-ID``
     is the post's own, so every copy and the author's sent copy are one message;
     ``In-Reply-To``/``References`` name the stored parents.
     """
     author = header_text(post.author_name) or header_text(post.author_address.split("@")[0]) or "Someone"
     title = header_text(ident.title) or ident.name
     msg["From"] = Address(display_name=f"{author} via {title}", addr_spec=ident.address)
-    msg["To"] = Address(display_name=title, addr_spec=ident.address)
+    msg["To"] = [Address(display_name=title, addr_spec=ident.address), *copied(ident, post.to)]
+    cc = copied(ident, post.cc)
+    if cc:
+        msg["Cc"] = cc
     msg["Subject"] = ident.tagged(post.subject)
     msg["Date"] = format_datetime(post.date.astimezone(dt.UTC))
     msg["Message-ID"] = safe_msgid(post.message_id)

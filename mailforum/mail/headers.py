@@ -152,6 +152,7 @@ _TAG = r"\[[^\[\]]{1,64}\]"
 # One leading prefix or list tag; applied repeatedly ("Re: [dev] AW: [dev] Re: …").
 _PREFIX = re.compile(rf"^(?:\s*(?:(?:{_WORDS}){_COUNTER}\s*[:：]|{_TAG}))+\s*", re.IGNORECASE)
 _REPLY_PREFIX = re.compile(rf"^\s*(?:{_TAG}\s*)*(?:{_REPLY_ONLY}){_COUNTER}\s*[:：]", re.IGNORECASE)
+_ONE_PREFIX = re.compile(rf"\s*(?:(?:{_WORDS}){_COUNTER}\s*[:：]|{_TAG})", re.IGNORECASE)
 # Trailing forms: "(fwd)" (pine), "- Re:"-less trailing tags are rare and left alone.
 _SUFFIX = re.compile(r"\s*\((?:fwd|fw)\)\s*$", re.IGNORECASE)
 # "New subject (was: Old subject)", also with brackets or without the colon.
@@ -239,6 +240,22 @@ def reply_subject(subject: str) -> str:
     """The subject of an answer: ``Re: `` in front unless it is a reply already (in any of the
     prefixes ``subject_info`` knows, after list tags) — never "Re: Re: …"."""
     return subject if _REPLY_PREFIX.match(subject) else f"Re: {subject}"
+
+
+def leading_prefixes(subject: str) -> tuple[list[str], str]:
+    """The reply/forward prefixes and ``[tags]`` a subject starts with, one by one as written
+    (``["Re:", "[dev]", "AW:"]``), and the rest of it."""
+    found: list[str] = []
+    position = 0
+    while len(found) < 50 and (prefix := _ONE_PREFIX.match(subject, position)) and prefix.end() > position:
+        found.append(prefix.group().strip())
+        position = prefix.end()
+    return found, subject[position:].strip()
+
+
+def is_tag(prefix: str) -> bool:
+    """Whether one of ``leading_prefixes`` is a ``[tag]`` (not a reply or forward word)."""
+    return prefix.startswith("[")
 
 
 def subject_info(subject: str) -> SubjectInfo:

@@ -24,7 +24,7 @@ import io
 import re
 import textwrap
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.header import decode_header
 from email.message import Message
@@ -418,6 +418,47 @@ def _addresses(*values: str | None) -> list[tuple[str, str]]:
         return getaddresses(decoded)[:MAX_ADDRESSES]
     except Exception:
         return []
+
+
+_ADDR_SPEC = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Addressees:
+    """The To and Cc of a message as its sender wrote them: (display name, addr-spec) pairs."""
+
+    to: tuple[tuple[str, str], ...]
+    cc: tuple[tuple[str, str], ...]
+
+    @property
+    def addresses(self) -> frozenset[str]:
+        """Every To and Cc address, for comparison (lower-cased, like members' addresses)."""
+        return frozenset(addr.lower() for _, addr in self.to + self.cc)
+
+
+def addressees(raw: bytes) -> Addressees:
+    """To and Cc parsed from the raw header block, before any RFC 2047 decoding.
+
+    Parsing first and decoding only the display names after means an encoded-word
+    cannot turn into an address (``=?utf-8?q?bob=40example.org?= <ann@example.org>``
+    names ann alone); anything that is not a plain addr-spec is left out.
+    """
+    header, _ = split_header_block(raw)
+    msg = _HEADER_PARSER.parsebytes(header + b"\n\n")
+    return Addressees(_pairs(msg.get_all("to") or []), _pairs(msg.get_all("cc") or []))
+
+
+def _pairs(values: Sequence[object]) -> tuple[tuple[str, str], ...]:
+    try:
+        found = getaddresses([_unsurrogate(str(v)) for v in values])[:MAX_ADDRESSES]
+    except Exception:
+        return ()
+    kept: dict[str, tuple[str, str]] = {}
+    for name, addr in found:
+        addr = addr.strip()
+        if _ADDR_SPEC.match(addr) and addr.isascii():
+            kept.setdefault(addr.lower(), (decode_header_value(name, 200), addr))
+    return tuple(kept.values())
 
 
 # --- the From: mailbox, read as a DMARC validator reads it (RFC 5322 §3.4, CVE-2023-27043) ----------

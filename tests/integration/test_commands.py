@@ -343,7 +343,7 @@ def test_only_the_first_ten_command_lines_are_read(dev, relay, server):
     mail(dev, REQUEST, body, sender="bob@example.com")
     [answer] = wait_mail(relay, "bob@example.com")
     assert member(dev, "bob@example.com").delivery_mode == "none"
-    assert text(answer).count("Done") == 10
+    assert text(answer).count("Done") == 2  # ten lines read; "status" nine times is one command
 
 
 # --- one-click unsubscribe (RFC 8058) ----------------------------------------------------------------
@@ -451,3 +451,48 @@ def test_guessing_link_tokens_gets_404_then_429(dev, server):
         assert set(codes) == {404}
         assert http.post("/confirm/1-2-3-guess999").status_code == 429
         assert http.get("/confirm/not/a/token").status_code == 404
+
+
+def test_a_command_in_subject_and_body_runs_once_and_answers_name_the_topic(dev, relay, server):
+    dev.add_members("dev", "ann@example.com", "bob@example.com")
+    topic = seed_topic(dev, relay)
+    mail(dev, REQUEST, f"mute {topic}\n", f"mute {topic}", sender="bob@example.com")
+    [answer] = wait_mail(relay, "bob@example.com")
+    body = text(answer)
+    assert body.count(f"mute {topic}:") == 1, body  # reported once
+    assert f'topic {topic} ("A topic")' in body  # by number and by title
+    mail(dev, REQUEST, "status\n", "status", sender="bob@example.com")
+    status = text(wait_mail(relay, "bob@example.com", 2)[1])
+    assert status.count("status:") == 1 and f'muted topic {topic} ("A topic")' in status
+
+
+def test_nodupes_by_mail_and_in_status(dev, relay, server):
+    dev.add_members("dev", "bob@example.com")
+    assert member(dev, "bob@example.com").avoid_duplicates  # on by default
+    mail(dev, REQUEST, "set nodupes off\nstatus\n", sender="bob@example.com")
+    [answer] = wait_mail(relay, "bob@example.com")
+    assert member(dev, "bob@example.com").avoid_duplicates is False
+    assert "addressed to you sent" in text(answer)
+    mail(dev, REQUEST, "nodupes on\n", sender="bob@example.com")
+    wait_mail(relay, "bob@example.com", 2)
+    assert member(dev, "bob@example.com").avoid_duplicates is True
+
+
+def test_the_welcome_says_what_digest_daily_does_as_the_command_does(dev, relay, server):
+    """'digest daily' in mode all adds the digest (core.digests.frequency_of); 'mode digest' replaces."""
+    mail(dev, f"dev+subscribe@{DOMAIN}", "")
+    [confirmation] = wait_mail(relay, "newbie@example.com")
+    httpx.post(confirm_link(confirmation), timeout=10)
+    welcome = wait_mail(relay, "newbie@example.com", 2)[1]
+    lines_ = {
+        line.split()[0] + " " + line.split()[1]: line
+        for line in text(welcome).splitlines()
+        if line.startswith("  ")
+    }
+    assert "as well as" in lines_["digest daily"] and "instead" not in lines_["digest daily"]
+    assert "instead" in lines_["mode digest"]
+    html = welcome.get_body(("html",)).get_content()
+    assert "one mail a day instead" not in html and "as well as" in html
+    mail(dev, REQUEST, "digest daily\n")
+    answer = text(wait_mail(relay, "newbie@example.com", 3)[2])
+    assert "as well as" in answer and member(dev, "newbie@example.com").delivery_mode == "all"

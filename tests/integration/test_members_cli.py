@@ -59,3 +59,16 @@ def test_members_show_prints_mode_digest_and_topics(site):
     missing = site.cli("members", "show", "dev", "nobody@example.com")
     assert missing.returncode != 0 and "not a member" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_members_set_nodupes_and_show_it(site):
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com", "bob@example.com")
+    shown = site.cli("members", "show", "dev", "ann@example.com")
+    assert "nodupes:   on" in shown.stdout  # the default: no list copy of a post addressed to you
+    done = site.cli("members", "set", "dev", "ANN@example.com", "bob@example.com", "--nodupes", "off")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["ann@example.com: nodupes off", "bob@example.com: nodupes off"]
+    assert "nodupes:   off" in site.cli("members", "show", "dev", "ann@example.com").stdout
+    missing = site.cli("members", "set", "dev", "nobody@example.com", "--nodupes", "on")
+    assert missing.returncode != 0 and "not a member" in missing.stderr

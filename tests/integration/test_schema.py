@@ -40,4 +40,30 @@ def test_lists_made_before_0009_keep_the_standard_digest(db):
     migrate.upgrade(db)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT digest_format FROM lists WHERE name = 'old'")).scalar() == "standard"
-    assert migrate.current_revision(db) == "0009" == migrate.head_revision()
+    assert migrate.current_revision(db) == migrate.head_revision()
+
+
+def test_members_made_before_0010_avoid_duplicate_copies(db):
+    """0010 adds members.avoid_duplicates with a server default: existing members get it on."""
+    cfg = migrate._alembic_config(db)
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO lists (name, title, description, posting_policy, created_at) "
+                "VALUES ('old', '', '', 'open', CURRENT_TIMESTAMP)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO members (list_id, address, display_name, delivery_mode, watch_own, receive_own,"
+                " digest_mark, created_at) SELECT id, 'ann@example.com', '', 'all', true, false, 0,"
+                " CURRENT_TIMESTAMP FROM lists WHERE name = 'old'"
+            )
+        )
+    migrate.upgrade(db)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT avoid_duplicates FROM members")).scalar() in (True, 1)
+    assert migrate.current_revision(db) == migrate.head_revision()

@@ -44,8 +44,10 @@ def test_commands_stop_at_signatures_and_quotes(tail):
 
 
 def test_at_most_the_limit_of_lines_is_read():
-    assert len(lines("status\n" * 500, "help")) == 10
-    assert len(lines("status\n" * 500, limit=3)) == 3
+    many = "".join(f"watch {n}\n" for n in range(500))
+    assert len(lines(many, "help")) == 10
+    assert len(lines(many, limit=3)) == 3
+    assert lines("status\n" * 500) == ["status"]  # and a repeated line counts once
 
 
 def test_html_only_mail_is_read_through_its_text_without_quotes():
@@ -56,3 +58,16 @@ def test_html_only_mail_is_read_through_its_text_without_quotes():
 
 def test_subject_prefixes_and_tags_are_stripped():
     assert strip_subject("Re: AW: [dev] Fwd: subscribe") == "subscribe"
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "expected"),
+    [
+        ("mute 12", "mute 12\n", ["mute 12"]),
+        ("Re: [dev] Digest Daily", "digest daily.\nstatus\ndigest daily\n", ["Digest Daily", "status"]),
+        ("status", "STATUS\nhelp\nStatus!\n", ["status", "help"]),
+        ("", "watch 3\nwatch 4\nwatch 3\n", ["watch 3", "watch 4"]),
+    ],
+)
+def test_a_command_given_twice_is_read_once(subject, body, expected):
+    assert lines(body, subject) == expected

@@ -7,10 +7,13 @@ import random
 import re
 from email import policy
 from email.parser import BytesParser
+from pathlib import Path
 
 import pytest
 
 from mailforum.mail.compose import ListIdentity, PostView, canonical_body, notification, references
+from mailforum.mail.headers import is_tag, leading_prefixes, looks_like_reply, subject_info
+from mailforum.mail.parse import parse
 
 IDENT = ListIdentity("dev", "Dev Talk", "lists.example.org", "https://forum.example.org", "[dev]")
 EXPECTED = [
@@ -112,12 +115,57 @@ def test_the_copy_carries_every_list_header_once():
         ("Hello", "[dev] Hello"),
         ("[dev] Hello", "[dev] Hello"),
         ("Re: [dev] Hello", "Re: [dev] Hello"),
-        ("Re: [DEV] Hello", "Re: [DEV] Hello"),
+        ("Re: [DEV] Hello", "Re: [dev] Hello"),  # spelled as the list's copies spell it
         ("", "[dev] (no subject)"),
+        # Issue 13: a reply whose subject had no tag gets it after its prefixes, not before.
+        ("Re: Hello", "Re: [dev] Hello"),
+        ("RE: Hello", "RE: [dev] Hello"),
+        ("AW: Hello", "AW: [dev] Hello"),
+        ("SV: Hello", "SV: [dev] Hello"),
+        ("Antw: Hello", "Antw: [dev] Hello"),
+        ("Fwd: Hello", "Fwd: [dev] Hello"),
+        ("Re[2]: Hello", "Re[2]: [dev] Hello"),
+        ("Re(3): Hello", "Re(3): [dev] Hello"),
+        ("Re: Re: Hello", "Re: Re: [dev] Hello"),
+        ("RE: SV: Hello", "RE: SV: [dev] Hello"),
+        ("Re:Hello", "Re: [dev] Hello"),
+        ("Re：Hello", "Re： [dev] Hello"),  # a full-width colon
+        # The tag already there, in any place among the prefixes, any number of times.
+        ("[dev] Re: Hello", "Re: [dev] Hello"),
+        ("Re: [dev] Re: [dev] Hello", "Re: Re: [dev] Hello"),
+        ("AW: [dev] AW: Re: [DEV] Hello", "AW: AW: Re: [dev] Hello"),
+        ("[dev][dev] Hello", "[dev] Hello"),
+        ("Re: Fwd: [dev] Hello", "Re: Fwd: [dev] Hello"),
+        # Other lists' tags stay after ours; a tag in the subject's own words is text.
+        ("Re: [users] Hello", "Re: [dev] [users] Hello"),
+        ("New plan (was: Re: [dev] Old plan)", "[dev] New plan (was: Re: [dev] Old plan)"),
+        ("Proposal: drop 3.9", "[dev] Proposal: drop 3.9"),
+        # Encoded words are decoded first, then tagged the same way.
+        ("=?utf-8?q?Re=3A_=C3=9Cberpr=C3=BCfung?=", "Re: [dev] Überprüfung"),
+        ("=?utf-8?q?=5Bdev=5D_Re=3A_Gr=C3=BC=C3=9Fe?=", "Re: [dev] Grüße"),
     ],
 )
-def test_the_subject_tag_is_never_doubled(subject, expected):
+def test_the_subject_tag_goes_after_reply_prefixes_once(subject, expected):
     assert BytesParser(policy=policy.default).parsebytes(build(subject=subject))["Subject"] == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in (Path(__file__).parents[1] / "messages").glob("*/*.eml") if "bounces" not in p.parts),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_every_reply_in_the_corpus_is_tagged_like_its_thread(path):
+    """mutt shows a subject in the thread tree when it differs from the parent's, once
+    its reply prefixes are stripped: a reply's copy must read ``PREFIXES [dev] TITLE``,
+    with the title the root's copy has after its tag."""
+    subject = parse(path.read_bytes()).subject
+    tagged = IDENT.tagged(subject)
+    prefixes, _ = leading_prefixes(tagged)
+    if looks_like_reply(subject) and not subject_info(subject).was_key:
+        assert "[dev]" in prefixes and prefixes.count("[dev]") == 1, tagged
+        after = prefixes[prefixes.index("[dev]") + 1 :]
+        assert all(p.startswith("[") for p in after) and not is_tag(prefixes[0]), tagged
+        assert IDENT.tagged(tagged) == tagged  # stable: tagging a copy's subject again changes nothing
 
 
 def test_a_root_post_has_no_threading_headers_and_long_chains_keep_the_root():
