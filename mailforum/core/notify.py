@@ -413,7 +413,7 @@ class Composer:
             return "no longer a member"
         out = self.config.outbound
         domain = self.config.site.domain
-        reply = tokens.sign(
+        reply = tokens.sign_short(
             self.key,
             tokens.REPLY,
             (row.member_id, prepared.post_id),
@@ -572,7 +572,7 @@ class Composer:
     def verp(self, list_name: str, row: outbox.Claimed, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""
         days = self.config.outbound.verp_token_days
-        token = tokens.sign(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=days))
+        token = tokens.sign_short(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=days))
         return list_address(list_name, self.config.site.domain, Kind.BOUNCES, token)
 
 
