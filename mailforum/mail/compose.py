@@ -30,6 +30,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import quote
 
+from mailforum.textsafe import strip_bidi
+
 _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("x-original-from", AddressHeader)  # an address, so names are encoded right
 POLICY = policy.SMTP.clone(max_line_length=78, header_factory=_HEADERS)
@@ -73,6 +75,17 @@ def safe_msgid(value: str) -> str:
 
 
 _BROKEN_HEAD = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
+
+
+def display_text(value: str) -> str:
+    """``header_text`` for a display name that other text follows ("X via list"): without
+    bidi controls too, even those an encoded-word decodes to (issue 12)."""
+    for _ in range(4):
+        stripped = strip_bidi(header_text(value))
+        if stripped == value:
+            return value
+        value = stripped
+    return strip_bidi(header_text(value)).replace("=?", "= ?")
 
 
 def clean(value: str) -> str:
@@ -221,8 +234,8 @@ def post_headers(msg: EmailMessage, ident: ListIdentity, post: PostView) -> None
     is the post's own, so every copy and the author's sent copy are one message;
     ``In-Reply-To``/``References`` name the stored parents.
     """
-    author = header_text(post.author_name) or header_text(post.author_address.split("@")[0]) or "Someone"
-    title = header_text(ident.title) or ident.name
+    author = display_text(post.author_name) or display_text(post.author_address.split("@")[0]) or "Someone"
+    title = display_text(ident.title) or ident.name
     msg["From"] = Address(display_name=f"{author} via {title}", addr_spec=ident.address)
     msg["To"] = Address(display_name=title, addr_spec=ident.address)
     msg["Subject"] = ident.tagged(post.subject)
@@ -286,7 +299,7 @@ def notice(ident: ListIdentity, view: NoticeView) -> bytes:
     passes ``header_text``/``clean`` or is ours; nothing from input can break a line.
     """
     msg = EmailMessage(policy=POLICY)
-    title = header_text(ident.title) or ident.name
+    title = display_text(ident.title) or ident.name
     role = "owner" if view.sender_role == "owner" else "request"
     sender = f"{ident.name}-{role}@{ident.domain}"
     msg["From"] = Address(
