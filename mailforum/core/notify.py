@@ -45,6 +45,7 @@ from mailforum.mail.compose import (
 from mailforum.mail.dkim_sign import Signer
 from mailforum.mail.headers import reply_subject
 from mailforum.render import Renderer
+from mailforum.textsafe import safe_filename
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ def embedded_post(
             "url": ident.post_url(post.id),
             "attachments": [
                 {
-                    "filename": clean(a.filename) or "(unnamed)",
+                    "filename": safe_filename(a.filename) or "(unnamed)",
                     "type": clean(a.content_type),
                     "size": a.size,
                     "url": ident.attachment_url(post.id, index, a.filename),

@@ -30,7 +30,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from urllib.parse import quote
 
-from mailforum.textsafe import strip_bidi
+from mailforum.textsafe import strip_bidi, url_filename
 
 _HEADERS = HeaderRegistry()
 _HEADERS.map_to_type("x-original-from", AddressHeader)  # an address, so names are encoded right
@@ -144,8 +144,9 @@ class ListIdentity:
         return f"{self.archive_url}/posts/{post_id}"
 
     def attachment_url(self, post_id: int, index: int, filename: str) -> str:
-        """One attachment's download (runners/web.py: /lists/{list}/posts/{id}/attachments/{n}/{name})."""
-        return f"{self.post_url(post_id)}/attachments/{index}/{quote(filename or 'attachment', safe='')}"
+        """One attachment's download (runners/web.py: /lists/{list}/posts/{id}/attachments/{n}/{name});
+        the name is a safe generated one, the download is saved under the real one."""
+        return f"{self.post_url(post_id)}/attachments/{index}/{url_filename(filename, index)}"
 
     def unsubscribe_url(self, token: str) -> str:
         """The per-recipient one-click unsubscribe link (RFC 8058), ending in its signed token.

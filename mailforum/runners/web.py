@@ -99,7 +99,9 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/topics/{topic:int}/topic.mbox", "topic_mbox", ("GET",)),
     ("/lists/{list}/topics/{topic:int}/watch", "watch", ("GET", "POST")),
     ("/lists/{list}/posts/{post:int}", "permalink", ("GET",)),
-    ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename}", "download", ("GET",)),
+    # The last segment is a generated name (textsafe.url_filename) and is not read: links
+    # sent before it, with a path-like name in it, still work.
+    ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename:path}", "download", ("GET",)),
     # Signed links from mail (issue 8): GET shows a page with buttons, POST acts.
     ("/lists/{list}/enable/{token}", "enable_delivery", ("GET", "POST")),
     ("/lists/{list}/held/{token}", "moderate", ("GET", "POST")),

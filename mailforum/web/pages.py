@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from mailforum.core.archive import mbox_entry
 from mailforum.db.models import Post
 from mailforum.render import BUILTIN
-from mailforum.textsafe import strip_bidi
+from mailforum.textsafe import safe_filename, strip_bidi, url_filename
 from mailforum.web import body
 
 TEMPLATES = BUILTIN
@@ -83,6 +83,8 @@ def environment(templates: Path = TEMPLATES) -> Environment:
         plural=plural,
         hide_addresses=body.hide_addresses,
         linkify=linkify,
+        filename=safe_filename,
+        url_filename=url_filename,
         safe_html=lambda markup: Markup(body.sanitize_html(markup)),
     )
     return env
