@@ -40,4 +40,4 @@ def test_lists_made_before_0009_keep_the_standard_digest(db):
     migrate.upgrade(db)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT digest_format FROM lists WHERE name = 'old'")).scalar() == "standard"
-    assert migrate.current_revision(db) == "0009" == migrate.head_revision()
+    assert migrate.current_revision(db) == migrate.head_revision()
