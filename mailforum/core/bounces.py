@@ -249,7 +249,7 @@ def disable(session: Session, config: Config, mlist: MailingList, member: Member
 
 def enable_token(config: Config, member: Member, now: dt.datetime) -> str:
     expires = now + dt.timedelta(days=config.bounces.enable_token_days)
-    return tokens.sign(tokens.derive_key(config.site.secret_key), tokens.ENABLE, (member.id,), expires)
+    return tokens.sign_short(tokens.derive_key(config.site.secret_key), tokens.ENABLE, (member.id,), expires)
 
 
 def enable_url(config: Config, mlist: MailingList, token: str) -> str:

@@ -73,6 +73,7 @@ from mailforum.db.models import (
 from mailforum.errors import MailforumError
 from mailforum.mail.headers import msgid_list
 from mailforum.mail.parse import Attachment, ParsedMessage
+from mailforum.textsafe import safe_filename
 
 log = logging.getLogger(__name__)
 
@@ -623,7 +624,9 @@ def load_originals(session: Session, post_ids: Sequence[int]) -> dict[int, Origi
     out = {}
     for r in rows:
         files = tuple(
-            Attachment(str(a.get("filename") or ""), str(a.get("type") or ""), int(a.get("size") or 0))
+            Attachment(
+                safe_filename(str(a.get("filename") or "")), str(a.get("type") or ""), int(a.get("size") or 0)
+            )
             for a in (r.attachments or [])
             if isinstance(a, dict)
         )

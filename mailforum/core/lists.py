@@ -21,7 +21,7 @@ from mailforum.db.models import (
     Visibility,
 )
 from mailforum.errors import InvalidInput, NotFound
-from mailforum.mail.addresses import SUFFIXES, valid_list_name
+from mailforum.mail.addresses import MAX_LIST_NAME, SUFFIXES, valid_list_name
 
 MEMBER_BATCH = 1000
 
@@ -118,7 +118,8 @@ def create_list(
     if not valid_list_name(name):
         raise InvalidInput(
             f"bad list name {name!r}: use lower-case letters, digits, '.', '_' and '-', "
-            f"at most 63 characters, not ending in {', '.join(SUFFIXES)}"
+            f"at most {MAX_LIST_NAME} characters (every address of the list must fit the 64 octets "
+            f"of RFC 5321), not ending in {', '.join(SUFFIXES)}"
         )
     if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
         raise InvalidInput(f"list {name!r} already exists")

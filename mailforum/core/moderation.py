@@ -109,7 +109,9 @@ def allow(session: Session, list_id: int, address: str) -> None:
 
 def token(config: Config, post_id: int, action: int, now: dt.datetime) -> str:
     expires = now + dt.timedelta(days=config.moderation.token_days)
-    return tokens.sign(tokens.derive_key(config.site.secret_key), tokens.MODERATE, (post_id, action), expires)
+    return tokens.sign_short(
+        tokens.derive_key(config.site.secret_key), tokens.MODERATE, (post_id, action), expires
+    )
 
 
 def read_token(config: Config, text: str, now: dt.datetime) -> tuple[int, int] | None:

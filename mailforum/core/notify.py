@@ -46,6 +46,7 @@ from mailforum.mail.dkim_sign import Signer
 from mailforum.mail.headers import reply_subject
 from mailforum.mail.parse import Addressees, addressees
 from mailforum.render import Renderer
+from mailforum.textsafe import safe_filename
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ def embedded_post(
             "url": ident.post_url(post.id),
             "attachments": [
                 {
-                    "filename": clean(a.filename) or "(unnamed)",
+                    "filename": safe_filename(a.filename) or "(unnamed)",
                     "type": clean(a.content_type),
                     "size": a.size,
                     "url": ident.attachment_url(post.id, index, a.filename),
@@ -417,7 +418,7 @@ class Composer:
             return "no longer a member"
         out = self.config.outbound
         domain = self.config.site.domain
-        reply = tokens.sign(
+        reply = tokens.sign_short(
             self.key,
             tokens.REPLY,
             (row.member_id, prepared.post_id),
@@ -576,7 +577,7 @@ class Composer:
     def verp(self, list_name: str, row: outbox.Claimed, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""
         days = self.config.outbound.verp_token_days
-        token = tokens.sign(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=days))
+        token = tokens.sign_short(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=days))
         return list_address(list_name, self.config.site.domain, Kind.BOUNCES, token)
 
 

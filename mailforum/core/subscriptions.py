@@ -151,7 +151,9 @@ def request(
     )
     session.add(row)
     session.flush()
-    token = tokens.sign(_key(config), tokens.CONFIRM, (row.id, mlist.id), row.expires_at)
+    # The address carries a short token (B53); the link may keep the long one.
+    token = tokens.sign_short(_key(config), tokens.CONFIRM, (row.id,), row.expires_at)
+    link_token = tokens.sign(_key(config), tokens.CONFIRM, (row.id, mlist.id), row.expires_at)
     domain = config.site.domain
     reply_to = list_address(mlist.name, domain, Kind.CONFIRM, token)
     context = {
@@ -160,7 +162,7 @@ def request(
         "topic_id": topic_id,
         "token": token,
         "reply_to": reply_to,
-        "confirm_url": identity(config, mlist).confirm_url(token),
+        "confirm_url": identity(config, mlist).confirm_url(link_token),
         "confirm_mailto": mailto(reply_to, f"confirm {token}"),
         "expires_days": config.subscriptions.confirm_days,
         "topic_url": topic_url(config, mlist, topic_id),
@@ -186,11 +188,15 @@ def _lookup(
     session: Session, config: Config, token: str, now: dt.datetime
 ) -> tuple[Status, Confirmation | None]:
     try:
-        confirmation_id, list_id = tokens.verify(_key(config), tokens.CONFIRM, token, now, fields=2)
+        if tokens.is_short(token):  # from an address: the MAC names one row, of one list
+            (confirmation_id,) = tokens.verify(_key(config), tokens.CONFIRM, token, now, fields=1)
+            list_id = None
+        else:
+            confirmation_id, list_id = tokens.verify(_key(config), tokens.CONFIRM, token, now, fields=2)
     except tokens.InvalidToken as exc:
         return (Status.EXPIRED if "expired" in str(exc) else Status.INVALID), None
     row = session.get(Confirmation, confirmation_id)
-    if row is None or row.list_id != list_id:
+    if row is None or list_id not in (None, row.list_id):
         return Status.INVALID, None
     if row.used_at is not None:
         return Status.ALREADY, row

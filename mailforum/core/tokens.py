@@ -15,6 +15,16 @@ survives MTAs that lower-case local parts, and fits in an address or a URL path:
 Verification compares MACs with ``hmac.compare_digest`` (constant time; Mailman
 CVE-2021-34337) and raises ``InvalidToken`` for anything wrong, without saying
 what, so a guesser learns nothing. Issue 5 reuses this for confirm/unsubscribe.
+
+Tokens that go into an address's local part use the short form (``sign_short``,
+RELIABILITY B53): expiry in hours and a 64-bit MAC, so that with ids up to
+``MAX_ID`` every address fits RFC 5321's 64 octets for the list names we accept. Its
+MAC covers a format marker too, and only the purposes in ``SHORT_PURPOSES`` accept
+it; ``verify`` still reads the long form of every purpose, so address tokens sent
+before the change keep working until they expire:
+
+    >>> sign_short(b"k", "reply", (7, 42), now + dt.timedelta(days=365))
+    '7-16-apjc-…'                        # member 7, post 42, hour of expiry, 13-letter MAC
 """
 
 from __future__ import annotations
@@ -28,6 +38,11 @@ from collections.abc import Sequence
 from mailforum.errors import MailforumError
 
 MAC_BYTES = 16  # 128 bits (RELIABILITY S3: keys are at least 128 bits)
+SHORT_MAC_BYTES = 8  # 64 bits in addresses: a guess costs an SMTP transaction
+_SHORT_MAC_LEN = 13  # base32 letters of SHORT_MAC_BYTES
+_LONG_MAC_LEN = 26
+MAX_ID = 36**7 - 1  # ids up to 78 billion keep address tokens within their budget
+_HOUR_DIGITS = 4  # hours since 1970 in base 36: four digits until the year 2161
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 # The purposes in use; a new one is just a new string, listed here for readers.
@@ -37,6 +52,9 @@ ENABLE = "enable"  # NAME+enable-TOKEN@domain and /lists/NAME/enable/TOKEN: (mem
 MODERATE = "moderate"  # NAME+mod-TOKEN@domain and /lists/NAME/held/TOKEN: (post id, action)
 CONFIRM = "confirm"  # NAME+confirm-TOKEN@domain and /confirm/TOKEN: (confirmation id, list id)
 UNSUBSCRIBE = "unsubscribe"  # one-click /unsubscribe/TOKEN (RFC 8058): (member id, list id)
+# Purposes whose tokens go into addresses (short form); NAME+confirm-TOKEN carries
+# (confirmation id,) only, the /confirm/TOKEN link keeps the long (id, list id) form.
+SHORT_PURPOSES = frozenset({REPLY, VERP, ENABLE, MODERATE, CONFIRM})
 
 
 class InvalidToken(MailforumError):
@@ -65,9 +83,15 @@ def _b36(number: int) -> str:
             return out
 
 
-def _mac(key: bytes, purpose: str, body: str) -> str:
-    digest = hmac.new(key, f"{purpose}\0{body}".encode(), hashlib.sha256).digest()[:MAC_BYTES]
+def _mac(key: bytes, purpose: str, body: str, size: int = MAC_BYTES) -> str:
+    marker = "" if size == MAC_BYTES else "\0short"
+    digest = hmac.new(key, f"{purpose}{marker}\0{body}".encode(), hashlib.sha256).digest()[:size]
     return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
+
+
+def _hours(expires: dt.datetime) -> int:
+    """The hour a short token expires at, rounded up (it lives at most an hour longer)."""
+    return -int(-expires.timestamp() // 3600)
 
 
 def sign(key: bytes, purpose: str, fields: Sequence[int], expires: dt.datetime) -> str:
@@ -77,33 +101,54 @@ def sign(key: bytes, purpose: str, fields: Sequence[int], expires: dt.datetime) 
     return f"{body}-{_mac(key, purpose, body)}"
 
 
+def sign_short(key: bytes, purpose: str, fields: Sequence[int], expires: dt.datetime) -> str:
+    """The short token for an address's local part: expiry to the hour, 64-bit MAC."""
+    if purpose not in SHORT_PURPOSES:
+        raise ValueError(f"{purpose!r} tokens are not used in addresses")
+    body = "-".join(_b36(f) for f in (*fields, _hours(expires)))
+    return f"{body}-{_mac(key, purpose, body, SHORT_MAC_BYTES)}"
+
+
+def short_length(fields: Sequence[int]) -> int:
+    """The longest short token whose fields are at most ``fields`` (expiring before 2161)."""
+    return sum(len(_b36(f)) + 1 for f in fields) + _HOUR_DIGITS + 1 + _SHORT_MAC_LEN
+
+
+def is_short(token: str) -> bool:
+    """Whether ``token`` has the short form's MAC (``verify`` decides if it is genuine)."""
+    return len(token.strip().rpartition("-")[2]) == _SHORT_MAC_LEN
+
+
 def verify(key: bytes, purpose: str, token: str, now: dt.datetime, fields: int) -> tuple[int, ...]:
-    """The fields of a valid, unexpired ``purpose`` token; ``InvalidToken`` otherwise."""
+    """The fields of a valid, unexpired ``purpose`` token, short or long; ``InvalidToken``
+    otherwise."""
     token = token.strip().lower()
     body, _, mac = token.rpartition("-")
     parts = body.split("-") if body else []
-    if len(parts) != fields + 1 or len(token) > 200:
+    short = len(mac) == _SHORT_MAC_LEN and purpose in SHORT_PURPOSES
+    if len(parts) != fields + 1 or len(token) > 200 or not (short or len(mac) == _LONG_MAC_LEN):
         raise InvalidToken("invalid token")
-    if not hmac.compare_digest(_mac(key, purpose, body), mac):
+    expected = _mac(key, purpose, body, SHORT_MAC_BYTES if short else MAC_BYTES)
+    if not hmac.compare_digest(expected, mac):
         raise InvalidToken("invalid token")
     try:
         numbers = tuple(int(p, 36) for p in parts)
     except ValueError:
         raise InvalidToken("invalid token") from None
-    if numbers[-1] * 60 < now.timestamp():
+    if numbers[-1] * (3600 if short else 60) < now.timestamp():
         raise ExpiredToken("expired token")
     return numbers[:-1]
 
 
 class Signer:
-    """Many tokens of one purpose and expiry, faster than ``sign`` one by one (a digest's
-    50 reply addresses for each of 10,000 members): the key and expiry are prepared once,
-    field encodings are cached, and the MAC is the one-shot ``hmac.digest``. Same text as
-    ``sign`` (tests/unit/test_tokens.py checks it)."""
+    """Many short tokens of one purpose and expiry, faster than ``sign_short`` one by one
+    (a digest's 50 reply addresses for each of 10,000 members): the key and expiry are
+    prepared once, field encodings are cached, and the MAC state is copied. Same text as
+    ``sign_short`` (tests/unit/test_tokens.py checks it)."""
 
     def __init__(self, key: bytes, purpose: str, expires: dt.datetime) -> None:
-        self._base = hmac.new(key, f"{purpose}\0".encode(), hashlib.sha256)
-        self._minutes = _b36(int(expires.timestamp() // 60))
+        self._base = hmac.new(key, f"{purpose}\0short\0".encode(), hashlib.sha256)
+        self._hours = _b36(_hours(expires))
         self._fields: dict[int, str] = {}
 
     def _field(self, number: int) -> str:
@@ -115,13 +160,13 @@ class Signer:
         return text
 
     def sign(self, fields: Sequence[int]) -> str:
-        body = "-".join([*(self._field(f) for f in fields), self._minutes])
+        body = "-".join([*(self._field(f) for f in fields), self._hours])
         mac_state = self._base.copy()
         mac_state.update(body.encode())
-        digest = mac_state.digest()[:MAC_BYTES]
-        # base32 of 16 bytes is 128 bits and two zero bits in 26 letters: 13 table lookups.
-        n = int.from_bytes(digest, "big") << 2
-        mac = "".join([_B32_PAIRS[(n >> shift) & 1023] for shift in range(120, -1, -10)])
+        digest = mac_state.digest()[:SHORT_MAC_BYTES]
+        # base32 of 8 bytes is 64 bits and one zero bit in 13 letters: 7 table lookups.
+        n = int.from_bytes(digest, "big") << 6
+        mac = "".join([_B32_PAIRS[(n >> shift) & 1023] for shift in range(60, -1, -10)])[:_SHORT_MAC_LEN]
         return f"{body}-{mac}"
 
 

@@ -348,3 +348,18 @@ class Confirmation(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class FormHit(Base):
+    """One counted use of a rate-limited web form or link: a row per hit, so the
+    limits hold across every ``serve`` node of one database, as the confirmation caps do
+    by counting ``Confirmation`` rows. ``key`` is an HMAC of the client IP or address,
+    never the value itself; rows older than the window are removed as hits come in."""
+
+    __tablename__ = "form_hits"
+    __table_args__ = (Index(None, "scope", "key", "at"), Index(None, "at"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "client", "address", "token"
+    key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

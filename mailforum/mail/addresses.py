@@ -21,6 +21,7 @@ import enum
 import re
 from dataclasses import dataclass
 
+from mailforum.core import tokens
 from mailforum.errors import RecipientRefused
 
 
@@ -77,7 +78,12 @@ NO_SUCH = "550 5.1.1 No such list or address here"
 
 
 def valid_list_name(name: str) -> bool:
-    return bool(LIST_NAME.match(name)) and not any(name.endswith(s) for s in SUFFIXES)
+    """A name ``lists create`` accepts: every address of the list fits 64 octets (B53)."""
+    return (
+        bool(LIST_NAME.match(name))
+        and len(name) <= MAX_LIST_NAME
+        and not any(name.endswith(s) for s in SUFFIXES)
+    )
 
 
 def parse_recipient(address: str, domain: str) -> Recipient:
@@ -141,3 +147,28 @@ def list_address(name: str, domain: str, kind: Kind = Kind.POST, arg: str = "") 
     else:
         local = f"{name}+{kind.value}-{arg}"
     return f"{local}@{domain}"
+
+
+LOCAL_PART_MAX = 64  # octets (RFC 5321 §4.5.3.1.1)
+# The largest fields of each kind's short token: ids up to tokens.MAX_ID, and a moderator's
+# action (core.moderation) is one base-36 digit.
+_WIDEST_TOKEN_FIELDS: dict[Kind, tuple[int, ...]] = {
+    Kind.REPLY: (tokens.MAX_ID, tokens.MAX_ID),  # member, post
+    Kind.MODERATE: (tokens.MAX_ID, 35),  # post, action
+    Kind.BOUNCES: (tokens.MAX_ID,),  # outbox row
+    Kind.CONFIRM: (tokens.MAX_ID,),  # confirmation
+    Kind.ENABLE: (tokens.MAX_ID,),  # member
+}
+
+
+def widest_arg(kind: Kind) -> str:
+    """An argument as long as the longest ``kind`` ever carries (``x`` for kinds without one)."""
+    if kind in _WIDEST_TOKEN_FIELDS:
+        return "x" * tokens.short_length(_WIDEST_TOKEN_FIELDS[kind])
+    return str(tokens.MAX_ID) if kind in (Kind.WATCH, Kind.MUTE) else "x"
+
+
+# The longest list name whose every address fits: 27 with the tokens of today.
+MAX_LIST_NAME = LOCAL_PART_MAX - max(
+    len(list_address("", "d", kind, widest_arg(kind)).partition("@")[0]) for kind in Kind
+)

@@ -34,6 +34,7 @@ from urllib.parse import quote
 from mailforum.errors import RecipientRefused
 from mailforum.mail.addresses import Kind, parse_recipient
 from mailforum.mail.headers import is_tag, leading_prefixes
+from mailforum.textsafe import strip_bidi, url_filename
 
 _HEADERS = HeaderRegistry()
 # An address, so names are encoded right. The registry mixes the class into BaseHeader, so it
@@ -81,6 +82,17 @@ def safe_msgid(value: str) -> str:
 
 
 _BROKEN_HEAD = re.compile(rb"\r(?!\n)|(?<!\r)\n|\x00")
+
+
+def display_text(value: str) -> str:
+    """``header_text`` for a display name that other text follows ("X via list"): without
+    bidi controls too, even those an encoded-word decodes to."""
+    for _ in range(4):
+        stripped = strip_bidi(header_text(value))
+        if stripped == value:
+            return value
+        value = stripped
+    return strip_bidi(header_text(value)).replace("=?", "= ?")
 
 
 def clean(value: str) -> str:
@@ -139,8 +151,9 @@ class ListIdentity:
         return f"{self.archive_url}/posts/{post_id}"
 
     def attachment_url(self, post_id: int, index: int, filename: str) -> str:
-        """One attachment's download (runners/web.py: /lists/{list}/posts/{id}/attachments/{n}/{name})."""
-        return f"{self.post_url(post_id)}/attachments/{index}/{quote(filename or 'attachment', safe='')}"
+        """One attachment's download (runners/web.py: /lists/{list}/posts/{id}/attachments/{n}/{name});
+        the name is a safe generated one, the download is saved under the real one."""
+        return f"{self.post_url(post_id)}/attachments/{index}/{url_filename(filename, index)}"
 
     def unsubscribe_url(self, token: str) -> str:
         """The per-recipient one-click unsubscribe link (RFC 8058), ending in its signed token.
@@ -280,8 +293,8 @@ def post_headers(msg: EmailMessage, ident: ListIdentity, post: PostView) -> None
     is the post's own, so every copy and the author's sent copy are one message;
     ``In-Reply-To``/``References`` name the stored parents.
     """
-    author = header_text(post.author_name) or header_text(post.author_address.split("@")[0]) or "Someone"
-    title = header_text(ident.title) or ident.name
+    author = display_text(post.author_name) or display_text(post.author_address.split("@")[0]) or "Someone"
+    title = display_text(ident.title) or ident.name
     msg["From"] = Address(display_name=f"{author} via {title}", addr_spec=ident.address)
     msg["To"] = [Address(display_name=title, addr_spec=ident.address), *copied(ident, post.to)]
     cc = copied(ident, post.cc)
@@ -348,7 +361,7 @@ def notice(ident: ListIdentity, view: NoticeView) -> bytes:
     passes ``header_text``/``clean`` or is ours; nothing from input can break a line.
     """
     msg = EmailMessage(policy=POLICY)
-    title = header_text(ident.title) or ident.name
+    title = display_text(ident.title) or ident.name
     role = "owner" if view.sender_role == "owner" else "request"
     sender = f"{ident.name}-{role}@{ident.domain}"
     msg["From"] = Address(

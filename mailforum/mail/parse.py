@@ -38,6 +38,7 @@ from inscriptis.model.config import ParserConfig
 
 from mailforum.errors import MailforumError
 from mailforum.mail.headers import canonical_msgid
+from mailforum.textsafe import safe_filename
 
 MAX_PARTS = 500  # RELIABILITY §3.8
 MAX_DEPTH = 20  # RELIABILITY §3.8: nesting of multiparts and attached messages
@@ -697,7 +698,8 @@ def _filename(part: Message) -> str:
         name = part.get_filename()
     except Exception:  # RFC 2231 continuations with a bad charset or missing segments (B32)
         name = None
-    return decode_header_value(name, limit=255) if name else ""
+    # Cut later, by bytes and keeping the extension (textsafe.safe_filename); this bounds the work.
+    return decode_header_value(name, limit=1000) if name else ""
 
 
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]+")
@@ -762,12 +764,13 @@ def attachment_parts(msg: Message) -> list[tuple[Message, str]]:
 
 
 def _attachment_name(part: Message, filename: str) -> str:
-    """The filename, or for an attached message without one its subject ("message" at worst)."""
+    """The filename, or for an attached message without one its subject ("message" at worst),
+    made safe to show and save (no path, ``..`` or controls, at most 255 bytes)."""
     if filename or part.get_content_maintype() != "message":
-        return filename
+        return safe_filename(filename)
     inner = _enclosed_message(part)
     subject = decode_header_value(inner.get("subject"), 255) if inner is not None else ""
-    return subject or "message"
+    return safe_filename(subject) or "message"
 
 
 def _enclosed_message(part: Message) -> Message | None:
@@ -812,7 +815,7 @@ def _bodies(msg: Message) -> tuple[str, str | None, tuple[Attachment, ...]]:
             if part.get_content_maintype() == "message":
                 attachments.append(_attached_message(part, filename, ctype))
             else:
-                attachments.append(Attachment(filename, ctype, _decoded_size(part)))
+                attachments.append(Attachment(_attachment_name(part, filename), ctype, _decoded_size(part)))
             continue
         try:
             payload = part.get_payload(decode=True)

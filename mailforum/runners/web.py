@@ -99,7 +99,9 @@ ROUTES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/topics/{topic:int}/topic.mbox", "topic_mbox", ("GET",)),
     ("/lists/{list}/topics/{topic:int}/watch", "watch", ("GET", "POST")),
     ("/lists/{list}/posts/{post:int}", "permalink", ("GET",)),
-    ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename}", "download", ("GET",)),
+    # The last segment is a generated name (textsafe.url_filename) and is not read: links
+    # sent before it, with a path-like name in it, still work.
+    ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename:path}", "download", ("GET",)),
     # Signed links in bounce warnings and moderator notices: GET shows a page with buttons, POST acts.
     ("/lists/{list}/enable/{token}", "enable_delivery", ("GET", "POST")),
     ("/lists/{list}/held/{token}", "moderate", ("GET", "POST")),
@@ -166,10 +168,13 @@ class Archive:
         self.csrf = CsrfTokens(
             hmac.new(key, b"mailforum web csrf", hashlib.sha256).digest(), config.web.csrf_max_age
         )
-        self.client_limit = RateLimiter(config.web.form_limit, config.web.form_window)
-        self.address_limit = RateLimiter(config.web.form_limit, config.web.form_window)
+        # Stored in the database: the limits hold across every node of one database.
+        limits = hmac.new(key, b"mailforum web limits", hashlib.sha256).digest()
+        window = config.web.form_window
+        self.client_limit = RateLimiter(db, "client", config.web.form_limit, window, limits)
+        self.address_limit = RateLimiter(db, "address", config.web.form_limit, window, limits)
         # Invalid link tokens per client: guessing gets 429 after this many (RELIABILITY S6, S7).
-        self.token_limit = RateLimiter(BAD_TOKENS, config.web.form_window)
+        self.token_limit = RateLimiter(db, "token", BAD_TOKENS, window, limits)
         self.request_confirmation = request_confirmation
         self.secure_cookie = config.site.base_url.startswith("https:")
         self.stylesheet_css = (pages.TEMPLATES / "web" / "style.css").read_bytes()
@@ -502,7 +507,7 @@ class Archive:
         if request.method == "GET":
             return self._form_page(request, mlist, topic)
         client = request.client.host if request.client else "unknown"
-        wait = self.client_limit.hit(client)
+        wait = await run_in_threadpool(self.client_limit.hit, client)
         if wait:
             response = self.page(request, "web/message.html", 429, cache=False, mlist=mlist, kind="limited")
             response.headers["retry-after"] = str(int(wait) + 1)
@@ -526,7 +531,7 @@ class Archive:
         if address is None:
             error = "That is not an email address we can write to. Please check it and try again."
             return self._form_page(request, mlist, topic, 400, error, text[:320])
-        if self.address_limit.hit(address) == 0.0:
+        if await run_in_threadpool(self.address_limit.hit, address) == 0.0:
             await self._hand_off(
                 ConfirmationRequest(
                     "watch" if topic else "join", mlist.name, address, topic.id if topic else None, client
@@ -675,9 +680,9 @@ class Archive:
         if request.method == "GET":
             found = await run_in_threadpool(self._read, subscriptions.preview, token)
             state = "ask" if found.status is Status.DONE else found.status.value
-            return self._link_page(request, "confirm", state, found)
+            return await self._link_page(request, "confirm", state, found)
         done = await run_in_threadpool(self._write, subscriptions.confirm, token)
-        return self._link_page(request, "confirm", done.status.value, done)
+        return await self._link_page(request, "confirm", done.status.value, done)
 
     async def unsubscribe(self, request: Request) -> Response:
         """RFC 8058: a POST with ``List-Unsubscribe=One-Click`` unsubscribes and answers 200 at
@@ -686,11 +691,11 @@ class Archive:
         if request.method == "GET":
             found = await run_in_threadpool(self._read, subscriptions.unsubscribe_preview, token)
             state = "ask" if found.status is Status.DONE else found.status.value
-            return self._link_page(request, "unsubscribe", state, found)
+            return await self._link_page(request, "unsubscribe", state, found)
         if not await self._one_click(request):
             raise HTTPException(400)
         done = await run_in_threadpool(self._write, subscriptions.unsubscribe_by_link, token)
-        return self._link_page(request, "unsubscribe", done.status.value, done)
+        return await self._link_page(request, "unsubscribe", done.status.value, done)
 
     @staticmethod
     async def _one_click(request: Request) -> bool:
@@ -724,10 +729,10 @@ class Archive:
         with self.db.session() as session:
             return act(session, self.config, token, utcnow())
 
-    def _link_page(self, request: Request, page: str, state: str, found: Any) -> Response:
+    async def _link_page(self, request: Request, page: str, state: str, found: Any) -> Response:
         if state == Status.INVALID.value:
             client = request.client.host if request.client else "unknown"
-            if self.token_limit.hit(client):
+            if await run_in_threadpool(self.token_limit.hit, client):
                 state = "limited"
         return self.page(
             request,

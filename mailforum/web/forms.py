@@ -12,15 +12,18 @@ and a time stamp, signed with HMAC-SHA256 and compared with ``hmac.compare_diges
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, select
+
+from mailforum.db.models import FormHit, utcnow
+from mailforum.db.session import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,36 +69,46 @@ class CsrfTokens:
 
 
 class RateLimiter:
-    """At most ``limit`` events per key in any ``window`` seconds (sliding window, in memory).
+    """At most ``limit`` events per key in any ``window`` seconds (sliding window).
 
-    Per process: several ``serve`` nodes each allow ``limit``; the confirmation caps of the
-    subscriptions feature (stored in the database) are the limit that holds across nodes.
+    Counted in the database (``form_hits``), so every ``serve`` node of one database
+    shares the count, in the style of the subscriptions feature's confirmation
+    caps. Keys are stored as an HMAC, not as the IP or address. Two nodes answering the
+    same key in the same instant may each let one more through; the window holds.
     """
 
-    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        db: Database,
+        scope: str,
+        limit: int,
+        window: float,
+        secret: bytes,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.scope = scope
         self.limit = limit
-        self.window = window
+        self.window = dt.timedelta(seconds=window)
+        self._db = db
+        self._secret = secret
         self._clock = clock
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
     def hit(self, key: str) -> float:
-        """Count one event; 0.0 when allowed, else the seconds until the next is allowed."""
+        """Count one event; 0.0 when allowed, else the seconds until the next is allowed.
+        Blocking (the database): call it from a worker thread."""
         now = self._clock()
-        with self._lock:
-            if len(self._events) > 100_000:  # a flood of distinct keys must not grow memory forever
-                self._forget(now)
-            events = self._events.setdefault(key, deque())
-            while events and events[0] <= now - self.window:
-                events.popleft()
-            if len(events) >= self.limit:
-                return max(events[0] + self.window - now, 0.001)
-            events.append(now)
-            return 0.0
-
-    def _forget(self, now: float) -> None:
-        for key in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window]:
-            del self._events[key]
+        start = now - self.window
+        digest = hmac.new(self._secret, f"{self.scope}\0{key}".encode(), hashlib.sha256).hexdigest()[:32]
+        mine = (FormHit.scope == self.scope, FormHit.key == digest)
+        with self._db.session() as session:
+            session.execute(delete(FormHit).where(FormHit.scope == self.scope, FormHit.at <= start))
+            recent = session.scalars(
+                select(FormHit.at).where(*mine, FormHit.at > start).order_by(FormHit.at).limit(self.limit)
+            ).all()
+            if len(recent) >= self.limit:
+                return max((recent[0] + self.window - now).total_seconds(), 0.001)
+            session.add(FormHit(scope=self.scope, key=digest, at=now))
+        return 0.0
 
 
 def checked_address(text: str) -> str | None:

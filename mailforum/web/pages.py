@@ -18,6 +18,7 @@ from markupsafe import Markup, escape
 from mailforum.core.archive import mbox_entry
 from mailforum.db.models import Post
 from mailforum.render import BUILTIN
+from mailforum.textsafe import safe_filename, strip_bidi, url_filename
 from mailforum.web import body
 
 TEMPLATES = BUILTIN
@@ -60,9 +61,17 @@ def linkify(text: str) -> Markup:
     return Markup("").join(out)
 
 
+def no_bidi(value: object) -> object:
+    """Every plain string a template prints loses its bidi controls: in ``<title>``
+    and attributes nothing else can contain them. Markup (bodies) is left alone, and
+    isolated by ``dir="auto"`` in the templates."""
+    return strip_bidi(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
 def environment(templates: Path = TEMPLATES) -> Environment:
     env = Environment(
         loader=FileSystemLoader(templates),
+        finalize=no_bidi,
         autoescape=select_autoescape(["html", "atom", "xml"], default_for_string=True, default=True),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -75,6 +84,8 @@ def environment(templates: Path = TEMPLATES) -> Environment:
         plural=plural,
         hide_addresses=body.hide_addresses,
         linkify=linkify,
+        filename=safe_filename,
+        url_filename=url_filename,
         safe_html=lambda markup: Markup(body.sanitize_html(markup)),
     )
     return env

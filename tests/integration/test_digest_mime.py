@@ -261,7 +261,7 @@ def test_attachments_are_listed_with_working_links_and_the_raw_is_never_embedded
     body = lf(embedded)
     assert body.startswith("The report is attached.\n") and "Q3 report.pdf (application/pdf" in body
     link = re.search(r"http\S+/attachments/0/\S+", body)
-    assert link and link.group(0).endswith("/Q3%20report.pdf")
+    assert link and link.group(0).endswith("/Q3_report.pdf")  # a generated, URL-safe name (issue 12)
     with urllib.request.urlopen(link.group(0), timeout=10) as answer:
         assert answer.status == 200 and answer.read() == pdf
     for needle in (

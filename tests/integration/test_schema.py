@@ -43,12 +43,12 @@ def test_lists_made_before_0009_keep_the_standard_digest(db):
     assert migrate.current_revision(db) == migrate.head_revision()
 
 
-def test_members_made_before_0010_avoid_duplicate_copies(db):
-    """0010 adds members.avoid_duplicates with a server default: existing members get it on."""
+def test_members_made_before_0011_avoid_duplicate_copies(db):
+    """0011 adds members.avoid_duplicates with a server default: existing members get it on."""
     cfg = migrate._alembic_config(db)
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0009")
+        command.downgrade(cfg, "0010")
     with db.engine.begin() as conn:
         conn.execute(
             text(

@@ -1,7 +1,16 @@
 import pytest
 
 from mailforum.errors import RecipientRefused
-from mailforum.mail.addresses import Kind, Recipient, list_address, parse_recipient, valid_list_name
+from mailforum.mail.addresses import (
+    LOCAL_PART_MAX,
+    MAX_LIST_NAME,
+    Kind,
+    Recipient,
+    list_address,
+    parse_recipient,
+    valid_list_name,
+    widest_arg,
+)
 
 D = "lists.example.org"
 
@@ -60,3 +69,15 @@ def test_list_names():
     assert not valid_list_name("dev-request")
     assert not valid_list_name("Dev")
     assert not valid_list_name("a+b")
+
+
+def test_every_address_of_the_longest_list_name_fits_64_octets():
+    """B53: names of 24 characters and more are accepted, and every address we write for the
+    longest accepted name, with the widest tokens (ids up to tokens.MAX_ID), fits."""
+    assert MAX_LIST_NAME >= 24
+    name = "a" * MAX_LIST_NAME
+    assert valid_list_name(name) and not valid_list_name(name + "b")
+    for kind in Kind:
+        local = list_address(name, D, kind, widest_arg(kind)).partition("@")[0]
+        assert len(local.encode()) <= LOCAL_PART_MAX, kind
+        assert parse_recipient(f"{local}@{D}", D).kind is kind

@@ -14,6 +14,7 @@ import pytest
 from mailforum.mail.compose import ListIdentity, PostView, canonical_body, notification, references
 from mailforum.mail.headers import is_tag, leading_prefixes, looks_like_reply, subject_info
 from mailforum.mail.parse import parse
+from mailforum.textsafe import BIDI_CONTROLS
 
 IDENT = ListIdentity("dev", "Dev Talk", "lists.example.org", "https://forum.example.org", "[dev]")
 EXPECTED = [
@@ -213,3 +214,24 @@ def test_bodies_are_canonical_crlf_and_keep_their_dot_lines():
     body = BytesParser(policy=policy.default).parsebytes(data).get_body(("plain",)).get_content()
     assert body.splitlines() == ["a", ".", "b", ".", "c", ".", "d", "e", "f", ".", "..", ".hidden", "end"]
     assert canonical_body("x\r\ny\rz") == "x\ny\nz"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ann\u202e gnp.exe",  # RIGHT-TO-LEFT OVERRIDE
+        "\u2067Ann\u2069 \u202bAuthor",  # isolates and an embedding
+        "=?utf-8?q?Ann=E2=80=AE_Author?=",  # an encoded-word that decodes to one
+        "=\u202e?utf-8?q?Ann=0D=0ABcc:_x?=",  # stripping must not make an encoded-word
+    ],
+)
+def test_display_names_lose_bidi_controls(name):
+    """Issue 12: the name before "via list" cannot reverse the list's name (or anything after it)."""
+    ident = ListIdentity("dev", "Dev\u202e Talk", "lists.example.org", "https://forum.example.org", "[dev]")
+    data = build(ident, author_name=name)
+    assert_clean_head(data)
+    msg = BytesParser(policy=policy.default).parsebytes(data)
+    for header in ("From", "To"):
+        shown = msg[header].addresses[0].display_name
+        assert not BIDI_CONTROLS.search(shown), (header, shown)
+    assert msg["From"].addresses[0].display_name.endswith(" via Dev Talk")

@@ -86,7 +86,7 @@ def test_the_signer_writes_the_same_tokens_as_sign():
     signer = tokens.Signer(key, tokens.REPLY, expires)
     for fields in [(1, 2), (7, 123456789), (0, 0), (2**40, 5)]:
         token = signer.sign(fields)
-        assert token == tokens.sign(key, tokens.REPLY, fields, expires)
+        assert token == tokens.sign_short(key, tokens.REPLY, fields, expires)
         assert tokens.verify(key, tokens.REPLY, token, NOW, fields=2) == fields
 
 

@@ -75,3 +75,42 @@ def test_comparison_is_constant_time(monkeypatch):
     with pytest.raises(tokens.InvalidToken):
         tokens.verify(KEY, tokens.REPLY, token[:-1] + ("a" if token[-1] != "a" else "b"), NOW, fields=2)
     assert len(calls) == 2
+
+
+# --- short tokens for addresses (issue 12, RELIABILITY B53) ------------------------------------
+
+
+def test_short_tokens_round_trip_within_their_length_and_carry_64_bit_macs():
+    for purpose, fields in [(tokens.REPLY, (tokens.MAX_ID, tokens.MAX_ID)), (tokens.VERP, (tokens.MAX_ID,))]:
+        token = tokens.sign_short(KEY, purpose, fields, dt.datetime(2160, 12, 31, tzinfo=dt.UTC))
+        assert len(token) == tokens.short_length(fields) and tokens.is_short(token)
+        assert len(token.rsplit("-", 1)[1]) * 5 >= 64
+        assert tokens.verify(KEY, purpose, token.upper(), NOW, fields=len(fields)) == fields
+
+
+def test_short_tokens_are_purpose_bound_and_expire_within_the_hour():
+    token = tokens.sign_short(KEY, tokens.REPLY, (7, 42), NOW + dt.timedelta(minutes=5))
+    assert tokens.verify(KEY, tokens.REPLY, token, NOW + dt.timedelta(minutes=59), fields=2) == (7, 42)
+    with pytest.raises(tokens.ExpiredToken):
+        tokens.verify(KEY, tokens.REPLY, token, NOW + dt.timedelta(hours=1, minutes=1), fields=2)
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify(KEY, tokens.MODERATE, token, NOW, fields=2)
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify(KEY, tokens.REPLY, token[:-1] + ("a" if token[-1] != "a" else "b"), NOW, fields=2)
+    with pytest.raises(ValueError):
+        tokens.sign_short(KEY, tokens.UNSUBSCRIBE, (1, 2), LATER)  # links keep 128 bits
+
+
+def test_a_64_bit_mac_is_no_use_for_a_link_purpose():
+    """Forging the short form of an unsubscribe token: refused, even with a genuine short MAC."""
+    body = "1-2-apjc"
+    forged = f"{body}-{tokens._mac(KEY, tokens.UNSUBSCRIBE, body, tokens.SHORT_MAC_BYTES)}"
+    with pytest.raises(tokens.InvalidToken):
+        tokens.verify(KEY, tokens.UNSUBSCRIBE, forged, NOW, fields=2)
+
+
+def test_long_tokens_already_sent_for_addresses_still_verify():
+    for purpose in tokens.SHORT_PURPOSES:
+        old = tokens.sign(KEY, purpose, (7, 42), LATER)
+        assert not tokens.is_short(old)
+        assert tokens.verify(KEY, purpose, old, NOW, fields=2) == (7, 42)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from sqlalchemy import select
 
+from mailforum.db.models import FormHit
 from mailforum.web import body
 from mailforum.web.forms import CsrfTokens, RateLimiter, checked_address
 
@@ -85,14 +88,20 @@ def test_csrf_tokens_bind_nonce_action_and_time() -> None:
     assert not tokens.check("nonce", "/lists/dev/join", token)
 
 
-def test_rate_limiter_slides() -> None:
-    now = [0.0]
-    limiter = RateLimiter(2, 10, clock=lambda: now[0])
-    assert limiter.hit("a") == 0 and limiter.hit("a") == 0
-    assert limiter.hit("a") > 0
-    assert limiter.hit("b") == 0
-    now[0] = 10.5
-    assert limiter.hit("a") == 0
+def test_rate_limiter_slides_and_keeps_no_address(db) -> None:
+    now = [dt.datetime(2026, 12, 1, tzinfo=dt.UTC)]
+    limiter = RateLimiter(db, "address", 2, 10, b"k", clock=lambda: now[0])
+    assert limiter.hit("a@example.com") == 0 and limiter.hit("a@example.com") == 0
+    assert limiter.hit("a@example.com") == 10.0
+    assert limiter.hit("b@example.com") == 0
+    assert (
+        RateLimiter(db, "client", 2, 10, b"k", clock=lambda: now[0]).hit("a@example.com") == 0
+    )  # scopes apart
+    now[0] += dt.timedelta(seconds=10.5)
+    assert limiter.hit("a@example.com") == 0
+    with db.read_session() as session:
+        keys = list(session.scalars(select(FormHit.key)))
+    assert len(keys) == 2 and not any("example" in k for k in keys)  # old hits gone, keys hashed
 
 
 @pytest.mark.parametrize(

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from mailforum.db.models import Topic
-from tests.helpers import message
+from mailforum.db.session import Database
+from mailforum.runners.web import BAD_TOKENS
+from tests.helpers import free_ports, message
 from tests.web.kit import WebThread, seed
 
 
@@ -105,6 +110,37 @@ def test_forms_are_rate_limited_per_client(site, web, recorder) -> None:
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
     assert int(answers[3].headers["retry-after"]) > 0
     assert len(recorder.calls) == 3
+
+
+@pytest.fixture
+def second_node(site, recorder) -> Iterator[WebThread]:
+    """Another ``serve`` node: its own process state, its own connection pool, one database."""
+    config = replace(site.config, web=replace(site.config.web, port=free_ports(1)[0]))
+    db = Database(site.config.database.url)
+    node = WebThread(config, db, recorder)
+    node.start()
+    yield node
+    node.stop()
+    db.dispose()
+
+
+def test_rate_limits_hold_across_nodes(site, web, second_node, recorder) -> None:
+    """Issue 12: the limits are stored, so a second node does not grant a second allowance."""
+    with web.client() as first, second_node.client() as second:
+        token = form_token(first, "/lists/dev/join")
+        second.cookies.update(first.cookies)  # the same browser, sent to the other node
+        answers = [first.post("/lists/dev/join", data={"csrf": token, "address": "a@example.com"})]
+        answers += [
+            second.post("/lists/dev/join", data={"csrf": token, "address": f"b{i}@example.com"})
+            for i in range(3)
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert len(recorder.calls) == 3
+        # Guessed link tokens: BAD_TOKENS in all, across both nodes, then 429 on either.
+        guesses = [(first, second)[i % 2].get(f"/confirm/{i}-guess-{i}") for i in range(BAD_TOKENS)]
+        assert {g.status_code for g in guesses} == {404}
+        assert first.get("/confirm/1-guess-x").status_code == 429
+        assert second.get("/unsubscribe/1-guess-x").status_code == 429
 
 
 def test_without_a_confirmation_sender_the_page_is_the_same(site) -> None:

@@ -24,7 +24,7 @@ def topic_ids(site) -> dict[str, int]:
 
 
 def titles(html: str) -> list[str]:
-    return re.findall(r'<h3><a href="/lists/dev/topics/\d+">([^<]*)</a>', html)
+    return re.findall(r'<h3><a href="/lists/dev/topics/\d+"><bdi>([^<]*)</bdi></a>', html)
 
 
 def test_index_shows_public_lists_with_counts_and_hides_private_ones(site, web) -> None:
@@ -90,12 +90,12 @@ def test_topic_shows_posts_in_thread_order_with_replies_and_permalinks(site, web
         with site.db.read_session() as session:
             posts = {p.message_id: p.id for p in session.scalars(select(Post))}
         link = http.get(f"/lists/dev/posts/{posts['<c@example.com>']}")
-    order = re.findall(r'<h2 id="h\d+" class="author">([^<]*)</h2>', page)
+    order = re.findall(r'<h2 id="h\d+" class="author"><bdi>([^<]*)</bdi></h2>', page)
     assert order == ["Ann Author", "Bo", "Di", "Cy"]  # Di answers Bo, so Di comes under Bo, before Cy
     assert "2 replies" in page  # under the root
     assert "<summary>Replying to Bo Builder</summary>" in page
     assert '<pre class="signature" aria-label="Signature">Di&#39;s signature</pre>' in page
-    assert f'in reply to <a href="/lists/dev/posts/{posts["<a@example.com>"]}">Bo</a>' in page
+    assert f'in reply to <a href="/lists/dev/posts/{posts["<a@example.com>"]}"><bdi>Bo</bdi></a>' in page
     assert link.status_code == 302
     assert link.headers["location"] == f"/lists/dev/topics/{topic}#p{posts['<c@example.com>']}"
     mailto = re.search(r'href="(mailto:dev@lists\.example\.org\?[^"]+)"', page)
@@ -471,8 +471,11 @@ def test_index_and_topic_rows_show_activity_starter_tags_and_each_post_its_own_r
         page = http.get(f"/lists/dev/topics/{topic}").text
     assert f'last activity <time datetime="{stamp}">' in index
     assert titles(listing) == ["Release 2"]  # the list's own tag left out of the title
-    assert '<span class="tag">ANN</span>' in listing and '<span class="tag">dev</span>' not in listing
-    assert "by Rita ·" in listing and "1 reply ·" in listing and "2 participants ·" in listing
+    assert (
+        '<span class="tag"><bdi>ANN</bdi></span>' in listing
+        and '<span class="tag"><bdi>dev</bdi></span>' not in listing
+    )
+    assert "by <bdi>Rita</bdi> ·" in listing and "1 reply ·" in listing and "2 participants ·" in listing
     assert f'last post <time datetime="{stamp}">' in listing
     # Each post's "Reply by email" answers that post: its own Message-ID in In-Reply-To.
     links = re.findall(r'<a href="(mailto:[^"]+)">Reply by email</a>', page)

@@ -62,7 +62,7 @@ PAGE_TAGS = {
     "p", "h1", "h2", "h3", "h4", "h5", "h6", "span", "time", "article", "section", "div", "pre", "details",
     "summary", "blockquote", "form", "label", "input", "button", "mark", "strong", "b", "i", "em", "u", "s",
     "small", "sub", "sup", "code", "dl", "dt", "dd", "hr", "br", "table", "thead", "tbody", "tfoot", "tr",
-    "td", "th", "caption",
+    "td", "th", "caption", "bdi",
 }  # fmt: skip
 URL_ATTRIBUTES = {
     "href",

@@ -4,8 +4,8 @@ A member named in a post's To or Cc gets the sender's copy, so the list's copy i
 skipped unless they turn this off (RELIABILITY B52). A plain ``add_column`` with a
 server default: existing members get the default without a data migration.
 
-Revision ID: 0010_i13_copies
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-03 20:00:00
 
 """
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision: str = "0010_i13_copies"
-down_revision: str | Sequence[str] | None = "0009"
+revision: str = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
