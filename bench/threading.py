@@ -37,9 +37,13 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 import argparse
 import base64
 import datetime as dt
+import email
+import email.policy
 import json
 import random
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +52,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email.header import Header
 from pathlib import Path
+from typing import Any
 
 LIST = "dev"
 DOMAIN = "lists.example.org"
@@ -402,13 +407,18 @@ def write_mbox(path: Path, gen: Generator, arrivals: list[tuple[Msg, bool]]) -> 
     with open(path, "wb") as out:
         for msg, dup in arrivals:
             raw = gen.render(msg, extra_received=dup).replace(b"\r\n", b"\n")
-            raw = b"\n".join(
-                b">" + line if line.lstrip(b">").startswith(b"From ") else line for line in raw.split(b"\n")
-            )
             stamp = (msg.arrival or msg.sent).strftime("%a %b %d %H:%M:%S %Y")
-            out.write(f"From {msg.author} {stamp}\n".encode() + raw + b"\n\n")
+            out.write(_mbox_entry(raw, msg.author, stamp))
             size += len(raw)
     return size
+
+
+def _mbox_entry(raw: bytes, sender: str, stamp: str) -> bytes:
+    """One mboxrd entry: a From_ line, the message with its "From " lines quoted, a blank line."""
+    raw = b"\n".join(
+        b">" + line if line.lstrip(b">").startswith(b"From ") else line for line in raw.split(b"\n")
+    )
+    return f"From {sender} {stamp}\n".encode() + raw.rstrip(b"\n") + b"\n\n"
 
 
 def pairwise(predicted: dict[str, int], truth: dict[str, int]) -> tuple[float, float, float]:
@@ -427,14 +437,28 @@ def pairwise(predicted: dict[str, int], truth: dict[str, int]) -> tuple[float, f
     return precision, recall, f1
 
 
-def run(args: argparse.Namespace) -> None:
-    gen = Generator(args.seed)
-    messages = gen.threads(args.messages)
-    arrivals = arrange(gen, messages)
-    workdir = Path(args.keep or tempfile.mkdtemp(prefix="mf-bench-threading-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    mbox = workdir / "archive.mbox"
-    size = write_mbox(mbox, gen, arrivals)
+def exact_threads(predicted: dict[str, int], truth: dict[str, int]) -> float:
+    """The share of true threads that are exactly one predicted topic (no message missing, none extra)."""
+    keys = [k for k in truth if k in predicted]
+    true_groups: dict[int, set[str]] = {}
+    topics: dict[int, set[str]] = {}
+    for k in keys:
+        true_groups.setdefault(truth[k], set()).add(k)
+        topics.setdefault(predicted[k], set()).add(k)
+    exact = sum(1 for group in true_groups.values() if topics[predicted[next(iter(group))]] == group)
+    return exact / len(true_groups) if true_groups else 1.0
+
+
+@dataclass
+class Imported:
+    predicted: dict[str, int]  # message id → topic id, from ``mailforum export``
+    seconds: float
+    cpu_seconds: float
+    report: str
+
+
+def import_mbox(workdir: Path, mbox: Path) -> Imported:
+    """Import ``mbox`` into a fresh SQLite database with the real CLI, and export the topics."""
     config = workdir / "mailforum.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{workdir / "bench.db"}"\n[site]\ndomain = "{DOMAIN}"\n')
     (workdir / "bench.db").unlink(missing_ok=True)
@@ -450,7 +474,6 @@ def run(args: argparse.Namespace) -> None:
 
     cli("init")
     cli("lists", "create", LIST)
-    count = len(arrivals)
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     imported = cli("import-mbox", str(mbox), "--list", LIST)
@@ -462,6 +485,20 @@ def run(args: argparse.Namespace) -> None:
     for line in exported.stdout.decode().splitlines():
         record = json.loads(line)
         predicted[record["message_id"]] = record["topic_id"]
+    return Imported(predicted, elapsed, cpu, imported.stdout.decode().strip())
+
+
+def run(args: argparse.Namespace) -> None:
+    gen = Generator(args.seed)
+    messages = gen.threads(args.messages)
+    arrivals = arrange(gen, messages)
+    workdir = Path(args.keep or tempfile.mkdtemp(prefix="mf-bench-threading-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    mbox = workdir / "archive.mbox"
+    size = write_mbox(mbox, gen, arrivals)
+    count = len(arrivals)
+    result = import_mbox(workdir, mbox)
+    predicted, elapsed, cpu = result.predicted, result.seconds, result.cpu_seconds
     truth = {m.mid: m.thread for m, _ in arrivals}
     precision, recall, f1 = pairwise(predicted, truth)
     out_of_order = sum(
@@ -478,15 +515,172 @@ def run(args: argparse.Namespace) -> None:
     print(f"threading_precision: {precision:.4f}")
     print(f"threading_recall: {recall:.4f}")
     print(f"threading_f1: {f1:.4f}")
+    print(f"threading_exact_threads: {exact_threads(predicted, truth):.4f}")
     print(f"import_seconds: {elapsed:.2f}")
     print(f"import_msgs_per_s: {count / elapsed:.0f}")
     # CPU seconds of the import (both of its processes): the same on a busy machine.
     print(f"import_cpu_seconds: {cpu:.2f}")
     print(f"import_msgs_per_cpu_s: {count / cpu:.0f}")
     print(f"load_average_1min: {os.getloadavg()[0]:.2f}")
-    print(f"import_report: {imported.stdout.decode().strip()}")
+    print(f"import_report: {result.report}")
     if args.misses:
         _misses(predicted, truth, arrivals)
+
+
+# --- real corpora: SpamAssassin's easy ham, notmuch's test corpora ------------------------------
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mailforum-bench"
+HAM_PACKAGE = "golang-github-gatherstars-com-jwz-dev"  # ships SpamAssassin's easy ham as test data
+_BRACKETED = re.compile(r"<([^<>]+)>")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def debian_package(name: str, cache: Path) -> Path:
+    """The files of a Debian package, downloaded (``apt-get download``) and unpacked once into ``cache``."""
+    root = cache / name
+    if not root.is_dir():
+        download = cache / "download"
+        download.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", name], cwd=download, check=True, capture_output=True)
+        deb = max(download.glob(f"{name}_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root.with_suffix(".tmp"))], check=True)
+        root.with_suffix(".tmp").rename(root)
+    return root
+
+
+def ham_files(cache: Path) -> list[Path]:
+    return sorted(debian_package(HAM_PACKAGE, cache).rglob("testdata/ham/*.eml"))
+
+
+def corpus_files(directory: Path) -> list[Path]:
+    """Every file under ``directory`` that starts like a mail message (notmuch's corpora are Maildirs)."""
+    found = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and re.match(rb"^[A-Za-z-]+:", path.read_bytes()[:200]):
+            found.append(path)
+    return found
+
+
+def notmuch_threads(files: list[Path], workdir: Path) -> dict[int, str]:
+    """notmuch's threads (file index → thread id): ``notmuch new`` on a Maildir of the files."""
+    maildir = workdir / "maildir"
+    shutil.rmtree(maildir, ignore_errors=True)
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for number, path in enumerate(files):
+        shutil.copyfile(path, maildir / "cur" / f"{number:06d}.bench:2,")
+    config = workdir / "notmuch-config"
+    config.write_text(f"[database]\npath={maildir}\n[new]\ntags=\n[maildir]\nsynchronize_flags=false\n")
+    env = dict(os.environ, NOTMUCH_CONFIG=str(config))
+    subprocess.run(["notmuch", "new", "--quiet"], env=env, check=True, capture_output=True)
+    shown = subprocess.run(
+        ["notmuch", "show", "--format=json", "--body=false", "--entire-thread=true", "*"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    threads: dict[int, str] = {}
+
+    def walk(nodes: list, thread: str) -> None:
+        for message, replies in nodes:
+            if message:
+                names = (
+                    message["filename"] if isinstance(message["filename"], list) else [message["filename"]]
+                )
+                for name in names:
+                    threads[int(Path(name).name.split(".")[0])] = thread
+            walk(replies, thread)
+
+    for number, thread in enumerate(json.loads(shown.stdout)):
+        walk(thread, f"nm{number}")
+    return threads
+
+
+def _header_ids(value: str | None) -> list[str]:
+    return ["<" + _WHITESPACE.sub("", m) + ">" for m in _BRACKETED.findall(value or "")]
+
+
+def jwz_threads(raws: list[bytes]) -> dict[int, str]:
+    """Textbook JWZ from headers alone (no subjects): References, plus In-Reply-To's first id; the
+    connected components of the parent links (placeholders join siblings)."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    own: list[str] = []
+    for number, raw in enumerate(raws):
+        heads = email.message_from_bytes(raw.split(b"\n\n", 1)[0] + b"\n\n", policy=email.policy.compat32)
+        mid = (_header_ids(str(heads.get("message-id") or "")) or [f"<file{number}@bench>"])[0]
+        refs = _header_ids(str(heads.get("references") or ""))
+        reply = _header_ids(str(heads.get("in-reply-to") or ""))[:1]
+        if reply and reply[0] not in refs:
+            refs.append(reply[0])
+        own.append(mid)
+        for node in [*refs, mid]:
+            parent[find(node)] = find(refs[0] if refs else mid)
+    return {number: find(mid) for number, mid in enumerate(own)}
+
+
+def our_ids(raws: list[bytes]) -> list[str]:
+    """The Message-ID mailforum stores for each file (the key of its export)."""
+    from mailforum.mail.parse import parse
+
+    return [parse(raw).message_id for raw in raws]
+
+
+def real_corpus(name: str, files: list[Path], workdir: Path, misses: bool) -> None:
+    """Import ``files`` into one list; compare with notmuch and with links notmuch and JWZ both make."""
+    raws = [p.read_bytes() for p in files]
+    mbox = workdir / f"{name}.mbox"
+    with open(mbox, "wb") as out:
+        for raw in raws:
+            out.write(
+                _mbox_entry(raw.replace(b"\r\n", b"\n"), "bench@example.org", "Mon Jan  1 00:00:00 2024")
+            )
+    imported = import_mbox(workdir, mbox)
+    ids = our_ids(raws)
+    notmuch = {ids[n]: t for n, t in notmuch_threads(files, workdir).items()}
+    jwz = jwz_threads(raws)
+    both = {ids[n]: f"{notmuch[ids[n]]} {t}" for n, t in jwz.items() if ids[n] in notmuch}
+    predicted = {k: v for k, v in imported.predicted.items() if k in notmuch}
+    precision, recall, f1 = pairwise(predicted, notmuch)
+    print(f"{name}_messages: {len(raws)}")
+    print(f"{name}_notmuch_threads: {len(set(notmuch.values()))}")
+    print(f"{name}_topics: {len(set(predicted.values()))}")
+    print(f"{name}_precision_vs_notmuch: {precision:.4f}")
+    print(f"{name}_recall_vs_notmuch: {recall:.4f}")
+    print(f"{name}_f1_vs_notmuch: {f1:.4f}")
+    print(f"{name}_recall_vs_notmuch_and_jwz: {pairwise(predicted, both)[1]:.4f}")
+    print(f"{name}_exact_threads_vs_notmuch: {exact_threads(predicted, notmuch):.4f}")
+    if misses:
+        subjects = {ids[n]: _subject_of(raw) for n, raw in enumerate(raws)}
+        _groups_apart("split", both, predicted, subjects)
+        _groups_apart("merged", predicted, notmuch, subjects)
+
+
+def _subject_of(raw: bytes) -> str:
+    heads = email.message_from_bytes(raw.split(b"\n\n", 1)[0] + b"\n\n", policy=email.policy.compat32)
+    return str(heads.get("subject") or "")[:70]
+
+
+def _groups_apart(
+    label: str, groups: dict[str, Any], other: dict[str, Any], subjects: dict[str, str]
+) -> None:
+    """Print each group of ``groups`` that ``other`` splits (to stderr, for debugging)."""
+    members: dict[Any, list[str]] = {}
+    for key, group in groups.items():
+        if key in other:
+            members.setdefault(group, []).append(key)
+    for keys in members.values():
+        parts = Counter(other[k] for k in keys)
+        if len(parts) > 1:
+            print(f"{label}: {len(keys)} messages in {len(parts)} groups", file=sys.stderr)
+            for key in keys[:12]:
+                print(f"    {other[key]!s:>12} {key[:50]:50} {subjects[key]!r}", file=sys.stderr)
 
 
 def _misses(predicted: dict[str, int], truth: dict[str, int], arrivals: list[tuple[Msg, bool]]) -> None:
@@ -516,8 +710,43 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", metavar="DIR", help="Work in DIR and keep the mbox and the database.")
     parser.add_argument("--misses", action="store_true", help="Print misthreaded messages to stderr.")
-    run(parser.parse_args())
+    parser.add_argument(
+        "--corpus",
+        choices=("generated", "clients", "ham", "notmuch"),
+        action="append",
+        help="What to measure (repeatable; default: generated).",
+    )
+    parser.add_argument("--cache", type=Path, default=CACHE, help="Where Debian packages are unpacked.")
+    parser.add_argument(
+        "--notmuch-corpus",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="A directory of mail (e.g. notmuch's test/corpora/lkml) for --corpus notmuch.",
+    )
+    args = parser.parse_args()
+    for corpus in args.corpus or ["generated"]:
+        workdir = Path(args.keep or tempfile.mkdtemp(prefix=f"mf-bench-threading-{corpus}-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        if corpus == "generated":
+            run(args)
+        elif corpus == "clients":
+            run_clients(args, workdir)
+        elif corpus == "ham":
+            real_corpus("ham", ham_files(args.cache), workdir, args.misses)
+        else:
+            if not args.notmuch_corpus:
+                sys.exit(
+                    "--corpus notmuch needs --notmuch-corpus DIR (no Debian package ships notmuch's corpora)"
+                )
+            for directory in args.notmuch_corpus:
+                real_corpus(f"notmuch_{directory.name}", corpus_files(directory), workdir, args.misses)
 
 
 if __name__ == "__main__":
     main()
+
+
+def run_clients(args: argparse.Namespace, workdir: Path) -> None:
+    raise NotImplementedError

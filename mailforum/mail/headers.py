@@ -52,19 +52,22 @@ def canonical_msgid(value: str) -> str | None:
         cleaned = _clean_id(found.group(1))
         if cleaned:
             return cleaned
-    bare = _bare_ids(value)
+    bare = _bare_ids(_COMMENT.sub(" ", value[: 200 * MAX_IDS_SCANNED]))
     return bare[0] if bare else None
 
 
 def _bare_ids(text: str) -> list[str]:
-    """Ids written without brackets (``id@host``), as some clients and gateways do."""
+    """Ids written without brackets (``id@host id@host``), as some clients and gateways do.
+
+    Only when every word is one: in free text (Gnus' ``ann@example.com's message of
+    "DATE"``) a word with an ``@`` is an address, not an id.
+    """
     found: list[str] = []
-    for number, token in enumerate(_SEPARATORS.split(text.strip())):
-        if number >= MAX_IDS_SCANNED:
-            break
-        token = token.strip("\"'")
-        if _BARE.match(token) and (cleaned := _clean_id(token)):
-            found.append(cleaned)
+    for token in _SEPARATORS.split(text.strip())[:MAX_IDS_SCANNED]:
+        cleaned = _clean_id(token.strip('"')) if _BARE.match(token.strip('"')) else None
+        if cleaned is None:
+            return []
+        found.append(cleaned)
     return found
 
 

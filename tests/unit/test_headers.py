@@ -35,7 +35,7 @@ from mailforum.mail.headers import (
         ("<>", None),
         ("no id here", None),
         ("<> <real@example.com>", "<real@example.com>"),
-        ("< > bare@example.com", "<bare@example.com>"),
+        ("bare@example.com (Ann's id)", "<bare@example.com>"),
         ("<@> <@>", None),
     ],
 )
@@ -186,3 +186,9 @@ def test_references_with_comments_folding_and_bare_ids() -> None:
         "<c.3@example.com>",
     ]
     assert ancestry("<me@x>", 'Message from Ann <ann@x> of "Tue." <p@x>', None) == ["<p@x>"]
+
+
+def test_an_address_in_free_text_is_not_an_id() -> None:
+    gnus = 'yyyy@example.com\'s message of "Fri, 30 Aug 2002 11:32:16 +0100"'
+    assert msgid_list(gnus) == []
+    assert parent_id(gnus, None) is None
