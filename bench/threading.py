@@ -168,6 +168,32 @@ CLIENTS = (
     ("exchange-full", 2, "full", True, "RE: ", True, "alternative"),
 )
 
+# The "client behaviours" corpus (--corpus clients) adds the clients real archives hold and
+# the first table lacks: MH/exmh write In-Reply-To as free text around the id and no
+# References; web forms send a "Re:" subject and nothing else, sometimes without a quote.
+BEHAVIOURS = (
+    *CLIENTS,
+    ("exmh", 10, "none", "free-text", "Re: ", False, "plain"),
+    ("mh", 5, "none", "your-message", "Re: ", False, "plain"),
+    ("webform", 6, "none", False, "Re: ", False, "plain"),
+    ("webform-noquote", 3, "none", False, "Re: ", False, "plain"),
+)
+
+
+@dataclass
+class Behaviour:
+    """How often the hard cases happen: the generated default, or the client-behaviour corpus."""
+
+    clients: tuple = CLIENTS
+    generic: float = 0.07  # share of threads with a generic subject ("Question")
+    retitle: float = 0.015  # share of replies that retitle "New (was: Old)"
+    lost: float = 0.01  # share of messages that never arrive
+    late: float = 0.04  # share delayed by hours to days
+    late_days: float = 3.0
+
+
+CLIENT_BEHAVIOURS = Behaviour(BEHAVIOURS, generic=0.15, retitle=0.05, lost=0.04, late=0.10, late_days=10.0)
+
 
 @dataclass
 class Msg:
@@ -186,7 +212,8 @@ class Msg:
 
 
 class Generator:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, behaviour: Behaviour | None = None) -> None:
+        self.behaviour = behaviour or Behaviour()
         self.rng = random.Random(seed)
         self.people = [f"user{i}@example{self.rng.randint(1, 40)}.org" for i in range(600)]
         self.client_of = {p: self._pick_client() for p in self.people}
@@ -196,7 +223,8 @@ class Generator:
         self.rendered: dict[str, bytes] = {}
 
     def _pick_client(self) -> tuple:
-        return self.rng.choices(CLIENTS, weights=[c[1] for c in CLIENTS])[0]
+        clients = self.behaviour.clients
+        return self.rng.choices(clients, weights=[c[1] for c in clients])[0]
 
     def _mid(self, client: str) -> str:
         self.counter += 1
@@ -208,11 +236,12 @@ class Generator:
 
     def _subject(self) -> str:
         roll = self.rng.random()
-        if roll < 0.07:
+        generic = self.behaviour.generic
+        if roll < generic:
             return self.rng.choice(GENERIC)
-        if roll < 0.10:
+        if roll < generic + 0.03:
             return self.rng.choice(FOREIGN)
-        if roll < 0.12 and self.used_subjects:
+        if roll < generic + 0.05 and self.used_subjects:
             return self.rng.choice(self.used_subjects)  # the same words, another thread, later
         words = self.rng.sample(WORDS, self.rng.randint(3, 7))
         subject = " ".join(words).capitalize()
@@ -224,11 +253,11 @@ class Generator:
             return 1
         return min(120, 1 + int(self.rng.expovariate(1 / 6.0)) + 1)
 
-    def threads(self, total: int) -> list[Msg]:
+    def threads(self, total: int, max_threads: int | None = None) -> list[Msg]:
         messages: list[Msg] = []
         thread = 0
         span = dt.timedelta(days=730).total_seconds()
-        while len(messages) < total:
+        while len(messages) < total and (max_threads is None or thread < max_threads):
             thread += 1
             base = self._subject()
             root_time = self.start + dt.timedelta(seconds=self.rng.uniform(0, span))
@@ -243,7 +272,7 @@ class Generator:
                     parent = self.rng.choice(recent if self.rng.random() < 0.8 else members)
                     sent = parent.sent + dt.timedelta(seconds=60 + self.rng.expovariate(1 / (8 * 3600)))
                     base_subject = parent.base_subject
-                    if self.rng.random() < 0.015 and not base_subject.endswith(")"):
+                    if self.rng.random() < self.behaviour.retitle and not base_subject.endswith(")"):
                         new = " ".join(self.rng.sample(WORDS, 3)).capitalize()
                         base_subject = f"{new} (was: {base_subject})"
                     msg = Msg(self._mid(client[0]), thread, parent, author, client, sent, "", base_subject)
@@ -311,7 +340,15 @@ class Generator:
         lines.append(f"Date: {_date(msg.sent)}")
         lines.append(f"Message-ID: {msg.mid}")
         if parent is not None:
-            if client[3]:
+            if client[3] == "free-text":  # exmh: the author's address, the date, then the id
+                name = parent.author.split("@")[0].title()
+                lines.append(f"In-Reply-To: Message from {name} <{parent.author}> ")
+                lines.append(f'   of "{_date(parent.sent)}." <{parent.mid[1:-1]}>')
+            elif client[3] == "your-message":
+                lines.append(
+                    f'In-Reply-To: Your message of "{_date(parent.sent)}."\r\n             {parent.mid}'
+                )
+            elif client[3]:
                 lines.append(f"In-Reply-To: {parent.mid}")
             if client[2] in ("full", "truncated") and msg.refs:
                 lines.append("References: " + "\r\n ".join(msg.refs))
@@ -351,7 +388,7 @@ class Generator:
         if not msg.body:
             words = [self.rng.choice(WORDS) for _ in range(self.rng.randint(30, 200))]
             own = "\n".join(" ".join(words[i : i + 12]) for i in range(0, len(words), 12))
-            if msg.parent is not None:
+            if msg.parent is not None and msg.client[0] != "webform-noquote":
                 quoted = "\n".join("> " + line for line in self._body(msg.parent).splitlines()[:15])
                 own = f"{own}\n\nOn {_date(msg.parent.sent)}, {msg.parent.author} wrote:\n{quoted}"
             msg.body = own + "\n\n-- \n" + msg.author.split("@")[0] + "\n"
@@ -387,13 +424,14 @@ def arrange(gen: Generator, messages: list[Msg]) -> list[tuple[Msg, bool]]:
     """Arrival order: delays (some long), lost parents, duplicate deliveries."""
     rng = gen.rng
     delivered: list[tuple[dt.datetime, Msg, bool]] = []
+    behaviour = gen.behaviour
     for msg in messages:
         roll = rng.random()
-        if roll < 0.01:
+        if roll < behaviour.lost:
             continue  # never arrives (its replies still do)
         delay = rng.expovariate(1 / 30.0)
-        if rng.random() < 0.04:
-            delay += rng.uniform(3600, 3 * 86400)  # a queue somewhere held it
+        if rng.random() < behaviour.late:
+            delay += rng.uniform(3600, behaviour.late_days * 86400)  # a queue somewhere held it
         msg.arrival = msg.sent + dt.timedelta(seconds=delay)
         delivered.append((msg.arrival, msg, False))
         if rng.random() < 0.01:
@@ -488,12 +526,22 @@ def import_mbox(workdir: Path, mbox: Path) -> Imported:
     return Imported(predicted, elapsed, cpu, imported.stdout.decode().strip())
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, workdir: Path) -> None:
+    """The generated archive: ``args.messages`` messages in realistic proportions."""
     gen = Generator(args.seed)
     messages = gen.threads(args.messages)
+    measure(gen, messages, workdir, args.misses, "")
+
+
+def run_clients(args: argparse.Namespace, workdir: Path) -> None:
+    """The client-behaviour corpus: ``args.threads`` threads, the hard cases frequent."""
+    gen = Generator(args.seed, CLIENT_BEHAVIOURS)
+    messages = gen.threads(10**9, max_threads=args.threads)
+    measure(gen, messages, workdir, args.misses, "clients_")
+
+
+def measure(gen: Generator, messages: list[Msg], workdir: Path, misses: bool, prefix: str) -> None:
     arrivals = arrange(gen, messages)
-    workdir = Path(args.keep or tempfile.mkdtemp(prefix="mf-bench-threading-"))
-    workdir.mkdir(parents=True, exist_ok=True)
     mbox = workdir / "archive.mbox"
     size = write_mbox(mbox, gen, arrivals)
     count = len(arrivals)
@@ -506,24 +554,24 @@ def run(args: argparse.Namespace) -> None:
         for m, _ in arrivals
         if m.parent is not None and m.parent.arrival and m.parent.arrival > (m.arrival or m.sent)
     )
-    print(f"messages: {count}")
-    print(f"unique_messages: {len(truth)}")
-    print(f"true_threads: {len(set(truth.values()))}")
-    print(f"topics: {len(set(predicted.values()))}")
-    print(f"out_of_order_replies: {out_of_order}")
-    print(f"mbox_bytes: {size}")
-    print(f"threading_precision: {precision:.4f}")
-    print(f"threading_recall: {recall:.4f}")
-    print(f"threading_f1: {f1:.4f}")
-    print(f"threading_exact_threads: {exact_threads(predicted, truth):.4f}")
-    print(f"import_seconds: {elapsed:.2f}")
-    print(f"import_msgs_per_s: {count / elapsed:.0f}")
+    print(f"{prefix}messages: {count}")
+    print(f"{prefix}unique_messages: {len(truth)}")
+    print(f"{prefix}true_threads: {len(set(truth.values()))}")
+    print(f"{prefix}topics: {len(set(predicted.values()))}")
+    print(f"{prefix}out_of_order_replies: {out_of_order}")
+    print(f"{prefix}mbox_bytes: {size}")
+    print(f"{prefix}threading_precision: {precision:.4f}")
+    print(f"{prefix}threading_recall: {recall:.4f}")
+    print(f"{prefix}threading_f1: {f1:.4f}")
+    print(f"{prefix}threading_exact_threads: {exact_threads(predicted, truth):.4f}")
+    print(f"{prefix}import_seconds: {elapsed:.2f}")
+    print(f"{prefix}import_msgs_per_s: {count / elapsed:.0f}")
     # CPU seconds of the import (both of its processes): the same on a busy machine.
-    print(f"import_cpu_seconds: {cpu:.2f}")
-    print(f"import_msgs_per_cpu_s: {count / cpu:.0f}")
-    print(f"load_average_1min: {os.getloadavg()[0]:.2f}")
-    print(f"import_report: {result.report}")
-    if args.misses:
+    print(f"{prefix}import_cpu_seconds: {cpu:.2f}")
+    print(f"{prefix}import_msgs_per_cpu_s: {count / cpu:.0f}")
+    print(f"{prefix}load_average_1min: {os.getloadavg()[0]:.2f}")
+    print(f"{prefix}import_report: {result.report}")
+    if misses:
         _misses(predicted, truth, arrivals)
 
 
@@ -708,6 +756,7 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=400, help="Threads of the client-behaviour corpus.")
     parser.add_argument("--keep", metavar="DIR", help="Work in DIR and keep the mbox and the database.")
     parser.add_argument("--misses", action="store_true", help="Print misthreaded messages to stderr.")
     parser.add_argument(
@@ -730,7 +779,7 @@ def main() -> None:
         workdir = Path(args.keep or tempfile.mkdtemp(prefix=f"mf-bench-threading-{corpus}-"))
         workdir.mkdir(parents=True, exist_ok=True)
         if corpus == "generated":
-            run(args)
+            run(args, workdir)
         elif corpus == "clients":
             run_clients(args, workdir)
         elif corpus == "ham":
@@ -746,7 +795,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def run_clients(args: argparse.Namespace, workdir: Path) -> None:
-    raise NotImplementedError
