@@ -1,6 +1,7 @@
 """Threading quality and import speed on a generated mailing-list archive.
 
     .venv/bin/python bench/threading.py [--messages 20000] [--seed 1] [--keep DIR]
+    .venv/bin/python bench/threading.py --corpus clients --corpus ham [--seed 1] [--misses]
 
 Generates an archive with known true threads, written the way real clients write
 mail, in realistic proportions:
