@@ -1,6 +1,7 @@
 """Threading quality and import speed on a generated mailing-list archive.
 
     .venv/bin/python bench/threading.py [--messages 20000] [--seed 1] [--keep DIR]
+    .venv/bin/python bench/threading.py --corpus clients --corpus ham [--seed 1] [--misses]
 
 Generates an archive with known true threads, written the way real clients write
 mail, in realistic proportions:
@@ -37,9 +38,13 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 import argparse
 import base64
 import datetime as dt
+import email
+import email.policy
 import json
 import random
+import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,6 +53,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email.header import Header
 from pathlib import Path
+from typing import Any
 
 LIST = "dev"
 DOMAIN = "lists.example.org"
@@ -163,6 +169,32 @@ CLIENTS = (
     ("exchange-full", 2, "full", True, "RE: ", True, "alternative"),
 )
 
+# The "client behaviours" corpus (--corpus clients) adds the clients real archives hold and
+# the first table lacks: MH/exmh write In-Reply-To as free text around the id and no
+# References; web forms send a "Re:" subject and nothing else, sometimes without a quote.
+BEHAVIOURS = (
+    *CLIENTS,
+    ("exmh", 10, "none", "free-text", "Re: ", False, "plain"),
+    ("mh", 5, "none", "your-message", "Re: ", False, "plain"),
+    ("webform", 6, "none", False, "Re: ", False, "plain"),
+    ("webform-noquote", 3, "none", False, "Re: ", False, "plain"),
+)
+
+
+@dataclass
+class Behaviour:
+    """How often the hard cases happen: the generated default, or the client-behaviour corpus."""
+
+    clients: tuple = CLIENTS
+    generic: float = 0.07  # share of threads with a generic subject ("Question")
+    retitle: float = 0.015  # share of replies that retitle "New (was: Old)"
+    lost: float = 0.01  # share of messages that never arrive
+    late: float = 0.04  # share delayed by hours to days
+    late_days: float = 3.0
+
+
+CLIENT_BEHAVIOURS = Behaviour(BEHAVIOURS, generic=0.15, retitle=0.05, lost=0.04, late=0.10, late_days=10.0)
+
 
 @dataclass
 class Msg:
@@ -181,7 +213,8 @@ class Msg:
 
 
 class Generator:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, behaviour: Behaviour | None = None) -> None:
+        self.behaviour = behaviour or Behaviour()
         self.rng = random.Random(seed)
         self.people = [f"user{i}@example{self.rng.randint(1, 40)}.org" for i in range(600)]
         self.client_of = {p: self._pick_client() for p in self.people}
@@ -191,7 +224,8 @@ class Generator:
         self.rendered: dict[str, bytes] = {}
 
     def _pick_client(self) -> tuple:
-        return self.rng.choices(CLIENTS, weights=[c[1] for c in CLIENTS])[0]
+        clients = self.behaviour.clients
+        return self.rng.choices(clients, weights=[c[1] for c in clients])[0]
 
     def _mid(self, client: str) -> str:
         self.counter += 1
@@ -203,11 +237,12 @@ class Generator:
 
     def _subject(self) -> str:
         roll = self.rng.random()
-        if roll < 0.07:
+        generic = self.behaviour.generic
+        if roll < generic:
             return self.rng.choice(GENERIC)
-        if roll < 0.10:
+        if roll < generic + 0.03:
             return self.rng.choice(FOREIGN)
-        if roll < 0.12 and self.used_subjects:
+        if roll < generic + 0.05 and self.used_subjects:
             return self.rng.choice(self.used_subjects)  # the same words, another thread, later
         words = self.rng.sample(WORDS, self.rng.randint(3, 7))
         subject = " ".join(words).capitalize()
@@ -219,11 +254,11 @@ class Generator:
             return 1
         return min(120, 1 + int(self.rng.expovariate(1 / 6.0)) + 1)
 
-    def threads(self, total: int) -> list[Msg]:
+    def threads(self, total: int, max_threads: int | None = None) -> list[Msg]:
         messages: list[Msg] = []
         thread = 0
         span = dt.timedelta(days=730).total_seconds()
-        while len(messages) < total:
+        while len(messages) < total and (max_threads is None or thread < max_threads):
             thread += 1
             base = self._subject()
             root_time = self.start + dt.timedelta(seconds=self.rng.uniform(0, span))
@@ -238,7 +273,7 @@ class Generator:
                     parent = self.rng.choice(recent if self.rng.random() < 0.8 else members)
                     sent = parent.sent + dt.timedelta(seconds=60 + self.rng.expovariate(1 / (8 * 3600)))
                     base_subject = parent.base_subject
-                    if self.rng.random() < 0.015 and not base_subject.endswith(")"):
+                    if self.rng.random() < self.behaviour.retitle and not base_subject.endswith(")"):
                         new = " ".join(self.rng.sample(WORDS, 3)).capitalize()
                         base_subject = f"{new} (was: {base_subject})"
                     msg = Msg(self._mid(client[0]), thread, parent, author, client, sent, "", base_subject)
@@ -306,7 +341,15 @@ class Generator:
         lines.append(f"Date: {_date(msg.sent)}")
         lines.append(f"Message-ID: {msg.mid}")
         if parent is not None:
-            if client[3]:
+            if client[3] == "free-text":  # exmh: the author's address, the date, then the id
+                name = parent.author.split("@")[0].title()
+                lines.append(f"In-Reply-To: Message from {name} <{parent.author}> ")
+                lines.append(f'   of "{_date(parent.sent)}." <{parent.mid[1:-1]}>')
+            elif client[3] == "your-message":
+                lines.append(
+                    f'In-Reply-To: Your message of "{_date(parent.sent)}."\r\n             {parent.mid}'
+                )
+            elif client[3]:
                 lines.append(f"In-Reply-To: {parent.mid}")
             if client[2] in ("full", "truncated") and msg.refs:
                 lines.append("References: " + "\r\n ".join(msg.refs))
@@ -346,7 +389,7 @@ class Generator:
         if not msg.body:
             words = [self.rng.choice(WORDS) for _ in range(self.rng.randint(30, 200))]
             own = "\n".join(" ".join(words[i : i + 12]) for i in range(0, len(words), 12))
-            if msg.parent is not None:
+            if msg.parent is not None and msg.client[0] != "webform-noquote":
                 quoted = "\n".join("> " + line for line in self._body(msg.parent).splitlines()[:15])
                 own = f"{own}\n\nOn {_date(msg.parent.sent)}, {msg.parent.author} wrote:\n{quoted}"
             msg.body = own + "\n\n-- \n" + msg.author.split("@")[0] + "\n"
@@ -382,13 +425,14 @@ def arrange(gen: Generator, messages: list[Msg]) -> list[tuple[Msg, bool]]:
     """Arrival order: delays (some long), lost parents, duplicate deliveries."""
     rng = gen.rng
     delivered: list[tuple[dt.datetime, Msg, bool]] = []
+    behaviour = gen.behaviour
     for msg in messages:
         roll = rng.random()
-        if roll < 0.01:
+        if roll < behaviour.lost:
             continue  # never arrives (its replies still do)
         delay = rng.expovariate(1 / 30.0)
-        if rng.random() < 0.04:
-            delay += rng.uniform(3600, 3 * 86400)  # a queue somewhere held it
+        if rng.random() < behaviour.late:
+            delay += rng.uniform(3600, behaviour.late_days * 86400)  # a queue somewhere held it
         msg.arrival = msg.sent + dt.timedelta(seconds=delay)
         delivered.append((msg.arrival, msg, False))
         if rng.random() < 0.01:
@@ -402,13 +446,18 @@ def write_mbox(path: Path, gen: Generator, arrivals: list[tuple[Msg, bool]]) -> 
     with open(path, "wb") as out:
         for msg, dup in arrivals:
             raw = gen.render(msg, extra_received=dup).replace(b"\r\n", b"\n")
-            raw = b"\n".join(
-                b">" + line if line.lstrip(b">").startswith(b"From ") else line for line in raw.split(b"\n")
-            )
             stamp = (msg.arrival or msg.sent).strftime("%a %b %d %H:%M:%S %Y")
-            out.write(f"From {msg.author} {stamp}\n".encode() + raw + b"\n\n")
+            out.write(_mbox_entry(raw, msg.author, stamp))
             size += len(raw)
     return size
+
+
+def _mbox_entry(raw: bytes, sender: str, stamp: str) -> bytes:
+    """One mboxrd entry: a From_ line, the message with its "From " lines quoted, a blank line."""
+    raw = b"\n".join(
+        b">" + line if line.lstrip(b">").startswith(b"From ") else line for line in raw.split(b"\n")
+    )
+    return f"From {sender} {stamp}\n".encode() + raw.rstrip(b"\n") + b"\n\n"
 
 
 def pairwise(predicted: dict[str, int], truth: dict[str, int]) -> tuple[float, float, float]:
@@ -427,14 +476,28 @@ def pairwise(predicted: dict[str, int], truth: dict[str, int]) -> tuple[float, f
     return precision, recall, f1
 
 
-def run(args: argparse.Namespace) -> None:
-    gen = Generator(args.seed)
-    messages = gen.threads(args.messages)
-    arrivals = arrange(gen, messages)
-    workdir = Path(args.keep or tempfile.mkdtemp(prefix="mf-bench-threading-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    mbox = workdir / "archive.mbox"
-    size = write_mbox(mbox, gen, arrivals)
+def exact_threads(predicted: dict[str, int], truth: dict[str, int]) -> float:
+    """The share of true threads that are exactly one predicted topic (no message missing, none extra)."""
+    keys = [k for k in truth if k in predicted]
+    true_groups: dict[int, set[str]] = {}
+    topics: dict[int, set[str]] = {}
+    for k in keys:
+        true_groups.setdefault(truth[k], set()).add(k)
+        topics.setdefault(predicted[k], set()).add(k)
+    exact = sum(1 for group in true_groups.values() if topics[predicted[next(iter(group))]] == group)
+    return exact / len(true_groups) if true_groups else 1.0
+
+
+@dataclass
+class Imported:
+    predicted: dict[str, int]  # message id → topic id, from ``mailforum export``
+    seconds: float
+    cpu_seconds: float
+    report: str
+
+
+def import_mbox(workdir: Path, mbox: Path) -> Imported:
+    """Import ``mbox`` into a fresh SQLite database with the real CLI, and export the topics."""
     config = workdir / "mailforum.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{workdir / "bench.db"}"\n[site]\ndomain = "{DOMAIN}"\n')
     (workdir / "bench.db").unlink(missing_ok=True)
@@ -450,7 +513,6 @@ def run(args: argparse.Namespace) -> None:
 
     cli("init")
     cli("lists", "create", LIST)
-    count = len(arrivals)
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     imported = cli("import-mbox", str(mbox), "--list", LIST)
@@ -462,6 +524,30 @@ def run(args: argparse.Namespace) -> None:
     for line in exported.stdout.decode().splitlines():
         record = json.loads(line)
         predicted[record["message_id"]] = record["topic_id"]
+    return Imported(predicted, elapsed, cpu, imported.stdout.decode().strip())
+
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
+    """The generated archive: ``args.messages`` messages in realistic proportions."""
+    gen = Generator(args.seed)
+    messages = gen.threads(args.messages)
+    measure(gen, messages, workdir, args.misses, "")
+
+
+def run_clients(args: argparse.Namespace, workdir: Path) -> None:
+    """The client-behaviour corpus: ``args.threads`` threads, the hard cases frequent."""
+    gen = Generator(args.seed, CLIENT_BEHAVIOURS)
+    messages = gen.threads(10**9, max_threads=args.threads)
+    measure(gen, messages, workdir, args.misses, "clients_")
+
+
+def measure(gen: Generator, messages: list[Msg], workdir: Path, misses: bool, prefix: str) -> None:
+    arrivals = arrange(gen, messages)
+    mbox = workdir / "archive.mbox"
+    size = write_mbox(mbox, gen, arrivals)
+    count = len(arrivals)
+    result = import_mbox(workdir, mbox)
+    predicted, elapsed, cpu = result.predicted, result.seconds, result.cpu_seconds
     truth = {m.mid: m.thread for m, _ in arrivals}
     precision, recall, f1 = pairwise(predicted, truth)
     out_of_order = sum(
@@ -469,24 +555,181 @@ def run(args: argparse.Namespace) -> None:
         for m, _ in arrivals
         if m.parent is not None and m.parent.arrival and m.parent.arrival > (m.arrival or m.sent)
     )
-    print(f"messages: {count}")
-    print(f"unique_messages: {len(truth)}")
-    print(f"true_threads: {len(set(truth.values()))}")
-    print(f"topics: {len(set(predicted.values()))}")
-    print(f"out_of_order_replies: {out_of_order}")
-    print(f"mbox_bytes: {size}")
-    print(f"threading_precision: {precision:.4f}")
-    print(f"threading_recall: {recall:.4f}")
-    print(f"threading_f1: {f1:.4f}")
-    print(f"import_seconds: {elapsed:.2f}")
-    print(f"import_msgs_per_s: {count / elapsed:.0f}")
+    print(f"{prefix}messages: {count}")
+    print(f"{prefix}unique_messages: {len(truth)}")
+    print(f"{prefix}true_threads: {len(set(truth.values()))}")
+    print(f"{prefix}topics: {len(set(predicted.values()))}")
+    print(f"{prefix}out_of_order_replies: {out_of_order}")
+    print(f"{prefix}mbox_bytes: {size}")
+    print(f"{prefix}threading_precision: {precision:.4f}")
+    print(f"{prefix}threading_recall: {recall:.4f}")
+    print(f"{prefix}threading_f1: {f1:.4f}")
+    print(f"{prefix}threading_exact_threads: {exact_threads(predicted, truth):.4f}")
+    print(f"{prefix}import_seconds: {elapsed:.2f}")
+    print(f"{prefix}import_msgs_per_s: {count / elapsed:.0f}")
     # CPU seconds of the import (both of its processes): the same on a busy machine.
-    print(f"import_cpu_seconds: {cpu:.2f}")
-    print(f"import_msgs_per_cpu_s: {count / cpu:.0f}")
-    print(f"load_average_1min: {os.getloadavg()[0]:.2f}")
-    print(f"import_report: {imported.stdout.decode().strip()}")
-    if args.misses:
+    print(f"{prefix}import_cpu_seconds: {cpu:.2f}")
+    print(f"{prefix}import_msgs_per_cpu_s: {count / cpu:.0f}")
+    print(f"{prefix}load_average_1min: {os.getloadavg()[0]:.2f}")
+    print(f"{prefix}import_report: {result.report}")
+    if misses:
         _misses(predicted, truth, arrivals)
+
+
+# --- real corpora: SpamAssassin's easy ham, notmuch's test corpora ------------------------------
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mailforum-bench"
+HAM_PACKAGE = "golang-github-gatherstars-com-jwz-dev"  # ships SpamAssassin's easy ham as test data
+_BRACKETED = re.compile(r"<([^<>]+)>")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def debian_package(name: str, cache: Path) -> Path:
+    """The files of a Debian package, downloaded (``apt-get download``) and unpacked once into ``cache``."""
+    root = cache / name
+    if not root.is_dir():
+        download = cache / "download"
+        download.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", name], cwd=download, check=True, capture_output=True)
+        deb = max(download.glob(f"{name}_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root.with_suffix(".tmp"))], check=True)
+        root.with_suffix(".tmp").rename(root)
+    return root
+
+
+def ham_files(cache: Path) -> list[Path]:
+    return sorted(debian_package(HAM_PACKAGE, cache).rglob("testdata/ham/*.eml"))
+
+
+def corpus_files(directory: Path) -> list[Path]:
+    """Every file under ``directory`` that starts like a mail message (notmuch's corpora are Maildirs)."""
+    found = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and re.match(rb"^[A-Za-z-]+:", path.read_bytes()[:200]):
+            found.append(path)
+    return found
+
+
+def notmuch_threads(files: list[Path], workdir: Path) -> dict[int, str]:
+    """notmuch's threads (file index → thread id): ``notmuch new`` on a Maildir of the files."""
+    maildir = workdir / "maildir"
+    shutil.rmtree(maildir, ignore_errors=True)
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for number, path in enumerate(files):
+        shutil.copyfile(path, maildir / "cur" / f"{number:06d}.bench:2,")
+    config = workdir / "notmuch-config"
+    config.write_text(f"[database]\npath={maildir}\n[new]\ntags=\n[maildir]\nsynchronize_flags=false\n")
+    env = dict(os.environ, NOTMUCH_CONFIG=str(config))
+    subprocess.run(["notmuch", "new", "--quiet"], env=env, check=True, capture_output=True)
+    shown = subprocess.run(
+        ["notmuch", "show", "--format=json", "--body=false", "--entire-thread=true", "*"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    threads: dict[int, str] = {}
+
+    def walk(nodes: list, thread: str) -> None:
+        for message, replies in nodes:
+            if message:
+                names = (
+                    message["filename"] if isinstance(message["filename"], list) else [message["filename"]]
+                )
+                for name in names:
+                    threads[int(Path(name).name.split(".")[0])] = thread
+            walk(replies, thread)
+
+    for number, thread in enumerate(json.loads(shown.stdout)):
+        walk(thread, f"nm{number}")
+    return threads
+
+
+def _header_ids(value: str | None) -> list[str]:
+    return ["<" + _WHITESPACE.sub("", m) + ">" for m in _BRACKETED.findall(value or "")]
+
+
+def jwz_threads(raws: list[bytes]) -> dict[int, str]:
+    """Textbook JWZ from headers alone (no subjects): References, plus In-Reply-To's first id; the
+    connected components of the parent links (placeholders join siblings)."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    own: list[str] = []
+    for number, raw in enumerate(raws):
+        heads = email.message_from_bytes(raw.split(b"\n\n", 1)[0] + b"\n\n", policy=email.policy.compat32)
+        mid = (_header_ids(str(heads.get("message-id") or "")) or [f"<file{number}@bench>"])[0]
+        refs = _header_ids(str(heads.get("references") or ""))
+        reply = _header_ids(str(heads.get("in-reply-to") or ""))[:1]
+        if reply and reply[0] not in refs:
+            refs.append(reply[0])
+        own.append(mid)
+        for node in [*refs, mid]:
+            parent[find(node)] = find(refs[0] if refs else mid)
+    return {number: find(mid) for number, mid in enumerate(own)}
+
+
+def our_ids(raws: list[bytes]) -> list[str]:
+    """The Message-ID mailforum stores for each file (the key of its export)."""
+    from mailforum.mail.parse import parse
+
+    return [parse(raw).message_id for raw in raws]
+
+
+def real_corpus(name: str, files: list[Path], workdir: Path, misses: bool) -> None:
+    """Import ``files`` into one list; compare with notmuch and with links notmuch and JWZ both make."""
+    raws = [p.read_bytes() for p in files]
+    mbox = workdir / f"{name}.mbox"
+    with open(mbox, "wb") as out:
+        for raw in raws:
+            out.write(
+                _mbox_entry(raw.replace(b"\r\n", b"\n"), "bench@example.org", "Mon Jan  1 00:00:00 2024")
+            )
+    imported = import_mbox(workdir, mbox)
+    ids = our_ids(raws)
+    notmuch = {ids[n]: t for n, t in notmuch_threads(files, workdir).items()}
+    jwz = jwz_threads(raws)
+    both = {ids[n]: f"{notmuch[ids[n]]} {t}" for n, t in jwz.items() if ids[n] in notmuch}
+    predicted = {k: v for k, v in imported.predicted.items() if k in notmuch}
+    precision, recall, f1 = pairwise(predicted, notmuch)
+    print(f"{name}_messages: {len(raws)}")
+    print(f"{name}_notmuch_threads: {len(set(notmuch.values()))}")
+    print(f"{name}_topics: {len(set(predicted.values()))}")
+    print(f"{name}_precision_vs_notmuch: {precision:.4f}")
+    print(f"{name}_recall_vs_notmuch: {recall:.4f}")
+    print(f"{name}_f1_vs_notmuch: {f1:.4f}")
+    print(f"{name}_recall_vs_notmuch_and_jwz: {pairwise(predicted, both)[1]:.4f}")
+    print(f"{name}_exact_threads_vs_notmuch: {exact_threads(predicted, notmuch):.4f}")
+    if misses:
+        subjects = {ids[n]: _subject_of(raw) for n, raw in enumerate(raws)}
+        _groups_apart("split", both, predicted, subjects)
+        _groups_apart("merged", predicted, notmuch, subjects)
+
+
+def _subject_of(raw: bytes) -> str:
+    heads = email.message_from_bytes(raw.split(b"\n\n", 1)[0] + b"\n\n", policy=email.policy.compat32)
+    return str(heads.get("subject") or "")[:70]
+
+
+def _groups_apart(
+    label: str, groups: dict[str, Any], other: dict[str, Any], subjects: dict[str, str]
+) -> None:
+    """Print each group of ``groups`` that ``other`` splits (to stderr, for debugging)."""
+    members: dict[Any, list[str]] = {}
+    for key, group in groups.items():
+        if key in other:
+            members.setdefault(group, []).append(key)
+    for keys in members.values():
+        parts = Counter(other[k] for k in keys)
+        if len(parts) > 1:
+            print(f"{label}: {len(keys)} messages in {len(parts)} groups", file=sys.stderr)
+            for key in keys[:12]:
+                print(f"    {other[key]!s:>12} {key[:50]:50} {subjects[key]!r}", file=sys.stderr)
 
 
 def _misses(predicted: dict[str, int], truth: dict[str, int], arrivals: list[tuple[Msg, bool]]) -> None:
@@ -514,9 +757,41 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=400, help="Threads of the client-behaviour corpus.")
     parser.add_argument("--keep", metavar="DIR", help="Work in DIR and keep the mbox and the database.")
     parser.add_argument("--misses", action="store_true", help="Print misthreaded messages to stderr.")
-    run(parser.parse_args())
+    parser.add_argument(
+        "--corpus",
+        choices=("generated", "clients", "ham", "notmuch"),
+        action="append",
+        help="What to measure (repeatable; default: generated).",
+    )
+    parser.add_argument("--cache", type=Path, default=CACHE, help="Where Debian packages are unpacked.")
+    parser.add_argument(
+        "--notmuch-corpus",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="A directory of mail (e.g. notmuch's test/corpora/lkml) for --corpus notmuch.",
+    )
+    args = parser.parse_args()
+    for corpus in args.corpus or ["generated"]:
+        workdir = Path(args.keep or tempfile.mkdtemp(prefix=f"mf-bench-threading-{corpus}-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        if corpus == "generated":
+            run(args, workdir)
+        elif corpus == "clients":
+            run_clients(args, workdir)
+        elif corpus == "ham":
+            real_corpus("ham", ham_files(args.cache), workdir, args.misses)
+        else:
+            if not args.notmuch_corpus:
+                sys.exit(
+                    "--corpus notmuch needs --notmuch-corpus DIR (no Debian package ships notmuch's corpora)"
+                )
+            for directory in args.notmuch_corpus:
+                real_corpus(f"notmuch_{directory.name}", corpus_files(directory), workdir, args.misses)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,9 @@ hold decides, and the weaker ones are not consulted:
 3. Outlook's ``Thread-Index``: its first 22 bytes name the conversation, and each
    reply appends 5 bytes, so the parent carries our index minus the last block;
 4. the normalised subject (``mail.headers.subject_info``), only for messages that look
-   like replies and name no ids at all, only within this list and ``window``. Among
-   the topics with that subject, one holding a post the reply quotes wins (and that
-   post is the parent); a generic subject ("Question", "Help") otherwise needs a
-   participant in common, so strangers' threads stay apart. ``Thread-Topic`` and
+   like replies and name no ids at all, only within this list and ``window``, and
+   only with corroboration (``_by_subject``): a quote of a whole post, or a
+   participant in common and a quote or a fresh topic. ``Thread-Topic`` and
    "(was: Old)" give more keys.
 
 An import batch prefetches the ids, Outlook conversations and subject keys it names
@@ -36,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -69,6 +68,10 @@ __all__ = [
 
 MAX_ANCESTRY_WALK = 10_000  # cycle checks follow at most this many parents
 SUBJECT_CANDIDATES = 20  # topics considered by the subject fallback
+SUBJECT_RECENT = dt.timedelta(days=7)  # a header-less reply quotes a post at most this old
+SUBJECT_FRESH = dt.timedelta(hours=3)  # ... or a participant in common, in a topic this fresh
+SUBJECT_HOT = dt.timedelta(hours=2)  # ... or, for the only topic with a specific subject, this fresh
+CLOCK_SKEW = dt.timedelta(hours=2)  # ... and not written (by its Date) before it, beyond this
 ADVISORY_LOCK_SPACE = 0x6D66_0000  # "mf": per-list threading lock on PostgreSQL
 
 
@@ -416,9 +419,12 @@ def _by_subject(
 ) -> tuple[Topic, Post | None] | None:
     """A recent topic of this list with the subject this reply names, and the post it quotes.
 
-    Among the topics with that subject, the one holding a post this reply quotes wins;
-    else a single specific match; else the most recent one with a participant in
-    common; a generic subject never joins without a quote or a participant.
+    The subject alone never decides (strangers share subjects, and real list archives
+    show replies by subject are wrong more often than not). It needs corroboration:
+    a quote of a whole post (its first long lines, up to three, written at most
+    ``SUBJECT_RECENT`` before the reply: Outlook's and webmail's reply buttons); or a
+    participant in common (the reply's author or recipients wrote in the topic) and
+    either a quote of part of a post or a topic active in the last ``SUBJECT_FRESH``.
     """
     keys = _subject_keys(parsed, info)
     if not keys:
@@ -444,20 +450,26 @@ def _by_subject(
         )
     if not candidates:
         return None
-    quoted = _quoted_post(session, parsed, candidates)
-    if quoted is not None:
+    quoted = _quoted_post(session, parsed, candidates, at, whole=True)
+    if quoted is not None:  # it quotes a whole post (webmail, Outlook): that post is the parent
         return live_topic(session, quoted.topic_id), quoted
-    generic = all(is_generic(k) for k in keys)
-    if len(candidates) == 1 and not generic:
-        return candidates[0], None
-    # Several topics, or a generic subject: a participant in common decides.
     people = set(parsed.recipients) | {parsed.from_address}
     people.discard("")
     by_topic = _participants(session, [t.id for t in candidates])
-    for topic in candidates:  # most recent first
-        if by_topic.get(topic.id, set()) & people:
-            return topic, None
-    return None if generic else (candidates[0], None)
+    shared = [t for t in candidates if by_topic.get(t.id, set()) & people]
+    fresh = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_FRESH]
+    quoted = _quoted_post(session, parsed, candidates, at, whole=False, named=_attribution(parsed))
+    if quoted is None:
+        quoted = _quoted_post(session, parsed, shared, at, whole=False)
+    if quoted is not None:  # a quote, and its author named ("Ann wrote:") or a participant in common
+        return live_topic(session, quoted.topic_id), quoted
+    both = [t for t in shared if t in fresh]  # a participant in common, in a fresh topic
+    if both:
+        return both[0], None  # the most recent first
+    # Alone, a specific subject needs a single candidate, active within ``SUBJECT_HOT``.
+    hot = [t for t in fresh if at - t.last_post_at <= SUBJECT_HOT]
+    specific = not all(is_generic(k) for k in keys)
+    return (hot[0], None) if specific and len(hot) == 1 and len(candidates) == 1 else None
 
 
 QUOTE_NEEDLE = 60  # characters of a post's line looked for in a reply
@@ -487,19 +499,59 @@ def _needles(text: str) -> list[str]:
     return found
 
 
-def _quoted_post(session: Session, parsed: ParsedMessage, candidates: list[Topic]) -> Post | None:
-    """The post of these topics whose own words this reply quotes (any quoting style)."""
+def _attribution(parsed: ParsedMessage) -> Callable[[str, str | None], bool]:
+    """Whether the reply's own lines name an author ("On …, Ann wrote:", "From: Ann <ann@…>")."""
+    own = " ".join(
+        line for line in parsed.text_body.splitlines()[:2000] if not line.startswith(">")
+    ).casefold()
+
+    def named(address: str, name: str | None) -> bool:
+        return (bool(address) and address.casefold() in own) or (
+            bool(name) and f"{name} wrote".casefold() in own
+        )
+
+    return named
+
+
+def _answers_in_time(quoted: dt.datetime, reply: dt.datetime) -> bool:
+    """A reply is written after the post it quotes (give or take clock skew), and soon after."""
+    return -CLOCK_SKEW <= reply - quoted <= SUBJECT_RECENT
+
+
+def _quoted_post(
+    session: Session,
+    parsed: ParsedMessage,
+    candidates: list[Topic],
+    at: dt.datetime,
+    whole: bool,
+    named: Callable[[str, str | None], bool] | None = None,
+) -> Post | None:
+    """The post of these topics whose own words this reply quotes (any quoting style).
+
+    ``whole``: all of the post's first three long lines (a reply that quotes the
+    whole post); else any one of them, and ``named(author address, name)`` when given.
+    """
     haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in parsed.text_body.splitlines()[:2000])
     if len(haystack) < QUOTE_MIN:
         return None
     rows = session.execute(
-        select(Post.id, Post.message_id, Post.text_body)
+        select(
+            Post.id,
+            Post.message_id,
+            Post.text_body,
+            func.coalesce(Post.date, Post.received_at),
+            Post.author_address,
+            Post.author_name,
+        )
         .where(Post.topic_id.in_([t.id for t in candidates]), Post.status != PostStatus.PLACEHOLDER.value)
         .order_by(Post.received_at.desc(), Post.id.desc())
         .limit(QUOTE_POSTS)
     )
-    for post_id, message_id, body in rows:
-        if message_id != parsed.message_id and any(n in haystack for n in _needles(body)):
+    for post_id, message_id, body, written, author, name in rows:
+        if message_id == parsed.message_id or not _answers_in_time(written, parsed.date or at):
+            continue
+        found = [n in haystack for n in _needles(body)]
+        if all(found) and len(found) >= 3 if whole else any(found) and (named is None or named(author, name)):
             return session.get(Post, post_id)
     return None
 

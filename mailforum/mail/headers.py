@@ -26,6 +26,8 @@ _COMMENT = re.compile(r"\([^()]*\)")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BARE = re.compile(r"^[^\s<>@]+@[^\s<>@]+$")
 _SPACE = re.compile(r"\s+")
+_SEPARATORS = re.compile(r"[\s,;]+")
+_FROM_ADDRESS = re.compile(r"\bfrom\s+[^<>()]{0,200}?<([^<>]{1,2000})>", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -41,35 +43,76 @@ def _clean_id(inner: str) -> str | None:
 def canonical_msgid(value: str) -> str | None:
     """``<id@host>`` from one Message-ID value, or None when there is none.
 
-    Whitespace inside the brackets (folding), control characters and doubled brackets
-    are removed; a bare ``id@host`` gets its brackets; an over-long id becomes a digest,
-    the same digest wherever it is referenced.
+    The first valid id wins (``<> <id@host>`` names ``<id@host>``). Whitespace inside
+    the brackets (folding), control characters and doubled brackets are removed; a
+    bare ``id@host`` gets its brackets; an over-long id becomes a digest, the same
+    digest wherever it is referenced.
     """
-    found = _MSGID.search(value)
-    if found:
-        return _clean_id(found.group(1))
-    bare = value.strip().strip('"')
-    if _BARE.match(bare):
-        return _clean_id(bare)
-    return None
+    for found in _MSGID.finditer(value[: 200 * MAX_IDS_SCANNED]):
+        cleaned = _clean_id(found.group(1))
+        if cleaned:
+            return cleaned
+    bare = _bare_ids(_COMMENT.sub(" ", value[: 200 * MAX_IDS_SCANNED]))
+    return bare[0] if bare else None
+
+
+def _bare_ids(text: str) -> list[str]:
+    """Ids written without brackets (``id@host id@host``), as some clients and gateways do.
+
+    Only when every word is one: in free text (Gnus' ``ann@example.com's message of
+    "DATE"``) a word with an ``@`` is an address, not an id.
+    """
+    found: list[str] = []
+    for token in _SEPARATORS.split(text.strip())[:MAX_IDS_SCANNED]:
+        cleaned = _clean_id(token.strip('"')) if _BARE.match(token.strip('"')) else None
+        if cleaned is None:
+            return []
+        found.append(cleaned)
+    return found
+
+
+def _bracketed(text: str) -> list[str]:
+    found: list[str] = []
+    for number, match in enumerate(_MSGID.finditer(text)):
+        if number >= MAX_IDS_SCANNED:
+            break
+        if cleaned := _clean_id(match.group(1)):
+            found.append(cleaned)
+    return found
 
 
 def msgid_list(value: str | None) -> list[str]:
-    """All Message-IDs in a References or In-Reply-To value, in order, without repeats."""
+    """All Message-IDs in a References or In-Reply-To value, in order, without repeats.
+
+    Ids are the ``<…>`` tokens outside comments and quoted strings (the free text of
+    MH and exmh, ``Your message of "DATE." <id>``), else any ``<…>`` token, else the
+    bare ``id@host`` words.
+    """
     if not value:
         return []
-    text = _QUOTED.sub(" ", _COMMENT.sub(" ", value[: 200 * MAX_IDS_SCANNED]))
-    seen: dict[str, None] = {}
-    for number, found in enumerate(_MSGID.finditer(text)):
-        if number >= MAX_IDS_SCANNED:
-            break
-        cleaned = _clean_id(found.group(1))
-        if cleaned:
-            seen.setdefault(cleaned, None)
-    if not seen:
-        single = canonical_msgid(text)
-        return [single] if single else []
-    return list(seen)
+    value = value[: 200 * MAX_IDS_SCANNED]
+    outside = _QUOTED.sub(" ", _COMMENT.sub(" ", value))
+    ids = _bracketed(outside) or _bracketed(value) or _bare_ids(outside)
+    return list(dict.fromkeys(ids))
+
+
+def parent_id(in_reply_to: str | None, references: str | None = None) -> str | None:
+    """The parent an In-Reply-To names: its last id, or the last of its ids References confirms.
+
+    Free-text forms put the author's address before the id (exmh's ``Message from
+    NAME <addr> of "DATE" <id>``, elm's ``<id> from "NAME" <addr>``): an address
+    after "from" is never the parent, unless References names it too.
+    """
+    if not in_reply_to:
+        return None
+    ids = msgid_list(in_reply_to)
+    confirmed = set(msgid_list(references)) & set(ids)
+    if confirmed:
+        return [mid for mid in ids if mid in confirmed][-1]
+    outside = _QUOTED.sub(" ", _COMMENT.sub(" ", in_reply_to[: 200 * MAX_IDS_SCANNED]))
+    authors = {_clean_id(m.group(1)) for m in _FROM_ADDRESS.finditer(outside)}
+    candidates = [mid for mid in ids if mid not in authors]
+    return candidates[-1] if candidates else None
 
 
 def ancestry(message_id: str, in_reply_to: str | None, references: str | None) -> list[str]:
@@ -77,15 +120,15 @@ def ancestry(message_id: str, in_reply_to: str | None, references: str | None) -
 
     References truncated by the client keep their first (the thread's root) and last
     ids; we keep the root and the last ``MAX_REFERENCES``. In-Reply-To, when it names
-    an id, is the parent.
+    an id, is the parent (``parent_id``).
     """
     refs = msgid_list(references)
     chain = refs[:1] + refs[1:][-MAX_REFERENCES:] if len(refs) > MAX_REFERENCES + 1 else refs
-    parent = msgid_list(in_reply_to)[:1]
+    parent = parent_id(in_reply_to, references)
     if parent:
-        if parent[0] in chain:
-            chain.remove(parent[0])
-        chain.append(parent[0])
+        if parent in chain:
+            chain.remove(parent)
+        chain.append(parent)
     return [mid for mid in chain if mid != message_id]
 
 

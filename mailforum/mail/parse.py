@@ -37,7 +37,7 @@ from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 
 from mailforum.errors import MailforumError
-from mailforum.mail.headers import canonical_msgid
+from mailforum.mail.headers import canonical_msgid, msgid_list
 from mailforum.textsafe import safe_filename
 
 MAX_PARTS = 500  # RELIABILITY §3.8
@@ -845,11 +845,23 @@ def fingerprint(raw: bytes, heads: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+# Headers that carry Message-IDs: the first value that names one wins, so an empty or
+# broken first copy (``Message-ID: <>``) cannot hide a valid second one.
+_ID_HEADERS = {"message-id": canonical_msgid, "in-reply-to": msgid_list, "references": msgid_list}
+
+
 def _first_headers(msg: Message) -> dict[str, str]:
-    """Lower-case name → the first raw value (compat32 would wrap 8-bit values in Header objects)."""
+    """Lower-case name → the first raw value (compat32 would wrap 8-bit values in Header objects).
+
+    For the id headers (``_ID_HEADERS``), the first value that holds a valid id.
+    """
     first: dict[str, str] = {}
     for name, value in msg.raw_items():
-        first.setdefault(name.lower(), value if isinstance(value, str) else str(value))
+        key, text = name.lower(), value if isinstance(value, str) else str(value)
+        if key not in first or (
+            key in _ID_HEADERS and not _ID_HEADERS[key](first[key]) and _ID_HEADERS[key](text)
+        ):
+            first[key] = text
     return first
 
 

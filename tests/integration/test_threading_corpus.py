@@ -59,6 +59,15 @@ OP = [
     "<AS8PR02MB2222222222222222222222222222@AS8PR02MB2222.eurprd02.prod.outlook.com>",
     "<PAXPR03MB3333333333333333333333333333@PAXPR03MB3333.eurprd03.prod.outlook.com>",
 ]
+EX = [
+    "<1030377260.1711.TMDA@deepeddy.example>",
+    "<1030378000.2222.TMDA@deepeddy.example>",
+    "<10309.1030478400@munnari.example>",
+    "<5570.1030543200@dimebox.example>",
+    "<1030546800.3333.TMDA@deepeddy.example>",
+    "<yf24rdgkmbk.fsf@proton.pathname.example>",
+    "<yf2n0r3ho9g.fsf@proton.pathname.example>",
+]
 TR = [f"<thread{n:02d}.1764150000.{n * 7919 % 10007}@mx.example.com>" for n in range(1, 13)]
 
 CASES: dict[str, Case] = {
@@ -173,6 +182,55 @@ CASES: dict[str, Case] = {
         parents={"<spaced-id-5678@example.com>": "<bare-id-1234@example.com>"},
         together=(("<bare-id-1234@example.com>", "<spaced-id-5678@example.com>"),),
         posts=5,
+    ),
+    # MH/exmh write In-Reply-To as free text around the id, with the author's address
+    # before it; Gnus writes only "ADDRESS's message of DATE". The address is never an
+    # id: replies to two posts by the same author stay in their own topics.
+    "exmh": Case(
+        parents={
+            EX[2]: EX[0],
+            EX[3]: EX[1],
+            EX[4]: EX[2],
+            EX[5]: EX[1],
+            EX[6]: EX[0],
+        },
+        together=((EX[0], EX[2], EX[4], EX[6]), (EX[1], EX[3], EX[5])),
+        apart=((EX[0], EX[1]),),
+        posts=7,
+    ),
+    # Replies naming the same absent parent share its placeholder, months apart and
+    # whatever the order; when the parent arrives it takes its place. Replies naming
+    # only an absent root (References with a comment, or a bare id) share it too.
+    "absent-parent": Case(
+        parents={
+            "<absent-sibling-1@example.net>": "<absent-parent@example.org>",
+            "<absent-sibling-2@example.de>": "<absent-parent@example.org>",
+            "<absent-parent@example.org>": "<absent-root@example.com>",
+            "<lost-cousin-1@example.org>": "<lost-middle@example.com>",
+            "<lost-cousin-2@example.com>": "<lost-root@example.com>",
+        },
+        together=(
+            (
+                "<absent-root@example.com>",
+                "<absent-parent@example.org>",
+                "<absent-sibling-1@example.net>",
+                "<absent-sibling-2@example.de>",
+            ),
+            ("<lost-cousin-1@example.org>", "<lost-cousin-2@example.com>"),
+        ),
+        apart=(("<absent-root@example.com>", "<lost-cousin-1@example.org>"),),
+    ),
+    # A web form sends no reply headers: a reply quoting the whole post joins under it;
+    # a stranger's unquoting reply days later, with the same subject, stays apart.
+    "web-form": Case(
+        parents={"<webform-quoting@forum.example.net>": "<webform-root@example.com>"},
+        together=(("<webform-root@example.com>", "<webform-quoting@forum.example.net>"),),
+        apart=(("<webform-root@example.com>", "<webform-stranger@forum.example.org>"),),
+    ),
+    # Issue 12.6: an empty first Message-ID does not win over the valid one after it.
+    "empty-message-id": Case(
+        parents={"<real-id-1@example.com>": None, "<real-id-reply@example.net>": "<real-id-1@example.com>"},
+        posts=2,
     ),
     "flowed": Case(parents={"<flowed-plain@example.com>": "<flowed-delsp@example.com>"}),
     "html-only": Case(posts=1),

@@ -11,6 +11,7 @@ from mailforum.mail.headers import (
     canonical_msgid,
     is_generic,
     msgid_list,
+    parent_id,
     reply_subject,
     subject_info,
     subject_key,
@@ -33,6 +34,9 @@ from mailforum.mail.headers import (
         ("", None),
         ("<>", None),
         ("no id here", None),
+        ("<> <real@example.com>", "<real@example.com>"),
+        ("bare@example.com (Ann's id)", "<bare@example.com>"),
+        ("<@> <@>", None),
     ],
 )
 def test_canonical_msgid(value: str, expected: str | None) -> None:
@@ -148,3 +152,43 @@ def test_thread_index() -> None:
 )
 def test_reply_subject_adds_one_re(subject: str, answer: str) -> None:
     assert reply_subject(subject) == answer
+
+
+@pytest.mark.parametrize(
+    ("in_reply_to", "references", "parent"),
+    [
+        # exmh / MH: the author's address, a quoted date, then the id.
+        (
+            'Message from Chris Garrigues <cwg-dated-1030377287.06fa6d@DeepEddy.Com> \r\n of "Tue, 27 Aug'
+            ' 2002 11:39:41 -0500." <1030377260.1711.TMDA@deepeddy.vircio.com>',
+            None,
+            "<1030377260.1711.TMDA@deepeddy.vircio.com>",
+        ),
+        ('Your message of "Mon, 26 Aug 2002 15:32:12 CDT." <3D6A9D4C.2@x.org>', None, "<3D6A9D4C.2@x.org>"),
+        ('<elm.1@x.org> from "Joe Bloggs" <joe@example.com> at "Aug 27, 2002"', None, "<elm.1@x.org>"),
+        ('Message from Joe <joe@example.com> of "Tue, 27 Aug 2002"', None, None),  # no id at all
+        ("<old@x> <new@x>", None, "<new@x>"),  # several: the last wins
+        ("<new@x> <old@x>", "<root@x> <new@x>", "<new@x>"),  # unless References names one
+        ("<a@x>; from ann@example.com on Tue, 27 Aug 2002", None, "<a@x>"),
+        ("bare.id.1@example.com", None, "<bare.id.1@example.com>"),
+        ("", None, None),
+    ],
+)
+def test_parent_id_reads_free_text(in_reply_to: str, references: str | None, parent: str | None) -> None:
+    assert parent_id(in_reply_to, references) == parent
+
+
+def test_references_with_comments_folding_and_bare_ids() -> None:
+    assert msgid_list('<a@x> (Ann\'s post)\r\n\t<b@\r\n x> ("Bob")  <c@x>') == ["<a@x>", "<b@x>", "<c@x>"]
+    assert msgid_list("a.1@example.com b.2@example.com,c.3@example.com") == [
+        "<a.1@example.com>",
+        "<b.2@example.com>",
+        "<c.3@example.com>",
+    ]
+    assert ancestry("<me@x>", 'Message from Ann <ann@x> of "Tue." <p@x>', None) == ["<p@x>"]
+
+
+def test_an_address_in_free_text_is_not_an_id() -> None:
+    gnus = 'yyyy@example.com\'s message of "Fri, 30 Aug 2002 11:32:16 +0100"'
+    assert msgid_list(gnus) == []
+    assert parent_id(gnus, None) is None

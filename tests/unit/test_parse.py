@@ -299,3 +299,28 @@ def test_attachment_download_matches_metadata_for_every_corpus_message() -> None
         "message/rfc822",
         "application/pdf",
     ]
+
+
+@pytest.mark.parametrize("header", ["Message-ID", "In-Reply-To", "References"])
+@pytest.mark.parametrize("empty", [b"<>", b"", b"< >", b"(none)"])
+def test_first_valid_id_header_wins(header: str, empty: bytes) -> None:  # issue 12 item 6
+    name = header.encode()
+    raw = (
+        b"From: Ann <ann@example.com>\r\nSubject: x\r\n"
+        + name
+        + b": "
+        + empty
+        + b"\r\n"
+        + name
+        + b": <real@example.com>\r\n"
+        + name
+        + b": <later@example.com>\r\n\r\nbody\r\n"
+    )
+    parsed = parse(raw)
+    value = {
+        "Message-ID": parsed.message_id,
+        "In-Reply-To": parsed.in_reply_to,
+        "References": parsed.references,
+    }
+    assert value[header] == "<real@example.com>"
+    assert not parsed.synthesized_id or header != "Message-ID"
