@@ -465,7 +465,7 @@ class _Hardened(SMTP):
         """``method``, marked so that its first reply first checks that nothing was pipelined after it."""
 
         async def run(arg: str) -> None:
-            extended = self.session.extended_smtp  # type: ignore[attr-defined]
+            extended = self.session is not None and self.session.extended_smtp
             self._sync_check = command in _GROUP_ENDERS or not extended
             self._sync_command = command
             await method(arg)
@@ -475,9 +475,9 @@ class _Hardened(SMTP):
     def _unread_input(self) -> int:
         """Bytes the client sent that we have not read yet (our buffer, then the socket's)."""
         buffered = len(self._reader._buffer)  # type: ignore[attr-defined]
-        if buffered or self.transport is None:  # type: ignore[attr-defined]
+        if buffered or self.transport is None:
             return buffered
-        sock = self.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        sock = self.transport.get_extra_info("socket")
         if sock is None:
             return 0
         with socket.socket(fileno=os.dup(sock.fileno())) as peek:
@@ -489,10 +489,12 @@ class _Hardened(SMTP):
     async def _refuse_out_of_sync(self) -> None:
         """Postfix's smtpd_forbid_unauth_pipelining: 554, close, and run nothing the client sent."""
         command = getattr(self, "_sync_command", "the greeting")
-        log.info("%s: SMTP protocol synchronization error: input after %s", _peer_ip(self.session), command)  # type: ignore[attr-defined]
-        self._writer.write(OUT_OF_SYNC.encode() + b"\r\n")  # type: ignore[attr-defined]
-        self.transport.close()  # type: ignore[attr-defined]
-        self._handler_coroutine.cancel()  # type: ignore[attr-defined]
+        assert self.session is not None and self.transport is not None  # set by connection_made
+        log.info("%s: SMTP protocol synchronization error: input after %s", _peer_ip(self.session), command)
+        self._writer.write(OUT_OF_SYNC.encode() + b"\r\n")
+        self.transport.close()
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
         await asyncio.sleep(0)  # the cancellation lands here: no buffered command or body is read
 
     def reserve(self, size: int) -> bool:
@@ -528,7 +530,7 @@ class _Hardened(SMTP):
     async def push(self, status: str | bytes) -> None:
         if self._sync_check:
             self._sync_check = False
-            if self.transport is not None and self._unread_input():  # type: ignore[attr-defined]
+            if self.transport is not None and self._unread_input():
                 await self._refuse_out_of_sync()
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
         lines = [enhance(line) for line in text.split("\r\n")]
