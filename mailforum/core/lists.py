@@ -61,7 +61,7 @@ def check_address(
     local = is_local_domain(addr.rpartition("@")[2])
     try:
         if local and local_domains:
-            normalized = _validate_local(addr)
+            normalized = validate_local(addr)
         else:
             normalized = validate_email(addr, check_deliverability=check_dns, allow_smtputf8=True).normalized
     except EmailNotValidError as exc:
@@ -78,13 +78,13 @@ def is_local_domain(domain: str) -> bool:
 
 def _valid_local(addr: str) -> bool:
     try:
-        _validate_local(addr)
+        validate_local(addr)
     except EmailNotValidError:
         return False
     return True
 
 
-def _validate_local(addr: str) -> str:
+def validate_local(addr: str) -> str:
     """email-validator's normalised ``addr``, whose domain may be special-use or dotless.
 
     email-validator refuses special-use names whatever its options (except .test in a

@@ -527,7 +527,7 @@ class Archive:
             request.cookies.get(CSRF_COOKIE, ""), request.url.path, token
         ):
             return self.page(request, "web/message.html", 403, cache=False, mlist=mlist, kind="expired")
-        address = checked_address(text)
+        address = checked_address(text, self.config.site.allow_local_domains)
         if address is None:
             error = "That is not an email address we can write to. Please check it and try again."
             return self._form_page(request, mlist, topic, 400, error, text[:320])

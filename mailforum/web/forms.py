@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, select
 
+from mailforum.core.lists import is_local_domain, validate_local
 from mailforum.db.models import FormHit, utcnow
 from mailforum.db.session import Database
 
@@ -111,13 +112,18 @@ class RateLimiter:
         return 0.0
 
 
-def checked_address(text: str) -> str | None:
-    """The normalised address, or None when it is not a valid address (email-validator)."""
+def checked_address(text: str, local_domains: bool = False) -> str | None:
+    """The normalised address, or None when it is not a valid address (email-validator).
+
+    ``local_domains`` ([site] allow_local_domains) also accepts the special-use and
+    dotless domains of intranet and test installs, as the CLI and mail commands do.
+    """
     text = text.strip()
     if not text or len(text) > 320 or any(c in text for c in "\r\n\0"):
         return None
     try:
-        valid = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+        if local_domains and is_local_domain(text.rpartition("@")[2]):
+            return validate_local(text).lower()
+        return validate_email(text, check_deliverability=False, allow_smtputf8=True).normalized.lower()
     except EmailNotValidError:
         return None
-    return valid.normalized.lower()

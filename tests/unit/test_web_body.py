@@ -119,6 +119,18 @@ def test_checked_address(text: str, expected: str | None) -> None:
     assert checked_address(text) == expected
 
 
+@pytest.mark.parametrize("text", ["alice@localhost", "Bob@host.local", "carol@intranet", "dan@x.test"])
+def test_checked_address_takes_local_domains_only_when_allowed(text: str) -> None:
+    """[site] allow_local_domains reaches the web forms too, as it does the CLI and mail commands."""
+    assert checked_address(text) is None
+    assert checked_address(text, local_domains=True) == text.lower()
+
+
+def test_checked_address_never_takes_invalid_or_onion_domains() -> None:
+    assert checked_address("eve@x.invalid", local_domains=True) is None
+    assert checked_address("eve@x.onion", local_domains=True) is None
+
+
 def test_linkify_links_urls_and_escapes_everything_else() -> None:
     from mailforum.web.pages import linkify
 
