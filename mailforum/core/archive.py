@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from mailforum.config import Config
-from mailforum.core import posting, threads
+from mailforum.core import lists, routing, threads
 from mailforum.db import spool
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, SpoolState, utcnow
 from mailforum.db.session import Database
@@ -252,7 +252,7 @@ def _store_chunk(
 ) -> ImportReport:
     report = ImportReport()
     if not careful:  # one query for every id the batch names, instead of one per message
-        mlist = posting.list_by_name(session, rcpt_list_name(rcpt))
+        mlist = lists.list_by_name(session, rcpt_list_name(rcpt))
         if mlist is not None:
             wanted, conversations, keys = [], [], []
             for item in items:
@@ -265,17 +265,17 @@ def _store_chunk(
             threads.prefetch(session, mlist.id, wanted, conversations, keys)
     for item in items:
         error = item.error
-        outcomes: list[posting.Outcome] = []
+        outcomes: list[routing.Outcome] = []
         if item.parsed is not None:
             parsed = item.parsed
             received = imported_arrival(parsed, now)
             args = (session, config, parsed, item.raw, parsed.from_address, rcpt, None, received, now)
             if not careful:
-                outcomes = posting.process(*args, trusted=True)
+                outcomes = routing.process(*args, trusted=True)
             else:
                 try:
                     with session.begin_nested():
-                        outcomes = posting.process(*args, trusted=True)
+                        outcomes = routing.process(*args, trusted=True)
                 except Exception:
                     error = traceback.format_exc(limit=8)
         if error is not None:

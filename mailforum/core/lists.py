@@ -20,6 +20,7 @@ from mailforum.db.models import (
     Topic,
     Visibility,
 )
+from mailforum.db.txcache import TxCache
 from mailforum.errors import InvalidInput, NotFound
 from mailforum.mail.addresses import MAX_LIST_NAME, SUFFIXES, valid_list_name
 
@@ -132,6 +133,20 @@ def create_list(
     )
     session.add(mlist)
     session.flush()
+    return mlist
+
+
+_LISTS: TxCache[dict[str, MailingList]] = TxCache("mailforum.lists", dict)  # by name
+
+
+def list_by_name(session: Session, name: str) -> MailingList | None:
+    """The list, remembered for the rest of the transaction (an import asks 500 times)."""
+    known = _LISTS.setdefault(session)
+    mlist = known.get(name)
+    if mlist is None or mlist not in session:
+        mlist = session.scalars(select(MailingList).where(MailingList.name == name)).first()
+        if mlist is not None:
+            known[name] = mlist
     return mlist
 
 

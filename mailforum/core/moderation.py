@@ -29,7 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import fanout, notices, tokens
+from mailforum.core import fanout, notices, threads, tokens
 from mailforum.core.authentication import verdict
 from mailforum.db.models import AllowedSender, MailingList, Member, Moderator, Post, PostStatus, Topic
 from mailforum.errors import MailforumError
@@ -230,8 +230,7 @@ def approve(session: Session, post: Post, now: dt.datetime, allow_sender: bool =
     assert topic is not None
     post.status = PostStatus.PUBLISHED.value
     post.hold_reason = None
-    topic.post_count += 1
-    topic.last_post_at = max(topic.last_post_at, post.received_at)
+    threads.count_post(topic, post.received_at)
     if allow_sender:
         member = session.scalar(
             select(Member.id).where(

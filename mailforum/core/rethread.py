@@ -2,7 +2,7 @@
 
 Raw mail is the source of truth (public-inbox's lesson): after an upgrade of the
 threading rules, ``rethread`` replays every stored message, in the order it arrived,
-through the same ``posting.process`` → ``threads.place`` path into a scratch SQLite
+through the same ``routing.process`` → ``threads.place`` path into a scratch SQLite
 database, then writes the differences back in one transaction:
 
 - each new topic keeps the id of the old topic that held most of its posts, so
@@ -34,7 +34,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased, load_only
 
 from mailforum.config import Config, DatabaseConfig
-from mailforum.core import archive, lists, posting, threads
+from mailforum.core import archive, lists, posting, routing, threads
 from mailforum.core.policy import Action, Decision
 from mailforum.db import migrate
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, Topic, TopicSubscription, utcnow
@@ -156,7 +156,7 @@ def replay(db: Database, config: Config, name: str, messages: Iterable[Replay]) 
 
     def flush() -> None:
         with db.session() as session:
-            mlist = posting.list_by_name(session, name)
+            mlist = lists.list_by_name(session, name)
             assert mlist is not None
             parsed_chunk = []
             for item in chunk:
@@ -195,7 +195,7 @@ def replay(db: Database, config: Config, name: str, messages: Iterable[Replay]) 
                     outcome = posting.store_post(delivery, Decision(Action.ACCEPT), reply_to)
                     outcomes = [outcome]
                 else:
-                    outcomes = posting.process(
+                    outcomes = routing.process(
                         session,
                         config,
                         parsed,

@@ -1,6 +1,6 @@
 """The web archive: one Starlette app served by uvicorn on [web] host:port.
 
-``ROUTES`` is the route table (path, endpoint, methods), like ``core.posting.ROUTES``
+``ROUTES`` is the route table (path, endpoint, methods), like ``core.routing.ROUTES``
 for mail; the subscriptions feature adds its confirm and unsubscribe pages to it.
 Pages are read-only and cacheable (ETag from the body, Last-Modified from the
 activity they show); the two forms (join a list, watch a topic) carry a CSRF token,

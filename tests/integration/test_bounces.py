@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from mailforum.config import BouncesConfig
-from mailforum.core import bounces, posting
+from mailforum.core import bounces, routing
 from mailforum.core.lists import find_member
 from mailforum.db.models import MailingList, Member, OutboxEntry, OutboxKind, utcnow
 from mailforum.mail.parse import parse
@@ -35,7 +35,7 @@ def relay(site) -> Iterator[FakeRelay]:
 
 def process(site, raw: bytes, rcpt: str, mail_from: str, now: dt.datetime) -> list[str]:
     with site.db.session() as session:
-        outcomes = posting.process(session, site.config, parse(raw), raw, mail_from, (rcpt,), None, now, now)
+        outcomes = routing.process(session, site.config, parse(raw), raw, mail_from, (rcpt,), None, now, now)
         return [o.summary for o in outcomes]
 
 

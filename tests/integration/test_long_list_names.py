@@ -10,7 +10,7 @@ from email.utils import getaddresses
 
 import pytest
 
-from mailforum.core import bounces, moderation, posting, tokens
+from mailforum.core import bounces, moderation, routing, tokens
 from mailforum.core.lists import get_list
 from mailforum.db.models import Member, utcnow
 from mailforum.mail.addresses import LOCAL_PART_MAX, MAX_LIST_NAME, Kind, list_address, parse_recipient
@@ -70,7 +70,7 @@ def test_every_address_of_the_longest_name_fits_and_is_accepted_at_rcpt(site, se
             assert len(local.encode()) <= LOCAL_PART_MAX, (what, address)
             recipient = parse_recipient(address, DOMAIN)
             assert recipient.list_name == NAME, what
-            if recipient.kind in posting.ROUTES:  # -owner has no route yet
+            if recipient.kind in routing.ROUTES:  # -owner has no route yet
                 assert client.rcpt(address)[0] == 250, (what, address)
         client.rset()
 

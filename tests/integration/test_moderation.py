@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from mailforum.config import SecurityConfig
-from mailforum.core import moderation, posting
+from mailforum.core import moderation, routing
 from mailforum.db.models import MailingList, OutboxEntry, OutboxKind, Post, PostingPolicy, PostStatus, utcnow
 from mailforum.mail.parse import parse
 from tests.helpers import DOMAIN, ServerThread, message, send, wait_for
@@ -42,7 +42,7 @@ def process(site, raw: bytes, rcpt: str = f"dev@{DOMAIN}", mail_from: str | None
     parsed = parse(raw)
     sender = parsed.from_address if mail_from is None else mail_from
     with site.db.session() as session:
-        out = posting.process(session, site.config, parsed, raw, sender, (rcpt,), None, now, now)
+        out = routing.process(session, site.config, parsed, raw, sender, (rcpt,), None, now, now)
         return out[0].summary
 
 
