@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from mailforum.batching import chunks
 from mailforum.config import Config
 from mailforum.core import lists, routing, threads
 from mailforum.db import spool
@@ -70,7 +71,7 @@ def import_messages(
     last: dt.datetime | None = None
     with _Parser(parallel) as parser:
         pending: tuple[_Chunk, Future[list[_Parsed]] | list[_Parsed]] | None = None
-        for entries in _chunks(raws, batch):
+        for entries in chunks(raws, batch):
             dates = archive_dates(entries, last)
             last = dates[-1]
             chunk = _Chunk([split_envelope(entry)[1] for entry in entries], dates)
@@ -133,17 +134,6 @@ def written_order(keys: Sequence[T], raws: Iterable[bytes]) -> list[T]:
         dated.append((last, position, key))
     dated.sort(key=lambda item: (item[0], item[1]))
     return [key for _, _, key in dated]
-
-
-def _chunks(raws: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for raw in raws:
-        chunk.append(raw)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 _Parsed = tuple[ParsedMessage | None, str | None]  # the parsed message, or why it cannot be

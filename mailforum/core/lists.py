@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from mailforum.batching import chunks
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -195,9 +196,7 @@ def add_members(
     for a in addresses:
         unique.setdefault(a.address, a)
     existing: set[str] = set()
-    keys = list(unique)
-    for start in range(0, len(keys), MEMBER_BATCH):
-        chunk = keys[start : start + MEMBER_BATCH]
+    for chunk in chunks(unique, MEMBER_BATCH):
         existing.update(
             session.scalars(
                 select(Member.address).where(Member.list_id == mlist.id, Member.address.in_(chunk))
@@ -221,8 +220,8 @@ def add_members(
         for key, a in unique.items()
         if key not in existing
     ]
-    for start in range(0, len(rows), MEMBER_BATCH):
-        session.execute(insert(Member), rows[start : start + MEMBER_BATCH])
+    for batch in chunks(rows, MEMBER_BATCH):
+        session.execute(insert(Member), batch)
     return len(rows), len(existing)
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased, load_only
 
+from mailforum.batching import chunks
 from mailforum.config import Config, DatabaseConfig
 from mailforum.core import archive, lists, posting, routing, threads
 from mailforum.core.policy import Action, Decision
@@ -253,8 +254,8 @@ def dry_run_import(db: Database, config: Config, mlist: MailingList, raws: Itera
     with db.read_session() as session:
         live = _live_topics(session, mlist)
         for topic, mids in members.items():
-            for start in range(0, len(mids), BATCH):
-                found = threads.find_posts(session, mlist.id, mids[start : start + BATCH])
+            for chunk in chunks(mids, BATCH):
+                found = threads.find_posts(session, mlist.id, chunk)
                 if found:
                     post = min(found.values(), key=lambda p: p.id)
                     joins[topic] = live.get(post.topic_id, post.topic_id)
@@ -301,8 +302,7 @@ def rethread(db: Database, config: Config, name: str, dry_run: bool = False) -> 
 
     def messages() -> Iterator[Replay]:
         """The raw messages in arrival order, read a batch at a time (an archive may not fit in memory)."""
-        for start in range(0, len(stored), BATCH):
-            rows = stored[start : start + BATCH]
+        for rows in chunks(stored, BATCH):
             with db.read_session() as session:
                 raws = dict(
                     session.execute(select(Post.id, Post.raw).where(Post.id.in_([r.id for r in rows]))).all()
@@ -337,11 +337,9 @@ def rethread(db: Database, config: Config, name: str, dry_run: bool = False) -> 
 def _posts_by_token(session: Session, spool_ids: list[int], config: Config) -> set[int]:
     """Spool entries that came to a reply-token address (their parent is not in the raw message)."""
     token: set[int] = set()
-    for start in range(0, len(spool_ids), BATCH):
+    for chunk in chunks(spool_ids, BATCH):
         for spool_id, rcpts in session.execute(
-            select(SpoolEntry.id, SpoolEntry.rcpt_tos).where(
-                SpoolEntry.id.in_(spool_ids[start : start + BATCH])
-            )
+            select(SpoolEntry.id, SpoolEntry.rcpt_tos).where(SpoolEntry.id.in_(chunk))
         ):
             for rcpt in rcpts or []:
                 try:
