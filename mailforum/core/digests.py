@@ -71,6 +71,7 @@ from mailforum.db.models import (
     Topic,
     TopicSubscription,
 )
+from mailforum.db.queries import list_named
 from mailforum.errors import MailforumError
 from mailforum.mail.headers import msgid_list
 from mailforum.mail.parse import Attachment, ParsedMessage
@@ -388,9 +389,7 @@ def run_list(
     newest post; weekly members only when their week is due.
     """
     with db.session() as session:
-        mlist = session.scalars(
-            select(MailingList).where(MailingList.name == list_name).with_for_update()
-        ).first()
+        mlist = list_named(session, list_name, lock=True)
         if mlist is None:
             raise MailforumError(f"no list named {list_name!r}")
         fire = last_fire(config, mlist, now)

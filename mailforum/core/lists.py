@@ -21,6 +21,7 @@ from mailforum.db.models import (
     Topic,
     Visibility,
 )
+from mailforum.db.queries import list_named
 from mailforum.db.txcache import TxCache
 from mailforum.errors import InvalidInput, NotFound
 from mailforum.mail.addresses import MAX_LIST_NAME, SUFFIXES, valid_list_name
@@ -123,7 +124,7 @@ def create_list(
             f"at most {MAX_LIST_NAME} characters (every address of the list must fit the 64 octets "
             f"of RFC 5321), not ending in {', '.join(SUFFIXES)}"
         )
-    if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
+    if list_named(session, name) is not None:
         raise InvalidInput(f"list {name!r} already exists")
     mlist = MailingList(
         name=name,
@@ -145,14 +146,14 @@ def list_by_name(session: Session, name: str) -> MailingList | None:
     known = _LISTS.setdefault(session)
     mlist = known.get(name)
     if mlist is None or mlist not in session:
-        mlist = session.scalars(select(MailingList).where(MailingList.name == name)).first()
+        mlist = list_named(session, name)
         if mlist is not None:
             known[name] = mlist
     return mlist
 
 
 def get_list(session: Session, name: str) -> MailingList:
-    mlist = session.scalars(select(MailingList).where(MailingList.name == name.strip().lower())).first()
+    mlist = list_named(session, name.strip().lower())
     if mlist is None:
         raise NotFound(f"no list named {name!r} (see `mailforum lists list`)")
     return mlist
