@@ -7,10 +7,8 @@ before removal), B47 (malformed reports), and the relay's own 5xx as a hard boun
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import replace
 
-import pytest
 from sqlalchemy import select
 
 from mailforum.config import BouncesConfig
@@ -24,13 +22,6 @@ from tests.relay import FakeRelay
 
 DEAD = "dead@example.com"
 BOUNCES = f"dev-bounces@{DOMAIN}"
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def process(site, raw: bytes, rcpt: str, mail_from: str, now: dt.datetime) -> list[str]:

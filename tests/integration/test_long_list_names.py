@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
-from collections.abc import Iterator
 from email.utils import getaddresses
-
-import pytest
 
 from mailforum.core import bounces, moderation, routing, tokens
 from mailforum.core.lists import get_list
@@ -16,17 +13,9 @@ from mailforum.db.models import Member, utcnow
 from mailforum.mail.addresses import LOCAL_PART_MAX, MAX_LIST_NAME, Kind, list_address, parse_recipient
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import as_email, settled
-from tests.relay import FakeRelay
 
 NAME = "long-name." + "x" * (MAX_LIST_NAME - len("long-name."))
 BIG = tokens.MAX_ID
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def written_addresses(site) -> dict[str, str]:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from mailforum.config import SecurityConfig
@@ -22,19 +20,11 @@ from mailforum.db.models import MailingList, OutboxEntry, OutboxKind, Post, Post
 from mailforum.mail.parse import parse
 from tests.helpers import DOMAIN, ServerThread, message, send, wait_for
 from tests.integration.outbound_helpers import deliver, rows, settled
-from tests.relay import FakeRelay
 from tests.web.kit import WebThread
 
 MOD = "mod@example.com"
 AR_PASS = f"Authentication-Results: {DOMAIN}; dmarc=pass header.from=example.com"
 AR_FAIL = f"Authentication-Results: {DOMAIN}; dmarc=fail header.from=example.com"
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def process(site, raw: bytes, rcpt: str = f"dev@{DOMAIN}", mail_from: str | None = None, now=None) -> str:
