@@ -2,7 +2,7 @@
 """Bounce processing benchmark (issue 8): VERP bounces scored per second, forged ones ignored per second.
 
 Stores one post to ``--members`` members (SQLite in a temporary folder), marks the
-copies sent, then processes one RFC 3464 DSN per copy through ``posting.process``
+copies sent, then processes one RFC 3464 DSN per copy through ``routing.process``
 (flufl.bounce parsing, VERP token check, the outbox row and member lookups, the
 score update; one transaction per bounce, as the spool processor does for a
 message tried before), and as many forged DSNs without a VERP token. Needs nothing
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select, update
 
 from mailforum.config import Config, DatabaseConfig, SiteConfig
-from mailforum.core import lists, notify, posting
+from mailforum.core import lists, notify, routing
 from mailforum.db import migrate, outbox
 from mailforum.db.models import DeliveryMode, OutboxEntry, OutboxState, utcnow
 from mailforum.db.session import Database
@@ -59,7 +59,7 @@ def run(db: Database, config: Config, raws: list[tuple[str, bytes]]) -> float:
         parsed = parse(raw)
         now = utcnow()
         with db.session() as session:
-            posting.process(session, config, parsed, raw, "", (rcpt,), None, now, now)
+            routing.process(session, config, parsed, raw, "", (rcpt,), None, now, now)
     return time.perf_counter() - start
 
 
@@ -81,7 +81,7 @@ def main() -> None:
         raw = b"From: m0@example.com\r\nSubject: hello\r\nMessage-ID: <b1@example.com>\r\n\r\nHi.\r\n"
         now = utcnow()
         with db.session() as session:
-            posting.process(
+            routing.process(
                 session, config, parse(raw), raw, "m0@example.com", (f"dev@{DOMAIN}",), None, now, now
             )
             session.execute(update(OutboxEntry).values(state=OutboxState.SENT.value))

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select
 
 from mailforum.config import Config, DatabaseConfig, SiteConfig, SubscriptionsConfig
-from mailforum.core import answers, lists, posting, subscriptions, tokens
+from mailforum.core import answers, lists, routing, subscriptions, tokens
 from mailforum.db import migrate
 from mailforum.db.models import Member, OutboxEntry, utcnow
 from mailforum.db.session import Database
@@ -100,7 +100,7 @@ def run(backend: str, count: int) -> None:
             with db.session() as session:
                 message = parse(raw)
                 rcpt = (f"dev-request@{DOMAIN}",)
-                posting.process(session, config, message, raw, message.from_address, rcpt, None, now, now)
+                routing.process(session, config, message, raw, message.from_address, rcpt, None, now, now)
         elapsed = time.perf_counter() - start
         print(f"{backend}_subscribe_mails_per_s: {count / elapsed:.0f}")
 

@@ -46,7 +46,7 @@ import aiosmtplib
 from sqlalchemy import func, select
 
 from mailforum.config import Config, DatabaseConfig, OutboundConfig, RelayConfig, SiteConfig
-from mailforum.core import lists, posting
+from mailforum.core import lists, routing
 from mailforum.db import migrate
 from mailforum.db.models import DeliveryMode, OutboxEntry, PostingPolicy, utcnow
 from mailforum.db.session import Database
@@ -129,7 +129,7 @@ def store(db: Database, config: Config, raw: bytes) -> None:
     parsed = parse(raw)
     now = utcnow()
     with db.session() as session:
-        posting.process(
+        routing.process(
             session,
             config,
             parsed,

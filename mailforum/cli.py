@@ -1246,7 +1246,7 @@ def digest_format(state: State, list_name: str, value: str | None) -> None:
 
 
 def lists_by_name(session: Any, name: str) -> Any:
-    from mailforum.core.posting import list_by_name
+    from mailforum.core.lists import list_by_name
 
     return list_by_name(session, name)
 

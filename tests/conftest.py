@@ -29,6 +29,7 @@ from tests.helpers import (
     Site,
     make_config,
 )
+from tests.relay import FakeRelay, fake_relay
 
 PG_SERVER = os.environ.get("MAILFORUM_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 _REQUESTED = [
@@ -130,6 +131,13 @@ def sink() -> Iterator[RecordingSink]:
     recording.start()
     yield recording
     recording.stop()
+
+
+@pytest.fixture
+def relay(site: Site) -> Iterator[FakeRelay]:
+    """The scriptable fake relay (tests/relay.py) on the site's relay port."""
+    with fake_relay(site.config.relay.port) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import threading
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -241,3 +243,16 @@ class FakeRelay:
                     )
                 )
         return reply if reply is not None else "421 4.3.0 closing"
+
+
+@contextlib.contextmanager
+def fake_relay(port: int, start: bool = True, **options: Any) -> Iterator[FakeRelay]:
+    """A FakeRelay on ``port`` (started unless ``start`` is False), stopped at the end if it ever ran."""
+    fake = FakeRelay(port, **options)
+    if start:
+        fake.start()
+    try:
+        yield fake
+    finally:
+        if getattr(fake, "_controller", None) is not None:
+            fake.stop()

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from mailforum.batching import chunks
 from mailforum.config import Config
-from mailforum.core import posting, threads
+from mailforum.core import lists, routing, threads
 from mailforum.db import spool
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, SpoolState, utcnow
 from mailforum.db.session import Database
@@ -70,7 +71,7 @@ def import_messages(
     last: dt.datetime | None = None
     with _Parser(parallel) as parser:
         pending: tuple[_Chunk, Future[list[_Parsed]] | list[_Parsed]] | None = None
-        for entries in _chunks(raws, batch):
+        for entries in chunks(raws, batch):
             dates = archive_dates(entries, last)
             last = dates[-1]
             chunk = _Chunk([split_envelope(entry)[1] for entry in entries], dates)
@@ -133,17 +134,6 @@ def written_order(keys: Sequence[T], raws: Iterable[bytes]) -> list[T]:
         dated.append((last, position, key))
     dated.sort(key=lambda item: (item[0], item[1]))
     return [key for _, _, key in dated]
-
-
-def _chunks(raws: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
-    chunk: list[bytes] = []
-    for raw in raws:
-        chunk.append(raw)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 _Parsed = tuple[ParsedMessage | None, str | None]  # the parsed message, or why it cannot be
@@ -252,7 +242,7 @@ def _store_chunk(
 ) -> ImportReport:
     report = ImportReport()
     if not careful:  # one query for every id the batch names, instead of one per message
-        mlist = posting.list_by_name(session, rcpt_list_name(rcpt))
+        mlist = lists.list_by_name(session, rcpt_list_name(rcpt))
         if mlist is not None:
             wanted, conversations, keys = [], [], []
             for item in items:
@@ -265,17 +255,17 @@ def _store_chunk(
             threads.prefetch(session, mlist.id, wanted, conversations, keys)
     for item in items:
         error = item.error
-        outcomes: list[posting.Outcome] = []
+        outcomes: list[routing.Outcome] = []
         if item.parsed is not None:
             parsed = item.parsed
             received = imported_arrival(parsed, now)
             args = (session, config, parsed, item.raw, parsed.from_address, rcpt, None, received, now)
             if not careful:
-                outcomes = posting.process(*args, trusted=True)
+                outcomes = routing.process(*args, trusted=True)
             else:
                 try:
                     with session.begin_nested():
-                        outcomes = posting.process(*args, trusted=True)
+                        outcomes = routing.process(*args, trusted=True)
                 except Exception:
                     error = traceback.format_exc(limit=8)
         if error is not None:

@@ -46,7 +46,7 @@ import datetime as dt
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -56,6 +56,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailforum import crash
+from mailforum.batching import chunks
 from mailforum.config import WEEKDAYS, Config
 from mailforum.core import answers, tokens
 from mailforum.db import outbox
@@ -70,6 +71,7 @@ from mailforum.db.models import (
     Topic,
     TopicSubscription,
 )
+from mailforum.db.queries import list_named
 from mailforum.errors import MailforumError
 from mailforum.mail.headers import msgid_list
 from mailforum.mail.parse import Attachment, ParsedMessage
@@ -254,7 +256,7 @@ def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int
     out: dict[int, set[int]] = defaultdict(set)
     if not member_ids or not topic_ids:
         return out
-    for chunk in _chunks(list(member_ids), 1000):
+    for chunk in chunks(member_ids, 1000):
         rows = session.execute(
             select(TopicSubscription.member_id, TopicSubscription.topic_id).where(
                 TopicSubscription.member_id.in_(chunk),
@@ -368,11 +370,6 @@ def _enqueue_batch(
     return queued, skipped, paused
 
 
-def _batches(items: list[DueMember]) -> Iterator[list[DueMember]]:
-    for at in range(0, len(items), BATCH):
-        yield items[at : at + BATCH]
-
-
 def run_list(
     db: Sessions,
     config: Config,
@@ -392,9 +389,7 @@ def run_list(
     newest post; weekly members only when their week is due.
     """
     with db.session() as session:
-        mlist = session.scalars(
-            select(MailingList).where(MailingList.name == list_name).with_for_update()
-        ).first()
+        mlist = list_named(session, list_name, lock=True)
         if mlist is None:
             raise MailforumError(f"no list named {list_name!r}")
         fire = last_fire(config, mlist, now)
@@ -436,7 +431,7 @@ def run_list(
         starts = first_start(session, mlist.id, members)
         list_id, name = mlist.id, mlist.name
     queued = skipped = paused = 0
-    for batch in _batches(members):
+    for batch in chunks(members, BATCH):
         with db.session() as session:
             mlist = session.get(MailingList, list_id)
             assert mlist is not None
@@ -617,7 +612,7 @@ def load_originals(session: Session, post_ids: Sequence[int]) -> dict[int, Origi
     )
     rows = [
         row
-        for chunk in _chunks(list(post_ids), 1000)
+        for chunk in chunks(post_ids, 1000)
         for row in session.execute(columns.where(Post.id.in_(chunk))).all()
     ]
     chains = _ancestors(session, {r.id: (r.message_id, r.parent_id) for r in rows})
@@ -653,7 +648,7 @@ def _ancestors(session: Session, posts: dict[int, tuple[str, int | None]]) -> di
         wanted -= known.keys()
         if not wanted:
             break
-        for chunk in _chunks(sorted(wanted), 1000):
+        for chunk in chunks(sorted(wanted), 1000):
             rows = session.execute(select(Post.id, Post.message_id, Post.parent_id).where(Post.id.in_(chunk)))
             known.update((pid, (mid, parent)) for pid, mid, parent in rows)
         wanted = {parent for pid in wanted if pid in known and (parent := known[pid][1]) is not None}
@@ -717,11 +712,6 @@ def quoted_post(
     if post is None or post.list_id != mlist.id or post.status != PostStatus.PUBLISHED.value:
         return None
     return post
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for at in range(0, len(items), size):
-        yield items[at : at + size]
 
 
 def answer_digest_reply(

@@ -29,6 +29,7 @@ from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session
 
 from mailforum import crash
+from mailforum.core.lists import find_member
 from mailforum.db import outbox
 from mailforum.db.models import (
     DeliveryMode,
@@ -171,9 +172,7 @@ def watch_own(session: Session, post: Post, now: dt.datetime) -> bool:
     """
     if not post.author_address:
         return False
-    member = session.scalars(
-        select(Member).where(Member.list_id == post.list_id, Member.address == post.author_address.lower())
-    ).first()
+    member = find_member(session, post.list_id, post.author_address)
     if member is None or not member.watch_own:
         return False
     exists = session.scalar(

@@ -1,6 +1,6 @@
 """What a route handler gets and returns: one message for one of our recipients, and what was done.
 
-Kept apart from ``core.posting`` so that every use case (posting, commands, bounces)
+Kept apart from ``core.routing`` so that every use case (posting, commands, bounces)
 can take a ``Delivery`` without importing the module that holds the route table.
 """
 

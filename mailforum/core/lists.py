@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from mailforum.batching import chunks
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -20,6 +21,8 @@ from mailforum.db.models import (
     Topic,
     Visibility,
 )
+from mailforum.db.queries import list_named
+from mailforum.db.txcache import TxCache
 from mailforum.errors import InvalidInput, NotFound
 from mailforum.mail.addresses import MAX_LIST_NAME, SUFFIXES, valid_list_name
 
@@ -121,7 +124,7 @@ def create_list(
             f"at most {MAX_LIST_NAME} characters (every address of the list must fit the 64 octets "
             f"of RFC 5321), not ending in {', '.join(SUFFIXES)}"
         )
-    if session.scalar(select(MailingList.id).where(MailingList.name == name)) is not None:
+    if list_named(session, name) is not None:
         raise InvalidInput(f"list {name!r} already exists")
     mlist = MailingList(
         name=name,
@@ -135,8 +138,22 @@ def create_list(
     return mlist
 
 
+_LISTS: TxCache[dict[str, MailingList]] = TxCache("mailforum.lists", dict)  # by name
+
+
+def list_by_name(session: Session, name: str) -> MailingList | None:
+    """The list, remembered for the rest of the transaction (an import asks 500 times)."""
+    known = _LISTS.setdefault(session)
+    mlist = known.get(name)
+    if mlist is None or mlist not in session:
+        mlist = list_named(session, name)
+        if mlist is not None:
+            known[name] = mlist
+    return mlist
+
+
 def get_list(session: Session, name: str) -> MailingList:
-    mlist = session.scalars(select(MailingList).where(MailingList.name == name.strip().lower())).first()
+    mlist = list_named(session, name.strip().lower())
     if mlist is None:
         raise NotFound(f"no list named {name!r} (see `mailforum lists list`)")
     return mlist
@@ -180,9 +197,7 @@ def add_members(
     for a in addresses:
         unique.setdefault(a.address, a)
     existing: set[str] = set()
-    keys = list(unique)
-    for start in range(0, len(keys), MEMBER_BATCH):
-        chunk = keys[start : start + MEMBER_BATCH]
+    for chunk in chunks(unique, MEMBER_BATCH):
         existing.update(
             session.scalars(
                 select(Member.address).where(Member.list_id == mlist.id, Member.address.in_(chunk))
@@ -206,8 +221,8 @@ def add_members(
         for key, a in unique.items()
         if key not in existing
     ]
-    for start in range(0, len(rows), MEMBER_BATCH):
-        session.execute(insert(Member), rows[start : start + MEMBER_BATCH])
+    for batch in chunks(rows, MEMBER_BATCH):
+        session.execute(insert(Member), batch)
     return len(rows), len(existing)
 
 

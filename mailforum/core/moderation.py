@@ -29,8 +29,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import fanout, notices, tokens
+from mailforum.core import fanout, notices, threads, tokens
 from mailforum.core.authentication import verdict
+from mailforum.core.lists import find_member
 from mailforum.db.models import AllowedSender, MailingList, Member, Moderator, Post, PostStatus, Topic
 from mailforum.errors import MailforumError
 from mailforum.mail.addresses import Kind, list_address
@@ -194,9 +195,7 @@ def held(
 ) -> None:
     """Called when the policy held a post: the confirm-by-reply mail (where chosen) or the moderators."""
     if rule == "unverified-sender" and mlist.unverified_action == "confirm":
-        member = session.scalars(
-            select(Member).where(Member.list_id == mlist.id, Member.address == post.author_address.lower())
-        ).first()
+        member = find_member(session, mlist.id, post.author_address)
         if member is not None and ask_author(session, config, mlist, post, member, now):
             return
     notify_held(session, config, mlist, post, now)
@@ -230,16 +229,9 @@ def approve(session: Session, post: Post, now: dt.datetime, allow_sender: bool =
     assert topic is not None
     post.status = PostStatus.PUBLISHED.value
     post.hold_reason = None
-    topic.post_count += 1
-    topic.last_post_at = max(topic.last_post_at, post.received_at)
-    if allow_sender:
-        member = session.scalar(
-            select(Member.id).where(
-                Member.list_id == post.list_id, Member.address == post.author_address.lower()
-            )
-        )
-        if member is None:
-            allow(session, post.list_id, post.author_address)
+    threads.count_post(topic, post.received_at)
+    if allow_sender and find_member(session, post.list_id, post.author_address) is None:
+        allow(session, post.list_id, post.author_address)
     session.flush()
     fanout.watch_own(session, post, now)
     count = fanout.enqueue_post(session, post, topic.post_count == 1, now)

@@ -49,6 +49,10 @@ class PolicyContext:
     allowed: bool = False
     # The sender has had a post published in this list before (for "moderate_first_post").
     posted_before: bool = True
+    # The signed reply address the message came to was issued to another member.
+    token_for_another: bool = False
+    # Another post already holds this Message-ID (known once the message is placed in a thread).
+    message_id_taken: bool = False
 
     @property
     def domain(self) -> str:
@@ -158,6 +162,22 @@ def list_is_moderated(ctx: PolicyContext) -> str | None:
     return "every post is moderated" if ctx.mlist.posting_policy == PostingPolicy.MODERATED.value else None
 
 
+def reply_token_for_another(ctx: PolicyContext) -> str | None:
+    """A reply address used by someone other than the member it was given to: a forwarded
+    copy or a forged From is held for a moderator (RELIABILITY S3a/b)."""
+    return "the reply address was issued to another member" if ctx.token_for_another else None
+
+
+def message_id_reused(ctx: PolicyContext) -> str | None:
+    """Another message already holds this Message-ID (RELIABILITY S20): the message is kept
+    too, under its derived id, but a moderator sees it before anyone is notified."""
+    return f"another post already has {ctx.parsed.message_id[:200]}" if ctx.message_id_taken else None
+
+
+# Known only once the message is placed in a thread (core.threads.place): core.posting asks
+# it alone then, of a message every other rule let through.
+MESSAGE_ID_REUSED = Rule("message-id-reused", message_id_reused, Action.HOLD)
+
 RULES: tuple[Rule, ...] = (
     Rule("loop", is_our_own_mail, Action.DISCARD),
     Rule("auto-submitted", is_automated, Action.DISCARD),
@@ -169,6 +189,8 @@ RULES: tuple[Rule, ...] = (
     Rule("not-member", sender_not_member, Action.HOLD),
     Rule("first-post", first_post, Action.HOLD),
     Rule("moderated", list_is_moderated, Action.HOLD),
+    Rule("reply-token", reply_token_for_another, Action.HOLD),
+    MESSAGE_ID_REUSED,
 )
 
 

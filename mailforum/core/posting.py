@@ -1,32 +1,26 @@
-"""Processing one accepted message: route each recipient, decide, thread, store.
+"""The use cases of mail to a list's addresses: decide, thread, store (routing is ``core.routing``).
 
-``process`` runs inside the caller's transaction (a savepoint per message), so the
-post, its placeholders and the spool entry's new state are committed together, or
-not at all. The same path serves live mail and ``import-mbox``.
+Each handler runs inside the caller's transaction, so the post, its placeholders and
+the spool entry's new state are committed together, or not at all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
 
 from mailforum import crash
-from mailforum.config import Config
 from mailforum.core import answers, bounces, commands, digests, fanout, moderation, threads, tokens
 from mailforum.core.authentication import strip_forged
-from mailforum.core.inbound import Delivery, Outcome, RouteHandler
+from mailforum.core.inbound import Delivery, Outcome
 from mailforum.core.lists import find_member
-from mailforum.core.policy import Action, Decision, PolicyContext, decide
-from mailforum.db.models import MailingList, Member, Post, PostStatus, utcnow
-from mailforum.db.txcache import TxCache
+from mailforum.core.policy import MESSAGE_ID_REUSED, Action, Decision, PolicyContext, decide
+from mailforum.db.models import Member, Post, PostStatus
 from mailforum.errors import MailforumError
-from mailforum.mail.addresses import Kind, Recipient, parse_recipient
 from mailforum.mail.footers import strip_footers
-from mailforum.mail.parse import ParsedMessage
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +44,7 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
         and decision.action is Action.ACCEPT
         and not delivery.trusted
     ):
-        # Another message already holds this Message-ID (RELIABILITY S20): keep this one
-        # too, under its derived id, but let a moderator see it before anyone is notified.
-        decision = Decision(
-            Action.HOLD, "message-id-reused", f"another post already has {parsed.message_id[:200]}"
-        )
+        decision = decide(_context(delivery, None, message_id_taken=True), (MESSAGE_ID_REUSED,))
     held = decision.action is Action.HOLD
     post.topic_id = placement.topic.id
     if placement.parent is not None and placement.parent is not post:
@@ -86,12 +76,9 @@ def store_post(delivery: Delivery, decision: Decision, reply_to: Post | None = N
     threads.attach(session, placement, post, flush=not delivery.trusted)
     crash.point("after_post_insert")
     topic = placement.topic
-    if not topic.subject:
-        topic.subject = parsed.subject
-        topic.subject_key = threads.subject_key(parsed.subject)
+    threads.name_topic(topic, parsed.subject)
     if not held:
-        topic.post_count += 1
-        topic.last_post_at = max(topic.last_post_at, delivery.received_at)
+        threads.count_post(topic, delivery.received_at)
         if not delivery.trusted:  # an operator's archive import notifies no one
             fanout.watch_own(session, post, delivery.now)
             fanout.enqueue_post(session, post, topic.post_count == 1, delivery.now)
@@ -184,18 +171,29 @@ def handle_digest_reply(delivery: Delivery) -> Outcome:
     return Outcome(f"{delivery.mlist.name}: reply to a digest, not posted ({what})", discarded=True)
 
 
-def _policy(delivery: Delivery, sender: Member | None, token_verified: bool = False) -> Decision:
+def _context(delivery: Delivery, sender: Member | None, **facts: Any) -> PolicyContext:
+    return PolicyContext(
+        mlist=delivery.mlist,
+        parsed=delivery.parsed,
+        raw=delivery.raw,
+        mail_from=delivery.mail_from,
+        sender=sender,
+        config=delivery.config,
+        **facts,
+    )
+
+
+def _policy(
+    delivery: Delivery, sender: Member | None, token_verified: bool = False, token_for_another: bool = False
+) -> Decision:
     address = delivery.parsed.from_address
     return decide(
-        PolicyContext(
-            mlist=delivery.mlist,
-            parsed=delivery.parsed,
-            raw=delivery.raw,
-            mail_from=delivery.mail_from,
-            sender=sender,
-            config=delivery.config,
+        _context(
+            delivery,
+            sender,
             recent_posts=recent_posts(delivery),
             token_verified=token_verified,
+            token_for_another=token_for_another,
             allowed=sender is None
             and bool(address)
             and moderation.is_allowed(delivery.session, delivery.mlist.id, address),
@@ -233,11 +231,8 @@ def handle_reply(delivery: Delivery) -> Outcome:
         log.info("reply token for %s not valid; treating as a post", delivery.mlist.name)
         return handle_post(delivery)
     if delivery.parsed.from_address != member.address.lower():
-        decision = _policy(
-            delivery, find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
-        )
-        if decision.action is Action.ACCEPT:
-            decision = Decision(Action.HOLD, "reply-token", "the reply address was issued to another member")
+        sender = find_member(delivery.session, delivery.mlist.id, delivery.parsed.from_address)
+        decision = _policy(delivery, sender, token_for_another=True)
         if decision.action is Action.DISCARD:
             return _discarded(delivery, decision)
         return store_post(delivery, decision)
@@ -301,88 +296,3 @@ def handle_moderate(delivery: Delivery) -> Outcome:
         delivery.now,
     )
     return Outcome(summary, discarded=ignored)
-
-
-# Recipient kind → use case. The ingest server accepts at RCPT only the kinds listed
-# here; later features (commands, replies by token, bounces) add their entries.
-ROUTES: dict[Kind, RouteHandler] = {
-    Kind.POST: handle_post,
-    Kind.REPLY: handle_reply,
-    Kind.BOUNCES: handle_bounce,
-    Kind.ENABLE: handle_enable,
-    Kind.MODERATE: handle_moderate,
-    **commands.SHORTCUTS,  # -request, +subscribe, +unsubscribe, +watch-T, +mute-T, +confirm-TOKEN
-}
-
-
-def reply_token_is_ours(recipient: Recipient, config: Config) -> bool:
-    """A signature check without the database: forged reply keys are refused at RCPT (S3c).
-
-    Expired but genuine keys are accepted; the message then becomes an ordinary post.
-    """
-    try:
-        tokens.verify(tokens.derive_key(config.site.secret_key), tokens.REPLY, recipient.arg, utcnow(), 2)
-    except tokens.ExpiredToken:
-        return True
-    except MailforumError:
-        return False
-    return True
-
-
-# Recipient kind → a cheap check of the address itself, made at RCPT before anything is stored.
-RCPT_CHECKS: dict[Kind, Callable[[Recipient, Config], bool]] = {
-    Kind.REPLY: reply_token_is_ours,
-}
-
-
-def accepts(recipient: Recipient, config: Config) -> bool:
-    """Whether the ingest server should take mail for this recipient (its list is checked apart)."""
-    check = RCPT_CHECKS.get(recipient.kind)
-    return recipient.kind in ROUTES and (check is None or check(recipient, config))
-
-
-_LISTS: TxCache[dict[str, MailingList]] = TxCache("mailforum.lists", dict)  # by name
-
-
-def list_by_name(session: Session, name: str) -> MailingList | None:
-    """The list, remembered for the rest of the transaction (an import asks 500 times)."""
-    known = _LISTS.setdefault(session)
-    mlist = known.get(name)
-    if mlist is None or mlist not in session:
-        mlist = session.scalars(select(MailingList).where(MailingList.name == name)).first()
-        if mlist is not None:
-            known[name] = mlist
-    return mlist
-
-
-def process(
-    session: Session,
-    config: Config,
-    parsed: ParsedMessage,
-    raw: bytes,
-    mail_from: str,
-    rcpt_tos: tuple[str, ...],
-    spool_id: int | None,
-    received_at: dt.datetime,
-    now: dt.datetime,
-    trusted: bool = False,
-) -> list[Outcome]:
-    """Route the message to each of its recipients; one Outcome per recipient."""
-    outcomes = []
-    seen: set[Recipient] = set()
-    for rcpt in rcpt_tos:
-        recipient = parse_recipient(rcpt, config.site.domain)
-        if recipient in seen:  # the same address twice in one envelope
-            continue
-        seen.add(recipient)
-        mlist = list_by_name(session, recipient.list_name)
-        handler = ROUTES.get(recipient.kind)
-        if mlist is None or handler is None:
-            # The list was deleted (or the route removed) between RCPT and now: keep, don't guess.
-            outcomes.append(Outcome(f"{rcpt}: no such list any more; kept in the spool", discarded=True))
-            continue
-        delivery = Delivery(
-            session, config, mlist, recipient, parsed, raw, mail_from, spool_id, received_at, now, trusted
-        )
-        outcomes.append(handler(delivery))
-    return outcomes

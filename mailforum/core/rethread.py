@@ -2,7 +2,7 @@
 
 Raw mail is the source of truth (public-inbox's lesson): after an upgrade of the
 threading rules, ``rethread`` replays every stored message, in the order it arrived,
-through the same ``posting.process`` → ``threads.place`` path into a scratch SQLite
+through the same ``routing.process`` → ``threads.place`` path into a scratch SQLite
 database, then writes the differences back in one transaction:
 
 - each new topic keeps the id of the old topic that held most of its posts, so
@@ -33,8 +33,9 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, aliased, load_only
 
+from mailforum.batching import chunks
 from mailforum.config import Config, DatabaseConfig
-from mailforum.core import archive, lists, posting, threads
+from mailforum.core import archive, lists, posting, routing, threads
 from mailforum.core.policy import Action, Decision
 from mailforum.db import migrate
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, Topic, TopicSubscription, utcnow
@@ -156,7 +157,7 @@ def replay(db: Database, config: Config, name: str, messages: Iterable[Replay]) 
 
     def flush() -> None:
         with db.session() as session:
-            mlist = posting.list_by_name(session, name)
+            mlist = lists.list_by_name(session, name)
             assert mlist is not None
             parsed_chunk = []
             for item in chunk:
@@ -195,7 +196,7 @@ def replay(db: Database, config: Config, name: str, messages: Iterable[Replay]) 
                     outcome = posting.store_post(delivery, Decision(Action.ACCEPT), reply_to)
                     outcomes = [outcome]
                 else:
-                    outcomes = posting.process(
+                    outcomes = routing.process(
                         session,
                         config,
                         parsed,
@@ -253,8 +254,8 @@ def dry_run_import(db: Database, config: Config, mlist: MailingList, raws: Itera
     with db.read_session() as session:
         live = _live_topics(session, mlist)
         for topic, mids in members.items():
-            for start in range(0, len(mids), BATCH):
-                found = threads.find_posts(session, mlist.id, mids[start : start + BATCH])
+            for chunk in chunks(mids, BATCH):
+                found = threads.find_posts(session, mlist.id, chunk)
                 if found:
                     post = min(found.values(), key=lambda p: p.id)
                     joins[topic] = live.get(post.topic_id, post.topic_id)
@@ -301,8 +302,7 @@ def rethread(db: Database, config: Config, name: str, dry_run: bool = False) -> 
 
     def messages() -> Iterator[Replay]:
         """The raw messages in arrival order, read a batch at a time (an archive may not fit in memory)."""
-        for start in range(0, len(stored), BATCH):
-            rows = stored[start : start + BATCH]
+        for rows in chunks(stored, BATCH):
             with db.read_session() as session:
                 raws = dict(
                     session.execute(select(Post.id, Post.raw).where(Post.id.in_([r.id for r in rows]))).all()
@@ -337,11 +337,9 @@ def rethread(db: Database, config: Config, name: str, dry_run: bool = False) -> 
 def _posts_by_token(session: Session, spool_ids: list[int], config: Config) -> set[int]:
     """Spool entries that came to a reply-token address (their parent is not in the raw message)."""
     token: set[int] = set()
-    for start in range(0, len(spool_ids), BATCH):
+    for chunk in chunks(spool_ids, BATCH):
         for spool_id, rcpts in session.execute(
-            select(SpoolEntry.id, SpoolEntry.rcpt_tos).where(
-                SpoolEntry.id.in_(spool_ids[start : start + BATCH])
-            )
+            select(SpoolEntry.id, SpoolEntry.rcpt_tos).where(SpoolEntry.id.in_(chunk))
         ):
             for rcpt in rcpts or []:
                 try:

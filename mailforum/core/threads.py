@@ -281,6 +281,19 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
         survivor.subject, survivor.subject_key = absorbed.subject, absorbed.subject_key
 
 
+def count_post(topic: Topic, received_at: dt.datetime) -> None:
+    """A post of the topic was published: its counters follow (the threading module keeps them)."""
+    topic.post_count += 1
+    topic.last_post_at = max(topic.last_post_at, received_at)
+
+
+def name_topic(topic: Topic, subject: str) -> None:
+    """A topic without a subject (a placeholder's) takes that of its first stored post."""
+    if not topic.subject:
+        topic.subject = subject
+        topic.subject_key = subject_key(subject)
+
+
 def refresh_counts(session: Session, topic: Topic) -> None:
     count, last = session.execute(
         select(func.count(), func.max(Post.received_at)).where(

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, String, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from mailforum.batching import chunks
 from mailforum.db.base import Id, Json, UTCDateTime
 from mailforum.db.models import Member, OutboxEntry, OutboxKind, OutboxState
 from mailforum.db.payloads import Payload
@@ -136,7 +137,7 @@ def enqueue_members(
     rather than 10,000 parameter sets (bench/fanout.py).
     """
     total = 0
-    for chunk in _chunks(list(member_ids), INSERT_BATCH * 5):
+    for chunk in chunks(member_ids, INSERT_BATCH * 5):
         columns = [
             OutboxEntry.kind,
             OutboxEntry.list_id,
@@ -225,7 +226,7 @@ def record(
     (``outbox list`` shows no stale error on a sent row).
     """
     sent = [r for r in results if r.ok]
-    for chunk in _chunks([r.id for r in sent], INSERT_BATCH):
+    for chunk in chunks([r.id for r in sent], INSERT_BATCH):
         session.execute(
             update(OutboxEntry)
             .where(OutboxEntry.id.in_(chunk))
@@ -261,7 +262,7 @@ def record(
 
 def release(session: Session, ids: Sequence[int]) -> None:
     """Give claimed rows back unsent (shutdown): due at once, the attempt not counted."""
-    for chunk in _chunks(list(ids), INSERT_BATCH):
+    for chunk in chunks(ids, INSERT_BATCH):
         session.execute(
             update(OutboxEntry)
             .where(OutboxEntry.id.in_(chunk), OutboxEntry.state == OutboxState.PENDING.value)
@@ -330,8 +331,3 @@ def status(session: Session, now: dt.datetime) -> Status:
         select(func.min(OutboxEntry.created_at)).where(OutboxEntry.state == OutboxState.PENDING.value)
     )
     return Status(counts, int(in_flight or 0), oldest)
-
-
-def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

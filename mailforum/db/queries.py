@@ -1,4 +1,4 @@
-"""Named read queries for the web archive and the feeds.
+"""Named read queries for the web archive and the feeds, and the one look-up of a list by name.
 
 Each function takes a ``Session`` and returns frozen dataclasses, so the templates
 never touch the ORM and never trigger a lazy load. Every page costs a fixed number
@@ -136,13 +136,17 @@ def paging(total: int, page: int, per_page: int) -> Paged:
     return Paged(min(max(page, 1), pages), pages, total)
 
 
-def public_list(session: Session, name: str) -> MailingList | None:
-    """The list called ``name`` if anonymous readers may see it, else None (S15)."""
-    return session.scalars(
-        select(MailingList).where(
-            MailingList.name == name.lower(), MailingList.visibility == Visibility.PUBLIC.value
-        )
-    ).first()
+def list_named(session: Session, name: str, public: bool = False, lock: bool = False) -> MailingList | None:
+    """The list called ``name`` (names are stored lower-case; callers normalise what they read).
+
+    ``public``: only if anonymous readers may see it (S15); ``lock``: FOR UPDATE.
+    """
+    query = select(MailingList).where(MailingList.name == name)
+    if public:
+        query = query.where(MailingList.visibility == Visibility.PUBLIC.value)
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).first()
 
 
 def list_index(session: Session) -> list[ListSummary]:

@@ -33,7 +33,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailforum import crash, logsafe
 from mailforum.config import Config
-from mailforum.core import posting
+from mailforum.core import routing
 from mailforum.core.lists import list_names
 from mailforum.db import spool
 from mailforum.db.models import utcnow
@@ -327,7 +327,7 @@ class IngestHandler:
             recipient = parse_recipient(address, self.config.site.domain)
         except RecipientRefused as refused:
             return refused.smtp_reply
-        accepted = posting.accepts(recipient, self.config)  # the kind has a route; a reply key is signed
+        accepted = routing.accepts(recipient, self.config)  # the kind has a route; a reply key is signed
         if not accepted or not await self.directory.exists(recipient.list_name):
             return NO_SUCH
         envelope.rcpt_tos.append(address)

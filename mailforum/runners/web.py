@@ -1,6 +1,6 @@
 """The web archive: one Starlette app served by uvicorn on [web] host:port.
 
-``ROUTES`` is the route table (path, endpoint, methods), like ``core.posting.ROUTES``
+``ROUTES`` is the route table (path, endpoint, methods), like ``core.routing.ROUTES``
 for mail; the subscriptions feature adds its confirm and unsubscribe pages to it.
 Pages are read-only and cacheable (ETag from the body, Last-Modified from the
 activity they show); the two forms (join a list, watch a topic) carry a CSRF token,
@@ -29,7 +29,6 @@ from urllib.parse import quote, urlencode, urlparse
 
 import sqlalchemy.exc
 import uvicorn
-from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -42,9 +41,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailforum.config import Config
 from mailforum.core import bounces, moderation, subscriptions
+from mailforum.core.lists import find_member
 from mailforum.core.subscriptions import Status
 from mailforum.db import queries
-from mailforum.db.models import MailingList, Member, Topic, Visibility, utcnow
+from mailforum.db.models import MailingList, Topic, Visibility, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.mail.addresses import list_address
@@ -232,7 +232,7 @@ class Archive:
         return False
 
     def public_list(self, session: Any, request: Request) -> MailingList:
-        mlist = queries.public_list(session, request.path_params["list"])
+        mlist = queries.list_named(session, request.path_params["list"].lower(), public=True)
         if mlist is None:
             raise HTTPException(404)
         return mlist
@@ -578,9 +578,7 @@ class Archive:
 
     def _any_list(self, session: Any, request: Request) -> MailingList:
         """The list a signed link names, private or not: the token is the permission."""
-        mlist = session.scalars(
-            select(MailingList).where(MailingList.name == request.path_params["list"])
-        ).first()
+        mlist = queries.list_named(session, request.path_params["list"])
         if mlist is None:
             raise HTTPException(404)
         return mlist
@@ -638,11 +636,7 @@ class Archive:
             done = ""
             member = None
             if post is not None:
-                member = session.scalar(
-                    select(Member.id).where(
-                        Member.list_id == mlist.id, Member.address == post.author_address.lower()
-                    )
-                )
+                member = find_member(session, mlist.id, post.author_address)
                 action = moderation.ACTIONS.get((form or {}).get("action", ""))
                 if form is not None and action in (moderation.APPROVE, moderation.REJECT, moderation.DISCARD):
                     summary = moderation.act(

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import archive, posting
+from mailforum.core import archive, routing
 from mailforum.db import spool
 from mailforum.db.models import SpoolState, utcnow
 from mailforum.db.session import Database
@@ -152,14 +152,14 @@ class SpoolProcessor:
 
     def _process(
         self, session: Session, item: spool.Claimed, parsed: ParsedMessage, now: dt.datetime
-    ) -> list[posting.Outcome]:
+    ) -> list[routing.Outcome]:
         """Live mail as it came; an entry ``import-mbox`` parked as the import would have stored it."""
         if item.protocol == spool.IMPORTED:  # no policy, no notifications, dated by its Date
             sender, received = parsed.from_address, archive.imported_arrival(parsed, now)
         else:
             sender, received = item.mail_from, item.received_at
         args = (session, self.config, parsed, item.raw, sender, item.rcpt_tos, item.id, received, now)
-        return posting.process(*args, trusted=item.protocol == spool.IMPORTED)
+        return routing.process(*args, trusted=item.protocol == spool.IMPORTED)
 
     def _failed(self, entry: spool.SpoolEntry, error: str, now: dt.datetime, permanent: bool) -> None:
         cfg = self.config.processing

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from mailforum.config import Config
-from mailforum.core import posting
+from mailforum.core import routing
 from mailforum.db import outbox
 from mailforum.db.models import OutboxEntry, Post, Topic, TopicSubscription, utcnow
 from mailforum.mail.parse import parse
@@ -27,7 +27,7 @@ def store(site: Site, raw: bytes, rcpt: str = LIST, mail_from: str | None = None
     parsed = parse(raw)
     now = utcnow()
     with site.db.session() as session:
-        outcomes = posting.process(
+        outcomes = routing.process(
             session,
             site.config,
             parsed,

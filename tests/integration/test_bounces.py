@@ -7,14 +7,12 @@ before removal), B47 (malformed reports), and the relay's own 5xx as a hard boun
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import replace
 
-import pytest
 from sqlalchemy import select
 
 from mailforum.config import BouncesConfig
-from mailforum.core import bounces, posting
+from mailforum.core import bounces, routing
 from mailforum.core.lists import find_member
 from mailforum.db.models import MailingList, Member, OutboxEntry, OutboxKind, utcnow
 from mailforum.mail.parse import parse
@@ -26,16 +24,9 @@ DEAD = "dead@example.com"
 BOUNCES = f"dev-bounces@{DOMAIN}"
 
 
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
-
-
 def process(site, raw: bytes, rcpt: str, mail_from: str, now: dt.datetime) -> list[str]:
     with site.db.session() as session:
-        outcomes = posting.process(session, site.config, parse(raw), raw, mail_from, (rcpt,), None, now, now)
+        outcomes = routing.process(session, site.config, parse(raw), raw, mail_from, (rcpt,), None, now, now)
         return [o.summary for o in outcomes]
 
 

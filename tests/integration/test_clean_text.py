@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from mailforum.core import digests
 from mailforum.db.models import DeliveryMode, PostingPolicy, Topic
 from tests.helpers import DOMAIN, send, wait_for
 from tests.integration.outbound_helpers import as_email, deliver
-from tests.relay import FakeRelay
 
 CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # everything but tab, newline (and CR on the wire)
 DAY = dt.datetime(2026, 10, 1, 7, 0, 5, tzinfo=dt.UTC)
@@ -57,13 +54,6 @@ LOST_BOUNDARY = (
     b"These are the words I wrote.\r\n"
     b"They must not be lost.\r\n"
 )
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def test_controls_never_reach_export_pages_or_digests_and_a_lost_boundary_keeps_the_text(site, relay, server):

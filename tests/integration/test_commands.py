@@ -8,7 +8,6 @@ S7 (unsubscribe), S23 (command-mail abuse), B11 (null sender), B21 (no From).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.utils import getaddresses
 
@@ -20,16 +19,8 @@ from mailforum.core import lists
 from mailforum.db.models import Confirmation, DeliveryMode, Member, SubscriptionKind, TopicSubscription
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import as_email, rows, settled, topic_of
-from tests.relay import FakeRelay
 
 REQUEST = f"dev-request@{DOMAIN}"
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ Real SMTP in to the real server, copies out to a fake relay. RELIABILITY B52, S1
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from email.utils import getaddresses
 
-import pytest
 from sqlalchemy import select
 
 from mailforum.core import digests
@@ -18,14 +16,6 @@ from mailforum.core.lists import find_member, get_list
 from mailforum.db.models import DeliveryMode, PostingPolicy
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import LIST, as_email, rows, settled
-from tests.relay import FakeRelay
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def set_nodupes(site, address: str, on: bool) -> None:

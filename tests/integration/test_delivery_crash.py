@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import Site, make_config, message, send, wait_for
 from tests.integration.outbound_helpers import LIST, rows, settled
-from tests.relay import FakeRelay
+from tests.relay import FakeRelay, fake_relay
 
 pytestmark = pytest.mark.slow
 MEMBERS = [f"m{i:02d}@example.com" for i in range(20)]
@@ -41,9 +41,8 @@ def crash_site(db_url, tmp_path) -> Iterator[Site]:
 
 @pytest.fixture
 def relay(crash_site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(crash_site.config.relay.port).start()
-    yield fake
-    fake.stop()
+    with fake_relay(crash_site.config.relay.port) as fake:
+        yield fake
 
 
 def _killed_then_restarted(site: Site, crash_at: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 from mailforum.db.models import OutboxState
 from tests.helpers import message, wait_for
 from tests.integration.outbound_helpers import deliver, rows, settled, store
-from tests.relay import FakeRelay, Step
+from tests.relay import FakeRelay, Step, fake_relay
 
 MEMBERS = [f"m{i}@example.com" for i in range(6)]
 
@@ -26,10 +26,8 @@ MEMBERS = [f"m{i}@example.com" for i in range(6)]
 def relay(site, request) -> Iterator[FakeRelay]:
     """The fake relay, with and without PIPELINING: the relay client's two paths must read
     every reply the same way."""
-    fake = FakeRelay(site.config.relay.port, pipelining=request.param)
-    yield fake
-    if getattr(fake, "_controller", None) is not None:
-        fake.stop()
+    with fake_relay(site.config.relay.port, start=False, pipelining=request.param) as fake:
+        yield fake
 
 
 @pytest.fixture
@@ -240,11 +238,8 @@ def test_an_internationalised_address_needs_a_relay_with_smtputf8(site, offered)
     site.create_list("dev")
     site.add_members("dev", "ann@example.com", "bob@example.com", "zoë@example.com")
     store(site, message("Hello", "<utf8@example.com>"))  # from ann: bob and zoë get copies
-    fake = FakeRelay(site.config.relay.port, smtputf8=offered).start()
-    try:
+    with fake_relay(site.config.relay.port, smtputf8=offered) as fake:
         stats = deliver(site.config, site.db)
-    finally:
-        fake.stop()
     by_address = {r.recipient: r for r in rows(site)}
     assert by_address["bob@example.com"].state == OutboxState.SENT.value
     if offered:

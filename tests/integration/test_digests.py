@@ -8,7 +8,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import urllib.parse
-from collections.abc import Iterator
 from dataclasses import replace
 from email.message import EmailMessage
 from urllib.parse import unquote
@@ -31,13 +30,6 @@ from tests.relay import FakeRelay
 
 # In the past of the real clock, so the delivery worker finds the rows due.
 DAY1 = dt.datetime(2026, 10, 1, 7, 0, 5, tzinfo=dt.UTC)
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def setup_list(site, *digest_members: str, others: tuple[str, ...] = ("ann@example.com",)) -> None:

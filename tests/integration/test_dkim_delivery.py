@@ -13,7 +13,7 @@ from mailforum.db.models import utcnow
 from tests.helpers import DOMAIN, message
 from tests.integration.outbound_helpers import deliver, settled
 from tests.integration.test_bounces import process
-from tests.relay import FakeRelay
+from tests.relay import fake_relay
 
 
 def test_copies_are_signed_through_the_delivery_worker(site, tmp_path):
@@ -27,12 +27,9 @@ def test_copies_are_signed_through_the_delivery_worker(site, tmp_path):
     site.create_list("dev")
     site.add_members("dev", "ann@example.com", "bob@example.com")
     process(site, message("Signed", "<d1@example.com>"), f"dev@{DOMAIN}", "ann@example.com", utcnow())
-    relay = FakeRelay(site.config.relay.port).start()
-    try:
+    with fake_relay(site.config.relay.port) as relay:
         deliver(config, site.db)
         assert settled(site)
         (copy,) = relay.messages_for("bob@example.com")
-    finally:
-        relay.stop()
     assert copy.data.startswith(b"DKIM-Signature:") and f"d={DOMAIN}".encode() in copy.data
     assert dkim.verify(copy.data, dnsfunc=lambda name, timeout=5: record)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import select
 
 from mailforum.core import moderation
@@ -14,14 +12,6 @@ from mailforum.db.models import MailingList, Member, OutboxEntry, OutboxKind
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import settled
 from tests.integration.test_bounces import DEAD, dsn
-from tests.relay import FakeRelay
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def test_no_token_in_debug_logs(site, relay, server, caplog):

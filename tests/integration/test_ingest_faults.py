@@ -131,7 +131,7 @@ def test_our_own_bug_answers_451_never_5xx(site):
 
 
 def test_poison_message_is_parked_after_three_attempts_and_others_flow(site, monkeypatch):
-    from mailforum.core import posting
+    from mailforum.core import posting, routing
 
     site.create_list("dev")
     site.add_members("dev", "ann@example.com")
@@ -143,7 +143,7 @@ def test_poison_message_is_parked_after_three_attempts_and_others_flow(site, mon
             raise ValueError("processing bug")
         return original(delivery)
 
-    monkeypatch.setitem(posting.ROUTES, posting.Kind.POST, explode_on_marker)
+    monkeypatch.setitem(routing.ROUTES, routing.Kind.POST, explode_on_marker)
     running = ServerThread(config)
     running.start()
     try:
@@ -166,7 +166,7 @@ def test_poison_message_is_parked_after_three_attempts_and_others_flow(site, mon
     finally:
         running.stop()
     # The operator fixes the bug, then retries from the CLI.
-    monkeypatch.setitem(posting.ROUTES, posting.Kind.POST, original)
+    monkeypatch.setitem(routing.ROUTES, routing.Kind.POST, original)
     listed = site.cli("spool", "list")
     assert listed.returncode == 0 and "processing bug" in listed.stdout
     retried = site.cli("spool", "retry", "--all", "--now")

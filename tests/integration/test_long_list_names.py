@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import smtplib
-from collections.abc import Iterator
 from email.utils import getaddresses
 
-import pytest
-
-from mailforum.core import bounces, moderation, posting, tokens
+from mailforum.core import bounces, moderation, routing, tokens
 from mailforum.core.lists import get_list
 from mailforum.db.models import Member, utcnow
 from mailforum.mail.addresses import LOCAL_PART_MAX, MAX_LIST_NAME, Kind, list_address, parse_recipient
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import as_email, settled
-from tests.relay import FakeRelay
 
 NAME = "long-name." + "x" * (MAX_LIST_NAME - len("long-name."))
 BIG = tokens.MAX_ID
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def written_addresses(site) -> dict[str, str]:
@@ -70,7 +59,7 @@ def test_every_address_of_the_longest_name_fits_and_is_accepted_at_rcpt(site, se
             assert len(local.encode()) <= LOCAL_PART_MAX, (what, address)
             recipient = parse_recipient(address, DOMAIN)
             assert recipient.list_name == NAME, what
-            if recipient.kind in posting.ROUTES:  # -owner has no route yet
+            if recipient.kind in routing.ROUTES:  # -owner has no route yet
                 assert client.rcpt(address)[0] == 250, (what, address)
         client.rset()
 

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from mailforum.config import SecurityConfig
-from mailforum.core import moderation, posting
+from mailforum.core import moderation, routing
 from mailforum.db.models import MailingList, OutboxEntry, OutboxKind, Post, PostingPolicy, PostStatus, utcnow
 from mailforum.mail.parse import parse
 from tests.helpers import DOMAIN, ServerThread, message, send, wait_for
 from tests.integration.outbound_helpers import deliver, rows, settled
-from tests.relay import FakeRelay
 from tests.web.kit import WebThread
 
 MOD = "mod@example.com"
@@ -30,19 +27,12 @@ AR_PASS = f"Authentication-Results: {DOMAIN}; dmarc=pass header.from=example.com
 AR_FAIL = f"Authentication-Results: {DOMAIN}; dmarc=fail header.from=example.com"
 
 
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
-
-
 def process(site, raw: bytes, rcpt: str = f"dev@{DOMAIN}", mail_from: str | None = None, now=None) -> str:
     now = now or utcnow()
     parsed = parse(raw)
     sender = parsed.from_address if mail_from is None else mail_from
     with site.db.session() as session:
-        out = posting.process(session, site.config, parsed, raw, sender, (rcpt,), None, now, now)
+        out = routing.process(session, site.config, parsed, raw, sender, (rcpt,), None, now, now)
         return out[0].summary
 
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import smtplib
-from collections.abc import Iterator
 from email.utils import getaddresses
 
-import pytest
 from sqlalchemy import select
 
 from mailforum.core import tokens
@@ -20,14 +18,6 @@ from mailforum.core.lists import find_member, get_list
 from mailforum.db.models import DeliveryMode, Post, PostingPolicy, SubscriptionKind, utcnow
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import LIST, as_email, rows, settled, subscribe
-from tests.relay import FakeRelay
-
-
-@pytest.fixture
-def relay(site) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port).start()
-    yield fake
-    fake.stop()
 
 
 def post(site, subject, message_id, sender="ann@example.com", extra="", body="Hello.\n", rcpt=LIST):

@@ -47,7 +47,7 @@ def test_a_burst_from_many_sessions_is_all_processed(site, server):
 def test_a_writer_waiting_for_the_sqlite_lock_gets_it_before_the_batch_ends(site, monkeypatch):
     # RELIABILITY F20: one processing transaction per batch held the SQLite write lock for
     # seconds (bench/burst.py), past the spool writer's busy_timeout: 451 Storage busy.
-    from mailforum.core import posting
+    from mailforum.core import routing
 
     if not site.db.is_sqlite:
         pytest.skip("PostgreSQL has row locks: the spool writer never waits for the processor")
@@ -72,7 +72,7 @@ def test_a_writer_waiting_for_the_sqlite_lock_gets_it_before_the_batch_ends(site
             seen.append(sum(n for state, n in spool.counts(session).items() if state == "done"))
 
     writer = threading.Thread(target=ingest_commit)
-    real = posting.process
+    real = routing.process
     calls = 0
 
     def process(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -83,7 +83,7 @@ def test_a_writer_waiting_for_the_sqlite_lock_gets_it_before_the_batch_ends(site
             wait_for(site.db.writers_waiting)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(posting, "process", process)
+    monkeypatch.setattr(routing, "process", process)
     processor = SpoolProcessor(site.db, site.config)
     assert processor.run_once(total) == total
     writer.join()

@@ -18,7 +18,7 @@ import pytest
 from mailforum.db.models import OutboxState
 from tests.helpers import ServerThread, message, wait_for
 from tests.integration.outbound_helpers import deliver, rows, store
-from tests.relay import FakeRelay, Step
+from tests.relay import FakeRelay, Step, fake_relay
 
 MEMBERS = [f"m{i}@example.com" for i in range(6)]
 CLOSE_WAIT = "08"  # the state column of /proc/net/tcp
@@ -40,10 +40,8 @@ def close_wait(port: int) -> int:
 
 @pytest.fixture(params=[True, False], ids=["pipelined", "one-by-one"])
 def relay(site, request) -> Iterator[FakeRelay]:
-    fake = FakeRelay(site.config.relay.port, pipelining=request.param, idle_timeout=1.0)
-    yield fake
-    if getattr(fake, "_controller", None) is not None:
-        fake.stop()
+    with fake_relay(site.config.relay.port, start=False, pipelining=request.param, idle_timeout=1.0) as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The .eml corpus (tests/messages/<client-or-case>/), one test per case, on both databases.
 
 Each case's files are delivered in name order through the import path (the same
-``posting.process`` → ``threads.place`` as live mail); the table says where each
+``routing.process`` → ``threads.place`` as live mail); the table says where each
 message must land in ``export``: its parent, which messages share a topic, which
 must stay apart, and titles recorded by subject changes.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from mailforum.core import archive, lists, posting
+from mailforum.core import archive, lists, routing
 from mailforum.db.models import OutboxEntry, PostingPolicy, SpoolEntry, SpoolState
 from tests.helpers import message
 
@@ -37,14 +37,14 @@ def test_a_failing_message_is_parked_and_its_batch_stored_carefully(site, monkey
     site.create_list("dev", policy=PostingPolicy.OPEN)
     with site.db.read_session() as session:
         mlist = lists.get_list(session, "dev")
-    real = posting.process
+    real = routing.process
 
     def process(session, config, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
         if parsed.message_id == "<t1-3@x>":
             raise RuntimeError("poison message")
         return real(session, config, parsed, *args, **kwargs)
 
-    monkeypatch.setattr(posting, "process", process)
+    monkeypatch.setattr(routing, "process", process)
     report = archive.import_messages(site.db, site.config, mlist, _archive(30), parallel=False)
     assert (report.posts, report.failed) == (29, 1)
     assert report.errors == ["RuntimeError: poison message"]
@@ -63,17 +63,17 @@ def test_a_retried_import_message_is_stored_as_an_import(site, monkeypatch):
     site.add_members("dev", "bob@example.com", "carol@example.com")
     with site.db.read_session() as session:
         mlist = lists.get_list(session, "dev")
-    real = posting.process
+    real = routing.process
 
     def process(session, config, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
         if parsed.message_id == "<t0-1@x>":
             raise RuntimeError("a bug, fixed since")
         return real(session, config, parsed, *args, **kwargs)
 
-    monkeypatch.setattr(posting, "process", process)
+    monkeypatch.setattr(routing, "process", process)
     report = archive.import_messages(site.db, site.config, mlist, _archive(3), parallel=False)
     assert (report.posts, report.failed) == (2, 1)
-    monkeypatch.setattr(posting, "process", real)
+    monkeypatch.setattr(routing, "process", real)
     retried = site.cli("spool", "retry", "--all", "--now")
     assert retried.returncode == 0, retried.stderr
     post = site.posts_by_id()["<t0-1@x>"]

@@ -21,7 +21,7 @@ def test_down_and_up_again_keeps_search_working(site) -> None:
     migrate.upgrade(db)
     assert migrate.current_revision(db) == migrate.head_revision()
     with db.read_session() as session:
-        mlist = queries.public_list(session, "dev")
+        mlist = queries.list_named(session, "dev", public=True)
         assert mlist is not None and mlist.visibility == "public" and mlist.show_addresses is False
         hits, more = queries.search(session, mlist, "UPGRADE stored", 1, 10)
     assert [h.subject for h in hits] == ["Before"] and not more

@@ -1,0 +1,101 @@
+"""Routing one accepted message: which use case each of its recipients goes to.
+
+``ROUTES`` maps a recipient kind to its handler (``core.posting``, ``core.commands``);
+``accepts`` is what the ingest server asks at RCPT; ``process`` routes every recipient
+of one spool entry inside the caller's transaction (a savepoint per message), so the
+post, its placeholders and the spool entry's new state are committed together, or not
+at all. The same path serves live mail and ``import-mbox``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session
+
+from mailforum.config import Config
+from mailforum.core import commands, tokens
+from mailforum.core.inbound import Delivery, Outcome, RouteHandler
+from mailforum.core.lists import list_by_name
+from mailforum.core.posting import (
+    handle_bounce,
+    handle_enable,
+    handle_moderate,
+    handle_post,
+    handle_reply,
+)
+from mailforum.db.models import utcnow
+from mailforum.errors import MailforumError
+from mailforum.mail.addresses import Kind, Recipient, parse_recipient
+from mailforum.mail.parse import ParsedMessage
+
+# Recipient kind → use case. The ingest server accepts at RCPT only the kinds listed
+# here; later features (commands, replies by token, bounces) add their entries.
+ROUTES: dict[Kind, RouteHandler] = {
+    Kind.POST: handle_post,
+    Kind.REPLY: handle_reply,
+    Kind.BOUNCES: handle_bounce,
+    Kind.ENABLE: handle_enable,
+    Kind.MODERATE: handle_moderate,
+    **commands.SHORTCUTS,  # -request, +subscribe, +unsubscribe, +watch-T, +mute-T, +confirm-TOKEN
+}
+
+
+def reply_token_is_ours(recipient: Recipient, config: Config) -> bool:
+    """A signature check without the database: forged reply keys are refused at RCPT (S3c).
+
+    Expired but genuine keys are accepted; the message then becomes an ordinary post.
+    """
+    try:
+        tokens.verify(tokens.derive_key(config.site.secret_key), tokens.REPLY, recipient.arg, utcnow(), 2)
+    except tokens.ExpiredToken:
+        return True
+    except MailforumError:
+        return False
+    return True
+
+
+# Recipient kind → a cheap check of the address itself, made at RCPT before anything is stored.
+RCPT_CHECKS: dict[Kind, Callable[[Recipient, Config], bool]] = {
+    Kind.REPLY: reply_token_is_ours,
+}
+
+
+def accepts(recipient: Recipient, config: Config) -> bool:
+    """Whether the ingest server should take mail for this recipient (its list is checked apart)."""
+    check = RCPT_CHECKS.get(recipient.kind)
+    return recipient.kind in ROUTES and (check is None or check(recipient, config))
+
+
+def process(
+    session: Session,
+    config: Config,
+    parsed: ParsedMessage,
+    raw: bytes,
+    mail_from: str,
+    rcpt_tos: tuple[str, ...],
+    spool_id: int | None,
+    received_at: dt.datetime,
+    now: dt.datetime,
+    trusted: bool = False,
+) -> list[Outcome]:
+    """Route the message to each of its recipients; one Outcome per recipient."""
+    outcomes = []
+    seen: set[Recipient] = set()
+    for rcpt in rcpt_tos:
+        recipient = parse_recipient(rcpt, config.site.domain)
+        if recipient in seen:  # the same address twice in one envelope
+            continue
+        seen.add(recipient)
+        mlist = list_by_name(session, recipient.list_name)
+        handler = ROUTES.get(recipient.kind)
+        if mlist is None or handler is None:
+            # The list was deleted (or the route removed) between RCPT and now: keep, don't guess.
+            outcomes.append(Outcome(f"{rcpt}: no such list any more; kept in the spool", discarded=True))
+            continue
+        delivery = Delivery(
+            session, config, mlist, recipient, parsed, raw, mail_from, spool_id, received_at, now, trusted
+        )
+        outcomes.append(handler(delivery))
+    return outcomes
