@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, func, select, text, update
@@ -435,9 +435,10 @@ def _by_subject(
     The subject alone never decides (strangers share subjects, and real list archives
     show replies by subject are wrong more often than not). It needs corroboration:
     a quote of a whole post (its first long lines, up to three, written at most
-    ``SUBJECT_RECENT`` before the reply: Outlook's and webmail's reply buttons); or a
-    participant in common (the reply's author or recipients wrote in the topic) and
-    either a quote of part of a post or a topic active in the last ``SUBJECT_FRESH``.
+    ``SUBJECT_RECENT`` before the reply: Outlook's and webmail's reply buttons; a post
+    of one or two long lines only within ``SUBJECT_FRESH``); or a participant in common
+    (the reply's author or recipients wrote in the topic) and either a quote of part of
+    a post or a topic active in the last ``SUBJECT_FRESH``.
     """
     keys = _subject_keys(parsed, info)
     if not keys:
@@ -471,10 +472,8 @@ def _by_subject(
     by_topic = _participants(session, [t.id for t in candidates])
     shared = [t for t in candidates if by_topic.get(t.id, set()) & people]
     fresh = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_FRESH]
-    quoted = _quoted_post(session, parsed, candidates, at, whole=False, named=_attribution(parsed))
-    if quoted is None:
-        quoted = _quoted_post(session, parsed, shared, at, whole=False)
-    if quoted is not None:  # a quote, and its author named ("Ann wrote:") or a participant in common
+    quoted = _quoted_post(session, parsed, shared, at, whole=False)
+    if quoted is not None:  # a quote, and a participant in common
         return live_topic(session, quoted.topic_id), quoted
     both = [t for t in shared if t in fresh]  # a participant in common, in a fresh topic
     if both:
@@ -512,20 +511,6 @@ def _needles(text: str) -> list[str]:
     return found
 
 
-def _attribution(parsed: ParsedMessage) -> Callable[[str, str | None], bool]:
-    """Whether the reply's own lines name an author ("On …, Ann wrote:", "From: Ann <ann@…>")."""
-    own = " ".join(
-        line for line in parsed.text_body.splitlines()[:2000] if not line.startswith(">")
-    ).casefold()
-
-    def named(address: str, name: str | None) -> bool:
-        return (bool(address) and address.casefold() in own) or (
-            bool(name) and f"{name} wrote".casefold() in own
-        )
-
-    return named
-
-
 def _answers_in_time(quoted: dt.datetime, reply: dt.datetime) -> bool:
     """A reply is written after the post it quotes (give or take clock skew), and soon after."""
     return -CLOCK_SKEW <= reply - quoted <= SUBJECT_RECENT
@@ -537,12 +522,12 @@ def _quoted_post(
     candidates: list[Topic],
     at: dt.datetime,
     whole: bool,
-    named: Callable[[str, str | None], bool] | None = None,
 ) -> Post | None:
     """The post of these topics whose own words this reply quotes (any quoting style).
 
     ``whole``: all of the post's first three long lines (a reply that quotes the
-    whole post); else any one of them, and ``named(author address, name)`` when given.
+    whole post; a post with only one or two, if written within ``SUBJECT_FRESH``); else
+    any one of them.
     """
     haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in parsed.text_body.splitlines()[:2000])
     if len(haystack) < QUOTE_MIN:
@@ -553,18 +538,18 @@ def _quoted_post(
             Post.message_id,
             Post.text_body,
             func.coalesce(Post.date, Post.received_at),
-            Post.author_address,
-            Post.author_name,
         )
         .where(Post.topic_id.in_([t.id for t in candidates]), Post.status != PostStatus.PLACEHOLDER.value)
         .order_by(Post.received_at.desc(), Post.id.desc())
         .limit(QUOTE_POSTS)
     )
-    for post_id, message_id, body, written, author, name in rows:
-        if message_id == parsed.message_id or not _answers_in_time(written, parsed.date or at):
+    reply = parsed.date or at
+    for post_id, message_id, body, written in rows:
+        if message_id == parsed.message_id or not _answers_in_time(written, reply):
             continue
         found = [n in haystack for n in _needles(body)]
-        if all(found) and len(found) >= 3 if whole else any(found) and (named is None or named(author, name)):
+        short = reply - written <= SUBJECT_FRESH  # a post of one or two lines, quoted whole, soon
+        if (bool(found) and all(found) and (len(found) >= 3 or short)) if whole else any(found):
             return session.get(Post, post_id)
     return None
 

@@ -59,6 +59,19 @@ class Attachment:
 
 
 @dataclass(frozen=True, slots=True)
+class Addressees:
+    """The To and Cc of a message as its sender wrote them: (display name, addr-spec) pairs."""
+
+    to: tuple[tuple[str, str], ...]
+    cc: tuple[tuple[str, str], ...]
+
+    @property
+    def addresses(self) -> frozenset[str]:
+        """Every To and Cc address, for comparison (lower-cased, like members' addresses)."""
+        return frozenset(addr.lower() for _, addr in self.to + self.cc)
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedMessage:
     message_id: str  # canonical <id>; synthesised from the content when the header lacks one
     synthesized_id: bool
@@ -75,15 +88,15 @@ class ParsedMessage:
     headers: dict[str, str] = field(default_factory=dict)  # selected decoded headers, lower-case names
     # Why the From: cannot be attributed ("" when it is exactly one honest mailbox): see ``_sender``.
     from_problem: str = ""
+    addressees: Addressees = field(default_factory=lambda: Addressees((), ()))
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
 
     @property
     def recipients(self) -> tuple[str, ...]:
-        """To and Cc addresses, lower-cased (parsed on demand: only the subject fallback asks)."""
-        pairs = _addresses(self.headers.get("to"), self.headers.get("cc"))
-        return tuple(addr.strip().lower() for _, addr in pairs if "@" in addr)
+        """To and Cc addresses, lower-cased, in order: parsed before decoding, as ``addressees``."""
+        return tuple(addr.lower() for _, addr in self.addressees.to + self.addressees.cc)
 
 
 # Headers policy and threading read; everything else stays in the raw bytes.
@@ -108,8 +121,6 @@ KEPT_HEADERS = (
     "list-archive",
     "x-auto-response-suppress",
     "x-vacation",
-    "to",
-    "cc",
 )
 
 
@@ -413,28 +424,7 @@ def envelope_date(line: bytes) -> dt.datetime | None:
     return _parse_date(f"{found['day']} {found['month']} {found['year']} {found['time']} {zone}")
 
 
-def _addresses(*values: str | None) -> list[tuple[str, str]]:
-    decoded = [v for v in values if v]
-    try:
-        return getaddresses(decoded)[:MAX_ADDRESSES]
-    except Exception:
-        return []
-
-
 _ADDR_SPEC = re.compile(r"^[^\s@<>()\[\],;:\\\"]+@[^\s@<>()\[\],;:\\\"]+$")
-
-
-@dataclass(frozen=True, slots=True)
-class Addressees:
-    """The To and Cc of a message as its sender wrote them: (display name, addr-spec) pairs."""
-
-    to: tuple[tuple[str, str], ...]
-    cc: tuple[tuple[str, str], ...]
-
-    @property
-    def addresses(self) -> frozenset[str]:
-        """Every To and Cc address, for comparison (lower-cased, like members' addresses)."""
-        return frozenset(addr.lower() for _, addr in self.to + self.cc)
 
 
 def addressees(raw: bytes) -> Addressees:
@@ -445,7 +435,10 @@ def addressees(raw: bytes) -> Addressees:
     names ann alone); anything that is not a plain addr-spec is left out.
     """
     header, _ = split_header_block(raw)
-    msg = _HEADER_PARSER.parsebytes(header + b"\n\n")
+    return _addressees_of(_HEADER_PARSER.parsebytes(header + b"\n\n"))
+
+
+def _addressees_of(msg: Message) -> Addressees:
     return Addressees(_pairs(msg.get_all("to") or []), _pairs(msg.get_all("cc") or []))
 
 
@@ -923,6 +916,7 @@ def _parsed(raw: bytes, msg: Message) -> ParsedMessage:
         fingerprint=print_,
         headers=kept,
         from_problem=problem,
+        addressees=_addressees_of(msg),
     )
 
 

@@ -227,6 +227,10 @@ CASES: dict[str, Case] = {
         together=(("<webform-root@example.com>", "<webform-quoting@forum.example.net>"),),
         apart=(("<webform-root@example.com>", "<webform-stranger@forum.example.org>"),),
     ),
+    # Issue 14 (SpamAssassin's easy ham): a header-less reply that quotes one line of a post
+    # and names its author, but shares no participant and comes hours later, stays apart
+    # (notmuch keeps such replies apart; a partial quote alone is weak evidence).
+    "partial-quote": Case(apart=(("<pq-root@example.com>", "<pq-stranger@example.net>"),)),
     # Issue 12.6: an empty first Message-ID does not win over the valid one after it.
     "empty-message-id": Case(
         parents={"<real-id-1@example.com>": None, "<real-id-reply@example.net>": "<real-id-1@example.com>"},

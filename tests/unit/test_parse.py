@@ -8,6 +8,7 @@ import pytest
 
 from mailforum.mail.parse import (
     Unprocessable,
+    addressees,
     check_structure,
     decode_header_value,
     decode_text,
@@ -206,6 +207,21 @@ def test_recipients_and_sender() -> None:
     assert (parsed.from_address, parsed.from_name) == ("juergen@example.de", "Jürgen")
     assert parsed.recipients == ("dev@lists.example.org", "ann@x.org", "bob@y.org")
     assert parse(b"From: undisclosed-recipients:;\r\n\r\nx").from_address == ""  # B21
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        b"=?utf-8?q?bob=40example.org?= <ann@example.org>",
+        b"=?utf-8?q?x=2C_bob=40example.org?= <ann@example.org>",
+        b"=?utf-8?b?Ym9iQGV4YW1wbGUub3JnLCA=?= <ann@example.org>",
+    ],
+)
+def test_recipients_are_parsed_before_decoding(to: bytes) -> None:
+    """An encoded-word never becomes an address: the same reading as ``addressees``."""
+    raw = b"From: eve@example.net\r\nTo: " + to + b"\r\nMessage-ID: <e@x>\r\n\r\nbody"
+    assert parse(raw).recipients == ("ann@example.org",)
+    assert parse(raw).addressees == addressees(raw)
 
 
 def test_single_part_fast_path_equals_the_full_parse() -> None:
