@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailforum.config import Config
+from mailforum.core import answers
 from mailforum.core.authentication import verdict
 from mailforum.db.models import MailingList, Member, PostingPolicy
 from mailforum.mail.addresses import list_address
@@ -76,22 +77,23 @@ def is_our_own_mail(ctx: PolicyContext) -> str | None:
     return None
 
 
-AUTO_PRECEDENCE = {"bulk", "junk", "list"}
+def _first_reason(ctx: PolicyContext, checks: tuple[answers.Check, ...]) -> str | None:
+    """The first reason one of ``core.answers``' checks gives, read for this message."""
+    incoming = answers.Incoming(ctx.parsed, ctx.mail_from, ctx.domain)
+    return next((reason for check in checks if (reason := check(incoming))), None)
 
 
 def is_automated(ctx: PolicyContext) -> str | None:
-    """Mail no human wrote: bounces, vacation replies, bulk mail (RFC 3834 §2, B11)."""
-    if not ctx.mail_from:
-        return "null envelope sender (a bounce or notice)"
-    auto = ctx.parsed.header("auto-submitted").strip().lower()
-    if auto and not auto.startswith("no"):
-        return f"Auto-Submitted: {auto[:40]}"
-    precedence = ctx.parsed.header("precedence").strip().lower()
-    if precedence in AUTO_PRECEDENCE:
-        return f"Precedence: {precedence}"
-    if ctx.parsed.header("x-autoreply") or ctx.parsed.header("x-autorespond"):
-        return "X-Autoreply"
-    return None
+    """Mail no human wrote: bounces, ``Auto-Submitted``, bulk mail (RFC 3834 §2, B11)."""
+    return _first_reason(ctx, (answers.null_sender, answers.auto_submitted, answers.bulk_precedence))
+
+
+def is_vacation_or_report(ctx: PolicyContext) -> str | None:
+    """Out-of-office notices and delivery reports that do not say ``Auto-Submitted`` (S10).
+
+    Held rather than discarded: the subject of a human's post can look like one.
+    """
+    return _first_reason(ctx, (answers.vacation, answers.delivery_report))
 
 
 def from_is_suspect(ctx: PolicyContext) -> str | None:
@@ -161,6 +163,7 @@ def list_is_moderated(ctx: PolicyContext) -> str | None:
 RULES: tuple[Rule, ...] = (
     Rule("loop", is_our_own_mail, Action.DISCARD),
     Rule("auto-submitted", is_automated, Action.DISCARD),
+    Rule("vacation", is_vacation_or_report, Action.HOLD),
     Rule("suspect-from", from_is_suspect, Action.HOLD),
     Rule("no-sender", has_no_sender, Action.HOLD),
     Rule("administrivia", is_administrivia, Action.HOLD),

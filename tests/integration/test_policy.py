@@ -71,6 +71,30 @@ def test_automated_and_looping_mail_is_discarded_with_a_reason(site, server, sin
 
 
 @pytest.mark.parametrize(
+    ("subject", "extra"),
+    [
+        ("Out of Office: back on Monday", ""),
+        ("Automatic reply: your question", ""),
+        ("Abwesenheitsnotiz", ""),
+        ("Re: release", "X-Vacation: yes"),
+        ("Re: release", "X-Autoreply: yes"),
+        (
+            "Delivery Status Notification",
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b"',
+        ),
+    ],
+)
+def test_vacation_notices_and_reports_from_a_member_are_held_not_published(site, server, subject, extra):
+    # A member's out-of-office program answering a copy (From: the list) without Auto-Submitted (S10).
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    send(site.config, message(subject, extra=extra))
+    _, outcome = outcome_of(site, "<m1@example.com>")
+    assert "held (vacation)" in outcome
+    assert site.posts_by_id()["<m1@example.com>"]["status"] == "held"
+
+
+@pytest.mark.parametrize(
     ("subject", "body"),
     [("unsubscribe", "\n"), ("Hello", "remove me\n"), ("subscribe", "please\n")],
 )
