@@ -113,6 +113,10 @@ KEPT_HEADERS = (
 )
 
 
+# Loop markers: every value is kept (joined by ", "), not only the first.
+ALL_VALUES_KEPT = ("x-loop", "x-mailforum-loop", "list-id")
+
+
 def split_header_block(raw: bytes) -> tuple[bytes, bytes]:
     """(header block, body) at the first empty line; CRLF or LF."""
     if raw.startswith((b"\r\n", b"\n")):
@@ -908,6 +912,9 @@ def _parsed(raw: bytes, msg: Message) -> ParsedMessage:
     address, name, problem = _sender(_all_values(msg, "from"))
     text, markup, attachments = _bodies(msg)
     kept = {h: decode_header_value(heads[h], 2000) for h in KEPT_HEADERS if h in heads}
+    for marker in ALL_VALUES_KEPT:  # ours may sit below another list's marker (B49)
+        if marker in heads:
+            kept[marker] = decode_header_value(", ".join(_all_values(msg, marker)), 2000)
     return ParsedMessage(
         message_id=message_id,
         synthesized_id=declared is None,

@@ -57,6 +57,9 @@ def test_held_post_keeps_its_reason(site, server):
         ("Precedence: bulk", "ann@example.com", "auto-submitted"),
         (f"X-Loop: dev@{DOMAIN}", "ann@example.com", "loop"),
         (f"List-Id: Dev <dev.{DOMAIN}>", "ann@example.com", "loop"),
+        # Our copy came back through another list that put its own marker on top (B49).
+        (f"X-Loop: other@lists.example.net\nX-Loop: dev@{DOMAIN}", "ann@example.com", "loop"),
+        (f"List-Id: <other.example.net>\nList-Id: Dev <dev.{DOMAIN}>", "ann@example.com", "loop"),
     ],
 )
 def test_automated_and_looping_mail_is_discarded_with_a_reason(site, server, sink, extra, mail_from, rule):
