@@ -68,9 +68,12 @@ class Rule:
 
 def is_our_own_mail(ctx: PolicyContext) -> str | None:
     """Our loop marker or our List-Id came back (RELIABILITY B49, S10)."""
-    ours = list_address(ctx.mlist.name, ctx.domain).lower()
-    for header in ("x-loop", "x-mailforum-loop"):
-        if ours in ctx.parsed.header(header).lower():
+    # The whole address, not a part of another one ("dev@" is in "old-dev@").
+    ours = re.compile(
+        rf"(?<![\w.+=-]){re.escape(list_address(ctx.mlist.name, ctx.domain))}(?![\w-]|\.\w)", re.I
+    )
+    for header in ("x-loop", "x-mailforum-loop", "list-post"):
+        if ours.search(ctx.parsed.header(header)):
             return f"{header} names this list"
     if f"<{ctx.mlist.name}.{ctx.domain}>".lower() in ctx.parsed.header("list-id").lower():
         return "List-Id of this list"

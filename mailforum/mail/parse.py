@@ -114,7 +114,7 @@ KEPT_HEADERS = (
 
 
 # Loop markers: every value is kept (joined by ", "), not only the first.
-ALL_VALUES_KEPT = ("x-loop", "x-mailforum-loop", "list-id")
+ALL_VALUES_KEPT = ("x-loop", "x-mailforum-loop", "list-id", "list-post")
 
 
 def split_header_block(raw: bytes) -> tuple[bytes, bytes]:

@@ -60,6 +60,7 @@ def test_held_post_keeps_its_reason(site, server):
         # Our copy came back through another list that put its own marker on top (B49).
         (f"X-Loop: other@lists.example.net\nX-Loop: dev@{DOMAIN}", "ann@example.com", "loop"),
         (f"List-Id: <other.example.net>\nList-Id: Dev <dev.{DOMAIN}>", "ann@example.com", "loop"),
+        (f"List-Post: <mailto:dev@{DOMAIN}>", "ann@example.com", "loop"),
     ],
 )
 def test_automated_and_looping_mail_is_discarded_with_a_reason(site, server, sink, extra, mail_from, rule):
@@ -71,6 +72,15 @@ def test_automated_and_looping_mail_is_discarded_with_a_reason(site, server, sin
     assert rule in outcome
     assert site.export() == []
     assert sink.transactions == []  # and nobody is answered
+
+
+@pytest.mark.parametrize("marker", [f"X-Loop: old-dev@{DOMAIN}", f"List-Post: <mailto:dev@{DOMAIN}.example>"])
+def test_another_lists_marker_is_not_ours(site, server, marker):
+    # "dev@…" inside another address is not this list's marker (B49).
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    send(site.config, message(extra=marker))
+    assert wait_for(lambda: site.posts_by_id().get("<m1@example.com>"))["status"] == "published"
 
 
 @pytest.mark.parametrize(
