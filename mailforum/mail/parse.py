@@ -133,7 +133,6 @@ def split_header_block(raw: bytes) -> tuple[bytes, bytes]:
 # --- the structure scan (no recursion, no parse) --------------------------------------------
 
 _CONTENT_TYPE = re.compile(rb"(?im)^content-type[ \t]*:[ \t]*((?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*)")
-_BOUNDARY = re.compile(rb'(?i)\bboundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^;\s"]{1,200}))')
 _DASHES = re.compile(rb"(?m)^--")
 _ENTITY_END = re.compile(rb"\r?\n\r?\n")
 
@@ -151,11 +150,16 @@ def _entity_header(raw: bytes, start: int) -> tuple[bytes, bytes | None, int]:
     ctype = _CONTENT_TYPE.search(block)
     if not ctype:
         return b"", None, body
-    value = ctype.group(1)
-    kind = value.split(b";", 1)[0].strip().lower()
-    boundary = _BOUNDARY.search(value) if kind.startswith(b"multipart/") else None
-    mark = (boundary.group(1) or boundary.group(2)).rstrip() if boundary else None
-    return kind, mark, body
+    # Read as the stdlib parser reads it, so that no spelling (RFC 2231 ``boundary*0=``, a
+    # quoted "; boundary=" inside another parameter) shows the scan one boundary and the parser another.
+    probe = Message()
+    probe["Content-Type"] = ctype.group(1).decode("ascii", "surrogateescape")
+    kind = probe.get_content_type()
+    if kind.startswith("message/") and kind != "message/delivery-status":
+        return b"message/rfc822", None, body  # the parser reads every other message/* as a message
+    boundary = probe.get_boundary() if kind.startswith("multipart/") else None
+    mark = boundary.encode("ascii", "surrogateescape").rstrip() if boundary else None
+    return kind.encode("ascii", "surrogateescape"), mark, body
 
 
 def check_structure(raw: bytes, max_depth: int = MAX_DEPTH, max_parts: int = MAX_PARTS) -> None:
@@ -178,7 +182,7 @@ def check_structure(raw: bytes, max_depth: int = MAX_DEPTH, max_parts: int = MAX
             if depth > max_depth:
                 raise Unprocessable(f"MIME nesting too deep (more than {max_depth} levels)")
             kind, boundary, body = _entity_header(raw, pos)
-            if kind in (b"message/rfc822", b"message/global") or (not kind and in_digest):
+            if kind == b"message/rfc822" or (not kind and in_digest):
                 parts += 1
                 if parts > max_parts:
                     raise Unprocessable(f"too many MIME parts (more than {max_parts})")
