@@ -169,6 +169,8 @@ def check_structure(raw: bytes, max_depth: int = MAX_DEPTH, max_parts: int = MAX
     message (``message/rfc822``, also the default inside ``multipart/digest``) are one
     level deeper than their container. Linear in the size of the message.
     """
+    if raw.count(b"\r") != raw.count(b"\r\n"):  # the parser ends a line at a bare CR too
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     header, _ = split_header_block(raw)
     if len(header) > MAX_HEADER_BLOCK:
         raise Unprocessable(f"header block too large ({len(header)} bytes)")

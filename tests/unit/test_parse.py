@@ -97,6 +97,20 @@ def test_every_spelling_of_a_boundary_is_counted_by_the_scan(spelling: bytes) ->
         check_structure(nested + b"x\r\n")
 
 
+@pytest.mark.parametrize(
+    ("header", "part"),
+    [
+        (b"X-A: b\rContent-Type: multipart/mixed; boundary=a\r\n\r\n", b"--a\r\n\r\nx\r\n"),  # hidden header
+        (b"Content-Type: multipart/mixed; boundary=a\r\n\r\n", b"--a\r\rx\r"),  # bare CR line ends
+        (b"Content-Type: multipart/mixed; boundary=a\r\n\r\n", b"x\r--a\r\n\r\n"),  # a CR before the dashes
+    ],
+)
+def test_bare_cr_line_ends_do_not_hide_parts_from_the_scan(header: bytes, part: bytes) -> None:
+    # The stdlib parser ends a line at a bare CR; the scan must see the lines it sees (B35).
+    with pytest.raises(Unprocessable, match="too many MIME parts"):
+        check_structure(HEAD + header + part * 1000 + b"--a--\r\n")
+
+
 @pytest.mark.parametrize("kind", [b"message/partial", b"message/x-anything", b"message/global"])
 def test_every_attached_message_type_counts_as_a_level(kind: bytes) -> None:
     # The parser reads every message/* but delivery-status as a message inside (B37).
