@@ -31,6 +31,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
+from html import unescape
 
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
@@ -633,14 +634,22 @@ def _sender(values: list[str]) -> tuple[str, str, str]:
 _HTML_CONFIG = ParserConfig(css=CSS_PROFILES["strict"].copy(), display_links=False, display_images=False)
 
 
+# Beyond this much HTML, inscriptis costs seconds (2.6 s for 400 kB of table cells), and the web
+# view converts again: tags are stripped instead, in linear time (RELIABILITY B35, L8).
+HTML_LAYOUT_LIMIT = 200_000
+_TAG = re.compile(r"<[^<>]*>")  # "[^<>]": linear even on a run of "<" with no ">"
+
+
 def html_to_text(markup: str) -> str:
     """Readable text from HTML (inscriptis): paragraphs, lists and tables kept, markup gone."""
     if not markup.strip():
         return ""
     try:
+        if len(markup) > HTML_LAYOUT_LIMIT:
+            raise ValueError("too large to lay out")
         text = get_text(markup, _HTML_CONFIG)
-    except Exception:  # lxml refuses some hostile documents; fall back to tag stripping
-        text = re.sub(r"<[^>]*>", " ", markup)
+    except Exception:  # too large, or lxml refuses a hostile document: strip the tags
+        text = unescape(_TAG.sub(" ", markup))
     lines = [line.rstrip() for line in clean_text(text).splitlines()]
     return textwrap.dedent(re.sub(r"\n{3,}", "\n\n", "\n".join(lines))).strip("\n")
 
