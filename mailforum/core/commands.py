@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.config import Config
 from mailforum.core import answers, bounces, digests, subscriptions
+from mailforum.core.authentication import verdict
 from mailforum.core.inbound import Delivery, Outcome
 from mailforum.core.lists import Address, check_address, find_member
 from mailforum.db import queries
@@ -97,6 +98,8 @@ class Context:
     who: Address
     now: dt.datetime
     in_reply_to: str | None
+    # False when [security] authserv_id is set and our MTA did not authenticate the From (S1).
+    verified: bool = True
     show_help: bool = False
     stop: bool = False
     results: list[Result] = field(default_factory=list)
@@ -475,9 +478,26 @@ def run(ctx: Context, lines: list[tuple[str, ...]]) -> None:
         if command is None:
             ctx.results.append(Result(f"line {number}", False, "This is not a command we know.", known=False))
             continue
-        result = command(ctx, words[1:])
+        result = _unverified(ctx, words) or command(ctx, words[1:])
         if result is not None:
             ctx.results.append(result)
+
+
+# Commands that change a member's own settings without a confirmation mail.
+MEMBER_SETTINGS = frozenset(
+    {"digest", "mode", "nodupes", "set", "watch", "follow", "mute", "unwatch", "unmute"}
+)
+
+
+def _unverified(ctx: Context, words: tuple[str, ...]) -> Result | None:
+    """A forged From: must not change a member's settings (S1); the refusal goes to the member."""
+    if ctx.verified or _word(words[0]) not in MEMBER_SETTINGS or ctx.member is None:
+        return None
+    return Result(
+        " ".join(words[:2]),
+        False,
+        "Nothing changed: our mail server could not confirm that this mail came from you.",
+    )
 
 
 # --- answering -------------------------------------------------------------------------------------
@@ -542,8 +562,15 @@ def _handle(delivery: Delivery, lines: list[tuple[str, ...]] | None) -> Outcome:
     who = _sender(delivery)
     if who is None:
         return Outcome(f"{name}: command mail ignored (no valid From address)", discarded=True)
+    authserv_id = delivery.config.security.authserv_id
     ctx = Context(
-        delivery.session, delivery.config, delivery.mlist, who, delivery.now, delivery.parsed.message_id
+        delivery.session,
+        delivery.config,
+        delivery.mlist,
+        who,
+        delivery.now,
+        delivery.parsed.message_id,
+        verified=not authserv_id or verdict(delivery.raw, authserv_id, who.address).authenticated,
     )
     if lines is None:
         lines = command_lines(delivery.parsed, delivery.config.subscriptions.max_command_lines)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailforum.config import Config
+from mailforum.core import answers
 from mailforum.core.authentication import verdict
 from mailforum.db.models import MailingList, Member, PostingPolicy
 from mailforum.mail.addresses import list_address
@@ -71,31 +72,35 @@ class Rule:
 
 def is_our_own_mail(ctx: PolicyContext) -> str | None:
     """Our loop marker or our List-Id came back (RELIABILITY B49, S10)."""
-    ours = list_address(ctx.mlist.name, ctx.domain).lower()
-    for header in ("x-loop", "x-mailforum-loop"):
-        if ours in ctx.parsed.header(header).lower():
+    # The whole address, not a part of another one ("dev@" is in "old-dev@").
+    ours = re.compile(
+        rf"(?<![\w.+=-]){re.escape(list_address(ctx.mlist.name, ctx.domain))}(?![\w-]|\.\w)", re.I
+    )
+    for header in ("x-loop", "x-mailforum-loop", "list-post"):
+        if ours.search(ctx.parsed.header(header)):
             return f"{header} names this list"
     if f"<{ctx.mlist.name}.{ctx.domain}>".lower() in ctx.parsed.header("list-id").lower():
         return "List-Id of this list"
     return None
 
 
-AUTO_PRECEDENCE = {"bulk", "junk", "list"}
+def _first_reason(ctx: PolicyContext, checks: tuple[answers.Check, ...]) -> str | None:
+    """The first reason one of ``core.answers``' checks gives, read for this message."""
+    incoming = answers.Incoming(ctx.parsed, ctx.mail_from, ctx.domain)
+    return next((reason for check in checks if (reason := check(incoming))), None)
 
 
 def is_automated(ctx: PolicyContext) -> str | None:
-    """Mail no human wrote: bounces, vacation replies, bulk mail (RFC 3834 §2, B11)."""
-    if not ctx.mail_from:
-        return "null envelope sender (a bounce or notice)"
-    auto = ctx.parsed.header("auto-submitted").strip().lower()
-    if auto and not auto.startswith("no"):
-        return f"Auto-Submitted: {auto[:40]}"
-    precedence = ctx.parsed.header("precedence").strip().lower()
-    if precedence in AUTO_PRECEDENCE:
-        return f"Precedence: {precedence}"
-    if ctx.parsed.header("x-autoreply") or ctx.parsed.header("x-autorespond"):
-        return "X-Autoreply"
-    return None
+    """Mail no human wrote: bounces, ``Auto-Submitted``, bulk mail (RFC 3834 §2, B11)."""
+    return _first_reason(ctx, (answers.null_sender, answers.auto_submitted, answers.bulk_precedence))
+
+
+def is_vacation_or_report(ctx: PolicyContext) -> str | None:
+    """Out-of-office notices and delivery reports that do not say ``Auto-Submitted`` (S10).
+
+    Held rather than discarded: the subject of a human's post can look like one.
+    """
+    return _first_reason(ctx, (answers.vacation, answers.delivery_report))
 
 
 def from_is_suspect(ctx: PolicyContext) -> str | None:
@@ -181,6 +186,7 @@ MESSAGE_ID_REUSED = Rule("message-id-reused", message_id_reused, Action.HOLD)
 RULES: tuple[Rule, ...] = (
     Rule("loop", is_our_own_mail, Action.DISCARD),
     Rule("auto-submitted", is_automated, Action.DISCARD),
+    Rule("vacation", is_vacation_or_report, Action.HOLD),
     Rule("suspect-from", from_is_suspect, Action.HOLD),
     Rule("no-sender", has_no_sender, Action.HOLD),
     Rule("administrivia", is_administrivia, Action.HOLD),

@@ -31,6 +31,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
+from html import unescape
 
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
@@ -124,6 +125,10 @@ KEPT_HEADERS = (
 )
 
 
+# Loop markers: every value is kept (joined by ", "), not only the first.
+ALL_VALUES_KEPT = ("x-loop", "x-mailforum-loop", "list-id", "list-post")
+
+
 def split_header_block(raw: bytes) -> tuple[bytes, bytes]:
     """(header block, body) at the first empty line; CRLF or LF."""
     if raw.startswith((b"\r\n", b"\n")):
@@ -140,7 +145,6 @@ def split_header_block(raw: bytes) -> tuple[bytes, bytes]:
 # --- the structure scan (no recursion, no parse) --------------------------------------------
 
 _CONTENT_TYPE = re.compile(rb"(?im)^content-type[ \t]*:[ \t]*((?:[^\r\n]*)(?:\r?\n[ \t][^\r\n]*)*)")
-_BOUNDARY = re.compile(rb'(?i)\bboundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^;\s"]{1,200}))')
 _DASHES = re.compile(rb"(?m)^--")
 _ENTITY_END = re.compile(rb"\r?\n\r?\n")
 
@@ -158,11 +162,16 @@ def _entity_header(raw: bytes, start: int) -> tuple[bytes, bytes | None, int]:
     ctype = _CONTENT_TYPE.search(block)
     if not ctype:
         return b"", None, body
-    value = ctype.group(1)
-    kind = value.split(b";", 1)[0].strip().lower()
-    boundary = _BOUNDARY.search(value) if kind.startswith(b"multipart/") else None
-    mark = (boundary.group(1) or boundary.group(2)).rstrip() if boundary else None
-    return kind, mark, body
+    # Read as the stdlib parser reads it, so that no spelling (RFC 2231 ``boundary*0=``, a
+    # quoted "; boundary=" inside another parameter) shows the scan one boundary and the parser another.
+    probe = Message()
+    probe["Content-Type"] = ctype.group(1).decode("ascii", "surrogateescape")
+    kind = probe.get_content_type()
+    if kind.startswith("message/") and kind != "message/delivery-status":
+        return b"message/rfc822", None, body  # the parser reads every other message/* as a message
+    boundary = probe.get_boundary() if kind.startswith("multipart/") else None
+    mark = boundary.encode("ascii", "surrogateescape").rstrip() if boundary else None
+    return kind.encode("ascii", "surrogateescape"), mark, body
 
 
 def check_structure(raw: bytes, max_depth: int = MAX_DEPTH, max_parts: int = MAX_PARTS) -> None:
@@ -172,6 +181,8 @@ def check_structure(raw: bytes, max_depth: int = MAX_DEPTH, max_parts: int = MAX
     message (``message/rfc822``, also the default inside ``multipart/digest``) are one
     level deeper than their container. Linear in the size of the message.
     """
+    if raw.count(b"\r") != raw.count(b"\r\n"):  # the parser ends a line at a bare CR too
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     header, _ = split_header_block(raw)
     if len(header) > MAX_HEADER_BLOCK:
         raise Unprocessable(f"header block too large ({len(header)} bytes)")
@@ -185,7 +196,7 @@ def check_structure(raw: bytes, max_depth: int = MAX_DEPTH, max_parts: int = MAX
             if depth > max_depth:
                 raise Unprocessable(f"MIME nesting too deep (more than {max_depth} levels)")
             kind, boundary, body = _entity_header(raw, pos)
-            if kind in (b"message/rfc822", b"message/global") or (not kind and in_digest):
+            if kind == b"message/rfc822" or (not kind and in_digest):
                 parts += 1
                 if parts > max_parts:
                     raise Unprocessable(f"too many MIME parts (more than {max_parts})")
@@ -616,14 +627,22 @@ def _sender(values: list[str]) -> tuple[str, str, str]:
 _HTML_CONFIG = ParserConfig(css=CSS_PROFILES["strict"].copy(), display_links=False, display_images=False)
 
 
+# Beyond this much HTML, inscriptis costs seconds (2.6 s for 400 kB of table cells), and the web
+# view converts again: tags are stripped instead, in linear time (RELIABILITY B35, L8).
+HTML_LAYOUT_LIMIT = 200_000
+_TAG = re.compile(r"<[^<>]*>")  # "[^<>]": linear even on a run of "<" with no ">"
+
+
 def html_to_text(markup: str) -> str:
     """Readable text from HTML (inscriptis): paragraphs, lists and tables kept, markup gone."""
     if not markup.strip():
         return ""
     try:
+        if len(markup) > HTML_LAYOUT_LIMIT:
+            raise ValueError("too large to lay out")
         text = get_text(markup, _HTML_CONFIG)
-    except Exception:  # lxml refuses some hostile documents; fall back to tag stripping
-        text = re.sub(r"<[^>]*>", " ", markup)
+    except Exception:  # too large, or lxml refuses a hostile document: strip the tags
+        text = unescape(_TAG.sub(" ", markup))
     lines = [line.rstrip() for line in clean_text(text).splitlines()]
     return textwrap.dedent(re.sub(r"\n{3,}", "\n\n", "\n".join(lines))).strip("\n")
 
@@ -901,6 +920,9 @@ def _parsed(raw: bytes, msg: Message) -> ParsedMessage:
     address, name, problem = _sender(_all_values(msg, "from"))
     text, markup, attachments = _bodies(msg)
     kept = {h: decode_header_value(heads[h], 2000) for h in KEPT_HEADERS if h in heads}
+    for marker in ALL_VALUES_KEPT:  # ours may sit below another list's marker (B49)
+        if marker in heads:
+            kept[marker] = decode_header_value(", ".join(_all_values(msg, marker)), 2000)
     return ParsedMessage(
         message_id=message_id,
         synthesized_id=declared is None,

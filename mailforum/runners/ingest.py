@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 STORED = "250 2.0.0 Message accepted for delivery"
 INTERNAL = "451 4.3.0 Internal error, please try again later"
 OUT_OF_SYNC = "554 5.5.0 Error: SMTP protocol synchronization"
+BAD_COMMAND_CHARACTERS = "501 5.5.2 NUL or CR in a command"
+_FORBIDDEN_IN_COMMANDS = re.compile(r"[\x00\r]")
 
 
 # ---------------------------------------------------------------------------
@@ -298,7 +300,7 @@ class IngestHandler:
             return "421 4.3.2 Service shutting down, please try again later"
         if self.writer.fatal:
             return "421 4.3.0 Storage unavailable, please try again later"
-        if "\0" in address or any(c.isspace() for c in address):
+        if any(c.isspace() for c in address):
             return "501 5.1.7 Bad sender address syntax"
         free = self._free_space()
         if (
@@ -321,8 +323,6 @@ class IngestHandler:
     ) -> str:
         if len(envelope.rcpt_tos) >= self.config.smtp.max_recipients:
             return "452 4.5.3 Too many recipients"
-        if "\0" in address:
-            return "501 5.1.3 Bad recipient address syntax"
         try:
             recipient = parse_recipient(address, self.config.site.domain)
         except RecipientRefused as refused:
@@ -468,6 +468,9 @@ class _Hardened(SMTP):
             extended = self.session is not None and self.session.extended_smtp
             self._sync_check = command in _GROUP_ENDERS or not extended
             self._sync_command = command
+            if arg and _FORBIDDEN_IN_COMMANDS.search(arg):
+                await self.push(BAD_COMMAND_CHARACTERS)  # NUL or a stray CR in any command (B9, S17)
+                return
             await method(arg)
 
         return run

@@ -8,6 +8,7 @@ S7 (unsubscribe), S23 (command-mail abuse), B11 (null sender), B21 (no From).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from email.message import EmailMessage
 from email.utils import getaddresses
 
@@ -15,9 +16,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from mailforum.config import SecurityConfig
 from mailforum.core import lists
 from mailforum.db.models import Confirmation, DeliveryMode, Member, SubscriptionKind, TopicSubscription
-from tests.helpers import DOMAIN, message, send, wait_for
+from tests.helpers import DOMAIN, ServerThread, message, send, wait_for
 from tests.integration.outbound_helpers import as_email, rows, settled, topic_of
 
 REQUEST = f"dev-request@{DOMAIN}"
@@ -186,6 +188,27 @@ def test_member_commands_in_the_body_stop_at_the_signature(dev, relay, server):
     assert "mode new-topics" in body_text and f"watch {topic}" in body_text and "is a member" in body_text
     quiet(dev, relay, "bob@example.com", 1)  # "unsubscribe" after the signature was not read
     assert "Bob" not in body_text  # nothing of the sender's text comes back
+
+
+def test_a_forged_from_changes_no_members_settings(dev, relay):
+    # With our MTA's verdict configured, "mode none" in a mail "from" a member that the MTA did
+    # not authenticate changes nothing; the refusal goes to the real member (S1, S7).
+    dev.config = replace(dev.config, security=SecurityConfig(authserv_id=DOMAIN))
+    dev.add_members("dev", "bob@example.com")
+    running = ServerThread(dev.config)
+    running.start()
+    try:
+        forged = f"Authentication-Results: {DOMAIN}; dmarc=fail header.from=example.com"
+        mail(dev, REQUEST, "mode none\nnodupes off\ndigest daily\n", sender="bob@example.com", extra=forged)
+        [answer] = wait_mail(relay, "bob@example.com")
+        assert "Nothing changed" in text(answer)
+        bob = member(dev, "bob@example.com")
+        assert (bob.delivery_mode, bob.avoid_duplicates, bob.digest_frequency) == ("all", True, None)
+        signed = f"Authentication-Results: {DOMAIN}; dmarc=pass header.from=example.com"
+        mail(dev, REQUEST, "mode none\n", sender="bob@example.com", extra=signed)
+        wait_for(lambda: member(dev, "bob@example.com").delivery_mode == DeliveryMode.NONE.value)
+    finally:
+        running.stop()
 
 
 def test_watch_and_mute_shortcuts(dev, relay, server):

@@ -31,12 +31,8 @@ def test_database_lock_gives_451_then_recovers(site, backend):
     config = fast_busy(site)
     running = ServerThread(config, process=False)
     running.start()
-    hold = site.db.engine.connect()
+    hold = hold_write_lock(site, backend)
     try:
-        if backend == "sqlite":
-            hold.exec_driver_sql("SELECT 1")  # our begin hook opens with BEGIN IMMEDIATE: the write lock
-        else:
-            hold.execute(text("LOCK TABLE spool IN EXCLUSIVE MODE"))
         with pytest.raises(smtplib.SMTPDataError) as refused:
             send(config, message(message_id="<busy@example.com>"))
         assert refused.value.smtp_code == 451
@@ -48,6 +44,41 @@ def test_database_lock_gives_451_then_recovers(site, backend):
     with site.db.read_session() as session:
         assert session.scalar(select(text("count(*)")).select_from(SpoolEntry)) == 1
     running.stop()
+
+
+def hold_write_lock(site, backend):
+    """A second connection that holds the spool's write lock until it is rolled back (H4)."""
+    hold = site.db.engine.connect()
+    if backend == "sqlite":
+        hold.exec_driver_sql("SELECT 1")  # our begin hook opens with BEGIN IMMEDIATE: the write lock
+    else:
+        hold.execute(text("LOCK TABLE spool IN EXCLUSIVE MODE"))
+    return hold
+
+
+def test_database_error_over_lmtp_answers_451_per_recipient(site, backend):
+    # LMTP owes one reply per accepted recipient, for a failure too (B18, RFC 2033 §4.2).
+    site.create_list("dev")
+    site.create_list("other")
+    config = fast_busy(site)
+    running = ServerThread(config, process=False)
+    running.start()
+    hold = hold_write_lock(site, backend)
+    try:
+        client = RawClient(config.smtp.lmtp_port)
+        client.cmd("LHLO x")
+        client.cmd("MAIL FROM:<ann@example.com>")
+        assert client.cmd(f"RCPT TO:<{LIST}>").startswith("250")
+        assert client.cmd(f"RCPT TO:<nosuch@{DOMAIN}>").startswith("550 5.1.1")
+        assert client.cmd(f"RCPT TO:<other@{DOMAIN}>").startswith("250")
+        assert client.cmd("DATA").startswith("354")
+        client.send(message(message_id="<lmtp-busy@example.com>") + b".\r\n")
+        assert [client.reply()[:9], client.reply()[:9]] == ["451 4.3.0"] * 2
+        assert client.cmd("NOOP").startswith("250")  # still in step: no third reply was owed
+    finally:
+        hold.rollback()
+        hold.close()
+        running.stop()
 
 
 def test_full_disk_gives_452_and_recovers_without_restart(site, backend):

@@ -212,11 +212,19 @@ def test_long_command_line_gets_500_and_the_session_continues(dev, server):
 
 def test_nul_and_eight_bit_in_commands_are_refused(dev, server):
     client = RawClient(dev.config.smtp.port)
+    # NUL or a stray CR in the argument of any command, not only MAIL and RCPT (B9, S17).
+    for hostile in (b"EHLO cli\x00ent", b"HELO cli\rent", b"VRFY dev\x00", b"NOOP \x00"):
+        assert client.cmd(hostile + b"\r\n").startswith("501 5.5.2"), hostile
     client.cmd("EHLO x")
     assert client.cmd(b"MAIL FROM:<ann\x00@example.com>\r\n")[:1] == "5"
+    assert client.cmd(b"MAIL FROM:<ann\r@example.com>\r\n")[:1] == "5"
     assert client.cmd("MAIL FROM:<änn@example.com>\r\n".encode()).startswith("500")
+    assert client.cmd("MAIL FROM:<ann@example.com>").startswith("250")
+    assert client.cmd(f"RCPT TO:<{LIST}\x00>".encode() + b"\r\n").startswith("501 5.5.2")
+    assert client.cmd(f"RCPT TO:<{LIST}> \x00".encode() + b"\r\n").startswith("501 5.5.2")
     assert client.cmd("NOOP").startswith("250")
     client.close()
+    assert spool_count(dev) == 0
 
 
 def test_nul_bytes_in_the_message_are_stored_raw_and_removed_from_text(dev, server):

@@ -57,6 +57,10 @@ def test_held_post_keeps_its_reason(site, server):
         ("Precedence: bulk", "ann@example.com", "auto-submitted"),
         (f"X-Loop: dev@{DOMAIN}", "ann@example.com", "loop"),
         (f"List-Id: Dev <dev.{DOMAIN}>", "ann@example.com", "loop"),
+        # Our copy came back through another list that put its own marker on top (B49).
+        (f"X-Loop: other@lists.example.net\nX-Loop: dev@{DOMAIN}", "ann@example.com", "loop"),
+        (f"List-Id: <other.example.net>\nList-Id: Dev <dev.{DOMAIN}>", "ann@example.com", "loop"),
+        (f"List-Post: <mailto:dev@{DOMAIN}>", "ann@example.com", "loop"),
     ],
 )
 def test_automated_and_looping_mail_is_discarded_with_a_reason(site, server, sink, extra, mail_from, rule):
@@ -68,6 +72,39 @@ def test_automated_and_looping_mail_is_discarded_with_a_reason(site, server, sin
     assert rule in outcome
     assert site.export() == []
     assert sink.transactions == []  # and nobody is answered
+
+
+@pytest.mark.parametrize("marker", [f"X-Loop: old-dev@{DOMAIN}", f"List-Post: <mailto:dev@{DOMAIN}.example>"])
+def test_another_lists_marker_is_not_ours(site, server, marker):
+    # "dev@…" inside another address is not this list's marker (B49).
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    send(site.config, message(extra=marker))
+    assert wait_for(lambda: site.posts_by_id().get("<m1@example.com>"))["status"] == "published"
+
+
+@pytest.mark.parametrize(
+    ("subject", "extra"),
+    [
+        ("Out of Office: back on Monday", ""),
+        ("Automatic reply: your question", ""),
+        ("Abwesenheitsnotiz", ""),
+        ("Re: release", "X-Vacation: yes"),
+        ("Re: release", "X-Autoreply: yes"),
+        (
+            "Delivery Status Notification",
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="b"',
+        ),
+    ],
+)
+def test_vacation_notices_and_reports_from_a_member_are_held_not_published(site, server, subject, extra):
+    # A member's out-of-office program answering a copy (From: the list) without Auto-Submitted (S10).
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    send(site.config, message(subject, extra=extra))
+    _, outcome = outcome_of(site, "<m1@example.com>")
+    assert "held (vacation)" in outcome
+    assert site.posts_by_id()["<m1@example.com>"]["status"] == "held"
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,69 @@ def test_a_hundred_thousand_parts_are_refused_fast() -> None:  # B35
     assert parsed.text_body == "x" and len(parsed.attachments) == 399
 
 
+# Spellings of a boundary the stdlib parser reads and a naive scan would not (B34, B35).
+BOUNDARY_SPELLINGS = [
+    b"boundary*=''MARK",  # RFC 2231, charset and language empty
+    b"boundary*0=MARK",  # RFC 2231 continuation of one segment
+    b"boundary*0*=us-ascii''MARK",
+    b'note="; boundary=zz"; boundary=MARK',  # a lookalike inside another quoted parameter
+    b"BOUNDARY = MARK",
+]
+
+
+@pytest.mark.parametrize("spelling", BOUNDARY_SPELLINGS)
+def test_every_spelling_of_a_boundary_is_counted_by_the_scan(spelling: bytes) -> None:
+    body = b"--a\r\n\r\nx\r\n" * 1000 + b"--a--\r\n"
+    with pytest.raises(Unprocessable, match="too many MIME parts"):
+        check_structure(
+            HEAD + b"Content-Type: multipart/mixed; " + spelling.replace(b"MARK", b"a") + b"\r\n\r\n" + body
+        )
+    nested = HEAD
+    for level in range(30):
+        mark = b"b%d" % level
+        nested += b"Content-Type: multipart/mixed; " + spelling.replace(b"MARK", mark) + b"\r\n\r\n--" + mark
+        nested += b"\r\n"
+    with pytest.raises(Unprocessable, match="nesting too deep"):
+        check_structure(nested + b"x\r\n")
+
+
+@pytest.mark.parametrize(
+    ("header", "part"),
+    [
+        (b"X-A: b\rContent-Type: multipart/mixed; boundary=a\r\n\r\n", b"--a\r\n\r\nx\r\n"),  # hidden header
+        (b"Content-Type: multipart/mixed; boundary=a\r\n\r\n", b"--a\r\rx\r"),  # bare CR line ends
+        (b"Content-Type: multipart/mixed; boundary=a\r\n\r\n", b"x\r--a\r\n\r\n"),  # a CR before the dashes
+    ],
+)
+def test_bare_cr_line_ends_do_not_hide_parts_from_the_scan(header: bytes, part: bytes) -> None:
+    # The stdlib parser ends a line at a bare CR; the scan must see the lines it sees (B35).
+    with pytest.raises(Unprocessable, match="too many MIME parts"):
+        check_structure(HEAD + header + part * 1000 + b"--a--\r\n")
+
+
+@pytest.mark.parametrize("kind", [b"message/partial", b"message/x-anything", b"message/global"])
+def test_every_attached_message_type_counts_as_a_level(kind: bytes) -> None:
+    # The parser reads every message/* but delivery-status as a message inside (B37).
+    with pytest.raises(Unprocessable, match="nesting too deep"):
+        check_structure(HEAD + (b"Content-Type: " + kind + b"\r\n\r\n") * 25 + b"Subject: in\r\n\r\nx\r\n")
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        "<table><tr>" + "<td>cell</td>" * 200_000 + "</tr></table>",  # 2.8 MB: 13 s to lay out
+        "<p>hello world</p>" * 300_000,
+        "<" * 2_000_000 + "<b>end &amp; done</b>",  # no ">" for a while: a naive tag regex is quadratic
+    ],
+)
+def test_huge_html_is_stripped_not_laid_out(markup: str) -> None:
+    # An HTML-only mail within the size limit costs well under the per-message budget (B35,
+    # L8), here and on every web view, which converts the HTML again.
+    raw = HEAD + b"Content-Type: text/html; charset=utf-8\r\n\r\n" + markup.encode()
+    parsed = _fast(lambda: parse(raw), limit=3.0)
+    assert parsed.text_body.split()[-2:] in (["cell", "cell"], ["hello", "world"], ["&", "done"])
+
+
 def test_digest_parts_default_to_attached_messages() -> None:
     parts = b"".join(b"--d\r\n\r\nSubject: m%d\r\n\r\nbody\r\n" % n for n in range(3))
     raw = HEAD + b'Content-Type: multipart/digest; boundary="d"\r\n\r\n' + parts + b"--d--\r\n"
