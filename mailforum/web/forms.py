@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, select
 
 from mailforum.core.lists import is_local_domain, validate_local
-from mailforum.db.models import FormHit, utcnow
+from mailforum.db import queries
+from mailforum.db.models import utcnow
 from mailforum.db.session import Database
 
 
@@ -100,15 +100,12 @@ class RateLimiter:
         now = self._clock()
         start = now - self.window
         digest = hmac.new(self._secret, f"{self.scope}\0{key}".encode(), hashlib.sha256).hexdigest()[:32]
-        mine = (FormHit.scope == self.scope, FormHit.key == digest)
         with self._db.session() as session:
-            session.execute(delete(FormHit).where(FormHit.scope == self.scope, FormHit.at <= start))
-            recent = session.scalars(
-                select(FormHit.at).where(*mine, FormHit.at > start).order_by(FormHit.at).limit(self.limit)
-            ).all()
+            queries.forget_form_hits(session, self.scope, start)
+            recent = queries.form_hits(session, self.scope, digest, start, self.limit)
             if len(recent) >= self.limit:
                 return max((recent[0] + self.window - now).total_seconds(), 0.001)
-            session.add(FormHit(scope=self.scope, key=digest, at=now))
+            queries.add_form_hit(session, self.scope, digest, now)
         return 0.0
 
 
