@@ -50,7 +50,8 @@ from mailforum.errors import ConfigError
 from mailforum.mail.addresses import list_address
 from mailforum.mail.attachments import attachment
 from mailforum.mail.parse import Unprocessable
-from mailforum.web import body, pages
+from mailforum.render import BUILTIN, WebTemplates
+from mailforum.web import body, formats
 from mailforum.web.forms import (
     ConfirmationRequest,
     CsrfTokens,
@@ -159,7 +160,7 @@ class Archive:
         self.db = db
         self.config = config
         self.web = config.web
-        self.env = pages.environment()
+        self.templates = WebTemplates(formats.FILTERS, formats.no_bidi)
         self.prefix = urlparse(config.site.base_url).path.rstrip("/")
         self.base_url = config.site.base_url.rstrip("/")
         parsed = urlparse(config.site.base_url)
@@ -177,7 +178,7 @@ class Archive:
         self.token_limit = RateLimiter(db, "token", BAD_TOKENS, window, limits)
         self.request_confirmation = request_confirmation
         self.secure_cookie = config.site.base_url.startswith("https:")
-        self.stylesheet_css = (pages.TEMPLATES / "web" / "style.css").read_bytes()
+        self.stylesheet_css = (BUILTIN / "web" / "style.css").read_bytes()
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -188,8 +189,8 @@ class Archive:
         return path + ("?" + urlencode(args) if args else "")
 
     def render(self, template: str, **values: Any) -> str:
-        return self.env.get_template(template).render(
-            url=self.url, prefix=self.prefix, domain=self.config.site.domain, **values
+        return self.templates.render(
+            template, {"url": self.url, "prefix": self.prefix, "domain": self.config.site.domain, **values}
         )
 
     def page(
@@ -352,7 +353,7 @@ class Archive:
         # Revalidated like the pages (ETag, max-age=0): a cache answers from its copy only
         # after asking us, so a list made private stops serving its files at once.
         response = self.cached(request, found.data, found.safe_type)
-        response.headers["content-disposition"] = pages.content_disposition(found.filename, fallback)
+        response.headers["content-disposition"] = formats.content_disposition(found.filename, fallback)
         response.headers["x-content-type-options"] = "nosniff"
         response.headers["content-security-policy"] = "default-src 'none'; sandbox"
         return response
@@ -393,7 +394,7 @@ class Archive:
         )
         items = [(e, self.author(mlist, e.author_name, e.author_address)) for e in entries]
         updated = max((e.received_at for e in entries), default=mlist.created_at)
-        content = pages.xml_chars(
+        content = formats.xml_chars(
             self.render(
                 "web/feed.atom",
                 mlist=mlist,
@@ -425,9 +426,9 @@ class Archive:
 
         def stream() -> Iterator[bytes]:
             with db.read_session() as session:
-                yield from pages.mbox(posts(session))
+                yield from formats.mbox(posts(session))
 
-        headers = {"content-disposition": pages.content_disposition(filename, "archive.mbox")}
+        headers = {"content-disposition": formats.content_disposition(filename, "archive.mbox")}
         return StreamingResponse(stream(), media_type="application/mbox", headers=headers)
 
     def topic_mbox(self, request: Request) -> Response:
