@@ -23,11 +23,11 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select
 
 from mailforum.config import Config
 from mailforum.core import digests
-from mailforum.db.models import MailingList, utcnow
+from mailforum.db import queries
+from mailforum.db.models import utcnow
 from mailforum.db.session import Database
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,7 @@ class DigestScheduler:
     def _lists(self) -> dict[str, tuple[int, str]]:
         cfg = self.config.digest
         with self.db.read_session() as session:
-            rows = session.execute(
-                select(MailingList.name, MailingList.digest_hour, MailingList.digest_timezone)
-            ).all()
+            rows = queries.digest_hours(session)
         return {name: (cfg.hour if hour is None else hour, tz or cfg.timezone) for name, hour, tz in rows}
 
     def _sync_jobs(self, lists: dict[str, tuple[int, str]]) -> None:
