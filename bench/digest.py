@@ -99,7 +99,7 @@ def personalise_only(db: Database, config: Config) -> tuple[float, float, bytes]
     sample = b""
     with db.read_session() as session:
         rows = [
-            outbox.Claimed(
+            outbox.ClaimedCopy(
                 e.id, e.kind, e.list_id, e.post_id, e.member_id, e.recipient, e.message_id, e.payload, 0, now
             )
             for e in session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "digest"))

@@ -319,7 +319,7 @@ class Envelope:
     sender's thread): a claimed chunk holds a closure over the shared parts per copy, not a
     finished copy each — 100 digests of 500 posts would be 86 MB (RELIABILITY L6)."""
 
-    row: outbox.Claimed
+    row: outbox.ClaimedCopy
     sender: str
     build: Callable[[], bytes]
 
@@ -368,18 +368,18 @@ class Composer:
         self._list_names: dict[int, str] = {}
         self._signers: dict[dt.datetime, tokens.Signer] = {}
         self._paused: set[int | None] = set()
-        self._loaders: dict[str, Callable[[Session, list[outbox.Claimed]], None]] = {
+        self._loaders: dict[str, Callable[[Session, list[outbox.ClaimedCopy]], None]] = {
             OutboxKind.POST.value: self._load_posts,
             OutboxKind.DIGEST.value: self._load_digests,
             OutboxKind.NOTICE.value: self._load_lists,
         }
-        self._builders: dict[str, Callable[[outbox.Claimed, dt.datetime], Envelope | str]] = {
+        self._builders: dict[str, Callable[[outbox.ClaimedCopy, dt.datetime], Envelope | str]] = {
             OutboxKind.POST.value: self._post_envelope,
             OutboxKind.DIGEST.value: self._digest_envelope,
             OutboxKind.NOTICE.value: self._notice_envelope,
         }
 
-    def load(self, session: Session, rows: list[outbox.Claimed]) -> None:
+    def load(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
         """Render (in the caller's thread) what the rows share and is not cached yet."""
         self._paused = paused_members(session, {r.member_id for r in rows if r.kind in _LIST_MAIL})
         for kind in {r.kind for r in rows}:
@@ -387,7 +387,7 @@ class Composer:
             if loader is not None:
                 loader(session, [r for r in rows if r.kind == kind])
 
-    def envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+    def envelope(self, row: outbox.ClaimedCopy, now: dt.datetime) -> Envelope | str:
         """The envelope for one row, or why it can never be sent (a permanent failure)."""
         build = self._builders.get(row.kind)
         if build is None:
@@ -403,14 +403,14 @@ class Composer:
 
     # -- kind "post": one post to one member --------------------------------
 
-    def _load_posts(self, session: Session, rows: list[outbox.Claimed]) -> None:
+    def _load_posts(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
         for post_id in {r.post_id for r in rows if r.post_id is not None}:
             if post_id not in self._posts:
                 if len(self._posts) >= self._cache_size:
                     self._posts.pop(next(iter(self._posts)))
                 self._posts[post_id] = prepare_post(session, self.config, self.renderer, post_id)
 
-    def _post_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+    def _post_envelope(self, row: outbox.ClaimedCopy, now: dt.datetime) -> Envelope | str:
         prepared = self._posts.get(row.post_id) if row.post_id is not None else None
         if prepared is None:
             return "the post no longer exists"
@@ -434,9 +434,9 @@ class Composer:
 
     # -- kind "digest": one member's digest between two marks ----------------
 
-    def _load_digests(self, session: Session, rows: list[outbox.Claimed]) -> None:
+    def _load_digests(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
         """Render each (list, range, frequency, muted topics) once; remember which rows use which."""
-        groups: dict[tuple[int, int, int, str, str], list[outbox.Claimed]] = {}
+        groups: dict[tuple[int, int, int, str, str], list[outbox.ClaimedCopy]] = {}
         for row in rows:
             p = payloads.digest_payload(row.payload)
             group = (row.list_id, p["from"], p["to"], p["frequency"], p["label"])
@@ -508,7 +508,7 @@ class Composer:
             rendered.post_ids,
         )
 
-    def _digest_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+    def _digest_envelope(self, row: outbox.ClaimedCopy, now: dt.datetime) -> Envelope | str:
         key = self._digest_rows.pop(row.id, None)
         shared = self._digests.get(key) if key is not None else None
         list_name = self._list_names.get(row.list_id)
@@ -546,13 +546,13 @@ class Composer:
 
     # -- kind "notice": an automatic answer to one person (core.answers) ----
 
-    def _load_lists(self, session: Session, rows: list[outbox.Claimed]) -> None:
+    def _load_lists(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
         for list_id in {r.list_id for r in rows}:
             if list_id not in self._lists:
                 mlist = session.get(MailingList, list_id)
                 self._lists[list_id] = identity(self.config, mlist) if mlist is not None else None
 
-    def _notice_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+    def _notice_envelope(self, row: outbox.ClaimedCopy, now: dt.datetime) -> Envelope | str:
         ident = self._lists.get(row.list_id)
         if ident is None:
             return "the list no longer exists"
@@ -574,7 +574,7 @@ class Composer:
             return f"cannot build the answer: {exc}"[:200]
         return Envelope(row, self.verp(ident.name, row, now), partial(bytes, data))
 
-    def verp(self, list_name: str, row: outbox.Claimed, now: dt.datetime) -> str:
+    def verp(self, list_name: str, row: outbox.ClaimedCopy, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""
         days = self.config.outbound.verp_token_days
         token = tokens.sign_short(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=days))

@@ -95,8 +95,8 @@ class _Outcome:
 @dataclass
 class _Chunk:
     envelopes: list[Envelope]
-    refused: list[tuple[outbox.Claimed, str]] = field(default_factory=list)  # can never be sent
-    deferred: list[tuple[outbox.Claimed, str]] = field(default_factory=list)  # try again later
+    refused: list[tuple[outbox.ClaimedCopy, str]] = field(default_factory=list)  # can never be sent
+    deferred: list[tuple[outbox.ClaimedCopy, str]] = field(default_factory=list)  # try again later
 
 
 class DeliveryWorker:
@@ -123,7 +123,7 @@ class DeliveryWorker:
         self._stopping = asyncio.Event()
         self._results: asyncio.Queue[outbox.Result | None] = asyncio.Queue()
         self._recorded: dict[int, asyncio.Future[None]] = {}  # row id → resolved once committed
-        self._claimed: dict[int, outbox.Claimed] = {}
+        self._claimed: dict[int, outbox.ClaimedCopy] = {}
         self._paused_until = 0.0
 
     # -- the database side (each in a worker thread) ------------------------
