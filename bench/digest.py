@@ -108,7 +108,7 @@ def personalise_only(db: Database, config: Config) -> tuple[float, float, bytes]
         composer.load(session, rows)
         t1 = time.perf_counter()
     for row in rows:
-        env = composer.envelope(row, now)
+        env = composer.compose(row, now)
         assert not isinstance(env, str), env
         sample = env.build()
     return t1 - t0, time.perf_counter() - t1, sample

@@ -1,6 +1,6 @@
 """What each kind of outbox row sends: shared copies rendered once, personalised per row.
 
-The delivery worker claims rows and asks ``Composer.envelope`` for the bytes of each.
+The delivery worker claims rows and asks ``Composer.compose`` for the bytes of each.
 A kind is one entry in ``Composer``'s tables: a loader that renders what all rows of
 a kind share (a post's notification: its text and HTML, rendered once and cached by
 post) and a builder that adds the per-recipient parts (the signed ``Reply-To``, the
@@ -129,7 +129,7 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
         to=sent_to.to,
         cc=sent_to.cc,
     )
-    # The per-recipient https one-click URL goes in front of this in _post_envelope.
+    # The per-recipient https one-click URL goes in front of this in _post_copy.
     return Prepared(
         mlist.name, post.id, notification(ident, view, text, html), (ident.unsubscribe_mailto,), ident
     )
@@ -314,13 +314,13 @@ DigestKey = tuple[int, int, int, str, str, frozenset[int], str]
 
 
 @dataclass(frozen=True, slots=True)
-class Envelope:
+class OutgoingCopy:
     """One copy, ready for the relay. ``build`` makes its bytes when it is sent (in the
     sender's thread): a claimed chunk holds a closure over the shared parts per copy, not a
     finished copy each — 100 digests of 500 posts would be 86 MB (RELIABILITY L6)."""
 
     row: outbox.ClaimedCopy
-    sender: str
+    sender: str  # the envelope sender (VERP)
     build: Callable[[], bytes]
 
 
@@ -346,7 +346,7 @@ def _signed(signer: Signer, build: Callable[[], bytes]) -> Callable[[], bytes]:
 
 
 class Composer:
-    """Turns claimed rows into envelopes: shared copies cached per post, personalised per row."""
+    """Turns claimed rows into outgoing copies: shared parts cached per post, personalised per row."""
 
     def __init__(self, config: Config, renderer: Renderer, cache_size: int = 256) -> None:
         self.config = config
@@ -373,10 +373,10 @@ class Composer:
             OutboxKind.DIGEST.value: self._load_digests,
             OutboxKind.NOTICE.value: self._load_lists,
         }
-        self._builders: dict[str, Callable[[outbox.ClaimedCopy, dt.datetime], Envelope | str]] = {
-            OutboxKind.POST.value: self._post_envelope,
-            OutboxKind.DIGEST.value: self._digest_envelope,
-            OutboxKind.NOTICE.value: self._notice_envelope,
+        self._builders: dict[str, Callable[[outbox.ClaimedCopy, dt.datetime], OutgoingCopy | str]] = {
+            OutboxKind.POST.value: self._post_copy,
+            OutboxKind.DIGEST.value: self._digest_copy,
+            OutboxKind.NOTICE.value: self._notice_copy,
         }
 
     def load(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
@@ -387,8 +387,8 @@ class Composer:
             if loader is not None:
                 loader(session, [r for r in rows if r.kind == kind])
 
-    def envelope(self, row: outbox.ClaimedCopy, now: dt.datetime) -> Envelope | str:
-        """The envelope for one row, or why it can never be sent (a permanent failure)."""
+    def compose(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
+        """The copy for one row, or why it can never be sent (a permanent failure)."""
         build = self._builders.get(row.kind)
         if build is None:
             return f"no renderer for outbox kind {row.kind!r}"
@@ -397,8 +397,8 @@ class Composer:
             # the list's mail meanwhile (answers and bounce warnings are notices and still go).
             return "delivery paused by bounces"
         built = build(row, now)
-        if self.signer is not None and isinstance(built, Envelope):
-            built = Envelope(built.row, built.sender, _signed(self.signer, built.build))
+        if self.signer is not None and isinstance(built, OutgoingCopy):
+            built = OutgoingCopy(built.row, built.sender, _signed(self.signer, built.build))
         return built
 
     # -- kind "post": one post to one member --------------------------------
@@ -410,7 +410,7 @@ class Composer:
                     self._posts.pop(next(iter(self._posts)))
                 self._posts[post_id] = prepare_post(session, self.config, self.renderer, post_id)
 
-    def _post_envelope(self, row: outbox.ClaimedCopy, now: dt.datetime) -> Envelope | str:
+    def _post_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         prepared = self._posts.get(row.post_id) if row.post_id is not None else None
         if prepared is None:
             return "the post no longer exists"
@@ -430,7 +430,7 @@ class Composer:
             list_address(prepared.list_name, domain, Kind.REPLY, reply),
             (one_click, *prepared.unsubscribe),
         )
-        return Envelope(row, self.verp(prepared.list_name, row, now), data)
+        return OutgoingCopy(row, self.verp(prepared.list_name, row, now), data)
 
     # -- kind "digest": one member's digest between two marks ----------------
 
@@ -508,7 +508,7 @@ class Composer:
             rendered.post_ids,
         )
 
-    def _digest_envelope(self, row: outbox.ClaimedCopy, now: dt.datetime) -> Envelope | str:
+    def _digest_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         key = self._digest_rows.pop(row.id, None)
         shared = self._digests.get(key) if key is not None else None
         list_name = self._list_names.get(row.list_id)
@@ -536,7 +536,7 @@ class Composer:
         if ident is not None:
             unsubscribe = (self.unsubscribe_url(ident, row.list_id, member_id, now), *unsubscribe)
         data = partial(shared.personalise, row.message_id, reply, unsubscribe)
-        return Envelope(row, self.verp(list_name, row, now), data)
+        return OutgoingCopy(row, self.verp(list_name, row, now), data)
 
     def unsubscribe_url(self, ident: ListIdentity, list_id: int, member_id: int, now: dt.datetime) -> str:
         """The RFC 8058 one-click link for one member: signed (member, list), expiring."""
@@ -552,7 +552,7 @@ class Composer:
                 mlist = session.get(MailingList, list_id)
                 self._lists[list_id] = identity(self.config, mlist) if mlist is not None else None
 
-    def _notice_envelope(self, row: outbox.ClaimedCopy, now: dt.datetime) -> Envelope | str:
+    def _notice_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         ident = self._lists.get(row.list_id)
         if ident is None:
             return "the list no longer exists"
@@ -572,7 +572,7 @@ class Composer:
             data = notice(ident, view)
         except (ValueError, TypeError) as exc:
             return f"cannot build the answer: {exc}"[:200]
-        return Envelope(row, self.verp(ident.name, row, now), partial(bytes, data))
+        return OutgoingCopy(row, self.verp(ident.name, row, now), partial(bytes, data))
 
     def verp(self, list_name: str, row: outbox.ClaimedCopy, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""
