@@ -34,7 +34,7 @@ class Arrival:
     spool_id: int | None
     received_at: dt.datetime
     now: dt.datetime
-    trusted: bool = False  # an operator's import: the posting policy does not apply
+    imported: bool = False  # an operator's import: the posting policy does not apply
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,11 @@ def store_post(arrival: Arrival, decision: Decision, reply_to: Post | None = Non
         log.info("duplicate of post %s (%s) in %s", placement.existing.id, parsed.message_id, mlist.name)
         return Outcome(f"{mlist.name}: duplicate of post {placement.existing.id}")
     post = placement.existing or Post(list_id=mlist.id, message_id=placement.message_id)
-    if placement.message_id != parsed.message_id and decision.action is Action.ACCEPT and not arrival.trusted:
+    if (
+        placement.message_id != parsed.message_id
+        and decision.action is Action.ACCEPT
+        and not arrival.imported
+    ):
         decision = decide(_context(arrival, None, message_id_taken=True), (MESSAGE_ID_REUSED,))
     held = decision.action is Action.HOLD
     post.topic_id = placement.topic.id
@@ -69,16 +73,16 @@ def store_post(arrival: Arrival, decision: Decision, reply_to: Post | None = Non
         session.add(post)
     # Live mail is flushed here (the post has its id from now on); an import's posts
     # reach the database in groups, which is what makes it fast.
-    threads.attach(session, placement, post, flush=not arrival.trusted)
+    threads.attach(session, placement, post, flush=not arrival.imported)
     crash.point("after_post_insert")
     topic = placement.topic
     threads.name_topic(topic, parsed.subject)
     if not held:
         threads.count_post(topic, arrival.received_at)
-        if not arrival.trusted:  # an operator's archive import notifies no one
+        if not arrival.imported:  # an operator's archive import notifies no one
             fanout.watch_own(session, post, arrival.now)
             fanout.enqueue_post(session, post, topic.post_count == 1, arrival.now)
-    if held and not arrival.trusted:
+    if held and not arrival.imported:
         moderation.held(session, arrival.config, mlist, post, decision.rule, arrival.now)
     state = f"held ({decision.rule})" if held else "published"
     number = f"post {post.id}" if post.id is not None else "post"
@@ -116,7 +120,7 @@ def recent_posts(arrival: Arrival) -> tuple[int, int]:
 
 def handle_post(arrival: Arrival) -> Outcome:
     """Mail to the list address: policy first, then thread and store."""
-    if arrival.trusted:
+    if arrival.imported:
         return store_post(arrival, Decision(Action.ACCEPT))
     if digests.is_digest_reply(arrival.parsed, arrival.config.site.domain):
         return handle_digest_reply(arrival)

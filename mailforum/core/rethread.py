@@ -206,7 +206,7 @@ def replay(db: Database, config: Config, name: str, messages: Iterable[Replay]) 
                         None,
                         item.received_at,
                         item.received_at,
-                        trusted=True,
+                        imported=True,
                     )
                 report.duplicates += sum(1 for o in outcomes if o.post is None)
         chunk.clear()

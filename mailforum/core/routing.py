@@ -78,7 +78,7 @@ def process(
     spool_id: int | None,
     received_at: dt.datetime,
     now: dt.datetime,
-    trusted: bool = False,
+    imported: bool = False,
 ) -> list[Outcome]:
     """Route the message to each of its recipients; one Outcome per recipient."""
     outcomes = []
@@ -95,7 +95,7 @@ def process(
             outcomes.append(Outcome(f"{rcpt}: no such list any more; kept in the spool", discarded=True))
             continue
         arrival = Arrival(
-            session, config, mlist, recipient, parsed, raw, mail_from, spool_id, received_at, now, trusted
+            session, config, mlist, recipient, parsed, raw, mail_from, spool_id, received_at, now, imported
         )
         outcomes.append(handler(arrival))
     return outcomes
