@@ -60,6 +60,7 @@ from mailforum.batching import chunks
 from mailforum.config import WEEKDAYS, Config
 from mailforum.core import answers, tokens
 from mailforum.db import outbox
+from mailforum.db.ancestry import ancestors
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -587,15 +588,11 @@ class OriginalPost:
     ancestors: tuple[str, ...]  # Message-IDs from the topic root down to the parent
 
 
-MAX_ANCESTORS = 200  # as core.notify.ancestors, which post copies use
-
-
 def load_originals(session: Session, post_ids: Sequence[int]) -> dict[int, OriginalPost]:
     """The stored posts, by id, for a MIME digest (posts gone since are simply missing).
 
     In-Reply-To and References come from the stored thread, as post copies have them
-    (``notify.ancestors``), but a level of the tree at a time for all posts at once:
-    a digest of 500 posts costs as many queries as its deepest thread is deep.
+    (``db.ancestry``, one level of the tree at a time for all posts at once).
     """
     columns = select(
         Post.id,
@@ -615,7 +612,7 @@ def load_originals(session: Session, post_ids: Sequence[int]) -> dict[int, Origi
         for chunk in chunks(post_ids, 1000)
         for row in session.execute(columns.where(Post.id.in_(chunk))).all()
     ]
-    chains = _ancestors(session, {r.id: (r.message_id, r.parent_id) for r in rows})
+    chains = ancestors(session, {r.id: (r.message_id, r.parent_id) for r in rows})
     out = {}
     for r in rows:
         files = tuple(
@@ -637,33 +634,6 @@ def load_originals(session: Session, post_ids: Sequence[int]) -> dict[int, Origi
             files,
             chains[r.id],
         )
-    return out
-
-
-def _ancestors(session: Session, posts: dict[int, tuple[str, int | None]]) -> dict[int, tuple[str, ...]]:
-    """For each post (id → its Message-ID and parent id), its ancestors' Message-IDs, root first."""
-    known = dict(posts)
-    wanted = {parent for _, parent in posts.values() if parent is not None}
-    for _ in range(MAX_ANCESTORS):
-        wanted -= known.keys()
-        if not wanted:
-            break
-        for chunk in chunks(sorted(wanted), 1000):
-            rows = session.execute(select(Post.id, Post.message_id, Post.parent_id).where(Post.id.in_(chunk)))
-            known.update((pid, (mid, parent)) for pid, mid, parent in rows)
-        wanted = {parent for pid in wanted if pid in known and (parent := known[pid][1]) is not None}
-    out = {}
-    for post_id, (_, parent) in posts.items():
-        chain: list[str] = []
-        seen = {post_id}
-        while parent is not None and parent not in seen and len(chain) < MAX_ANCESTORS:
-            seen.add(parent)
-            if parent not in known:
-                break
-            message_id, next_parent = known[parent]
-            chain.append(message_id)
-            parent = next_parent
-        out[post_id] = tuple(reversed(chain))
     return out
 
 

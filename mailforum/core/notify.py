@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from mailforum.config import Config
 from mailforum.core import digests, tokens
 from mailforum.db import outbox, payloads
+from mailforum.db.ancestry import ancestors
 from mailforum.db.models import DigestFormat, MailingList, Member, OutboxKind, Post
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
@@ -50,27 +51,10 @@ from mailforum.textsafe import safe_filename
 
 log = logging.getLogger(__name__)
 
-MAX_ANCESTORS = 200
-
 
 def identity(config: Config, mlist: MailingList) -> ListIdentity:
     tag = f"[{mlist.name}]" if mlist.subject_tag is None else mlist.subject_tag
     return ListIdentity(mlist.name, mlist.display_title, config.site.domain, config.site.base_url, tag)
-
-
-def ancestors(session: Session, post: Post) -> tuple[str, ...]:
-    """Message-IDs from the topic root down to the post's parent, from the stored thread."""
-    chain: list[str] = []
-    seen = {post.id}
-    parent_id = post.parent_id
-    while parent_id is not None and parent_id not in seen and len(chain) < MAX_ANCESTORS:
-        seen.add(parent_id)
-        row = session.execute(select(Post.message_id, Post.parent_id).where(Post.id == parent_id)).first()
-        if row is None:
-            break
-        chain.append(row[0])
-        parent_id = row[1]
-    return tuple(reversed(chain))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +109,7 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
         author_address=post.author_address,
         date=post.date or post.received_at,
         topic_id=post.topic_id,
-        ancestors=ancestors(session, post),
+        ancestors=ancestors(session, {post.id: (post.message_id, post.parent_id)})[post.id],
         to=sent_to.to,
         cc=sent_to.cc,
     )
