@@ -57,6 +57,7 @@ from mailforum.mail.addresses import Kind
 from mailforum.mail.compose import clean
 from mailforum.mail.headers import subject_info
 from mailforum.mail.parse import ParsedMessage, html_to_text
+from mailforum.mail.quotes import ON_WROTE
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ _SUBJECT_PREFIX = re.compile(
 )
 # Where the command part of a mail ends: a signature, quoted text, a forwarded or replied-to message.
 _STOP = re.compile(
-    r"^(--\s*$|-- |_{5,}|-{5,}\s*original message|>|on\b.{0,200}\b(wrote|schrieb|a écrit|escribió)\s*:?\s*$|"
+    r"^(--\s*$|-- |_{5,}|-{5,}\s*original message|>|" + ON_WROTE + "|"
     r"(from|von|de):\s.+@|sent from my\b)",
     re.IGNORECASE,
 )

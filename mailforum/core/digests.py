@@ -76,6 +76,7 @@ from mailforum.db.queries import list_named
 from mailforum.errors import MailforumError
 from mailforum.mail.headers import msgid_list
 from mailforum.mail.parse import Attachment, ParsedMessage
+from mailforum.mail.quotes import ATTRIBUTION, ORIGINAL_MESSAGE
 from mailforum.textsafe import safe_filename
 
 log = logging.getLogger(__name__)
@@ -479,10 +480,6 @@ class DigestTopic:
     posts: tuple[DigestPost, ...]
 
 
-_ATTRIBUTION = re.compile(r"^(on\b.{0,200}\bwrote:?|.{0,80}\b(schrieb|a écrit|escribió)\b.{0,80}:)\s*$", re.I)
-_ORIGINAL = re.compile(r"^\s*-{2,}\s*(original message|forwarded message|ursprüngliche nachricht)", re.I)
-
-
 def trim(text: str) -> str:
     """The new text of a post: quoted lines, their attribution and the signature removed.
 
@@ -494,12 +491,12 @@ def trim(text: str) -> str:
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     out: list[str] = []
     for line in lines:
-        if line in ("-- ", "--") or _ORIGINAL.match(line):
+        if line in ("-- ", "--") or ORIGINAL_MESSAGE.match(line):
             break
         if line.lstrip().startswith(">"):
             while out and not out[-1].strip():
                 out.pop()
-            if out and _ATTRIBUTION.match(out[-1].strip()):
+            if out and ATTRIBUTION.match(out[-1].strip()):
                 out.pop()
             continue
         out.append(line)
