@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from mailforum import crash
-from mailforum.core import answers, bounces, commands, digests, fanout, moderation, threads, tokens
+from mailforum.core import answers, bounces, commands, digest_replies, fanout, moderation, threads, tokens
 from mailforum.core.authentication import strip_forged
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import find_member
@@ -122,7 +122,7 @@ def handle_post(arrival: Arrival) -> Outcome:
     """Mail to the list address: policy first, then thread and store."""
     if arrival.imported:
         return store_post(arrival, Decision(Action.ACCEPT))
-    if digests.is_digest_reply(arrival.parsed, arrival.config.site.domain):
+    if digest_replies.is_digest_reply(arrival.parsed, arrival.config.site.domain):
         return handle_digest_reply(arrival)
     decision = _policy(arrival, find_member(arrival.session, arrival.mlist.id, arrival.parsed.from_address))
     if decision.action is Action.DISCARD:
@@ -156,12 +156,12 @@ def handle_digest_reply(arrival: Arrival) -> Outcome:
     decision = _policy(arrival, sender)
     if decision.action is Action.DISCARD:
         return _discarded(arrival, decision)
-    target = digests.quoted_post(
+    target = digest_replies.quoted_post(
         arrival.session, arrival.config, arrival.mlist, arrival.parsed.text_body, arrival.now
     )
     if target is not None:
         return store_post(arrival, decision, reply_to=target)
-    answered = digests.answer_digest_reply(
+    answered = digest_replies.answer_digest_reply(
         arrival.session, arrival.config, arrival.mlist, arrival.parsed, arrival.mail_from, arrival.now
     )
     what = "answered how to reply to one post" if answered else "not answered"

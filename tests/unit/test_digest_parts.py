@@ -9,7 +9,7 @@ import email.policy
 import pytest
 
 from mailforum.config import from_mapping
-from mailforum.core import digests, tokens
+from mailforum.core import digest_replies, digests, tokens
 from mailforum.errors import ConfigError
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.compose import ListIdentity
@@ -98,16 +98,18 @@ def test_digest_replies_are_recognised_by_id_or_subject():
         return parse(head.encode() + b"body\r\n")
 
     domain = "lists.example.org"
-    assert digests.is_digest_reply(
+    assert digest_replies.is_digest_reply(
         parsed("Re: hello", "In-Reply-To: <digest.dev.4.0-9@lists.example.org>\r\n"), domain
     )
-    assert digests.is_digest_reply(parsed("Re: [dev] Daily digest, 26 Nov 2026: 3 new posts"), domain)
-    assert digests.is_digest_reply(parsed("AW: Re: Weekly digest, week to 26 Nov 2026: 1 new post"), domain)
-    assert not digests.is_digest_reply(parsed("Re: a message digest algorithm"), domain)
-    assert not digests.is_digest_reply(
+    assert digest_replies.is_digest_reply(parsed("Re: [dev] Daily digest, 26 Nov 2026: 3 new posts"), domain)
+    assert digest_replies.is_digest_reply(
+        parsed("AW: Re: Weekly digest, week to 26 Nov 2026: 1 new post"), domain
+    )
+    assert not digest_replies.is_digest_reply(parsed("Re: a message digest algorithm"), domain)
+    assert not digest_replies.is_digest_reply(
         parsed("Re: hello", "In-Reply-To: <digest.dev.4.0-9@elsewhere.org>\r\n"), domain
     )
-    assert not digests.is_digest_reply(parsed("Digest of the meeting"), domain)
+    assert not digest_replies.is_digest_reply(parsed("Digest of the meeting"), domain)
 
 
 def test_digest_config_keys_are_checked():
