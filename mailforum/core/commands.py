@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, bounces, digests, subscriptions
+from mailforum.core import answers, bounces, digest_enqueue, subscriptions
 from mailforum.core.authentication import verdict
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import Address, check_address, find_member
@@ -321,7 +321,7 @@ def do_set(ctx: Context, args: tuple[str, ...]) -> Result:
 def _start_digests(session: Session, member: Member) -> None:
     """A member who starts digests now gets what is new from now on, not the posts already mailed."""
     if member.delivery_mode != DeliveryMode.DIGEST.value and member.digest_frequency is None:
-        member.digest_mark = digests.start_mark(session, member.list_id)
+        member.digest_mark = digest_enqueue.start_mark(session, member.list_id)
 
 
 def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:

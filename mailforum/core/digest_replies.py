@@ -24,7 +24,7 @@ from mailforum.mail.parse import ParsedMessage
 
 log = logging.getLogger(__name__)
 
-# The Message-ID digests.message_id gives a digest.
+# The Message-ID digest_enqueue.message_id gives a digest.
 _DIGEST_ID = re.compile(r"^<digest\.[a-z0-9._-]+\.\d+\.\d+-\d+@", re.I)
 # Our subject ("[dev] Daily digest, 26 Nov 2026: …") after Re:/AW:/SV: — not any subject
 # with "digest" in it, which a real topic may have.

@@ -3,7 +3,7 @@
 Mail programs write a line before the text they quote — "On Tue, 26 Nov 2026, Ann
 wrote:", "Am 26.11.2026 schrieb Ann:", "Le 26 nov. 2026, Ann a écrit :", "El … escribió:"
 — and Outlook puts "-----Original Message-----" above the message answered. A digest
-leaves both out of a post's new text (``core.digests.trim``); a command mail
+leaves both out of a post's new text (``core.digest_content.trim``); a command mail
 stops being read at them (``core.commands``).
 
 The two readers ask different questions, so their patterns differ on purpose: a
