@@ -1,9 +1,14 @@
 """What a member's digest holds: the posts between two marks, by topic, less what they muted.
 
 A digest is a post-id range: the list's published posts with ``start < id <= end``
-(``core.digest_enqueue`` says why, and where the marks come from). Rendering loads the
-posts' text (``load_topics``: trimmed, cut, new topics first), a MIME digest each post
-whole (``load_originals``).
+(``core.digest_enqueue`` says why, and where the marks come from). ``member_contents``
+is the one place that decides what each member's digest holds — the range's topics
+less the topics the member muted — and the run that enqueues digests, the delivery
+worker that renders them (``core.notify``) and ``digest send --dry-run``
+(``core.digest_render.preview_digests``) all ask it. They differ only in what they load
+for a range: a run needs the topic ids (is anything left?), rendering the posts' text
+(``load_topics``: trimmed, cut, new topics first), a MIME digest each post whole
+(``load_originals``).
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import datetime as dt
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
@@ -31,6 +37,60 @@ log = logging.getLogger(__name__)
 DAILY = "daily"
 WEEKLY = "weekly"
 FREQUENCIES = (DAILY, WEEKLY)
+
+
+# ---------------------------------------------------------------------------
+# Which topics, for which member
+
+
+class HasId(Protocol):
+    """A topic as some loader gives it: ``DigestTopic``, ``RangeTopic``."""
+
+    @property
+    def id(self) -> int: ...
+
+
+T = TypeVar("T", bound=HasId)
+
+
+@dataclass(frozen=True, slots=True)
+class Contents(Generic[T]):
+    """What one member's digest holds: the topics of their range less those they muted."""
+
+    member_id: int | None
+    start: int
+    end: int
+    muted: frozenset[int]  # the range's topics this member muted: left out
+    topics: tuple[T, ...]  # the rest, in the order loaded; empty: no digest
+
+
+def member_contents(
+    session: Session,
+    members: Sequence[tuple[int | None, int]],
+    end: int,
+    load: Callable[[int, int], tuple[T, ...]],
+) -> list[Contents[T]]:
+    """What each member's digest holds, in the order given; the one rule for runs, copies, previews.
+
+    ``members``: (member id, start mark) pairs (``digest_enqueue.starts``; a copy's
+    start is in its payload); a member gone (None) has muted nothing. ``load(start,
+    end)`` gives the range's topics, once per start; the members' mutes are read
+    together (a query per 1,000 members), not one member at a time.
+    """
+    ranges: dict[int, tuple[T, ...]] = {}
+    for _, start in members:
+        if start not in ranges:
+            ranges[start] = load(start, end)
+    topic_ids = {t.id for topics in ranges.values() for t in topics}
+    muted = muted_topics(session, [m for m, _ in members if m is not None], topic_ids)
+    out = []
+    for member_id, start in members:
+        topics = ranges[start]
+        mine = muted.get(member_id, set()) if member_id is not None else set()
+        excluded = frozenset(t.id for t in topics if t.id in mine)
+        kept = tuple(t for t in topics if t.id not in excluded)
+        out.append(Contents(member_id, start, end, excluded, kept))
+    return out
 
 
 def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int]) -> dict[int, set[int]]:
@@ -49,6 +109,30 @@ def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int
         for member_id, topic_id in rows:
             out[member_id].add(topic_id)
     return out
+
+
+def _in_range(list_id: int, start: int, end: int) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Post.list_id == list_id,
+        Post.status == PostStatus.PUBLISHED.value,
+        Post.id > start,
+        Post.id <= end,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RangeTopic:
+    """A topic with posts in a range, by id only: all a run asks is whether anything is left."""
+
+    id: int
+
+
+def range_topics(session: Session, list_id: int, start: int, end: int) -> tuple[RangeTopic, ...]:
+    """The topics of the range's posts, in the order of their first post in it."""
+    topic_ids = session.scalars(
+        select(Post.topic_id).where(*_in_range(list_id, start, end)).order_by(Post.id)
+    )
+    return tuple(RangeTopic(t) for t in dict.fromkeys(topic_ids))
 
 
 # ---------------------------------------------------------------------------
@@ -126,12 +210,7 @@ def load_topics(
             Post.subject,
             Post.text_body,
         )
-        .where(
-            Post.list_id == list_id,
-            Post.status == PostStatus.PUBLISHED.value,
-            Post.id > start,
-            Post.id <= end,
-        )
+        .where(*_in_range(list_id, start, end))
         .order_by(Post.id)
     ).all()
     grouped: dict[int, list[DigestPost]] = defaultdict(list)
@@ -161,6 +240,10 @@ def load_topics(
         out.append(DigestTopic(tid, subject, first_ids.get(tid, 0) > start, tuple(items)))
     out.sort(key=lambda t: (not t.new, -len(t.posts), -t.posts[-1].id))
     return tuple(out)
+
+
+# ---------------------------------------------------------------------------
+# A MIME digest: each post whole
 
 
 @dataclass(frozen=True, slots=True)

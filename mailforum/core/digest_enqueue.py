@@ -5,7 +5,8 @@ where ``end`` is the highest post id when the run started: the period is a post-
 range, never "since yesterday 07:00", so a stepped clock, a crash or a second
 scheduler cannot make a post fall between two digests or land in two (RELIABILITY
 F14, F15). Posts arriving during a run go into the next digest. What the range holds
-is ``core.digest_content``; when a run happens is ``core.digest_schedule``.
+for each member is ``core.digest_content.member_contents``; when a run happens is
+``core.digest_schedule``.
 
 **Where the mark moves.** In the transaction that enqueues the digest's outbox row,
 by compare-and-set (``UPDATE members SET digest_mark = end WHERE digest_mark = start``
@@ -38,13 +39,14 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.config import Config
-from mailforum.core.digest_content import DAILY, FREQUENCIES, muted_topics
+from mailforum.core.digest_content import DAILY, FREQUENCIES, member_contents, range_topics
 from mailforum.db import outbox
 from mailforum.db.models import DeliveryMode, MailingList, Member, OutboxKind, Post, PostStatus
 
@@ -115,35 +117,14 @@ def due_members(
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class RangePost:
-    id: int
-    topic_id: int
-    received_at: dt.datetime
-
-
-def range_posts(session: Session, list_id: int, start: int, end: int) -> list[RangePost]:
-    rows = session.execute(
-        select(Post.id, Post.topic_id, Post.received_at)
-        .where(
-            Post.list_id == list_id,
-            Post.status == PostStatus.PUBLISHED.value,
-            Post.id > start,
-            Post.id <= end,
-        )
-        .order_by(Post.id)
-    )
-    return [RangePost(*r) for r in rows]
-
-
-def first_start(session: Session, list_id: int, members: Sequence[DueMember]) -> dict[int, int]:
-    """For members who never had a digest (mark 0): the last post before they joined.
-
-    A new member's first digest starts when they joined, not at the list's first post.
+def starts(session: Session, list_id: int, members: Sequence[DueMember]) -> dict[int, int]:
+    """Where each member's next digest begins: after their mark; for a member who never
+    had a digest (mark 0), after the last post before they joined, not at the list's first.
     """
     fresh = [m for m in members if m.mark == 0]
+    out = {m.id: m.mark for m in members}
     if not fresh:
-        return {}
+        return out
     rows = session.execute(
         select(Post.id, Post.received_at).where(Post.list_id == list_id).order_by(Post.received_at, Post.id)
     ).all()
@@ -153,7 +134,6 @@ def first_start(session: Session, list_id: int, members: Sequence[DueMember]) ->
     for r in rows:
         top = max(top, r[0])
         best.append(top)
-    out = {}
     for m in fresh:
         at = bisect.bisect_left(times, m.created_at)
         out[m.id] = best[at - 1] if at else 0
@@ -188,50 +168,38 @@ def enqueue_batch(
     end: int,
     day_label: str,
     now: dt.datetime,
-    starts: dict[int, int],
+    begins: dict[int, int],
 ) -> tuple[int, int, int]:
     """One transaction's worth of members: move marks, enqueue digests; (queued, skipped, paused).
 
-    ``starts``: where members without a mark begin (``first_start``, computed once per run).
+    ``begins``: where each member's digest begins (``starts``, computed once per run).
     Members whose delivery is paused by bounces have their marks moved and get nothing.
     """
     by_mark: dict[int, list[DueMember]] = defaultdict(list)
     for m in batch:
         by_mark[m.mark].append(m)
-    queued = skipped = paused = 0
-    copies: list[outbox.NewCopy] = []
+    paused = 0
+    moved: list[DueMember] = []
     for old, members in by_mark.items():
-        moved = _advance(session, [m.id for m in members], old, end)
-        paused += sum(moved.values())
-        members = [m for m in members if m.id in moved and not moved[m.id]]
-        if not members:
-            continue
-        posts_by_start: dict[int, list[RangePost]] = {}
-        topics = set()
-        for m in members:
-            start = max(old, starts.get(m.id, old))
-            if start not in posts_by_start:
-                posts_by_start[start] = range_posts(session, mlist.id, start, end)
-            topics |= {p.topic_id for p in posts_by_start[start]}
-        muted = muted_topics(session, [m.id for m in members], topics)
-        for m in members:
-            start = max(old, starts.get(m.id, old))
-            mute = muted.get(m.id, set())
-            if not any(p.topic_id not in mute for p in posts_by_start[start]):
-                skipped += 1
-                continue
-            copies.append(
-                outbox.NewCopy(
-                    list_id=mlist.id,
-                    recipient=m.address,
-                    message_id=message_id(mlist.name, m.id, start, end, config.site.domain),
-                    member_id=m.id,
-                    kind=OutboxKind.DIGEST,
-                    dedupe_key=f"digest:{m.id}:{start}:{end}",
-                    payload={"from": start, "to": end, "frequency": m.frequency, "label": day_label},
-                )
-            )
+        advanced = _advance(session, [m.id for m in members], old, end)
+        paused += sum(advanced.values())
+        moved += [m for m in members if m.id in advanced and not advanced[m.id]]
+    load = partial(range_topics, session, mlist.id)
+    held = member_contents(session, [(m.id, begins[m.id]) for m in moved], end, load)
+    copies = [
+        outbox.NewCopy(
+            list_id=mlist.id,
+            recipient=m.address,
+            message_id=message_id(mlist.name, m.id, c.start, end, config.site.domain),
+            member_id=m.id,
+            kind=OutboxKind.DIGEST,
+            dedupe_key=f"digest:{m.id}:{c.start}:{end}",
+            payload={"from": c.start, "to": end, "frequency": m.frequency, "label": day_label},
+        )
+        for m, c in zip(moved, held, strict=True)
+        if c.topics
+    ]
     for _ in copies:
         crash.point("mid_digest_recipient_loop")
     queued = outbox.enqueue(session, copies, now)
-    return queued, skipped, paused
+    return queued, len(moved) - len(copies), paused

@@ -13,6 +13,7 @@ import email
 import email.policy
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -26,9 +27,9 @@ from mailforum.core.digest_content import (
     OriginalPost,
     load_originals,
     load_topics,
-    muted_topics,
+    member_contents,
 )
-from mailforum.core.digest_enqueue import DueMember, due_members, end_mark, first_start, message_id
+from mailforum.core.digest_enqueue import DueMember, due_members, end_mark, message_id, starts
 from mailforum.core.digest_schedule import label, list_zone, weekly_due
 from mailforum.core.lists import identity
 from mailforum.db.models import DigestFormat, MailingList
@@ -245,22 +246,22 @@ def preview_digests(
     if weekly_due(config, mlist, local):
         frequencies.append(WEEKLY)
     members = due_members(session, mlist.id, end, frequencies, address)
-    starts = first_start(session, mlist.id, members)
+    begins = starts(session, mlist.id, members)
+    load = partial(load_topics, session, config, mlist.id)
+    held = member_contents(session, [(m.id, begins[m.id]) for m in members], end, load)
     hidden = f"{mlist.name}+r-(a signed address for each member and post)@{config.site.domain}"
     out = []
-    for member in members:
-        start = max(member.mark, starts.get(member.id, member.mark))
-        topics = load_topics(session, config, mlist.id, start, end)
-        muted = muted_topics(session, [member.id], {t.id for t in topics}).get(member.id, set())
-        kept = tuple(t for t in topics if t.id not in muted)
-        if not kept:
+    for member, contents in zip(members, held, strict=True):
+        if not contents.topics:
             continue
         if mlist.digest_format == DigestFormat.MIME.value:
-            preview = _preview_mime(session, config, renderer, mlist, kept, member, start, end, local, now)
+            preview = _preview_mime(
+                session, config, renderer, mlist, contents.topics, member, contents.start, end, local, now
+            )
             if preview is not None:
                 out.append(preview)
             continue
-        rendered = render_digest(config, renderer, mlist, kept, member.frequency, label(local))
+        rendered = render_digest(config, renderer, mlist, contents.topics, member.frequency, label(local))
         text = digest_mail.unmark(rendered.text, hidden)
         out.append(DigestPreview(member.address, rendered.subject, text))
     return out

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from mailforum.batching import chunks
 from mailforum.config import WEEKDAYS, Config
 from mailforum.core.digest_content import DAILY, WEEKLY
-from mailforum.core.digest_enqueue import due_members, end_mark, enqueue_batch, first_start
+from mailforum.core.digest_enqueue import due_members, end_mark, enqueue_batch, starts
 from mailforum.db.models import MailingList
 from mailforum.db.queries import list_named
 from mailforum.errors import MailforumError
@@ -174,14 +174,14 @@ def run_list(
                 frequencies.append(WEEKLY)
             day_label = label(local)
         members = due_members(session, mlist.id, end, frequencies, address, paused=True)
-        starts = first_start(session, mlist.id, members)
+        begins = starts(session, mlist.id, members)
         list_id, name = mlist.id, mlist.name
     queued = skipped = paused = 0
     for batch in chunks(members, BATCH):
         with db.session() as session:
             mlist = session.get(MailingList, list_id)
             assert mlist is not None
-            q, s, p = enqueue_batch(session, config, mlist, batch, end, day_label, now, starts)
+            q, s, p = enqueue_batch(session, config, mlist, batch, end, day_label, now, begins)
             queued += q
             skipped += s
             paused += p

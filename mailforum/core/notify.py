@@ -6,8 +6,9 @@ a kind share (a post's notification: its text and HTML, rendered once and cached
 post) and a builder that adds the per-recipient parts (the signed ``Reply-To``, the
 VERP envelope sender, ``List-Unsubscribe`` with the signed one-click link). Automatic
 answers (kind ``notice``, core.answers) carry their rendered text in the row's payload;
-digests add their own pair, rendered once per list, period and muted set by
-``core.digest_render``.
+digests add their own pair: what each member's digest holds is
+``core.digest_content.member_contents``, rendered once per list, period and muted set
+by ``core.digest_render``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.config import Config
 from mailforum.core import tokens
-from mailforum.core.digest_content import DigestTopic, load_topics, muted_topics
+from mailforum.core.digest_content import DigestTopic, load_topics, member_contents
 from mailforum.core.digest_render import mime_digest, render_digest
 from mailforum.core.lists import identity
 from mailforum.db import outbox, payloads
@@ -250,27 +251,29 @@ class Composer:
             self._list_names[list_id] = mlist.name
             self._lists[list_id] = identity(self.config, mlist)
             span = (list_id, start, end)
-            if span not in self._ranges:
-                if len(self._ranges) >= 16:
-                    oldest = next(iter(self._ranges))
-                    self._ranges.pop(oldest)
-                    self._embedded.pop(oldest, None)
-                self._ranges[span] = load_topics(session, self.config, list_id, start, end)
-            topics = self._ranges[span]
-            member_ids = [r.member_id for r in members if r.member_id is not None]
-            muted = muted_topics(session, member_ids, {t.id for t in topics})
-            for row in members:
-                excluded = frozenset(muted.get(row.member_id or 0, ()))
-                key = (list_id, start, end, frequency, day, excluded, mlist.digest_format)
+            load = partial(self._range, session, list_id)
+            held = member_contents(session, [(row.member_id, start) for row in members], end, load)
+            for row, contents in zip(members, held, strict=True):
+                key = (list_id, start, end, frequency, day, contents.muted, mlist.digest_format)
                 self._digest_rows[row.id] = key
                 current.add(key)
                 if key in self._digests:
                     continue
-                kept = tuple(t for t in topics if t.id not in excluded)
-                shared = self._shared_digest(session, mlist, span, kept, frequency, day)
+                shared = self._shared_digest(session, mlist, span, contents.topics, frequency, day)
                 self._digests[key] = shared
                 self._digest_bytes += shared.size if shared is not None else 0
                 self._forget_digests(keep=current)
+
+    def _range(self, session: Session, list_id: int, start: int, end: int) -> tuple[DigestTopic, ...]:
+        """A range's topics, rendered text and all, kept for the 16 ranges last asked for."""
+        span = (list_id, start, end)
+        if span not in self._ranges:
+            if len(self._ranges) >= 16:
+                oldest = next(iter(self._ranges))
+                self._ranges.pop(oldest)
+                self._embedded.pop(oldest, None)
+            self._ranges[span] = load_topics(session, self.config, list_id, start, end)
+        return self._ranges[span]
 
     def _forget_digests(self, keep: set[DigestKey]) -> None:
         """Drop the oldest shared digests beyond ``DIGEST_CACHE_BYTES`` or ``cache_size`` entries,
