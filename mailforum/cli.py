@@ -1136,11 +1136,12 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
 
     A second run with nothing new queues nothing. `serve` (or `deliver --once`) sends them.
     """
-    from mailforum.core import digests, notify
+    from mailforum.core import digest_schedule
+    from mailforum.core.digest_render import preview_digests
     from mailforum.render import Renderer
 
     db = state.db()
-    names = [list_name] if list_name else digests.list_names(db)
+    names = [list_name] if list_name else digest_schedule.list_names(db)
     with db.read_session() as session:
         for name in names:
             if lists_by_name(session, name) is None:
@@ -1153,7 +1154,7 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
             for name in names:
                 mlist = lists_by_name(session, name)
                 assert mlist is not None
-                for item in notify.preview_digests(session, state.config, renderer, mlist, now, address):
+                for item in preview_digests(session, state.config, renderer, mlist, now, address):
                     click.echo(f"To: {item.address}\nSubject: {item.subject}\nFormat: {item.format}\n")
                     click.echo(item.text)
                     click.echo("=" * 72)
@@ -1162,7 +1163,7 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
         return
     total = 0
     for name in names:
-        result = digests.run_list(db, state.config, name, now, address=address)
+        result = digest_schedule.run_list(db, state.config, name, now, address=address)
         total += result.queued
         line = f"{name}: {result.queued} digest{'s' if result.queued != 1 else ''} queued"
         if result.paused:
