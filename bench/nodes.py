@@ -21,8 +21,10 @@ ports, as several MX hosts or a balancing MTA would). For each node count it pri
     nodes_{N}_copies_missing        expected (Message-ID, recipient) pairs the sink never saw
     nodes_{N}_copies_twice          pairs the sink saw more than once
     nodes_{N}_node_cpu_ms_per_msg   CPU of every node's processes, per post (with its copies)
-    nodes_{N}_pg_cpu_ms_per_msg     CPU of PostgreSQL's processes, per post: with the nodes on
-                                    machines of their own, the database's share is what is left
+    nodes_{N}_pg_cpu_ms_per_msg     CPU of the PostgreSQL backends serving the nodes, per post
+                                    (backends that ended before the run's end are not counted):
+                                    with the nodes on machines of their own, what the database
+                                    server must supply per post
 
 Then the kill run: the same traffic over ``--kill-nodes`` nodes, but sent by a Python
 client that records the Message-ID of every message that got its 250 (smtp-source
@@ -207,17 +209,17 @@ class Node:
         return total
 
 
-def pg_cpu_seconds() -> float:
-    """CPU time of every PostgreSQL process (server and backends) so far."""
+def pg_cpu_seconds(database: str) -> float:
+    """CPU time so far of the PostgreSQL backends serving ``database`` (their process title
+    names it), so other databases' work on the same server does not count."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    tag = f" {database} ".encode()
+    for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            text = stat.read_text()
-            if "(postgres)" in text:
-                fields = text.rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / os.sysconf(
-                    "SC_CLK_TCK"
-                )
+            if tag not in (proc / "cmdline").read_bytes():
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -465,7 +467,7 @@ class PySource:
 
 def scale_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
     with Cluster(n, args.members) as cluster:
-        node_cpu0, pg_cpu0 = sum(node.cpu_seconds() for node in cluster.nodes), pg_cpu_seconds()
+        node_cpu0, pg_cpu0 = sum(node.cpu_seconds() for node in cluster.nodes), pg_cpu_seconds(cluster.db)
         counts = split(args.messages, n)
         sessions = split(SESSIONS, n)
         start = time.perf_counter()
@@ -481,7 +483,7 @@ def scale_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         cluster.wait_done(args.messages)
         done_s = time.perf_counter() - start
         node_cpu = sum(node.cpu_seconds() for node in cluster.nodes) - node_cpu0
-        pg_cpu = pg_cpu_seconds() - pg_cpu0
+        pg_cpu = pg_cpu_seconds(cluster.db) - pg_cpu0
         out(f"nodes_{n}_ingest_msgs_per_s", args.messages / ingest_s)
         figures = cluster.report(f"nodes_{n}", done_s, args.messages)
         posts = max(1, figures["posts"])
