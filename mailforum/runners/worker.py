@@ -65,6 +65,7 @@ class SpoolProcessor:
         self._thread: threading.Thread | None = None
         self._last_commit = -BUSY_WINDOW
         self.processed = 0
+        self.after_batch: Callable[[], None] = lambda: None  # e.g. wake delivery: copies were written
 
     def notify(self, _ids: list[int] | None = None) -> None:
         """Called by the spool writer after each commit."""
@@ -203,6 +204,8 @@ class SpoolProcessor:
             try:
                 count = self.run_once(BUSY_BATCH if busy else None)
                 failures = 0
+                if count:
+                    self.after_batch()
             except Exception:
                 failures += 1
                 log.exception("spool processing failed; retrying")
