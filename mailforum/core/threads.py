@@ -12,7 +12,8 @@ hold decides, and the weaker ones are not consulted:
 4. the normalised subject (``mail.headers.subject_info``), only for messages that look
    like replies and name no ids at all, only within this list and ``window``, and
    only with corroboration (``_by_subject``): a quote of a whole post, or a
-   participant in common and a quote or a fresh topic. ``Thread-Topic`` and
+   participant in common and a quote or a fresh topic, or a reply addressed (To/Cc)
+   to someone who wrote in a topic active within a day. ``Thread-Topic`` and
    "(was: Old)" give more keys.
 
 An import batch prefetches the ids, Outlook conversations and subject keys it names
@@ -70,6 +71,7 @@ MAX_ANCESTRY_WALK = 10_000  # cycle checks follow at most this many parents
 SUBJECT_CANDIDATES = 20  # topics considered by the subject fallback
 SUBJECT_RECENT = dt.timedelta(days=7)  # a header-less reply quotes a post at most this old
 SUBJECT_FRESH = dt.timedelta(hours=3)  # ... or a participant in common, in a topic this fresh
+SUBJECT_ADDRESSED = dt.timedelta(hours=24)  # ... or a reply addressed to one who wrote there, this fresh
 SUBJECT_HOT = dt.timedelta(hours=2)  # ... or, for the only topic with a specific subject, this fresh
 CLOCK_SKEW = dt.timedelta(hours=2)  # ... and not written (by its Date) before it, beyond this
 ADVISORY_LOCK_SPACE = 0x6D66_0000  # "mf": per-list threading lock on PostgreSQL
@@ -438,7 +440,11 @@ def _by_subject(
     ``SUBJECT_RECENT`` before the reply: Outlook's and webmail's reply buttons; a post
     of one or two long lines only within ``SUBJECT_FRESH``); or a participant in common
     (the reply's author or recipients wrote in the topic) and either a quote of part of
-    a post or a topic active in the last ``SUBJECT_FRESH``.
+    a post or a topic active in the last ``SUBJECT_FRESH``; or a reply addressed (To/Cc,
+    not only its author) to someone who wrote in a topic active in the last
+    ``SUBJECT_ADDRESSED`` (a web form's reply to the post's author: issue 14). A reply
+    whose author alone wrote there, a day later, is not enough: list regulars write in
+    many topics (SpamAssassin's easy ham, measured).
     """
     keys = _subject_keys(parsed, info)
     if not keys:
@@ -476,6 +482,10 @@ def _by_subject(
     if quoted is not None:  # a quote, and a participant in common
         return live_topic(session, quoted.topic_id), quoted
     both = [t for t in shared if t in fresh]  # a participant in common, in a fresh topic
+    if not both:  # or addressed (To/Cc) to someone who wrote in the topic, within a day of its last post
+        addressed = set(parsed.recipients) - {parsed.from_address, ""}
+        within_day = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_ADDRESSED]
+        both = [t for t in within_day if by_topic.get(t.id, set()) & addressed]
     if both:
         return both[0], None  # the most recent first
     # Alone, a specific subject needs a single candidate, active within ``SUBJECT_HOT``.

@@ -227,6 +227,26 @@ CASES: dict[str, Case] = {
         together=(("<webform-root@example.com>", "<webform-quoting@forum.example.net>"),),
         apart=(("<webform-root@example.com>", "<webform-stranger@forum.example.org>"),),
     ),
+    # Issue 14 (clients corpus): a header-less reply that quotes nothing but is addressed
+    # (To/Cc) to someone who wrote in the topic joins it within a day of its last post;
+    # one addressed to nobody there, or days later, stays apart.
+    "addressed-reply": Case(
+        parents={"<addressed-form@forum.example.org>": "<addressed-root@example.com>"},
+        together=(
+            (
+                "<addressed-root@example.com>",
+                "<addressed-carl@example.net>",
+                "<addressed-form@forum.example.org>",
+            ),
+        ),
+        apart=(
+            (
+                "<addressed-root@example.com>",
+                "<addressed-nobody@forum.example.org>",
+                "<addressed-late@forum.example.org>",
+            ),
+        ),
+    ),
     # Issue 14 (SpamAssassin's easy ham): a header-less reply that quotes one line of a post
     # and names its author, but shares no participant and comes hours later, stays apart
     # (notmuch keeps such replies apart; a partial quote alone is weak evidence).
