@@ -13,8 +13,9 @@ hold decides, and the weaker ones are not consulted:
    like replies and name no ids at all, only within this list and ``window``, and
    only with corroboration (``_by_subject``): a quote of a whole post, or a
    participant in common and a quote or a fresh topic, or a reply addressed (To/Cc)
-   to someone who wrote in a topic active within a day. ``Thread-Topic`` and
-   "(was: Old)" give more keys.
+   to someone who wrote in a topic active within a day, or (specific subjects) the
+   only such topic, active within 2 hours — within a day for a reply quoting nothing.
+   ``Thread-Topic`` and "(was: Old)" give more keys.
 
 An import batch prefetches the ids, Outlook conversations and subject keys it names
 (``prefetch``), so most messages need no look-up of their own, and its posts reach the
@@ -73,6 +74,7 @@ SUBJECT_RECENT = dt.timedelta(days=7)  # a header-less reply quotes a post at mo
 SUBJECT_FRESH = dt.timedelta(hours=3)  # ... or a participant in common, in a topic this fresh
 SUBJECT_ADDRESSED = dt.timedelta(hours=24)  # ... or a reply addressed to one who wrote there, this fresh
 SUBJECT_HOT = dt.timedelta(hours=2)  # ... or, for the only topic with a specific subject, this fresh
+SUBJECT_UNQUOTED = dt.timedelta(hours=24)  # ... this fresh, for a reply that quotes nothing
 CLOCK_SKEW = dt.timedelta(hours=2)  # ... and not written (by its Date) before it, beyond this
 ADVISORY_LOCK_SPACE = 0x6D66_0000  # "mf": per-list threading lock on PostgreSQL
 
@@ -444,7 +446,10 @@ def _by_subject(
     not only its author) to someone who wrote in a topic active in the last
     ``SUBJECT_ADDRESSED`` (a web form's reply to the post's author: issue 14). A reply
     whose author alone wrote there, a day later, is not enough: list regulars write in
-    many topics (SpamAssassin's easy ham, measured).
+    many topics (SpamAssassin's easy ham, measured). Alone, a specific subject joins
+    the only topic with it, active within ``SUBJECT_HOT``, or ``SUBJECT_UNQUOTED`` for a
+    reply that quotes nothing (a web form's): a reply quoting words we do not hold
+    answers a post we lack, maybe of another thread, and waits for better evidence.
     """
     keys = _subject_keys(parsed, info)
     if not keys:
@@ -488,8 +493,10 @@ def _by_subject(
         both = [t for t in within_day if by_topic.get(t.id, set()) & addressed]
     if both:
         return both[0], None  # the most recent first
-    # Alone, a specific subject needs a single candidate, active within ``SUBJECT_HOT``.
-    hot = [t for t in fresh if at - t.last_post_at <= SUBJECT_HOT]
+    # Alone, a specific subject needs a single candidate, active within ``SUBJECT_HOT``
+    # (``SUBJECT_UNQUOTED`` for a reply that quotes nothing: it answers no post we lack).
+    limit = SUBJECT_UNQUOTED if not _quotes(parsed.text_body) else SUBJECT_HOT
+    hot = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= limit]
     specific = not all(is_generic(k) for k in keys)
     return (hot[0], None) if specific and len(hot) == 1 and len(candidates) == 1 else None
 
@@ -499,6 +506,22 @@ QUOTE_MIN = 25  # shorter lines ("Thanks!", "Hi all,") say nothing
 QUOTE_POSTS = 300  # posts of the candidate topics searched, most recent first
 _QUOTE_MARKS = re.compile(r"^[\s>|]+")
 _WORDS_ONLY = re.compile(r"\W+")
+
+
+# A line that starts a quote: ">" or "|" quoting, an attribution ("On … wrote:", "Ann
+# schrieb:", "--- Ann wrote ---"), Outlook's "Original Message" line, its rule of
+# underscores, or its "From:" line followed by "Sent:".
+_QUOTE_LINE = re.compile(
+    r"^[ \t]*[>|]|^[ \t]*-+ ?original message ?-+[ \t]*$|^_{20,}[ \t]*$"
+    r"|^.{0,200}\b(wrote|writes|schrieb|a écrit|escribió|ha scritto|schreef)\b.{0,80}[:-][ \t]*$"
+    r"|^(from|von|de|da|van):[^\n]{0,300}\n[ \t]*(sent|gesendet|envoy\w*|enviado|inviato|verzonden|date):",
+    re.I | re.M,
+)
+
+
+def _quotes(text: str) -> bool:
+    """The text quotes something (a reply that quotes nothing, a web form's, answers no post we lack)."""
+    return _QUOTE_LINE.search(text[:100_000]) is not None
 
 
 def _normal(text: str) -> str:

@@ -227,9 +227,9 @@ CASES: dict[str, Case] = {
         together=(("<webform-root@example.com>", "<webform-quoting@forum.example.net>"),),
         apart=(("<webform-root@example.com>", "<webform-stranger@forum.example.org>"),),
     ),
-    # Issue 14 (clients corpus): a header-less reply that quotes nothing but is addressed
-    # (To/Cc) to someone who wrote in the topic joins it within a day of its last post;
-    # one addressed to nobody there, or days later, stays apart.
+    # Issue 14 (clients corpus): a header-less reply quoting a post we do not hold, but
+    # addressed (To/Cc) to someone who wrote in the topic, joins it within a day of its
+    # last post; one addressed to nobody there, or days later, stays apart.
     "addressed-reply": Case(
         parents={"<addressed-form@forum.example.org>": "<addressed-root@example.com>"},
         together=(
@@ -244,6 +244,21 @@ CASES: dict[str, Case] = {
                 "<addressed-root@example.com>",
                 "<addressed-nobody@forum.example.org>",
                 "<addressed-late@forum.example.org>",
+            ),
+        ),
+    ),
+    # Issue 14 (clients corpus): a web form's reply that quotes nothing answers no post we
+    # lack: with a specific subject it joins the only topic with that subject within 24 h
+    # of its last post. A reply quoting a post we do not hold waits 2 h as before, and
+    # one days later stays apart.
+    "unquoted-reply": Case(
+        parents={"<unquoted-form@forum.example.net>": "<unquoted-root@example.com>"},
+        together=(("<unquoted-root@example.com>", "<unquoted-form@forum.example.net>"),),
+        apart=(
+            (
+                "<unquoted-root@example.com>",
+                "<unquoted-other@example.org>",
+                "<unquoted-late@forum.example.com>",
             ),
         ),
     ),

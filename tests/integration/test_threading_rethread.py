@@ -21,6 +21,7 @@ CASES = (
     "generic-subject",
     "truncated-references",
     "addressed-reply",
+    "unquoted-reply",
 )
 
 
