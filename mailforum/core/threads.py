@@ -23,10 +23,13 @@ database together (``attach(flush=False)``).
 
 A reply that arrives before its parent leaves placeholders for the ids it names
 (chained in References order); when the parent arrives it takes its placeholder's
-place. A message whose ids lie in two topics merges them: the older topic survives
-and the absorbed one keeps ``merged_into_id`` so old links work (public-inbox does
-the same). An original that arrives after header-less replies to it (an import out
-of order) adopts the topic they started.
+place. A reply naming only absent messages starts a topic of its own, unless it quotes
+within its quote the whole of a post of a same-subject topic (its absent parent quoted
+that post): then the placeholders hang under that post. A message whose ids lie in
+two topics merges them: the older topic survives and the absorbed one keeps
+``merged_into_id`` so old links work (public-inbox does the same). An original that
+arrives after header-less replies to it (an import out of order) adopts the topic
+they started.
 
 The same message delivered twice is stored once (same id, same fingerprint); the
 same id with other content is kept under a derived id, so a squatter can never
@@ -426,6 +429,53 @@ def _subject_keys(parsed: ParsedMessage, info: SubjectInfo) -> list[str]:
     return list(dict.fromkeys(k for k in keys if k))
 
 
+def _subject_candidates(
+    session: Session, mlist: MailingList, keys: list[str], at: dt.datetime, window: dt.timedelta
+) -> list[Topic]:
+    """The live topics of this list with these subject keys active within ``window``, latest first."""
+    if not keys:
+        return []
+    cached = _topics_by_key(session, mlist.id, keys)
+    if cached is not None:
+        recent = [t for t in cached if t.last_post_at >= at - window and t.created_at <= at + window]
+        return sorted(recent, key=lambda t: (t.last_post_at, t.id), reverse=True)[:SUBJECT_CANDIDATES]
+    return list(
+        session.scalars(
+            select(Topic)
+            .where(
+                Topic.list_id == mlist.id,
+                Topic.subject_key.in_(keys),
+                Topic.merged_into_id.is_(None),
+                Topic.last_post_at >= at - window,
+                Topic.created_at <= at + window,
+            )
+            .order_by(Topic.last_post_at.desc(), Topic.id.desc())
+            .limit(SUBJECT_CANDIDATES)
+        )
+    )
+
+
+def _by_nested_quote(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    info: SubjectInfo,
+    at: dt.datetime,
+    window: dt.timedelta,
+) -> Post | None:
+    """For a reply naming only absent messages: the post of a same-subject topic it quotes
+    whole inside its quote ("> >"), that is, the post its absent parent quoted.
+
+    Its parent never arrived, but the parent's own quote says where it answered. A
+    post quoted at the first level is not enough: the absent parent may be another
+    copy or thread of it (SpamAssassin's easy ham, measured).
+    """
+    candidates = _subject_candidates(session, mlist, _subject_keys(parsed, info), at, window)
+    if not candidates:
+        return None
+    return _quoted_post(session, parsed, candidates, at, whole=True, nested=True)
+
+
 def _by_subject(
     session: Session,
     mlist: MailingList,
@@ -452,27 +502,7 @@ def _by_subject(
     answers a post we lack, maybe of another thread, and waits for better evidence.
     """
     keys = _subject_keys(parsed, info)
-    if not keys:
-        return None
-    cached = _topics_by_key(session, mlist.id, keys)
-    if cached is not None:
-        recent = [t for t in cached if t.last_post_at >= at - window and t.created_at <= at + window]
-        candidates = sorted(recent, key=lambda t: (t.last_post_at, t.id), reverse=True)[:SUBJECT_CANDIDATES]
-    else:
-        candidates = list(
-            session.scalars(
-                select(Topic)
-                .where(
-                    Topic.list_id == mlist.id,
-                    Topic.subject_key.in_(keys),
-                    Topic.merged_into_id.is_(None),
-                    Topic.last_post_at >= at - window,
-                    Topic.created_at <= at + window,
-                )
-                .order_by(Topic.last_post_at.desc(), Topic.id.desc())
-                .limit(SUBJECT_CANDIDATES)
-            )
-        )
+    candidates = _subject_candidates(session, mlist, keys, at, window)
     if not candidates:
         return None
     quoted = _quoted_post(session, parsed, candidates, at, whole=True)
@@ -506,6 +536,7 @@ QUOTE_MIN = 25  # shorter lines ("Thanks!", "Hi all,") say nothing
 QUOTE_POSTS = 300  # posts of the candidate topics searched, most recent first
 _QUOTE_MARKS = re.compile(r"^[\s>|]+")
 _WORDS_ONLY = re.compile(r"\W+")
+_NESTED = re.compile(r"^[ \t]*[>|][ \t]*[>|]")  # a line quoted within a quote
 
 
 # A line that starts a quote: ">" or "|" quoting, an attribution ("On … wrote:", "Ann
@@ -555,14 +586,18 @@ def _quoted_post(
     candidates: list[Topic],
     at: dt.datetime,
     whole: bool,
+    nested: bool = False,
 ) -> Post | None:
     """The post of these topics whose own words this reply quotes (any quoting style).
 
     ``whole``: all of the post's first three long lines (a reply that quotes the
     whole post; a post with only one or two, if written within ``SUBJECT_FRESH``); else
-    any one of them.
+    any one of them. ``nested``: only words quoted within a quote ("> >").
     """
-    haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in parsed.text_body.splitlines()[:2000])
+    lines = parsed.text_body.splitlines()[:2000]
+    if nested:
+        lines = [line for line in lines if _NESTED.match(line)]
+    haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in lines)
     if len(haystack) < QUOTE_MIN:
         return None
     rows = session.execute(
@@ -715,8 +750,13 @@ def _place(
         if found is not None:
             survivor, parent = found
             evidence = "thread-index"
-        elif chain:
-            survivor = _new_topic(session, mlist, parsed.subject, now)
+        elif chain:  # it names only messages we do not hold
+            quoted = _by_nested_quote(session, mlist, parsed, info, now, window)
+            if quoted is not None:  # its absent parent quoted this post: the placeholders go under it
+                survivor, parent = live_topic(session, quoted.topic_id), quoted
+                evidence = "subject"
+            else:
+                survivor = _new_topic(session, mlist, parsed.subject, now)
         else:
             if info.is_reply or (thread is not None and thread.depth > 0):
                 by_subject = _by_subject(session, mlist, parsed, info, now, window)

@@ -220,6 +220,15 @@ CASES: dict[str, Case] = {
         ),
         apart=(("<absent-root@example.com>", "<lost-cousin-1@example.org>"),),
     ),
+    # Issue 14 (clients corpus): a reply naming only an absent parent joins the topic
+    # whose post that parent quoted, as the reply shows within its own quote ("> >");
+    # a reply naming an absent message and quoting the post at the first level (the
+    # absent message may be another copy of it, elsewhere) stays apart.
+    "absent-parent-quoted": Case(
+        parents={"<apq-exmh@example.net>": "<apq-absent@example.org>"},
+        together=(("<apq-root@example.com>", "<apq-exmh@example.net>"),),
+        apart=(("<apq-root@example.com>", "<apq-copy@example.de>"),),
+    ),
     # A web form sends no reply headers: a reply quoting the whole post joins under it;
     # a stranger's unquoting reply days later, with the same subject, stays apart.
     "web-form": Case(

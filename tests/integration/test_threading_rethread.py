@@ -22,6 +22,7 @@ CASES = (
     "truncated-references",
     "addressed-reply",
     "unquoted-reply",
+    "absent-parent-quoted",
 )
 
 
