@@ -470,6 +470,8 @@ def _by_nested_quote(
     post quoted at the first level is not enough: the absent parent may be another
     copy or thread of it (SpamAssassin's easy ham, measured).
     """
+    if _NESTED.search(parsed.text_body) is None:
+        return None  # no quote within a quote: nothing to look up
     candidates = _subject_candidates(session, mlist, _subject_keys(parsed, info), at, window)
     if not candidates:
         return None
@@ -536,7 +538,7 @@ QUOTE_MIN = 25  # shorter lines ("Thanks!", "Hi all,") say nothing
 QUOTE_POSTS = 300  # posts of the candidate topics searched, most recent first
 _QUOTE_MARKS = re.compile(r"^[\s>|]+")
 _WORDS_ONLY = re.compile(r"\W+")
-_NESTED = re.compile(r"^[ \t]*[>|][ \t]*[>|]")  # a line quoted within a quote
+_NESTED = re.compile(r"^[ \t]*[>|][ \t]*[>|]", re.M)  # a line quoted within a quote
 
 
 # A line that starts a quote: ">" or "|" quoting, an attribution ("On … wrote:", "Ann
