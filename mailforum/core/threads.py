@@ -496,7 +496,7 @@ def _by_subject(
     (the reply's author or recipients wrote in the topic) and either a quote of part of
     a post or a topic active in the last ``SUBJECT_FRESH``; or a reply addressed (To/Cc,
     not only its author) to someone who wrote in a topic active in the last
-    ``SUBJECT_ADDRESSED`` (a web form's reply to the post's author: issue 14). A reply
+    ``SUBJECT_ADDRESSED`` (a web form's reply to the post's author). A reply
     whose author alone wrote there, a day later, is not enough: list regulars write in
     many topics (SpamAssassin's easy ham, measured). Alone, a specific subject joins
     the only topic with it, active within ``SUBJECT_HOT``, or ``SUBJECT_UNQUOTED`` for a
