@@ -12,8 +12,10 @@ hold decides, and the weaker ones are not consulted:
 4. the normalised subject (``mail.headers.subject_info``), only for messages that look
    like replies and name no ids at all, only within this list and ``window``, and
    only with corroboration (``_by_subject``): a quote of a whole post, or a
-   participant in common and a quote or a fresh topic. ``Thread-Topic`` and
-   "(was: Old)" give more keys.
+   participant in common and a quote or a fresh topic, or a reply addressed (To/Cc)
+   to someone who wrote in a topic active within a day, or (specific subjects) the
+   only such topic, active within 2 hours — within a day for a reply quoting nothing.
+   ``Thread-Topic`` and "(was: Old)" give more keys.
 
 An import batch prefetches the ids, Outlook conversations and subject keys it names
 (``prefetch``), so most messages need no look-up of their own, and its posts reach the
@@ -21,10 +23,13 @@ database together (``attach(flush=False)``).
 
 A reply that arrives before its parent leaves placeholders for the ids it names
 (chained in References order); when the parent arrives it takes its placeholder's
-place. A message whose ids lie in two topics merges them: the older topic survives
-and the absorbed one keeps ``merged_into_id`` so old links work (public-inbox does
-the same). An original that arrives after header-less replies to it (an import out
-of order) adopts the topic they started.
+place. A reply naming only absent messages starts a topic of its own, unless it quotes
+within its quote the whole of a post of a same-subject topic (its absent parent quoted
+that post): then the placeholders hang under that post. A message whose ids lie in
+two topics merges them: the older topic survives and the absorbed one keeps
+``merged_into_id`` so old links work (public-inbox does the same). An original that
+arrives after header-less replies to it (an import out of order) adopts the topic
+they started.
 
 The same message delivered twice is stored once (same id, same fingerprint); the
 same id with other content is kept under a derived id, so a squatter can never
@@ -70,7 +75,9 @@ MAX_ANCESTRY_WALK = 10_000  # cycle checks follow at most this many parents
 SUBJECT_CANDIDATES = 20  # topics considered by the subject fallback
 SUBJECT_RECENT = dt.timedelta(days=7)  # a header-less reply quotes a post at most this old
 SUBJECT_FRESH = dt.timedelta(hours=3)  # ... or a participant in common, in a topic this fresh
+SUBJECT_ADDRESSED = dt.timedelta(hours=24)  # ... or a reply addressed to one who wrote there, this fresh
 SUBJECT_HOT = dt.timedelta(hours=2)  # ... or, for the only topic with a specific subject, this fresh
+SUBJECT_UNQUOTED = dt.timedelta(hours=24)  # ... this fresh, for a reply that quotes nothing
 CLOCK_SKEW = dt.timedelta(hours=2)  # ... and not written (by its Date) before it, beyond this
 ADVISORY_LOCK_SPACE = 0x6D66_0000  # "mf": per-list threading lock on PostgreSQL
 
@@ -422,6 +429,55 @@ def _subject_keys(parsed: ParsedMessage, info: SubjectInfo) -> list[str]:
     return list(dict.fromkeys(k for k in keys if k))
 
 
+def _subject_candidates(
+    session: Session, mlist: MailingList, keys: list[str], at: dt.datetime, window: dt.timedelta
+) -> list[Topic]:
+    """The live topics of this list with these subject keys active within ``window``, latest first."""
+    if not keys:
+        return []
+    cached = _topics_by_key(session, mlist.id, keys)
+    if cached is not None:
+        recent = [t for t in cached if t.last_post_at >= at - window and t.created_at <= at + window]
+        return sorted(recent, key=lambda t: (t.last_post_at, t.id), reverse=True)[:SUBJECT_CANDIDATES]
+    return list(
+        session.scalars(
+            select(Topic)
+            .where(
+                Topic.list_id == mlist.id,
+                Topic.subject_key.in_(keys),
+                Topic.merged_into_id.is_(None),
+                Topic.last_post_at >= at - window,
+                Topic.created_at <= at + window,
+            )
+            .order_by(Topic.last_post_at.desc(), Topic.id.desc())
+            .limit(SUBJECT_CANDIDATES)
+        )
+    )
+
+
+def _by_nested_quote(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    info: SubjectInfo,
+    at: dt.datetime,
+    window: dt.timedelta,
+) -> Post | None:
+    """For a reply naming only absent messages: the post of a same-subject topic it quotes
+    whole inside its quote ("> >"), that is, the post its absent parent quoted.
+
+    Its parent never arrived, but the parent's own quote says where it answered. A
+    post quoted at the first level is not enough: the absent parent may be another
+    copy or thread of it (SpamAssassin's easy ham, measured).
+    """
+    if _NESTED.search(parsed.text_body) is None:
+        return None  # no quote within a quote: nothing to look up
+    candidates = _subject_candidates(session, mlist, _subject_keys(parsed, info), at, window)
+    if not candidates:
+        return None
+    return _quoted_post(session, parsed, candidates, at, whole=True, nested=True)
+
+
 def _by_subject(
     session: Session,
     mlist: MailingList,
@@ -438,30 +494,17 @@ def _by_subject(
     ``SUBJECT_RECENT`` before the reply: Outlook's and webmail's reply buttons; a post
     of one or two long lines only within ``SUBJECT_FRESH``); or a participant in common
     (the reply's author or recipients wrote in the topic) and either a quote of part of
-    a post or a topic active in the last ``SUBJECT_FRESH``.
+    a post or a topic active in the last ``SUBJECT_FRESH``; or a reply addressed (To/Cc,
+    not only its author) to someone who wrote in a topic active in the last
+    ``SUBJECT_ADDRESSED`` (a web form's reply to the post's author). A reply
+    whose author alone wrote there, a day later, is not enough: list regulars write in
+    many topics (SpamAssassin's easy ham, measured). Alone, a specific subject joins
+    the only topic with it, active within ``SUBJECT_HOT``, or ``SUBJECT_UNQUOTED`` for a
+    reply that quotes nothing (a web form's): a reply quoting words we do not hold
+    answers a post we lack, maybe of another thread, and waits for better evidence.
     """
     keys = _subject_keys(parsed, info)
-    if not keys:
-        return None
-    cached = _topics_by_key(session, mlist.id, keys)
-    if cached is not None:
-        recent = [t for t in cached if t.last_post_at >= at - window and t.created_at <= at + window]
-        candidates = sorted(recent, key=lambda t: (t.last_post_at, t.id), reverse=True)[:SUBJECT_CANDIDATES]
-    else:
-        candidates = list(
-            session.scalars(
-                select(Topic)
-                .where(
-                    Topic.list_id == mlist.id,
-                    Topic.subject_key.in_(keys),
-                    Topic.merged_into_id.is_(None),
-                    Topic.last_post_at >= at - window,
-                    Topic.created_at <= at + window,
-                )
-                .order_by(Topic.last_post_at.desc(), Topic.id.desc())
-                .limit(SUBJECT_CANDIDATES)
-            )
-        )
+    candidates = _subject_candidates(session, mlist, keys, at, window)
     if not candidates:
         return None
     quoted = _quoted_post(session, parsed, candidates, at, whole=True)
@@ -476,10 +519,16 @@ def _by_subject(
     if quoted is not None:  # a quote, and a participant in common
         return live_topic(session, quoted.topic_id), quoted
     both = [t for t in shared if t in fresh]  # a participant in common, in a fresh topic
+    if not both:  # or addressed (To/Cc) to someone who wrote in the topic, within a day of its last post
+        addressed = set(parsed.recipients) - {parsed.from_address, ""}
+        within_day = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_ADDRESSED]
+        both = [t for t in within_day if by_topic.get(t.id, set()) & addressed]
     if both:
         return both[0], None  # the most recent first
-    # Alone, a specific subject needs a single candidate, active within ``SUBJECT_HOT``.
-    hot = [t for t in fresh if at - t.last_post_at <= SUBJECT_HOT]
+    # Alone, a specific subject needs a single candidate, active within ``SUBJECT_HOT``
+    # (``SUBJECT_UNQUOTED`` for a reply that quotes nothing: it answers no post we lack).
+    limit = SUBJECT_UNQUOTED if not _quotes(parsed.text_body) else SUBJECT_HOT
+    hot = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= limit]
     specific = not all(is_generic(k) for k in keys)
     return (hot[0], None) if specific and len(hot) == 1 and len(candidates) == 1 else None
 
@@ -489,6 +538,23 @@ QUOTE_MIN = 25  # shorter lines ("Thanks!", "Hi all,") say nothing
 QUOTE_POSTS = 300  # posts of the candidate topics searched, most recent first
 _QUOTE_MARKS = re.compile(r"^[\s>|]+")
 _WORDS_ONLY = re.compile(r"\W+")
+_NESTED = re.compile(r"^[ \t]*[>|][ \t]*[>|]", re.M)  # a line quoted within a quote
+
+
+# A line that starts a quote: ">" or "|" quoting, an attribution ("On … wrote:", "Ann
+# schrieb:", "--- Ann wrote ---"), Outlook's "Original Message" line, its rule of
+# underscores, or its "From:" line followed by "Sent:".
+_QUOTE_LINE = re.compile(
+    r"^[ \t]*[>|]|^[ \t]*-+ ?original message ?-+[ \t]*$|^_{20,}[ \t]*$"
+    r"|^.{0,200}\b(wrote|writes|schrieb|a écrit|escribió|ha scritto|schreef)\b.{0,80}[:-][ \t]*$"
+    r"|^(from|von|de|da|van):[^\n]{0,300}\n[ \t]*(sent|gesendet|envoy\w*|enviado|inviato|verzonden|date):",
+    re.I | re.M,
+)
+
+
+def _quotes(text: str) -> bool:
+    """The text quotes something (a reply that quotes nothing, a web form's, answers no post we lack)."""
+    return _QUOTE_LINE.search(text[:100_000]) is not None
 
 
 def _normal(text: str) -> str:
@@ -522,14 +588,18 @@ def _quoted_post(
     candidates: list[Topic],
     at: dt.datetime,
     whole: bool,
+    nested: bool = False,
 ) -> Post | None:
     """The post of these topics whose own words this reply quotes (any quoting style).
 
     ``whole``: all of the post's first three long lines (a reply that quotes the
     whole post; a post with only one or two, if written within ``SUBJECT_FRESH``); else
-    any one of them.
+    any one of them. ``nested``: only words quoted within a quote ("> >").
     """
-    haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in parsed.text_body.splitlines()[:2000])
+    lines = parsed.text_body.splitlines()[:2000]
+    if nested:
+        lines = [line for line in lines if _NESTED.match(line)]
+    haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in lines)
     if len(haystack) < QUOTE_MIN:
         return None
     rows = session.execute(
@@ -682,8 +752,13 @@ def _place(
         if found is not None:
             survivor, parent = found
             evidence = "thread-index"
-        elif chain:
-            survivor = _new_topic(session, mlist, parsed.subject, now)
+        elif chain:  # it names only messages we do not hold
+            quoted = _by_nested_quote(session, mlist, parsed, info, now, window)
+            if quoted is not None:  # its absent parent quoted this post: the placeholders go under it
+                survivor, parent = live_topic(session, quoted.topic_id), quoted
+                evidence = "subject"
+            else:
+                survivor = _new_topic(session, mlist, parsed.subject, now)
         else:
             if info.is_reply or (thread is not None and thread.depth > 0):
                 by_subject = _by_subject(session, mlist, parsed, info, now, window)

@@ -220,12 +220,56 @@ CASES: dict[str, Case] = {
         ),
         apart=(("<absent-root@example.com>", "<lost-cousin-1@example.org>"),),
     ),
+    # Issue 14 (clients corpus): a reply naming only an absent parent joins the topic
+    # whose post that parent quoted, as the reply shows within its own quote ("> >");
+    # a reply naming an absent message and quoting the post at the first level (the
+    # absent message may be another copy of it, elsewhere) stays apart.
+    "absent-parent-quoted": Case(
+        parents={"<apq-exmh@example.net>": "<apq-absent@example.org>"},
+        together=(("<apq-root@example.com>", "<apq-exmh@example.net>"),),
+        apart=(("<apq-root@example.com>", "<apq-copy@example.de>"),),
+    ),
     # A web form sends no reply headers: a reply quoting the whole post joins under it;
     # a stranger's unquoting reply days later, with the same subject, stays apart.
     "web-form": Case(
         parents={"<webform-quoting@forum.example.net>": "<webform-root@example.com>"},
         together=(("<webform-root@example.com>", "<webform-quoting@forum.example.net>"),),
         apart=(("<webform-root@example.com>", "<webform-stranger@forum.example.org>"),),
+    ),
+    # Issue 14 (clients corpus): a header-less reply quoting a post we do not hold, but
+    # addressed (To/Cc) to someone who wrote in the topic, joins it within a day of its
+    # last post; one addressed to nobody there, or days later, stays apart.
+    "addressed-reply": Case(
+        parents={"<addressed-form@forum.example.org>": "<addressed-root@example.com>"},
+        together=(
+            (
+                "<addressed-root@example.com>",
+                "<addressed-carl@example.net>",
+                "<addressed-form@forum.example.org>",
+            ),
+        ),
+        apart=(
+            (
+                "<addressed-root@example.com>",
+                "<addressed-nobody@forum.example.org>",
+                "<addressed-late@forum.example.org>",
+            ),
+        ),
+    ),
+    # Issue 14 (clients corpus): a web form's reply that quotes nothing answers no post we
+    # lack: with a specific subject it joins the only topic with that subject within 24 h
+    # of its last post. A reply quoting a post we do not hold waits 2 h as before, and
+    # one days later stays apart.
+    "unquoted-reply": Case(
+        parents={"<unquoted-form@forum.example.net>": "<unquoted-root@example.com>"},
+        together=(("<unquoted-root@example.com>", "<unquoted-form@forum.example.net>"),),
+        apart=(
+            (
+                "<unquoted-root@example.com>",
+                "<unquoted-other@example.org>",
+                "<unquoted-late@forum.example.com>",
+            ),
+        ),
     ),
     # Issue 14 (SpamAssassin's easy ham): a header-less reply that quotes one line of a post
     # and names its author, but shares no participant and comes hours later, stays apart

@@ -7,13 +7,23 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from mailforum.core import archive, lists, rethread
+from mailforum.core import archive, lists, rethread, threads
 from mailforum.db import spool
 from mailforum.db.models import Post, PostingPolicy, Topic, utcnow
 from tests.helpers import DOMAIN, message, send, wait_for
 
 MESSAGES = Path(__file__).parent.parent / "messages"
-CASES = ("thunderbird", "outlook", "merge", "was-subject", "generic-subject", "truncated-references")
+CASES = (
+    "thunderbird",
+    "outlook",
+    "merge",
+    "was-subject",
+    "generic-subject",
+    "truncated-references",
+    "addressed-reply",
+    "unquoted-reply",
+    "absent-parent-quoted",
+)
 
 
 def _load(site) -> list[bytes]:  # type: ignore[no-untyped-def]
@@ -67,6 +77,28 @@ def test_rethread_repairs_what_an_older_threader_got_wrong(site):
         emptied = session.get(Topic, stray_id)
         assert emptied is not None and emptied.merged_into_id == before[victim][0]
     assert orphan not in before
+
+
+def test_rethread_joins_a_reply_addressed_to_a_participant(site):
+    """Issue 14: an archive threaded before the rule kept the web form's reply apart."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    _load(site)
+    before = _shape(site)
+    reply, root = "<addressed-form@forum.example.org>", "<addressed-root@example.com>"
+    assert before[reply] == (before[root][0], root)
+    with site.db.session() as session:  # as the older threader left it: a topic of its own
+        mlist = lists.get_list(session, "dev")
+        title = "Re: Release planning for the 3.2 branch"
+        alone = Topic(list_id=mlist.id, subject=title, subject_key=threads.subject_key(title))
+        session.add(alone)
+        session.flush()
+        session.execute(
+            update(Post).where(Post.message_id == reply).values(topic_id=alone.id, parent_id=None)
+        )
+        alone_id = alone.id
+    report = rethread.rethread(site.db, site.config, "dev")
+    assert [(m[0], m[1]) for m in report.moved] == [(reply, alone_id)]
+    assert _shape(site) == before
 
 
 def test_rethread_keeps_a_parent_given_by_a_reply_token(site):
