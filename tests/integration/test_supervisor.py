@@ -48,17 +48,28 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def supervised(site: Site, *members: str) -> subprocess.Popen[bytes]:
+    """The list dev with ``members``, and `serve --processes` on it."""
+    site.create_list("dev")
+    if members:
+        site.add_members("dev", *members)
+    return site.popen_server("--processes", single=False)
+
+
+def all_children(proc: subprocess.Popen[bytes]) -> dict[str, int]:
+    """Once every role has its child: {name: pid}."""
+    return wait_for(lambda: (found := children(proc.pid)).keys() >= ROLES and found, 30)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0
 
 
 def test_each_role_runs_in_its_own_process_and_mail_flows(site: Site, relay) -> None:
-    site.create_list("dev")
-    site.add_members("dev", "ann@example.com", "bob@example.com")
-    proc = site.popen_server("--processes", single=False)
+    proc = supervised(site, "ann@example.com", "bob@example.com")
     try:
-        kids = wait_for(lambda: (found := children(proc.pid)).keys() >= ROLES and found, 30)
+        kids = all_children(proc)
         assert len(set(kids.values())) == len(kids)
         send(site.config, message("Hello from a supervised node"), ["dev@lists.example.org"])
         wait_for(lambda: relay.messages_for("bob@example.com"), 30)
@@ -68,11 +79,9 @@ def test_each_role_runs_in_its_own_process_and_mail_flows(site: Site, relay) -> 
 
 
 def test_a_child_killed_with_sigkill_is_restarted_and_loses_nothing(site: Site, relay) -> None:
-    site.create_list("dev")
-    site.add_members("dev", "ann@example.com", "bob@example.com")
-    proc = site.popen_server("--processes", single=False)
+    proc = supervised(site, "ann@example.com", "bob@example.com")
     try:
-        before = wait_for(lambda: (found := children(proc.pid)).keys() >= ROLES and found, 30)
+        before = all_children(proc)
         for name in ("process1", "delivery1"):
             os.kill(before[name], signal.SIGKILL)
         after = wait_for(
@@ -94,9 +103,8 @@ def test_a_child_killed_with_sigkill_is_restarted_and_loses_nothing(site: Site, 
 
 
 def test_the_supervisor_killed_with_sigkill_takes_its_children(site: Site) -> None:
-    site.create_list("dev")
-    proc = site.popen_server("--processes", single=False)
-    kids = wait_for(lambda: (found := children(proc.pid)).keys() >= ROLES and found, 30)
+    proc = supervised(site)
+    kids = all_children(proc)
     proc.kill()
     proc.wait()
     wait_for(lambda: not any(alive(pid) for pid in kids.values()), 10)
