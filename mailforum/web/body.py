@@ -22,6 +22,7 @@ import nh3
 
 from mailforum.mail.headers import reply_subject
 from mailforum.mail.parse import html_to_text
+from mailforum.mail.quotes import NAMED_ATTRIBUTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +32,6 @@ class Block:
     who: str = ""
 
 
-_ATTRIBUTION = re.compile(
-    r"^(?:on\b.*?,\s*|am\b.*?,?\s*|le\b.*?,?\s*)?(?P<who>[^,<>]{1,80}?)\s*(?:<[^>]*>\s*)?"
-    r"(?:wrote|writes|schrieb|a écrit|escribió|skrev|kirjoitti|ha scritto)\s*:\s*$",
-    re.IGNORECASE,
-)
 _ADDRESS = re.compile(r"(?<![\w.+-])([\w.+-]{1,64})@([\w-]+(?:\.[\w-]+)+)")
 
 
@@ -89,7 +85,7 @@ def split_body(text: str, parent_author: str = "") -> tuple[Block, ...]:
         while plain and not plain[-1].strip():
             plain.pop()
         if plain:
-            found = _ATTRIBUTION.match(plain[-1].strip())
+            found = NAMED_ATTRIBUTION.match(plain[-1].strip())
             if found:
                 who = found.group("who").strip().strip('"') or who
                 plain.pop()
