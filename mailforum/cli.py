@@ -7,38 +7,34 @@ turned into one line naming the database.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
-import mailbox
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import sqlalchemy.exc
 
-from mailforum import __version__, logsafe
-from mailforum import config as config_mod
-from mailforum.config import Config
-from mailforum.core import archive, bounces, lists, moderation, subscriptions
-from mailforum.core.lists import find_member
-from mailforum.db import migrate, spool
-from mailforum.db.models import (
+from mailforum import __version__
+from mailforum.config import ENV_VAR
+from mailforum.db.enums import (
     ConfirmAction,
     DeliveryMode,
     DigestFormat,
-    MailingList,
     PostingPolicy,
-    SpoolEntry,
     SpoolState,
     Visibility,
-    utcnow,
 )
-from mailforum.db.session import Database
 from mailforum.errors import InvalidInput, MailforumError, NotFound
+
+if TYPE_CHECKING:
+    import mailbox
+
+    from mailforum.config import Config
+    from mailforum.core.lists import Address
+    from mailforum.db.models import MailingList
+    from mailforum.db.session import Database
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,11 +50,16 @@ class State:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = config_mod.load(self._config_path)
+            from mailforum.config import load
+
+            self._config = load(self._config_path)
         return self._config
 
     def db(self, require_schema: bool = True) -> Database:
         if self._db is None:
+            from mailforum.db import migrate
+            from mailforum.db.session import Database
+
             cfg = self.config.database
             # Only `init` (require_schema=False) may create a SQLite file.
             self._db = Database(cfg.url, cfg.busy_timeout, create=not require_schema)
@@ -130,6 +131,8 @@ def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
     # aiosmtpd logs every command at INFO; keep that for -vv.
     logging.getLogger("mail.log").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.INFO if verbosity > 1 else logging.WARNING)
+    from mailforum import logsafe
+
     logsafe.install()  # no signed tokens in the SMTP command log (RELIABILITY S25)
 
 
@@ -138,7 +141,7 @@ def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
     "--config",
     "config_path",
     metavar="FILE",
-    envvar=config_mod.ENV_VAR,
+    envvar=ENV_VAR,
     help="TOML configuration file (default: $MAILFORUM_CONFIG, else ./mailforum.toml, else defaults).",
 )
 @click.option("-v", "--verbose", count=True, help="More logging: -v for info, -vv for debug.")
@@ -162,6 +165,8 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 @pass_state
 def init(state: State) -> None:
     """Create the database schema, or upgrade it to this version (safe to run again)."""
+    from mailforum.db import migrate
+
     db = state.db(require_schema=False)
     before, after = migrate.upgrade(db)
     if before == after:
@@ -186,6 +191,8 @@ def serve(
     (HTTP). Stops cleanly on SIGTERM or Ctrl-C: new sessions get 421, messages in
     flight are finished.
     """
+    import asyncio
+
     from mailforum.app import Switches
     from mailforum.app import serve as run
 
@@ -215,6 +222,8 @@ def deliver(state: State, once: bool) -> None:
     Copies the relay defers (4xx, no connection) stay in the outbox with a retry
     time; `mailforum outbox status` shows them.
     """
+    import asyncio
+
     from mailforum.runners.delivery import DeliveryWorker
 
     db = state.db()
@@ -244,6 +253,7 @@ def outbox_group() -> None:
 def outbox_status(state: State) -> None:
     """Counts by state (pending, sent, failed), copies being sent now, and the oldest pending age."""
     from mailforum.db import outbox
+    from mailforum.db.models import utcnow
 
     now = utcnow()
     with state.db().read_session() as session:
@@ -316,6 +326,7 @@ def outbox_list(state: State, state_filter: str, limit: int, as_json: bool) -> N
 def outbox_retry(state: State, ids: tuple[int, ...], retry_all: bool) -> None:
     """Queue failed copies (IDS, or --all) for delivery again."""
     from mailforum.db import outbox
+    from mailforum.db.models import utcnow
 
     if not ids and not retry_all:
         raise InvalidInput("name the copies to retry (IDS) or use --all")
@@ -337,9 +348,8 @@ def outbox_retry(state: State, ids: tuple[int, ...], retry_all: bool) -> None:
 @pass_state
 def outbox_purge(state: State, days: int) -> None:
     """Delete long-sent copies so the outbox stays small; failed and pending ones are kept."""
-    import datetime as dt
-
     from mailforum.db import outbox
+    from mailforum.db.models import utcnow
 
     with state.db().session() as session:
         count = outbox.purge(session, utcnow() - dt.timedelta(days=days))
@@ -357,6 +367,7 @@ def housekeeping(state: State, dry_run: bool) -> None:
     confirmations. Prints one COUNT<TAB>WHAT line each.
     """
     from mailforum.core import retention
+    from mailforum.db.models import utcnow
     from mailforum.runners.housekeeping import Housekeeper
 
     db = state.db()
@@ -370,6 +381,7 @@ def housekeeping(state: State, dry_run: bool) -> None:
 def status(state: State) -> None:
     """Summarise lists, members, held posts, the spool and how senders are checked."""
     from mailforum.core.status import gather
+    from mailforum.db.models import utcnow
 
     with state.db().read_session() as session:
         sections = gather(session, state.config, utcnow())
@@ -408,6 +420,8 @@ def lists_group() -> None:
 @pass_state
 def lists_create(state: State, name: str, title: str, description: str, policy: str, visibility: str) -> None:
     """Create the list NAME; it receives mail at NAME@[site] domain."""
+    from mailforum.core import lists
+
     with state.db().session() as session:
         mlist = lists.create_list(
             session, name, title, description, PostingPolicy(policy), Visibility(visibility)
@@ -419,6 +433,8 @@ def lists_create(state: State, name: str, title: str, description: str, policy: 
 @pass_state
 def lists_list(state: State) -> None:
     """Print every list name, one per line."""
+    from mailforum.core import lists
+
     with state.db().read_session() as session:
         for name in lists.list_names(session):
             click.echo(name)
@@ -461,6 +477,8 @@ def lists_set(
     policy: str | None,
 ) -> None:
     """Change the list NAME's archive display and posting settings."""
+    from mailforum.core import lists
+
     changes = (visibility, show_addresses, moderate_first_post, unverified, policy)
     if all(c is None for c in changes):
         raise InvalidInput(
@@ -488,6 +506,8 @@ def lists_set(
 @pass_state
 def lists_show(state: State, name: str) -> None:
     """Show a list's settings, addresses and counts."""
+    from mailforum.core import lists
+
     domain = state.config.site.domain
     with state.db().read_session() as session:
         mlist = lists.get_list(session, name)
@@ -540,7 +560,9 @@ def _read_addresses(args: tuple[str, ...], file: str | None) -> Iterator[tuple[s
             raise InvalidInput(f"{label} is not UTF-8 text") from None
 
 
-def _checked_addresses(state: State, args: tuple[str, ...], file: str | None) -> list[lists.Address]:
+def _checked_addresses(state: State, args: tuple[str, ...], file: str | None) -> list[Address]:
+    from mailforum.core import lists
+
     local = state.config.site.allow_local_domains
     checked = [
         lists.check_address(text, where, local_domains=local) for text, where in _read_addresses(args, file)
@@ -581,6 +603,9 @@ def members_add(
     """Add ADDR... (e.g. 'Ann <ann@example.com>') to LIST. Nothing is added if any address is bad.
 
     An operator's direct act: no confirmation, and no mail unless --welcome is given."""
+    from mailforum.core import lists, subscriptions
+    from mailforum.db.models import utcnow
+
     checked = _checked_addresses(state, addresses, file)
     config = state.config
     with state.db().session() as session:
@@ -606,6 +631,9 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 
     The caps of mail requests apply: one pending invitation per address and list, and at most
     [subscriptions] confirmations_per_day confirmation mails per address."""
+    from mailforum.core import lists, subscriptions
+    from mailforum.db.models import utcnow
+
     checked = _checked_addresses(state, addresses, file)
     config = state.config
     sent = 0
@@ -630,6 +658,8 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
     """Show one member of LIST: delivery mode, digest, and the topics they watch or muted."""
+    from mailforum.core import lists, subscriptions
+
     who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
@@ -660,6 +690,8 @@ def members_list(state: State, list_name: str, as_json: bool) -> None:
 
     Address first and no header when the output is not a terminal, so `cut -f1` gives
     the addresses; --json gives address, mode, name and joined for each."""
+    from mailforum.core import lists
+
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
         members = lists.members(session, mlist)
@@ -680,6 +712,8 @@ def members_list(state: State, list_name: str, as_json: bool) -> None:
 @pass_state
 def members_remove(state: State, list_name: str, addresses: tuple[str, ...], file: str | None) -> None:
     """Remove ADDR... from LIST (no goodbye mail)."""
+    from mailforum.core import lists
+
     checked = _checked_addresses(state, addresses, file)
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
@@ -695,6 +729,8 @@ def members_remove(state: State, list_name: str, addresses: tuple[str, ...], fil
 @pass_state
 def members_bounces(state: State, list_name: str, as_json: bool) -> None:
     """Print LIST's members with a bounce score: address, score, state, warnings sent."""
+    from mailforum.core import lists
+
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
         members = [
@@ -754,10 +790,12 @@ def _unlabelled(cells: Sequence[str]) -> list[str]:
 @pass_state
 def members_set(state: State, list_name: str, addresses: tuple[str, ...], nodupes: str) -> None:
     """Change a setting of ADDR... in LIST (what the mail command "nodupes on|off" does)."""
+    from mailforum.core import lists
+
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         for address in addresses:
-            member = find_member(session, mlist.id, lists.check_address(address).address)
+            member = lists.find_member(session, mlist.id, lists.check_address(address).address)
             if member is None:
                 raise InvalidInput(f"not a member of {mlist.name}: {address}")
             member.avoid_duplicates = nodupes == "on"
@@ -770,10 +808,12 @@ def members_set(state: State, list_name: str, addresses: tuple[str, ...], nodupe
 @pass_state
 def members_enable(state: State, list_name: str, addresses: tuple[str, ...]) -> None:
     """Deliver to ADDR... again after bounces disabled it; their scores start from zero."""
+    from mailforum.core import bounces, lists
+
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         for address in addresses:
-            member = find_member(session, mlist.id, address.strip().lower())
+            member = lists.find_member(session, mlist.id, address.strip().lower())
             if member is None:
                 raise InvalidInput(f"not a member of {mlist.name}: {address}")
             bounces.enable(member)
@@ -790,6 +830,8 @@ def members_enable(state: State, list_name: str, addresses: tuple[str, ...]) -> 
 @pass_state
 def lists_moderators(state: State, list_name: str, action: str, addresses: tuple[str, ...]) -> None:
     """Show LIST's moderators, or add or remove ADDR... (they get held-post notices)."""
+    from mailforum.core import lists, moderation
+
     if action != "list" and not addresses:
         raise InvalidInput(f"give the address(es) to {action}")
     checked = _checked_addresses(state, addresses, None) if addresses else []
@@ -817,6 +859,8 @@ def held_group() -> None:
 @pass_state
 def held_list(state: State, list_name: str | None) -> None:
     """Print held posts: id, list, author, subject, why held."""
+    from mailforum.core import lists, moderation
+
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name) if list_name else None
         for held in moderation.held_posts(session, mlist):
@@ -824,8 +868,11 @@ def held_list(state: State, list_name: str | None) -> None:
 
 
 def _decide(
-    state: State, post_ids: tuple[int, ...], action: int, reason: str = "", allow: bool = False
+    state: State, post_ids: tuple[int, ...], action: str, reason: str = "", allow: bool = False
 ) -> None:
+    from mailforum.core import moderation
+    from mailforum.db.models import MailingList, utcnow
+
     with state.db().session() as session:
         for post_id in post_ids:
             post = moderation.held_post(session, post_id)
@@ -835,7 +882,14 @@ def _decide(
             assert mlist is not None
             click.echo(
                 moderation.act(
-                    session, state.config, mlist, post, action, utcnow(), reason=reason, allow_sender=allow
+                    session,
+                    state.config,
+                    mlist,
+                    post,
+                    moderation.ACTIONS[action],
+                    utcnow(),
+                    reason=reason,
+                    allow_sender=allow,
                 )
             )
 
@@ -846,7 +900,7 @@ def _decide(
 @pass_state
 def held_approve(state: State, post_ids: tuple[int, ...], allow_sender: bool) -> None:
     """Publish held posts ID... and send them to the members."""
-    _decide(state, post_ids, moderation.APPROVE, allow=allow_sender)
+    _decide(state, post_ids, "approve", allow=allow_sender)
 
 
 @held_group.command("reject")
@@ -855,7 +909,7 @@ def held_approve(state: State, post_ids: tuple[int, ...], allow_sender: bool) ->
 @pass_state
 def held_reject(state: State, post_ids: tuple[int, ...], reason: str) -> None:
     """Remove held posts ID...; an authenticated author is told why (never a forged one)."""
-    _decide(state, post_ids, moderation.REJECT, reason=reason)
+    _decide(state, post_ids, "reject", reason=reason)
 
 
 @held_group.command("discard")
@@ -863,7 +917,7 @@ def held_reject(state: State, post_ids: tuple[int, ...], reason: str) -> None:
 @pass_state
 def held_discard(state: State, post_ids: tuple[int, ...]) -> None:
     """Remove held posts ID... silently (the raw mail stays in the spool)."""
-    _decide(state, post_ids, moderation.DISCARD)
+    _decide(state, post_ids, "discard")
 
 
 # --- archive ----------------------------------------------------------------------
@@ -886,6 +940,11 @@ def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
     would create is printed as "POSTS<TAB>SUBJECT" (or "POSTS<TAB>SUBJECT<TAB>joins
     topic N" when it continues a topic the list already has); nothing is stored.
     """
+    import mailbox
+    from pathlib import Path
+
+    from mailforum.core import archive, lists
+
     if not Path(path).is_file():
         raise InvalidInput(f"{path}: no such file")
     db = state.db()
@@ -927,11 +986,13 @@ def _in_written_order(box: mailbox.mbox) -> list[Any]:
     Archives are often concatenated out of order; threading them as they were written
     lets parents come before replies (placeholders cover the rest).
     """
+    from mailforum.core import archive
+
     keys = box.keys()
     return archive.written_order(keys, (box.get_bytes(k, from_=True) for k in keys))
 
 
-def _dry_run_import(state: State, db: Database, mlist: Any, box: mailbox.mbox) -> None:
+def _dry_run_import(state: State, db: Database, mlist: MailingList, box: mailbox.mbox) -> None:
     from mailforum.core.rethread import dry_run_import
 
     keys = _in_written_order(box)
@@ -990,6 +1051,8 @@ def export(state: State, list_name: str, fmt: str, output: str | None) -> None:
     JSON fields: message_id, topic_id, parent_message_id, list, author, author_name, title,
     subject, date, received_at, status, attachments, text.
     """
+    from mailforum.core import archive, lists
+
     db = state.db()
     with db.read_session() as session:
         mlist = lists.get_list(session, list_name)
@@ -1031,6 +1094,9 @@ def spool_list(state: State, state_filter: str, limit: int, as_json: bool) -> No
     """List spool entries: id, state, attempts, received, sender, recipients, error."""
     from sqlalchemy import select
 
+    from mailforum.db import spool
+    from mailforum.db.models import SpoolEntry
+
     with state.db().read_session() as session:
         stmt = select(SpoolEntry).order_by(SpoolEntry.id.desc()).limit(limit)
         if state_filter != "all":
@@ -1071,6 +1137,9 @@ def spool_list(state: State, state_filter: str, limit: int, as_json: bool) -> No
 @pass_state
 def spool_retry(state: State, ids: tuple[int, ...], retry_all: bool, process_now: bool) -> None:
     """Send failed entries (IDS, or --all) through processing again."""
+    from mailforum.db import spool
+    from mailforum.db.models import utcnow
+
     if not ids and not retry_all:
         raise InvalidInput("name the entries to retry (IDS) or use --all")
     db = state.db()
@@ -1093,6 +1162,8 @@ def spool_retry(state: State, ids: tuple[int, ...], retry_all: bool, process_now
 def spool_show(state: State, entry_id: int, raw: bool) -> None:
     """Show one spool entry: envelope, state, outcome and the full error."""
     from sqlalchemy.orm import undefer
+
+    from mailforum.db.models import SpoolEntry
 
     with state.db().read_session() as session:
         entry = session.get(SpoolEntry, entry_id, options=[undefer(SpoolEntry.raw)])
@@ -1137,6 +1208,7 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
     A second run with nothing new queues nothing. `serve` (or `deliver --once`) sends them.
     """
     from mailforum.core import digests, notify
+    from mailforum.db.models import utcnow
     from mailforum.render import Renderer
 
     db = state.db()
@@ -1185,6 +1257,8 @@ def digest_schedule(
     """Set when LIST's digests go out (a running `serve` picks it up within the hour)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    from mailforum.core import lists
+
     if zone is not None:
         try:
             ZoneInfo(zone)
@@ -1232,6 +1306,8 @@ def digest_format(state: State, list_name: str, value: str | None) -> None:
     It applies to every member of LIST from the next digest on (a running `serve`
     needs no restart).
     """
+    from mailforum.core import lists
+
     chosen = None
     if value is not None:
         chosen = value.strip().lower()
@@ -1266,9 +1342,17 @@ def main(argv: list[str] | None = None) -> None:
     except MailforumError as exc:
         click.echo(f"mailforum: error: {exc}", err=True)
         sys.exit(1)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
+    except (BrokenPipeError, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         click.echo(f"mailforum: database error: {detail[0] if detail else type(exc).__name__}", err=True)
         sys.exit(1)
-    except (BrokenPipeError, KeyboardInterrupt):
-        sys.exit(130)
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """A SQLAlchemy error; a command that never loaded SQLAlchemy cannot have raised one."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)
