@@ -283,15 +283,11 @@ def outbox_list(state: State, state_filter: str, limit: int, as_json: bool) -> N
     """List outbox rows: id, state, failed attempts, recipient, next attempt, last error.
 
     A sent copy shows no error, even if an earlier attempt failed."""
-    from sqlalchemy import select
-
-    from mailforum.db.models import OutboxEntry, OutboxState
+    from mailforum.db import outbox
+    from mailforum.db.models import OutboxState
 
     with state.db().read_session() as session:
-        stmt = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
-        if state_filter != "all":
-            stmt = stmt.where(OutboxEntry.state == state_filter)
-        entries = list(session.scalars(stmt))
+        entries = outbox.newest(session, None if state_filter == "all" else state_filter, limit)
     rows: list[Row] = []
     for e in entries:
         error = e.last_reply if e.state != OutboxState.SENT.value and e.last_reply else None
@@ -871,15 +867,15 @@ def _decide(
     state: State, post_ids: tuple[int, ...], action: str, reason: str = "", allow: bool = False
 ) -> None:
     from mailforum.core import moderation
-    from mailforum.db.models import MailingList, utcnow
+    from mailforum.db.models import utcnow
+    from mailforum.db.queries import list_by_id
 
     with state.db().session() as session:
         for post_id in post_ids:
             post = moderation.held_post(session, post_id)
             if post is None:
                 raise InvalidInput(f"post {post_id} is not held")
-            mlist = session.get(MailingList, post.list_id)
-            assert mlist is not None
+            mlist = list_by_id(session, post.list_id)
             click.echo(
                 moderation.act(
                     session,
@@ -1092,16 +1088,10 @@ def spool_group() -> None:
 @pass_state
 def spool_list(state: State, state_filter: str, limit: int, as_json: bool) -> None:
     """List spool entries: id, state, attempts, received, sender, recipients, error."""
-    from sqlalchemy import select
-
     from mailforum.db import spool
-    from mailforum.db.models import SpoolEntry
 
     with state.db().read_session() as session:
-        stmt = select(SpoolEntry).order_by(SpoolEntry.id.desc()).limit(limit)
-        if state_filter != "all":
-            stmt = stmt.where(SpoolEntry.state == state_filter)
-        entries = list(session.scalars(stmt))
+        entries = spool.newest(session, None if state_filter == "all" else state_filter, limit)
         counts = spool.counts(session)
     rows: list[Row] = []
     for e in entries:
@@ -1161,12 +1151,10 @@ def spool_retry(state: State, ids: tuple[int, ...], retry_all: bool, process_now
 @pass_state
 def spool_show(state: State, entry_id: int, raw: bool) -> None:
     """Show one spool entry: envelope, state, outcome and the full error."""
-    from sqlalchemy.orm import undefer
-
-    from mailforum.db.models import SpoolEntry
+    from mailforum.db import spool
 
     with state.db().read_session() as session:
-        entry = session.get(SpoolEntry, entry_id, options=[undefer(SpoolEntry.raw)])
+        entry = spool.entry_with_raw(session, entry_id)
         if entry is None:
             raise NotFound(f"no spool entry {entry_id}")
     if raw:

@@ -352,3 +352,11 @@ def test_members_list_stays_address_first_for_scripts(listed):
     assert [(b["address"], b["score"], b["delivery"], b["warnings"]) for b in bounces] == [
         ("bob@example.com", 2.5, "enabled", 1)
     ]
+
+
+def test_spool_show_prints_the_envelope_or_the_raw_bytes(listed):
+    (entry,) = json.loads(listed.cli("spool", "list", "--state", "all", "--json").stdout)
+    shown = listed.cli("spool", "show", str(entry["id"]))
+    assert shown.returncode == 0, shown.stderr
+    assert f"rcpt_tos:     ['dev@{DOMAIN}']" in shown.stdout and "state:" in shown.stdout
+    assert listed.cli("spool", "show", str(entry["id"]), "--raw").stdout == "Subject: x\n\nx\n"
