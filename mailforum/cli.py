@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from mailforum import __version__
-from mailforum.config import ENV_VAR
 from mailforum.db.enums import (
     ConfirmAction,
     DeliveryMode,
@@ -123,7 +121,11 @@ def _when(value: dt.datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}" if value else ""
 
 
-def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
+def setup_logging(verbosity: int, serving: bool = False) -> None:
+    """Log to stderr: warnings (info for `serve`), info with -v, debug with -vv."""
+    import logging
+
+    default = logging.INFO if serving else logging.WARNING
     level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else default
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -141,7 +143,7 @@ def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
     "--config",
     "config_path",
     metavar="FILE",
-    envvar=ENV_VAR,
+    envvar="MAILFORUM_CONFIG",  # config.ENV_VAR, spelled out so that --help loads no config code
     help="TOML configuration file (default: $MAILFORUM_CONFIG, else ./mailforum.toml, else defaults).",
 )
 @click.option("-v", "--verbose", count=True, help="More logging: -v for info, -vv for debug.")
@@ -155,7 +157,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     add members, then run `mailforum serve`.
     """
     ctx.obj = State(config_path)
-    setup_logging(verbose, logging.INFO if ctx.invoked_subcommand == "serve" else logging.WARNING)
+    setup_logging(verbose, serving=ctx.invoked_subcommand == "serve")
 
 
 # --- init and serve -----------------------------------------------------------
