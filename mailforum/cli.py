@@ -125,6 +125,8 @@ def setup_logging(verbosity: int, serving: bool = False) -> None:
     """Log to stderr: warnings (info for `serve`), info with -v, debug with -vv."""
     import logging
 
+    from mailforum import logsafe
+
     default = logging.INFO if serving else logging.WARNING
     level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else default
     logging.basicConfig(
@@ -133,8 +135,6 @@ def setup_logging(verbosity: int, serving: bool = False) -> None:
     # aiosmtpd logs every command at INFO; keep that for -vv.
     logging.getLogger("mail.log").setLevel(logging.DEBUG if verbosity > 1 else logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.INFO if verbosity > 1 else logging.WARNING)
-    from mailforum import logsafe
-
     logsafe.install()  # no signed tokens in the SMTP command log (RELIABILITY S25)
 
 
