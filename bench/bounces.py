@@ -89,7 +89,7 @@ def main() -> None:
         with db.read_session() as session:
             rows = session.scalars(select(OutboxEntry).order_by(OutboxEntry.id)).all()
             claimed = [
-                outbox.Claimed(
+                outbox.ClaimedCopy(
                     r.id, r.kind, r.list_id, r.post_id, r.member_id, r.recipient, r.message_id, {}, 1, now
                 )
                 for r in rows

@@ -2,7 +2,7 @@
 """Digest benchmark (issue 6): 10,000 digest members, 50 posts in 10 topics.
 
 ``digest_build_s``: one ``digest send`` run — marks moved and 10,000 digest rows
-enqueued (core.digests.run_list). ``digest_deliver_s``: the real delivery worker
+enqueued (core.digest_schedule.run_list). ``digest_deliver_s``: the real delivery worker
 renders each (list, period) once, splices each member's signed reply addresses and
 sends all of them to Postfix's ``smtp-sink`` (``apt-get install postfix``; only the
 ``/usr/sbin/smtp-sink`` binary is used, the MTA is never started). Also prints the
@@ -49,7 +49,7 @@ from sqlalchemy import func, select
 
 from bench.fanout import database, raw_send, smtp_sink, store
 from mailforum.config import Config, DatabaseConfig, OutboundConfig, RelayConfig, SiteConfig
-from mailforum.core import digests, lists
+from mailforum.core import digest_schedule, lists
 from mailforum.core.notify import Composer
 from mailforum.db import migrate, outbox
 from mailforum.db.models import DeliveryMode, DigestFormat, OutboxEntry, PostingPolicy, utcnow
@@ -99,7 +99,7 @@ def personalise_only(db: Database, config: Config) -> tuple[float, float, bytes]
     sample = b""
     with db.read_session() as session:
         rows = [
-            outbox.Claimed(
+            outbox.ClaimedCopy(
                 e.id, e.kind, e.list_id, e.post_id, e.member_id, e.recipient, e.message_id, e.payload, 0, now
             )
             for e in session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "digest"))
@@ -108,7 +108,7 @@ def personalise_only(db: Database, config: Config) -> tuple[float, float, bytes]
         composer.load(session, rows)
         t1 = time.perf_counter()
     for row in rows:
-        env = composer.envelope(row, now)
+        env = composer.compose(row, now)
         assert not isinstance(env, str), env
         sample = env.build()
     return t1 - t0, time.perf_counter() - t1, sample
@@ -128,7 +128,7 @@ def run(
         try:
             setup(db, config, members, posts, topics, fmt)
             t0 = time.perf_counter()
-            result = digests.run_list(db, config, "dev", utcnow())
+            result = digest_schedule.run_list(db, config, "dev", utcnow())
             t1 = time.perf_counter()
             if result.queued != members:
                 sys.exit(f"{backend}: {result.queued} digests queued, want {members}")

@@ -139,7 +139,7 @@ def store(db: Database, config: Config, raw: bytes) -> None:
             None,
             now,
             now,
-            trusted=False,
+            imported=False,
         )
 
 

@@ -18,6 +18,7 @@ from mailforum.db import migrate
 from mailforum.db.models import ConfirmAction, utcnow
 from mailforum.db.session import Database
 from mailforum.errors import InvalidInput
+from mailforum.runners import supervisor, wakeup
 from mailforum.runners.delivery import DeliveryWorker
 from mailforum.runners.housekeeping import Housekeeper
 from mailforum.runners.ingest import IngestServer
@@ -38,11 +39,28 @@ class Part(Protocol):
 
 
 @dataclass
+class WakeupPart:
+    """The wake-up channel (runners/wakeup.py): started first, closed after every user."""
+
+    channel: wakeup.Channel
+    name: str = "wake-ups"
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.channel.close)
+
+
+@dataclass
 class ProcessorPart:
     processor: SpoolProcessor
+    channel: wakeup.Channel
     name: str = "processor"
 
     async def start(self) -> None:
+        self.processor.after_batch = lambda: self.channel.send(wakeup.OUTBOX)
+        self.channel.listen(wakeup.SPOOL, self.processor.wake.set)
         self.processor.start()
         self.processor.wake.set()  # messages accepted before a crash are processed at once
 
@@ -68,10 +86,17 @@ class DeliveryPart:
     """The outbox worker (runners/delivery.py) as a task on the serve loop."""
 
     worker: DeliveryWorker
+    channel: wakeup.Channel
     name: str = "delivery"
     task: asyncio.Task[object] | None = None
 
     async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def woken() -> None:
+            loop.call_soon_threadsafe(self.worker.wake.set)
+
+        self.channel.listen(wakeup.OUTBOX, woken)
         self.task = asyncio.create_task(self.worker.run())
 
     async def stop(self) -> None:
@@ -136,6 +161,7 @@ class Switches:
     delivery: bool = True
     web: bool = True
     scheduler: bool = True
+    reuse_port: bool = False  # several ingest processes share the SMTP and LMTP ports
 
 
 def web_confirmations(db: Database, config: Config) -> RequestConfirmation:
@@ -171,14 +197,22 @@ def build_parts(
     """The parts of ``serve``. ``request_confirmation`` is what the web's join/watch forms call;
     by default the subscriptions feature's double opt-in (``web_confirmations``)."""
     processor = SpoolProcessor(db, config)
-    parts: list[Part] = []
+    channel = wakeup.open_channel(config.database.url)
+    parts: list[Part] = [WakeupPart(channel)]
     if switches.delivery:
-        parts.append(DeliveryPart(DeliveryWorker(db, config)))
+        parts.append(DeliveryPart(DeliveryWorker(db, config), channel))
     if switches.process:
-        parts.append(ProcessorPart(processor))
+        parts.append(ProcessorPart(processor, channel))
         parts.append(HousekeepingPart(Housekeeper(db, config)))
     if switches.ingest:
-        parts.append(IngestPart(IngestServer(config, db, processor.notify), config.smtp.shutdown_grace))
+
+        def committed(ids: list[int]) -> None:
+            if switches.process:
+                processor.notify(ids)  # this process's own processor, without a round trip
+            channel.send(wakeup.SPOOL)  # the processors of other processes and nodes
+
+        ingest = IngestServer(config, db, committed, reuse_port=switches.reuse_port)
+        parts.append(IngestPart(ingest, config.smtp.shutdown_grace))
     if switches.scheduler:
         parts.append(SchedulerPart(DigestScheduler(db, config)))
     if switches.web:
@@ -206,6 +240,7 @@ async def serve(config: Config, switches: Switches) -> None:
             await part.start()
             started.append(part)
         log.info("mailforum serving (%s) on %s", ", ".join(p.name for p in parts), db.safe_url)
+        supervisor.report_ready()
         await stop.wait()
         log.info("shutting down")
     finally:

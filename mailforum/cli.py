@@ -183,33 +183,130 @@ def init(state: State) -> None:
 @click.option("--no-delivery", is_flag=True, help="Do not send outgoing mail (the outbox keeps it).")
 @click.option("--no-web", is_flag=True, help="Do not serve the web archive.")
 @click.option("--no-scheduler", is_flag=True, help="Do not queue digests at [digest] hour.")
-@pass_state
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Spool-processing processes (default: the number of cores minus one, at least 1).",
+)
+@click.option(
+    "--ingest-workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="SMTP/LMTP processes, sharing the ports (SO_REUSEPORT; connection limits count per process).",
+)
+@click.option(
+    "--processes/--single-process",
+    default=None,
+    help="A supervisor and a child process per role, or every part in this one process. Default: "
+    "processes on PostgreSQL; one process on SQLite, whose single writer gains nothing from more.",
+)
+@click.option("--child", hidden=True, default=None, help="Internal: run as the supervisor's child NAME.")
+@click.option("--reuse-port", hidden=True, is_flag=True, help="Internal: share the SMTP ports with siblings.")
+@click.pass_context
 def serve(
-    state: State, no_smtp: bool, no_process: bool, no_delivery: bool, no_web: bool, no_scheduler: bool
+    ctx: click.Context,
+    no_smtp: bool,
+    no_process: bool,
+    no_delivery: bool,
+    no_web: bool,
+    no_scheduler: bool,
+    workers: int | None,
+    ingest_workers: int,
+    processes: bool | None,
+    child: str | None,
+    reuse_port: bool,
 ) -> None:
     """Run the server: SMTP/LMTP ingest, the spool processor, delivery, the web archive, digests.
 
     Listens on [smtp] host:port (SMTP), [smtp] lmtp_port (LMTP) and [web] host:port
-    (HTTP). Stops cleanly on SIGTERM or Ctrl-C: new sessions get 421, messages in
-    flight are finished.
+    (HTTP). With --processes each part runs as its own process under a supervisor
+    that restarts a child that dies. Stops cleanly on SIGTERM or Ctrl-C: new sessions
+    get 421, messages in flight are finished.
     """
-    import asyncio
+    import dataclasses
+    import socket
 
     from mailforum.app import Switches
     from mailforum.app import serve as run
+    from mailforum.runners import supervisor
 
-    asyncio.run(
-        run(
-            state.config,
-            Switches(
-                ingest=not no_smtp,
-                process=not no_process,
-                delivery=not no_delivery,
-                web=not no_web,
-                scheduler=not no_scheduler,
-            ),
-        )
+    state: State = ctx.obj
+    config = state.config
+    if processes is None:  # --workers or --ingest-workers asks for processes
+        asked = workers is not None or ingest_workers > 1
+        processes = asked or supervisor.processes_by_default(config.database.url)
+    if child is None and processes:
+        off = (no_smtp, no_process, no_delivery, no_web, no_scheduler)
+        _supervise(ctx, state, *off, workers, ingest_workers)
+        return
+    if child is not None:
+        supervisor.die_with_parent()
+        # Each child claims spool rows under a name of its own, so a restarted child takes
+        # back exactly what its dead predecessor held.
+        base = config.processing.node_name or socket.gethostname()
+        processing = dataclasses.replace(config.processing, node_name=f"{base}/{child}"[-64:])
+        config = dataclasses.replace(config, processing=processing)
+    switches = Switches(
+        ingest=not no_smtp,
+        process=not no_process,
+        delivery=not no_delivery,
+        web=not no_web,
+        scheduler=not no_scheduler,
+        reuse_port=reuse_port,
     )
+    _run_async(run(config, switches))
+
+
+def _supervise(
+    ctx: click.Context,
+    state: State,
+    no_smtp: bool,
+    no_process: bool,
+    no_delivery: bool,
+    no_web: bool,
+    no_scheduler: bool,
+    workers: int | None,
+    ingest_workers: int,
+) -> None:
+    import os
+
+    from mailforum.runners import supervisor
+
+    db = state.db()  # refuses a database without the current schema before any child starts
+    db.check_durability()
+    db.dispose()
+    plan = supervisor.Plan(
+        ingest=0 if no_smtp else ingest_workers,
+        process=0 if no_process else (workers or supervisor.default_workers()),
+        delivery=0 if no_delivery else 1,
+        web=0 if no_web else 1,
+        scheduler=not no_scheduler,
+    )
+    root = ctx.find_root()
+    argv = [sys.executable, "-m", "mailforum"]
+    if root.params.get("config_path"):
+        argv += ["--config", os.path.abspath(root.params["config_path"])]
+    argv += ["-v"] * (root.params.get("verbose") or 0)
+    argv.append("serve")
+    try:
+        supervisor.Supervisor(argv, plan).run()
+    except supervisor.StartFailed as exc:
+        raise MailforumError(str(exc)) from None
+
+
+def _run_async(main: Any) -> None:
+    """asyncio.run, on uvloop's faster event loop when it is installed."""
+    import asyncio
+
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
 
 
 # --- outbound ----------------------------------------------------------------------
@@ -1197,12 +1294,13 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
 
     A second run with nothing new queues nothing. `serve` (or `deliver --once`) sends them.
     """
-    from mailforum.core import digests, notify
+    from mailforum.core import digest_schedule
+    from mailforum.core.digest_render import preview_digests
     from mailforum.db.models import utcnow
     from mailforum.render import Renderer
 
     db = state.db()
-    names = [list_name] if list_name else digests.list_names(db)
+    names = [list_name] if list_name else digest_schedule.list_names(db)
     with db.read_session() as session:
         for name in names:
             if lists_by_name(session, name) is None:
@@ -1215,7 +1313,7 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
             for name in names:
                 mlist = lists_by_name(session, name)
                 assert mlist is not None
-                for item in notify.preview_digests(session, state.config, renderer, mlist, now, address):
+                for item in preview_digests(session, state.config, renderer, mlist, now, address):
                     click.echo(f"To: {item.address}\nSubject: {item.subject}\nFormat: {item.format}\n")
                     click.echo(item.text)
                     click.echo("=" * 72)
@@ -1224,7 +1322,7 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
         return
     total = 0
     for name in names:
-        result = digests.run_list(db, state.config, name, now, address=address)
+        result = digest_schedule.run_list(db, state.config, name, now, address=address)
         total += result.queued
         line = f"{name}: {result.queued} digest{'s' if result.queued != 1 else ''} queued"
         if result.paused:
@@ -1330,7 +1428,10 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except MailforumError as exc:
-        click.echo(f"mailforum: error: {exc}", err=True)
+        from mailforum.runners import supervisor
+
+        if not supervisor.report_failure(str(exc)):  # a child: its supervisor prints it
+            click.echo(f"mailforum: error: {exc}", err=True)
         sys.exit(1)
     except (BrokenPipeError, KeyboardInterrupt):
         sys.exit(130)

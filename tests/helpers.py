@@ -167,12 +167,16 @@ class Site:
             input=input.decode() if input else None,
         )
 
-    def popen_server(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        """``mailforum serve`` as a real process (for kill -9 and SIGTERM tests)."""
+    def popen_server(
+        self, *args: str, env: dict[str, str] | None = None, single: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """``mailforum serve`` as a real process (for kill -9 and SIGTERM tests); ``single``: in
+        one process, so a crash point (MAILFORUM_CRASH_AT) ends ``serve`` itself."""
         full = dict(os.environ, MAILFORUM_CONFIG=str(self.config_file), **(env or {}))
+        mode = ["--single-process"] if single else []
         with open(self.dir / "serve.log", "ab") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(
-                [sys.executable, "-m", "mailforum", "serve", *args],
+                [sys.executable, "-m", "mailforum", "serve", *mode, *args],
                 env=full,
                 cwd=self.dir,
                 stdout=log,

@@ -261,11 +261,11 @@ def _store_chunk(
             received = imported_arrival(parsed, now)
             args = (session, config, parsed, item.raw, parsed.from_address, rcpt, None, received, now)
             if not careful:
-                outcomes = routing.process(*args, trusted=True)
+                outcomes = routing.process(*args, imported=True)
             else:
                 try:
                     with session.begin_nested():
-                        outcomes = routing.process(*args, trusted=True)
+                        outcomes = routing.process(*args, imported=True)
                 except Exception:
                     error = traceback.format_exc(limit=8)
         if error is not None:

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, bounces, digests, subscriptions
+from mailforum.core import answers, bounces, digest_enqueue, subscriptions
 from mailforum.core.authentication import verdict
-from mailforum.core.inbound import Delivery, Outcome
+from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import Address, check_address, find_member
 from mailforum.db import queries
 from mailforum.db.models import (
@@ -57,6 +57,7 @@ from mailforum.mail.addresses import Kind
 from mailforum.mail.compose import clean
 from mailforum.mail.headers import subject_info
 from mailforum.mail.parse import ParsedMessage, html_to_text
+from mailforum.mail.quotes import ON_WROTE
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ _SUBJECT_PREFIX = re.compile(
 )
 # Where the command part of a mail ends: a signature, quoted text, a forwarded or replied-to message.
 _STOP = re.compile(
-    r"^(--\s*$|-- |_{5,}|-{5,}\s*original message|>|on\b.{0,200}\b(wrote|schrieb|a écrit|escribió)\s*:?\s*$|"
+    r"^(--\s*$|-- |_{5,}|-{5,}\s*original message|>|" + ON_WROTE + "|"
     r"(from|von|de):\s.+@|sent from my\b)",
     re.IGNORECASE,
 )
@@ -320,7 +321,7 @@ def do_set(ctx: Context, args: tuple[str, ...]) -> Result:
 def _start_digests(session: Session, member: Member) -> None:
     """A member who starts digests now gets what is new from now on, not the posts already mailed."""
     if member.delivery_mode != DeliveryMode.DIGEST.value and member.digest_frequency is None:
-        member.digest_mark = digests.start_mark(session, member.list_id)
+        member.digest_mark = digest_enqueue.start_mark(session, member.list_id)
 
 
 def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:
@@ -536,12 +537,12 @@ def answer(ctx: Context) -> bool:
 # --- the routes ----------------------------------------------------------------------------------
 
 
-def _sender(delivery: Delivery) -> Address | None:
-    parsed = delivery.parsed
+def _sender(arrival: Arrival) -> Address | None:
+    parsed = arrival.parsed
     if parsed.from_problem:  # never act for a mailbox the From: does not name beyond doubt
         return None
     try:
-        config = delivery.config
+        config = arrival.config
         checked = check_address(
             parsed.from_address,
             check_dns=config.subscriptions.check_dns,
@@ -552,28 +553,28 @@ def _sender(delivery: Delivery) -> Address | None:
     return Address(checked.address, parsed.from_name)
 
 
-def _handle(delivery: Delivery, lines: list[tuple[str, ...]] | None) -> Outcome:
+def _handle(arrival: Arrival, lines: list[tuple[str, ...]] | None) -> Outcome:
     """Shared by every command route: check we may answer, carry out, answer once."""
-    name = delivery.mlist.name
-    reason = answers.should_answer(delivery.parsed, delivery.mail_from, delivery.config)
+    name = arrival.mlist.name
+    reason = answers.should_answer(arrival.parsed, arrival.mail_from, arrival.config)
     if reason is not None:
         log.info("command mail to %s not acted on: %s", name, reason)
         return Outcome(f"{name}: command mail ignored ({reason})", discarded=True)
-    who = _sender(delivery)
+    who = _sender(arrival)
     if who is None:
         return Outcome(f"{name}: command mail ignored (no valid From address)", discarded=True)
-    authserv_id = delivery.config.security.authserv_id
+    authserv_id = arrival.config.security.authserv_id
     ctx = Context(
-        delivery.session,
-        delivery.config,
-        delivery.mlist,
+        arrival.session,
+        arrival.config,
+        arrival.mlist,
         who,
-        delivery.now,
-        delivery.parsed.message_id,
-        verified=not authserv_id or verdict(delivery.raw, authserv_id, who.address).authenticated,
+        arrival.now,
+        arrival.parsed.message_id,
+        verified=not authserv_id or verdict(arrival.raw, authserv_id, who.address).authenticated,
     )
     if lines is None:
-        lines = command_lines(delivery.parsed, delivery.config.subscriptions.max_command_lines)
+        lines = command_lines(arrival.parsed, arrival.config.subscriptions.max_command_lines)
     run(ctx, lines)
     answered = answer(ctx)
     done = ", ".join(r.command.split()[0] for r in ctx.results if r.known) or (
@@ -582,45 +583,45 @@ def _handle(delivery: Delivery, lines: list[tuple[str, ...]] | None) -> Outcome:
     return Outcome(f"{name}: commands ({done}); {'answered' if answered else 'no separate answer'}")
 
 
-def explain_administrivia(delivery: Delivery) -> bool:
+def explain_administrivia(arrival: Arrival) -> bool:
     """Tell the author of "unsubscribe" sent to the whole list where commands go (S24).
 
     The post itself is held, not published. The answer follows the same rules as any
     other: never to a machine, at most ``answers_per_day`` a day.
     """
-    if answers.should_answer(delivery.parsed, delivery.mail_from, delivery.config) is not None:
+    if answers.should_answer(arrival.parsed, arrival.mail_from, arrival.config) is not None:
         return False
-    who = _sender(delivery)
+    who = _sender(arrival)
     if who is None:
         return False
-    mlist = delivery.mlist
-    context = subscriptions.member_context(delivery.config, mlist, None, who.address)
+    mlist = arrival.mlist
+    context = subscriptions.member_context(arrival.config, mlist, None, who.address)
     return answers.answer(
-        delivery.session,
-        delivery.config,
+        arrival.session,
+        arrival.config,
         mlist,
         who.address,
         "command/administrivia",
         context,
-        delivery.now,
-        in_reply_to=delivery.parsed.message_id,
+        arrival.now,
+        in_reply_to=arrival.parsed.message_id,
     )
 
 
-def handle_request(delivery: Delivery) -> Outcome:
+def handle_request(arrival: Arrival) -> Outcome:
     """``NAME-request@``: the commands in the subject and the body."""
-    return _handle(delivery, None)
+    return _handle(arrival, None)
 
 
-def _shortcut(words: Callable[[str], tuple[str, ...]]) -> Callable[[Delivery], Outcome]:
-    def handle(delivery: Delivery) -> Outcome:
-        return _handle(delivery, [words(delivery.recipient.arg)])
+def _shortcut(words: Callable[[str], tuple[str, ...]]) -> Callable[[Arrival], Outcome]:
+    def handle(arrival: Arrival) -> Outcome:
+        return _handle(arrival, [words(arrival.recipient.arg)])
 
     return handle
 
 
 # Recipient kind → the command its address stands for (the address is the whole command).
-SHORTCUTS: dict[Kind, Callable[[Delivery], Outcome]] = {
+SHORTCUTS: dict[Kind, Callable[[Arrival], Outcome]] = {
     Kind.REQUEST: handle_request,
     Kind.SUBSCRIBE: _shortcut(lambda arg: ("subscribe",)),
     Kind.UNSUBSCRIBE: _shortcut(lambda arg: ("unsubscribe",)),

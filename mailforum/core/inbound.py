@@ -1,7 +1,7 @@
 """What a route handler gets and returns: one message for one of our recipients, and what was done.
 
 Kept apart from ``core.routing`` so that every use case (posting, commands, bounces)
-can take a ``Delivery`` without importing the module that holds the route table.
+can take an ``Arrival`` without importing the module that holds the route table.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from mailforum.db.models import MailingList, Post
 from mailforum.mail.addresses import Recipient
 from mailforum.mail.parse import ParsedMessage
 
-__all__ = ["Delivery", "Outcome", "RouteHandler"]
+__all__ = ["Arrival", "Outcome", "RouteHandler"]
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
+class Arrival:
     """One message for one of our recipients, with everything a route handler needs."""
 
     session: Session
@@ -34,7 +34,7 @@ class Delivery:
     spool_id: int | None
     received_at: dt.datetime
     now: dt.datetime
-    trusted: bool = False  # an operator's import: the posting policy does not apply
+    imported: bool = False  # an operator's import: the posting policy does not apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,4 +46,4 @@ class Outcome:
     post: Post | None = None
 
 
-RouteHandler = Callable[[Delivery], Outcome]
+RouteHandler = Callable[[Arrival], Outcome]

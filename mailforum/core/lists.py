@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
+from mailforum.config import Config
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -24,8 +25,15 @@ from mailforum.db.queries import list_named
 from mailforum.db.txcache import TxCache
 from mailforum.errors import InvalidInput, NotFound
 from mailforum.mail.addresses import MAX_LIST_NAME, SUFFIXES, valid_list_name
+from mailforum.mail.compose import ListIdentity
 
 MEMBER_BATCH = 1000
+
+
+def identity(config: Config, mlist: MailingList) -> ListIdentity:
+    """How the list names itself in the mail it sends: addresses, title, subject tag, links."""
+    tag = f"[{mlist.name}]" if mlist.subject_tag is None else mlist.subject_tag
+    return ListIdentity(mlist.name, mlist.display_title, config.site.domain, config.site.base_url, tag)
 
 
 @dataclass(frozen=True, slots=True)

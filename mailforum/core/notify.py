@@ -1,33 +1,34 @@
 """What each kind of outbox row sends: shared copies rendered once, personalised per row.
 
-The delivery worker claims rows and asks ``Composer.envelope`` for the bytes of each.
+The delivery worker claims rows and asks ``Composer.compose`` for the bytes of each.
 A kind is one entry in ``Composer``'s tables: a loader that renders what all rows of
 a kind share (a post's notification: its text and HTML, rendered once and cached by
 post) and a builder that adds the per-recipient parts (the signed ``Reply-To``, the
 VERP envelope sender, ``List-Unsubscribe`` with the signed one-click link). Automatic
 answers (kind ``notice``, core.answers) carry their rendered text in the row's payload;
-digests add their own pair.
+digests add their own pair: what each member's digest holds is
+``core.digest_content.member_contents``, rendered once per list, period and muted set
+by ``core.digest_render``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
-from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import digests, tokens
+from mailforum.core import tokens
+from mailforum.core.digest_content import DigestTopic, load_topics, member_contents
+from mailforum.core.digest_render import mime_digest, render_digest
+from mailforum.core.lists import identity
 from mailforum.db import outbox, payloads
+from mailforum.db.ancestry import ancestors
 from mailforum.db.models import DigestFormat, MailingList, Member, OutboxKind, Post
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
@@ -36,8 +37,6 @@ from mailforum.mail.compose import (
     NoticeView,
     PostView,
     SharedCopy,
-    canonical_body,
-    clean,
     mailto,
     notice,
     notification,
@@ -46,31 +45,8 @@ from mailforum.mail.dkim_sign import Signer
 from mailforum.mail.headers import reply_subject
 from mailforum.mail.parse import Addressees, addressees
 from mailforum.render import Renderer
-from mailforum.textsafe import safe_filename
 
 log = logging.getLogger(__name__)
-
-MAX_ANCESTORS = 200
-
-
-def identity(config: Config, mlist: MailingList) -> ListIdentity:
-    tag = f"[{mlist.name}]" if mlist.subject_tag is None else mlist.subject_tag
-    return ListIdentity(mlist.name, mlist.display_title, config.site.domain, config.site.base_url, tag)
-
-
-def ancestors(session: Session, post: Post) -> tuple[str, ...]:
-    """Message-IDs from the topic root down to the post's parent, from the stored thread."""
-    chain: list[str] = []
-    seen = {post.id}
-    parent_id = post.parent_id
-    while parent_id is not None and parent_id not in seen and len(chain) < MAX_ANCESTORS:
-        seen.add(parent_id)
-        row = session.execute(select(Post.message_id, Post.parent_id).where(Post.id == parent_id)).first()
-        if row is None:
-            break
-        chain.append(row[0])
-        parent_id = row[1]
-    return tuple(reversed(chain))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,188 +101,14 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
         author_address=post.author_address,
         date=post.date or post.received_at,
         topic_id=post.topic_id,
-        ancestors=ancestors(session, post),
+        ancestors=ancestors(session, {post.id: (post.message_id, post.parent_id)})[post.id],
         to=sent_to.to,
         cc=sent_to.cc,
     )
-    # The per-recipient https one-click URL goes in front of this in _post_envelope.
+    # The per-recipient https one-click URL goes in front of this in _post_copy.
     return Prepared(
         mlist.name, post.id, notification(ident, view, text, html), (ident.unsubscribe_mailto,), ident
     )
-
-
-@dataclass(frozen=True, slots=True)
-class RenderedDigest:
-    """A digest as text and HTML (with reply-address markers), and its subject."""
-
-    subject: str
-    text: str
-    html: str
-    post_ids: tuple[int, ...]
-
-
-def digest_subject(ident: ListIdentity, frequency: str, day: str, posts: int, topics: int) -> str:
-    """``[dev] Daily digest, 26 Nov 2026: 12 new posts in 4 topics``."""
-    kind = "Weekly digest, week to" if frequency == digests.WEEKLY else "Daily digest,"
-    posts_text = f"{posts} new post{'s' if posts != 1 else ''}"
-    return ident.tagged(f"{kind} {day}: {posts_text} in {topics} topic{'s' if topics != 1 else ''}")
-
-
-def _digest_context(
-    config: Config,
-    mlist: MailingList,
-    ident: ListIdentity,
-    topics: tuple[digests.DigestTopic, ...],
-    frequency: str,
-    day: str,
-) -> tuple[str, dict[str, Any]]:
-    """The subject and the template context both digest formats render from."""
-    zone = ZoneInfo(mlist.digest_timezone or config.digest.timezone)
-    time_format = "%a %d %b %H:%M" if frequency == digests.WEEKLY else "%H:%M"
-    count = sum(len(t.posts) for t in topics)
-    subject = digest_subject(ident, frequency, day, count, len(topics))
-    context = {
-        "list": {
-            "name": mlist.name,
-            "title": ident.title,
-            "address": ident.address,
-            "request": ident.request_address,
-        },
-        "digest": {
-            "frequency": frequency,
-            "label": day,
-            "posts": count,
-            "topics": len(topics),
-            "subject": subject,
-        },
-        "topics": [
-            {
-                "id": t.id,
-                "subject": clean(t.subject) or "(no subject)",
-                "new": t.new,
-                "count": len(t.posts),
-                "url": ident.topic_url(t.id),
-                "watch": ident.topic_action("watch", t.id),
-                "mute": ident.topic_action("mute", t.id),
-                "posts": [
-                    {
-                        "id": p.id,
-                        "author": clean(p.author),
-                        "subject": clean(p.subject) or clean(t.subject) or "(no subject)",
-                        "time": p.when.astimezone(zone).strftime(time_format),
-                        "text": canonical_body(p.text),  # no ESC: reply markers cannot be forged
-                        "cut": p.cut,
-                        "url": ident.post_url(p.id),
-                        "reply": digest_mail.marker(p.id),
-                        "reply_subject": quote(reply_subject(clean(p.subject) or clean(t.subject)), safe=""),
-                    }
-                    for p in t.posts
-                ],
-            }
-            for t in topics
-        ],
-        "links": {
-            "archive": ident.archive_url,
-            "mode": mailto(ident.request_address, "help"),
-            "unsubscribe": ident.unsubscribe_mailto,
-        },
-    }
-    return subject, context
-
-
-def render_digest(
-    config: Config,
-    renderer: Renderer,
-    mlist: MailingList,
-    topics: tuple[digests.DigestTopic, ...],
-    frequency: str,
-    day: str,
-) -> RenderedDigest:
-    """Render one list's digest for one period once; reply addresses are markers (mail/digest.py)."""
-    subject, context = _digest_context(config, mlist, identity(config, mlist), topics, frequency, day)
-    name = "weekly" if frequency == digests.WEEKLY else "daily"
-    text = renderer.render(mlist.name, f"digest/{name}.txt.j2", context)
-    html = renderer.render(mlist.name, f"digest/{name}.html.j2", context)
-    ids = tuple(p.id for t in topics for p in t.posts)
-    return RenderedDigest(subject, text, html, ids)
-
-
-def embedded_post(
-    renderer: Renderer, mlist: MailingList, ident: ListIdentity, post: digests.OriginalPost
-) -> digest_mail.Embedded | None:
-    """One post, whole, as a MIME digest's message/rfc822 part; None if it cannot be built.
-
-    A post that cannot be built (a value the header checks refuse) is left out and
-    logged: one bad post never blocks the digest (RELIABILITY I4, F14).
-    """
-    context = {
-        "list": {"name": mlist.name, "title": ident.title, "address": ident.address},
-        "post": {
-            "text": canonical_body(post.text).strip("\n"),
-            "url": ident.post_url(post.id),
-            "attachments": [
-                {
-                    "filename": safe_filename(a.filename) or "(unnamed)",
-                    "type": clean(a.content_type),
-                    "size": a.size,
-                    "url": ident.attachment_url(post.id, index, a.filename),
-                }
-                for index, a in enumerate(post.attachments)
-            ],
-        },
-    }
-    view = PostView(
-        message_id=post.message_id,
-        subject=post.subject or "(no subject)",
-        author_name=post.author_name,
-        author_address=post.author_address,
-        date=post.date,
-        topic_id=post.topic_id,
-        ancestors=post.ancestors,
-    )
-    text = renderer.render(mlist.name, "digest/mime_post.txt.j2", context)
-    try:
-        return digest_mail.embed(ident, digest_mail.EmbeddedPost(post.id, view, text))
-    except (ValueError, TypeError, LookupError) as exc:
-        log.warning("post %s left out of a MIME digest of %s: %s", post.id, mlist.name, exc)
-        return None
-
-
-def mime_digest(
-    session: Session,
-    config: Config,
-    renderer: Renderer,
-    mlist: MailingList,
-    topics: tuple[digests.DigestTopic, ...],
-    frequency: str,
-    day: str,
-    now: dt.datetime,
-    parts: dict[int, digest_mail.Embedded | None],
-) -> digest_mail.SharedDigest | None:
-    """One list's MIME digest for one period and muted set, shared by its members.
-
-    ``parts`` caches the embedded posts (by post id) across the muted sets of one
-    period: each post is read, rendered and encoded once. None when no post is left.
-    """
-    ident = identity(config, mlist)
-    missing = [p.id for t in topics for p in t.posts if p.id not in parts]
-    if missing:
-        originals = digests.load_originals(session, missing)
-        for post_id in missing:
-            original = originals.get(post_id)
-            parts[post_id] = None if original is None else embedded_post(renderer, mlist, ident, original)
-    kept = []
-    for t in topics:
-        posts = tuple(p for p in t.posts if parts.get(p.id) is not None)
-        if posts:
-            kept.append(digests.DigestTopic(t.id, t.subject, t.new, posts))
-    if not kept:
-        return None
-    subject, context = _digest_context(config, mlist, ident, tuple(kept), frequency, day)
-    contents = renderer.render(mlist.name, "digest/mime_contents.txt.j2", context)
-    footer = renderer.render(mlist.name, "digest/mime_footer.txt.j2", context)
-    embedded = [parts[p.id] for t in kept for p in t.posts]
-    return digest_mail.build_mime(ident, subject, contents, footer, [e for e in embedded if e], now)
 
 
 # (list, start mark, end mark, frequency, label, muted topics, format)
@@ -314,13 +116,13 @@ DigestKey = tuple[int, int, int, str, str, frozenset[int], str]
 
 
 @dataclass(frozen=True, slots=True)
-class Envelope:
+class OutgoingCopy:
     """One copy, ready for the relay. ``build`` makes its bytes when it is sent (in the
     sender's thread): a claimed chunk holds a closure over the shared parts per copy, not a
     finished copy each — 100 digests of 500 posts would be 86 MB (RELIABILITY L6)."""
 
-    row: outbox.Claimed
-    sender: str
+    row: outbox.ClaimedCopy
+    sender: str  # the envelope sender (VERP)
     build: Callable[[], bytes]
 
 
@@ -346,7 +148,7 @@ def _signed(signer: Signer, build: Callable[[], bytes]) -> Callable[[], bytes]:
 
 
 class Composer:
-    """Turns claimed rows into envelopes: shared copies cached per post, personalised per row."""
+    """Turns claimed rows into outgoing copies: shared parts cached per post, personalised per row."""
 
     def __init__(self, config: Config, renderer: Renderer, cache_size: int = 256) -> None:
         self.config = config
@@ -359,7 +161,7 @@ class Composer:
         self.signer = (
             Signer(dkim.key_file, dkim.selector, dkim.domain or config.site.domain) if dkim.key_file else None
         )
-        self._ranges: dict[tuple[int, int, int], tuple[digests.DigestTopic, ...]] = {}
+        self._ranges: dict[tuple[int, int, int], tuple[DigestTopic, ...]] = {}
         # MIME digests: each (list, range)'s posts embedded once, for every muted set.
         self._embedded: dict[tuple[int, int, int], dict[int, digest_mail.Embedded | None]] = {}
         self._digests: dict[DigestKey, digest_mail.SharedDigest | None] = {}
@@ -368,18 +170,18 @@ class Composer:
         self._list_names: dict[int, str] = {}
         self._signers: dict[dt.datetime, tokens.Signer] = {}
         self._paused: set[int | None] = set()
-        self._loaders: dict[str, Callable[[Session, list[outbox.Claimed]], None]] = {
+        self._loaders: dict[str, Callable[[Session, list[outbox.ClaimedCopy]], None]] = {
             OutboxKind.POST.value: self._load_posts,
             OutboxKind.DIGEST.value: self._load_digests,
             OutboxKind.NOTICE.value: self._load_lists,
         }
-        self._builders: dict[str, Callable[[outbox.Claimed, dt.datetime], Envelope | str]] = {
-            OutboxKind.POST.value: self._post_envelope,
-            OutboxKind.DIGEST.value: self._digest_envelope,
-            OutboxKind.NOTICE.value: self._notice_envelope,
+        self._builders: dict[str, Callable[[outbox.ClaimedCopy, dt.datetime], OutgoingCopy | str]] = {
+            OutboxKind.POST.value: self._post_copy,
+            OutboxKind.DIGEST.value: self._digest_copy,
+            OutboxKind.NOTICE.value: self._notice_copy,
         }
 
-    def load(self, session: Session, rows: list[outbox.Claimed]) -> None:
+    def load(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
         """Render (in the caller's thread) what the rows share and is not cached yet."""
         self._paused = paused_members(session, {r.member_id for r in rows if r.kind in _LIST_MAIL})
         for kind in {r.kind for r in rows}:
@@ -387,8 +189,8 @@ class Composer:
             if loader is not None:
                 loader(session, [r for r in rows if r.kind == kind])
 
-    def envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
-        """The envelope for one row, or why it can never be sent (a permanent failure)."""
+    def compose(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
+        """The copy for one row, or why it can never be sent (a permanent failure)."""
         build = self._builders.get(row.kind)
         if build is None:
             return f"no renderer for outbox kind {row.kind!r}"
@@ -397,20 +199,20 @@ class Composer:
             # the list's mail meanwhile (answers and bounce warnings are notices and still go).
             return "delivery paused by bounces"
         built = build(row, now)
-        if self.signer is not None and isinstance(built, Envelope):
-            built = Envelope(built.row, built.sender, _signed(self.signer, built.build))
+        if self.signer is not None and isinstance(built, OutgoingCopy):
+            built = OutgoingCopy(built.row, built.sender, _signed(self.signer, built.build))
         return built
 
     # -- kind "post": one post to one member --------------------------------
 
-    def _load_posts(self, session: Session, rows: list[outbox.Claimed]) -> None:
+    def _load_posts(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
         for post_id in {r.post_id for r in rows if r.post_id is not None}:
             if post_id not in self._posts:
                 if len(self._posts) >= self._cache_size:
                     self._posts.pop(next(iter(self._posts)))
                 self._posts[post_id] = prepare_post(session, self.config, self.renderer, post_id)
 
-    def _post_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+    def _post_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         prepared = self._posts.get(row.post_id) if row.post_id is not None else None
         if prepared is None:
             return "the post no longer exists"
@@ -430,13 +232,13 @@ class Composer:
             list_address(prepared.list_name, domain, Kind.REPLY, reply),
             (one_click, *prepared.unsubscribe),
         )
-        return Envelope(row, self.verp(prepared.list_name, row, now), data)
+        return OutgoingCopy(row, self.verp(prepared.list_name, row, now), data)
 
     # -- kind "digest": one member's digest between two marks ----------------
 
-    def _load_digests(self, session: Session, rows: list[outbox.Claimed]) -> None:
+    def _load_digests(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
         """Render each (list, range, frequency, muted topics) once; remember which rows use which."""
-        groups: dict[tuple[int, int, int, str, str], list[outbox.Claimed]] = {}
+        groups: dict[tuple[int, int, int, str, str], list[outbox.ClaimedCopy]] = {}
         for row in rows:
             p = payloads.digest_payload(row.payload)
             group = (row.list_id, p["from"], p["to"], p["frequency"], p["label"])
@@ -449,27 +251,29 @@ class Composer:
             self._list_names[list_id] = mlist.name
             self._lists[list_id] = identity(self.config, mlist)
             span = (list_id, start, end)
-            if span not in self._ranges:
-                if len(self._ranges) >= 16:
-                    oldest = next(iter(self._ranges))
-                    self._ranges.pop(oldest)
-                    self._embedded.pop(oldest, None)
-                self._ranges[span] = digests.load_topics(session, self.config, list_id, start, end)
-            topics = self._ranges[span]
-            member_ids = [r.member_id for r in members if r.member_id is not None]
-            muted = digests.muted_topics(session, member_ids, {t.id for t in topics})
-            for row in members:
-                excluded = frozenset(muted.get(row.member_id or 0, ()))
-                key = (list_id, start, end, frequency, day, excluded, mlist.digest_format)
+            load = partial(self._range, session, list_id)
+            held = member_contents(session, [(row.member_id, start) for row in members], end, load)
+            for row, contents in zip(members, held, strict=True):
+                key = (list_id, start, end, frequency, day, contents.muted, mlist.digest_format)
                 self._digest_rows[row.id] = key
                 current.add(key)
                 if key in self._digests:
                     continue
-                kept = tuple(t for t in topics if t.id not in excluded)
-                shared = self._shared_digest(session, mlist, span, kept, frequency, day)
+                shared = self._shared_digest(session, mlist, span, contents.topics, frequency, day)
                 self._digests[key] = shared
                 self._digest_bytes += shared.size if shared is not None else 0
                 self._forget_digests(keep=current)
+
+    def _range(self, session: Session, list_id: int, start: int, end: int) -> tuple[DigestTopic, ...]:
+        """A range's topics, rendered text and all, kept for the 16 ranges last asked for."""
+        span = (list_id, start, end)
+        if span not in self._ranges:
+            if len(self._ranges) >= 16:
+                oldest = next(iter(self._ranges))
+                self._ranges.pop(oldest)
+                self._embedded.pop(oldest, None)
+            self._ranges[span] = load_topics(session, self.config, list_id, start, end)
+        return self._ranges[span]
 
     def _forget_digests(self, keep: set[DigestKey]) -> None:
         """Drop the oldest shared digests beyond ``DIGEST_CACHE_BYTES`` or ``cache_size`` entries,
@@ -487,7 +291,7 @@ class Composer:
         session: Session,
         mlist: MailingList,
         span: tuple[int, int, int],
-        topics: tuple[digests.DigestTopic, ...],
+        topics: tuple[DigestTopic, ...],
         frequency: str,
         day: str,
     ) -> digest_mail.SharedDigest | None:
@@ -508,7 +312,7 @@ class Composer:
             rendered.post_ids,
         )
 
-    def _digest_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+    def _digest_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         key = self._digest_rows.pop(row.id, None)
         shared = self._digests.get(key) if key is not None else None
         list_name = self._list_names.get(row.list_id)
@@ -536,7 +340,7 @@ class Composer:
         if ident is not None:
             unsubscribe = (self.unsubscribe_url(ident, row.list_id, member_id, now), *unsubscribe)
         data = partial(shared.personalise, row.message_id, reply, unsubscribe)
-        return Envelope(row, self.verp(list_name, row, now), data)
+        return OutgoingCopy(row, self.verp(list_name, row, now), data)
 
     def unsubscribe_url(self, ident: ListIdentity, list_id: int, member_id: int, now: dt.datetime) -> str:
         """The RFC 8058 one-click link for one member: signed (member, list), expiring."""
@@ -546,13 +350,13 @@ class Composer:
 
     # -- kind "notice": an automatic answer to one person (core.answers) ----
 
-    def _load_lists(self, session: Session, rows: list[outbox.Claimed]) -> None:
+    def _load_lists(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
         for list_id in {r.list_id for r in rows}:
             if list_id not in self._lists:
                 mlist = session.get(MailingList, list_id)
                 self._lists[list_id] = identity(self.config, mlist) if mlist is not None else None
 
-    def _notice_envelope(self, row: outbox.Claimed, now: dt.datetime) -> Envelope | str:
+    def _notice_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         ident = self._lists.get(row.list_id)
         if ident is None:
             return "the list no longer exists"
@@ -572,87 +376,10 @@ class Composer:
             data = notice(ident, view)
         except (ValueError, TypeError) as exc:
             return f"cannot build the answer: {exc}"[:200]
-        return Envelope(row, self.verp(ident.name, row, now), partial(bytes, data))
+        return OutgoingCopy(row, self.verp(ident.name, row, now), partial(bytes, data))
 
-    def verp(self, list_name: str, row: outbox.Claimed, now: dt.datetime) -> str:
+    def verp(self, list_name: str, row: outbox.ClaimedCopy, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""
         days = self.config.outbound.verp_token_days
         token = tokens.sign_short(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=days))
         return list_address(list_name, self.config.site.domain, Kind.BOUNCES, token)
-
-
-@dataclass(frozen=True, slots=True)
-class DigestPreview:
-    """What ``digest send --dry-run`` prints for one member."""
-
-    address: str
-    subject: str
-    text: str
-    format: str = DigestFormat.STANDARD.value
-
-
-def preview_digests(
-    session: Session,
-    config: Config,
-    renderer: Renderer,
-    mlist: MailingList,
-    now: dt.datetime,
-    address: str | None = None,
-) -> list[DigestPreview]:
-    """The digests a ``digest send`` would queue now, rendered; nothing is changed.
-
-    A standard digest shows its text part; a MIME digest is built as it would be sent
-    and shown part by part (``mail.digest.outline``), the embedded messages' headers
-    included. Reply addresses are placeholders: they are signed per member at sending.
-    """
-    end = digests.end_mark(session, mlist.id)
-    local = now.astimezone(ZoneInfo(mlist.digest_timezone or config.digest.timezone))
-    frequencies = [digests.DAILY]
-    if digests.weekly_due(config, mlist, local):
-        frequencies.append(digests.WEEKLY)
-    members = digests.due_members(session, mlist.id, end, frequencies, address)
-    starts = digests.first_start(session, mlist.id, members)
-    hidden = f"{mlist.name}+r-(a signed address for each member and post)@{config.site.domain}"
-    out = []
-    for member in members:
-        start = max(member.mark, starts.get(member.id, member.mark))
-        topics = digests.load_topics(session, config, mlist.id, start, end)
-        muted = digests.muted_topics(session, [member.id], {t.id for t in topics}).get(member.id, set())
-        kept = tuple(t for t in topics if t.id not in muted)
-        if not kept:
-            continue
-        if mlist.digest_format == DigestFormat.MIME.value:
-            preview = _preview_mime(session, config, renderer, mlist, kept, member, start, end, local, now)
-            if preview is not None:
-                out.append(preview)
-            continue
-        rendered = render_digest(config, renderer, mlist, kept, member.frequency, digests.label(local))
-        text = digest_mail.unmark(rendered.text, hidden)
-        out.append(DigestPreview(member.address, rendered.subject, text))
-    return out
-
-
-def _preview_mime(
-    session: Session,
-    config: Config,
-    renderer: Renderer,
-    mlist: MailingList,
-    topics: tuple[digests.DigestTopic, ...],
-    member: digests.DueMember,
-    start: int,
-    end: int,
-    local: dt.datetime,
-    now: dt.datetime,
-) -> DigestPreview | None:
-    day = digests.label(local)
-    shared = mime_digest(session, config, renderer, mlist, topics, member.frequency, day, now, {})
-    if shared is None:
-        return None
-    domain = config.site.domain
-    hidden = f"{mlist.name}+r-SIGNED-FOR-EACH-MEMBER-AND-POST@{domain}"  # a plain addr-spec
-    message_id = digests.message_id(mlist.name, member.id, start, end, domain)
-    data = shared.personalise(
-        message_id, lambda post_id: hidden, (f"mailto:{mlist.name}+unsubscribe@{domain}",)
-    )
-    subject = str(email.message_from_bytes(data, policy=email.policy.default)["Subject"])
-    return DigestPreview(member.address, subject, digest_mail.outline(data), DigestFormat.MIME.value)

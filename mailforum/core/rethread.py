@@ -180,7 +180,7 @@ def replay(db: Database, config: Config, name: str, messages: Iterable[Replay]) 
                         item.token_parent
                     )
                 if reply_to is not None:
-                    delivery = posting.Delivery(
+                    arrival = posting.Arrival(
                         session,
                         config,
                         mlist,
@@ -193,7 +193,7 @@ def replay(db: Database, config: Config, name: str, messages: Iterable[Replay]) 
                         item.received_at,
                         True,
                     )
-                    outcome = posting.store_post(delivery, Decision(Action.ACCEPT), reply_to)
+                    outcome = posting.store_post(arrival, Decision(Action.ACCEPT), reply_to)
                     outcomes = [outcome]
                 else:
                     outcomes = routing.process(
@@ -206,7 +206,7 @@ def replay(db: Database, config: Config, name: str, messages: Iterable[Replay]) 
                         None,
                         item.received_at,
                         item.received_at,
-                        trusted=True,
+                        imported=True,
                     )
                 report.duplicates += sum(1 for o in outcomes if o.post is None)
         chunk.clear()

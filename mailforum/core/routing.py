@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.config import Config
 from mailforum.core import commands, tokens
-from mailforum.core.inbound import Delivery, Outcome, RouteHandler
+from mailforum.core.inbound import Arrival, Outcome, RouteHandler
 from mailforum.core.lists import list_by_name
 from mailforum.core.posting import (
     handle_bounce,
@@ -78,7 +78,7 @@ def process(
     spool_id: int | None,
     received_at: dt.datetime,
     now: dt.datetime,
-    trusted: bool = False,
+    imported: bool = False,
 ) -> list[Outcome]:
     """Route the message to each of its recipients; one Outcome per recipient."""
     outcomes = []
@@ -94,8 +94,8 @@ def process(
             # The list was deleted (or the route removed) between RCPT and now: keep, don't guess.
             outcomes.append(Outcome(f"{rcpt}: no such list any more; kept in the spool", discarded=True))
             continue
-        delivery = Delivery(
-            session, config, mlist, recipient, parsed, raw, mail_from, spool_id, received_at, now, trusted
+        arrival = Arrival(
+            session, config, mlist, recipient, parsed, raw, mail_from, spool_id, received_at, now, imported
         )
-        outcomes.append(handler(delivery))
+        outcomes.append(handler(arrival))
     return outcomes

@@ -30,8 +30,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.config import Config
 from mailforum.core import answers, tokens
-from mailforum.core.lists import Address, add_members, find_member
-from mailforum.core.notify import identity
+from mailforum.core.lists import Address, add_members, find_member, identity
 from mailforum.db import queries
 from mailforum.db.models import (
     ConfirmAction,

@@ -27,7 +27,7 @@ from mailforum.db.base import Id, Json, UTCDateTime
 from mailforum.db.models import Member, OutboxEntry, OutboxKind, OutboxState
 from mailforum.db.payloads import Payload
 
-__all__ = ["Backoff", "Claimed", "NewCopy", "OutboxEntry", "Result"]
+__all__ = ["Backoff", "ClaimedCopy", "NewCopy", "OutboxEntry", "Result"]
 
 INSERT_BATCH = 1000
 
@@ -47,7 +47,7 @@ class NewCopy:
 
 
 @dataclass(frozen=True, slots=True)
-class Claimed:
+class ClaimedCopy:
     """A leased row, with what the worker needs to render and send it."""
 
     id: int
@@ -177,7 +177,9 @@ def _due(now: dt.datetime) -> Any:
     )
 
 
-def claim(session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, worker: str) -> list[Claimed]:
+def claim(
+    session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, worker: str
+) -> list[ClaimedCopy]:
     """Lease up to ``limit`` due rows to ``worker``, oldest due first; counts the attempt
     (``record`` takes it back when the copy is sent, ``release`` when it was not tried)."""
     due = (
@@ -207,7 +209,7 @@ def claim(session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, w
         .execution_options(synchronize_session=False)
     )
     rows = session.execute(stmt).all()
-    claimed = [Claimed(*row) for row in rows]
+    claimed = [ClaimedCopy(*row) for row in rows]
     claimed.sort(key=lambda c: c.id)
     return claimed
 
@@ -215,7 +217,7 @@ def claim(session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, w
 def record(
     session: Session,
     results: Sequence[Result],
-    claimed: dict[int, Claimed],
+    claimed: dict[int, ClaimedCopy],
     now: dt.datetime,
     backoff: Backoff,
 ) -> None:
@@ -297,7 +299,9 @@ def newest(session: Session, state: str | None, limit: int) -> list[OutboxEntry]
 
 
 @dataclass(frozen=True, slots=True)
-class Status:
+class OutboxStatus:
+    """What ``mailforum outbox status`` shows: rows by state, rows claimed, the oldest pending."""
+
     counts: dict[str, int]
     in_flight: int
     oldest_pending: dt.datetime | None
@@ -325,7 +329,7 @@ def sent_before(before: dt.datetime) -> Select[Any]:
     )
 
 
-def status(session: Session, now: dt.datetime) -> Status:
+def status(session: Session, now: dt.datetime) -> OutboxStatus:
     """Counts by state, rows currently claimed, and when the oldest pending row was queued."""
     counts = {
         s: n for s, n in session.execute(select(OutboxEntry.state, func.count()).group_by(OutboxEntry.state))
@@ -338,4 +342,4 @@ def status(session: Session, now: dt.datetime) -> Status:
     oldest = session.scalar(
         select(func.min(OutboxEntry.created_at)).where(OutboxEntry.state == OutboxState.PENDING.value)
     )
-    return Status(counts, int(in_flight or 0), oldest)
+    return OutboxStatus(counts, int(in_flight or 0), oldest)

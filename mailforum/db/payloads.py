@@ -1,6 +1,6 @@
 """What an outbox row's ``payload`` holds for the kinds that carry no post.
 
-``core.digests`` writes a ``digest`` row (a member's posts between two marks) and
+``core.digest_enqueue`` writes a ``digest`` row (a member's posts between two marks) and
 ``core.answers`` a ``notice`` row (an answer, rendered when it was decided);
 ``core.notify`` reads them back when the row is delivered. Both sides use these
 types, so a key renamed on one side is a type error on the other. The column is

@@ -1,4 +1,6 @@
-"""Named read queries for the web archive and the feeds, and the one look-up of a list by name.
+"""Named read queries for the web archive and the feeds, and the one look-up of a list by name;
+also the small statements of the web's rate limits and of the digest scheduler, so no SQL
+lives in ``web/`` or ``runners/``.
 
 Each function takes a ``Session`` and returns frozen dataclasses, so the templates
 never touch the ORM and never trigger a lazy load. Every page costs a fixed number
@@ -18,10 +20,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, distinct, func, select, text
+from sqlalchemy import ColumnElement, delete, distinct, func, select, text
 from sqlalchemy.orm import Session, undefer
 
-from mailforum.db.models import MailingList, Member, Post, PostStatus, Topic, Visibility
+from mailforum.db.models import FormHit, MailingList, Member, Post, PostStatus, Topic, Visibility
 
 PUBLISHED = PostStatus.PUBLISHED.value
 
@@ -498,3 +500,36 @@ def search(
     ).all()
     hits = [SearchHit(*r) for r in rows[:per_page]]
     return hits, len(rows) > per_page
+
+
+# --- the rate limits of the web's forms and links (web/forms.py: RateLimiter) ------------
+
+
+def forget_form_hits(session: Session, scope: str, until: dt.datetime) -> None:
+    """Delete the hits of ``scope`` at or before ``until``: they left every window."""
+    session.execute(delete(FormHit).where(FormHit.scope == scope, FormHit.at <= until))
+
+
+def form_hits(session: Session, scope: str, key: str, since: dt.datetime, limit: int) -> list[dt.datetime]:
+    """When ``key`` was counted in ``scope`` after ``since``: the oldest ``limit`` times, oldest first."""
+    return list(
+        session.scalars(
+            select(FormHit.at)
+            .where(FormHit.scope == scope, FormHit.key == key, FormHit.at > since)
+            .order_by(FormHit.at)
+            .limit(limit)
+        ).all()
+    )
+
+
+def add_form_hit(session: Session, scope: str, key: str, at: dt.datetime) -> None:
+    session.add(FormHit(scope=scope, key=key, at=at))
+
+
+# --- the digest scheduler (runners/scheduler.py) ------------------------------------------
+
+
+def digest_hours(session: Session) -> list[tuple[str, int | None, str | None]]:
+    """Every list's name, digest hour and time zone; None where the list uses the site's."""
+    rows = session.execute(select(MailingList.name, MailingList.digest_hour, MailingList.digest_timezone))
+    return [(name, hour, timezone) for name, hour, timezone in rows]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, undefer
 
 from mailforum.db.models import SpoolEntry, SpoolState
 
-__all__ = ["IMPORTED", "Claimed", "NewMessage", "SpoolEntry"]
+__all__ = ["IMPORTED", "ClaimedEntry", "NewMessage", "SpoolEntry"]
 
 # The protocol of an entry ``import-mbox`` parked: retried, it is processed as an import.
 IMPORTED = "import"
@@ -36,7 +36,9 @@ class NewMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Claimed:
+class ClaimedEntry:
+    """A claimed spool row: the message as stored, for one processing attempt."""
+
     id: int
     raw: bytes
     mail_from: str
@@ -80,7 +82,7 @@ def claim(
     lease: dt.timedelta,
     retries: bool = False,
     node: str = "",
-) -> list[Claimed]:
+) -> list[ClaimedEntry]:
     """Take up to ``limit`` due rows for processing: count the attempt and lease them.
 
     ``retries`` picks rows that were tried before instead of fresh ones. On PostgreSQL
@@ -121,7 +123,9 @@ def claim(
         .order_by(SpoolEntry.id)
     )
     return [
-        Claimed(r.id, bytes(r.raw), r.mail_from, tuple(r.rcpt_tos), r.attempts, r.received_at, r.protocol)
+        ClaimedEntry(
+            r.id, bytes(r.raw), r.mail_from, tuple(r.rcpt_tos), r.attempts, r.received_at, r.protocol
+        )
         for r in rows
     ]
 

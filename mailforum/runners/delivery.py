@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from mailforum import crash
 from mailforum.config import Config
 from mailforum.core import bounces
-from mailforum.core.notify import Composer, Envelope
+from mailforum.core.notify import Composer, OutgoingCopy
 from mailforum.db import outbox
 from mailforum.db.models import utcnow
 from mailforum.db.session import Database
@@ -94,9 +94,9 @@ class _Outcome:
 
 @dataclass
 class _Chunk:
-    envelopes: list[Envelope]
-    refused: list[tuple[outbox.Claimed, str]] = field(default_factory=list)  # can never be sent
-    deferred: list[tuple[outbox.Claimed, str]] = field(default_factory=list)  # try again later
+    copies: list[OutgoingCopy]
+    refused: list[tuple[outbox.ClaimedCopy, str]] = field(default_factory=list)  # can never be sent
+    deferred: list[tuple[outbox.ClaimedCopy, str]] = field(default_factory=list)  # try again later
 
 
 class DeliveryWorker:
@@ -123,7 +123,7 @@ class DeliveryWorker:
         self._stopping = asyncio.Event()
         self._results: asyncio.Queue[outbox.Result | None] = asyncio.Queue()
         self._recorded: dict[int, asyncio.Future[None]] = {}  # row id → resolved once committed
-        self._claimed: dict[int, outbox.Claimed] = {}
+        self._claimed: dict[int, outbox.ClaimedCopy] = {}
         self._paused_until = 0.0
 
     # -- the database side (each in a worker thread) ------------------------
@@ -141,16 +141,16 @@ class DeliveryWorker:
             with self.db.read_session() as session:
                 self.composer.load(session, rows)
             for row in rows:
-                built = self.composer.envelope(row, now)
+                built = self.composer.compose(row, now)
                 if isinstance(built, str):
                     chunk.refused.append((row, built))
                 else:
-                    chunk.envelopes.append(built)
+                    chunk.copies.append(built)
         except Exception as exc:
             # A broken template or a database hiccup: retry with backoff, never drop (I4).
             log.exception("rendering %d outbox rows failed", len(rows))
             reason = f"could not render: {type(exc).__name__}: {exc}"[:500]
-            done = {e.row.id for e in chunk.envelopes} | {r.id for r, _ in chunk.refused}
+            done = {e.row.id for e in chunk.copies} | {r.id for r, _ in chunk.refused}
             chunk.deferred = [(row, reason) for row in rows if row.id not in done]
         return chunk
 
@@ -190,7 +190,7 @@ class DeliveryWorker:
             while self._stopping.is_set() and not queue.empty():
                 chunk = queue.get_nowait()
                 if chunk is not None:
-                    unsent += [e.row.id for e in chunk.envelopes]
+                    unsent += [e.row.id for e in chunk.copies]
             if unsent:
                 await asyncio.to_thread(self._release, unsent)
             for _ in senders:
@@ -223,7 +223,7 @@ class DeliveryWorker:
                 await self._results.put(outbox.Result(row.id, False, reason, permanent=True))
             for row, reason in chunk.deferred:
                 await self._results.put(outbox.Result(row.id, False, reason))
-            if chunk.envelopes:
+            if chunk.copies:
                 await queue.put(chunk)
             elif not chunk.refused and not chunk.deferred:
                 if once:
@@ -283,7 +283,7 @@ class DeliveryWorker:
         self, chunk: _Chunk, client: RelayConnection | None, acked: list[int]
     ) -> RelayConnection | None:
         """Send the chunk's copies in order; returns the connection to go on with."""
-        pending = list(chunk.envelopes)
+        pending = list(chunk.copies)
         while pending:
             if self._stopping.is_set():
                 try:
@@ -296,9 +296,9 @@ class DeliveryWorker:
             except Exception as exc:
                 await self._unreachable(exc, pending)
                 return None
-            env = pending.pop(0)
+            copy = pending.pop(0)
             reused = client.used > 0
-            outcome = await asyncio.to_thread(self._send, client, env)
+            outcome = await asyncio.to_thread(self._send, client, copy)
             if outcome.stale and reused:
                 # The relay dropped this connection before taking the copy (an idle timeout, a
                 # reload): not an attempt. One more try at once on a fresh connection.
@@ -308,33 +308,33 @@ class DeliveryWorker:
                 try:
                     client = await self._connect()
                 except Exception as exc:
-                    await self._unreachable(exc, [env, *pending])
+                    await self._unreachable(exc, [copy, *pending])
                     return None
-                outcome = await asyncio.to_thread(self._send, client, env)
-            await self._settle(env, outcome, acked)
+                outcome = await asyncio.to_thread(self._send, client, copy)
+            await self._settle(copy, outcome, acked)
             if outcome.broken or not client.connected:
                 client.close()
                 client = None
         return client
 
-    async def _unreachable(self, exc: Exception, pending: list[Envelope]) -> None:
+    async def _unreachable(self, exc: Exception, pending: list[OutgoingCopy]) -> None:
         """No connection opens: these copies are retried later, and the dispatcher pauses."""
         reply, _ = classify(exc)
         log.warning("relay %s:%s unreachable: %s", *self._relay, reply)
         self._paused_until = time.monotonic() + self.config.outbound.retry_base
-        for env in pending:
-            await self._results.put(outbox.Result(env.row.id, False, reply))
+        for copy in pending:
+            await self._results.put(outbox.Result(copy.row.id, False, reply))
 
-    async def _settle(self, env: Envelope, outcome: _Outcome, acked: list[int]) -> None:
+    async def _settle(self, copy: OutgoingCopy, outcome: _Outcome, acked: list[int]) -> None:
         if outcome.ok:
             crash.point("after_relay_250_before_mark_sent")
-        await self._results.put(outbox.Result(env.row.id, outcome.ok, outcome.reply, outcome.permanent))
+        await self._results.put(outbox.Result(copy.row.id, outcome.ok, outcome.reply, outcome.permanent))
         if outcome.ok:
             # At most ``unrecorded`` copies per connection have a 250 that is not yet
             # committed; a crash sends only those again (RELIABILITY F4). With 1, the
             # next copy waits for this one's commit; the committer batches every
             # connection's results, so a larger window hides the commit latency.
-            acked.append(env.row.id)
+            acked.append(copy.row.id)
             while len(acked) >= self.config.outbound.unrecorded:
                 await self._wait_recorded(acked.pop(0))
 
@@ -349,15 +349,15 @@ class DeliveryWorker:
         return client
 
     @staticmethod
-    def _send(client: RelayConnection, env: Envelope) -> _Outcome:
+    def _send(client: RelayConnection, copy: OutgoingCopy) -> _Outcome:
         """What became of one copy; runs in a worker thread."""
         try:
-            data = env.build()
+            data = copy.build()
         except Exception as exc:  # our bug: retry with backoff, never drop (I4)
-            log.exception("building outbox %s failed", env.row.id)
+            log.exception("building outbox %s failed", copy.row.id)
             return _Outcome(False, f"could not render: {type(exc).__name__}: {exc}"[:500])
         try:
-            client.send(env.sender, env.row.recipient, data)
+            client.send(copy.sender, copy.row.recipient, data)
         except smtplib.SMTPServerDisconnected as exc:
             return _Outcome(False, classify(exc)[0], broken=True, stale=not client.handed_over)
         except smtplib.SMTPException as exc:  # a reply from the relay (SMTPException is an OSError)
@@ -376,7 +376,7 @@ class DeliveryWorker:
         except UnicodeError as exc:  # an address this relay cannot take (no SMTPUTF8)
             return _Outcome(False, f"unsendable address: {exc}", permanent=True)
         except Exception as exc:  # a surprise from below: never lose the copy
-            log.exception("sending outbox %s failed unexpectedly", env.row.id)
+            log.exception("sending outbox %s failed unexpectedly", copy.row.id)
             return _Outcome(False, f"{type(exc).__name__}: {exc}"[:500], broken=True)
         return _Outcome(True, "250")
 

@@ -634,7 +634,9 @@ def free_space_probe(db: Database) -> Callable[[], int | None]:
 class IngestServer:
     """The SMTP and LMTP listeners of one process, sharing one spool writer."""
 
-    def __init__(self, config: Config, db: Database, on_commit: Callable[[list[int]], None]) -> None:
+    def __init__(
+        self, config: Config, db: Database, on_commit: Callable[[list[int]], None], reuse_port: bool = False
+    ) -> None:
         logsafe.install()  # aiosmtpd logs commands at DEBUG: keep tokens out (RELIABILITY S25)
         self.config = config
         self.gate = ConnectionGate(
@@ -646,6 +648,7 @@ class IngestServer:
         self.writer = SpoolWriter(db, on_commit)
         self.handler = IngestHandler(config, ListDirectory(db), self.writer, self.gate, free_space_probe(db))
         self._servers: list[asyncio.AbstractServer] = []
+        self._reuse_port = reuse_port
 
     async def start(self) -> None:
         self.writer.start()
@@ -658,6 +661,7 @@ class IngestServer:
                     smtp.host,
                     port,
                     reuse_address=True,
+                    reuse_port=self._reuse_port or None,
                 )
                 self._servers.append(server)
                 log.info("%s listening on %s:%s", "LMTP" if lmtp else "SMTP", smtp.host, port)

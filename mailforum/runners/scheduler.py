@@ -3,7 +3,7 @@
 One cron job per list at its digest hour in its time zone (``[digest] hour`` and
 ``timezone``, or the list's own), with ``coalesce=True`` (missed fires run once),
 ``max_instances=1`` and a generous ``misfire_grace_time``. A job only enqueues
-(``core.digests.run_list``, in a worker thread): the delivery worker renders and
+(``core.digest_schedule.run_list``, in a worker thread): the delivery worker renders and
 sends. On start, every list runs its most recent period once, which catches up a
 period the scheduler slept through and finishes one a crash interrupted; a period
 already done adds nothing (RELIABILITY F14, F15). Once an hour the jobs are
@@ -23,11 +23,11 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select
 
 from mailforum.config import Config
-from mailforum.core import digests
-from mailforum.db.models import MailingList, utcnow
+from mailforum.core import digest_schedule
+from mailforum.db import queries
+from mailforum.db.models import utcnow
 from mailforum.db.session import Database
 
 log = logging.getLogger(__name__)
@@ -46,14 +46,12 @@ class DigestScheduler:
         self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
         self._schedules: dict[str, tuple[int, str]] = {}
         self._catching_up: asyncio.Task[None] | None = None
-        self.runs: list[digests.RunResult] = []  # what this scheduler queued (for tests and logs)
+        self.runs: list[digest_schedule.RunResult] = []  # what this scheduler queued (for tests and logs)
 
     def _lists(self) -> dict[str, tuple[int, str]]:
         cfg = self.config.digest
         with self.db.read_session() as session:
-            rows = session.execute(
-                select(MailingList.name, MailingList.digest_hour, MailingList.digest_timezone)
-            ).all()
+            rows = queries.digest_hours(session)
         return {name: (cfg.hour if hour is None else hour, tz or cfg.timezone) for name, hour, tz in rows}
 
     def _sync_jobs(self, lists: dict[str, tuple[int, str]]) -> None:
@@ -84,7 +82,7 @@ class DigestScheduler:
     async def _run(self, name: str) -> None:
         try:
             result = await asyncio.to_thread(
-                digests.run_list, self.db, self.config, name, self.clock(), scheduled=True
+                digest_schedule.run_list, self.db, self.config, name, self.clock(), scheduled=True
             )
             self.runs.append(result)
         except Exception:  # the next fire (or the next start) finishes the period

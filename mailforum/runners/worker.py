@@ -65,6 +65,7 @@ class SpoolProcessor:
         self._thread: threading.Thread | None = None
         self._last_commit = -BUSY_WINDOW
         self.processed = 0
+        self.after_batch: Callable[[], None] = lambda: None  # e.g. wake delivery: copies were written
 
     def notify(self, _ids: list[int] | None = None) -> None:
         """Called by the spool writer after each commit."""
@@ -104,7 +105,7 @@ class SpoolProcessor:
 
     def _store(
         self,
-        claimed: list[spool.Claimed],
+        claimed: list[spool.ClaimedEntry],
         parsed: dict[int, ParsedMessage],
         failures: dict[int, tuple[str, bool]],
         now: dt.datetime,
@@ -128,7 +129,7 @@ class SpoolProcessor:
     def _store_one(
         self,
         session: Session,
-        item: spool.Claimed,
+        item: spool.ClaimedEntry,
         parsed: dict[int, ParsedMessage],
         failures: dict[int, tuple[str, bool]],
         now: dt.datetime,
@@ -151,7 +152,7 @@ class SpoolProcessor:
         spool.finish(entry, state, "\n".join(o.summary for o in outcomes), now)
 
     def _process(
-        self, session: Session, item: spool.Claimed, parsed: ParsedMessage, now: dt.datetime
+        self, session: Session, item: spool.ClaimedEntry, parsed: ParsedMessage, now: dt.datetime
     ) -> list[routing.Outcome]:
         """Live mail as it came; an entry ``import-mbox`` parked as the import would have stored it."""
         if item.protocol == spool.IMPORTED:  # no policy, no notifications, dated by its Date
@@ -159,7 +160,7 @@ class SpoolProcessor:
         else:
             sender, received = item.mail_from, item.received_at
         args = (session, self.config, parsed, item.raw, sender, item.rcpt_tos, item.id, received, now)
-        return routing.process(*args, trusted=item.protocol == spool.IMPORTED)
+        return routing.process(*args, imported=item.protocol == spool.IMPORTED)
 
     def _failed(self, entry: spool.SpoolEntry, error: str, now: dt.datetime, permanent: bool) -> None:
         cfg = self.config.processing
@@ -203,6 +204,8 @@ class SpoolProcessor:
             try:
                 count = self.run_once(BUSY_BATCH if busy else None)
                 failures = 0
+                if count:
+                    self.after_batch()
             except Exception:
                 failures += 1
                 log.exception("spool processing failed; retrying")

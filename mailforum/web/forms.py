@@ -1,10 +1,10 @@
-"""What the archive's two forms need besides HTML: CSRF tokens, rate limits, the hand-off.
+"""What the web's forms need besides HTML: CSRF tokens, rate limits, reading a POST, the hand-off.
 
-The forms ("join this list", "watch this topic by email") take an address and ask
-for a confirmation mail. The web never sends that mail itself: it calls one injected
-``RequestConfirmation`` callable (the subscriptions feature provides it), and always
-answers the same neutral page, so the page never tells whether an address is a member
-(RELIABILITY S4, S16).
+The forms ("join this list", "watch this topic by email", in ``subscribe.py``) take
+an address and ask for a confirmation mail. The web never sends that mail itself: it
+calls one injected ``RequestConfirmation`` callable (the subscriptions feature provides
+it), and always answers the same neutral page, so the page never tells whether an
+address is a member (RELIABILITY S4, S16).
 
 CSRF: a double-submit token bound to a random per-browser cookie, the form's path
 and a time stamp, signed with HMAC-SHA256 and compared with ``hmac.compare_digest``.
@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, select
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from mailforum.core.lists import is_local_domain, validate_local
-from mailforum.db.models import FormHit, utcnow
+from mailforum.db import queries
+from mailforum.db.models import utcnow
 from mailforum.db.session import Database
 
 
@@ -41,6 +43,7 @@ class ConfirmationRequest:
 RequestConfirmation = Callable[[ConfirmationRequest], None]
 
 FORM_KINDS = ("join", "watch")
+MAX_FORM_BYTES = 8192
 
 
 class CsrfTokens:
@@ -100,15 +103,12 @@ class RateLimiter:
         now = self._clock()
         start = now - self.window
         digest = hmac.new(self._secret, f"{self.scope}\0{key}".encode(), hashlib.sha256).hexdigest()[:32]
-        mine = (FormHit.scope == self.scope, FormHit.key == digest)
         with self._db.session() as session:
-            session.execute(delete(FormHit).where(FormHit.scope == self.scope, FormHit.at <= start))
-            recent = session.scalars(
-                select(FormHit.at).where(*mine, FormHit.at > start).order_by(FormHit.at).limit(self.limit)
-            ).all()
+            queries.forget_form_hits(session, self.scope, start)
+            recent = queries.form_hits(session, self.scope, digest, start, self.limit)
             if len(recent) >= self.limit:
                 return max((recent[0] + self.window - now).total_seconds(), 0.001)
-            session.add(FormHit(scope=self.scope, key=digest, at=now))
+            queries.add_form_hit(session, self.scope, digest, now)
         return 0.0
 
 
@@ -127,3 +127,20 @@ def checked_address(text: str, local_domains: bool = False) -> str | None:
         return validate_email(text, check_deliverability=False, allow_smtputf8=True).normalized.lower()
     except EmailNotValidError:
         return None
+
+
+async def read_form(request: Request, length_required: bool = True) -> dict[str, str]:
+    """The fields of a small posted form (urlencoded or multipart, no files); 400 when it is
+    bigger than ``MAX_FORM_BYTES`` or malformed. Without ``length_required`` a POST that
+    gives no Content-Length counts as empty."""
+    length = request.headers.get("content-length", "" if length_required else "0")
+    if not length.isdigit() or int(length) > MAX_FORM_BYTES:
+        raise HTTPException(400)
+    try:
+        form = await request.form(max_files=0, max_fields=10, max_part_size=4096)
+    except HTTPException:
+        raise HTTPException(400) from None
+    try:
+        return {k: str(v) for k, v in form.items()}
+    finally:
+        await form.close()

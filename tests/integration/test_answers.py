@@ -135,7 +135,7 @@ def _build(site, row_id=None):
         claimed = outbox.claim(session, NOW, 10, dt.timedelta(seconds=60), "test")
     with site.db.read_session() as session:
         composer.load(session, claimed)
-    built = [composer.envelope(row, NOW) for row in claimed]
+    built = [composer.compose(row, NOW) for row in claimed]
     assert all(not isinstance(b, str) for b in built), built
     return built
 
@@ -147,8 +147,8 @@ def test_the_answer_is_multipart_auto_replied_and_parses_strictly(site):
         in_reply_to="<m1@example.com>",
         context={"subject": "Hi", "body": "<b>x</b>", "reply_to": f"dev+confirm-abc@{DOMAIN}"},
     )
-    [envelope] = _build(site)
-    msg = email.message_from_bytes(envelope.build(), policy=email.policy.strict)
+    [copy] = _build(site)
+    msg = email.message_from_bytes(copy.build(), policy=email.policy.strict)
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["X-Loop"] == f"dev@{DOMAIN}"
     assert f"<dev.{DOMAIN}>" in msg["List-Id"]
@@ -159,8 +159,8 @@ def test_the_answer_is_multipart_auto_replied_and_parses_strictly(site):
     assert msg["Message-ID"].endswith(f"@{DOMAIN}>")
     assert msg.get_content_type() == "multipart/alternative"
     assert "&lt;b&gt;x&lt;/b&gt;" in msg.get_body(("html",)).get_content()
-    assert envelope.sender.startswith("dev-bounces+")
-    for line in envelope.build().split(b"\r\n\r\n")[0].split(b"\r\n"):
+    assert copy.sender.startswith("dev-bounces+")
+    for line in copy.build().split(b"\r\n\r\n")[0].split(b"\r\n"):
         assert b"\r" not in line and b"\n" not in line and b"\0" not in line
 
 
@@ -169,8 +169,8 @@ def test_owner_notices_come_from_the_owner_address(site):
     assert _answer(
         site, "mod@example.com", capped=False, context={"subject": "Held", "body": "x", "sender": "owner"}
     )
-    [envelope] = _build(site)
-    msg = email.message_from_bytes(envelope.build(), policy=email.policy.strict)
+    [copy] = _build(site)
+    msg = email.message_from_bytes(copy.build(), policy=email.policy.strict)
     assert msg["From"].addresses[0].addr_spec == f"dev-owner@{DOMAIN}"
 
 
@@ -178,11 +178,11 @@ def test_no_cr_lf_from_input_reaches_a_header(site):
     site.create_list("dev")
     evil = "Hello\r\nBcc: victim@example.net\r\n=?utf-8?b?DQpCY2M6IHZAZXhhbXBsZS5uZXQ=?="
     assert _answer(site, in_reply_to="<a@b>\r\nBcc: x@example.net", context={"subject": evil, "body": "x"})
-    [envelope] = _build(site)
-    msg = email.message_from_bytes(envelope.build(), policy=email.policy.strict)
+    [copy] = _build(site)
+    msg = email.message_from_bytes(copy.build(), policy=email.policy.strict)
     assert msg["Bcc"] is None
     assert "\n" not in str(msg["Subject"]) and "\r" not in str(msg["Subject"])
-    head = envelope.build().split(b"\r\n\r\n")[0]
+    head = copy.build().split(b"\r\n\r\n")[0]
     assert b"\nBcc" not in head
 
 

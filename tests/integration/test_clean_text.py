@@ -13,7 +13,7 @@ import re
 import httpx
 from sqlalchemy import select
 
-from mailforum.core import digests
+from mailforum.core import digest_schedule
 from mailforum.db.models import DeliveryMode, PostingPolicy, Topic
 from tests.helpers import DOMAIN, send, wait_for
 from tests.integration.outbound_helpers import as_email, deliver
@@ -89,7 +89,7 @@ def test_controls_never_reach_export_pages_or_digests_and_a_lost_boundary_keeps_
         )
     assert "These are the words I wrote." in topic_page and "col2" in topic_page
 
-    assert digests.run_list(site.db, site.config, "dev", DAY, scheduled=True).queued == 1
+    assert digest_schedule.run_list(site.db, site.config, "dev", DAY, scheduled=True).queued == 1
     deliver(site.config, site.db)
     (digest,) = wait_for(lambda: relay.messages_for("dora@example.com"))
     message = as_email(digest.data)

@@ -493,7 +493,7 @@ def test_nodupes_by_mail_and_in_status(dev, relay, server):
 
 
 def test_the_welcome_says_what_digest_daily_does_as_the_command_does(dev, relay, server):
-    """'digest daily' in mode all adds the digest (core.digests.frequency_of); 'mode digest' replaces."""
+    """'digest daily' in mode all adds the digest (digest_enqueue.frequency_of); 'mode digest' replaces."""
     mail(dev, f"dev+subscribe@{DOMAIN}", "")
     [confirmation] = wait_mail(relay, "newbie@example.com")
     httpx.post(confirm_link(confirmation), timeout=10)

@@ -11,7 +11,7 @@ from email.utils import getaddresses
 
 from sqlalchemy import select
 
-from mailforum.core import digests
+from mailforum.core import digest_schedule
 from mailforum.core.lists import find_member, get_list
 from mailforum.db.models import DeliveryMode, PostingPolicy
 from tests.helpers import DOMAIN, message, send, wait_for
@@ -69,7 +69,7 @@ def test_members_the_sender_wrote_to_get_no_list_copy_and_copies_show_to_and_cc(
     assert copy["From"].addresses[0].addr_spec == f"dev@{DOMAIN}"  # DMARC: still ours
 
     # Digests are not affected: dora, named in Cc, still finds the post in her digest.
-    digests.run_list(site.db, site.config, "dev", dt.datetime.now(dt.UTC), scheduled=False)
+    digest_schedule.run_list(site.db, site.config, "dev", dt.datetime.now(dt.UTC), scheduled=False)
     wait_for(lambda: relay.messages_for("dora@example.com") and settled(site))
     digest = as_email(relay.messages_for("dora@example.com")[0].data)
     assert "Plans" in str(digest["Subject"]) or "Plans" in digest.get_body(("plain",)).get_content()
@@ -160,7 +160,7 @@ def test_a_chain_of_replies_quoting_our_footers_stores_none_of_them(site, relay,
     assert b"View this topic on the web" in raw  # the raw message stays as received
 
     # Digests show the stored text: no footer of ours in dora's digest but its own.
-    digests.run_list(site.db, site.config, "dev", dt.datetime.now(dt.UTC), scheduled=False)
+    digest_schedule.run_list(site.db, site.config, "dev", dt.datetime.now(dt.UTC), scheduled=False)
     wait_for(lambda: relay.messages_for("dora@example.com") and settled(site))
     digest = as_email(relay.messages_for("dora@example.com")[0].data)
     digest_text = digest.get_body(("plain",)).get_content()

@@ -16,7 +16,7 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import select
 
-from mailforum.core import digests, lists, tokens
+from mailforum.core import digest_schedule, lists, tokens
 from mailforum.db.models import DeliveryMode, Member, Post, PostingPolicy, SubscriptionKind
 from tests.helpers import DOMAIN, RecordingSink, ServerThread, message, send, wait_for
 from tests.integration.outbound_helpers import as_email, deliver, store, subscribe
@@ -66,7 +66,7 @@ def post(site, subject: str, mid: str, body: str = "Hello.\n", extra: str = "", 
 
 
 def run(site, name: str = "dev") -> None:
-    digests.run_list(site.db, site.config, name, DAY1, scheduled=True)
+    digest_schedule.run_list(site.db, site.config, name, DAY1, scheduled=True)
     deliver(site.config, site.db)
 
 

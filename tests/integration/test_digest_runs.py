@@ -14,7 +14,7 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from mailforum.core import digests, lists
+from mailforum.core import digest_schedule, lists
 from mailforum.db.models import DeliveryMode, MailingList, OutboxEntry, PostingPolicy, utcnow
 from mailforum.runners.scheduler import DigestScheduler
 from tests.helpers import ServerThread, message, wait_for
@@ -210,11 +210,13 @@ def test_a_scheduled_period_cut_short_is_finished_with_its_own_end_mark(site):
     """F14 for the scheduled run: posts arriving after the run began wait for the next period."""
     setup(site, 1000)
     with pytest.raises(Interrupted):
-        digests.run_list(FailingSessions(site.db, 4), site.config, "dev", DAY1, scheduled=True)
+        digest_schedule.run_list(FailingSessions(site.db, 4), site.config, "dev", DAY1, scheduled=True)
     before = sum(digest_rows(site).values())
-    assert before == 2 * digests.BATCH
+    assert before == 2 * digest_schedule.BATCH
     assert "published" in store(site, message("Late topic", "<late@example.com>"))[0]
-    result = digests.run_list(site.db, site.config, "dev", DAY1 + dt.timedelta(minutes=5), scheduled=True)
+    result = digest_schedule.run_list(
+        site.db, site.config, "dev", DAY1 + dt.timedelta(minutes=5), scheduled=True
+    )
     assert result.queued == 1000 - before
     rows = digest_rows(site)
     assert len(rows) == 1000 and set(rows.values()) == {1}
@@ -223,7 +225,7 @@ def test_a_scheduled_period_cut_short_is_finished_with_its_own_end_mark(site):
             e.payload["to"] for e in session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "digest"))
         }
     assert len(ends) == 1  # one period, one end mark: the late post is not in it
-    nxt = digests.run_list(site.db, site.config, "dev", DAY1 + dt.timedelta(days=1), scheduled=True)
+    nxt = digest_schedule.run_list(site.db, site.config, "dev", DAY1 + dt.timedelta(days=1), scheduled=True)
     assert nxt.queued == 1000
 
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from mailforum.core import bounces, digests, lists, notify
+from mailforum.core import bounces, digest_content, digest_schedule, lists, notify
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -44,8 +44,8 @@ def post(site, subject: str, mid: str, body: str = "Hello.\n", extra: str = "") 
     assert "published" in out[0], out
 
 
-def run(site, now: dt.datetime, scheduled: bool = True, **kw) -> digests.RunResult:
-    return digests.run_list(site.db, site.config, "dev", now, scheduled=scheduled, **kw)
+def run(site, now: dt.datetime, scheduled: bool = True, **kw) -> digest_schedule.RunResult:
+    return digest_schedule.run_list(site.db, site.config, "dev", now, scheduled=scheduled, **kw)
 
 
 def digests_for(relay: FakeRelay, address: str) -> list[EmailMessage]:
@@ -131,7 +131,7 @@ def test_a_clock_that_ran_days_ahead_and_was_corrected_does_not_stop_the_digests
     post(site, "Alpha topic", "a1@example.com")
     assert run(site, DAY1 + dt.timedelta(days=30)).queued == 1  # the clock a month ahead
     post(site, "Beta topic", "b1@example.com")
-    with caplog.at_level("WARNING", logger="mailforum.core.digests"):
+    with caplog.at_level("WARNING", logger="mailforum.core.digest_schedule"):
         assert run(site, DAY1 + dt.timedelta(days=1)).queued == 1  # corrected: the next morning
     assert any("the clock was wrong by days" in r.getMessage() for r in caplog.records)
     assert run(site, DAY1 + dt.timedelta(days=1, minutes=30)).queued == 0  # a second fire: nothing
@@ -204,7 +204,7 @@ def test_members_in_other_modes_who_asked_for_a_digest_get_it(site, relay):
     with site.db.session() as session:
         nina = session.scalars(select(Member).where(Member.address == "nina@example.com")).one()
         nina.delivery_mode = DeliveryMode.NEW_TOPICS.value
-        nina.digest_frequency = digests.DAILY
+        nina.digest_frequency = digest_content.DAILY
     post(site, "Alpha topic", "a1@example.com")
     assert run(site, DAY1).queued == 2
     deliver(site.config, site.db)
@@ -215,7 +215,7 @@ def test_weekly_members_get_one_digest_a_week(site, relay):
     setup_list(site, "dora@example.com", "wendy@example.com")
     with site.db.session() as session:
         wendy = session.scalars(select(Member).where(Member.address == "wendy@example.com")).one()
-        wendy.digest_frequency = digests.WEEKLY
+        wendy.digest_frequency = digest_content.WEEKLY
     monday = dt.datetime(2026, 10, 5, 7, 0, 5, tzinfo=dt.UTC)
     post(site, "Alpha topic", "a1@example.com")
     assert run(site, monday).queued == 2  # the week's first run on or after Monday: both
@@ -239,7 +239,7 @@ def test_the_list_may_override_hour_and_time_zone(site):
         mlist.digest_hour = 6
         mlist.digest_timezone = "Pacific/Auckland"
         # 06:00 in Auckland on 27 Nov is 17:00 UTC on 26 Nov.
-        fire = digests.last_fire(site.config, mlist, dt.datetime(2026, 11, 26, 17, 30, tzinfo=dt.UTC))
+        fire = digest_schedule.last_fire(site.config, mlist, dt.datetime(2026, 11, 26, 17, 30, tzinfo=dt.UTC))
         assert (fire.day, fire.hour) == (27, 6)
 
 
@@ -559,16 +559,16 @@ def test_a_poison_post_in_the_period_is_left_out_and_logged_and_the_digest_goes(
     post(site, "Alpha topic", "a1@example.com", body="alpha body\n")
     post(site, "Poison topic", "x1@example.com", body="POISON\n")
     post(site, "Beta topic", "b1@example.com", body="beta body\n")
-    real_trim = digests.trim
+    real_trim = digest_content.trim
 
     def trim(text: str) -> str:  # a fault only this post's text triggers (RELIABILITY H3-style)
         if "POISON" in text:
             raise RecursionError("maximum recursion depth exceeded")
         return real_trim(text)
 
-    monkeypatch.setattr(digests, "trim", trim)
+    monkeypatch.setattr(digest_content, "trim", trim)
     assert run(site, DAY1).queued == 1
-    with caplog.at_level("ERROR", logger="mailforum.core.digests"):
+    with caplog.at_level("ERROR", logger="mailforum.core.digest_content"):
         deliver(site.config, site.db)
     (msg,) = digests_for(relay, "dora@example.com")
     text = text_of(msg)

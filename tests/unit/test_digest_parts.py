@@ -9,7 +9,7 @@ import email.policy
 import pytest
 
 from mailforum.config import from_mapping
-from mailforum.core import digests, tokens
+from mailforum.core import digest_content, digest_replies, tokens
 from mailforum.errors import ConfigError
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.compose import ListIdentity
@@ -39,14 +39,14 @@ def test_spliced_reply_addresses_decode_exactly_and_keep_lines_short():
 
 def test_a_marker_in_a_post_cannot_be_forged():
     from mailforum.config import Config
-    from mailforum.core.notify import render_digest
+    from mailforum.core.digest_render import render_digest
     from mailforum.db.models import MailingList
     from mailforum.render import Renderer
 
-    post = digests.DigestPost(3, 1, "Mallory \x1bR9\x1b", NOW, "s", "forged \x1bR9\x1b here", False)
-    topic = digests.DigestTopic(1, "Topic \x1bR9\x1b", True, (post,))
+    post = digest_content.DigestPost(3, 1, "Mallory \x1bR9\x1b", NOW, "s", "forged \x1bR9\x1b here", False)
+    topic = digest_content.DigestTopic(1, "Topic \x1bR9\x1b", True, (post,))
     mlist = MailingList(name="dev", title="", subject_tag=None, digest_timezone=None)
-    rendered = render_digest(Config(), Renderer(), mlist, (topic,), digests.DAILY, "26 Nov 2026")
+    rendered = render_digest(Config(), Renderer(), mlist, (topic,), digest_content.DAILY, "26 Nov 2026")
     shared = digest_mail.build(IDENT, rendered.subject, rendered.text, rendered.html, NOW, rendered.post_ids)
     assert shared.post_ids == (3,)
     assert "forged" in rendered.text and "\x1bR9" not in rendered.text + rendered.html
@@ -70,14 +70,14 @@ def test_a_header_value_that_is_not_plain_ascii_is_refused_at_the_splice():
     ],
 )
 def test_trim_keeps_the_new_text(body, kept):
-    assert digests.trim(body) == kept
+    assert digest_content.trim(body) == kept
 
 
 def test_cut_stops_at_a_boundary():
     text = "para one " * 30 + "\n\n" + "para two " * 30
-    short, was_cut = digests.cut(text, 300)
+    short, was_cut = digest_content.cut(text, 300)
     assert was_cut and short.endswith(" …") and len(short) <= 302
-    assert digests.cut("short", 300) == ("short", False)
+    assert digest_content.cut("short", 300) == ("short", False)
 
 
 def test_the_signer_writes_the_same_tokens_as_sign():
@@ -98,16 +98,18 @@ def test_digest_replies_are_recognised_by_id_or_subject():
         return parse(head.encode() + b"body\r\n")
 
     domain = "lists.example.org"
-    assert digests.is_digest_reply(
+    assert digest_replies.is_digest_reply(
         parsed("Re: hello", "In-Reply-To: <digest.dev.4.0-9@lists.example.org>\r\n"), domain
     )
-    assert digests.is_digest_reply(parsed("Re: [dev] Daily digest, 26 Nov 2026: 3 new posts"), domain)
-    assert digests.is_digest_reply(parsed("AW: Re: Weekly digest, week to 26 Nov 2026: 1 new post"), domain)
-    assert not digests.is_digest_reply(parsed("Re: a message digest algorithm"), domain)
-    assert not digests.is_digest_reply(
+    assert digest_replies.is_digest_reply(parsed("Re: [dev] Daily digest, 26 Nov 2026: 3 new posts"), domain)
+    assert digest_replies.is_digest_reply(
+        parsed("AW: Re: Weekly digest, week to 26 Nov 2026: 1 new post"), domain
+    )
+    assert not digest_replies.is_digest_reply(parsed("Re: a message digest algorithm"), domain)
+    assert not digest_replies.is_digest_reply(
         parsed("Re: hello", "In-Reply-To: <digest.dev.4.0-9@elsewhere.org>\r\n"), domain
     )
-    assert not digests.is_digest_reply(parsed("Digest of the meeting"), domain)
+    assert not digest_replies.is_digest_reply(parsed("Digest of the meeting"), domain)
 
 
 def test_digest_config_keys_are_checked():

@@ -132,7 +132,7 @@ def test_checked_address_never_takes_invalid_or_onion_domains() -> None:
 
 
 def test_linkify_links_urls_and_escapes_everything_else() -> None:
-    from mailforum.web.pages import linkify
+    from mailforum.web.formats import linkify
 
     out = str(
         linkify('See https://example.org/a?b=1&c=2. And <b>"https://x.example/"onmouseover=alert(1)</b>')

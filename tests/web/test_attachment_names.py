@@ -9,8 +9,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from sqlalchemy import select
 
-from mailforum.core.lists import get_list
-from mailforum.core.notify import identity
+from mailforum.core.lists import get_list, identity
 from mailforum.db.models import Post
 from tests.helpers import message
 from tests.web.kit import seed

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from mailforum.db.models import Topic
 from mailforum.db.session import Database
-from mailforum.runners.web import BAD_TOKENS
+from mailforum.web.links import BAD_TOKENS
 from tests.helpers import free_ports, message
 from tests.web.kit import WebThread, seed
 

@@ -1,27 +1,25 @@
-"""The archive's Jinja2 environment (templates/web/), and the mbox format of downloads.
+"""How values look on the web: the filters the templates use, text an Atom feed can carry,
+download headers, and the mbox format of downloads.
 
-Autoescape is on for every web template (.html and .atom), undefined names fail
-loudly (StrictUndefined), and the few helpers the templates use are filters here.
+The templates themselves are rendered by ``render.WebTemplates`` (autoescape on for
+every web template, undefined names fail loudly); ``FILTERS`` and ``no_bidi`` are what
+the web hands it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
 from mailforum.core.archive import mbox_entry
 from mailforum.db.models import Post
-from mailforum.render import BUILTIN
 from mailforum.textsafe import safe_filename, strip_bidi, url_filename
 from mailforum.web import body
-
-TEMPLATES = BUILTIN
 
 
 def when(value: dt.datetime | None) -> str:
@@ -68,27 +66,17 @@ def no_bidi(value: object) -> object:
     return strip_bidi(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
-def environment(templates: Path = TEMPLATES) -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(templates),
-        finalize=no_bidi,
-        autoescape=select_autoescape(["html", "atom", "xml"], default_for_string=True, default=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(
-        when=when,
-        iso=iso,
-        size=size,
-        plural=plural,
-        hide_addresses=body.hide_addresses,
-        linkify=linkify,
-        filename=safe_filename,
-        url_filename=url_filename,
-        safe_html=lambda markup: Markup(body.sanitize_html(markup)),
-    )
-    return env
+FILTERS: dict[str, Callable[..., Any]] = {
+    "when": when,
+    "iso": iso,
+    "size": size,
+    "plural": plural,
+    "hide_addresses": body.hide_addresses,
+    "linkify": linkify,
+    "filename": safe_filename,
+    "url_filename": url_filename,
+    "safe_html": lambda markup: Markup(body.sanitize_html(markup)),
+}
 
 
 # Characters XML 1.0 forbids even escaped (§2.2): C0 controls but tab, LF and CR, and U+FFFE/U+FFFF.
