@@ -20,9 +20,11 @@ SQLAlchemy, which every command that opens the database needs.
     mailman_help_s                `mailman --help`, only when GNU Mailman is installed (never installed
                                   by this script; Mailman 3's CLI was measured at 1.9 s on this machine)
 
-mailforum_bytecode says whether mailforum's modules load from cached bytecode. With
-PYTHONDONTWRITEBYTECODE=1 and a source checkout that never cached any, every start
-compiles them again; --compile caches them first (what installing a wheel does).
+It measures the mailforum this Python imports (printed as mailforum_package; from a
+second checkout, set PYTHONPATH to it). mailforum_bytecode says whether mailforum's
+modules load from cached bytecode. With PYTHONDONTWRITEBYTECODE=1 and a source checkout
+that never cached any, every start compiles them again; --compile caches them first
+(what installing a wheel does).
 """
 
 from __future__ import annotations
@@ -50,11 +52,13 @@ import mailforum
 PACKAGE = Path(mailforum.__file__).parent
 
 
-def run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+def run(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, float]:
     """Wall and CPU seconds of one process, start to exit; it must succeed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Run from the scratch folder: `-m` puts the working directory first on sys.path, and
+    # PYTHONPATH (set below) is to decide which mailforum is measured.
+    done = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -82,7 +86,7 @@ def main() -> None:
         env = dict(os.environ, MAILFORUM_CONFIG=str(config))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE.parent), env.get("PYTHONPATH")]))
         for setup in (["init"], ["lists", "create", "dev"]):
-            run([py, "-m", "mailforum", *setup], env)
+            run([py, "-m", "mailforum", *setup], env, tmp)
         commands = {
             "python_startup": [py, "-c", "pass"],
             "python_import_sqlalchemy": [py, "-c", "import sqlalchemy"],
@@ -94,17 +98,18 @@ def main() -> None:
         if mailman:
             commands["mailman_help"] = [mailman, "--help"]
         for argv in commands.values():  # warm the page cache (and the bytecode cache, if it is on)
-            run(argv, env)
+            run(argv, env, tmp)
         walls: dict[str, list[float]] = {name: [] for name in commands}
         cpus: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.runs):
             for name, argv in commands.items():
-                wall, cpu = run(argv, env)
+                wall, cpu = run(argv, env, tmp)
                 walls[name].append(wall)
                 cpus[name].append(cpu)
     wall = {name: statistics.median(values) for name, values in walls.items()}
     cpu = {name: statistics.median(values) for name, values in cpus.items()}
     print(f"runs: {args.runs}")
+    print(f"mailforum_package: {PACKAGE}")
     print(f"mailforum_bytecode: {'cached' if bytecode_cached() else 'compiled on every start'}")
     for name in commands:
         print(f"{name}_s: {wall[name]:.3f}")
