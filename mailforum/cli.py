@@ -7,38 +7,32 @@ turned into one line naming the database.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import logging
-import mailbox
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import sqlalchemy.exc
 
-from mailforum import __version__, logsafe
-from mailforum import config as config_mod
-from mailforum.config import Config
-from mailforum.core import archive, bounces, lists, moderation, subscriptions
-from mailforum.core.lists import find_member
-from mailforum.db import migrate, spool
-from mailforum.db.models import (
+from mailforum import __version__
+from mailforum.db.enums import (
     ConfirmAction,
     DeliveryMode,
     DigestFormat,
-    MailingList,
     PostingPolicy,
-    SpoolEntry,
     SpoolState,
     Visibility,
-    utcnow,
 )
-from mailforum.db.session import Database
 from mailforum.errors import InvalidInput, MailforumError, NotFound
+
+if TYPE_CHECKING:
+    import mailbox
+
+    from mailforum.config import Config
+    from mailforum.core.lists import Address
+    from mailforum.db.models import MailingList
+    from mailforum.db.session import Database
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,11 +48,16 @@ class State:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = config_mod.load(self._config_path)
+            from mailforum.config import load
+
+            self._config = load(self._config_path)
         return self._config
 
     def db(self, require_schema: bool = True) -> Database:
         if self._db is None:
+            from mailforum.db import migrate
+            from mailforum.db.session import Database
+
             cfg = self.config.database
             # Only `init` (require_schema=False) may create a SQLite file.
             self._db = Database(cfg.url, cfg.busy_timeout, create=not require_schema)
@@ -122,7 +121,13 @@ def _when(value: dt.datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S}" if value else ""
 
 
-def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
+def setup_logging(verbosity: int, serving: bool = False) -> None:
+    """Log to stderr: warnings (info for `serve`), info with -v, debug with -vv."""
+    import logging
+
+    from mailforum import logsafe
+
+    default = logging.INFO if serving else logging.WARNING
     level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else default
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -138,7 +143,7 @@ def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
     "--config",
     "config_path",
     metavar="FILE",
-    envvar=config_mod.ENV_VAR,
+    envvar="MAILFORUM_CONFIG",  # config.ENV_VAR, spelled out so that --help loads no config code
     help="TOML configuration file (default: $MAILFORUM_CONFIG, else ./mailforum.toml, else defaults).",
 )
 @click.option("-v", "--verbose", count=True, help="More logging: -v for info, -vv for debug.")
@@ -152,7 +157,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     add members, then run `mailforum serve`.
     """
     ctx.obj = State(config_path)
-    setup_logging(verbose, logging.INFO if ctx.invoked_subcommand == "serve" else logging.WARNING)
+    setup_logging(verbose, serving=ctx.invoked_subcommand == "serve")
 
 
 # --- init and serve -----------------------------------------------------------
@@ -162,6 +167,8 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 @pass_state
 def init(state: State) -> None:
     """Create the database schema, or upgrade it to this version (safe to run again)."""
+    from mailforum.db import migrate
+
     db = state.db(require_schema=False)
     before, after = migrate.upgrade(db)
     if before == after:
@@ -291,6 +298,8 @@ def _supervise(
 
 def _run_async(main: Any) -> None:
     """asyncio.run, on uvloop's faster event loop when it is installed."""
+    import asyncio
+
     try:
         import uvloop
     except ImportError:
@@ -312,6 +321,8 @@ def deliver(state: State, once: bool) -> None:
     Copies the relay defers (4xx, no connection) stay in the outbox with a retry
     time; `mailforum outbox status` shows them.
     """
+    import asyncio
+
     from mailforum.runners.delivery import DeliveryWorker
 
     db = state.db()
@@ -341,6 +352,7 @@ def outbox_group() -> None:
 def outbox_status(state: State) -> None:
     """Counts by state (pending, sent, failed), copies being sent now, and the oldest pending age."""
     from mailforum.db import outbox
+    from mailforum.db.models import utcnow
 
     now = utcnow()
     with state.db().read_session() as session:
@@ -370,15 +382,11 @@ def outbox_list(state: State, state_filter: str, limit: int, as_json: bool) -> N
     """List outbox rows: id, state, failed attempts, recipient, next attempt, last error.
 
     A sent copy shows no error, even if an earlier attempt failed."""
-    from sqlalchemy import select
-
-    from mailforum.db.models import OutboxEntry, OutboxState
+    from mailforum.db import outbox
+    from mailforum.db.models import OutboxState
 
     with state.db().read_session() as session:
-        stmt = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
-        if state_filter != "all":
-            stmt = stmt.where(OutboxEntry.state == state_filter)
-        entries = list(session.scalars(stmt))
+        entries = outbox.newest(session, None if state_filter == "all" else state_filter, limit)
     rows: list[Row] = []
     for e in entries:
         error = e.last_reply if e.state != OutboxState.SENT.value and e.last_reply else None
@@ -413,6 +421,7 @@ def outbox_list(state: State, state_filter: str, limit: int, as_json: bool) -> N
 def outbox_retry(state: State, ids: tuple[int, ...], retry_all: bool) -> None:
     """Queue failed copies (IDS, or --all) for delivery again."""
     from mailforum.db import outbox
+    from mailforum.db.models import utcnow
 
     if not ids and not retry_all:
         raise InvalidInput("name the copies to retry (IDS) or use --all")
@@ -434,9 +443,8 @@ def outbox_retry(state: State, ids: tuple[int, ...], retry_all: bool) -> None:
 @pass_state
 def outbox_purge(state: State, days: int) -> None:
     """Delete long-sent copies so the outbox stays small; failed and pending ones are kept."""
-    import datetime as dt
-
     from mailforum.db import outbox
+    from mailforum.db.models import utcnow
 
     with state.db().session() as session:
         count = outbox.purge(session, utcnow() - dt.timedelta(days=days))
@@ -454,6 +462,7 @@ def housekeeping(state: State, dry_run: bool) -> None:
     confirmations. Prints one COUNT<TAB>WHAT line each.
     """
     from mailforum.core import retention
+    from mailforum.db.models import utcnow
     from mailforum.runners.housekeeping import Housekeeper
 
     db = state.db()
@@ -467,6 +476,7 @@ def housekeeping(state: State, dry_run: bool) -> None:
 def status(state: State) -> None:
     """Summarise lists, members, held posts, the spool and how senders are checked."""
     from mailforum.core.status import gather
+    from mailforum.db.models import utcnow
 
     with state.db().read_session() as session:
         sections = gather(session, state.config, utcnow())
@@ -505,6 +515,8 @@ def lists_group() -> None:
 @pass_state
 def lists_create(state: State, name: str, title: str, description: str, policy: str, visibility: str) -> None:
     """Create the list NAME; it receives mail at NAME@[site] domain."""
+    from mailforum.core import lists
+
     with state.db().session() as session:
         mlist = lists.create_list(
             session, name, title, description, PostingPolicy(policy), Visibility(visibility)
@@ -516,6 +528,8 @@ def lists_create(state: State, name: str, title: str, description: str, policy: 
 @pass_state
 def lists_list(state: State) -> None:
     """Print every list name, one per line."""
+    from mailforum.core import lists
+
     with state.db().read_session() as session:
         for name in lists.list_names(session):
             click.echo(name)
@@ -558,6 +572,8 @@ def lists_set(
     policy: str | None,
 ) -> None:
     """Change the list NAME's archive display and posting settings."""
+    from mailforum.core import lists
+
     changes = (visibility, show_addresses, moderate_first_post, unverified, policy)
     if all(c is None for c in changes):
         raise InvalidInput(
@@ -585,6 +601,8 @@ def lists_set(
 @pass_state
 def lists_show(state: State, name: str) -> None:
     """Show a list's settings, addresses and counts."""
+    from mailforum.core import lists
+
     domain = state.config.site.domain
     with state.db().read_session() as session:
         mlist = lists.get_list(session, name)
@@ -637,7 +655,9 @@ def _read_addresses(args: tuple[str, ...], file: str | None) -> Iterator[tuple[s
             raise InvalidInput(f"{label} is not UTF-8 text") from None
 
 
-def _checked_addresses(state: State, args: tuple[str, ...], file: str | None) -> list[lists.Address]:
+def _checked_addresses(state: State, args: tuple[str, ...], file: str | None) -> list[Address]:
+    from mailforum.core import lists
+
     local = state.config.site.allow_local_domains
     checked = [
         lists.check_address(text, where, local_domains=local) for text, where in _read_addresses(args, file)
@@ -678,6 +698,9 @@ def members_add(
     """Add ADDR... (e.g. 'Ann <ann@example.com>') to LIST. Nothing is added if any address is bad.
 
     An operator's direct act: no confirmation, and no mail unless --welcome is given."""
+    from mailforum.core import lists, subscriptions
+    from mailforum.db.models import utcnow
+
     checked = _checked_addresses(state, addresses, file)
     config = state.config
     with state.db().session() as session:
@@ -703,6 +726,9 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 
     The caps of mail requests apply: one pending invitation per address and list, and at most
     [subscriptions] confirmations_per_day confirmation mails per address."""
+    from mailforum.core import lists, subscriptions
+    from mailforum.db.models import utcnow
+
     checked = _checked_addresses(state, addresses, file)
     config = state.config
     sent = 0
@@ -727,6 +753,8 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
     """Show one member of LIST: delivery mode, digest, and the topics they watch or muted."""
+    from mailforum.core import lists, subscriptions
+
     who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
@@ -757,6 +785,8 @@ def members_list(state: State, list_name: str, as_json: bool) -> None:
 
     Address first and no header when the output is not a terminal, so `cut -f1` gives
     the addresses; --json gives address, mode, name and joined for each."""
+    from mailforum.core import lists
+
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
         members = lists.members(session, mlist)
@@ -777,6 +807,8 @@ def members_list(state: State, list_name: str, as_json: bool) -> None:
 @pass_state
 def members_remove(state: State, list_name: str, addresses: tuple[str, ...], file: str | None) -> None:
     """Remove ADDR... from LIST (no goodbye mail)."""
+    from mailforum.core import lists
+
     checked = _checked_addresses(state, addresses, file)
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
@@ -792,6 +824,8 @@ def members_remove(state: State, list_name: str, addresses: tuple[str, ...], fil
 @pass_state
 def members_bounces(state: State, list_name: str, as_json: bool) -> None:
     """Print LIST's members with a bounce score: address, score, state, warnings sent."""
+    from mailforum.core import lists
+
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name)
         members = [
@@ -851,10 +885,12 @@ def _unlabelled(cells: Sequence[str]) -> list[str]:
 @pass_state
 def members_set(state: State, list_name: str, addresses: tuple[str, ...], nodupes: str) -> None:
     """Change a setting of ADDR... in LIST (what the mail command "nodupes on|off" does)."""
+    from mailforum.core import lists
+
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         for address in addresses:
-            member = find_member(session, mlist.id, lists.check_address(address).address)
+            member = lists.find_member(session, mlist.id, lists.check_address(address).address)
             if member is None:
                 raise InvalidInput(f"not a member of {mlist.name}: {address}")
             member.avoid_duplicates = nodupes == "on"
@@ -867,10 +903,12 @@ def members_set(state: State, list_name: str, addresses: tuple[str, ...], nodupe
 @pass_state
 def members_enable(state: State, list_name: str, addresses: tuple[str, ...]) -> None:
     """Deliver to ADDR... again after bounces disabled it; their scores start from zero."""
+    from mailforum.core import bounces, lists
+
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         for address in addresses:
-            member = find_member(session, mlist.id, address.strip().lower())
+            member = lists.find_member(session, mlist.id, address.strip().lower())
             if member is None:
                 raise InvalidInput(f"not a member of {mlist.name}: {address}")
             bounces.enable(member)
@@ -887,6 +925,8 @@ def members_enable(state: State, list_name: str, addresses: tuple[str, ...]) -> 
 @pass_state
 def lists_moderators(state: State, list_name: str, action: str, addresses: tuple[str, ...]) -> None:
     """Show LIST's moderators, or add or remove ADDR... (they get held-post notices)."""
+    from mailforum.core import lists, moderation
+
     if action != "list" and not addresses:
         raise InvalidInput(f"give the address(es) to {action}")
     checked = _checked_addresses(state, addresses, None) if addresses else []
@@ -914,6 +954,8 @@ def held_group() -> None:
 @pass_state
 def held_list(state: State, list_name: str | None) -> None:
     """Print held posts: id, list, author, subject, why held."""
+    from mailforum.core import lists, moderation
+
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name) if list_name else None
         for held in moderation.held_posts(session, mlist):
@@ -921,18 +963,28 @@ def held_list(state: State, list_name: str | None) -> None:
 
 
 def _decide(
-    state: State, post_ids: tuple[int, ...], action: int, reason: str = "", allow: bool = False
+    state: State, post_ids: tuple[int, ...], action: str, reason: str = "", allow: bool = False
 ) -> None:
+    from mailforum.core import moderation
+    from mailforum.db.models import utcnow
+    from mailforum.db.queries import list_by_id
+
     with state.db().session() as session:
         for post_id in post_ids:
             post = moderation.held_post(session, post_id)
             if post is None:
                 raise InvalidInput(f"post {post_id} is not held")
-            mlist = session.get(MailingList, post.list_id)
-            assert mlist is not None
+            mlist = list_by_id(session, post.list_id)
             click.echo(
                 moderation.act(
-                    session, state.config, mlist, post, action, utcnow(), reason=reason, allow_sender=allow
+                    session,
+                    state.config,
+                    mlist,
+                    post,
+                    moderation.ACTIONS[action],
+                    utcnow(),
+                    reason=reason,
+                    allow_sender=allow,
                 )
             )
 
@@ -943,7 +995,7 @@ def _decide(
 @pass_state
 def held_approve(state: State, post_ids: tuple[int, ...], allow_sender: bool) -> None:
     """Publish held posts ID... and send them to the members."""
-    _decide(state, post_ids, moderation.APPROVE, allow=allow_sender)
+    _decide(state, post_ids, "approve", allow=allow_sender)
 
 
 @held_group.command("reject")
@@ -952,7 +1004,7 @@ def held_approve(state: State, post_ids: tuple[int, ...], allow_sender: bool) ->
 @pass_state
 def held_reject(state: State, post_ids: tuple[int, ...], reason: str) -> None:
     """Remove held posts ID...; an authenticated author is told why (never a forged one)."""
-    _decide(state, post_ids, moderation.REJECT, reason=reason)
+    _decide(state, post_ids, "reject", reason=reason)
 
 
 @held_group.command("discard")
@@ -960,7 +1012,7 @@ def held_reject(state: State, post_ids: tuple[int, ...], reason: str) -> None:
 @pass_state
 def held_discard(state: State, post_ids: tuple[int, ...]) -> None:
     """Remove held posts ID... silently (the raw mail stays in the spool)."""
-    _decide(state, post_ids, moderation.DISCARD)
+    _decide(state, post_ids, "discard")
 
 
 # --- archive ----------------------------------------------------------------------
@@ -983,6 +1035,11 @@ def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
     would create is printed as "POSTS<TAB>SUBJECT" (or "POSTS<TAB>SUBJECT<TAB>joins
     topic N" when it continues a topic the list already has); nothing is stored.
     """
+    import mailbox
+    from pathlib import Path
+
+    from mailforum.core import archive, lists
+
     if not Path(path).is_file():
         raise InvalidInput(f"{path}: no such file")
     db = state.db()
@@ -1024,11 +1081,13 @@ def _in_written_order(box: mailbox.mbox) -> list[Any]:
     Archives are often concatenated out of order; threading them as they were written
     lets parents come before replies (placeholders cover the rest).
     """
+    from mailforum.core import archive
+
     keys = box.keys()
     return archive.written_order(keys, (box.get_bytes(k, from_=True) for k in keys))
 
 
-def _dry_run_import(state: State, db: Database, mlist: Any, box: mailbox.mbox) -> None:
+def _dry_run_import(state: State, db: Database, mlist: MailingList, box: mailbox.mbox) -> None:
     from mailforum.core.rethread import dry_run_import
 
     keys = _in_written_order(box)
@@ -1087,6 +1146,8 @@ def export(state: State, list_name: str, fmt: str, output: str | None) -> None:
     JSON fields: message_id, topic_id, parent_message_id, list, author, author_name, title,
     subject, date, received_at, status, attachments, text.
     """
+    from mailforum.core import archive, lists
+
     db = state.db()
     with db.read_session() as session:
         mlist = lists.get_list(session, list_name)
@@ -1126,13 +1187,10 @@ def spool_group() -> None:
 @pass_state
 def spool_list(state: State, state_filter: str, limit: int, as_json: bool) -> None:
     """List spool entries: id, state, attempts, received, sender, recipients, error."""
-    from sqlalchemy import select
+    from mailforum.db import spool
 
     with state.db().read_session() as session:
-        stmt = select(SpoolEntry).order_by(SpoolEntry.id.desc()).limit(limit)
-        if state_filter != "all":
-            stmt = stmt.where(SpoolEntry.state == state_filter)
-        entries = list(session.scalars(stmt))
+        entries = spool.newest(session, None if state_filter == "all" else state_filter, limit)
         counts = spool.counts(session)
     rows: list[Row] = []
     for e in entries:
@@ -1168,6 +1226,9 @@ def spool_list(state: State, state_filter: str, limit: int, as_json: bool) -> No
 @pass_state
 def spool_retry(state: State, ids: tuple[int, ...], retry_all: bool, process_now: bool) -> None:
     """Send failed entries (IDS, or --all) through processing again."""
+    from mailforum.db import spool
+    from mailforum.db.models import utcnow
+
     if not ids and not retry_all:
         raise InvalidInput("name the entries to retry (IDS) or use --all")
     db = state.db()
@@ -1189,10 +1250,10 @@ def spool_retry(state: State, ids: tuple[int, ...], retry_all: bool, process_now
 @pass_state
 def spool_show(state: State, entry_id: int, raw: bool) -> None:
     """Show one spool entry: envelope, state, outcome and the full error."""
-    from sqlalchemy.orm import undefer
+    from mailforum.db import spool
 
     with state.db().read_session() as session:
-        entry = session.get(SpoolEntry, entry_id, options=[undefer(SpoolEntry.raw)])
+        entry = spool.entry_with_raw(session, entry_id)
         if entry is None:
             raise NotFound(f"no spool entry {entry_id}")
     if raw:
@@ -1235,6 +1296,7 @@ def digest_send(state: State, list_name: str | None, address: str | None, dry_ru
     """
     from mailforum.core import digest_schedule
     from mailforum.core.digest_render import preview_digests
+    from mailforum.db.models import utcnow
     from mailforum.render import Renderer
 
     db = state.db()
@@ -1283,6 +1345,8 @@ def digest_schedule(
     """Set when LIST's digests go out (a running `serve` picks it up within the hour)."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    from mailforum.core import lists
+
     if zone is not None:
         try:
             ZoneInfo(zone)
@@ -1330,6 +1394,8 @@ def digest_format(state: State, list_name: str, value: str | None) -> None:
     It applies to every member of LIST from the next digest on (a running `serve`
     needs no restart).
     """
+    from mailforum.core import lists
+
     chosen = None
     if value is not None:
         chosen = value.strip().lower()
@@ -1367,9 +1433,17 @@ def main(argv: list[str] | None = None) -> None:
         if not supervisor.report_failure(str(exc)):  # a child: its supervisor prints it
             click.echo(f"mailforum: error: {exc}", err=True)
         sys.exit(1)
-    except sqlalchemy.exc.SQLAlchemyError as exc:
+    except (BrokenPipeError, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         click.echo(f"mailforum: database error: {detail[0] if detail else type(exc).__name__}", err=True)
         sys.exit(1)
-    except (BrokenPipeError, KeyboardInterrupt):
-        sys.exit(130)
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """A SQLAlchemy error; a command that never loaded SQLAlchemy cannot have raised one."""
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    return sqlalchemy_exc is not None and isinstance(exc, sqlalchemy_exc.SQLAlchemyError)

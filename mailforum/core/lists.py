@@ -6,7 +6,6 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -66,6 +65,8 @@ def check_address(
     """
     from email.utils import parseaddr
 
+    from email_validator import EmailNotValidError, validate_email  # 40 ms: only where addresses are read
+
     name, addr = parseaddr(text.strip())
     if not addr:
         raise InvalidInput(f"{where}not an email address: {text.strip()!r}")
@@ -88,6 +89,8 @@ def is_local_domain(domain: str) -> bool:
 
 
 def _valid_local(addr: str) -> bool:
+    from email_validator import EmailNotValidError
+
     try:
         validate_local(addr)
     except EmailNotValidError:
@@ -101,6 +104,8 @@ def validate_local(addr: str) -> str:
     email-validator refuses special-use names whatever its options (except .test in a
     test environment), so a ``PRIVATE_TLDS`` ending is checked as ``.test`` and put back.
     """
+    from email_validator import validate_email
+
     local_part, _, domain = addr.rpartition("@")
     head, dot, tld = domain.rpartition(".")
     tld = tld.lower()

@@ -290,6 +290,14 @@ def retry(session: Session, ids: Sequence[int] | None, now: dt.datetime) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def newest(session: Session, state: str | None, limit: int) -> list[OutboxEntry]:
+    """The ``limit`` newest rows, in ``state`` or (None) in any (``mailforum outbox list``)."""
+    stmt = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
+    if state is not None:
+        stmt = stmt.where(OutboxEntry.state == state)
+    return list(session.scalars(stmt))
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxStatus:
     """What ``mailforum outbox status`` shows: rows by state, rows claimed, the oldest pending."""

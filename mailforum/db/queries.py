@@ -151,6 +151,13 @@ def list_named(session: Session, name: str, public: bool = False, lock: bool = F
     return session.scalars(query).first()
 
 
+def list_by_id(session: Session, list_id: int) -> MailingList:
+    """The list a row (a post, a member) belongs to; its foreign key guarantees there is one."""
+    mlist = session.get(MailingList, list_id)
+    assert mlist is not None, list_id
+    return mlist
+
+
 def list_index(session: Session) -> list[ListSummary]:
     """Every public list with its counts and last activity: one statement."""
     members = select(func.count()).where(Member.list_id == MailingList.id).scalar_subquery()

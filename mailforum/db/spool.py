@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Table, func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from mailforum.db.models import SpoolEntry, SpoolState
 
@@ -189,6 +189,19 @@ def retry(session: Session, ids: Sequence[int] | None, now: dt.datetime) -> int:
         stmt.values(state=SpoolState.NEW.value, attempts=0, next_attempt_at=now, claimed_until=None)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def newest(session: Session, state: str | None, limit: int) -> list[SpoolEntry]:
+    """The ``limit`` newest entries, in ``state`` or (None) in any (``mailforum spool list``)."""
+    stmt = select(SpoolEntry).order_by(SpoolEntry.id.desc()).limit(limit)
+    if state is not None:
+        stmt = stmt.where(SpoolEntry.state == state)
+    return list(session.scalars(stmt))
+
+
+def entry_with_raw(session: Session, entry_id: int) -> SpoolEntry | None:
+    """One entry with its raw bytes loaded (``mailforum spool show``)."""
+    return session.get(SpoolEntry, entry_id, options=[undefer(SpoolEntry.raw)])
 
 
 def counts(session: Session) -> dict[str, int]:

@@ -163,6 +163,37 @@ def test_help_explains_every_command(site):
             assert sub in text
 
 
+SERVER_PARTS = {"aiosmtpd", "aiosmtplib", "uvicorn", "starlette", "jinja2", "apscheduler", "dkim", "nh3"}
+
+
+@pytest.mark.parametrize(
+    ("args", "not_loaded"),
+    [
+        (("--help",), SERVER_PARTS | {"sqlalchemy", "alembic", "email_validator", "mailforum.config"}),
+        (("lists", "--help"), SERVER_PARTS | {"sqlalchemy", "alembic", "email_validator"}),
+        (("lists", "list"), SERVER_PARTS | {"alembic", "email_validator", "mailforum.core.posting"}),
+    ],
+)
+def test_a_command_loads_only_what_it_uses(site, args, not_loaded):
+    """Start-up is paid by every command: --help needs no database code, no command the server."""
+    env = dict(os.environ, MAILFORUM_CONFIG=str(site.config_file))
+    argv = [sys.executable, "-X", "importtime", "-m", "mailforum", *args]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("import time:")]
+    loaded = {line.rsplit("|", 1)[1].strip() for line in lines}
+    loaded |= {name.split(".")[0] for name in loaded}
+    assert not loaded & not_loaded
+
+
+def test_config_env_var_is_the_one_config_reads():
+    from mailforum.cli import cli
+    from mailforum.config import ENV_VAR
+
+    (option,) = [p for p in cli.params if p.name == "config_path"]
+    assert option.envvar == ENV_VAR
+
+
 def test_serve_on_an_empty_database_says_run_init(site, tmp_path):
     conf = tmp_path / "empty.toml"
     conf.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/empty.db"\n[smtp]\nport = 0\nlmtp_port = 0\n')
@@ -352,3 +383,11 @@ def test_members_list_stays_address_first_for_scripts(listed):
     assert [(b["address"], b["score"], b["delivery"], b["warnings"]) for b in bounces] == [
         ("bob@example.com", 2.5, "enabled", 1)
     ]
+
+
+def test_spool_show_prints_the_envelope_or_the_raw_bytes(listed):
+    (entry,) = json.loads(listed.cli("spool", "list", "--state", "all", "--json").stdout)
+    shown = listed.cli("spool", "show", str(entry["id"]))
+    assert shown.returncode == 0, shown.stderr
+    assert f"rcpt_tos:     ['dev@{DOMAIN}']" in shown.stdout and "state:" in shown.stdout
+    assert listed.cli("spool", "show", str(entry["id"]), "--raw").stdout == "Subject: x\n\nx\n"

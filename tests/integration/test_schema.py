@@ -1,6 +1,7 @@
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from mailforum.db import migrate
@@ -67,3 +68,19 @@ def test_members_made_before_0011_avoid_duplicate_copies(db):
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT avoid_duplicates FROM members")).scalar() in (True, 1)
     assert migrate.current_revision(db) == migrate.head_revision()
+
+
+def test_revisions_read_without_alembic_agree_with_alembic(db):
+    """require_current reads the head from the version files and the current revision by SQL
+    (no Alembic import on each command's start): both agree with Alembic, also mid-way."""
+    assert migrate.head_revision() == ScriptDirectory(str(migrate.MIGRATIONS)).get_current_head()
+    cfg = migrate._alembic_config(db)
+    for step, target in ((command.downgrade, "0008"), (command.upgrade, "head")):
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            step(cfg, target)
+        with db.engine.connect() as conn:
+            assert migrate.current_revision(db) == MigrationContext.configure(conn).get_current_revision()
+    with db.engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))
+    assert migrate.current_revision(db) is None
