@@ -29,6 +29,7 @@ from mailforum.errors import InvalidInput, MailforumError, NotFound
 if TYPE_CHECKING:
     import mailbox
 
+    from mailforum.app import Switches
     from mailforum.config import Config
     from mailforum.core.lists import Address
     from mailforum.db.models import MailingList
@@ -234,20 +235,6 @@ def serve(
 
     state: State = ctx.obj
     config = state.config
-    if processes is None:  # --workers or --ingest-workers asks for processes
-        asked = workers is not None or ingest_workers > 1
-        processes = asked or supervisor.processes_by_default(config.database.url)
-    if child is None and processes:
-        off = (no_smtp, no_process, no_delivery, no_web, no_scheduler)
-        _supervise(ctx, state, *off, workers, ingest_workers)
-        return
-    if child is not None:
-        supervisor.die_with_parent()
-        # Each child claims spool rows under a name of its own, so a restarted child takes
-        # back exactly what its dead predecessor held.
-        base = config.processing.node_name or socket.gethostname()
-        processing = dataclasses.replace(config.processing, node_name=f"{base}/{child}"[-64:])
-        config = dataclasses.replace(config, processing=processing)
     switches = Switches(
         ingest=not no_smtp,
         process=not no_process,
@@ -256,19 +243,24 @@ def serve(
         scheduler=not no_scheduler,
         reuse_port=reuse_port,
     )
+    if processes is None:  # --workers or --ingest-workers asks for processes
+        asked = workers is not None or ingest_workers > 1
+        processes = asked or supervisor.processes_by_default(config.database.url)
+    if child is None and processes:
+        _supervise(ctx, state, switches, workers, ingest_workers)
+        return
+    if child is not None:
+        supervisor.die_with_parent()
+        # Each child claims spool rows under a name of its own, so a restarted child takes
+        # back exactly what its dead predecessor held.
+        base = config.processing.node_name or socket.gethostname()
+        processing = dataclasses.replace(config.processing, node_name=f"{base}/{child}"[-64:])
+        config = dataclasses.replace(config, processing=processing)
     _run_async(run(config, switches))
 
 
 def _supervise(
-    ctx: click.Context,
-    state: State,
-    no_smtp: bool,
-    no_process: bool,
-    no_delivery: bool,
-    no_web: bool,
-    no_scheduler: bool,
-    workers: int | None,
-    ingest_workers: int,
+    ctx: click.Context, state: State, switches: Switches, workers: int | None, ingest_workers: int
 ) -> None:
     import os
 
@@ -278,11 +270,11 @@ def _supervise(
     db.check_durability()
     db.dispose()
     plan = supervisor.Plan(
-        ingest=0 if no_smtp else ingest_workers,
-        process=0 if no_process else (workers or supervisor.default_workers()),
-        delivery=0 if no_delivery else 1,
-        web=0 if no_web else 1,
-        scheduler=not no_scheduler,
+        ingest=ingest_workers if switches.ingest else 0,
+        process=(workers or supervisor.default_workers()) if switches.process else 0,
+        delivery=int(switches.delivery),
+        web=int(switches.web),
+        scheduler=switches.scheduler,
     )
     root = ctx.find_root()
     argv = [sys.executable, "-m", "mailforum"]
