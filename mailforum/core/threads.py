@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from mailforum.batching import chunks
 from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
 from mailforum.db.txcache import TxCache
 from mailforum.mail.headers import (
@@ -115,6 +117,8 @@ _HELD: TxCache[set[Topic]] = TxCache(_CACHE + ".held", set)  # see _hold
 _CONVERSATIONS: TxCache[dict[tuple[int, str], list[Post]]] = TxCache(_CACHE + ".conv", dict)
 _SUBJECT_KEYS: TxCache[dict[tuple[int, str], list[Topic]]] = TxCache(_CACHE + ".keys", dict)
 _LOCKED: TxCache[set[int]] = TxCache(_CACHE + ".locked", set)  # lists whose advisory lock is held
+_PREFETCH_BATCH = 500  # keys a prefetch looks up per statement
+T = TypeVar("T")
 
 
 def prefetch(
@@ -130,42 +134,53 @@ def prefetch(
     conversation look-up for the conversations named; every post this module stores
     is remembered too. Call ``forget`` after a rollback.
     """
-    by_key = _SUBJECT_KEYS.setdefault(session)
-    wanted_keys = [k for k in dict.fromkeys(subject_keys) if k and (list_id, k) not in by_key]
-    for start in range(0, len(wanted_keys), 500):
-        chunk = wanted_keys[start : start + 500]
-        for key in chunk:
-            by_key[(list_id, key)] = []
-        for topic in session.scalars(
+    _group(
+        _SUBJECT_KEYS.setdefault(session),
+        list_id,
+        [k for k in subject_keys if k],
+        lambda chunk: session.scalars(
             select(Topic).where(
                 Topic.list_id == list_id, Topic.subject_key.in_(chunk), Topic.merged_into_id.is_(None)
             )
-        ):
-            by_key[(list_id, topic.subject_key)].append(topic)
-    by_conversation = _CONVERSATIONS.setdefault(session)
-    wanted_conversations = [c for c in dict.fromkeys(conversations) if (list_id, c) not in by_conversation]
-    for start in range(0, len(wanted_conversations), 500):
-        chunk = wanted_conversations[start : start + 500]
-        for conversation in chunk:
-            by_conversation[(list_id, conversation)] = []
-        for post in session.scalars(
+        ),
+        lambda topic: topic.subject_key,
+    )
+    _group(
+        _CONVERSATIONS.setdefault(session),
+        list_id,
+        conversations,
+        lambda chunk: session.scalars(
             select(Post).where(
                 Post.list_id == list_id,
                 Post.conversation.in_(chunk),
                 Post.status != PostStatus.PLACEHOLDER.value,
             )
-        ):
-            by_conversation[(list_id, post.conversation or "")].append(post)
+        ),
+        lambda post: post.conversation or "",
+    )
     cache = _POSTS.setdefault(session)
-    wanted = list(dict.fromkeys(m for m in message_ids if (list_id, m) not in cache))
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in chunks(dict.fromkeys(m for m in message_ids if (list_id, m) not in cache), _PREFETCH_BATCH):
         found = {p.message_id: p for p in session.scalars(_FIND_POSTS, {"list_id": list_id, "ids": chunk})}
         for mid in chunk:
             cache[(list_id, mid)] = found.get(mid)
         topic_ids = {p.topic_id for p in found.values()}
         if topic_ids:  # and their topics, held here so live_topic finds them in the identity map
             _TOPICS.setdefault(session).extend(session.scalars(select(Topic).where(Topic.id.in_(topic_ids))))
+
+
+def _group(
+    into: dict[tuple[int, str], list[T]],
+    list_id: int,
+    keys: Iterable[str],
+    rows: Callable[[list[str]], Iterable[T]],
+    key_of: Callable[[T], str],
+) -> None:
+    """Remember the rows of each key not known yet (an empty list for none), in batches."""
+    for chunk in chunks(dict.fromkeys(k for k in keys if (list_id, k) not in into), _PREFETCH_BATCH):
+        for key in chunk:
+            into[(list_id, key)] = []
+        for row in rows(chunk):
+            into[(list_id, key_of(row))].append(row)
 
 
 def forget(session: Session) -> None:
