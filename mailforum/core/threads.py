@@ -67,6 +67,7 @@ __all__ = [
     "attach",
     "live_topic",
     "merge_topics",
+    "new_topic",
     "place",
     "prefetch",
     "subject_key",
@@ -240,7 +241,8 @@ def find_posts(session: Session, list_id: int, message_ids: list[str]) -> dict[s
     return result
 
 
-def _new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datetime) -> Topic:
+def new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datetime) -> Topic:
+    """A new, empty topic of ``mlist`` with this subject, flushed (it has its id)."""
     topic = Topic(
         list_id=mlist.id,
         subject=subject,
@@ -773,7 +775,7 @@ def _place(
                 survivor, parent = live_topic(session, quoted.topic_id), quoted
                 evidence = "subject"
             else:
-                survivor = _new_topic(session, mlist, parsed.subject, now)
+                survivor = new_topic(session, mlist, parsed.subject, now)
         else:
             if info.is_reply or (thread is not None and thread.depth > 0):
                 by_subject = _by_subject(session, mlist, parsed, info, now, window)
@@ -783,7 +785,7 @@ def _place(
             orphan = _orphan_topic(session, mlist, parsed, info, now, window)
             if orphan is not None:
                 return placed(orphan[0], None, "original", orphan[1])
-            return placed(_new_topic(session, mlist, parsed.subject, now), None, "new")
+            return placed(new_topic(session, mlist, parsed.subject, now), None, "new")
 
     if any(post.id is None for post in known.values()):
         session.flush()  # posts stored earlier in this batch get their ids before we link to them
