@@ -189,40 +189,25 @@ def _word(text: str) -> str:
 # --- the commands --------------------------------------------------------------------------------
 
 
-def do_subscribe(ctx: Context, args: tuple[str, ...]) -> Result:
-    """Always a confirmation to the From address, member or not (no oracle: S4)."""
+def _confirm(ctx: Context, name: str, action: ConfirmAction) -> Result:
+    """Mail a confirmation of ``action`` to the From address; the answer says only that."""
     subscriptions.request(
-        ctx.session,
-        ctx.config,
-        ctx.mlist,
-        ctx.who,
-        ConfirmAction.SUBSCRIBE,
-        ctx.now,
-        in_reply_to=ctx.in_reply_to,
+        ctx.session, ctx.config, ctx.mlist, ctx.who, action, ctx.now, in_reply_to=ctx.in_reply_to
     )
     return Result(
-        "subscribe", True, "We have mailed you a confirmation (unless one is already on its way).", quiet=True
+        name, True, "We have mailed you a confirmation (unless one is already on its way).", quiet=True
     )
+
+
+def do_subscribe(ctx: Context, args: tuple[str, ...]) -> Result:
+    """Always a confirmation to the From address, member or not (no oracle: S4)."""
+    return _confirm(ctx, "subscribe", ConfirmAction.SUBSCRIBE)
 
 
 def do_unsubscribe(ctx: Context, args: tuple[str, ...]) -> Result:
     if ctx.member is None:
         return ctx.not_member("unsubscribe")
-    subscriptions.request(
-        ctx.session,
-        ctx.config,
-        ctx.mlist,
-        ctx.who,
-        ConfirmAction.UNSUBSCRIBE,
-        ctx.now,
-        in_reply_to=ctx.in_reply_to,
-    )
-    return Result(
-        "unsubscribe",
-        True,
-        "We have mailed you a confirmation (unless one is already on its way).",
-        quiet=True,
-    )
+    return _confirm(ctx, "unsubscribe", ConfirmAction.UNSUBSCRIBE)
 
 
 DIGESTS = {"daily": "daily", "weekly": "weekly", "off": None}

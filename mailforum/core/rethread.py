@@ -389,16 +389,7 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
         mlist = lists.get_list(session, name)
         threads.lock_list(session, mlist)
         for scratch_topic in plan.fresh:
-            subject = after.subjects.get(scratch_topic, "")
-            topic = Topic(
-                list_id=mlist.id,
-                subject=subject,
-                subject_key=subject_key(subject),
-                created_at=now,
-                last_post_at=now,
-            )
-            session.add(topic)
-            session.flush()
+            topic = threads.new_topic(session, mlist, after.subjects.get(scratch_topic, ""), now)
             plan.created[scratch_topic] = topic.id
         for scratch_topic, real in plan.mapping.items():
             title = after.subjects.get(scratch_topic)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,22 +19,15 @@ from mailforum.db.models import MailingList, Member, Moderator, Post, PostStatus
 Report = Callable[[Session, Config, dt.datetime], list[str]]
 
 
+def _per_list(session: Session, list_id: Any, *where: Any) -> dict[int, int]:
+    """Rows counted per list (by the ``list_id`` column given), those matching ``where``."""
+    return dict(session.execute(select(list_id, func.count()).where(*where).group_by(list_id)).all())
+
+
 def lists_report(session: Session, config: Config, now: dt.datetime) -> list[str]:
-    members = dict(session.execute(select(Member.list_id, func.count()).group_by(Member.list_id)).all())
-    posts = dict(
-        session.execute(
-            select(Post.list_id, func.count())
-            .where(Post.status == PostStatus.PUBLISHED.value)
-            .group_by(Post.list_id)
-        ).all()
-    )
-    held = dict(
-        session.execute(
-            select(Post.list_id, func.count())
-            .where(Post.status == PostStatus.HELD.value)
-            .group_by(Post.list_id)
-        ).all()
-    )
+    members = _per_list(session, Member.list_id)
+    posts = _per_list(session, Post.list_id, Post.status == PostStatus.PUBLISHED.value)
+    held = _per_list(session, Post.list_id, Post.status == PostStatus.HELD.value)
     lines = []
     for mlist in session.scalars(select(MailingList).order_by(MailingList.name)):
         lines.append(
@@ -65,21 +59,9 @@ def trust_report(session: Session, config: Config, now: dt.datetime) -> list[str
 
 def health_report(session: Session, config: Config, now: dt.datetime) -> list[str]:
     """Members whose delivery bounces disabled, and held posts with no moderator to see them."""
-    disabled = dict(
-        session.execute(
-            select(Member.list_id, func.count())
-            .where(Member.delivery_disabled_at.is_not(None))
-            .group_by(Member.list_id)
-        ).all()
-    )
+    disabled = _per_list(session, Member.list_id, Member.delivery_disabled_at.is_not(None))
     moderated = set(session.scalars(select(Moderator.list_id).distinct()))
-    held = dict(
-        session.execute(
-            select(Post.list_id, func.count())
-            .where(Post.status == PostStatus.HELD.value)
-            .group_by(Post.list_id)
-        ).all()
-    )
+    held = _per_list(session, Post.list_id, Post.status == PostStatus.HELD.value)
     lines = []
     for mlist in session.scalars(select(MailingList).order_by(MailingList.name)):
         if disabled.get(mlist.id):

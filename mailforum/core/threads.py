@@ -40,12 +40,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
+from mailforum.batching import chunks
 from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
 from mailforum.db.txcache import TxCache
 from mailforum.mail.headers import (
@@ -65,6 +67,7 @@ __all__ = [
     "attach",
     "live_topic",
     "merge_topics",
+    "new_topic",
     "place",
     "prefetch",
     "subject_key",
@@ -115,6 +118,8 @@ _HELD: TxCache[set[Topic]] = TxCache(_CACHE + ".held", set)  # see _hold
 _CONVERSATIONS: TxCache[dict[tuple[int, str], list[Post]]] = TxCache(_CACHE + ".conv", dict)
 _SUBJECT_KEYS: TxCache[dict[tuple[int, str], list[Topic]]] = TxCache(_CACHE + ".keys", dict)
 _LOCKED: TxCache[set[int]] = TxCache(_CACHE + ".locked", set)  # lists whose advisory lock is held
+_PREFETCH_BATCH = 500  # keys a prefetch looks up per statement
+T = TypeVar("T")
 
 
 def prefetch(
@@ -130,42 +135,53 @@ def prefetch(
     conversation look-up for the conversations named; every post this module stores
     is remembered too. Call ``forget`` after a rollback.
     """
-    by_key = _SUBJECT_KEYS.setdefault(session)
-    wanted_keys = [k for k in dict.fromkeys(subject_keys) if k and (list_id, k) not in by_key]
-    for start in range(0, len(wanted_keys), 500):
-        chunk = wanted_keys[start : start + 500]
-        for key in chunk:
-            by_key[(list_id, key)] = []
-        for topic in session.scalars(
+    _group(
+        _SUBJECT_KEYS.setdefault(session),
+        list_id,
+        [k for k in subject_keys if k],
+        lambda chunk: session.scalars(
             select(Topic).where(
                 Topic.list_id == list_id, Topic.subject_key.in_(chunk), Topic.merged_into_id.is_(None)
             )
-        ):
-            by_key[(list_id, topic.subject_key)].append(topic)
-    by_conversation = _CONVERSATIONS.setdefault(session)
-    wanted_conversations = [c for c in dict.fromkeys(conversations) if (list_id, c) not in by_conversation]
-    for start in range(0, len(wanted_conversations), 500):
-        chunk = wanted_conversations[start : start + 500]
-        for conversation in chunk:
-            by_conversation[(list_id, conversation)] = []
-        for post in session.scalars(
+        ),
+        lambda topic: topic.subject_key,
+    )
+    _group(
+        _CONVERSATIONS.setdefault(session),
+        list_id,
+        conversations,
+        lambda chunk: session.scalars(
             select(Post).where(
                 Post.list_id == list_id,
                 Post.conversation.in_(chunk),
                 Post.status != PostStatus.PLACEHOLDER.value,
             )
-        ):
-            by_conversation[(list_id, post.conversation or "")].append(post)
+        ),
+        lambda post: post.conversation or "",
+    )
     cache = _POSTS.setdefault(session)
-    wanted = list(dict.fromkeys(m for m in message_ids if (list_id, m) not in cache))
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
+    for chunk in chunks(dict.fromkeys(m for m in message_ids if (list_id, m) not in cache), _PREFETCH_BATCH):
         found = {p.message_id: p for p in session.scalars(_FIND_POSTS, {"list_id": list_id, "ids": chunk})}
         for mid in chunk:
             cache[(list_id, mid)] = found.get(mid)
         topic_ids = {p.topic_id for p in found.values()}
         if topic_ids:  # and their topics, held here so live_topic finds them in the identity map
             _TOPICS.setdefault(session).extend(session.scalars(select(Topic).where(Topic.id.in_(topic_ids))))
+
+
+def _group(
+    into: dict[tuple[int, str], list[T]],
+    list_id: int,
+    keys: Iterable[str],
+    rows: Callable[[list[str]], Iterable[T]],
+    key_of: Callable[[T], str],
+) -> None:
+    """Remember the rows of each key not known yet (an empty list for none), in batches."""
+    for chunk in chunks(dict.fromkeys(k for k in keys if (list_id, k) not in into), _PREFETCH_BATCH):
+        for key in chunk:
+            into[(list_id, key)] = []
+        for row in rows(chunk):
+            into[(list_id, key_of(row))].append(row)
 
 
 def forget(session: Session) -> None:
@@ -225,7 +241,8 @@ def find_posts(session: Session, list_id: int, message_ids: list[str]) -> dict[s
     return result
 
 
-def _new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datetime) -> Topic:
+def new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datetime) -> Topic:
+    """A new, empty topic of ``mlist`` with this subject, flushed (it has its id)."""
     topic = Topic(
         list_id=mlist.id,
         subject=subject,
@@ -758,7 +775,7 @@ def _place(
                 survivor, parent = live_topic(session, quoted.topic_id), quoted
                 evidence = "subject"
             else:
-                survivor = _new_topic(session, mlist, parsed.subject, now)
+                survivor = new_topic(session, mlist, parsed.subject, now)
         else:
             if info.is_reply or (thread is not None and thread.depth > 0):
                 by_subject = _by_subject(session, mlist, parsed, info, now, window)
@@ -768,7 +785,7 @@ def _place(
             orphan = _orphan_topic(session, mlist, parsed, info, now, window)
             if orphan is not None:
                 return placed(orphan[0], None, "original", orphan[1])
-            return placed(_new_topic(session, mlist, parsed.subject, now), None, "new")
+            return placed(new_topic(session, mlist, parsed.subject, now), None, "new")
 
     if any(post.id is None for post in known.values()):
         session.flush()  # posts stored earlier in this batch get their ids before we link to them

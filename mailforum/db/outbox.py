@@ -46,6 +46,18 @@ class NewCopy:
     payload: Payload | None = None  # for the kinds without a post (db.payloads)
 
 
+# What a copy is and where it goes, in ClaimedCopy's order: a fan-out writes them, a claim reads them.
+_COPY_COLUMNS = (
+    OutboxEntry.kind,
+    OutboxEntry.list_id,
+    OutboxEntry.post_id,
+    OutboxEntry.member_id,
+    OutboxEntry.recipient,
+    OutboxEntry.message_id,
+    OutboxEntry.payload,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimedCopy:
     """A leased row, with what the worker needs to render and send it."""
@@ -139,13 +151,7 @@ def enqueue_members(
     total = 0
     for chunk in chunks(member_ids, INSERT_BATCH * 5):
         columns = [
-            OutboxEntry.kind,
-            OutboxEntry.list_id,
-            OutboxEntry.post_id,
-            OutboxEntry.member_id,
-            OutboxEntry.recipient,
-            OutboxEntry.message_id,
-            OutboxEntry.payload,
+            *_COPY_COLUMNS,
             OutboxEntry.state,
             OutboxEntry.attempts,
             OutboxEntry.created_at,
@@ -196,13 +202,7 @@ def claim(
         .values(claimed_until=now + lease, claimed_by=worker[:64], attempts=OutboxEntry.attempts + 1)
         .returning(
             OutboxEntry.id,
-            OutboxEntry.kind,
-            OutboxEntry.list_id,
-            OutboxEntry.post_id,
-            OutboxEntry.member_id,
-            OutboxEntry.recipient,
-            OutboxEntry.message_id,
-            OutboxEntry.payload,
+            *_COPY_COLUMNS,
             OutboxEntry.attempts,
             OutboxEntry.created_at,
         )

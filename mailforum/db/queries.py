@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, distinct, func, select, text
+from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, select, text
 from sqlalchemy.orm import Session, undefer
 
 from mailforum.db.models import FormHit, MailingList, Member, Post, PostStatus, Topic, Visibility
@@ -98,18 +98,9 @@ class ThreadPage:
 
 
 @dataclass(frozen=True, slots=True)
-class SearchHit:
-    post_id: int
-    topic_id: int
-    subject: str
-    author_name: str
-    author_address: str
-    received_at: dt.datetime
-    text_body: str
+class PostEntry:
+    """A published post as a feed entry and a search hit show it."""
 
-
-@dataclass(frozen=True, slots=True)
-class FeedEntry:
     post_id: int
     topic_id: int
     subject: str
@@ -375,8 +366,11 @@ def published_post(session: Session, mlist: MailingList, post_id: int, with_raw:
     return session.scalars(stmt).first()
 
 
-def _feed(session: Session, where: Sequence[ColumnElement[bool]], limit: int) -> list[FeedEntry]:
-    rows = session.execute(
+def _newest_entries(
+    *where: ColumnElement[bool] | TextClause,
+) -> Select[int, int, str, str, str, dt.datetime, str]:
+    """The published posts matching ``where`` as ``PostEntry`` columns, newest first."""
+    return (
         select(
             Post.id,
             Post.topic_id,
@@ -388,16 +382,19 @@ def _feed(session: Session, where: Sequence[ColumnElement[bool]], limit: int) ->
         )
         .where(*where, Post.status == PUBLISHED)
         .order_by(Post.received_at.desc(), Post.id.desc())
-        .limit(limit)
-    ).all()
-    return [FeedEntry(*r) for r in rows]
+    )
 
 
-def list_feed(session: Session, mlist: MailingList, limit: int = 30) -> list[FeedEntry]:
+def _feed(session: Session, where: Sequence[ColumnElement[bool]], limit: int) -> list[PostEntry]:
+    rows = session.execute(_newest_entries(*where).limit(limit)).all()
+    return [PostEntry(*r) for r in rows]
+
+
+def list_feed(session: Session, mlist: MailingList, limit: int = 30) -> list[PostEntry]:
     return _feed(session, [Post.list_id == mlist.id], limit)
 
 
-def topic_feed(session: Session, topic: Topic, limit: int = 30) -> list[FeedEntry]:
+def topic_feed(session: Session, topic: Topic, limit: int = 30) -> list[PostEntry]:
     return _feed(session, [Post.topic_id == topic.id], limit)
 
 
@@ -463,7 +460,7 @@ def search_terms(query: str) -> list[str]:
 
 def search(
     session: Session, mlist: MailingList, query: str, page: int, per_page: int
-) -> tuple[list[SearchHit], bool]:
+) -> tuple[list[PostEntry], bool]:
     """Published posts of a list containing every word of ``query``, newest first.
 
     Returns (hits on this page, whether there are more). SQLite matches through the
@@ -483,22 +480,9 @@ def search(
             "to_tsvector('simple'::regconfig, posts.subject || ' ' || posts.author_name || ' ' || "
             "posts.text_body) @@ plainto_tsquery('simple'::regconfig, :terms)"
         ).bindparams(terms=" ".join(terms))
-    rows = session.execute(
-        select(
-            Post.id,
-            Post.topic_id,
-            Post.subject,
-            Post.author_name,
-            Post.author_address,
-            Post.received_at,
-            Post.text_body,
-        )
-        .where(Post.list_id == mlist.id, Post.status == PUBLISHED, condition)
-        .order_by(Post.received_at.desc(), Post.id.desc())
-        .limit(per_page + 1)
-        .offset(offset)
-    ).all()
-    hits = [SearchHit(*r) for r in rows[:per_page]]
+    stmt = _newest_entries(Post.list_id == mlist.id, condition).limit(per_page + 1).offset(offset)
+    rows = session.execute(stmt).all()
+    hits = [PostEntry(*r) for r in rows[:per_page]]
     return hits, len(rows) > per_page
 
 

@@ -312,13 +312,12 @@ def post_headers(msg: EmailMessage, ident: ListIdentity, post: PostView) -> None
         msg["X-Original-From"] = original
 
 
-def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> SharedCopy:
-    """The shared part of a post's notification: headers and a multipart/alternative body.
+def list_headers(msg: EmailMessage, ident: ListIdentity) -> None:
+    """The list headers of the list's mail to its members (a post's copy, a digest).
 
-    The post's own headers come from ``post_headers``; the list headers follow.
+    RFC 2369/2919 List-* headers, ``Precedence: list``, ``Auto-Submitted:
+    auto-generated`` and our loop marker; ``List-Unsubscribe`` is per member.
     """
-    msg = EmailMessage(policy=POLICY)
-    post_headers(msg, ident, post)
     title = header_text(ident.title) or ident.name
     msg["List-Id"] = f"{_phrase(title)} <{ident.list_id}>"
     msg["List-Post"] = f"<mailto:{ident.address}>"
@@ -328,6 +327,16 @@ def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> S
     msg["Precedence"] = "list"
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Loop"] = ident.address
+
+
+def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> SharedCopy:
+    """The shared part of a post's notification: headers and a multipart/alternative body.
+
+    The post's own headers come from ``post_headers``; the list headers follow.
+    """
+    msg = EmailMessage(policy=POLICY)
+    post_headers(msg, ident, post)
+    list_headers(msg, ident)
     msg.set_content(canonical_body(text), cte="quoted-printable")
     msg.add_alternative(canonical_body(html), subtype="html", cte="quoted-printable")
     raw = msg.as_bytes(policy=POLICY)

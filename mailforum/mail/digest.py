@@ -34,10 +34,10 @@ from mailforum.mail.compose import (
     POLICY,
     ListIdentity,
     PostView,
-    _phrase,
     _spliceable,
     canonical_body,
     header_text,
+    list_headers,
     post_headers,
 )
 
@@ -137,14 +137,7 @@ def _head(ident: ListIdentity, subject: str, date: dt.datetime, content_type: st
     msg["To"] = Address(display_name=title, addr_spec=ident.address)
     msg["Subject"] = ident.tagged(subject)
     msg["Date"] = format_datetime(date.astimezone(dt.UTC))
-    msg["List-Id"] = f"{_phrase(title)} <{ident.list_id}>"
-    msg["List-Post"] = f"<mailto:{ident.address}>"
-    msg["List-Help"] = f"<mailto:{ident.request_address}?subject=help>"
-    msg["List-Archive"] = f"<{ident.archive_url}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["Precedence"] = "list"
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Loop"] = ident.address
+    list_headers(msg, ident)
     msg["MIME-Version"] = "1.0"
     msg["Content-Type"] = content_type
     return _folded(msg)

@@ -29,7 +29,7 @@ class Feeds:
         self.ctx = ctx
 
     def _feed(
-        self, request: Request, mlist: MailingList, topic: Topic | None, entries: list[queries.FeedEntry]
+        self, request: Request, mlist: MailingList, topic: Topic | None, entries: list[queries.PostEntry]
     ) -> Response:
         ctx = self.ctx
         own = (

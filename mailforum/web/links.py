@@ -77,6 +77,27 @@ class SignedLinks:
 
     # --- re-enable delivery, moderate a held post (links in bounce warnings and notices) ------
 
+    def _action_page(
+        self,
+        request: Request,
+        mlist: MailingList,
+        valid: bool,
+        heading: str,
+        path: tuple[str, str],
+        **values: Any,
+    ) -> Response:
+        """A link's page with its button (posting back to ``lists/NAME/<path>``); never cached."""
+        return self.ctx.page(
+            request,
+            "web/action.html",
+            _link_status(mlist, valid),
+            cache=False,
+            mlist=mlist,
+            heading=heading,
+            action=self.ctx.url("lists", mlist.name, *path),
+            **values,
+        )
+
     async def enable_delivery(self, request: Request) -> Response:
         form = await self._posted(request)
         return await run_in_threadpool(self._enable_delivery, request, form is not None)
@@ -93,17 +114,15 @@ class SignedLinks:
                 bounces.enable(member)
                 log.info("delivery re-enabled for member %s of %s (web)", member.id, mlist.name)
                 done = f"List mail goes to {member.address} again."
-            return ctx.page(
+            return self._action_page(
                 request,
-                "web/action.html",
-                _link_status(mlist, member is not None),
-                cache=False,
-                mlist=mlist,
-                heading="List mail paused",
+                mlist,
+                member is not None,
+                "List mail paused",
+                ("enable", token),
                 member=member,
                 post=None,
                 done=done,
-                action=ctx.url("lists", mlist.name, "enable", token),
             )
 
     async def moderate(self, request: Request) -> Response:
@@ -139,18 +158,16 @@ class SignedLinks:
                     log.info("moderation of %s on the web: %s", mlist.name, summary)
                     done = f"Done: {moderation.NAMES[action]}d."
             excerpt = post.text_body[: moderation.EXCERPT] if post is not None and not done else ""
-            return ctx.page(
+            return self._action_page(
                 request,
-                "web/action.html",
-                _link_status(mlist, post is not None),
-                cache=False,
-                mlist=mlist,
-                heading="Held post",
+                mlist,
+                post is not None,
+                "Held post",
+                ("held", token),
                 member=member,
                 post=post,
                 excerpt=excerpt,
                 done=done,
-                action=ctx.url("lists", mlist.name, "held", token),
             )
 
     # --- confirm and unsubscribe (outside /lists/NAME/: the token names the list) -------------

@@ -62,6 +62,17 @@ def post_and_deliver(site, relay, n: int, now: dt.datetime) -> None:
     assert settled(site)
 
 
+def disable_dead(site, now: dt.datetime) -> str:
+    """The list set up, dead@ hard-bounced five times (delivery disabled, warned); its enable token."""
+    setup_list(site)
+    with site.db.session() as session:
+        m = find_member(session, 1, DEAD)
+        mlist = session.get(MailingList, m.list_id)
+        for _ in range(5):
+            bounces.score(session, site.config, mlist, m, bounces.HARD, now)
+        return bounces.enable_token(site.config, m, now)
+
+
 def verp_of(relay: FakeRelay, n: int) -> str:
     """The envelope sender of the copy of post n that went to dead@."""
     for t in relay.messages_for(DEAD):
@@ -207,14 +218,8 @@ def test_warnings_are_spaced_then_the_member_is_removed(site, relay):
 
 
 def test_the_warning_re_enables_by_mail_and_a_forged_enable_does_nothing(site, relay):
-    setup_list(site)
     now = utcnow()
-    with site.db.session() as session:
-        m = find_member(session, 1, DEAD)
-        mlist = session.get(MailingList, m.list_id)
-        for _ in range(5):
-            bounces.score(session, site.config, mlist, m, bounces.HARD, now)
-        token = bounces.enable_token(site.config, m, now)
+    token = disable_dead(site, now)
     assert member(site).delivery_disabled_at is not None
     bad = f"dev+enable-{token[:-3]}aaa@{DOMAIN}"
     assert (
@@ -248,13 +253,8 @@ def test_the_warning_link_shows_a_button_on_get_and_enables_on_post(site):
 
     from tests.web.kit import WebThread
 
-    setup_list(site)
     now = utcnow()
-    with site.db.session() as session:
-        m = find_member(session, 1, DEAD)
-        mlist = session.get(MailingList, m.list_id)
-        for _ in range(5):
-            bounces.score(session, site.config, mlist, m, bounces.HARD, now)
+    disable_dead(site, now)
     (warning,) = [r for r in rows(site) if r.kind == OutboxKind.NOTICE.value]
     link = next(w for w in warning.payload["text"].split() if "/enable/" in w)
     web = WebThread(site.config, site.db)
@@ -274,13 +274,8 @@ def test_the_warning_link_shows_a_button_on_get_and_enables_on_post(site):
 
 
 def test_enable_delivery_command_mails_the_member_a_fresh_link(site):
-    setup_list(site)
     now = utcnow()
-    with site.db.session() as session:
-        m = find_member(session, 1, DEAD)
-        mlist = session.get(MailingList, m.list_id)
-        for _ in range(5):
-            bounces.score(session, site.config, mlist, m, bounces.HARD, now)
+    disable_dead(site, now)
     before = len([r for r in rows(site) if r.kind == OutboxKind.NOTICE.value])
     command = message("Please", "<en1@example.com>", sender=DEAD, body="enable delivery\n")
     process(site, command, f"dev-request@{DOMAIN}", DEAD, now)

@@ -273,13 +273,19 @@ def reply_addresses(msg: EmailMessage) -> list[str]:
     return re.findall(r"dev\+r-[a-z0-9-]+@" + re.escape(DOMAIN), text_of(msg))
 
 
-def test_a_reply_through_a_digest_link_lands_under_that_post(site, relay):
+def alpha_beta_digest(site, relay) -> EmailMessage:
+    """Dora's one digest of the first day, holding two new topics: Alpha, then Beta."""
     setup_list(site, "dora@example.com")
     post(site, "Alpha topic", "a1@example.com")
     post(site, "Beta topic", "b1@example.com")
     run(site, DAY1)
     deliver(site.config, site.db)
     (msg,) = digests_for(relay, "dora@example.com")
+    return msg
+
+
+def test_a_reply_through_a_digest_link_lands_under_that_post(site, relay):
+    msg = alpha_beta_digest(site, relay)
     text = text_of(msg)
     beta = reply_addresses(msg)[text.index("Beta topic") > text.index("Alpha topic")]
     raw = message("Re: Beta topic", "<r1@example.com>", sender="dora@example.com", to=beta)
@@ -310,12 +316,7 @@ def test_reply_links_never_say_re_re(site, relay):
 
 
 def test_a_reply_to_the_digest_quoting_one_post_is_threaded_there(site, relay):
-    setup_list(site, "dora@example.com")
-    post(site, "Alpha topic", "a1@example.com")
-    post(site, "Beta topic", "b1@example.com")
-    run(site, DAY1)
-    deliver(site.config, site.db)
-    (msg,) = digests_for(relay, "dora@example.com")
+    msg = alpha_beta_digest(site, relay)
     text = text_of(msg)
     section = text[text.index("2. Beta topic") if "2. Beta topic" in text else text.index("1. Beta topic") :]
     quoted = "\n".join("> " + line for line in section.splitlines()[:14])
@@ -329,12 +330,7 @@ def test_a_reply_to_the_digest_quoting_one_post_is_threaded_there(site, relay):
 
 
 def test_a_reply_to_the_whole_digest_is_not_posted(site, relay):
-    setup_list(site, "dora@example.com")
-    post(site, "Alpha topic", "a1@example.com")
-    post(site, "Beta topic", "b1@example.com")
-    run(site, DAY1)
-    deliver(site.config, site.db)
-    (msg,) = digests_for(relay, "dora@example.com")
+    msg = alpha_beta_digest(site, relay)
     quoted = "\n".join("> " + line for line in text_of(msg).splitlines())
     extra = f"In-Reply-To: {msg['Message-ID']}\nReferences: {msg['Message-ID']}"
     raw = message(

@@ -9,10 +9,14 @@ from __future__ import annotations
 import contextlib
 import smtplib
 import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from mailforum.config import Config
 from mailforum.db.models import SpoolEntry
 from tests.helpers import DOMAIN, RawClient, ServerThread, message, send, wait_for
 
@@ -24,6 +28,18 @@ def dev(site):
     site.create_list("dev")
     site.add_members("dev", "ann@example.com")
     return site
+
+
+@contextlib.contextmanager
+def smtp_server(site, **smtp: Any) -> Iterator[Config]:
+    """A server of the test's own, with these ``[smtp]`` settings changed; its config."""
+    config = replace(site.config, smtp=replace(site.config.smtp, **smtp))
+    running = ServerThread(config)
+    running.start()
+    try:
+        yield config
+    finally:
+        running.stop()
 
 
 def spool_count(site) -> int:
@@ -66,13 +82,8 @@ def test_unknown_list_and_foreign_domains_are_refused_at_rcpt(dev, server):
 
 
 def test_oversized_message_gets_552_at_mail_and_after_data(site, tmp_path):
-    from dataclasses import replace
-
-    config = replace(site.config, smtp=replace(site.config.smtp, max_message_size=4096))
     site.create_list("dev")
-    running = ServerThread(config)
-    running.start()
-    try:
+    with smtp_server(site, max_message_size=4096) as config:
         client = RawClient(config.smtp.port)
         assert "SIZE 4096" in client.cmd("EHLO x")
         assert client.cmd("MAIL FROM:<ann@example.com> SIZE=999999999").startswith("552 5.3.4")
@@ -85,8 +96,6 @@ def test_oversized_message_gets_552_at_mail_and_after_data(site, tmp_path):
         assert client.cmd("NOOP").startswith("250")
         client.close()
         assert spool_count(site) == 0
-    finally:
-        running.stop()
 
 
 def test_lmtp_answers_each_recipient(dev, server):
@@ -164,31 +173,19 @@ def test_dot_stuffing_is_undone(dev, server):
 
 
 def test_data_ended_by_bare_lf_dot_is_not_ended_and_hits_the_deadline(site):
-    from dataclasses import replace
-
-    config = replace(site.config, smtp=replace(site.config.smtp, data_timeout=1.0))
     site.create_list("dev")
-    running = ServerThread(config)
-    running.start()
-    try:
+    with smtp_server(site, data_timeout=1.0) as config:
         client = RawClient(config.smtp.port)
         session_to_data(client)
         client.send(b"Subject: x\r\n\r\nbody\n.\n")
         assert client.closed(timeout=10)
         assert b"421 4.4.2" in client.buffer
         assert spool_count(site) == 0
-    finally:
-        running.stop()
 
 
 def test_trickling_sender_is_cut_at_the_data_deadline(site):
-    from dataclasses import replace
-
-    config = replace(site.config, smtp=replace(site.config.smtp, data_timeout=1.5, idle_timeout=30))
     site.create_list("dev")
-    running = ServerThread(config)
-    running.start()
-    try:
+    with smtp_server(site, data_timeout=1.5, idle_timeout=30) as config:
         client = RawClient(config.smtp.port)
         session_to_data(client)
         started = time.monotonic()
@@ -198,8 +195,6 @@ def test_trickling_sender_is_cut_at_the_data_deadline(site):
         assert time.monotonic() - started < 8
         # And a fresh client is still served.
         assert RawClient(config.smtp.port).banner.startswith("220")
-    finally:
-        running.stop()
 
 
 def test_long_command_line_gets_500_and_the_session_continues(dev, server):
@@ -277,12 +272,7 @@ def test_auth_is_not_offered(dev, server):
 
 
 def test_connections_per_ip_are_capped(site):
-    from dataclasses import replace
-
-    config = replace(site.config, smtp=replace(site.config.smtp, max_connections_per_ip=3))
-    running = ServerThread(config)
-    running.start()
-    try:
+    with smtp_server(site, max_connections_per_ip=3) as config:
         held = [RawClient(config.smtp.port) for _ in range(3)]
         assert all(c.banner.startswith("220") for c in held)
         extra = RawClient(config.smtp.port)
@@ -292,17 +282,10 @@ def test_connections_per_ip_are_capped(site):
         wait_for(lambda: RawClient(config.smtp.port).banner.startswith("220"))
         for c in held:
             c.close()
-    finally:
-        running.stop()
 
 
 def test_connection_rate_per_ip_is_capped(site):
-    from dataclasses import replace
-
-    config = replace(site.config, smtp=replace(site.config.smtp, max_connection_rate_per_ip=5))
-    running = ServerThread(config)
-    running.start()
-    try:
+    with smtp_server(site, max_connection_rate_per_ip=5) as config:
         banners = []
         for _ in range(6):
             client = RawClient(config.smtp.port)
@@ -312,8 +295,6 @@ def test_connection_rate_per_ip_is_capped(site):
             client.close()
         assert banners[:5] == ["220 lists"] * 5
         assert banners[5] == "421 4.7.0"
-    finally:
-        running.stop()
 
 
 def test_reset_in_the_middle_of_data_stores_nothing(dev, server):
@@ -327,46 +308,25 @@ def test_reset_in_the_middle_of_data_stores_nothing(dev, server):
 
 
 def test_idle_client_is_closed_at_the_idle_timeout(site):
-    from dataclasses import replace
-
-    config = replace(site.config, smtp=replace(site.config.smtp, idle_timeout=0.5))
-    running = ServerThread(config)
-    running.start()
-    try:
+    with smtp_server(site, idle_timeout=0.5) as config:
         client = RawClient(config.smtp.port)
         client.cmd("EHLO x")
         assert client.closed(timeout=5)
         assert b"421 4.4.2" in client.buffer
-    finally:
-        running.stop()
 
 
 def test_total_connections_are_capped(site):
-    from dataclasses import replace
-
-    config = replace(
-        site.config, smtp=replace(site.config.smtp, max_connections=2, max_connections_per_ip=10)
-    )
-    running = ServerThread(config)
-    running.start()
-    try:
+    with smtp_server(site, max_connections=2, max_connections_per_ip=10) as config:
         held = [RawClient(config.smtp.port) for _ in range(2)]
         refused = RawClient(config.smtp.port)
         assert refused.banner.startswith("421 4.7.0")
         for c in held:
             c.close()
-    finally:
-        running.stop()
 
 
 def test_announced_sizes_beyond_the_budget_are_deferred(site):
-    from dataclasses import replace
-
-    config = replace(site.config, smtp=replace(site.config.smtp, max_pending_bytes=3_000_000))
     site.create_list("dev")
-    running = ServerThread(config)
-    running.start()
-    try:
+    with smtp_server(site, max_pending_bytes=3_000_000) as config:
         first, second = RawClient(config.smtp.port), RawClient(config.smtp.port)
         for c in (first, second):
             c.cmd("EHLO x")
@@ -374,8 +334,6 @@ def test_announced_sizes_beyond_the_budget_are_deferred(site):
         assert second.cmd("MAIL FROM:<b@example.com> SIZE=2000000").startswith("452 4.3.1")
         assert first.cmd("RSET").startswith("250")  # releases the reservation
         assert second.cmd("MAIL FROM:<b@example.com> SIZE=2000000").startswith("250")
-    finally:
-        running.stop()
 
 
 # Pipelining (RFC 2920): Postfix's smtpd_forbid_unauth_pipelining. A command whose reply

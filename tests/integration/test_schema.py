@@ -25,12 +25,12 @@ def test_upgrade_is_a_no_op_when_current(db):
     assert before == after == migrate.head_revision()
 
 
-def test_lists_made_before_0009_keep_the_standard_digest(db):
-    """0009 adds lists.digest_format with a server default: existing lists stay "standard"."""
+def old_list_at(db, revision: str) -> None:
+    """The schema downgraded to ``revision``, with a list 'old' made then."""
     cfg = migrate._alembic_config(db)
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0008")
+        command.downgrade(cfg, revision)
     with db.engine.begin() as conn:
         conn.execute(
             text(
@@ -38,6 +38,11 @@ def test_lists_made_before_0009_keep_the_standard_digest(db):
                 "VALUES ('old', '', '', 'open', CURRENT_TIMESTAMP)"
             )
         )
+
+
+def test_lists_made_before_0009_keep_the_standard_digest(db):
+    """0009 adds lists.digest_format with a server default: existing lists stay "standard"."""
+    old_list_at(db, "0008")
     migrate.upgrade(db)
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT digest_format FROM lists WHERE name = 'old'")).scalar() == "standard"
@@ -46,17 +51,8 @@ def test_lists_made_before_0009_keep_the_standard_digest(db):
 
 def test_members_made_before_0011_avoid_duplicate_copies(db):
     """0011 adds members.avoid_duplicates with a server default: existing members get it on."""
-    cfg = migrate._alembic_config(db)
+    old_list_at(db, "0010")
     with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0010")
-    with db.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO lists (name, title, description, posting_policy, created_at) "
-                "VALUES ('old', '', '', 'open', CURRENT_TIMESTAMP)"
-            )
-        )
         conn.execute(
             text(
                 "INSERT INTO members (list_id, address, display_name, delivery_mode, watch_own, receive_own,"

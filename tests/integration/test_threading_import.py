@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from sqlalchemy import func, select
 
 from mailforum.core import archive, lists, routing
@@ -33,18 +36,24 @@ def test_parallel_import_of_many_batches(site):
     assert (again.posts, again.duplicates) == (0, 1200)
 
 
+def fail_on(monkeypatch, message_id: str, error: str) -> Callable[..., Any]:
+    """Processing raises RuntimeError(error) for one message; the real ``routing.process``."""
+    real = routing.process
+
+    def process(session, config, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if parsed.message_id == message_id:
+            raise RuntimeError(error)
+        return real(session, config, parsed, *args, **kwargs)
+
+    monkeypatch.setattr(routing, "process", process)
+    return real
+
+
 def test_a_failing_message_is_parked_and_its_batch_stored_carefully(site, monkeypatch):
     site.create_list("dev", policy=PostingPolicy.OPEN)
     with site.db.read_session() as session:
         mlist = lists.get_list(session, "dev")
-    real = routing.process
-
-    def process(session, config, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if parsed.message_id == "<t1-3@x>":
-            raise RuntimeError("poison message")
-        return real(session, config, parsed, *args, **kwargs)
-
-    monkeypatch.setattr(routing, "process", process)
+    fail_on(monkeypatch, "<t1-3@x>", "poison message")
     report = archive.import_messages(site.db, site.config, mlist, _archive(30), parallel=False)
     assert (report.posts, report.failed) == (29, 1)
     assert report.errors == ["RuntimeError: poison message"]
@@ -63,14 +72,7 @@ def test_a_retried_import_message_is_stored_as_an_import(site, monkeypatch):
     site.add_members("dev", "bob@example.com", "carol@example.com")
     with site.db.read_session() as session:
         mlist = lists.get_list(session, "dev")
-    real = routing.process
-
-    def process(session, config, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if parsed.message_id == "<t0-1@x>":
-            raise RuntimeError("a bug, fixed since")
-        return real(session, config, parsed, *args, **kwargs)
-
-    monkeypatch.setattr(routing, "process", process)
+    real = fail_on(monkeypatch, "<t0-1@x>", "a bug, fixed since")
     report = archive.import_messages(site.db, site.config, mlist, _archive(3), parallel=False)
     assert (report.posts, report.failed) == (2, 1)
     monkeypatch.setattr(routing, "process", real)
