@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import select, update
 
 from mailforum.config import Config, DatabaseConfig, SiteConfig
-from mailforum.core import lists, notify, routing
+from mailforum.core import copies, lists, routing
 from mailforum.db import migrate, outbox
 from mailforum.db.models import DeliveryMode, OutboxEntry, OutboxState, utcnow
 from mailforum.db.session import Database
@@ -85,7 +85,7 @@ def main() -> None:
                 session, config, parse(raw), raw, "m0@example.com", (f"dev@{DOMAIN}",), None, now, now
             )
             session.execute(update(OutboxEntry).values(state=OutboxState.SENT.value))
-        composer = notify.Composer(config, Renderer(None))
+        composer = copies.Composer(config, Renderer(None))
         with db.read_session() as session:
             rows = session.scalars(select(OutboxEntry).order_by(OutboxEntry.id)).all()
             claimed = [

@@ -50,7 +50,7 @@ from sqlalchemy import func, select
 from bench.fanout import database, raw_send, smtp_sink, store
 from mailforum.config import Config, DatabaseConfig, OutboundConfig, RelayConfig, SiteConfig
 from mailforum.core import digest_schedule, lists
-from mailforum.core.notify import Composer
+from mailforum.core.copies import Composer
 from mailforum.db import migrate, outbox
 from mailforum.db.models import DeliveryMode, DigestFormat, OutboxEntry, PostingPolicy, utcnow
 from mailforum.db.session import Database

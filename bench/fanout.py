@@ -205,7 +205,7 @@ async def raw_send(port: int, messages: list[bytes], connections: int, client: s
 
 def sample_copy(relay_port: int) -> bytes:
     """One real copy as the worker renders it, to give the raw sender the same bytes to push."""
-    from mailforum.core.notify import prepare_post
+    from mailforum.core.copies import prepare_post
     from mailforum.render import Renderer
 
     with database("sqlite") as url:

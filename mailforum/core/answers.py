@@ -14,7 +14,7 @@ of RFC 3834 and RELIABILITY I6 live in one place:
   (10) answers go to one address per 24 hours across all lists, counted from the
   outbox; ``capped=False`` is for mail to moderators and operators.
 
-The delivery worker (core.notify ``Composer``) builds the message: From
+The delivery worker (core.copies ``Composer``) builds the message: From
 ``NAME-request@`` (or ``NAME-owner@`` when ``context["sender"] == "owner"``),
 ``Auto-Submitted: auto-replied``, ``X-Loop``, ``List-Id``, a fresh Message-ID, an
 optional ``Reply-To`` (``context["reply_to"]``, one of our own addresses).

@@ -4,7 +4,7 @@ A digest is a post-id range: the list's published posts with ``start < id <= end
 (``core.digest_enqueue`` says why, and where the marks come from). ``member_contents``
 is the one place that decides what each member's digest holds — the range's topics
 less the topics the member muted — and the run that enqueues digests, the delivery
-worker that renders them (``core.notify``) and ``digest send --dry-run``
+worker that renders them (``core.copies``) and ``digest send --dry-run``
 (``core.digest_render.preview_digests``) all ask it. They differ only in what they load
 for a range: a run needs the topic ids (is anything left?), rendering the posts' text
 (``load_topics``: trimmed, cut, new topics first), a MIME digest each post whole

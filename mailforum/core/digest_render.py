@@ -2,7 +2,7 @@
 
 What a digest holds is decided by ``core.digest_content``; this turns it into the
 shared bytes of ``mail.digest`` (reply addresses left as markers, personalised per
-member at sending by ``core.notify.Composer``), and shows what ``digest send
+member at sending by ``core.copies.Composer``), and shows what ``digest send
 --dry-run`` would queue (``preview_digests``).
 """
 

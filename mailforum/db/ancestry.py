@@ -2,7 +2,7 @@
 
 Every copy of a post carries In-Reply-To and References rebuilt from the thread we
 stored (``parent_id``), never from the sender's own headers: a post copy
-(``core.notify``) and a post embedded in a MIME digest (``core.digest_content``) both
+(``core.copies``) and a post embedded in a MIME digest (``core.digest_content``) both
 ask here. The walk goes a level of the tree at a time for all posts at once, so a
 digest of 500 posts costs as many queries as its deepest thread is deep, and one post
 as many as it has ancestors.

@@ -2,7 +2,7 @@
 
 ``core.digest_enqueue`` writes a ``digest`` row (a member's posts between two marks) and
 ``core.answers`` a ``notice`` row (an answer, rendered when it was decided);
-``core.notify`` reads them back when the row is delivered. Both sides use these
+``core.copies`` reads them back when the row is delivered. Both sides use these
 types, so a key renamed on one side is a type error on the other. The column is
 JSON, so what comes back from the database is read through ``digest_payload`` and
 ``notice_payload``, which also give rows written by older versions their defaults.

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from mailforum import crash
 from mailforum.config import Config
 from mailforum.core import bounces
-from mailforum.core.notify import Composer, OutgoingCopy
+from mailforum.core.copies import Composer, OutgoingCopy
 from mailforum.db import outbox
 from mailforum.db.models import utcnow
 from mailforum.db.session import Database

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from mailforum.core import answers
+from mailforum.core.copies import Composer
 from mailforum.core.lists import get_list
-from mailforum.core.notify import Composer
 from mailforum.db import outbox
 from mailforum.db.models import OutboxEntry, OutboxKind, utcnow
 from mailforum.mail.parse import parse

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 import pytest
 from sqlalchemy import select
 
-from mailforum.core import bounces, digest_content, digest_schedule, lists, notify
+from mailforum.core import bounces, copies, digest_content, digest_schedule, lists
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -170,7 +170,7 @@ def test_a_full_digest_cache_renders_again_and_loses_nothing(site, relay, monkey
     """L6: shared digests are kept up to a byte budget. Over it (here: any digest at all),
     the oldest go, but never one the chunk being loaded still needs, and a later chunk
     renders its own again: every member gets the right digest."""
-    monkeypatch.setattr(notify, "DIGEST_CACHE_BYTES", 1)
+    monkeypatch.setattr(copies, "DIGEST_CACHE_BYTES", 1)
     setup_list(site, "dora@example.com", "dan@example.com", "dee@example.com", "don@example.com")
     post(site, "Alpha topic", "a1@example.com")
     post(site, "Beta topic", "b1@example.com")
