@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 READY_FD = "MAILFORUM_READY_FD"  # in a child: where to say "ready", or why it could not start
+SUPERVISOR_PID = "MAILFORUM_SUPERVISOR_PID"  # in a child: its supervisor, whose death ends it
 START_TIMEOUT = 120.0
 RESTART_FIRST = 1.0
 RESTART_MAX = 30.0
@@ -108,8 +109,11 @@ def die_with_parent() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-        if os.getppid() == 1:  # the supervisor died before the call
-            os._exit(1)
+    # The supervisor may have died before the call, and then no signal will come. Its pid
+    # is compared, not pid 1: in a container the supervisor may itself be pid 1.
+    supervisor = os.environ.get(SUPERVISOR_PID)
+    if supervisor and os.getppid() != int(supervisor):
+        os._exit(1)
 
 
 def _tell_parent(text: str) -> bool:
@@ -148,32 +152,33 @@ class Child:
     started: float = 0.0
     delay: float = RESTART_FIRST
     restart_at: float | None = None
-    restarts: int = 0
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.argv)
+    def start(self, pass_fd: int | None = None) -> None:
+        env = {**os.environ, SUPERVISOR_PID: str(os.getpid())}
+        if pass_fd is not None:
+            env[READY_FD] = str(pass_fd)
+        fds = () if pass_fd is None else (pass_fd,)
+        self.proc = subprocess.Popen(self.argv, pass_fds=fds, env=env)
         self.started = time.monotonic()
         self.restart_at = None
-        log.info("started %s (pid %s)", self.name, self.proc.pid)
 
     def start_and_wait(self) -> None:
         """Start, and wait for the child to say it is serving; StartFailed with its reason."""
         read, write = os.pipe()
         try:
-            env = {**os.environ, READY_FD: str(write)}
-            self.proc = subprocess.Popen(self.argv, pass_fds=(write,), env=env)
+            self.start(pass_fd=write)
         finally:
             os.close(write)
-        self.started = time.monotonic()
+        assert self.proc is not None
         with os.fdopen(read, "rb") as pipe:
             answer = ""  # when it died first, or never answered
             if select.select([pipe], [], [], START_TIMEOUT)[0]:
                 answer = pipe.readline().decode("utf-8", "replace").strip()
-        if answer != "ready" and self.proc.poll() is None:
-            self.proc.kill()
         if answer == "ready":
             log.info("started %s (pid %s)", self.name, self.proc.pid)
             return
+        if self.proc.poll() is None:
+            self.proc.kill()
         code = self.proc.wait()
         reason = answer.removeprefix("error: ") or f"{self.name} exited with status {code} while starting"
         raise StartFailed(reason)
@@ -219,8 +224,8 @@ class Supervisor:
                 continue
             if child.restart_at is not None:
                 if now >= child.restart_at:
-                    child.restarts += 1
                     child.start()
+                    log.info("started %s again (pid %s)", child.name, child.proc.pid)
                 continue
             code = child.proc.poll()
             if code is None:

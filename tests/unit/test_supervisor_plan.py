@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from mailforum.runners.supervisor import Plan, default_workers
 
 
@@ -31,3 +35,19 @@ def test_counts_per_role() -> None:
 
 def test_processing_children_leave_one_core() -> None:
     assert [default_workers(n) for n in (1, 2, 4, 8)] == [1, 1, 3, 7]
+
+
+def _child_that_checks_its_parent(supervisor_pid: int) -> subprocess.CompletedProcess[str]:
+    code = "from mailforum.runners.supervisor import die_with_parent; die_with_parent(); print('alive')"
+    env = dict(os.environ, MAILFORUM_SUPERVISOR_PID=str(supervisor_pid))
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_a_child_of_its_supervisor_lives_whatever_the_supervisor_pid() -> None:
+    """Compared with the supervisor's pid, not 1: in a container the supervisor may be pid 1."""
+    assert _child_that_checks_its_parent(os.getpid()).stdout == "alive\n"
+
+
+def test_a_child_whose_supervisor_is_already_gone_exits() -> None:
+    result = _child_that_checks_its_parent(os.getpid() + 1_000_000)
+    assert result.returncode == 1 and result.stdout == ""
