@@ -493,7 +493,7 @@ def _by_nested_quote(
     candidates = _subject_candidates(session, mlist, _subject_keys(parsed, info), at, window)
     if not candidates:
         return None
-    return _quoted_post(session, parsed, candidates, at, whole=True, nested=True)
+    return _quoted_post(session, parsed, candidates, at, nested=True)
 
 
 def _by_subject(
@@ -525,7 +525,7 @@ def _by_subject(
     candidates = _subject_candidates(session, mlist, keys, at, window)
     if not candidates:
         return None
-    quoted = _quoted_post(session, parsed, candidates, at, whole=True)
+    quoted = _quoted_post(session, parsed, candidates, at)
     if quoted is not None:  # it quotes a whole post (webmail, Outlook): that post is the parent
         return live_topic(session, quoted.topic_id), quoted, "quoted-reply"
     people = set(parsed.recipients) | {parsed.from_address}
@@ -533,9 +533,9 @@ def _by_subject(
     by_topic = _participants(session, [t.id for t in candidates])
     shared = [t for t in candidates if by_topic.get(t.id, set()) & people]
     fresh = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_FRESH]
-    quoted = _quoted_post(session, parsed, shared, at, whole=False)
-    if quoted is not None:  # a quote, and a participant in common
-        return live_topic(session, quoted.topic_id), quoted, "partial-quote"
+    # A quote of part of a post is not evidence enough, even with a participant in common:
+    # one quoted line can be anybody's, and the ham set's such replies are ones notmuch keeps
+    # apart (issue 14). Such a reply still joins a fresh topic by its participant below.
     both = [t for t in shared if t in fresh]  # a participant in common, in a fresh topic
     if both:
         return both[0], None, "participant"  # the most recent first
@@ -609,14 +609,13 @@ def _quoted_post(
     parsed: ParsedMessage,
     candidates: list[Topic],
     at: dt.datetime,
-    whole: bool,
     nested: bool = False,
 ) -> Post | None:
-    """The post of these topics whose own words this reply quotes (any quoting style).
+    """The post of these topics whose own words this reply quotes whole (any quoting style).
 
-    ``whole``: all of the post's first three long lines (a reply that quotes the
-    whole post; a post with only one or two, if written within ``SUBJECT_FRESH``); else
-    any one of them. ``nested``: only words quoted within a quote ("> >").
+    Whole means all of the post's first three long lines (a post with only one or two,
+    if written within ``SUBJECT_FRESH``). ``nested``: only words quoted within a quote
+    ("> >").
     """
     lines = parsed.text_body.splitlines()[:2000]
     if nested:
@@ -641,7 +640,7 @@ def _quoted_post(
             continue
         found = [n in haystack for n in _needles(body)]
         short = reply - written <= SUBJECT_FRESH  # a post of one or two lines, quoted whole, soon
-        if (bool(found) and all(found) and (len(found) >= 3 or short)) if whole else any(found):
+        if found and all(found) and (len(found) >= 3 or short):
             return session.get(Post, post_id)
     return None
 
