@@ -705,10 +705,58 @@ def real_corpus(name: str, files: list[Path], workdir: Path, misses: bool) -> No
     print(f"{name}_f1_vs_notmuch: {f1:.4f}")
     print(f"{name}_recall_vs_notmuch_and_jwz: {pairwise(predicted, both)[1]:.4f}")
     print(f"{name}_exact_threads_vs_notmuch: {exact_threads(predicted, notmuch):.4f}")
+    reference = notmuch
+    if name == "ham":
+        # notmuch never threads by subject: the joins a person read and found right count too.
+        reference = with_links(notmuch, read_joins(HAM_READ_JOINS))
+        print(f"{name}_precision_vs_notmuch_and_read_joins: {pairwise(predicted, reference)[0]:.4f}")
+        print(f"{name}_false_pairs_vs_notmuch: {false_pairs(predicted, notmuch)}")
+        print(f"{name}_false_pairs_vs_notmuch_and_read_joins: {false_pairs(predicted, reference)}")
     if misses:
         subjects = {ids[n]: _subject_of(raw) for n, raw in enumerate(raws)}
         _groups_apart("split", both, predicted, subjects)
-        _groups_apart("merged", predicted, notmuch, subjects)
+        _groups_apart("merged", predicted, reference, subjects)
+
+
+HAM_READ_JOINS = Path(__file__).with_name("ham-read-joins.tsv")
+
+
+def read_joins(path: Path) -> list[tuple[str, str]]:
+    """The (reply, joined to) pairs of ``path`` judged "right" (rule, reply, joined, verdict, why)."""
+    links = []
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            _rule, reply, joined, verdict, _why = line.split("\t")
+            if verdict == "right":
+                links.append((reply, joined))
+    return links
+
+
+def with_links(groups: dict[str, str], links: list[tuple[str, str]]) -> dict[str, str]:
+    """``groups`` with the groups of each linked pair made one."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    for a, b in links:
+        if a in groups and b in groups:
+            parent[find(groups[a])] = find(groups[b])
+    return {key: find(group) for key, group in groups.items()}
+
+
+def false_pairs(predicted: dict[str, Any], truth: dict[str, Any]) -> int:
+    """Pairs of messages in one topic that ``truth`` puts apart."""
+    together: Counter = Counter()
+    both: Counter = Counter()
+    for key, group in predicted.items():
+        if key in truth:
+            together[group] += 1
+            both[(group, truth[key])] += 1
+    return sum(n * (n - 1) // 2 for n in together.values()) - sum(n * (n - 1) // 2 for n in both.values())
 
 
 def _subject_of(raw: bytes) -> str:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from mailforum.config import Config, DatabaseConfig, SiteConfig, SmtpConfig, WebConfig
 from mailforum.core import archive, lists
+from mailforum.db import spool
 from mailforum.db.models import DeliveryMode, PostingPolicy, utcnow
 from mailforum.db.session import Database
 
@@ -152,6 +153,19 @@ class Site:
 
     def posts_by_id(self, list_name: str = "dev") -> dict[str, dict[str, Any]]:
         return {p["message_id"]: p for p in self.export(list_name)}
+
+    def outcome_of(self, message_id: str) -> tuple[str, str]:
+        """The state and outcome of the processed spool entry whose Message-ID is ``message_id``."""
+        header = f"Message-ID: {message_id}\r\n".encode()
+
+        def find() -> tuple[str, str] | None:
+            with self.db.read_session() as session:
+                for entry in spool.newest(session, None, 1000):
+                    if entry.state != "new" and header in bytes(entry.raw or b""):
+                        return entry.state, entry.outcome or ""
+            return None
+
+        return wait_for(find)
 
     def cli(
         self, *args: str, input: bytes | None = None, timeout: float = 120

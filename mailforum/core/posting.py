@@ -86,7 +86,8 @@ def store_post(arrival: Arrival, decision: Decision, reply_to: Post | None = Non
         moderation.held(session, arrival.config, mlist, post, decision.rule, arrival.now)
     state = f"held ({decision.rule})" if held else "published"
     number = f"post {post.id}" if post.id is not None else "post"
-    return Outcome(f"{mlist.name}: {number} {state} in topic {topic.id}", post=post)
+    # What placed it (``threads.Placement.evidence``: headers, a subject rule …) stays in the spool's outcome.
+    return Outcome(f"{mlist.name}: {number} {state} in topic {topic.id} ({placement.evidence})", post=post)
 
 
 def recent_posts(arrival: Arrival) -> tuple[int, int]:

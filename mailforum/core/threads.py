@@ -89,9 +89,10 @@ ADVISORY_LOCK_SPACE = 0x6D66_0000  # "mf": per-list threading lock on PostgreSQL
 class Placement:
     """Where a message goes. ``existing`` is a placeholder to fill; ``duplicate`` means: store nothing.
 
-    ``evidence`` names what decided (``token``, ``headers``, ``thread-index``,
-    ``subject``, ``original`` or ``new``); ``title`` is the new title the post gives
-    its topic, if any; ``adopt`` are posts that turn out to be replies to this one.
+    ``evidence`` names what decided (``token``, ``headers``, ``thread-index``, ``subject:RULE``
+    naming the subject rule, ``original`` or ``new``; the spool's outcome shows it); ``title``
+    is the new title the post gives its topic, if any; ``adopt`` are posts that turn out to be
+    replies to this one.
     """
 
     topic: Topic
@@ -492,7 +493,7 @@ def _by_nested_quote(
     candidates = _subject_candidates(session, mlist, _subject_keys(parsed, info), at, window)
     if not candidates:
         return None
-    return _quoted_post(session, parsed, candidates, at, whole=True, nested=True)
+    return _quoted_post(session, parsed, candidates, at, nested=True)
 
 
 def _by_subject(
@@ -502,8 +503,8 @@ def _by_subject(
     info: SubjectInfo,
     at: dt.datetime,
     window: dt.timedelta,
-) -> tuple[Topic, Post | None] | None:
-    """A recent topic of this list with the subject this reply names, and the post it quotes.
+) -> tuple[Topic, Post | None, str] | None:
+    """A recent topic of this list with the subject this reply names, the post it quotes, and the rule.
 
     The subject alone never decides (strangers share subjects, and real list archives
     show replies by subject are wrong more often than not). It needs corroboration:
@@ -524,30 +525,34 @@ def _by_subject(
     candidates = _subject_candidates(session, mlist, keys, at, window)
     if not candidates:
         return None
-    quoted = _quoted_post(session, parsed, candidates, at, whole=True)
+    quoted = _quoted_post(session, parsed, candidates, at)
     if quoted is not None:  # it quotes a whole post (webmail, Outlook): that post is the parent
-        return live_topic(session, quoted.topic_id), quoted
+        return live_topic(session, quoted.topic_id), quoted, "quoted-reply"
     people = set(parsed.recipients) | {parsed.from_address}
     people.discard("")
     by_topic = _participants(session, [t.id for t in candidates])
     shared = [t for t in candidates if by_topic.get(t.id, set()) & people]
     fresh = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_FRESH]
-    quoted = _quoted_post(session, parsed, shared, at, whole=False)
-    if quoted is not None:  # a quote, and a participant in common
-        return live_topic(session, quoted.topic_id), quoted
+    # A quote of part of a post is not evidence enough, even with a participant in common:
+    # one quoted line can be anybody's, and the ham set's such replies are ones notmuch keeps
+    # apart (issue 14). Such a reply still joins a fresh topic by its participant below.
     both = [t for t in shared if t in fresh]  # a participant in common, in a fresh topic
-    if not both:  # or addressed (To/Cc) to someone who wrote in the topic, within a day of its last post
-        addressed = set(parsed.recipients) - {parsed.from_address, ""}
-        within_day = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_ADDRESSED]
-        both = [t for t in within_day if by_topic.get(t.id, set()) & addressed]
     if both:
-        return both[0], None  # the most recent first
+        return both[0], None, "participant"  # the most recent first
+    # or addressed (To/Cc) to someone who wrote in the topic, within a day of its last post
+    addressed = set(parsed.recipients) - {parsed.from_address, ""}
+    within_day = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_ADDRESSED]
+    both = [t for t in within_day if by_topic.get(t.id, set()) & addressed]
+    if both:
+        return both[0], None, "addressed-reply"
     # Alone, a specific subject needs a single candidate, active within ``SUBJECT_HOT``
     # (``SUBJECT_UNQUOTED`` for a reply that quotes nothing: it answers no post we lack).
     limit = SUBJECT_UNQUOTED if not _quotes(parsed.text_body) else SUBJECT_HOT
     hot = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= limit]
     specific = not all(is_generic(k) for k in keys)
-    return (hot[0], None) if specific and len(hot) == 1 and len(candidates) == 1 else None
+    if specific and len(hot) == 1 and len(candidates) == 1:
+        return hot[0], None, "unquoted-reply" if limit == SUBJECT_UNQUOTED else "only-topic"
+    return None
 
 
 QUOTE_NEEDLE = 60  # characters of a post's line looked for in a reply
@@ -604,14 +609,13 @@ def _quoted_post(
     parsed: ParsedMessage,
     candidates: list[Topic],
     at: dt.datetime,
-    whole: bool,
     nested: bool = False,
 ) -> Post | None:
-    """The post of these topics whose own words this reply quotes (any quoting style).
+    """The post of these topics whose own words this reply quotes whole (any quoting style).
 
-    ``whole``: all of the post's first three long lines (a reply that quotes the
-    whole post; a post with only one or two, if written within ``SUBJECT_FRESH``); else
-    any one of them. ``nested``: only words quoted within a quote ("> >").
+    Whole means all of the post's first three long lines (a post with only one or two,
+    if written within ``SUBJECT_FRESH``). ``nested``: only words quoted within a quote
+    ("> >").
     """
     lines = parsed.text_body.splitlines()[:2000]
     if nested:
@@ -636,7 +640,7 @@ def _quoted_post(
             continue
         found = [n in haystack for n in _needles(body)]
         short = reply - written <= SUBJECT_FRESH  # a post of one or two lines, quoted whole, soon
-        if (bool(found) and all(found) and (len(found) >= 3 or short)) if whole else any(found):
+        if found and all(found) and (len(found) >= 3 or short):
             return session.get(Post, post_id)
     return None
 
@@ -773,15 +777,15 @@ def _place(
             quoted = _by_nested_quote(session, mlist, parsed, info, now, window)
             if quoted is not None:  # its absent parent quoted this post: the placeholders go under it
                 survivor, parent = live_topic(session, quoted.topic_id), quoted
-                evidence = "subject"
+                evidence = "subject:absent-parent-quoted"
             else:
                 survivor = new_topic(session, mlist, parsed.subject, now)
         else:
             if info.is_reply or (thread is not None and thread.depth > 0):
                 by_subject = _by_subject(session, mlist, parsed, info, now, window)
                 if by_subject is not None:
-                    topic, quoted = by_subject
-                    return placed(topic, quoted or _topic_root(session, topic), "subject")
+                    topic, quoted, rule = by_subject
+                    return placed(topic, quoted or _topic_root(session, topic), f"subject:{rule}")
             orphan = _orphan_topic(session, mlist, parsed, info, now, window)
             if orphan is not None:
                 return placed(orphan[0], None, "original", orphan[1])

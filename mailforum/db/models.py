@@ -181,7 +181,7 @@ class SpoolEntry(Base):
     state: Mapped[str] = mapped_column(String(16), default=SpoolState.NEW.value)
     attempts: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(default=None)
-    # What processing did, one line per recipient ("dev: post 12 in topic 3").
+    # What processing did, one line per recipient ("dev: post 12 published in topic 3 (headers)").
     outcome: Mapped[str | None] = mapped_column(default=None)
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -13,17 +13,6 @@ from mailforum.db.models import PostingPolicy, SpoolEntry
 from tests.helpers import DOMAIN, message, send, wait_for
 
 
-def outcome_of(site, message_id: str) -> tuple[str, str]:
-    def find():
-        with site.db.read_session() as session:
-            for entry in session.scalars(select(SpoolEntry).where(SpoolEntry.state != "new")):
-                if message_id.encode() in bytes(entry.raw):
-                    return entry.state, entry.outcome or ""
-        return None
-
-    return wait_for(find)
-
-
 @pytest.mark.parametrize(
     ("policy", "sender", "status"),
     [
@@ -44,7 +33,7 @@ def test_policy_decides_published_or_held(site, server, policy, sender, status):
 def test_held_post_keeps_its_reason(site, server):
     site.create_list("dev")
     send(site.config, message(sender="stranger@example.net"), mail_from="stranger@example.net")
-    state, outcome = outcome_of(site, "<m1@example.com>")
+    state, outcome = site.outcome_of("<m1@example.com>")
     assert state == "done"
     assert "held (not-member)" in outcome
 
@@ -67,7 +56,7 @@ def test_automated_and_looping_mail_is_discarded_with_a_reason(site, server, sin
     site.create_list("dev")
     site.add_members("dev", "ann@example.com")
     send(site.config, message(extra=extra), mail_from=mail_from)
-    state, outcome = outcome_of(site, "<m1@example.com>")
+    state, outcome = site.outcome_of("<m1@example.com>")
     assert state == "discarded"
     assert rule in outcome
     assert site.export() == []
@@ -102,7 +91,7 @@ def test_vacation_notices_and_reports_from_a_member_are_held_not_published(site,
     site.create_list("dev")
     site.add_members("dev", "ann@example.com")
     send(site.config, message(subject, extra=extra))
-    _, outcome = outcome_of(site, "<m1@example.com>")
+    _, outcome = site.outcome_of("<m1@example.com>")
     assert "held (vacation)" in outcome
     assert site.posts_by_id()["<m1@example.com>"]["status"] == "held"
 

@@ -82,6 +82,38 @@ def test_generic_subjects_stay_apart_and_headers_win(site, server):
     assert topic["<r3@e>"] == topic["<q1@a>"] and posts["<r3@e>"]["parent_message_id"] == "<q1@a>"
 
 
+def test_the_spool_says_what_threaded_each_post(site, server):
+    """Each post's outcome names its evidence: headers, the subject rule that joined it, or new."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    root = "The installer asks for a licence key on the second screen of the wizard.\n"
+    send(site.config, message("Installer licence key", "<root@a>", sender="Ann <ann@a.example>", body=root))
+    wait_for(lambda: len(site.posts_by_id()) == 1)
+    send(site.config, message("Re: Installer licence key", "<byid@b>", extra="In-Reply-To: <root@a>"))
+    quoted = "Leave it empty.\n\n-----Original Message-----\nFrom: Ann\n\n" + root
+    send(
+        site.config,
+        message("RE: Installer licence key", "<quote@c>", sender="Carl <carl@c.example>", body=quoted),
+    )
+    send(
+        site.config,
+        message(
+            "Re: Installer licence key", "<form@d>", sender="Dee <dee@d.example>", extra="Cc: ann@a.example"
+        ),
+    )
+    send(site.config, message("Question", "<new@e>", sender="Eve <eve@e.example>"))
+    wait_for(lambda: len(site.posts_by_id()) == 5)
+    evidence = {
+        "<root@a>": "(new)",
+        "<byid@b>": "(headers)",
+        "<quote@c>": "(subject:quoted-reply)",
+        "<form@d>": "(subject:participant)",  # Ann, whom it copies, wrote there within 3 h
+        "<new@e>": "(new)",
+    }
+    for mid, expected in evidence.items():
+        state, outcome = site.outcome_of(mid)
+        assert state == "done" and outcome.endswith(expected), (mid, outcome)
+
+
 def test_reply_into_another_list_is_not_attached(site, server):  # B28, S21
     site.create_list("dev", policy=PostingPolicy.OPEN)
     site.create_list("private", policy=PostingPolicy.OPEN)

@@ -273,8 +273,12 @@ CASES: dict[str, Case] = {
     ),
     # Issue 14 (SpamAssassin's easy ham): a header-less reply that quotes one line of a post
     # and names its author, but shares no participant and comes hours later, stays apart
-    # (notmuch keeps such replies apart; a partial quote alone is weak evidence).
-    "partial-quote": Case(apart=(("<pq-root@example.com>", "<pq-stranger@example.net>"),)),
+    # (notmuch keeps such replies apart; a partial quote alone is weak evidence). Nor does one
+    # by a participant of the topic quoting one line, past the 3 hours a participant alone
+    # joins within: one quoted line is not a quote of the post.
+    "partial-quote": Case(
+        apart=(("<pq-root@example.com>", "<pq-stranger@example.net>", "<pq-participant@example.com>"),)
+    ),
     # Issue 12.6: an empty first Message-ID does not win over the valid one after it.
     "empty-message-id": Case(
         parents={"<real-id-1@example.com>": None, "<real-id-reply@example.net>": "<real-id-1@example.com>"},
