@@ -744,8 +744,8 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @click.argument("address", metavar="ADDR")
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
-    """Show one member of LIST: delivery mode, digest, and the topics they watch or muted."""
-    from mailforum.core import lists, subscriptions
+    """Show one member of LIST: delivery mode, digest and its hour, and the topics they watch or muted."""
+    from mailforum.core import digest_schedule, lists, subscriptions
 
     who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
@@ -754,11 +754,16 @@ def members_show(state: State, list_name: str, address: str) -> None:
         if member is None:
             raise NotFound(f"{who.address} is not a member of {mlist.name}")
         topics = subscriptions.topic_settings(session, member)
+        hour, zone = digest_schedule.member_schedule(
+            digest_schedule.list_schedule(state.config, mlist), member.digest_hour, member.digest_timezone
+        )
+        own = member.digest_hour is not None or bool(member.digest_timezone)
     rows = [
         ("address", member.address),
         ("name", member.display_name or "-"),
         ("mode", member.delivery_mode),
         ("digest", member.digest_frequency or "off"),
+        ("digest at", f"{hour:02d}:00 {zone}" + ("" if own else " (the list's)")),
         ("nodupes", "on" if member.avoid_duplicates else "off"),
         ("joined", member.created_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("watching", ", ".join(str(t) for t in topics["watch"]) or "-"),

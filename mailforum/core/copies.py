@@ -85,6 +85,7 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
             "watch": ident.topic_action("watch", post.topic_id),
             "mute": ident.topic_action("mute", post.topic_id),
             "mode": mailto(ident.request_address, "help"),
+            "preferences": ident.preferences_url,
             "unsubscribe": ident.unsubscribe_mailto,
             "reply_private": (
                 mailto(post.author_address, reply_subject(subject)) if post.author_address else ""

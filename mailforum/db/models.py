@@ -91,6 +91,12 @@ class Member(Base):
     digest_frequency: Mapped[str | None] = mapped_column(String(16), default=None)
     # High-water mark: the last post id included in this member's digest.
     digest_mark: Mapped[int] = mapped_column(default=0)
+    # The member's own digest hour and time zone (the preferences page); None: the list's.
+    digest_hour: Mapped[int | None] = mapped_column(default=None)
+    digest_timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The periods the member's own digest runs claimed (as MailingList.digest_last_day/_week).
+    digest_last_day: Mapped[str | None] = mapped_column(String(16), default=None)
+    digest_last_week: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Bounce processing (core/bounces.py): the score, when it last grew, when a soft bounce
     # last counted, and — once over the threshold — since when delivery is disabled and

@@ -20,10 +20,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, select, text
+from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, or_, select, text
 from sqlalchemy.orm import Session, undefer
 
-from mailforum.db.models import FormHit, MailingList, Member, Post, PostStatus, Topic, Visibility
+from mailforum.db.models import (
+    FormHit,
+    MailingList,
+    Member,
+    Post,
+    PostStatus,
+    Topic,
+    TopicSubscription,
+    Visibility,
+)
 
 PUBLISHED = PostStatus.PUBLISHED.value
 
@@ -517,3 +526,28 @@ def digest_hours(session: Session) -> list[tuple[str, int | None, str | None]]:
     """Every list's name, digest hour and time zone; None where the list uses the site's."""
     rows = session.execute(select(MailingList.name, MailingList.digest_hour, MailingList.digest_timezone))
     return [(name, hour, timezone) for name, hour, timezone in rows]
+
+
+def member_digest_slots(session: Session) -> list[tuple[str, int | None, str | None]]:
+    """Each list's distinct member-chosen digest hours and time zones (None: the list's)."""
+    rows = session.execute(
+        select(MailingList.name, Member.digest_hour, Member.digest_timezone)
+        .join(Member, Member.list_id == MailingList.id)
+        .where(or_(Member.digest_hour.is_not(None), Member.digest_timezone.is_not(None)))
+        .distinct()
+    )
+    return [(name, hour, timezone) for name, hour, timezone in rows]
+
+
+# --- the preferences page (core/preferences.py) -------------------------------------------
+
+
+def member_topics(session: Session, member_id: int) -> list[tuple[str, int, str]]:
+    """(kind, topic id, subject) of each topic the member watches or muted, newest setting first."""
+    rows = session.execute(
+        select(TopicSubscription.kind, Topic.id, Topic.subject)
+        .join(Topic, Topic.id == TopicSubscription.topic_id)
+        .where(TopicSubscription.member_id == member_id)
+        .order_by(TopicSubscription.created_at.desc(), TopicSubscription.id.desc())
+    )
+    return [(kind, topic_id, subject) for kind, topic_id, subject in rows]

@@ -143,6 +143,15 @@ class ListIdentity:
         """The list's page in the web archive (runners/web.py: /lists/{list})."""
         return f"{self.base_url.rstrip('/')}/lists/{quote(self.name)}"
 
+    @property
+    def preferences_url(self) -> str:
+        """The member's preferences page for this list (runners/web.py: /lists/{list}/preferences).
+
+        The same link for everyone, never one that signs in by itself: it opens the page after
+        the reader signs in (by a link mailed to them), so a forwarded copy gives nobody else
+        the settings."""
+        return f"{self.archive_url}/preferences"
+
     def topic_url(self, topic_id: int) -> str:
         return f"{self.archive_url}/topics/{topic_id}"
 

@@ -56,6 +56,7 @@ def test_members_show_prints_mode_digest_and_topics(site):
     assert fields["address"] == "ann@example.com" and fields["name"] == "Ann"
     assert (fields["mode"], fields["digest"]) == ("all", "off")
     assert fields["watching"] == "1" and fields["muted"] == "2"
+    assert fields["digest at"] == "07:00 UTC (the list's)"
     missing = site.cli("members", "show", "dev", "nobody@example.com")
     assert missing.returncode != 0 and "not a member" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1

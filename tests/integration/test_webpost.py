@@ -62,6 +62,9 @@ def test_a_web_topic_and_reply_reach_members_threaded_like_mail(site, relay, ser
     assert copy["Message-ID"] == root.message_id
     assert "Hello from the browser" in copy["Subject"]
     assert "Ann Web" in copy["From"] and copy["List-Id"]
+    # every mail carries the member's preferences page, a link that opens after sign-in
+    text = copy.get_body(("plain",)).get_content()
+    assert f"{site.config.site.base_url}/lists/dev/preferences" in text
     stored = site.posts_by_id()[root.message_id]
     assert (stored["author"], stored["author_name"]) == ("ann@example.com", "Ann Web")
     assert stored["status"] == "published" and not stored.get("parent_message_id")
