@@ -498,6 +498,44 @@ def search(
 # --- the rate limits of the web's forms and links (web/forms.py: RateLimiter) ------------
 
 
+@dataclass(frozen=True, slots=True)
+class Membership:
+    name: str
+    title: str
+    private: bool
+
+
+def lists_of(session: Session, address: str) -> list[Membership]:
+    """The lists ``address`` is a member of, by name."""
+    rows = session.execute(
+        select(MailingList.name, MailingList.title, MailingList.visibility)
+        .join(Member, Member.list_id == MailingList.id)
+        .where(Member.address == address.lower())
+        .order_by(MailingList.name)
+    )
+    return [
+        Membership(name, title or name, visibility == Visibility.PRIVATE.value)
+        for name, title, visibility in rows
+    ]
+
+
+def topic_setting(
+    session: Session, mlist: MailingList, address: str, topic_id: int
+) -> tuple[bool, str | None]:
+    """Whether ``address`` is a member of ``mlist``, and its watch or mute of the topic (or None)."""
+    member_id = session.scalar(
+        select(Member.id).where(Member.list_id == mlist.id, Member.address == address.lower())
+    )
+    if member_id is None:
+        return False, None
+    kind = session.scalar(
+        select(TopicSubscription.kind).where(
+            TopicSubscription.member_id == member_id, TopicSubscription.topic_id == topic_id
+        )
+    )
+    return True, kind
+
+
 def forget_form_hits(session: Session, scope: str, until: dt.datetime) -> None:
     """Delete the hits of ``scope`` at or before ``until``: they left every window."""
     session.execute(delete(FormHit).where(FormHit.scope == scope, FormHit.at <= until))

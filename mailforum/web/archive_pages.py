@@ -70,6 +70,10 @@ class ArchivePages:
             if topic.id != request.path_params["topic"]:  # merged: old links follow (301)
                 return RedirectResponse(ctx.url("lists", mlist.name, "topics", topic.id), 301)
             thread = queries.thread_page(session, topic, page, ctx.web.posts_per_page)
+            viewer = ctx.auth.viewer(request) if ctx.auth.has_cookie(request) else None
+            member, setting = (
+                queries.topic_setting(session, mlist, viewer.address, topic.id) if viewer else (False, None)
+            )
         address = list_address(mlist.name, ctx.config.site.domain)
         tags, title = body.subject_tags(topic.subject, mlist.name, mlist.subject_tag)
         posts = []
@@ -101,6 +105,8 @@ class ArchivePages:
             reply_all=body.mailto(address, topic.subject, thread.last_message_id),
             page_link=lambda n: ctx.url("lists", mlist.name, "topics", topic.id, page=n),
             post_address=address,
+            member=member,
+            setting=setting,
         )
 
     def permalink(self, request: Request) -> Response:
