@@ -5,6 +5,13 @@ Seeds a fresh SQLite database (or --db URL) with 100,000 topics by bulk inserts 
 post each, plus one topic of 500 posts), runs the real server (`mailforum serve
 --no-smtp --no-process`) as a subprocess, and measures sequential requests from one
 client. Prints `name: value` lines. Run: .venv/bin/python bench/web.py [--topics N]
+
+Members on the web: the list page and a topic page for a signed-in member against the
+same pages for an anonymous reader, requests alternating so both see the same machine
+(`signed_in_*_p95_ms`, `*_signed_in_over_anonymous`); then `serve --no-smtp` with
+processing and delivery to an SMTP sink in this process, and --posts web posts one after
+the other on the idle server: the time from the POST of /lists/NAME/new to the copy's
+arrival at the relay (`web_post_to_relay_p50_ms`, `_p95_ms`, `_max_ms`).
 """
 
 from __future__ import annotations
@@ -21,20 +28,24 @@ import datetime as dt
 import json
 import os
 import random
+import re
+import secrets
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import httpx
 from sqlalchemy import func, insert, select
 
-from mailforum.db import migrate
-from mailforum.db.models import MailingList, Post, Topic
+from mailforum.db import migrate, websessions
+from mailforum.db.models import DeliveryMode, MailingList, Member, Post, Topic
 from mailforum.db.session import Database
+from mailforum.web.auth import SESSION_COOKIE, key_hash
 
 BATCH = 5000
 BODY = "Hello list, this is a reasonably ordinary message body about topic {n}.\n" * 3
@@ -154,31 +165,125 @@ def measure(client: httpx.Client, path: str, requests: int) -> tuple[float, floa
     return requests / total, statistics.median(times) * 1000, times[int(len(times) * 0.95) - 1] * 1000
 
 
+def measure_pair(
+    anonymous: httpx.Client, member: httpx.Client, path: str, requests: int
+) -> tuple[float, float]:
+    """p95 in ms of ``path`` for an anonymous reader and for a signed-in member, alternating."""
+    anonymous.get(path)
+    member.get(path)
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for n in range(requests * 2):
+        client = member if n % 2 else anonymous
+        t0 = time.perf_counter()
+        response = client.get(path)
+        times[n % 2].append(time.perf_counter() - t0)
+        assert response.status_code == 200, (path, response.status_code)
+    p95 = [sorted(t)[int(len(t) * 0.95) - 1] * 1000 for t in (times[0], times[1])]
+    return p95[0], p95[1]
+
+
+def add_members(db: Database) -> str:
+    """The bench's poster and one reader as members of dev; a live session for the poster (its key)."""
+    key = secrets.token_urlsafe(32)
+    now = dt.datetime.now(dt.UTC)
+    with db.session() as session:
+        list_id = session.scalar(select(MailingList.id).where(MailingList.name == "dev"))
+        for address in ("poster@example.com", "reader@example.com"):
+            session.add(Member(list_id=list_id, address=address, delivery_mode=DeliveryMode.ALL.value))
+        websessions.add_session(
+            session, key_hash(key), "poster@example.com", now, now + dt.timedelta(days=1), "bench"
+        )
+    return key
+
+
+class Sink:
+    """The relay: an SMTP server in this process noting when each copy arrives (by subject)."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.arrived: dict[str, float] = {}
+        self.event = threading.Condition()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+                data = envelope.original_content or b""  # type: ignore[attr-defined]
+                found = re.search(rb"Bench post (\d+)", data)
+                if found:
+                    with sink.event:
+                        sink.arrived.setdefault(found.group(1).decode(), time.perf_counter())
+                        sink.event.notify_all()
+                return "250 2.0.0 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def wait(self, name: str, timeout: float) -> float | None:
+        with self.event:
+            self.event.wait_for(lambda: name in self.arrived, timeout)
+            return self.arrived.get(name)
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def post_latencies(base: str, key: str, sink: Sink, count: int) -> list[float]:
+    """``count`` web posts, each after the last one's copy arrived: POST to relay, in ms."""
+    out = []
+    cookies = {SESSION_COOKIE: key}
+    with httpx.Client(base_url=base, timeout=30, cookies=cookies, headers={"Origin": base}) as client:
+        page = client.get("/lists/dev/new")
+        found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and found, page.status_code
+        csrf = found.group(1)
+        for n in range(count):
+            fields = {
+                "csrf": csrf,
+                "subject": f"Bench post {n}",
+                "body": f"Posted from the bench, number {n}.\n",
+            }
+            t0 = time.perf_counter()
+            answer = client.post("/lists/dev/new", data=fields)
+            assert answer.status_code == 303, (answer.status_code, answer.text[:200])
+            arrived = sink.wait(str(n), 30)
+            if arrived is None:
+                raise SystemExit(f"web post {n} did not reach the relay within 30 s")
+            out.append((arrived - t0) * 1000)
+            time.sleep(0.2)  # idle between posts
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topics", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file in a temp dir)")
     parser.add_argument("--posts-per-page", type=int, default=50, help="[web] posts_per_page (500: one page)")
+    parser.add_argument("--posts", type=int, default=100, help="web posts timed from POST to the relay")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mfbench-web-"))
     url = args.db or f"sqlite:///{work / 'bench.db'}"
     db = Database(url)
     migrate.upgrade(db)
     topic_id, seconds = seed(db, args.topics, 500)
+    key = add_members(db)
     db.dispose()
     print(f"seed_topics: {args.topics + 1}")
     print(f"seed_seconds: {seconds:.1f}")
     port = free_port()
+    sink = Sink()
     config = work / "mailforum.toml"
     config.write_text(
         f'[database]\nurl = {json.dumps(url)}\n[site]\nbase_url = "http://127.0.0.1:{port}"\n'
-        f'secret_key = "bench"\n[web]\nhost = "127.0.0.1"\nport = {port}\n'
-        f"posts_per_page = {args.posts_per_page}\n"
+        f'domain = "lists.example.org"\nsecret_key = "bench"\n[web]\nhost = "127.0.0.1"\nport = {port}\n'
+        f'posts_per_page = {args.posts_per_page}\n[relay]\nhost = "127.0.0.1"\nport = {sink.port}\n'
+        "[security]\npost_rate_per_minute = 100000\npost_rate_per_day = 100000\n"
     )
     env = dict(os.environ, MAILFORUM_CONFIG=str(config))
     server = subprocess.Popen(
-        [sys.executable, "-m", "mailforum", "serve", "--no-smtp", "--no-process"],
+        [sys.executable, "-m", "mailforum", "serve", "--no-smtp", "--no-process", "--no-delivery"],
         env=env,
         cwd=work,
         stdout=subprocess.DEVNULL,
@@ -212,9 +317,44 @@ def main() -> None:
                 print(f"{name}_requests_per_s: {rate:.0f}")
                 print(f"{name}_p50_ms: {p50:.1f}")
                 print(f"{name}_p95_ms: {p95:.1f}")
+            with httpx.Client(base_url=base, timeout=30, cookies={SESSION_COOKIE: key}) as member:
+                pairs = {"list_page": "/lists/dev", "topic_500_page": f"/lists/dev/topics/{topic_id}"}
+                for name, path in pairs.items():
+                    anon_p95, member_p95 = measure_pair(client, member, path, args.requests // 2)
+                    print(f"anonymous_{name}_p95_ms: {anon_p95:.1f}")
+                    print(f"signed_in_{name}_p95_ms: {member_p95:.1f}")
+                    print(f"{name}_signed_in_over_anonymous: {member_p95 / anon_p95:.3f}")
     finally:
         server.terminate()
         server.wait(30)
+    # A web post's way to the relay on an idle server: serve with processing and delivery.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mailforum", "serve", "--no-smtp", "--no-scheduler"],
+        env=env,
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(base + "/static/style.css", timeout=5)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start") from None
+                time.sleep(0.2)
+        times = sorted(post_latencies(base, key, sink, args.posts))
+        print(f"web_posts: {len(times)}")
+        print(f"web_post_to_relay_p50_ms: {statistics.median(times):.1f}")
+        print(f"web_post_to_relay_p95_ms: {times[int(len(times) * 0.95) - 1]:.1f}")
+        print(f"web_post_to_relay_max_ms: {times[-1]:.1f}")
+    finally:
+        server.terminate()
+        server.wait(30)
+        sink.stop()
         if not args.db:
             for f in work.iterdir():
                 f.unlink()

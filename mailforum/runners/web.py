@@ -11,6 +11,8 @@ The endpoints live in ``web/``, one class per group, all sharing one ``WebContex
     web/subscribe.py      SubscribeForms the join and watch forms (CSRF, rate limits)
     web/links.py          SignedLinks    confirm, unsubscribe, enable delivery, moderate
     web/signin.py         SignInPages    sign in by mail, sign out, the account page
+    web/posting.py        PostingForms   a new topic and a reply from the browser (the spool's path)
+    web/preferences.py    PreferencePages a member's settings: delivery, digest hour, topics, leave
 
 Who is signed in: ``web/auth.py`` (``current_address(request)``, ``ctx.auth``).
 
@@ -46,6 +48,8 @@ from mailforum.web.context import WebContext
 from mailforum.web.feeds import Feeds
 from mailforum.web.forms import RequestConfirmation
 from mailforum.web.links import SignedLinks
+from mailforum.web.posting import PostingForms, Spooled
+from mailforum.web.preferences import PreferencePages
 from mailforum.web.signin import SignInPages
 from mailforum.web.subscribe import SubscribeForms
 
@@ -66,7 +70,7 @@ SECURITY_HEADERS = (
     ("permissions-policy", "interest-cohort=()"),
 )
 
-GET, GET_POST = ("GET",), ("GET", "POST")
+GET, POST, GET_POST = ("GET",), ("POST",), ("GET", "POST")
 
 # Path, endpoint group (a name in create_app's ``groups``), endpoint (a method of that
 # group, and the route's name), methods. Path parameters a test can fill in for every
@@ -86,6 +90,13 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/topics/{topic:int}/watch", "forms", "watch", GET_POST),
     ("/lists/{list}/topics/{topic:int}/mute", "forms", "mute", ("POST",)),
     ("/lists/{list}/posts/{post:int}", "pages", "permalink", GET),
+    # Members on the web (signed in): post a new topic or a reply, see what became of it, settings.
+    ("/lists/{list}/new", "posting", "new_topic", GET_POST),
+    ("/lists/{list}/posts/{post:int}/reply", "posting", "reply", GET_POST),
+    ("/lists/{list}/sent/{spool:int}/{key}", "posting", "sent", GET),
+    ("/lists/{list}/preferences", "prefs", "preferences", GET_POST),
+    ("/lists/{list}/preferences/topics/{topic:int}", "prefs", "topic", POST),
+    ("/lists/{list}/preferences/leave", "prefs", "leave", POST),
     # The last segment is a generated name (textsafe.url_filename) and is not read: links
     # sent before it, with a path-like name in it, still work.
     ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename:path}", "feeds", "download", GET),
@@ -154,9 +165,13 @@ class ErrorPages:
 
 
 def create_app(
-    db: Database, config: Config, request_confirmation: RequestConfirmation | None = None
+    db: Database,
+    config: Config,
+    request_confirmation: RequestConfirmation | None = None,
+    spooled: Spooled | None = None,
 ) -> Starlette:
-    """The web as an ASGI app. ``request_confirmation`` is the subscriptions feature's hook."""
+    """The web as an ASGI app. ``request_confirmation`` is the subscriptions feature's hook;
+    ``spooled`` wakes the spool processors after a web post is written to the spool."""
     ctx = WebContext(db, config)
     groups: dict[str, object] = {
         "pages": ArchivePages(ctx),
@@ -164,6 +179,8 @@ def create_app(
         "forms": SubscribeForms(ctx, request_confirmation),
         "links": SignedLinks(ctx),
         "signin": SignInPages(ctx),
+        "posting": PostingForms(ctx, spooled),
+        "prefs": PreferencePages(ctx),
     }
     routes = [
         Route(path, getattr(groups[group], name), methods=list(methods), name=name)
