@@ -47,8 +47,8 @@ def fate(session: Session, list_id: int, spool_id: int, message_id: str) -> WebP
         )
     ).one_or_none()
     if post is not None:
-        held = post.status != PostStatus.PUBLISHED.value
-        return WebPostFate(Fate.HELD if held else Fate.PUBLISHED, entry.mail_from, post.id, post.topic_id)
+        fates = {PostStatus.PUBLISHED.value: Fate.PUBLISHED, PostStatus.HELD.value: Fate.HELD}
+        return WebPostFate(fates.get(post.status, Fate.NOT_POSTED), entry.mail_from, post.id, post.topic_id)
     if entry.state == SpoolState.NEW.value:
         return WebPostFate(Fate.WAITING, entry.mail_from)
     return WebPostFate(Fate.NOT_POSTED, entry.mail_from)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import threading
 from collections.abc import Iterator
 from email.utils import getaddresses
 
@@ -21,6 +22,7 @@ from mailforum.core import lists
 from mailforum.core.subscriptions import set_topic
 from mailforum.db import websessions
 from mailforum.db.models import Member, PostingPolicy, SubscriptionKind, Topic, utcnow
+from mailforum.runners import wakeup
 from mailforum.web.auth import SESSION_COOKIE, key_hash
 from tests.helpers import ServerThread, message, send, wait_for
 from tests.integration.outbound_helpers import as_email, settled
@@ -237,3 +239,27 @@ def test_the_preferences_page_of_a_non_member_and_without_a_session(site, served
     with browser(site) as anon:
         page = anon.get("/lists/dev/preferences")
         assert page.status_code in (303, 302) and "/signin" in page.headers["location"]
+
+
+def test_a_web_post_wakes_the_spool_processors_of_other_processes(site) -> None:
+    """The web writes the spool and wakes the processors wherever they run (runners/wakeup); with
+    none running, the post waits in the spool and its author is told it is on its way."""
+    site.add_members("dev", "ann@example.com")
+    web_only = ServerThread(site.config, ingest=False, process=False, delivery=False, scheduler=False)
+    web_only.start()
+    channel = wakeup.open_channel(site.config.database.url)
+    woken = threading.Event()
+    try:
+        channel.listen(wakeup.SPOOL, woken.set)
+        woken.wait(2)  # PostgreSQL's listener calls back once when it starts listening
+        woken.clear()
+        with signed_in(site, "ann@example.com") as ann:
+            answer = submit(ann, "/lists/dev/new", {"subject": "Anyone there?", "body": "Hello.\n"})
+            assert woken.wait(10)
+            assert answer.status_code == 303 and "/lists/dev/sent/" in answer.headers["location"]
+            page = ann.get(answer.headers["location"])
+            assert page.status_code == 200 and "on its way" in page.text
+    finally:
+        channel.close()
+        web_only.stop()
+    assert site.export() == []  # nothing processed it: still in the spool, not lost
