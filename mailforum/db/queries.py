@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, select, text
+from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, or_, select, text
 from sqlalchemy.orm import Session, undefer
 
 from mailforum.db.models import (
@@ -158,8 +158,9 @@ def list_by_id(session: Session, list_id: int) -> MailingList:
     return mlist
 
 
-def list_index(session: Session) -> list[ListSummary]:
-    """Every public list with its counts and last activity: one statement."""
+def list_index(session: Session, member: str | None = None) -> list[ListSummary]:
+    """Every public list with its counts and last activity: one statement. With ``member``
+    (a signed-in address), also the private lists that address is a member of."""
     members = select(func.count()).where(Member.list_id == MailingList.id).scalar_subquery()
     topics = select(func.count()).where(Topic.list_id == MailingList.id, HAS_POSTS).scalar_subquery()
     posts = select(func.coalesce(func.sum(Topic.post_count), 0)).where(Topic.list_id == MailingList.id)
@@ -169,6 +170,10 @@ def list_index(session: Session) -> list[ListSummary]:
         .order_by(Topic.last_post_at.desc())
         .limit(1)
     )
+    readable = MailingList.visibility == Visibility.PUBLIC.value
+    if member:
+        mine = select(Member.list_id).where(Member.address == member.lower())
+        readable = or_(readable, MailingList.id.in_(mine))
     rows = session.execute(
         select(
             MailingList.name,
@@ -179,7 +184,7 @@ def list_index(session: Session) -> list[ListSummary]:
             posts.scalar_subquery(),
             last.scalar_subquery(),
         )
-        .where(MailingList.visibility == Visibility.PUBLIC.value)
+        .where(readable)
         .order_by(MailingList.name)
     ).all()
     return [

@@ -28,8 +28,10 @@ class ArchivePages:
         self.stylesheet_css = (BUILTIN / "web" / "style.css").read_bytes()
 
     def index(self, request: Request) -> Response:
-        with self.ctx.db.read_session() as session:
-            summaries = queries.list_index(session)
+        ctx = self.ctx
+        viewer = ctx.auth.viewer(request) if ctx.auth.has_cookie(request) else None
+        with ctx.db.read_session() as session:
+            summaries = queries.list_index(session, viewer.address if viewer else None)
         # No Last-Modified here or on topic lists: member counts and page numbers change with
         # no post time to show for it. The ETag (a hash of the page) is always right.
         return self.ctx.page(request, "web/index.html", lists=summaries)
