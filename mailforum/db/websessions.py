@@ -18,9 +18,11 @@ SEEN_EVERY = dt.timedelta(minutes=5)  # how stale ``seen_at`` may get before a r
 
 
 def add_link(
-    session: Session, address: str, browser: str, now: dt.datetime, expires: dt.datetime
+    session: Session, address: str, browser: str, now: dt.datetime, expires: dt.datetime, next_path: str = ""
 ) -> SignInLink:
-    row = SignInLink(address=address, browser=browser, created_at=now, expires_at=expires)
+    row = SignInLink(
+        address=address, browser=browser, next_path=next_path, created_at=now, expires_at=expires
+    )
     session.add(row)
     session.flush()
     return row

@@ -71,6 +71,21 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+_UNSAFE_NEXT = re.compile(r"[\x00-\x20\\\x7f]")
+
+
+def local_path(text: str, prefix: str = "") -> str:
+    """``text`` if it is a path on this site (under ``prefix``) to go to after signing in, else "".
+    No scheme, no host, no ``//`` or backslash (browsers read both as another host), no
+    control characters or spaces: a ``next`` parameter cannot send anyone elsewhere."""
+    if not text or len(text) > 500 or _UNSAFE_NEXT.search(text):
+        return ""
+    rest = text.removeprefix(prefix)
+    if not text.startswith(prefix) or not rest.startswith("/") or rest.startswith("//"):
+        return ""
+    return text
+
+
 def current_address(request: Request) -> str | None:
     """The signed-in address of this request, or None (cached per request; blocking)."""
     auth: Auth = request.app.state.auth
