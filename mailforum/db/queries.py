@@ -158,8 +158,9 @@ def list_by_id(session: Session, list_id: int) -> MailingList:
     return mlist
 
 
-def list_index(session: Session) -> list[ListSummary]:
-    """Every public list with its counts and last activity: one statement."""
+def list_index(session: Session, member: str | None = None) -> list[ListSummary]:
+    """Every public list with its counts and last activity: one statement. With ``member``
+    (a signed-in address), also the private lists that address is a member of."""
     members = select(func.count()).where(Member.list_id == MailingList.id).scalar_subquery()
     topics = select(func.count()).where(Topic.list_id == MailingList.id, HAS_POSTS).scalar_subquery()
     posts = select(func.coalesce(func.sum(Topic.post_count), 0)).where(Topic.list_id == MailingList.id)
@@ -169,6 +170,10 @@ def list_index(session: Session) -> list[ListSummary]:
         .order_by(Topic.last_post_at.desc())
         .limit(1)
     )
+    readable = MailingList.visibility == Visibility.PUBLIC.value
+    if member:
+        mine = select(Member.list_id).where(Member.address == member.lower())
+        readable = or_(readable, MailingList.id.in_(mine))
     rows = session.execute(
         select(
             MailingList.name,
@@ -179,7 +184,7 @@ def list_index(session: Session) -> list[ListSummary]:
             posts.scalar_subquery(),
             last.scalar_subquery(),
         )
-        .where(MailingList.visibility == Visibility.PUBLIC.value)
+        .where(readable)
         .order_by(MailingList.name)
     ).all()
     return [
@@ -523,17 +528,15 @@ def topic_setting(
     session: Session, mlist: MailingList, address: str, topic_id: int
 ) -> tuple[bool, str | None]:
     """Whether ``address`` is a member of ``mlist``, and its watch or mute of the topic (or None)."""
-    member_id = session.scalar(
-        select(Member.id).where(Member.list_id == mlist.id, Member.address == address.lower())
-    )
-    if member_id is None:
-        return False, None
-    kind = session.scalar(
-        select(TopicSubscription.kind).where(
-            TopicSubscription.member_id == member_id, TopicSubscription.topic_id == topic_id
+    row = session.execute(
+        select(Member.id, TopicSubscription.kind)
+        .outerjoin(
+            TopicSubscription,
+            (TopicSubscription.member_id == Member.id) & (TopicSubscription.topic_id == topic_id),
         )
-    )
-    return True, kind
+        .where(Member.list_id == mlist.id, Member.address == address.lower())
+    ).first()
+    return (False, None) if row is None else (True, row[1])
 
 
 def forget_form_hits(session: Session, scope: str, until: dt.datetime) -> None:

@@ -134,12 +134,24 @@ def test_the_whole_flow_sign_in_read_a_private_list_sign_out(site, app, mailsink
     assert page.headers["cache-control"].startswith("private") and "Cookie" in page.headers["vary"]
     topic = re.search(r"/lists/secret/topics/(\d+)", page.text)
     assert topic
-    for path in (
-        f"/lists/secret/topics/{topic.group(1)}",
+    tid = topic.group(1)
+    now = dt.datetime.now(dt.UTC)
+    readable = (
+        f"/lists/secret/topics/{tid}",
+        f"/lists/secret/topics/{tid}/feed.atom",
+        f"/lists/secret/topics/{tid}/topic.mbox",
+        f"/lists/secret/mbox/{now.year:04d}-{now.month:02d}.mbox",
         "/lists/secret/feed.atom",
+        "/lists/secret/archive",
         "/lists/secret/search?q=plans",
-    ):
+    )
+    for path in readable:
         assert http.get(path).status_code == 200, path
+    assert 'href="/lists/secret"' in http.get("/").text  # the index shows her private list
+    with browser(app) as anon:
+        for path in readable:
+            assert anon.get(path).status_code == 404, path
+        assert 'href="/lists/secret"' not in anon.get("/").text
     with browser(app) as anon:
         public = anon.get("/lists/dev")
         assert public.headers["cache-control"].startswith("public") and ALICE not in public.text
@@ -310,3 +322,79 @@ def test_join_watch_and_mute_at_once_when_signed_in(site, app, mailsink) -> None
     assert http.post(f"/lists/dev/topics/{tid}/watch", data={"csrf": "1.x"}).status_code == 403
     with browser(app) as anon:
         assert anon.post(f"/lists/dev/topics/{tid}/mute", data={}).status_code == 403
+
+
+def test_cookies_are_secure_when_base_url_is_https(site, mailsink) -> None:
+    port = site.config.web.port
+    site.config = replace(site.config, site=replace(site.config.site, base_url=f"https://127.0.0.1:{port}"))
+    running = WebThread(site.config, site.db)
+    running.start()
+    try:
+        # httpx keeps Secure cookies off plain http, as a browser would: send them by hand.
+        with running.client(headers={"origin": f"https://127.0.0.1:{port}"}) as http:
+            page = http.get("/signin")
+            assert "Secure" in page.headers["set-cookie"]
+            jar = {"mf_csrf": http.cookies["mf_csrf"]}
+            cookie = "; ".join(f"{k}={v}" for k, v in jar.items())
+            answer = http.post(
+                "/signin",
+                data={"csrf": csrf_of(page, "/signin"), "address": ALICE},
+                headers={"cookie": cookie},
+            )
+            assert answer.status_code == 200 and "Secure" in answer.headers["set-cookie"]
+            asked = {"mf_signin": http.cookies["mf_signin"]}
+            (path,) = links_to(site, mailsink, ALICE)
+            done = http.post(path, headers={"cookie": f"mf_signin={asked['mf_signin']}"})
+            assert done.status_code == 303
+            assert "mf_session=" in done.headers["set-cookie"]
+            session_cookie = [c for c in done.headers.get_list("set-cookie") if c.startswith("mf_session=")]
+            assert "Secure" in session_cookie[0] and "HttpOnly" in session_cookie[0]
+    finally:
+        running.stop()
+
+
+def test_housekeeping_forgets_expired_links_and_sessions(site, app, mailsink) -> None:
+    from mailforum.runners.housekeeping import Housekeeper
+
+    sign_in(site, app, mailsink)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=site.config.web.session_days + 2)
+    done = Housekeeper(site.db, site.config, clock=lambda: later).once()
+    assert done["sign-in links forgotten"] == 1 and done["web sessions expired"] == 1
+    with site.db.read_session() as session:
+        assert session.scalars(select(WebSession)).all() == []
+
+
+def test_a_signed_in_visitor_watches_at_once_and_joins_with_mode_none(site, app, mailsink) -> None:
+    seed(site.config, site.db, [message("Topic one", "<t1@example.com>")])
+    http = sign_in(site, app, mailsink, "visitor@example.net")
+    tid = re.search(r"/lists/dev/topics/(\d+)", http.get("/lists/dev").text).group(1)
+    topic = http.get(f"/lists/dev/topics/{tid}")
+    assert f'action="/lists/dev/topics/{tid}/mute"' not in topic.text  # no member: nothing to mute
+    watch = f"/lists/dev/topics/{tid}/watch"
+    assert http.post(watch, data={"csrf": csrf_of(topic, watch)}).status_code == 303
+    out = site.cli("members", "show", "dev", "visitor@example.net").stdout
+    assert "none" in out and tid in out
+    assert "Stop watching" in http.get(f"/lists/dev/topics/{tid}").text
+
+
+def test_after_signing_in_the_browser_goes_where_it_was_asked_to_sign_in(site, app, mailsink) -> None:
+    http = browser(app)
+    asked = http.get("/account")
+    assert asked.status_code == 303 and asked.headers["location"] == "/signin?next=%2Faccount"
+    page = http.get("/signin", params={"next": "/lists/dev?sort=newest"})
+    assert 'name="next" value="/lists/dev?sort=newest"' in page.text
+    answer = http.post(
+        "/signin", data={"csrf": csrf_of(page, "/signin"), "address": ALICE, "next": "/lists/dev?sort=newest"}
+    )
+    assert answer.status_code == 200
+    done = http.post(links_to(site, mailsink, ALICE)[-1])
+    assert done.status_code == 303 and done.headers["location"] == "/lists/dev?sort=newest"
+    # Anywhere else is refused: the account page instead.
+    elsewhere_all = ("//evil.example/x", "https://evil.example/", "/\\evil.example", "/a b", "lists/dev")
+    for n, elsewhere in enumerate(elsewhere_all):
+        page = http.get("/signin", params={"next": elsewhere})
+        assert 'name="next"' not in page.text
+        who = f"person{n}@example.com"
+        http.post("/signin", data={"csrf": csrf_of(page, "/signin"), "address": who, "next": elsewhere})
+        done = http.post(links_to(site, mailsink, who)[-1])
+        assert done.headers["location"] == "/account", elsewhere
