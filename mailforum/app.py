@@ -218,7 +218,13 @@ def build_parts(
     if switches.web:
         web_db = Database(config.database.url, config.database.busy_timeout)
         hook = request_confirmation or web_confirmations(web_db, config)
-        app = create_app(web_db, config, hook)
+
+        def spooled() -> None:  # a web post is in the spool: wake the processors, here and elsewhere
+            if switches.process:
+                processor.wake.set()
+            channel.send(wakeup.SPOOL)
+
+        app = create_app(web_db, config, hook, spooled)
         server = WebServer(app, config.web.host, config.web.port, config.web.trusted_proxies)
         parts.append(WebPart(server, web_db))
     return parts

@@ -451,7 +451,7 @@ def housekeeping(state: State, dry_run: bool) -> None:
 
     Bounce warnings and removals, expiry of held posts, and the retention purge ([spool]
     keep_days): raw bytes of processed spool entries, sent outbox copies, expired
-    confirmations. Prints one COUNT<TAB>WHAT line each.
+    confirmations; expired sign-in links and web sessions. Prints one COUNT<TAB>WHAT line each.
     """
     from mailforum.core import retention
     from mailforum.db.models import utcnow
@@ -744,8 +744,8 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @click.argument("address", metavar="ADDR")
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
-    """Show one member of LIST: delivery mode, digest, and the topics they watch or muted."""
-    from mailforum.core import lists, subscriptions
+    """Show one member of LIST: delivery mode, digest and its hour, and the topics they watch or muted."""
+    from mailforum.core import digest_schedule, lists, subscriptions
 
     who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
@@ -754,11 +754,16 @@ def members_show(state: State, list_name: str, address: str) -> None:
         if member is None:
             raise NotFound(f"{who.address} is not a member of {mlist.name}")
         topics = subscriptions.topic_settings(session, member)
+        hour, zone = digest_schedule.member_schedule(
+            digest_schedule.list_schedule(state.config, mlist), member.digest_hour, member.digest_timezone
+        )
+        own = member.digest_hour is not None or bool(member.digest_timezone)
     rows = [
         ("address", member.address),
         ("name", member.display_name or "-"),
         ("mode", member.delivery_mode),
         ("digest", member.digest_frequency or "off"),
+        ("digest at", f"{hour:02d}:00 {zone}" + ("" if own else " (the list's)")),
         ("nodupes", "on" if member.avoid_duplicates else "off"),
         ("joined", member.created_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("watching", ", ".join(str(t) for t in topics["watch"]) or "-"),
@@ -871,22 +876,58 @@ def _unlabelled(cells: Sequence[str]) -> list[str]:
 @click.option(
     "--nodupes",
     type=click.Choice(["on", "off"]),
-    required=True,
     help="on: no list copy of a post whose To or Cc names the member (the default); off: always one.",
 )
+@click.option(
+    "--digest-hour",
+    metavar="HOUR|list",
+    help="The hour (0-23) of the member's digest, in their time zone; 'list' for the list's hour.",
+)
+@click.option(
+    "--digest-timezone",
+    metavar="ZONE|list",
+    help="The member's time zone for their digest (IANA name, such as Asia/Tokyo); 'list' for the list's.",
+)
 @pass_state
-def members_set(state: State, list_name: str, addresses: tuple[str, ...], nodupes: str) -> None:
-    """Change a setting of ADDR... in LIST (what the mail command "nodupes on|off" does)."""
-    from mailforum.core import lists
+def members_set(
+    state: State,
+    list_name: str,
+    addresses: tuple[str, ...],
+    nodupes: str | None,
+    digest_hour: str | None,
+    digest_timezone: str | None,
+) -> None:
+    """Change a setting of ADDR... in LIST: "nodupes on|off" as by mail, and the hour and time
+    zone of their digest as on their preferences page."""
+    from mailforum.core import lists, preferences
 
+    if nodupes is None and digest_hour is None and digest_timezone is None:
+        raise InvalidInput("say what to set: --nodupes, --digest-hour or --digest-timezone")
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
         for address in addresses:
             member = lists.find_member(session, mlist.id, lists.check_address(address).address)
             if member is None:
                 raise InvalidInput(f"not a member of {mlist.name}: {address}")
-            member.avoid_duplicates = nodupes == "on"
-            click.echo(f"{member.address}: nodupes {nodupes}")
+            done = []
+            if nodupes is not None:
+                member.avoid_duplicates = nodupes == "on"
+                done.append(f"nodupes {nodupes}")
+            if digest_hour is not None or digest_timezone is not None:
+                now = preferences.current(member)
+                hour = "" if digest_hour == "list" else digest_hour
+                zone = "" if digest_timezone == "list" else digest_timezone
+                wanted = preferences.parse(
+                    now.mode,
+                    now.digest,
+                    str(now.hour if now.hour is not None else "") if hour is None else hour,
+                    (now.timezone or "") if zone is None else zone,
+                )
+                preferences.apply(session, member, wanted)
+                hour_shown = "list" if wanted.hour is None else f"{wanted.hour:02d}:00"
+                zone_shown = wanted.timezone or "(the list's time zone)"
+                done.append(f"digest at {hour_shown} {zone_shown}")
+            click.echo(f"{member.address}: {', '.join(done)}")
 
 
 @members.command("enable")

@@ -218,6 +218,8 @@ def base_context(config: Config, mlist: MailingList) -> dict[str, Any]:
             "subscribe_address": f"{mlist.name}+subscribe@{domain}",
             "unsubscribe_address": f"{mlist.name}+unsubscribe@{domain}",
             "archive_url": f"{base}/lists/{mlist.name}/",
+            # Opens after sign-in; never a link that signs in by itself.
+            "preferences_url": f"{base}/lists/{mlist.name}/preferences",
         },
         "site": {"domain": domain, "base_url": base},
         "subject": "",

@@ -58,6 +58,8 @@ class DueMember:
     mark: int
     created_at: dt.datetime
     frequency: str
+    hour: int | None = None  # the member's own digest hour and time zone; None: the list's
+    timezone: str | None = None
 
 
 def frequency_of(mode: str, chosen: str | None) -> str | None:
@@ -97,7 +99,7 @@ def due_members(
     """
     stmt = (
         select(Member.id, Member.address, Member.digest_mark, Member.created_at, Member.delivery_mode)
-        .add_columns(Member.digest_frequency)
+        .add_columns(Member.digest_frequency, Member.digest_hour, Member.digest_timezone)
         .where(
             Member.list_id == list_id,
             Member.digest_mark < end,
@@ -110,11 +112,43 @@ def due_members(
     if address is not None:
         stmt = stmt.where(func.lower(Member.address) == address.lower())
     out = []
-    for mid, addr, mark, created, mode, chosen in session.execute(stmt):
+    for mid, addr, mark, created, mode, chosen, hour, zone in session.execute(stmt):
         freq = frequency_of(mode, chosen)
         if freq is not None and freq in frequencies:
-            out.append(DueMember(mid, addr, int(mark), created, freq))
+            out.append(DueMember(mid, addr, int(mark), created, freq, hour, zone))
     return out
+
+
+def claim_periods(session: Session, members: Sequence[DueMember], day: str, week: str | None) -> set[int]:
+    """For members with their own digest schedule: claim this period for each, by compare-and-set
+    (``digest_last_day`` earlier than ``day``; weekly members ``digest_last_week`` earlier than
+    ``week``, only when the week is due). Returns the members this transaction claimed: the
+    only ones the run may send to, so a repeated fire or a second scheduler sends nothing
+    twice (F15). Called in the transaction that enqueues their digests (F14)."""
+    daily = [m.id for m in members if m.frequency == DAILY]
+    weekly = [m.id for m in members if m.frequency != DAILY]
+    claimed: set[int] = set()
+    if daily:
+        rows = session.execute(
+            update(Member)
+            .where(Member.id.in_(daily), or_(Member.digest_last_day.is_(None), Member.digest_last_day < day))
+            .values(digest_last_day=day)
+            .returning(Member.id)
+            .execution_options(synchronize_session=False)
+        )
+        claimed.update(r[0] for r in rows)
+    if weekly and week is not None:
+        rows = session.execute(
+            update(Member)
+            .where(
+                Member.id.in_(weekly), or_(Member.digest_last_week.is_(None), Member.digest_last_week < week)
+            )
+            .values(digest_last_week=week)
+            .returning(Member.id)
+            .execution_options(synchronize_session=False)
+        )
+        claimed.update(r[0] for r in rows)
+    return claimed
 
 
 def starts(session: Session, list_id: int, members: Sequence[DueMember]) -> dict[int, int]:

@@ -115,6 +115,7 @@ def _digest_context(
         "links": {
             "archive": ident.archive_url,
             "mode": mailto(ident.request_address, "help"),
+            "preferences": ident.preferences_url,
             "unsubscribe": ident.unsubscribe_mailto,
         },
     }

@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session
 from mailforum.batching import chunks
 from mailforum.config import WEEKDAYS, Config
 from mailforum.core.digest_content import DAILY, WEEKLY
-from mailforum.core.digest_enqueue import due_members, end_mark, enqueue_batch, starts
+from mailforum.core.digest_enqueue import (
+    DueMember,
+    claim_periods,
+    due_members,
+    end_mark,
+    enqueue_batch,
+    starts,
+)
 from mailforum.db.models import MailingList
 from mailforum.db.queries import list_named
 from mailforum.errors import MailforumError
@@ -53,6 +60,27 @@ def list_zone(config: Config, mlist: MailingList) -> ZoneInfo:
 
 def list_hour(config: Config, mlist: MailingList) -> int:
     return config.digest.hour if mlist.digest_hour is None else mlist.digest_hour
+
+
+def list_schedule(config: Config, mlist: MailingList) -> tuple[int, str]:
+    """The list's digest hour and time-zone name (its own, else the site's)."""
+    return list_hour(config, mlist), mlist.digest_timezone or config.digest.timezone
+
+
+def member_schedule(
+    list_schedule: tuple[int, str], hour: int | None, timezone: str | None
+) -> tuple[int, str]:
+    """A member's digest hour and time zone: their own where they set one, else the list's."""
+    return (list_schedule[0] if hour is None else hour, timezone or list_schedule[1])
+
+
+def fire_before(now: dt.datetime, hour: int, zone: ZoneInfo) -> dt.datetime:
+    """The most recent time (≤ now) ``hour`` struck in ``zone``."""
+    local = now.astimezone(zone)
+    fire = local.replace(hour=hour, minute=0, second=0, microsecond=0)
+    if fire > local:
+        fire -= dt.timedelta(days=1)
+    return fire
 
 
 def day_key(local: dt.datetime) -> str:
@@ -93,11 +121,7 @@ def _far_ahead(claimed: str | None, fire: dt.datetime) -> bool:
 
 def last_fire(config: Config, mlist: MailingList, now: dt.datetime) -> dt.datetime:
     """The most recent time (≤ now) the list's digest hour struck, in the list's zone."""
-    local = now.astimezone(list_zone(config, mlist))
-    fire = local.replace(hour=list_hour(config, mlist), minute=0, second=0, microsecond=0)
-    if fire > local:
-        fire -= dt.timedelta(days=1)
-    return fire
+    return fire_before(now, list_hour(config, mlist), list_zone(config, mlist))
 
 
 # ---------------------------------------------------------------------------
@@ -174,6 +198,9 @@ def run_list(
                 frequencies.append(WEEKLY)
             day_label = label(local)
         members = due_members(session, mlist.id, end, frequencies, address, paused=True)
+        if scheduled:  # members with a schedule of their own get theirs from ``run_member_slot``
+            own = list_schedule(config, mlist)
+            members = [m for m in members if member_schedule(own, m.hour, m.timezone) == own]
         begins = starts(session, mlist.id, members)
         list_id, name = mlist.id, mlist.name
     queued = skipped = paused = 0
@@ -193,6 +220,49 @@ def run_list(
         skipped,
         paused,
     )
+    return RunResult(name, end, queued, skipped, period, paused)
+
+
+def run_member_slot(
+    db: Sessions, config: Config, list_name: str, hour: int, timezone: str, now: dt.datetime
+) -> RunResult:
+    """The digests of the list's members whose own schedule is ``hour`` in ``timezone``.
+
+    Each member's period (their local day of the last time the hour struck, and the
+    week when it is due) is claimed on the member in the transaction that enqueues
+    their digest (``digest_enqueue.claim_periods``): a repeated fire, a restart or a
+    second scheduler finds it claimed and sends nothing twice (F15); a run killed
+    half-way is finished by the next, which finds the rest unclaimed (F14).
+    """
+    fire = fire_before(now, hour, ZoneInfo(timezone))
+    period = day_key(fire)
+    week = week_key(fire) if fire.weekday() >= WEEKDAYS.index(config.digest.weekly_day) else None
+    slot = (hour, timezone)
+    with db.session() as session:
+        mlist = list_named(session, list_name)
+        if mlist is None:
+            raise MailforumError(f"no list named {list_name!r}")
+        own = list_schedule(config, mlist)
+        end = end_mark(session, mlist.id)
+        members: list[DueMember] = [
+            m
+            for m in due_members(session, mlist.id, end, (DAILY, WEEKLY), paused=True)
+            if (m.hour is not None or m.timezone) and member_schedule(own, m.hour, m.timezone) == slot != own
+        ]
+        begins = starts(session, mlist.id, members)
+        list_id, name = mlist.id, mlist.name
+    queued = skipped = paused = 0
+    for batch in chunks(members, BATCH):
+        with db.session() as session:
+            mlist = session.get(MailingList, list_id)
+            assert mlist is not None
+            claimed = claim_periods(session, batch, period, week)
+            mine = [m for m in batch if m.id in claimed]
+            q, s, p = enqueue_batch(session, config, mlist, mine, end, label(fire), now, begins)
+            queued += q
+            skipped += s
+            paused += p
+    log.info("digests for %s at %02d:00 %s (%s): %d queued", name, hour, timezone, period, queued)
     return RunResult(name, end, queued, skipped, period, paused)
 
 

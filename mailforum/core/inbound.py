@@ -35,6 +35,8 @@ class Arrival:
     received_at: dt.datetime
     now: dt.datetime
     imported: bool = False  # an operator's import: the posting policy does not apply
+    # Written in the browser by a signed-in member (core.webpost): the session proved the From.
+    web: bool = False
 
 
 @dataclass(frozen=True, slots=True)

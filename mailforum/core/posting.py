@@ -123,9 +123,12 @@ def handle_post(arrival: Arrival) -> Outcome:
     """Mail to the list address: policy first, then thread and store."""
     if arrival.imported:
         return store_post(arrival, Decision(Action.ACCEPT))
-    if digest_replies.is_digest_reply(arrival.parsed, arrival.config.site.domain):
+    if not arrival.web and digest_replies.is_digest_reply(arrival.parsed, arrival.config.site.domain):
         return handle_digest_reply(arrival)
-    decision = _policy(arrival, find_member(arrival.session, arrival.mlist.id, arrival.parsed.from_address))
+    # A web post's From is the signed-in member (core.webpost): the session is the evidence
+    # of authenticity the sender check asks for, as a passed DMARC check is for mail.
+    sender = find_member(arrival.session, arrival.mlist.id, arrival.parsed.from_address)
+    decision = _policy(arrival, sender, token_verified=arrival.web)
     if decision.action is Action.DISCARD:
         return _discarded(arrival, decision)
     if decision.rule == "administrivia":

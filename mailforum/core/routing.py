@@ -79,6 +79,7 @@ def process(
     received_at: dt.datetime,
     now: dt.datetime,
     imported: bool = False,
+    web: bool = False,
 ) -> list[Outcome]:
     """Route the message to each of its recipients; one Outcome per recipient."""
     outcomes = []
@@ -95,7 +96,18 @@ def process(
             outcomes.append(Outcome(f"{rcpt}: no such list any more; kept in the spool", discarded=True))
             continue
         arrival = Arrival(
-            session, config, mlist, recipient, parsed, raw, mail_from, spool_id, received_at, now, imported
+            session,
+            config,
+            mlist,
+            recipient,
+            parsed,
+            raw,
+            mail_from,
+            spool_id,
+            received_at,
+            now,
+            imported,
+            web,
         )
         outcomes.append(handler(arrival))
     return outcomes

@@ -91,6 +91,12 @@ class Member(Base):
     digest_frequency: Mapped[str | None] = mapped_column(String(16), default=None)
     # High-water mark: the last post id included in this member's digest.
     digest_mark: Mapped[int] = mapped_column(default=0)
+    # The member's own digest hour and time zone (the preferences page); None: the list's.
+    digest_hour: Mapped[int | None] = mapped_column(default=None)
+    digest_timezone: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The periods the member's own digest runs claimed (as MailingList.digest_last_day/_week).
+    digest_last_day: Mapped[str | None] = mapped_column(String(16), default=None)
+    digest_last_week: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # Bounce processing (core/bounces.py): the score, when it last grew, when a soft bounce
     # last counted, and — once over the threshold — since when delivery is disabled and
@@ -222,7 +228,8 @@ class OutboxEntry(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default=OutboxKind.POST.value)
-    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
+    # None only for mail about no list: a sign-in link (kind "signin", core/signin.py).
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), default=None)
     member_id: Mapped[int | None] = mapped_column(
         ForeignKey("members.id", ondelete="SET NULL"), default=None, index=True
@@ -356,3 +363,35 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(512), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SignInLink(Base):
+    """A sign-in link mailed to ``address`` (core/signin.py): single use, valid for minutes,
+    and bound to the browser that asked for it (``browser`` is the SHA-256 of that
+    browser's random sign-in cookie). The token in the link is signed and names the row."""
+
+    __tablename__ = "signin_links"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    browser: Mapped[str] = mapped_column(String(64))
+    # Where the browser goes once signed in: a path on this site ("" for the account page).
+    next_path: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class WebSession(Base):
+    """A signed-in browser (web/auth.py). The cookie holds a random key; only its SHA-256
+    is stored, so a copy of the database signs nobody in. Deleting the row signs out."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    user_agent: Mapped[str] = mapped_column(String(200), default="")

@@ -20,10 +20,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, select, text
+from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, or_, select, text
 from sqlalchemy.orm import Session, undefer
 
-from mailforum.db.models import FormHit, MailingList, Member, Post, PostStatus, Topic, Visibility
+from mailforum.db.models import (
+    FormHit,
+    MailingList,
+    Member,
+    Post,
+    PostStatus,
+    Topic,
+    TopicSubscription,
+    Visibility,
+)
 
 PUBLISHED = PostStatus.PUBLISHED.value
 
@@ -149,8 +158,9 @@ def list_by_id(session: Session, list_id: int) -> MailingList:
     return mlist
 
 
-def list_index(session: Session) -> list[ListSummary]:
-    """Every public list with its counts and last activity: one statement."""
+def list_index(session: Session, member: str | None = None) -> list[ListSummary]:
+    """Every public list with its counts and last activity: one statement. With ``member``
+    (a signed-in address), also the private lists that address is a member of."""
     members = select(func.count()).where(Member.list_id == MailingList.id).scalar_subquery()
     topics = select(func.count()).where(Topic.list_id == MailingList.id, HAS_POSTS).scalar_subquery()
     posts = select(func.coalesce(func.sum(Topic.post_count), 0)).where(Topic.list_id == MailingList.id)
@@ -160,6 +170,10 @@ def list_index(session: Session) -> list[ListSummary]:
         .order_by(Topic.last_post_at.desc())
         .limit(1)
     )
+    readable = MailingList.visibility == Visibility.PUBLIC.value
+    if member:
+        mine = select(Member.list_id).where(Member.address == member.lower())
+        readable = or_(readable, MailingList.id.in_(mine))
     rows = session.execute(
         select(
             MailingList.name,
@@ -170,7 +184,7 @@ def list_index(session: Session) -> list[ListSummary]:
             posts.scalar_subquery(),
             last.scalar_subquery(),
         )
-        .where(MailingList.visibility == Visibility.PUBLIC.value)
+        .where(readable)
         .order_by(MailingList.name)
     ).all()
     return [
@@ -489,6 +503,42 @@ def search(
 # --- the rate limits of the web's forms and links (web/forms.py: RateLimiter) ------------
 
 
+@dataclass(frozen=True, slots=True)
+class Membership:
+    name: str
+    title: str
+    private: bool
+
+
+def lists_of(session: Session, address: str) -> list[Membership]:
+    """The lists ``address`` is a member of, by name."""
+    rows = session.execute(
+        select(MailingList.name, MailingList.title, MailingList.visibility)
+        .join(Member, Member.list_id == MailingList.id)
+        .where(Member.address == address.lower())
+        .order_by(MailingList.name)
+    )
+    return [
+        Membership(name, title or name, visibility == Visibility.PRIVATE.value)
+        for name, title, visibility in rows
+    ]
+
+
+def topic_setting(
+    session: Session, mlist: MailingList, address: str, topic_id: int
+) -> tuple[bool, str | None]:
+    """Whether ``address`` is a member of ``mlist``, and its watch or mute of the topic (or None)."""
+    row = session.execute(
+        select(Member.id, TopicSubscription.kind)
+        .outerjoin(
+            TopicSubscription,
+            (TopicSubscription.member_id == Member.id) & (TopicSubscription.topic_id == topic_id),
+        )
+        .where(Member.list_id == mlist.id, Member.address == address.lower())
+    ).first()
+    return (False, None) if row is None else (True, row[1])
+
+
 def forget_form_hits(session: Session, scope: str, until: dt.datetime) -> None:
     """Delete the hits of ``scope`` at or before ``until``: they left every window."""
     session.execute(delete(FormHit).where(FormHit.scope == scope, FormHit.at <= until))
@@ -517,3 +567,28 @@ def digest_hours(session: Session) -> list[tuple[str, int | None, str | None]]:
     """Every list's name, digest hour and time zone; None where the list uses the site's."""
     rows = session.execute(select(MailingList.name, MailingList.digest_hour, MailingList.digest_timezone))
     return [(name, hour, timezone) for name, hour, timezone in rows]
+
+
+def member_digest_slots(session: Session) -> list[tuple[str, int | None, str | None]]:
+    """Each list's distinct member-chosen digest hours and time zones (None: the list's)."""
+    rows = session.execute(
+        select(MailingList.name, Member.digest_hour, Member.digest_timezone)
+        .join(Member, Member.list_id == MailingList.id)
+        .where(or_(Member.digest_hour.is_not(None), Member.digest_timezone.is_not(None)))
+        .distinct()
+    )
+    return [(name, hour, timezone) for name, hour, timezone in rows]
+
+
+# --- the preferences page (core/preferences.py) -------------------------------------------
+
+
+def member_topics(session: Session, member_id: int) -> list[tuple[str, int, str]]:
+    """(kind, topic id, subject) of each topic the member watches or muted, newest setting first."""
+    rows = session.execute(
+        select(TopicSubscription.kind, Topic.id, Topic.subject)
+        .join(Topic, Topic.id == TopicSubscription.topic_id)
+        .where(TopicSubscription.member_id == member_id)
+        .order_by(TopicSubscription.created_at.desc(), TopicSubscription.id.desc())
+    )
+    return [(kind, topic_id, subject) for kind, topic_id, subject in rows]

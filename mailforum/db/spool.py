@@ -18,10 +18,13 @@ from sqlalchemy.orm import Session, undefer
 
 from mailforum.db.models import SpoolEntry, SpoolState
 
-__all__ = ["IMPORTED", "ClaimedEntry", "NewMessage", "SpoolEntry"]
+__all__ = ["IMPORTED", "WEB", "ClaimedEntry", "NewMessage", "SpoolEntry"]
 
 # The protocol of an entry ``import-mbox`` parked: retried, it is processed as an import.
 IMPORTED = "import"
+# The protocol of a post a signed-in member wrote in the browser (core.webpost): its From is
+# the member, proved by the session. Only the web writes it; ingest writes "smtp" and "lmtp".
+WEB = "web"
 
 
 @dataclass(frozen=True, slots=True)

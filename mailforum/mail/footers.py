@@ -41,6 +41,11 @@ _LABELS = "|".join(
         _words("watch", "this", "topic"),
         _words("mute", "this", "topic"),
         _words("change", "your", "delivery", "mode"),
+        _words("your", "settings", "on", "the", "web")
+        + r"(?:"
+        + _WS
+        + _words("(after", "signing", "in)")
+        + r")?+",
         "unsubscribe",
     )
 )

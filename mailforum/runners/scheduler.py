@@ -1,7 +1,9 @@
 """The digest scheduler: an APScheduler 3.x ``AsyncIOScheduler`` inside ``serve``.
 
 One cron job per list at its digest hour in its time zone (``[digest] hour`` and
-``timezone``, or the list's own), with ``coalesce=True`` (missed fires run once),
+``timezone``, or the list's own), and one per list and schedule its members chose on
+their preferences page (``run_member_slot``: a member's digest goes out at their local
+hour), with ``coalesce=True`` (missed fires run once),
 ``max_instances=1`` and a generous ``misfire_grace_time``. A job only enqueues
 (``core.digest_schedule.run_list``, in a worker thread): the delivery worker renders and
 sends. On start, every list runs its most recent period once, which catches up a
@@ -33,6 +35,8 @@ from mailforum.db.session import Database
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
+# A job: the list's own run (None) or its members' run at their (hour, time zone).
+Job = tuple[str, tuple[int, str] | None]
 
 
 class DigestScheduler:
@@ -44,34 +48,49 @@ class DigestScheduler:
         self.clock = clock
         self.catch_up = catch_up
         self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
-        self._schedules: dict[str, tuple[int, str]] = {}
+        self._schedules: dict[Job, tuple[int, str]] = {}
         self._catching_up: asyncio.Task[None] | None = None
         self.runs: list[digest_schedule.RunResult] = []  # what this scheduler queued (for tests and logs)
 
-    def _lists(self) -> dict[str, tuple[int, str]]:
+    def _lists(self) -> dict[Job, tuple[int, str]]:
         cfg = self.config.digest
         with self.db.read_session() as session:
             rows = queries.digest_hours(session)
-        return {name: (cfg.hour if hour is None else hour, tz or cfg.timezone) for name, hour, tz in rows}
+            slots = queries.member_digest_slots(session)
+        jobs: dict[Job, tuple[int, str]] = {
+            (name, None): (cfg.hour if hour is None else hour, tz or cfg.timezone) for name, hour, tz in rows
+        }
+        for name, hour, tz in slots:
+            own = jobs.get((name, None))
+            if own is not None:
+                slot = digest_schedule.member_schedule(own, hour, tz)
+                if slot != own:
+                    jobs[(name, slot)] = slot
+        return jobs
 
-    def _sync_jobs(self, lists: dict[str, tuple[int, str]]) -> None:
-        for name in set(self._schedules) - set(lists):
-            self.scheduler.remove_job(f"digest:{name}")
-            del self._schedules[name]
-        for name, (hour, tz) in lists.items():
-            if self._schedules.get(name) == (hour, tz):
+    @staticmethod
+    def _job_id(job: Job) -> str:
+        name, slot = job
+        return f"digest:{name}" if slot is None else f"digest:{name}@{slot[0]}:{slot[1]}"
+
+    def _sync_jobs(self, lists: dict[Job, tuple[int, str]]) -> None:
+        for job in set(self._schedules) - set(lists):
+            self.scheduler.remove_job(self._job_id(job))
+            del self._schedules[job]
+        for job, (hour, tz) in lists.items():
+            if self._schedules.get(job) == (hour, tz):
                 continue
             self.scheduler.add_job(
                 self._run,
                 CronTrigger(hour=hour, minute=0, timezone=ZoneInfo(tz)),
-                args=[name],
-                id=f"digest:{name}",
+                args=[job],
+                id=self._job_id(job),
                 replace_existing=True,
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=int(self.config.digest.misfire_grace),
             )
-            self._schedules[name] = (hour, tz)
+            self._schedules[job] = (hour, tz)
 
     async def _refresh(self) -> None:
         try:
@@ -79,18 +98,24 @@ class DigestScheduler:
         except Exception:
             log.exception("digest scheduler: reading the lists failed; keeping the old schedule")
 
-    async def _run(self, name: str) -> None:
+    async def _run(self, job: Job) -> None:
+        name, slot = job
         try:
-            result = await asyncio.to_thread(
-                digest_schedule.run_list, self.db, self.config, name, self.clock(), scheduled=True
-            )
+            if slot is None:
+                result = await asyncio.to_thread(
+                    digest_schedule.run_list, self.db, self.config, name, self.clock(), scheduled=True
+                )
+            else:
+                result = await asyncio.to_thread(
+                    digest_schedule.run_member_slot, self.db, self.config, name, *slot, self.clock()
+                )
             self.runs.append(result)
         except Exception:  # the next fire (or the next start) finishes the period
-            log.exception("digest run for %s failed", name)
+            log.exception("digest run for %s failed", self._job_id(job))
 
-    async def _catch_up(self, names: list[str]) -> None:
-        for name in names:
-            await self._run(name)
+    async def _catch_up(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            await self._run(job)
 
     async def start(self) -> None:
         lists = await asyncio.to_thread(self._lists)
@@ -100,7 +125,7 @@ class DigestScheduler:
         )
         self.scheduler.start()
         if self.catch_up:
-            self._catching_up = asyncio.create_task(self._catch_up(sorted(lists)))
+            self._catching_up = asyncio.create_task(self._catch_up(sorted(lists, key=self._job_id)))
 
     async def wait_caught_up(self) -> None:
         if self._catching_up is not None:

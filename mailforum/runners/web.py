@@ -10,6 +10,11 @@ The endpoints live in ``web/``, one class per group, all sharing one ``WebContex
     web/feeds.py          Feeds          Atom feeds, mbox downloads, attachments
     web/subscribe.py      SubscribeForms the join and watch forms (CSRF, rate limits)
     web/links.py          SignedLinks    confirm, unsubscribe, enable delivery, moderate
+    web/signin.py         SignInPages    sign in by mail, sign out, the account page
+    web/posting.py        PostingForms   a new topic and a reply from the browser (the spool's path)
+    web/preferences.py    PreferencePages a member's settings: delivery, digest hour, topics, leave
+
+Who is signed in: ``web/auth.py`` (``current_address(request)``, ``ctx.auth``).
 
 To add a group of routes: write a class in ``web/`` whose ``__init__`` takes the
 ``WebContext`` (and whatever it needs besides), build it in ``create_app`` under a
@@ -30,7 +35,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,10 +43,14 @@ from mailforum.config import Config
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.web.archive_pages import ArchivePages
+from mailforum.web.auth import CsrfFailed, SignInRequired
 from mailforum.web.context import WebContext
 from mailforum.web.feeds import Feeds
 from mailforum.web.forms import RequestConfirmation
 from mailforum.web.links import SignedLinks
+from mailforum.web.posting import PostingForms, Spooled
+from mailforum.web.preferences import PreferencePages
+from mailforum.web.signin import SignInPages
 from mailforum.web.subscribe import SubscribeForms
 
 log = logging.getLogger(__name__)
@@ -61,7 +70,7 @@ SECURITY_HEADERS = (
     ("permissions-policy", "interest-cohort=()"),
 )
 
-GET, GET_POST = ("GET",), ("GET", "POST")
+GET, POST, GET_POST = ("GET",), ("POST",), ("GET", "POST")
 
 # Path, endpoint group (a name in create_app's ``groups``), endpoint (a method of that
 # group, and the route's name), methods. Path parameters a test can fill in for every
@@ -79,7 +88,15 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/topics/{topic:int}/feed.atom", "feeds", "topic_feed", GET),
     ("/lists/{list}/topics/{topic:int}/topic.mbox", "feeds", "topic_mbox", GET),
     ("/lists/{list}/topics/{topic:int}/watch", "forms", "watch", GET_POST),
+    ("/lists/{list}/topics/{topic:int}/mute", "forms", "mute", ("POST",)),
     ("/lists/{list}/posts/{post:int}", "pages", "permalink", GET),
+    # Members on the web (signed in): post a new topic or a reply, see what became of it, settings.
+    ("/lists/{list}/new", "posting", "new_topic", GET_POST),
+    ("/lists/{list}/posts/{post:int}/reply", "posting", "reply", GET_POST),
+    ("/lists/{list}/sent/{spool:int}/{key}", "posting", "sent", GET),
+    ("/lists/{list}/preferences", "prefs", "preferences", GET_POST),
+    ("/lists/{list}/preferences/topics/{topic:int}", "prefs", "topic", POST),
+    ("/lists/{list}/preferences/leave", "prefs", "leave", POST),
     # The last segment is a generated name (textsafe.url_filename) and is not read: links
     # sent before it, with a path-like name in it, still work.
     ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename:path}", "feeds", "download", GET),
@@ -90,6 +107,11 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     # must work for private lists too. GET shows a button and changes nothing; POST acts.
     ("/confirm/{token}", "links", "confirm", GET_POST),
     ("/unsubscribe/{token}", "links", "unsubscribe", GET_POST),  # RFC 8058 one-click POST
+    # Signing in by mail: the mailed link's GET shows a button, its POST signs in.
+    ("/signin", "signin", "signin", GET_POST),
+    ("/signin/{token}", "signin", "link", GET_POST),
+    ("/signout", "signin", "signout", ("POST",)),
+    ("/account", "signin", "account", GET),
 )
 
 
@@ -132,24 +154,41 @@ class ErrorPages:
         status = status if status in (400, 404, 405) else 404
         return self.ctx.page(request, "web/message.html", status, cache=False, mlist=None, kind=str(status))
 
+    def sign_in_first(self, request: Request, exc: Exception) -> Response:
+        """A page for signed-in members only: a GET goes to the sign-in form; a POST is refused."""
+        if request.method in ("GET", "HEAD"):
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(self.ctx.url("signin", next=here), 303)
+        return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="signin")
+
+    def csrf_failed(self, request: Request, exc: Exception) -> Response:
+        return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="expired")
+
 
 def create_app(
-    db: Database, config: Config, request_confirmation: RequestConfirmation | None = None
+    db: Database,
+    config: Config,
+    request_confirmation: RequestConfirmation | None = None,
+    spooled: Spooled | None = None,
 ) -> Starlette:
-    """The web as an ASGI app. ``request_confirmation`` is the subscriptions feature's hook."""
+    """The web as an ASGI app. ``request_confirmation`` is the subscriptions feature's hook;
+    ``spooled`` wakes the spool processors after a web post is written to the spool."""
     ctx = WebContext(db, config)
     groups: dict[str, object] = {
         "pages": ArchivePages(ctx),
         "feeds": Feeds(ctx),
         "forms": SubscribeForms(ctx, request_confirmation),
         "links": SignedLinks(ctx),
+        "signin": SignInPages(ctx),
+        "posting": PostingForms(ctx, spooled),
+        "prefs": PreferencePages(ctx),
     }
     routes = [
         Route(path, getattr(groups[group], name), methods=list(methods), name=name)
         for path, group, name, methods in ROUTES
     ]
     errors = ErrorPages(ctx)
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={
@@ -158,8 +197,12 @@ def create_app(
             405: errors.not_found,
             sqlalchemy.exc.OperationalError: errors.unavailable,
             sqlalchemy.exc.TimeoutError: errors.unavailable,
+            SignInRequired: errors.sign_in_first,
+            CsrfFailed: errors.csrf_failed,
         },
     )
+    app.state.auth = ctx.auth
+    return app
 
 
 class _Server(uvicorn.Server):

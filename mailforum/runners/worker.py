@@ -160,7 +160,9 @@ class SpoolProcessor:
         else:
             sender, received = item.mail_from, item.received_at
         args = (session, self.config, parsed, item.raw, sender, item.rcpt_tos, item.id, received, now)
-        return routing.process(*args, imported=item.protocol == spool.IMPORTED)
+        return routing.process(
+            *args, imported=item.protocol == spool.IMPORTED, web=item.protocol == spool.WEB
+        )
 
     def _failed(self, entry: spool.SpoolEntry, error: str, now: dt.datetime, permanent: bool) -> None:
         cfg = self.config.processing

@@ -144,6 +144,7 @@ def test_unsubscribe_needs_a_confirmation_and_says_goodbye(dev, relay, server):
     wait_for(lambda: member(dev, "ann@example.com") is None)
     goodbye = wait_mail(relay, "ann@example.com", 2)[1]
     assert "left" in str(goodbye["Subject"])
+    assert "/lists/dev/preferences" in goodbye.get_body(("plain",)).get_content()
 
 
 def test_confirm_command_in_the_subject_of_mail_to_request(dev, relay, server):

@@ -140,6 +140,7 @@ def test_a_mime_digest_holds_every_post_whole_as_a_message_of_its_own(site, sink
     assert f"/lists/dev/posts/{post_id(site, '<b1@example.com>')}" in contents
     assert len(REPLY.findall(contents)) == 3
     assert "Unsubscribe: mailto:dev+unsubscribe@" in footer and "dev-request@" in footer
+    assert f"{site.config.site.base_url}/lists/dev/preferences" in footer
     # Whole bodies: not cut at [digest] max_post_chars, quotes and signature kept.
     a1, a2, b1 = embedded
     assert len(LONG) > site.config.digest.max_post_chars

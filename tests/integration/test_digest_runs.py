@@ -253,3 +253,43 @@ def test_digest_schedule_cli(site):
     assert bad.returncode == 1 and "unknown time zone 'Mars/Olympus'" in bad.stderr
     back = site.cli("digest", "schedule", "dev", "--default")
     assert back.stdout.strip() == "dev: digests at 07:00 UTC"
+
+
+def test_a_member_with_their_own_hour_gets_their_digest_at_their_local_hour_once(site):
+    """Issue 17: m00001 chose 08:00 Asia/Tokyo (23:00 UTC); the list's 07:00 UTC run leaves them out,
+    their own slot sends theirs once, and the scheduler has a job for that slot."""
+    setup(site, 3, posts=1)
+    with site.db.session() as session:
+        mlist = lists.get_list(session, "dev")
+        member = lists.find_member(session, mlist.id, "m00001@example.net")
+        member.digest_hour, member.digest_timezone = 8, "Asia/Tokyo"
+    listed = digest_schedule.run_list(site.db, site.config, "dev", DAY1, scheduled=True)
+    assert listed.queued == 2 and "m00001@example.net" not in digest_rows(site)
+    tokyo_morning = dt.datetime(2026, 10, 1, 23, 0, 5, tzinfo=dt.UTC)  # 08:00:05 on 2 Oct in Tokyo
+    own = digest_schedule.run_member_slot(site.db, site.config, "dev", 8, "Asia/Tokyo", tokyo_morning)
+    assert (own.queued, own.period) == (1, "2026-10-02")
+    assert digest_rows(site) == {f"m{i:05d}@example.net": 1 for i in range(3)}
+    # A post later the same Tokyo day: a repeated fire or a restart sends nothing (F15); the next day does.
+    assert "published" in store(site, message("Later", "<later@example.com>"))[0]
+    for later in (dt.timedelta(minutes=20), dt.timedelta(hours=5)):
+        assert (
+            digest_schedule.run_member_slot(
+                site.db, site.config, "dev", 8, "Asia/Tokyo", tokyo_morning + later
+            ).queued
+            == 0
+        )
+    nxt = digest_schedule.run_member_slot(
+        site.db, site.config, "dev", 8, "Asia/Tokyo", tokyo_morning + dt.timedelta(days=1)
+    )
+    assert (nxt.queued, nxt.period) == (1, "2026-10-03")
+    assert digest_rows(site)["m00001@example.net"] == 2
+
+    async def jobs() -> list[str]:
+        scheduler = DigestScheduler(site.db, site.config, catch_up=False)
+        await scheduler.start()
+        found = [f"{job.id} {job.trigger}" for job in scheduler.scheduler.get_jobs()]
+        await scheduler.stop()
+        return found
+
+    found = asyncio.run(jobs())
+    assert any(j.startswith("digest:dev@8:Asia/Tokyo ") and "hour='8'" in j for j in found), found

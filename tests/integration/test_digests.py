@@ -534,6 +534,10 @@ def test_the_digest_unsubscribes_in_one_click(site, relay):
     assert "Unsubscribe: mailto:dev+unsubscribe@" in text_of(msg) and "Change your delivery mode:" in text_of(
         msg
     )
+    # the member's preferences page, a link that opens after sign-in (never one that signs in)
+    assert f"on the web (after signing in): {site.config.site.base_url}/lists/dev/preferences\r\n" in text_of(
+        msg
+    )
     web = ServerThread(site.config, ingest=False, process=False, delivery=False, scheduler=False)
     web.start()
     try:

@@ -56,6 +56,7 @@ def test_members_show_prints_mode_digest_and_topics(site):
     assert fields["address"] == "ann@example.com" and fields["name"] == "Ann"
     assert (fields["mode"], fields["digest"]) == ("all", "off")
     assert fields["watching"] == "1" and fields["muted"] == "2"
+    assert fields["digest at"] == "07:00 UTC (the list's)"
     missing = site.cli("members", "show", "dev", "nobody@example.com")
     assert missing.returncode != 0 and "not a member" in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
@@ -72,3 +73,23 @@ def test_members_set_nodupes_and_show_it(site):
     assert "nodupes:   off" in site.cli("members", "show", "dev", "ann@example.com").stdout
     missing = site.cli("members", "set", "dev", "nobody@example.com", "--nodupes", "on")
     assert missing.returncode != 0 and "not a member" in missing.stderr
+
+
+def test_members_set_digest_hour_and_time_zone_and_show_them(site):
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com")
+    done = site.cli(
+        "members", "set", "dev", "ann@example.com", "--digest-hour", "8", "--digest-timezone", "Asia/Tokyo"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ann@example.com: digest at 08:00 Asia/Tokyo"
+    assert "digest at: 08:00 Asia/Tokyo\n" in site.cli("members", "show", "dev", "ann@example.com").stdout
+    back = site.cli(
+        "members", "set", "dev", "ann@example.com", "--digest-hour", "list", "--digest-timezone", "list"
+    )
+    assert back.returncode == 0, back.stderr
+    assert "digest at: 07:00 UTC (the list's)" in site.cli("members", "show", "dev", "ann@example.com").stdout
+    bad = site.cli("members", "set", "dev", "ann@example.com", "--digest-timezone", "Mars/Base")
+    assert bad.returncode == 1 and "unknown time zone 'Mars/Base'" in bad.stderr
+    nothing = site.cli("members", "set", "dev", "ann@example.com")
+    assert nothing.returncode != 0 and "say what to set" in nothing.stderr

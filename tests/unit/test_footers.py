@@ -27,6 +27,7 @@ CONTEXT = {
         "watch": f"mailto:dev+watch-17@{DOMAIN}",
         "mute": f"mailto:dev+mute-17@{DOMAIN}",
         "mode": f"mailto:dev-request@{DOMAIN}?subject=help",
+        "preferences": "https://forum.example.org/lists/dev/preferences",
         "unsubscribe": f"mailto:dev+unsubscribe@{DOMAIN}",
         "reply_private": "mailto:ann@example.com?subject=Re%3A%20Hi%20there%20everyone",
     },

@@ -23,6 +23,7 @@ CONTEXT = {
         "watch": "mailto:dev+watch-1@lists.example.org",
         "mute": "mailto:dev+mute-1@lists.example.org",
         "mode": "mailto:dev-request@lists.example.org?subject=help",
+        "preferences": "https://forum.example.org/lists/dev/preferences",
         "unsubscribe": "mailto:dev+unsubscribe@lists.example.org",
         "reply_private": "mailto:ann@example.com?subject=Re%3A%20Hi",
     },
