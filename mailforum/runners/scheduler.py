@@ -24,6 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from mailforum import metrics
 from mailforum.config import Config
 from mailforum.core import digest_schedule
 from mailforum.db import queries
@@ -85,6 +86,7 @@ class DigestScheduler:
                 digest_schedule.run_list, self.db, self.config, name, self.clock(), scheduled=True
             )
             self.runs.append(result)
+            metrics.DIGEST_RUNS.inc()
         except Exception:  # the next fire (or the next start) finishes the period
             log.exception("digest run for %s failed", name)
 

@@ -10,6 +10,11 @@ The endpoints live in ``web/``, one class per group, all sharing one ``WebContex
     web/feeds.py          Feeds          Atom feeds, mbox downloads, attachments
     web/subscribe.py      SubscribeForms the join and watch forms (CSRF, rate limits)
     web/links.py          SignedLinks    confirm, unsubscribe, enable delivery, moderate
+    web/ops.py            Ops            /metrics, /healthz, /readyz
+
+The JSON API under /api/v1 (web/api.py) has its own table of operations, from which
+both its routes and its OpenAPI document are made; its errors are RFC 9457 problem
+details rather than pages.
 
 To add a group of routes: write a class in ``web/`` whose ``__init__`` takes the
 ``WebContext`` (and whatever it needs besides), build it in ``create_app`` under a
@@ -37,11 +42,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailforum.config import Config
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
+from mailforum.web import api
 from mailforum.web.archive_pages import ArchivePages
 from mailforum.web.context import WebContext
 from mailforum.web.feeds import Feeds
 from mailforum.web.forms import RequestConfirmation
 from mailforum.web.links import SignedLinks
+from mailforum.web.ops import Ops, RequestMetrics
 from mailforum.web.subscribe import SubscribeForms
 
 log = logging.getLogger(__name__)
@@ -90,6 +97,10 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     # must work for private lists too. GET shows a button and changes nothing; POST acts.
     ("/confirm/{token}", "links", "confirm", GET_POST),
     ("/unsubscribe/{token}", "links", "unsubscribe", GET_POST),  # RFC 8058 one-click POST
+    # Monitoring: /metrics for trusted addresses or an API token, the health probes for all.
+    ("/metrics", "ops", "metrics", GET),
+    ("/healthz", "ops", "healthz", GET),
+    ("/readyz", "ops", "readyz", GET),
 )
 
 
@@ -143,15 +154,20 @@ def create_app(
         "feeds": Feeds(ctx),
         "forms": SubscribeForms(ctx, request_confirmation),
         "links": SignedLinks(ctx),
+        "ops": Ops(db, config),
     }
     routes = [
         Route(path, getattr(groups[group], name), methods=list(methods), name=name)
         for path, group, name, methods in ROUTES
     ]
+    limiter = ctx.rate_limiter("api", config.api.rate_limit, config.api.rate_window)
+    api_routes = api.ApiRoutes(api.Api(db, config, limiter), config.site.base_url)
+    routes += api_routes.routes()
+    routes.append(Route(api.PREFIX + "/{rest:path}", api.not_found, methods=list(api.ALL_METHODS)))
     errors = ErrorPages(ctx)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(RequestMetrics), Middleware(SecurityHeaders)],
         exception_handlers={
             400: errors.not_found,
             404: errors.not_found,

@@ -81,10 +81,10 @@ class WebContext:
         self.secret = config.site.secret_key.encode() or secrets.token_bytes(32)
         self._limits_key = hmac.new(self.secret, b"mailforum web limits", hashlib.sha256).digest()
 
-    def rate_limiter(self, scope: str, limit: int) -> RateLimiter:
-        """At most ``limit`` hits per key in [web] form_window, counted in the database, so the
-        limits hold across every node of one database."""
-        return RateLimiter(self.db, scope, limit, self.web.form_window, self._limits_key)
+    def rate_limiter(self, scope: str, limit: int, window: float | None = None) -> RateLimiter:
+        """At most ``limit`` hits per key in ``window`` seconds ([web] form_window by default),
+        counted in the database, so the limits hold across every node of one database."""
+        return RateLimiter(self.db, scope, limit, window or self.web.form_window, self._limits_key)
 
     # --- links and responses -------------------------------------------------------------
 
