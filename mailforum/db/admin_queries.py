@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -43,10 +43,24 @@ def lists_page(session: Session, after: str | None, limit: int, only: int | None
     return _page(session.scalars(query).all(), limit, "name")
 
 
-def members_page(session: Session, mlist: MailingList, after: int, limit: int) -> Page[Member]:
-    """Members in the order they joined (by id)."""
-    rows = session.scalars(
-        select(Member)
+MEMBER_COLUMNS = (
+    Member.id,
+    Member.address,
+    Member.display_name,
+    Member.delivery_mode,
+    Member.digest_frequency,
+    Member.delivery_disabled_at,
+    Member.avoid_duplicates,
+    Member.bounce_score,
+    Member.created_at,
+)
+
+
+def members_page(session: Session, mlist: MailingList, after: int, limit: int) -> Page[Any]:
+    """Members in the order they joined (by id): rows of ``MEMBER_COLUMNS``, named as on ``Member``
+    (plain rows: a page of 500 costs a fraction of what as many ORM objects do)."""
+    rows: Sequence[Any] = session.execute(
+        select(*MEMBER_COLUMNS)
         .where(Member.list_id == mlist.id, Member.id > after)
         .order_by(Member.id)
         .limit(limit + 1)

@@ -357,11 +357,13 @@ def _list_out(mlist: MailingList) -> dict[str, Any]:
     }
 
 
-def _member_out(member: Member) -> MemberOut:
+def _member_out(member: Any) -> MemberOut:
+    """A ``Member``, or a row of ``admin_queries.MEMBER_COLUMNS``, as the API shows it; built
+    without validation (``model_construct``): the values come from our own columns."""
     digest = member.digest_frequency or (
         "daily" if member.delivery_mode == DeliveryMode.DIGEST.value else "off"
     )
-    return MemberOut(
+    return MemberOut.model_construct(
         address=member.address,
         name=member.display_name,
         mode=member.delivery_mode,
