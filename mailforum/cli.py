@@ -454,7 +454,7 @@ def housekeeping(state: State, dry_run: bool) -> None:
 
     Bounce warnings and removals, expiry of held posts, and the retention purge ([spool]
     keep_days): raw bytes of processed spool entries, sent outbox copies, expired
-    confirmations. Prints one COUNT<TAB>WHAT line each.
+    confirmations; expired sign-in links and web sessions. Prints one COUNT<TAB>WHAT line each.
     """
     from mailforum.core import retention
     from mailforum.db.models import utcnow

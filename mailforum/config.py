@@ -117,6 +117,11 @@ class WebConfig:
     csrf_max_age: float = 7200.0
     # Comma list of proxy addresses whose X-Forwarded-For names the real client ("" trusts none).
     trusted_proxies: str = "127.0.0.1,::1"
+    # Signing in by mail: minutes a mailed link works, days a session lasts, and sign-in
+    # mails per address in any form_window seconds (per client: form_limit).
+    signin_minutes: float = 15.0
+    session_days: float = 30.0
+    signin_per_address: int = 3
 
 
 @dataclass(frozen=True, slots=True)

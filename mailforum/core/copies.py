@@ -40,6 +40,7 @@ from mailforum.mail.compose import (
     mailto,
     notice,
     notification,
+    site_notice,
 )
 from mailforum.mail.dkim_sign import Signer
 from mailforum.mail.headers import reply_subject
@@ -130,6 +131,8 @@ class OutgoingCopy:
 DIGEST_CACHE_BYTES = 64 * 1024 * 1024
 
 _LIST_MAIL = frozenset({OutboxKind.POST.value, OutboxKind.DIGEST.value})
+# The local part mail about no list comes from (sign-in links); nobody reads it.
+SITE_SENDER = "noreply"
 
 
 def paused_members(session: Session, member_ids: set[int | None]) -> set[int | None]:
@@ -179,6 +182,7 @@ class Composer:
             OutboxKind.POST.value: self._post_copy,
             OutboxKind.DIGEST.value: self._digest_copy,
             OutboxKind.NOTICE.value: self._notice_copy,
+            OutboxKind.SIGNIN.value: self._signin_copy,
         }
 
     def load(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
@@ -216,7 +220,7 @@ class Composer:
         prepared = self._posts.get(row.post_id) if row.post_id is not None else None
         if prepared is None:
             return "the post no longer exists"
-        if row.member_id is None:
+        if row.member_id is None or row.list_id is None:
             return "no longer a member"
         out = self.config.outbound
         domain = self.config.site.domain
@@ -240,6 +244,8 @@ class Composer:
         """Render each (list, range, frequency, muted topics) once; remember which rows use which."""
         groups: dict[tuple[int, int, int, str, str], list[outbox.ClaimedCopy]] = {}
         for row in rows:
+            if row.list_id is None:
+                continue
             p = payloads.digest_payload(row.payload)
             group = (row.list_id, p["from"], p["to"], p["frequency"], p["label"])
             groups.setdefault(group, []).append(row)
@@ -315,8 +321,8 @@ class Composer:
     def _digest_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         key = self._digest_rows.pop(row.id, None)
         shared = self._digests.get(key) if key is not None else None
-        list_name = self._list_names.get(row.list_id)
-        if key is None or list_name is None:
+        list_name = self._list_names.get(row.list_id) if row.list_id is not None else None
+        if key is None or list_name is None or row.list_id is None:
             return "the list no longer exists"
         if shared is None:
             return "nothing left in this digest (its topics are muted or its posts gone)"
@@ -351,13 +357,13 @@ class Composer:
     # -- kind "notice": an automatic answer to one person (core.answers) ----
 
     def _load_lists(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
-        for list_id in {r.list_id for r in rows}:
+        for list_id in {r.list_id for r in rows if r.list_id is not None}:
             if list_id not in self._lists:
                 mlist = session.get(MailingList, list_id)
                 self._lists[list_id] = identity(self.config, mlist) if mlist is not None else None
 
     def _notice_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
-        ident = self._lists.get(row.list_id)
+        ident = self._lists.get(row.list_id) if row.list_id is not None else None
         if ident is None:
             return "the list no longer exists"
         payload = payloads.notice_payload(row.payload)
@@ -377,6 +383,26 @@ class Composer:
         except (ValueError, TypeError) as exc:
             return f"cannot build the answer: {exc}"[:200]
         return OutgoingCopy(row, self.verp(ident.name, row, now), partial(bytes, data))
+
+    # -- kind "signin": a sign-in link, about no list (core.signin) -----------
+
+    def _signin_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
+        payload = payloads.notice_payload(row.payload)
+        domain = self.config.site.domain
+        view = NoticeView(
+            to=row.recipient,
+            subject=payload["subject"],
+            text=payload["text"],
+            html=payload["html"],
+            message_id=row.message_id,
+            date=row.created_at,
+        )
+        try:
+            data = site_notice(domain, f"{SITE_SENDER}@{domain}", view)
+        except (ValueError, TypeError) as exc:
+            return f"cannot build the sign-in mail: {exc}"[:200]
+        # Null envelope sender (RFC 3834 §3.3): a bounce of a sign-in mail goes nowhere.
+        return OutgoingCopy(row, "", partial(bytes, data))
 
     def verp(self, list_name: str, row: outbox.ClaimedCopy, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""

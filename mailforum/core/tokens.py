@@ -52,6 +52,7 @@ ENABLE = "enable"  # NAME+enable-TOKEN@domain and /lists/NAME/enable/TOKEN: (mem
 MODERATE = "moderate"  # NAME+mod-TOKEN@domain and /lists/NAME/held/TOKEN: (post id, action)
 CONFIRM = "confirm"  # NAME+confirm-TOKEN@domain and /confirm/TOKEN: (confirmation id, list id)
 UNSUBSCRIBE = "unsubscribe"  # one-click /unsubscribe/TOKEN (RFC 8058): (member id, list id)
+SIGNIN = "signin"  # /signin/TOKEN (core/signin.py): (sign-in link id,)
 # Purposes whose tokens go into addresses (short form); NAME+confirm-TOKEN carries
 # (confirmation id,) only, the /confirm/TOKEN link keeps the long (id, list id) form.
 SHORT_PURPOSES = frozenset({REPLY, VERP, ENABLE, MODERATE, CONFIRM})

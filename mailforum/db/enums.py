@@ -47,6 +47,7 @@ class OutboxKind(enum.StrEnum):
     POST = "post"  # one post to one member
     DIGEST = "digest"  # one member's digest: the posts between two marks (payload)
     NOTICE = "notice"  # an automatic answer to one person (core.answers): payload holds the text
+    SIGNIN = "signin"  # a sign-in link (core.signin): no list; payload holds the text
 
 
 class DigestFormat(enum.StrEnum):

@@ -222,7 +222,8 @@ class OutboxEntry(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), default=OutboxKind.POST.value)
-    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
+    # None only for mail about no list: a sign-in link (kind "signin", core/signin.py).
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), index=True)
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), default=None)
     member_id: Mapped[int | None] = mapped_column(
         ForeignKey("members.id", ondelete="SET NULL"), default=None, index=True
@@ -356,6 +357,36 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(String(512), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class SignInLink(Base):
+    """A sign-in link mailed to ``address`` (core/signin.py): single use, valid for minutes,
+    and bound to the browser that asked for it (``browser`` is the SHA-256 of that
+    browser's random sign-in cookie). The token in the link is signed and names the row."""
+
+    __tablename__ = "signin_links"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    browser: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class WebSession(Base):
+    """A signed-in browser (web/auth.py). The cookie holds a random key; only its SHA-256
+    is stored, so a copy of the database signs nobody in. Deleting the row signs out."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    user_agent: Mapped[str] = mapped_column(String(200), default="")
 
 
 class ApiToken(Base):

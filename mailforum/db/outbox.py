@@ -37,7 +37,7 @@ INSERT_BATCH = 1000
 class NewCopy:
     """One row to enqueue: who gets which message."""
 
-    list_id: int
+    list_id: int | None  # None only for mail about no list (kind "signin")
     recipient: str
     message_id: str
     post_id: int | None = None
@@ -65,7 +65,7 @@ class ClaimedCopy:
 
     id: int
     kind: str
-    list_id: int
+    list_id: int | None  # None only for kind "signin"
     post_id: int | None
     member_id: int | None
     recipient: str

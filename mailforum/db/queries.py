@@ -20,10 +20,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, select, text
+from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, or_, select, text
 from sqlalchemy.orm import Session, undefer
 
-from mailforum.db.models import FormHit, MailingList, Member, Post, PostStatus, Topic, Visibility
+from mailforum.db.models import (
+    FormHit,
+    MailingList,
+    Member,
+    Post,
+    PostStatus,
+    Topic,
+    TopicSubscription,
+    Visibility,
+)
 
 PUBLISHED = PostStatus.PUBLISHED.value
 
@@ -149,8 +158,9 @@ def list_by_id(session: Session, list_id: int) -> MailingList:
     return mlist
 
 
-def list_index(session: Session) -> list[ListSummary]:
-    """Every public list with its counts and last activity: one statement."""
+def list_index(session: Session, member: str | None = None) -> list[ListSummary]:
+    """Every public list with its counts and last activity: one statement. With ``member``
+    (a signed-in address), also the private lists that address is a member of."""
     members = select(func.count()).where(Member.list_id == MailingList.id).scalar_subquery()
     topics = select(func.count()).where(Topic.list_id == MailingList.id, HAS_POSTS).scalar_subquery()
     posts = select(func.coalesce(func.sum(Topic.post_count), 0)).where(Topic.list_id == MailingList.id)
@@ -160,6 +170,10 @@ def list_index(session: Session) -> list[ListSummary]:
         .order_by(Topic.last_post_at.desc())
         .limit(1)
     )
+    readable = MailingList.visibility == Visibility.PUBLIC.value
+    if member:
+        mine = select(Member.list_id).where(Member.address == member.lower())
+        readable = or_(readable, MailingList.id.in_(mine))
     rows = session.execute(
         select(
             MailingList.name,
@@ -170,7 +184,7 @@ def list_index(session: Session) -> list[ListSummary]:
             posts.scalar_subquery(),
             last.scalar_subquery(),
         )
-        .where(MailingList.visibility == Visibility.PUBLIC.value)
+        .where(readable)
         .order_by(MailingList.name)
     ).all()
     return [
@@ -487,6 +501,44 @@ def search(
 
 
 # --- the rate limits of the web's forms and links (web/forms.py: RateLimiter) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    name: str
+    title: str
+    private: bool
+
+
+def lists_of(session: Session, address: str) -> list[Membership]:
+    """The lists ``address`` is a member of, by name."""
+    rows = session.execute(
+        select(MailingList.name, MailingList.title, MailingList.visibility)
+        .join(Member, Member.list_id == MailingList.id)
+        .where(Member.address == address.lower())
+        .order_by(MailingList.name)
+    )
+    return [
+        Membership(name, title or name, visibility == Visibility.PRIVATE.value)
+        for name, title, visibility in rows
+    ]
+
+
+def topic_setting(
+    session: Session, mlist: MailingList, address: str, topic_id: int
+) -> tuple[bool, str | None]:
+    """Whether ``address`` is a member of ``mlist``, and its watch or mute of the topic (or None)."""
+    member_id = session.scalar(
+        select(Member.id).where(Member.list_id == mlist.id, Member.address == address.lower())
+    )
+    if member_id is None:
+        return False, None
+    kind = session.scalar(
+        select(TopicSubscription.kind).where(
+            TopicSubscription.member_id == member_id, TopicSubscription.topic_id == topic_id
+        )
+    )
+    return True, kind
 
 
 def forget_form_hits(session: Session, scope: str, until: dt.datetime) -> None:

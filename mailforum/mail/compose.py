@@ -400,6 +400,27 @@ def notice(ident: ListIdentity, view: NoticeView) -> bytes:
     return raw
 
 
+def site_notice(domain: str, sender: str, view: NoticeView) -> bytes:
+    """Mail from the site about no list (a sign-in link, core/signin.py): From ``sender``,
+    marked ``Auto-Submitted: auto-generated``, no List-* headers (it is not list mail)."""
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = Address(display_name=header_text(domain)[:60], addr_spec=clean(sender))
+    msg["To"] = Address(addr_spec=clean(view.to))
+    msg["Subject"] = header_text(view.subject) or "(no subject)"
+    msg["Date"] = format_datetime(view.date.astimezone(dt.UTC))
+    msg["Message-ID"] = safe_msgid(view.message_id)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-Loop"] = clean(sender)
+    msg.set_content(canonical_body(view.text), cte="quoted-printable")
+    msg.add_alternative(canonical_body(view.html), subtype="html", cte="quoted-printable")
+    raw = msg.as_bytes(policy=POLICY)
+    head, sep, _ = raw.partition(b"\r\n\r\n")
+    if not sep or _BROKEN_HEAD.search(head):
+        raise ValueError("generated header block is malformed")
+    return raw
+
+
 def _phrase(text: str) -> str:
     """A display phrase for List-Id: a quoted string of printable ASCII, or one RFC 2047 word."""
     text = header_text(text)[:60]

@@ -162,7 +162,10 @@ class DeliveryWorker:
             refused = [
                 (row.list_id, row.member_id, row.kind)
                 for r in results
-                if r.permanent and r.reply[:1] == "5" and (row := self._claimed.get(r.id)) is not None
+                if r.permanent
+                and r.reply[:1] == "5"
+                and (row := self._claimed.get(r.id)) is not None
+                and row.list_id is not None
             ]
             if refused:
                 bounces.relay_refused(session, self.config, refused, now)

@@ -1,4 +1,5 @@
-"""Periodic care in ``serve``: bounce warnings and removals, expiry of held posts, retention.
+"""Periodic care in ``serve``: bounce warnings and removals, expiry of held posts, retention,
+and forgetting expired sign-in links and web sessions.
 
 Every ``[bounces] housekeeping_interval`` seconds, in a worker thread, one
 transaction each (retention: one per batch, core/retention.py); ``mailforum
@@ -16,10 +17,14 @@ from collections.abc import Callable
 
 from mailforum.config import Config
 from mailforum.core import bounces, moderation, retention
+from mailforum.db import websessions
 from mailforum.db.models import utcnow
 from mailforum.db.session import Database
 
 log = logging.getLogger(__name__)
+
+# Sign-in links are kept this long after they expire, so a late click still hears "expired".
+LINKS_KEPT = dt.timedelta(days=1)
 
 # Held posts expired per round, in one transaction: 1,000 held the SQLite write lock for
 # 2.8 s, near the spool writer's busy_timeout (RELIABILITY F20); a flood of held posts
@@ -43,7 +48,16 @@ class Housekeeper:
             expired = moderation.expire(session, self.config, now, EXPIRE_BATCH)
         if warned or removed or expired:
             log.info("housekeeping: %d warned, %d removed, %d held posts expired", warned, removed, expired)
-        done = {"bounce warnings sent": warned, "members removed": removed, "held posts expired": expired}
+        with self.db.session() as session:
+            links = websessions.forget_links(session, now - LINKS_KEPT)
+            sessions = websessions.forget_sessions(session, now)
+        done = {
+            "bounce warnings sent": warned,
+            "members removed": removed,
+            "held posts expired": expired,
+            "sign-in links forgotten": links,
+            "web sessions expired": sessions,
+        }
         return done | retention.purge(self.db, self.config, now)
 
     async def run(self) -> None:

@@ -10,11 +10,14 @@ The endpoints live in ``web/``, one class per group, all sharing one ``WebContex
     web/feeds.py          Feeds          Atom feeds, mbox downloads, attachments
     web/subscribe.py      SubscribeForms the join and watch forms (CSRF, rate limits)
     web/links.py          SignedLinks    confirm, unsubscribe, enable delivery, moderate
+    web/signin.py         SignInPages    sign in by mail, sign out, the account page
     web/ops.py            Ops            /metrics, /healthz, /readyz
 
 The JSON API under /api/v1 (web/api.py) has its own table of operations, from which
 both its routes and its OpenAPI document are made; its errors are RFC 9457 problem
 details rather than pages.
+
+Who is signed in: ``web/auth.py`` (``current_address(request)``, ``ctx.auth``).
 
 To add a group of routes: write a class in ``web/`` whose ``__init__`` takes the
 ``WebContext`` (and whatever it needs besides), build it in ``create_app`` under a
@@ -35,7 +38,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,11 +47,13 @@ from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.web import api
 from mailforum.web.archive_pages import ArchivePages
+from mailforum.web.auth import CsrfFailed, SignInRequired
 from mailforum.web.context import WebContext
 from mailforum.web.feeds import Feeds
 from mailforum.web.forms import RequestConfirmation
 from mailforum.web.links import SignedLinks
 from mailforum.web.ops import Ops, RequestMetrics
+from mailforum.web.signin import SignInPages
 from mailforum.web.subscribe import SubscribeForms
 
 log = logging.getLogger(__name__)
@@ -86,6 +91,7 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/topics/{topic:int}/feed.atom", "feeds", "topic_feed", GET),
     ("/lists/{list}/topics/{topic:int}/topic.mbox", "feeds", "topic_mbox", GET),
     ("/lists/{list}/topics/{topic:int}/watch", "forms", "watch", GET_POST),
+    ("/lists/{list}/topics/{topic:int}/mute", "forms", "mute", ("POST",)),
     ("/lists/{list}/posts/{post:int}", "pages", "permalink", GET),
     # The last segment is a generated name (textsafe.url_filename) and is not read: links
     # sent before it, with a path-like name in it, still work.
@@ -101,6 +107,11 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/metrics", "ops", "metrics", GET),
     ("/healthz", "ops", "healthz", GET),
     ("/readyz", "ops", "readyz", GET),
+    # Signing in by mail: the mailed link's GET shows a button, its POST signs in.
+    ("/signin", "signin", "signin", GET_POST),
+    ("/signin/{token}", "signin", "link", GET_POST),
+    ("/signout", "signin", "signout", ("POST",)),
+    ("/account", "signin", "account", GET),
 )
 
 
@@ -143,6 +154,15 @@ class ErrorPages:
         status = status if status in (400, 404, 405) else 404
         return self.ctx.page(request, "web/message.html", status, cache=False, mlist=None, kind=str(status))
 
+    def sign_in_first(self, request: Request, exc: Exception) -> Response:
+        """A page for signed-in members only: a GET goes to the sign-in form; a POST is refused."""
+        if request.method in ("GET", "HEAD"):
+            return RedirectResponse(self.ctx.url("signin"), 303)
+        return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="signin")
+
+    def csrf_failed(self, request: Request, exc: Exception) -> Response:
+        return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="expired")
+
 
 def create_app(
     db: Database, config: Config, request_confirmation: RequestConfirmation | None = None
@@ -155,6 +175,7 @@ def create_app(
         "forms": SubscribeForms(ctx, request_confirmation),
         "links": SignedLinks(ctx),
         "ops": Ops(db, config),
+        "signin": SignInPages(ctx),
     }
     routes = [
         Route(path, getattr(groups[group], name), methods=list(methods), name=name)
@@ -165,7 +186,7 @@ def create_app(
     routes += api_routes.routes()
     routes.append(Route(api.PREFIX + "/{rest:path}", api.not_found, methods=list(api.ALL_METHODS)))
     errors = ErrorPages(ctx)
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestMetrics), Middleware(SecurityHeaders)],
         exception_handlers={
@@ -174,8 +195,12 @@ def create_app(
             405: errors.not_found,
             sqlalchemy.exc.OperationalError: errors.unavailable,
             sqlalchemy.exc.TimeoutError: errors.unavailable,
+            SignInRequired: errors.sign_in_first,
+            CsrfFailed: errors.csrf_failed,
         },
     )
+    app.state.auth = ctx.auth
+    return app
 
 
 class _Server(uvicorn.Server):

@@ -28,8 +28,10 @@ class ArchivePages:
         self.stylesheet_css = (BUILTIN / "web" / "style.css").read_bytes()
 
     def index(self, request: Request) -> Response:
-        with self.ctx.db.read_session() as session:
-            summaries = queries.list_index(session)
+        ctx = self.ctx
+        viewer = ctx.auth.viewer(request) if ctx.auth.has_cookie(request) else None
+        with ctx.db.read_session() as session:
+            summaries = queries.list_index(session, viewer.address if viewer else None)
         # No Last-Modified here or on topic lists: member counts and page numbers change with
         # no post time to show for it. The ETag (a hash of the page) is always right.
         return self.ctx.page(request, "web/index.html", lists=summaries)
@@ -70,6 +72,10 @@ class ArchivePages:
             if topic.id != request.path_params["topic"]:  # merged: old links follow (301)
                 return RedirectResponse(ctx.url("lists", mlist.name, "topics", topic.id), 301)
             thread = queries.thread_page(session, topic, page, ctx.web.posts_per_page)
+            viewer = ctx.auth.viewer(request) if ctx.auth.has_cookie(request) else None
+            member, setting = (
+                queries.topic_setting(session, mlist, viewer.address, topic.id) if viewer else (False, None)
+            )
         address = list_address(mlist.name, ctx.config.site.domain)
         tags, title = body.subject_tags(topic.subject, mlist.name, mlist.subject_tag)
         posts = []
@@ -101,6 +107,8 @@ class ArchivePages:
             reply_all=body.mailto(address, topic.subject, thread.last_message_id),
             page_link=lambda n: ctx.url("lists", mlist.name, "topics", topic.id, page=n),
             post_address=address,
+            member=member,
+            setting=setting,
         )
 
     def permalink(self, request: Request) -> Response:

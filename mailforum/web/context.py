@@ -29,14 +29,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailforum.config import Config
+from mailforum.core.lists import find_member
 from mailforum.db import queries
-from mailforum.db.models import MailingList, Topic
+from mailforum.db.models import MailingList, Topic, Visibility
 from mailforum.db.session import Database
 from mailforum.render import WebTemplates
 from mailforum.web import body, formats
+from mailforum.web.auth import Auth
 from mailforum.web.forms import RateLimiter
 
 ARCHIVE_CACHE = "public, max-age=0, must-revalidate"
+# A request with a session cookie: the page may show who is signed in, or a private list.
+PERSONAL_CACHE = "private, max-age=0, must-revalidate"
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9._~-]*\Z")
 
 
@@ -80,6 +84,7 @@ class WebContext:
         # Signs CSRF tokens and keys the rate limits; a random one when [site] secret_key is unset.
         self.secret = config.site.secret_key.encode() or secrets.token_bytes(32)
         self._limits_key = hmac.new(self.secret, b"mailforum web limits", hashlib.sha256).digest()
+        self.auth = Auth(db, config, self.secret)
 
     def rate_limiter(self, scope: str, limit: int, window: float | None = None) -> RateLimiter:
         """At most ``limit`` hits per key in ``window`` seconds ([web] form_window by default),
@@ -95,6 +100,8 @@ class WebContext:
         return path + ("?" + urlencode(args) if args else "")
 
     def render(self, template: str, **values: Any) -> str:
+        values.setdefault("viewer", None)
+        values.setdefault("csrf", self.auth.csrf_function(values["viewer"]))
         return self.templates.render(
             template, {"url": self.url, "prefix": self.prefix, "domain": self.config.site.domain, **values}
         )
@@ -109,17 +116,25 @@ class WebContext:
         media_type: str = "text/html; charset=utf-8",
         **values: Any,
     ) -> Response:
+        values.setdefault("viewer", self.auth.viewer(request))
         content = self.render(template, **values).encode("utf-8")
         if not cache:
-            return Response(content, status, {"cache-control": "no-store"}, media_type)
+            return Response(content, status, {"cache-control": "no-store", "vary": "Cookie"}, media_type)
         return self.cached(request, content, media_type, last_modified, status)
 
     def cached(
         self, request: Request, content: bytes, media_type: str, last_modified: Any = None, status: int = 200
     ) -> Response:
-        """A response with ETag/Last-Modified that answers 304 to a matching conditional GET."""
+        """A response with ETag/Last-Modified that answers 304 to a matching conditional GET.
+        Shared caches may keep it unless the request carries a session cookie (then it may
+        name the viewer or show a private list: ``private``); either way it varies by Cookie."""
         etag = f'W/"{hashlib.sha256(content).hexdigest()[:24]}"'
-        headers = {"etag": etag, "cache-control": ARCHIVE_CACHE}
+        personal = self.auth.has_cookie(request)
+        headers = {
+            "etag": etag,
+            "cache-control": PERSONAL_CACHE if personal else ARCHIVE_CACHE,
+            "vary": "Cookie",
+        }
         if last_modified is not None:
             headers["last-modified"] = format_datetime(last_modified.replace(microsecond=0), usegmt=True)
         if status == 200 and _not_modified(request, etag, last_modified):
@@ -137,11 +152,19 @@ class WebContext:
     # --- what a path names -----------------------------------------------------------------
 
     def public_list(self, session: Session, request: Request) -> MailingList:
-        """The list in the path, if anonymous readers may see it; else 404."""
-        mlist = queries.list_named(session, request.path_params["list"].lower(), public=True)
-        if mlist is None:
+        """The list in the path, if this viewer may read it; else 404. Public lists for
+        everyone; a private list for its signed-in members only (RELIABILITY S15)."""
+        mlist = queries.list_named(session, request.path_params["list"].lower())
+        if mlist is None or not self.may_read(session, request, mlist):
             raise HTTPException(404)
         return mlist
+
+    def may_read(self, session: Session, request: Request, mlist: MailingList) -> bool:
+        """Whether the viewer may read ``mlist``: anyone a public one, members a private one."""
+        if mlist.visibility == Visibility.PUBLIC.value:
+            return True
+        viewer = self.auth.viewer(request) if self.auth.has_cookie(request) else None
+        return viewer is not None and find_member(session, mlist.id, viewer.address) is not None
 
     def any_list(self, session: Session, request: Request) -> MailingList:
         """The list a signed link names, private or not: the token is the permission."""

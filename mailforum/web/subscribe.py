@@ -1,4 +1,12 @@
-"""The two forms anyone may use: join a public list, watch one of its topics by email.
+"""Join a list, watch or mute a topic: by a confirmation mail, or at once when signed in.
+
+Signed in (web/auth.py), the sign-in proved the address: ``POST /lists/NAME/join``
+joins at once (with the welcome mail), and ``.../topics/ID/watch`` and ``.../mute`` act
+at once and send nothing (a field ``undo`` removes the watch or mute); the forms carry
+the session's CSRF token. A signed-in visitor who is no member may watch (joining with
+delivery mode "none", as a confirmed ``watch`` by mail does) but not mute.
+
+Without a session, the join and watch forms take an address:
 
 GET shows the form with a CSRF token bound to a per-browser cookie and the form's
 path; POST checks origin and token, rate-limits per client and per address, and hands
@@ -17,10 +25,13 @@ import secrets
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
-from mailforum.db.models import MailingList, Topic
+from mailforum.core import subscriptions
+from mailforum.core.lists import Address, add_members, find_member
+from mailforum.db.models import DeliveryMode, MailingList, SubscriptionKind, Topic, utcnow
 from mailforum.web import body
+from mailforum.web.auth import SignInRequired, Viewer
 from mailforum.web.context import WebContext
 from mailforum.web.forms import (
     ConfirmationRequest,
@@ -48,10 +59,72 @@ class SubscribeForms:
         self.request_confirmation = request_confirmation
 
     async def join(self, request: Request) -> Response:
+        viewer = await self.ctx.auth.load(request)
+        if viewer is not None:
+            return await self._signed_in(request, viewer, "join")
         return await self._form(request)
 
     async def watch(self, request: Request) -> Response:
+        viewer = await self.ctx.auth.load(request)
+        if viewer is not None:
+            return await self._signed_in(request, viewer, "watch")
         return await self._form(request)
+
+    async def mute(self, request: Request) -> Response:
+        viewer = await self.ctx.auth.load(request)
+        if viewer is None:
+            await run_in_threadpool(self._form_target, request)  # 404 first, where 404 is due
+            raise SignInRequired()
+        return await self._signed_in(request, viewer, "mute")
+
+    # --- signed in: at once ----------------------------------------------------------------
+
+    async def _signed_in(self, request: Request, viewer: Viewer, kind: str) -> Response:
+        if request.method == "GET":
+            mlist, topic = await run_in_threadpool(self._form_target, request)
+            return await run_in_threadpool(self._button_page, request, mlist, topic, kind)
+        viewer, form = await self.ctx.auth.posted(request, self.ctx.same_origin)
+        return await run_in_threadpool(self._act, request, viewer, kind, bool(form.get("undo")))
+
+    def _button_page(self, request: Request, mlist: MailingList, topic: Topic | None, kind: str) -> Response:
+        title = body.subject_tags(topic.subject, mlist.name, mlist.subject_tag)[1] if topic else ""
+        return self.ctx.page(
+            request,
+            "web/form.html",
+            cache=False,
+            mlist=mlist,
+            topic=topic,
+            topic_title=title,
+            kind=kind,
+            action=request.url.path,
+            token="",
+            error="",
+            address="",
+        )
+
+    def _act(self, request: Request, viewer: Viewer, kind: str, undo: bool) -> Response:
+        ctx = self.ctx
+        now = utcnow()
+        with ctx.db.session() as session:
+            mlist = ctx.public_list(session, request)
+            topic = ctx.topic_of(session, mlist, request) if "topic" in request.path_params else None
+            who = Address(viewer.address)
+            member = find_member(session, mlist.id, viewer.address)
+            if kind == "join":
+                outcome = subscriptions.subscribe(session, ctx.config, mlist, who, now)
+                log.info("web join of %s by a signed-in visitor: %s", mlist.name, outcome.status.value)
+                return RedirectResponse(ctx.url("lists", mlist.name), 303)
+            assert topic is not None
+            if member is None:
+                if kind == "mute" or undo:
+                    return ctx.page(request, "web/message.html", 403, cache=False, mlist=mlist, kind="member")
+                add_members(session, mlist, [who], DeliveryMode.NONE, now)
+                member = find_member(session, mlist.id, viewer.address)
+                assert member is not None
+            setting = SubscriptionKind.WATCH if kind == "watch" else SubscriptionKind.MUTE
+            subscriptions.set_topic(session, member, topic, None if undo else setting, now)
+            log.info("web %s%s of a topic of %s", "un" if undo else "", kind, mlist.name)
+            return RedirectResponse(ctx.url("lists", mlist.name, "topics", topic.id), 303)
 
     def _form_target(self, request: Request) -> tuple[MailingList, Topic | None]:
         with self.ctx.db.read_session() as session:
