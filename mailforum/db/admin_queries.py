@@ -8,14 +8,25 @@ a 10,000-member list costs the same per page from the first to the last.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from mailforum.db.models import MailingList, Member, OutboxEntry, Post, PostStatus, SpoolEntry, Topic
+from mailforum.db.models import (
+    MailingList,
+    Member,
+    OutboxEntry,
+    OutboxState,
+    Post,
+    PostStatus,
+    SpoolEntry,
+    SpoolState,
+    Topic,
+)
 
 T = TypeVar("T")
 
@@ -131,3 +142,92 @@ def members_total(session: Session) -> tuple[int, int]:
     total = session.scalar(select(func.count()).select_from(Member)) or 0
     disabled = session.scalar(select(func.count()).where(Member.delivery_disabled_at.is_not(None))) or 0
     return total, disabled
+
+
+# --- the owner pages ---------------------------------------------------------------------------
+
+
+def members_search(session: Session, mlist: MailingList, text: str, after: int, limit: int) -> Page[Any]:
+    """Members whose address or name contains ``text`` (any case), by id, as ``members_page``."""
+    query = select(*MEMBER_COLUMNS).where(Member.list_id == mlist.id, Member.id > after)
+    if text:
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(
+            or_(
+                Member.address.like(pattern, escape="\\"),
+                func.lower(Member.display_name).like(pattern, escape="\\"),
+            )
+        )
+    rows: Sequence[Any] = session.execute(query.order_by(Member.id).limit(limit + 1)).all()
+    return _page(rows, limit, "id")
+
+
+def failed_copies(session: Session, mlist: MailingList, limit: int = 100) -> list[OutboxEntry]:
+    """The list's outbox copies given up on, newest first."""
+    return list(
+        session.scalars(
+            select(OutboxEntry)
+            .where(OutboxEntry.list_id == mlist.id, OutboxEntry.state == OutboxState.FAILED.value)
+            .order_by(OutboxEntry.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def parked_entries(session: Session, limit: int = 100) -> list[SpoolEntry]:
+    """Spool entries whose processing failed (parked for an operator), newest first."""
+    return list(
+        session.scalars(
+            select(SpoolEntry)
+            .where(SpoolEntry.state == SpoolState.FAILED.value)
+            .order_by(SpoolEntry.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """The raw points of a list's activity charts since ``since`` (bucketed by the caller)."""
+
+    posts: list[tuple[dt.datetime, str]]  # (received_at, author) of published posts
+    joined: list[dt.datetime]  # created_at of every current member
+    members_before: int  # members who joined before ``since``
+    bounced: list[dt.datetime]  # bounce_last_at of members who bounced since
+    delivery: list[tuple[dt.datetime, float]]  # (sent_at, seconds from queued to sent), a sample
+
+
+def activity(session: Session, mlist: MailingList, since: dt.datetime, sample: int = 5000) -> Activity:
+    posts = [
+        (r[0], r[1])
+        for r in session.execute(
+            select(Post.received_at, Post.author_address).where(
+                Post.list_id == mlist.id, Post.status == PostStatus.PUBLISHED.value, Post.received_at >= since
+            )
+        )
+    ]
+    joined = list(
+        session.scalars(
+            select(Member.created_at).where(Member.list_id == mlist.id, Member.created_at >= since)
+        )
+    )
+    before = (
+        session.scalar(select(func.count()).where(Member.list_id == mlist.id, Member.created_at < since)) or 0
+    )
+    bounced = list(
+        session.scalars(
+            select(Member.bounce_last_at).where(Member.list_id == mlist.id, Member.bounce_last_at >= since)
+        )
+    )
+    sent = session.execute(
+        select(OutboxEntry.sent_at, OutboxEntry.created_at)
+        .where(
+            OutboxEntry.list_id == mlist.id,
+            OutboxEntry.state == OutboxState.SENT.value,
+            OutboxEntry.sent_at >= since,
+        )
+        .order_by(OutboxEntry.id.desc())
+        .limit(sample)
+    )
+    delivery = [(s, max((s - c).total_seconds(), 0.0)) for s, c in sent if s is not None]
+    return Activity(posts, joined, int(before), [b for b in bounced if b is not None], delivery)

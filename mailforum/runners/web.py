@@ -12,6 +12,7 @@ The endpoints live in ``web/``, one class per group, all sharing one ``WebContex
     web/links.py          SignedLinks    confirm, unsubscribe, enable delivery, moderate
     web/signin.py         SignInPages    sign in by mail, sign out, the account page
     web/ops.py            Ops            /metrics, /healthz, /readyz
+    web/admin.py          OwnerPages     /admin: a list's settings, members, held posts, bans, …
 
 The JSON API under /api/v1 (web/api.py) has its own table of operations, from which
 both its routes and its OpenAPI document are made; its errors are RFC 9457 problem
@@ -46,6 +47,7 @@ from mailforum.config import Config
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.web import api
+from mailforum.web.admin import OwnerPages
 from mailforum.web.archive_pages import ArchivePages
 from mailforum.web.auth import CsrfFailed, SignInRequired
 from mailforum.web.context import WebContext
@@ -103,6 +105,16 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     # must work for private lists too. GET shows a button and changes nothing; POST acts.
     ("/confirm/{token}", "links", "confirm", GET_POST),
     ("/unsubscribe/{token}", "links", "unsubscribe", GET_POST),  # RFC 8058 one-click POST
+    # The owner pages: 404 to anyone without the role (owner of the list, or site admin).
+    ("/admin", "admin", "admin_index", GET),
+    ("/admin/lists/new", "admin", "admin_create", GET_POST),
+    ("/admin/lists/{list}", "admin", "admin_list", GET_POST),
+    ("/admin/lists/{list}/members", "admin", "admin_members", GET_POST),
+    ("/admin/lists/{list}/held", "admin", "admin_held", GET_POST),
+    ("/admin/lists/{list}/bans", "admin", "admin_bans", GET_POST),
+    ("/admin/lists/{list}/problems", "admin", "admin_problems", GET_POST),
+    ("/admin/lists/{list}/activity", "admin", "admin_activity", GET),
+    ("/admin/lists/{list}/audit", "admin", "admin_audit", GET),
     # Monitoring: /metrics for trusted addresses or an API token, the health probes for all.
     ("/metrics", "ops", "metrics", GET),
     ("/healthz", "ops", "healthz", GET),
@@ -175,6 +187,7 @@ def create_app(
         "forms": SubscribeForms(ctx, request_confirmation),
         "links": SignedLinks(ctx),
         "ops": Ops(db, config),
+        "admin": OwnerPages(ctx),
         "signin": SignInPages(ctx),
     }
     routes = [
