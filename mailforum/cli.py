@@ -1642,7 +1642,7 @@ def bans_command(state: State, list_name: str, action: str, patterns: tuple[str,
             )
     done = "banned" if action == "add" else "lifted"
     where = mlist.name if mlist else "every list"
-    click.echo(f"{len(changed)} ban(s) {done} on {where}")
+    click.echo(f"{done} {len(changed)} pattern(s) on {where}")
     for pattern in changed:
         click.echo(f"  {pattern}")
 

@@ -93,14 +93,14 @@ def test_the_cli_adds_lists_and_lifts_bans_and_refuses_bad_patterns(site) -> Non
     site.create_list("dev")
     r = site.cli("bans", "dev", "add", "Spam@Example.com", "@bad.example", "^x.*@y$")
     assert r.returncode == 0, r.stderr
-    assert "3 ban(s) banned on dev" in r.stdout
+    assert "banned 3 pattern(s) on dev" in r.stdout
     assert site.cli("bans", "dev").stdout.split() == ["spam@example.com", "@bad.example", "^x.*@y$"]
     bad = site.cli("bans", "dev", "add", "ok@example.com", "^(")
     assert bad.returncode == 1 and "not a regular expression" in bad.stderr
     assert "ok@example.com" not in site.cli("bans", "dev", "list").stdout  # all or nothing
     assert site.cli("bans", "*", "add", "@site.example").returncode == 0
     assert site.cli("bans", "*").stdout.split() == ["@site.example"]
-    assert "1 ban(s) lifted" in site.cli("bans", "dev", "remove", "@bad.example", "@never.example").stdout
+    assert "lifted 1 pattern(s)" in site.cli("bans", "dev", "remove", "@bad.example", "@never.example").stdout
     assert "no list" in site.cli("bans", "nosuch").stderr
     assert site.cli("bans", "dev", "add").returncode == 1
 
