@@ -54,7 +54,8 @@ def roles_set_up(site) -> None:
 def csrf(page: httpx.Response, action: str) -> str:
     """The CSRF token of a form on ``page`` that posts to ``action`` (tokens are bound to it)."""
     found = re.search(
-        rf'<form method="post" action="{re.escape(action)}"[^>]*>\s*<input type="hidden" name="csrf" value="([^"]+)"',
+        rf'<form method="post" action="{re.escape(action)}"[^>]*>\s*'
+        r'<input type="hidden" name="csrf" value="([^"]+)"',
         page.text,
     )
     assert found, page.text[:500]
