@@ -237,3 +237,43 @@ def test_a_site_admin_creates_a_list_and_becomes_its_owner(site, web) -> None:
         assert fresh.posting_policy == "open" and roles.owners(session, fresh) == [ADMIN]
     with signed_in(site, web, OWNER) as http:
         assert http.get("/admin/lists/fresh").status_code == 404
+
+
+def test_failed_copies_are_retried_and_a_disabled_member_is_enabled_again(site, web) -> None:
+    from mailforum.db.models import OutboxEntry, OutboxState
+
+    roles_set_up(site)
+    with site.db.session() as session:
+        dev = lists.get_list(session, "dev")
+        for n in range(2):
+            session.add(
+                OutboxEntry(
+                    kind="notice",
+                    list_id=dev.id,
+                    recipient=f"gone{n}@example.com",
+                    message_id=f"<n{n}@example.com>",
+                    state=OutboxState.FAILED.value,
+                    last_reply="550 5.1.1 no such user",
+                )
+            )
+        member = lists.find_member(session, dev.id, MEMBER)
+        member.bounce_score, member.delivery_disabled_at = 5.0, utcnow()
+    with signed_in(site, web, OWNER) as http:
+        page = http.get("/admin/lists/dev/problems").text
+        assert "gone0@example.com" in page and "550 5.1.1 no such user" in page
+        assert "Messages whose processing failed" not in page  # parked spool entries: site admins only
+        with site.db.read_session() as session:
+            first = min(session.scalars(select(OutboxEntry.id)))
+        assert post(http, "/admin/lists/dev/problems", retry="copy", id=str(first)).status_code == 303
+        assert (
+            post(http, "/admin/lists/dev/problems", retry="spool", id="0").status_code == 404
+        )  # not an admin
+        assert "Re-enable" in http.get("/admin/lists/dev/members").text
+        assert post(http, "/admin/lists/dev/members", action="enable", address=MEMBER).status_code == 303
+    with site.db.read_session() as session:
+        states = dict(session.execute(select(OutboxEntry.recipient, OutboxEntry.state)).all())
+        assert states == {"gone0@example.com": "pending", "gone1@example.com": "failed"}
+        again = lists.find_member(session, lists.get_list(session, "dev").id, MEMBER)
+        assert again.delivery_disabled_at is None and again.bounce_score == 0
+    with signed_in(site, web, ADMIN) as http:
+        assert "Messages whose processing failed" in http.get("/admin/lists/dev/problems").text
