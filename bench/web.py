@@ -3,8 +3,12 @@
 
 Seeds a fresh SQLite database (or --db URL) with 100,000 topics by bulk inserts (one
 post each, plus one topic of 500 posts), runs the real server (`mailforum serve
---no-smtp --no-process`) as a subprocess, and measures sequential requests from one
-client. Prints `name: value` lines. Run: .venv/bin/python bench/web.py [--topics N]
+--no-smtp --no-process --no-delivery`) as a subprocess, and measures sequential requests
+from one client. The list and topic pages are measured twice: anonymous, and signed in
+as a member (a stored session; issue 17 asks for p95 within 10% of anonymous). Last,
+``POST /signin`` for addresses that are members and for unknown ones, interleaved: the
+two latencies should not tell them apart. Prints `name: value` lines.
+Run: .venv/bin/python bench/web.py [--topics N]
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirna
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -33,10 +39,12 @@ import httpx
 from sqlalchemy import func, insert, select
 
 from mailforum.db import migrate
-from mailforum.db.models import MailingList, Post, Topic
+from mailforum.db.models import MailingList, Member, Post, Topic, WebSession
 from mailforum.db.session import Database
 
 BATCH = 5000
+SESSION_KEY = "b" * 43  # the signed-in member's mf_session cookie
+SIGNIN_PAIRS = 200  # known and unknown addresses asked for, each
 BODY = "Hello list, this is a reasonably ordinary message body about topic {n}.\n" * 3
 
 
@@ -140,6 +148,51 @@ def seed(db: Database, topics: int, long_topic: int) -> tuple[int, float]:
     return topic_id, time.perf_counter() - start
 
 
+def sign_in_member(db: Database, list_id: int) -> None:
+    """A member of the list with a stored session (as /signin/TOKEN's POST makes one), and the
+    members whose sign-in requests are compared with unknown addresses."""
+    now = dt.datetime.now(dt.UTC)
+    with db.session() as session:
+        session.execute(
+            insert(Member),
+            [{"list_id": list_id, "address": "member@example.com", "created_at": now}]
+            + [
+                {"list_id": list_id, "address": f"known{i}@example.com", "created_at": now}
+                for i in range(SIGNIN_PAIRS)
+            ],
+        )
+        session.add(
+            WebSession(
+                key_hash=hashlib.sha256(SESSION_KEY.encode()).hexdigest(),
+                address="member@example.com",
+                created_at=now,
+                seen_at=now,
+                expires_at=now + dt.timedelta(days=30),
+                user_agent="bench",
+            )
+        )
+
+
+def signin_latencies(client: httpx.Client) -> tuple[list[float], list[float]]:
+    """POST /signin for known and unknown addresses, alternating; seconds each."""
+    page = client.get("/signin")
+    token = re.search(r'action="/signin"[^>]*>\s*<input type="hidden" name="csrf" value="([^"]+)"', page.text)
+    assert token, page.status_code
+    known, unknown = [], []
+    for i in range(SIGNIN_PAIRS):
+        for address, times in ((f"known{i}@example.com", known), (f"unknown{i}@example.com", unknown)):
+            t0 = time.perf_counter()
+            response = client.post("/signin", data={"csrf": token.group(1), "address": address})
+            times.append(time.perf_counter() - t0)
+            assert response.status_code == 200, response.status_code
+    return known, unknown
+
+
+def percentiles(times: list[float]) -> tuple[float, float]:
+    times = sorted(times)
+    return statistics.median(times) * 1000, times[int(len(times) * 0.95) - 1] * 1000
+
+
 def measure(client: httpx.Client, path: str, requests: int) -> tuple[float, float, float]:
     client.get(path)  # warm up
     times = []
@@ -166,6 +219,9 @@ def main() -> None:
     db = Database(url)
     migrate.upgrade(db)
     topic_id, seconds = seed(db, args.topics, 500)
+    with db.read_session() as session:
+        list_id = session.scalar(select(MailingList.id).where(MailingList.name == "dev"))
+    sign_in_member(db, list_id)
     db.dispose()
     print(f"seed_topics: {args.topics + 1}")
     print(f"seed_seconds: {seconds:.1f}")
@@ -174,15 +230,15 @@ def main() -> None:
     config.write_text(
         f'[database]\nurl = {json.dumps(url)}\n[site]\nbase_url = "http://127.0.0.1:{port}"\n'
         f'secret_key = "bench"\n[web]\nhost = "127.0.0.1"\nport = {port}\n'
-        f"posts_per_page = {args.posts_per_page}\n"
+        f"posts_per_page = {args.posts_per_page}\nform_limit = 1000\n"
     )
     env = dict(os.environ, MAILFORUM_CONFIG=str(config))
     server = subprocess.Popen(
-        [sys.executable, "-m", "mailforum", "serve", "--no-smtp", "--no-process"],
+        [sys.executable, "-m", "mailforum", "serve", "--no-smtp", "--no-process", "--no-delivery"],
         env=env,
         cwd=work,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=None if os.environ.get("BENCH_DEBUG") else subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"
@@ -212,6 +268,30 @@ def main() -> None:
                 print(f"{name}_requests_per_s: {rate:.0f}")
                 print(f"{name}_p50_ms: {p50:.1f}")
                 print(f"{name}_p95_ms: {p95:.1f}")
+        # Anonymous and signed-in requests interleaved, so the load of a shared machine weighs on both alike.
+        signed = {"list_page": "/lists/dev", "topic_500_page": f"/lists/dev/topics/{topic_id}"}
+        with (
+            httpx.Client(base_url=base, timeout=30) as anonymous,
+            httpx.Client(base_url=base, timeout=30, cookies={"mf_session": SESSION_KEY}) as member,
+        ):
+            assert "member@example.com" in member.get("/lists/dev").text, "the stored session did not sign in"
+            for name, path in signed.items():
+                both: dict[str, list[float]] = {"anonymous": [], "signed_in": []}
+                for _ in range(args.requests if "topic" not in name else args.requests // 2):
+                    for who, client in (("anonymous", anonymous), ("signed_in", member)):
+                        t0 = time.perf_counter()
+                        assert client.get(path).status_code == 200
+                        both[who].append(time.perf_counter() - t0)
+                for who, times in both.items():
+                    p50, p95 = percentiles(times)
+                    print(f"{name}_{who}_interleaved_p50_ms: {p50:.1f}")
+                    print(f"{name}_{who}_interleaved_p95_ms: {p95:.1f}")
+        with httpx.Client(base_url=base, timeout=30, headers={"origin": base}) as visitor:
+            known, unknown = signin_latencies(visitor)
+        for name, times in (("signin_known", known), ("signin_unknown", unknown)):
+            p50, p95 = percentiles(times)
+            print(f"{name}_p50_ms: {p50:.1f}")
+            print(f"{name}_p95_ms: {p95:.1f}")
     finally:
         server.terminate()
         server.wait(30)

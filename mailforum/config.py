@@ -381,9 +381,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{where}: [spool] keep_days must be at least 1")
     if not 0 <= config.web.port <= 65535:
         raise ConfigError(f"{where}: [web] port {config.web.port} is not a TCP port")
-    for key in ("topics_per_page", "posts_per_page", "form_limit"):
+    for key in ("topics_per_page", "posts_per_page", "form_limit", "signin_per_address"):
         if not 1 <= getattr(config.web, key) <= 1000:
             raise ConfigError(f"{where}: [web] {key} must be 1–1000")
+    if not 1 <= config.web.signin_minutes <= 1440 or config.web.session_days <= 0:
+        raise ConfigError(f"{where}: [web] signin_minutes must be 1–1440 and session_days positive")
     b = config.bounces
     if b.threshold <= 0 or b.hard_score <= 0 or b.soft_score < 0 or b.stale_days <= 0:
         raise ConfigError(f"{where}: [bounces] threshold, hard_score, stale_days must be positive")

@@ -51,6 +51,7 @@ class LinkCheck:
     state: LinkState
     link_id: int = 0
     address: str = ""
+    next_path: str = ""  # where to go once signed in (checked by the web when it was asked)
 
 
 def browser_hash(cookie: str) -> str:
@@ -62,11 +63,14 @@ def _key(config: Config) -> bytes:
     return tokens.derive_key(config.site.secret_key)
 
 
-def request_link(session: Session, config: Config, address: str, browser: str, now: dt.datetime) -> str:
+def request_link(
+    session: Session, config: Config, address: str, browser: str, now: dt.datetime, next_path: str = ""
+) -> str:
     """Store a link for ``address`` bound to ``browser`` (a cookie value) and queue its mail,
-    in the caller's transaction; returns the URL (for tests; never log it)."""
+    in the caller's transaction; ``next_path`` is where the browser goes once signed in (a
+    path on this site, checked by the caller). Returns the URL (for tests; never log it)."""
     expires = now + dt.timedelta(minutes=config.web.signin_minutes)
-    row = websessions.add_link(session, address, browser_hash(browser), now, expires)
+    row = websessions.add_link(session, address, browser_hash(browser), now, expires, next_path[:500])
     # The token's expiry is to the minute: round up, so the row's expiry decides.
     token = tokens.sign(_key(config), PURPOSE, (row.id,), expires + dt.timedelta(minutes=1))
     base = config.site.base_url.rstrip("/")
@@ -119,8 +123,8 @@ def check_link(session: Session, config: Config, token: str, browser: str, now: 
     if row.expires_at <= now:
         return LinkCheck(LinkState.EXPIRED, row.id, row.address)
     if not browser or not hmac.compare_digest(row.browser, browser_hash(browser)):
-        return LinkCheck(LinkState.OTHER_BROWSER, row.id, row.address)
-    return LinkCheck(LinkState.OK, row.id, row.address)
+        return LinkCheck(LinkState.OTHER_BROWSER, row.id, row.address, row.next_path)
+    return LinkCheck(LinkState.OK, row.id, row.address, row.next_path)
 
 
 def spend_link(session: Session, config: Config, token: str, browser: str, now: dt.datetime) -> LinkCheck:

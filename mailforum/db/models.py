@@ -369,6 +369,8 @@ class SignInLink(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     address: Mapped[str] = mapped_column(String(320))
     browser: Mapped[str] = mapped_column(String(64))
+    # Where the browser goes once signed in: a path on this site ("" for the account page).
+    next_path: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
     used_at: Mapped[dt.datetime | None] = mapped_column(default=None)

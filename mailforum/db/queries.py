@@ -528,17 +528,15 @@ def topic_setting(
     session: Session, mlist: MailingList, address: str, topic_id: int
 ) -> tuple[bool, str | None]:
     """Whether ``address`` is a member of ``mlist``, and its watch or mute of the topic (or None)."""
-    member_id = session.scalar(
-        select(Member.id).where(Member.list_id == mlist.id, Member.address == address.lower())
-    )
-    if member_id is None:
-        return False, None
-    kind = session.scalar(
-        select(TopicSubscription.kind).where(
-            TopicSubscription.member_id == member_id, TopicSubscription.topic_id == topic_id
+    row = session.execute(
+        select(Member.id, TopicSubscription.kind)
+        .outerjoin(
+            TopicSubscription,
+            (TopicSubscription.member_id == Member.id) & (TopicSubscription.topic_id == topic_id),
         )
-    )
-    return True, kind
+        .where(Member.list_id == mlist.id, Member.address == address.lower())
+    ).first()
+    return (False, None) if row is None else (True, row[1])
 
 
 def forget_form_hits(session: Session, scope: str, until: dt.datetime) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.db.models import SignInLink, WebSession
@@ -18,9 +18,11 @@ SEEN_EVERY = dt.timedelta(minutes=5)  # how stale ``seen_at`` may get before a r
 
 
 def add_link(
-    session: Session, address: str, browser: str, now: dt.datetime, expires: dt.datetime
+    session: Session, address: str, browser: str, now: dt.datetime, expires: dt.datetime, next_path: str = ""
 ) -> SignInLink:
-    row = SignInLink(address=address, browser=browser, created_at=now, expires_at=expires)
+    row = SignInLink(
+        address=address, browser=browser, next_path=next_path, created_at=now, expires_at=expires
+    )
     session.add(row)
     session.flush()
     return row
@@ -62,11 +64,17 @@ def add_session(
     return row
 
 
-def live_session(session: Session, key_hash: str, now: dt.datetime) -> WebSession | None:
-    """The unexpired session with this key hash, if any."""
-    return session.scalars(
-        select(WebSession).where(WebSession.key_hash == key_hash, WebSession.expires_at > now)
-    ).first()
+# Built once: this runs on every signed-in request, and building a statement costs more than running it.
+_LIVE = select(WebSession.id, WebSession.address, WebSession.seen_at).where(
+    WebSession.key_hash == bindparam("key"), WebSession.expires_at > bindparam("now")
+)
+
+
+def live_session(session: Session, key_hash: str, now: dt.datetime) -> tuple[int, str, dt.datetime] | None:
+    """The id, address and last use of the unexpired session with this key hash, if any
+    (columns through the connection, not ORM objects: it runs on every signed-in request)."""
+    row = session.connection().execute(_LIVE, {"key": key_hash, "now": now}).first()
+    return (row[0], row[1], row[2]) if row is not None else None
 
 
 def touch_session(session: Session, session_id: int, now: dt.datetime) -> None:

@@ -169,7 +169,8 @@ class ErrorPages:
     def sign_in_first(self, request: Request, exc: Exception) -> Response:
         """A page for signed-in members only: a GET goes to the sign-in form; a POST is refused."""
         if request.method in ("GET", "HEAD"):
-            return RedirectResponse(self.ctx.url("signin"), 303)
+            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(self.ctx.url("signin", next=here), 303)
         return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="signin")
 
     def csrf_failed(self, request: Request, exc: Exception) -> Response:

@@ -29,8 +29,8 @@ class ArchivePages:
 
     def index(self, request: Request) -> Response:
         ctx = self.ctx
-        viewer = ctx.auth.viewer(request) if ctx.auth.has_cookie(request) else None
         with ctx.db.read_session() as session:
+            viewer = ctx.auth.viewer(request, session) if ctx.auth.has_cookie(request) else None
             summaries = queries.list_index(session, viewer.address if viewer else None)
         # No Last-Modified here or on topic lists: member counts and page numbers change with
         # no post time to show for it. The ETag (a hash of the page) is always right.
@@ -45,6 +45,8 @@ class ArchivePages:
         sort = sort if sort in queries.SORTS else "latest"
         with ctx.db.read_session() as session:
             mlist = ctx.public_list(session, request)
+            if ctx.auth.has_cookie(request):
+                ctx.auth.viewer(request, session)  # the page names who is signed in
             listing = queries.topic_page(
                 session, mlist, sort, int_param(request.query_params.get("page")), ctx.web.topics_per_page
             )
@@ -72,7 +74,7 @@ class ArchivePages:
             if topic.id != request.path_params["topic"]:  # merged: old links follow (301)
                 return RedirectResponse(ctx.url("lists", mlist.name, "topics", topic.id), 301)
             thread = queries.thread_page(session, topic, page, ctx.web.posts_per_page)
-            viewer = ctx.auth.viewer(request) if ctx.auth.has_cookie(request) else None
+            viewer = ctx.auth.viewer(request, session) if ctx.auth.has_cookie(request) else None
             member, setting = (
                 queries.topic_setting(session, mlist, viewer.address, topic.id) if viewer else (False, None)
             )

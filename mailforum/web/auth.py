@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -70,6 +71,21 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+_UNSAFE_NEXT = re.compile(r"[\x00-\x20\\\x7f]")
+
+
+def local_path(text: str, prefix: str = "") -> str:
+    """``text`` if it is a path on this site (under ``prefix``) to go to after signing in, else "".
+    No scheme, no host, no ``//`` or backslash (browsers read both as another host), no
+    control characters or spaces: a ``next`` parameter cannot send anyone elsewhere."""
+    if not text or len(text) > 500 or _UNSAFE_NEXT.search(text):
+        return ""
+    rest = text.removeprefix(prefix)
+    if not text.startswith(prefix) or not rest.startswith("/") or rest.startswith("//"):
+        return ""
+    return text
+
+
 def current_address(request: Request) -> str | None:
     """The signed-in address of this request, or None (cached per request; blocking)."""
     auth: Auth = request.app.state.auth
@@ -99,13 +115,14 @@ class Auth:
         """Whether the request carries a session cookie at all (its pages are then private)."""
         return SESSION_COOKIE in request.cookies
 
-    def viewer(self, request: Request) -> Viewer | None:
-        """The signed-in viewer, looked up once per request (blocking: a database read)."""
+    def viewer(self, request: Request, session: Session | None = None) -> Viewer | None:
+        """The signed-in viewer, looked up once per request (blocking: a database read, in
+        ``session`` when the caller has one open)."""
         state = request.scope.setdefault("state", {})
         if _STATE in state:
             found: Viewer | None = state[_STATE]
             return found
-        found = self._lookup(request.cookies.get(SESSION_COOKIE, ""))
+        found = self._lookup(request.cookies.get(SESSION_COOKIE, ""), session)
         state[_STATE] = found
         return found
 
@@ -116,16 +133,20 @@ class Auth:
             return self.viewer(request)
         return await run_in_threadpool(self.viewer, request)
 
-    def _lookup(self, key: str) -> Viewer | None:
+    def _lookup(self, key: str, session: Session | None) -> Viewer | None:
         if not _KEY.match(key):
             return None
         digest = key_hash(key)
         now = self.clock()
-        with self.db.read_session() as session:
+        if session is not None:
             row = websessions.live_session(session, digest, now)
-            if row is None:
-                return None
-            viewer, seen = Viewer(row.address, row.id, digest), row.seen_at
+        else:
+            with self.db.read_session() as own:
+                row = websessions.live_session(own, digest, now)
+        if row is None:
+            return None
+        session_id, address, seen = row
+        viewer = Viewer(address, session_id, digest)
         if now - seen > websessions.SEEN_EVERY:
             with self.db.session() as session:
                 websessions.touch_session(session, viewer.session_id, now)

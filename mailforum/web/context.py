@@ -163,7 +163,7 @@ class WebContext:
         """Whether the viewer may read ``mlist``: anyone a public one, members a private one."""
         if mlist.visibility == Visibility.PUBLIC.value:
             return True
-        viewer = self.auth.viewer(request) if self.auth.has_cookie(request) else None
+        viewer = self.auth.viewer(request, session) if self.auth.has_cookie(request) else None
         return viewer is not None and find_member(session, mlist.id, viewer.address) is not None
 
     def any_list(self, session: Session, request: Request) -> MailingList:

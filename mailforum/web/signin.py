@@ -30,7 +30,7 @@ from mailforum.core import signin as links
 from mailforum.core.signin import LinkState
 from mailforum.db import queries, websessions
 from mailforum.db.models import utcnow
-from mailforum.web.auth import SIGNIN_COOKIE, CsrfFailed, Viewer
+from mailforum.web.auth import SIGNIN_COOKIE, CsrfFailed, Viewer, local_path
 from mailforum.web.context import WebContext
 from mailforum.web.forms import CsrfTokens, checked_address, read_form
 from mailforum.web.links import BAD_TOKENS
@@ -64,7 +64,9 @@ class SignInPages:
 
     # --- the form -------------------------------------------------------------------------
 
-    def _form_page(self, request: Request, status: int = 200, error: str = "", address: str = "") -> Response:
+    def _form_page(
+        self, request: Request, status: int = 200, error: str = "", address: str = "", next_path: str = ""
+    ) -> Response:
         nonce = request.cookies.get(CSRF_COOKIE, "")
         fresh = not re.fullmatch(r"[0-9a-f]{32}", nonce)
         if fresh:
@@ -81,6 +83,7 @@ class SignInPages:
             token=self.csrf.issue(nonce, action),
             error=error,
             address=address,
+            next_path=next_path,
         )
         if fresh:
             response.set_cookie(
@@ -97,7 +100,8 @@ class SignInPages:
     async def signin(self, request: Request) -> Response:
         await self.auth.load(request)
         if request.method == "GET":
-            return await run_in_threadpool(self._form_page, request)
+            wanted = local_path(request.query_params.get("next", ""), self.ctx.prefix)
+            return await run_in_threadpool(self._form_page, request, 200, "", "", wanted)
         if await self._client_limited(request):
             return self._limited(request)
         form = await read_form(request)
@@ -106,26 +110,27 @@ class SignInPages:
         ):
             return self._page(request, 403, state="expired")
         text = form.get("address", "")
+        wanted = local_path(form.get("next", ""), self.ctx.prefix)
         address = checked_address(text, self.ctx.config.site.allow_local_domains)
         if address is None:
             error = "That is not an email address we can write to. Please check it and try again."
-            return await run_in_threadpool(self._form_page, request, 400, error, text[:320])
-        return await self._send(request, address)
+            return await run_in_threadpool(self._form_page, request, 400, error, text[:320], wanted)
+        return await self._send(request, address, wanted)
 
-    async def _send(self, request: Request, address: str) -> Response:
+    async def _send(self, request: Request, address: str, next_path: str) -> Response:
         """Mail a link for this browser (unless the address had its share), and say so."""
         browser, fresh = self.auth.signin_nonce(request)
         if await run_in_threadpool(self.address_limit.hit, address) == 0.0:
-            await run_in_threadpool(self._request_link, address, browser)
+            await run_in_threadpool(self._request_link, address, browser, next_path)
         # The same page whatever happened: it never tells whether the address is known.
         response = self._page(request, 200, state="sent", address=address)
         if fresh:
             self.auth.set_signin_cookie(response, browser)
         return response
 
-    def _request_link(self, address: str, browser: str) -> None:
+    def _request_link(self, address: str, browser: str, next_path: str) -> None:
         with self.ctx.db.session() as session:
-            links.request_link(session, self.ctx.config, address, browser, utcnow())
+            links.request_link(session, self.ctx.config, address, browser, utcnow(), next_path)
         log.info("sign-in link queued")
 
     async def _client_limited(self, request: Request) -> float:
@@ -159,12 +164,14 @@ class SignInPages:
             if found.state in (LinkState.OK, LinkState.OTHER_BROWSER):
                 if await self._client_limited(request):
                     return self._limited(request)
-                return await self._send(request, found.address)
+                return await self._send(request, found.address, found.next_path)
             return await self._link_page(request, found)
         found = await run_in_threadpool(self._spend, token, browser)
         if found.state is not LinkState.OK:
             return await self._link_page(request, found)
-        response = RedirectResponse(self.ctx.url("account"), 303)
+        # Where the browser was going when it was asked to sign in (checked again), else the account.
+        target = local_path(found.next_path, self.ctx.prefix) or self.ctx.url("account")
+        response = RedirectResponse(target, 303)
         await run_in_threadpool(self.auth.start_session, request, response, found.address)
         response.delete_cookie(SIGNIN_COOKIE, path=self.auth.cookie_path, httponly=True, samesite="lax")
         log.info("signed in on the web")

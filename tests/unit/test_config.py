@@ -35,6 +35,9 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
         ({"site": {"domain": "a@b"}}, "bare domain"),
         ({"database": {"url": "mysql://x"}}, "sqlite"),
         ({"site": {"secret_key": "a\nb"}}, "line breaks"),
+        ({"web": {"signin_minutes": 0}}, "signin_minutes must be 1–1440"),
+        ({"web": {"session_days": 0}}, "session_days positive"),
+        ({"web": {"signin_per_address": 0}}, "signin_per_address must be 1–1000"),
     ],
 )
 def test_bad_values_name_the_key(data, fragment):

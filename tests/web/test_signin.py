@@ -375,3 +375,26 @@ def test_a_signed_in_visitor_watches_at_once_and_joins_with_mode_none(site, app,
     out = site.cli("members", "show", "dev", "visitor@example.net").stdout
     assert "none" in out and tid in out
     assert "Stop watching" in http.get(f"/lists/dev/topics/{tid}").text
+
+
+def test_after_signing_in_the_browser_goes_where_it_was_asked_to_sign_in(site, app, mailsink) -> None:
+    http = browser(app)
+    asked = http.get("/account")
+    assert asked.status_code == 303 and asked.headers["location"] == "/signin?next=%2Faccount"
+    page = http.get("/signin", params={"next": "/lists/dev?sort=newest"})
+    assert 'name="next" value="/lists/dev?sort=newest"' in page.text
+    answer = http.post(
+        "/signin", data={"csrf": csrf_of(page, "/signin"), "address": ALICE, "next": "/lists/dev?sort=newest"}
+    )
+    assert answer.status_code == 200
+    done = http.post(links_to(site, mailsink, ALICE)[-1])
+    assert done.status_code == 303 and done.headers["location"] == "/lists/dev?sort=newest"
+    # Anywhere else is refused: the account page instead.
+    elsewhere_all = ("//evil.example/x", "https://evil.example/", "/\\evil.example", "/a b", "lists/dev")
+    for n, elsewhere in enumerate(elsewhere_all):
+        page = http.get("/signin", params={"next": elsewhere})
+        assert 'name="next"' not in page.text
+        who = f"person{n}@example.com"
+        http.post("/signin", data={"csrf": csrf_of(page, "/signin"), "address": who, "next": elsewhere})
+        done = http.post(links_to(site, mailsink, who)[-1])
+        assert done.headers["location"] == "/account", elsewhere

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("id", ID, nullable=False),
         sa.Column("address", sa.String(length=320), nullable=False),
         sa.Column("browser", sa.String(length=64), nullable=False),
+        sa.Column("next_path", sa.String(length=500), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
