@@ -235,6 +235,9 @@ def serve(
 
     state: State = ctx.obj
     config = state.config
+    from mailforum import logjson
+
+    logjson.use(config.logging.format)
     switches = Switches(
         ingest=not no_smtp,
         process=not no_process,
@@ -1564,6 +1567,125 @@ def lists_by_name(session: Any, name: str) -> Any:
     from mailforum.core.lists import list_by_name
 
     return list_by_name(session, name)
+
+
+# --- API tokens and bans -------------------------------------------------------------------
+
+
+@cli.group(name="api-tokens")
+def api_tokens_group() -> None:
+    """Bearer tokens of the JSON API under /api/v1: create, list, revoke.
+
+    Scopes nest: read (GET) < write (members, held posts, bans) < admin (list settings,
+    and creating lists with a token not bound to one list)."""
+
+
+@api_tokens_group.command("create")
+@click.option(
+    "--name", required=True, help="A name for the token (letters, digits, . _ -); shown in the audit log."
+)
+@click.option(
+    "--list", "list_name", default=None, metavar="LIST", help="Only this list; others are 404 to it."
+)
+@click.option(
+    "--scope",
+    type=click.Choice(["read", "write", "admin"]),
+    default="read",
+    show_default=True,
+    help="What the token may do.",
+)
+@pass_state
+def api_tokens_create(state: State, name: str, list_name: str | None, scope: str) -> None:
+    """Create a token and print it, once, as the last line (only a hash of it is stored)."""
+    from mailforum.core import api_tokens, audit, lists
+
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name) if list_name else None
+        token = api_tokens.create(session, name, scope, mlist)
+        audit.record(
+            session,
+            actor="cli",
+            origin="cli",
+            action="api-token.create",
+            mailing_list=mlist,
+            target=name,
+            detail={"scope": scope},
+        )
+    where = f"list {mlist.name}" if mlist else "every list"
+    click.echo(f"token {name}: scope {scope}, {where}; shown once, keep it secret:")
+    click.echo(token)
+
+
+@api_tokens_group.command("list")
+@json_option
+@pass_state
+def api_tokens_list(state: State, as_json: bool) -> None:
+    """Print the tokens: name, scope, list, created (never the token itself)."""
+    from mailforum.core import api_tokens
+
+    with state.db().read_session() as session:
+        found = api_tokens.tokens(session)
+    rows: list[Row] = [
+        (
+            {"name": t.name, "scope": t.scope, "list": list_name, "created": t.created_at},
+            [t.name, t.scope, list_name or "*", _when(t.created_at)],
+        )
+        for t, list_name in found
+    ]
+    print_rows(("NAME", "SCOPE", "LIST", "CREATED"), rows, as_json)
+
+
+@api_tokens_group.command("revoke")
+@click.argument("name")
+@pass_state
+def api_tokens_revoke(state: State, name: str) -> None:
+    """Revoke the token NAME: its next request is refused (401)."""
+    from mailforum.core import api_tokens, audit
+
+    with state.db().session() as session:
+        if not api_tokens.revoke(session, name):
+            raise NotFound(f"no token named {name!r} (see `mailforum api-tokens list`)")
+        audit.record(session, actor="cli", origin="cli", action="api-token.revoke", target=name)
+    click.echo(f"token {name} revoked")
+
+
+@cli.command("bans")
+@click.argument("list_name", metavar="LIST")
+@click.argument("action", type=click.Choice(["list", "add", "remove"]), default="list")
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
+@pass_state
+def bans_command(state: State, list_name: str, action: str, patterns: tuple[str, ...]) -> None:
+    """Show LIST's banned senders, or ban or lift PATTERN...; LIST '*' means every list.
+
+    A PATTERN is an address (ann@example.com), a domain with its subdomains (@example.com)
+    or a regular expression over the whole address (^.*@spam\\.example$). Posts from a
+    banned sender are discarded (kept in the spool with the reason) and joins refused."""
+    from mailforum.core import audit, bans, lists
+
+    if action != "list" and not patterns:
+        raise InvalidInput(f"give the pattern(s) to {action}")
+    with state.db().session() as session:
+        mlist = None if list_name == "*" else lists.get_list(session, list_name)
+        if action == "list":
+            for pattern in bans.patterns(session, mlist):
+                click.echo(pattern)
+            return
+        change = bans.add if action == "add" else bans.remove
+        changed = change(session, mlist, list(patterns))
+        for pattern in changed:
+            audit.record(
+                session,
+                actor="cli",
+                origin="cli",
+                action=f"bans.{action}",
+                mailing_list=mlist,
+                target=pattern,
+            )
+    done = "banned" if action == "add" else "lifted"
+    where = mlist.name if mlist else "every list"
+    click.echo(f"{done} {len(changed)} pattern(s) on {where}")
+    for pattern in changed:
+        click.echo(f"  {pattern}")
 
 
 # --- entry point -------------------------------------------------------------------------

@@ -230,6 +230,35 @@ class SubscriptionsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The JSON API under /api/v1 (web/api.py)."""
+
+    # Largest request body accepted, in bytes (a bigger one is refused with 413).
+    max_body: int = 1024 * 1024
+    # Requests per token in any rate_window seconds, counted in the database (all nodes).
+    rate_limit: int = 1200
+    rate_window: float = 60.0
+    # Items per page of a collection, and the most a client may ask for with ?limit=.
+    page_size: int = 500
+    max_page_size: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """/metrics (Prometheus text), /healthz and /readyz."""
+
+    # Comma list of client addresses or networks that may read /metrics without a token;
+    # others need an API token that is not bound to one list.
+    trusted: str = "127.0.0.1,::1"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    # "text" (one readable line per record) or "json" (one JSON object per line).
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
@@ -245,6 +274,9 @@ class Config:
     dkim: DkimConfig = field(default_factory=DkimConfig)
     moderation: ModerationConfig = field(default_factory=ModerationConfig)
     subscriptions: SubscriptionsConfig = field(default_factory=SubscriptionsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: str = "(defaults)"
 
 
@@ -263,6 +295,9 @@ _SECTIONS: dict[str, type] = {
     "dkim": DkimConfig,
     "moderation": ModerationConfig,
     "subscriptions": SubscriptionsConfig,
+    "api": ApiConfig,
+    "metrics": MetricsConfig,
+    "logging": LoggingConfig,
 }
 
 
@@ -369,6 +404,27 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{where}: [subscriptions] {key} must be 1–1000")
     if config.processing.max_attempts < 1:
         raise ConfigError(f"{where}: [processing] max_attempts must be at least 1")
+    api = config.api
+    if api.max_body < 1024 or api.rate_limit < 1 or api.rate_window <= 0:
+        raise ConfigError(
+            f"{where}: [api] max_body must be at least 1024, rate_limit and rate_window positive"
+        )
+    if not 1 <= api.page_size <= api.max_page_size <= 100_000:
+        raise ConfigError(f"{where}: [api] page_size must be 1–max_page_size, max_page_size at most 100000")
+    _check_networks(f"{where}: [metrics] trusted", config.metrics.trusted)
+    if config.logging.format not in ("text", "json"):
+        raise ConfigError(f"{where}: [logging] format must be text or json")
+
+
+def _check_networks(where: str, text: str) -> None:
+    import ipaddress
+
+    for part in (p.strip() for p in text.split(",")):
+        if part:
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ConfigError(f"{where}: {part!r} is not an address or network") from None
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

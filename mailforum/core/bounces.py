@@ -38,6 +38,7 @@ import flufl.bounce
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from mailforum import metrics
 from mailforum.config import Config
 from mailforum.core import notices, tokens
 from mailforum.db.models import MailingList, Member, OutboxEntry, OutboxKind, OutboxState
@@ -232,6 +233,7 @@ def score(
     else:
         member.bounce_score += b.hard_score
     member.bounce_last_at = now
+    metrics.BOUNCES.labels(kind).inc()
     summary = f"member {member.id}: {kind} bounce, score {member.bounce_score:g}"
     if member.delivery_disabled_at is None and member.bounce_score >= b.threshold:
         disable(session, config, mlist, member, now)

@@ -263,13 +263,7 @@ def do_mode(ctx: Context, args: tuple[str, ...]) -> Result:
     member = ctx.member
     if member is None:
         return ctx.not_member(f"mode {mode.value}")
-    if mode is DeliveryMode.DIGEST:
-        _start_digests(ctx.session, member)
-    elif member.delivery_mode == DeliveryMode.DIGEST.value:
-        member.digest_frequency = None  # leaving digest mode ends the digests it brought
-    member.delivery_mode = mode.value
-    if mode is DeliveryMode.DIGEST and not member.digest_frequency:
-        member.digest_frequency = "daily"
+    set_mode(ctx.session, member, mode)
     return Result(f"mode {mode.value}", True, f"You now get {MODE_TEXT[mode]}.")
 
 
@@ -301,6 +295,17 @@ def do_set(ctx: Context, args: tuple[str, ...]) -> Result:
     if setting is None:
         return Result("set", False, "Say 'set nodupes on' or 'set nodupes off'.")
     return setting(ctx, args[1:])
+
+
+def set_mode(session: Session, member: Member, mode: DeliveryMode) -> None:
+    """Change a member's delivery mode (the mail command "mode", the API, the owner pages)."""
+    if mode is DeliveryMode.DIGEST:
+        _start_digests(session, member)
+    elif member.delivery_mode == DeliveryMode.DIGEST.value:
+        member.digest_frequency = None  # leaving digest mode ends the digests it brought
+    member.delivery_mode = mode.value
+    if mode is DeliveryMode.DIGEST and not member.digest_frequency:
+        member.digest_frequency = "daily"
 
 
 def _start_digests(session: Session, member: Member) -> None:

@@ -54,6 +54,8 @@ class PolicyContext:
     token_for_another: bool = False
     # Another post already holds this Message-ID (known once the message is placed in a thread).
     message_id_taken: bool = False
+    # The ban (core/bans.py) that names the From or envelope sender, if any.
+    ban: str = ""
 
     @property
     def domain(self) -> str:
@@ -107,6 +109,11 @@ def from_is_suspect(ctx: PolicyContext) -> str | None:
     """A From: that is not exactly one mailbox, or whose display name reads as another
     address, is never attributed to anyone (the CVE-2023-27043 family; see parse._sender)."""
     return ctx.parsed.from_problem or None
+
+
+def is_banned(ctx: PolicyContext) -> str | None:
+    """A sender an owner banned, by address, domain or pattern (core/bans.py)."""
+    return f"banned sender ({ctx.ban})" if ctx.ban else None
 
 
 def has_no_sender(ctx: PolicyContext) -> str | None:
@@ -186,6 +193,7 @@ MESSAGE_ID_REUSED = Rule("message-id-reused", message_id_reused, Action.HOLD)
 RULES: tuple[Rule, ...] = (
     Rule("loop", is_our_own_mail, Action.DISCARD),
     Rule("auto-submitted", is_automated, Action.DISCARD),
+    Rule("banned", is_banned, Action.DISCARD),
     Rule("vacation", is_vacation_or_report, Action.HOLD),
     Rule("suspect-from", from_is_suspect, Action.HOLD),
     Rule("no-sender", has_no_sender, Action.HOLD),

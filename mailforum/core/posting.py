@@ -13,7 +13,17 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from mailforum import crash
-from mailforum.core import answers, bounces, commands, digest_replies, fanout, moderation, threads, tokens
+from mailforum.core import (
+    answers,
+    bans,
+    bounces,
+    commands,
+    digest_replies,
+    fanout,
+    moderation,
+    threads,
+    tokens,
+)
 from mailforum.core.authentication import strip_forged
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import find_member
@@ -202,6 +212,7 @@ def _policy(
             posted_before=(
                 not arrival.mlist.moderate_first_post or sender is None or posted_before(arrival, address)
             ),
+            ban=bans.banned(arrival.session, arrival.mlist, address, arrival.mail_from) or "",
         )
     )
 

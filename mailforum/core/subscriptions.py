@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, tokens
+from mailforum.core import answers, bans, tokens
 from mailforum.core.lists import Address, add_members, find_member, identity
 from mailforum.db import queries
 from mailforum.db.models import (
@@ -128,6 +128,9 @@ def request(
     The answer is the same whether or not ``who`` is a member (no oracle, S4): a
     member asking to subscribe gets the same confirmation, and confirming it says so.
     """
+    if action != ConfirmAction.UNSUBSCRIBE and bans.banned(session, mlist, who.address):
+        log.info("request to %s from a banned address; nothing sent", mlist.name)
+        return False
     existing = pending(session, mlist.id, who.address, now)
     if existing is not None:
         if existing.action == action.value and existing.topic_id == topic_id:

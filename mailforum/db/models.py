@@ -395,3 +395,40 @@ class WebSession(Base):
     seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
     user_agent: Mapped[str] = mapped_column(String(200), default="")
+
+
+class ApiToken(Base):
+    """A bearer token of the JSON API (``mailforum api-tokens create``).
+
+    The token handed out is ``mf_<lookup>_<secret>``; only ``lookup`` (to find the row)
+    and an HMAC-SHA256 of the secret are stored, compared with ``hmac.compare_digest``.
+    ``scope`` is read, write or admin; ``list_id`` limits the token to one list.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    lookup: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(8))
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Ban(Base):
+    """A banned sender: an address, a ``@domain`` (and its subdomains) or a ``^regex``.
+
+    ``list_id`` None is a site-wide ban. Posts from a banned sender are discarded and
+    their joins refused (core/bans.py, the policy rule ``banned``).
+    """
+
+    __tablename__ = "bans"
+    __table_args__ = (UniqueConstraint("list_id", "pattern"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int | None] = mapped_column(
+        ForeignKey("lists.id", ondelete="CASCADE"), default=None, index=True
+    )
+    pattern: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, String, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from mailforum import metrics
 from mailforum.batching import chunks
 from mailforum.db.base import Id, Json, UTCDateTime
 from mailforum.db.models import Member, OutboxEntry, OutboxKind, OutboxState
@@ -228,6 +229,9 @@ def record(
     (``outbox list`` shows no stale error on a sent row).
     """
     sent = [r for r in results if r.ok]
+    metrics.COPIES_SENT.inc(len(sent))
+    for result in sent:
+        metrics.DELIVERY_SECONDS.observe(max((now - claimed[result.id].created_at).total_seconds(), 0.0))
     for chunk in chunks([r.id for r in sent], INSERT_BATCH):
         session.execute(
             update(OutboxEntry)
@@ -249,8 +253,10 @@ def record(
         expires = item.created_at + backoff.lifetime
         if result.permanent:
             values["state"] = OutboxState.FAILED.value
+            metrics.COPIES_FAILED.inc()
         elif now >= expires:
             values["state"] = OutboxState.FAILED.value
+            metrics.COPIES_FAILED.inc()
             values["last_reply"] = f"gave up after {backoff.lifetime}: {result.reply}"[:2000]
         else:
             values["next_attempt_at"] = min(now + backoff.delay(item.attempts), expires)

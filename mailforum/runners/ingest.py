@@ -31,7 +31,7 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from mailforum import crash, logsafe
+from mailforum import crash, logsafe, metrics
 from mailforum.config import Config
 from mailforum.core import routing
 from mailforum.core.lists import list_names
@@ -348,10 +348,12 @@ class IngestHandler:
             protocol="lmtp" if lmtp else "smtp",
             peer=_peer_ip(session),
         )
+        started = time.monotonic()
         try:
             await self.writer.write(message)
         except TemporaryFailure as failure:
             return _lines(failure.smtp_reply, count, lmtp)
+        metrics.INGEST_SECONDS.observe(time.monotonic() - started)
         crash.point("before_250_write")
         return _lines(STORED, count, lmtp)
 

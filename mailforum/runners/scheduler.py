@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from mailforum import metrics
 from mailforum.config import Config
 from mailforum.core import digest_schedule
 from mailforum.db import queries
@@ -110,6 +111,7 @@ class DigestScheduler:
                     digest_schedule.run_member_slot, self.db, self.config, name, *slot, self.clock()
                 )
             self.runs.append(result)
+            metrics.DIGEST_RUNS.inc()
         except Exception:  # the next fire (or the next start) finishes the period
             log.exception("digest run for %s failed", self._job_id(job))
 

@@ -25,9 +25,11 @@ import ctypes
 import logging
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 READY_FD = "MAILFORUM_READY_FD"  # in a child: where to say "ready", or why it could not start
 SUPERVISOR_PID = "MAILFORUM_SUPERVISOR_PID"  # in a child: its supervisor, whose death ends it
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multi-process mode (metrics.py)
 START_TIMEOUT = 120.0
 RESTART_FIRST = 1.0
 RESTART_MAX = 30.0
@@ -205,6 +208,12 @@ class Supervisor:
         """Until SIGTERM or SIGINT; then every child is stopped. StartFailed if one could not start."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self.stop)
+        # The children's metrics (mailforum/metrics.py): each writes its counters to files here,
+        # and the web child adds them up for /metrics. New for each run, removed at the end.
+        metrics_dir = None
+        if not os.environ.get(METRICS_DIR):
+            metrics_dir = tempfile.mkdtemp(prefix="mailforum-metrics-")
+            os.environ[METRICS_DIR] = metrics_dir
         try:
             for child in self.children:
                 if self._stop.is_set():
@@ -216,6 +225,9 @@ class Supervisor:
                 self._watch()
         finally:
             self._shutdown()
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+                os.environ.pop(METRICS_DIR, None)
 
     def _watch(self) -> None:
         now = time.monotonic()

@@ -13,6 +13,12 @@ The endpoints live in ``web/``, one class per group, all sharing one ``WebContex
     web/signin.py         SignInPages    sign in by mail, sign out, the account page
     web/posting.py        PostingForms   a new topic and a reply from the browser (the spool's path)
     web/preferences.py    PreferencePages a member's settings: delivery, digest hour, topics, leave
+    web/ops.py            Ops            /metrics, /healthz, /readyz
+    web/admin.py          OwnerPages     /admin: a list's settings, members, held posts, bans, …
+
+The JSON API under /api/v1 (web/api.py) has its own table of operations, from which
+both its routes and its OpenAPI document are made; its errors are RFC 9457 problem
+details rather than pages.
 
 Who is signed in: ``web/auth.py`` (``current_address(request)``, ``ctx.auth``).
 
@@ -42,12 +48,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailforum.config import Config
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
+from mailforum.web import api
+from mailforum.web.admin import OwnerPages
 from mailforum.web.archive_pages import ArchivePages
 from mailforum.web.auth import CsrfFailed, SignInRequired
 from mailforum.web.context import WebContext
 from mailforum.web.feeds import Feeds
 from mailforum.web.forms import RequestConfirmation
 from mailforum.web.links import SignedLinks
+from mailforum.web.ops import Ops, RequestMetrics
 from mailforum.web.posting import PostingForms, Spooled
 from mailforum.web.preferences import PreferencePages
 from mailforum.web.signin import SignInPages
@@ -107,6 +116,20 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     # must work for private lists too. GET shows a button and changes nothing; POST acts.
     ("/confirm/{token}", "links", "confirm", GET_POST),
     ("/unsubscribe/{token}", "links", "unsubscribe", GET_POST),  # RFC 8058 one-click POST
+    # The owner pages: 404 to anyone without the role (owner of the list, or site admin).
+    ("/admin", "admin", "admin_index", GET),
+    ("/admin/lists/new", "admin", "admin_create", GET_POST),
+    ("/admin/lists/{list}", "admin", "admin_list", GET_POST),
+    ("/admin/lists/{list}/members", "admin", "admin_members", GET_POST),
+    ("/admin/lists/{list}/held", "admin", "admin_held", GET_POST),
+    ("/admin/lists/{list}/bans", "admin", "admin_bans", GET_POST),
+    ("/admin/lists/{list}/problems", "admin", "admin_problems", GET_POST),
+    ("/admin/lists/{list}/activity", "admin", "admin_activity", GET),
+    ("/admin/lists/{list}/audit", "admin", "admin_audit", GET),
+    # Monitoring: /metrics for trusted addresses or an API token, the health probes for all.
+    ("/metrics", "ops", "metrics", GET),
+    ("/healthz", "ops", "healthz", GET),
+    ("/readyz", "ops", "readyz", GET),
     # Signing in by mail: the mailed link's GET shows a button, its POST signs in.
     ("/signin", "signin", "signin", GET_POST),
     ("/signin/{token}", "signin", "link", GET_POST),
@@ -179,6 +202,8 @@ def create_app(
         "feeds": Feeds(ctx),
         "forms": SubscribeForms(ctx, request_confirmation),
         "links": SignedLinks(ctx),
+        "ops": Ops(db, config),
+        "admin": OwnerPages(ctx),
         "signin": SignInPages(ctx),
         "posting": PostingForms(ctx, spooled),
         "prefs": PreferencePages(ctx),
@@ -187,10 +212,14 @@ def create_app(
         Route(path, getattr(groups[group], name), methods=list(methods), name=name)
         for path, group, name, methods in ROUTES
     ]
+    limiter = ctx.rate_limiter("api", config.api.rate_limit, config.api.rate_window)
+    api_routes = api.ApiRoutes(api.Api(db, config, limiter), config.site.base_url)
+    routes += api_routes.routes()
+    routes.append(Route(api.PREFIX + "/{rest:path}", api.not_found, methods=list(api.ALL_METHODS)))
     errors = ErrorPages(ctx)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=[Middleware(RequestMetrics), Middleware(SecurityHeaders)],
         exception_handlers={
             400: errors.not_found,
             404: errors.not_found,

@@ -31,6 +31,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session
 
+from mailforum import metrics
 from mailforum.config import Config
 from mailforum.core import archive, routing
 from mailforum.db import spool
@@ -150,6 +151,7 @@ class SpoolProcessor:
         discarded = bool(outcomes) and all(o.discarded for o in outcomes)
         state = SpoolState.DISCARDED if discarded else SpoolState.DONE
         spool.finish(entry, state, "\n".join(o.summary for o in outcomes), now)
+        metrics.PROCESSING_SECONDS.observe(max((self.clock() - item.received_at).total_seconds(), 0.0))
 
     def _process(
         self, session: Session, item: spool.ClaimedEntry, parsed: ParsedMessage, now: dt.datetime

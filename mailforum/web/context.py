@@ -86,10 +86,10 @@ class WebContext:
         self._limits_key = hmac.new(self.secret, b"mailforum web limits", hashlib.sha256).digest()
         self.auth = Auth(db, config, self.secret)
 
-    def rate_limiter(self, scope: str, limit: int) -> RateLimiter:
-        """At most ``limit`` hits per key in [web] form_window, counted in the database, so the
-        limits hold across every node of one database."""
-        return RateLimiter(self.db, scope, limit, self.web.form_window, self._limits_key)
+    def rate_limiter(self, scope: str, limit: int, window: float | None = None) -> RateLimiter:
+        """At most ``limit`` hits per key in ``window`` seconds ([web] form_window by default),
+        counted in the database, so the limits hold across every node of one database."""
+        return RateLimiter(self.db, scope, limit, window or self.web.form_window, self._limits_key)
 
     # --- links and responses -------------------------------------------------------------
 

@@ -134,3 +134,30 @@ def test_the_default_is_processes_on_postgresql_and_one_process_on_sqlite(site: 
             assert children(proc.pid) == {}
     finally:
         stop(proc)
+
+
+def test_metrics_of_every_child_are_summed_on_the_web_child_and_survive_a_restart(site: Site, relay) -> None:
+    """prometheus_client's multi-process mode: the ingest, process and delivery children count,
+    the web child shows their sums at /metrics; a killed child's counts are not lost."""
+    import re
+
+    import httpx
+
+    def value(name: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{site.config.web.port}/metrics", timeout=10).text
+        found = re.search(rf"^{name} (\S+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    proc = supervised(site, "ann@example.com", "bob@example.com")
+    try:
+        kids = all_children(proc)
+        send(site.config, message("Counted"), ["dev@lists.example.org"])
+        wait_for(lambda: relay.messages_for("bob@example.com"), 30)
+        wait_for(lambda: value("mailforum_copies_sent_total") >= 1, 30)  # the delivery child's count
+        assert value("mailforum_ingest_seconds_count") == 1  # the ingest child's
+        assert value("mailforum_processing_seconds_count") == 1  # the process child's
+        os.kill(kids["ingest1"], signal.SIGKILL)
+        wait_for(lambda: (new := children(proc.pid).get("ingest1")) and new != kids["ingest1"], 30)
+        assert value("mailforum_ingest_seconds_count") == 1
+    finally:
+        stop(proc)

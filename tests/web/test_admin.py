@@ -1,0 +1,279 @@
+"""The owner pages under /admin over real HTTP, on SQLite and PostgreSQL: every route 404 to
+anyone without the role, CSRF on every POST, the bulk add all or nothing with a per-line
+report, held posts, bans, delivery problems, activity charts and the audit log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+import secrets
+
+import httpx
+from sqlalchemy import select
+
+from mailforum.core import lists, moderation, roles, routing
+from mailforum.db import websessions
+from mailforum.db.models import AuditEntry, Ban, Member, Post, PostStatus, utcnow
+from mailforum.mail.parse import parse
+from mailforum.web.auth import SESSION_COOKIE, key_hash
+from tests.helpers import DOMAIN, message
+
+OWNER, ADMIN, MEMBER, MOD, OTHER = (
+    "owner@example.com",
+    "admin@example.com",
+    "member@example.com",
+    "mod@example.com",
+    "other-owner@example.com",
+)
+
+
+def signed_in(site, web, address: str | None) -> httpx.Client:
+    """A browser with a live session for ``address`` (None: anonymous)."""
+    client = web.client(follow_redirects=False)
+    if address is not None:
+        key = secrets.token_urlsafe(32)
+        now = utcnow()
+        with site.db.session() as session:
+            websessions.add_session(session, key_hash(key), address, now, now + dt.timedelta(days=1), "test")
+        client.cookies.set(SESSION_COOKIE, key, domain="127.0.0.1", path="/")
+    return client
+
+
+def roles_set_up(site) -> None:
+    site.create_list("other")
+    site.add_members("dev", MEMBER, MOD)
+    with site.db.session() as session:
+        dev, other = lists.get_list(session, "dev"), lists.get_list(session, "other")
+        roles.add_owners(session, dev, [OWNER])
+        roles.add_owners(session, other, [OTHER])
+        roles.add_admins(session, [ADMIN])
+        moderation.add_moderator(session, dev, MOD)
+
+
+def csrf(page: httpx.Response, action: str) -> str:
+    """The CSRF token of a form on ``page`` that posts to ``action`` (tokens are bound to it)."""
+    found = re.search(
+        rf'<form method="post" action="{re.escape(action)}"[^>]*>\s*'
+        r'<input type="hidden" name="csrf" value="([^"]+)"',
+        page.text,
+    )
+    assert found, page.text[:500]
+    return html.unescape(found.group(1))
+
+
+def hold(site, subject: str, sender: str = "stranger@example.net") -> int:
+    raw = message(subject, f"<{secrets.token_hex(6)}@example.net>", sender=sender)
+    now = utcnow()
+    with site.db.session() as session:
+        routing.process(session, site.config, parse(raw), raw, sender, (f"dev@{DOMAIN}",), None, now, now)
+    with site.db.read_session() as session:
+        return session.scalars(select(Post.id).where(Post.subject == subject)).one()
+
+
+def post(http: httpx.Client, path: str, **fields: str) -> httpx.Response:
+    token = csrf(http.get(path), path)
+    return http.post(path, data={"csrf": token, **fields})
+
+
+PAGES = (
+    "/admin/lists/dev",
+    "/admin/lists/dev/members",
+    "/admin/lists/dev/held",
+    "/admin/lists/dev/bans",
+    "/admin/lists/dev/problems",
+    "/admin/lists/dev/activity",
+    "/admin/lists/dev/audit",
+)
+WHO = {
+    "anonymous": None,
+    "member": MEMBER,
+    "moderator": MOD,
+    "other owner": OTHER,
+    "owner": OWNER,
+    "admin": ADMIN,
+}
+
+
+def test_every_owner_route_is_404_without_the_role_and_every_post_needs_csrf(site, web) -> None:
+    roles_set_up(site)
+    wrong = []
+    for who, address in WHO.items():
+        allowed = who in ("owner", "admin")
+        with signed_in(site, web, address) as http:
+            for path in (*PAGES, "/admin/lists/nosuch", "/admin/lists/nosuch/members"):
+                want = 200 if allowed and "nosuch" not in path else 404
+                got = http.get(path).status_code
+                if got != want:
+                    wrong.append(f"GET {path} as {who}: {got}, want {want}")
+            for path in (p for p in PAGES if not p.endswith(("activity", "audit"))):
+                got = http.post(
+                    path, data={"csrf": "x", "action": "add", "addresses": "x@example.com"}
+                ).status_code
+                want = 403 if allowed else 404  # a forged CSRF token: refused, and nothing changes
+                if got != want:
+                    wrong.append(f"POST {path} as {who} with a bad token: {got}, want {want}")
+            index, create = http.get("/admin").status_code, http.get("/admin/lists/new").status_code
+            want_index = 200 if allowed or who == "other owner" else 404  # the index of the lists they run
+            want_create = 200 if who == "admin" else 404
+            if (index, create) != (want_index, want_create):
+                wrong.append(
+                    f"/admin, /admin/lists/new as {who}: {index}, {create}; want {want_index}, {want_create}"
+                )
+    assert wrong == []
+    with site.db.read_session() as session:
+        assert session.scalars(select(Member.address)).all().count("x@example.com") == 0
+        assert session.scalars(select(AuditEntry)).all() == []
+
+
+def test_the_owner_journey_bulk_add_held_posts_bans_charts_and_the_audit_log(site, web) -> None:
+    roles_set_up(site)
+    with signed_in(site, web, OWNER) as http:
+        assert "Running" in http.get("/admin").text and 'href="/admin/lists/dev"' in http.get("/admin").text
+        r = post(
+            http,
+            "/admin/lists/dev",
+            title="Developers",
+            policy="moderated",
+            visibility="private",
+            unverified_action="hold",
+            digest_format="mime",
+            moderate_first_post="on",
+        )
+        assert r.status_code == 303
+        assert "Saved." in http.get(r.headers["location"]).text
+        pasted = "\n".join(
+            [*(f"new{i}@example.com" for i in range(99)), "not an address", "Ann <ann@example.com>"]
+        )
+        r = post(http, "/admin/lists/dev/members", action="add", addresses=pasted, mode="digest")
+        assert r.status_code == 422
+        assert "Nothing was added" in r.text and "not an address" in r.text and r.text.count(": ok<") == 100
+        assert "new98@example.com" in r.text  # the textarea keeps what was pasted
+        with site.db.read_session() as session:
+            assert session.scalars(select(Member.address).where(Member.address.like("new%"))).all() == []
+        fixed = pasted.replace("not an address", "fixed@example.com")
+        r = post(http, "/admin/lists/dev/members", action="add", addresses=fixed, mode="digest")
+        assert r.status_code == 303
+        page = http.get(r.headers["location"])
+        assert "Added 101 member(s)" in page.text
+        found = http.get("/admin/lists/dev/members", params={"q": "ANN@"}).text
+        assert "ann@example.com" in found and "new1@example.com" not in found
+        assert (
+            post(
+                http, "/admin/lists/dev/members", action="mode", address="ann@example.com", mode="none"
+            ).status_code
+            == 303
+        )
+        assert (
+            post(http, "/admin/lists/dev/members", action="remove", address="new0@example.com").status_code
+            == 303
+        )
+        with site.db.read_session() as session:
+            modes = dict(session.execute(select(Member.address, Member.delivery_mode)).all())
+        assert (
+            modes["ann@example.com"] == "none"
+            and modes["new5@example.com"] == "digest"
+            and "new0@example.com" not in modes
+        )
+
+        approve, ban = hold(site, "Please approve me"), hold(site, "Buy pills", "spammer@bad.example")
+        held_page = http.get("/admin/lists/dev/held").text
+        assert "Please approve me" in held_page and "Buy pills" in held_page
+        assert post(http, "/admin/lists/dev/held", post=str(approve), action="approve").status_code == 303
+        token = csrf(http.get("/admin/lists/dev/held"), "/admin/lists/dev/held")
+        assert (
+            http.post("/admin/lists/dev/held", data={"csrf": token, "post": ban, "action": "ban"}).status_code
+            == 303
+        )
+        again = http.post("/admin/lists/dev/held", data={"csrf": token, "post": ban, "action": "approve"})
+        assert again.status_code == 404  # not held any more
+        assert "spammer@bad.example" in http.get("/admin/lists/dev/bans").text
+        bad = post(http, "/admin/lists/dev/bans", action="add", pattern="^(")
+        assert bad.status_code == 422 and "not a regular expression" in bad.text
+        assert post(http, "/admin/lists/dev/bans", action="add", pattern="@worse.example").status_code == 303
+
+        activity = http.get("/admin/lists/dev/activity")
+        assert activity.text.count("<svg") == 5 and "Posts per day" in activity.text
+        assert "<script" not in activity.text
+        assert "new1@example.com" not in http.get("/admin/lists/dev/problems").text
+        audit = http.get("/admin/lists/dev/audit").text
+    with site.db.read_session() as session:
+        assert session.get(Post, approve).status == PostStatus.PUBLISHED.value
+        assert session.get(Post, ban) is None
+        assert sorted(session.scalars(select(Ban.pattern))) == ["@worse.example", "spammer@bad.example"]
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+        mlist = lists.get_list(session, "dev")
+        assert (
+            mlist.posting_policy == "moderated"
+            and mlist.visibility == "private"
+            and mlist.digest_format == "mime"
+        )
+    actions = [(e.actor, e.action, e.target) for e in entries]
+    assert actions == [
+        (OWNER, "list.settings", "dev"),
+        (OWNER, "members.add", "101 addresses"),
+        (OWNER, "members.change", "ann@example.com"),
+        (OWNER, "members.remove", "new0@example.com"),
+        (OWNER, "held.approve", str(approve)),
+        (OWNER, "bans.add", "spammer@bad.example"),
+        (OWNER, "held.ban", str(ban)),
+        (OWNER, "bans.add", "@worse.example"),
+    ]
+    assert all(e.origin == "127.0.0.1" for e in entries)
+    assert "members.add" in audit and OWNER in audit
+
+
+def test_a_site_admin_creates_a_list_and_becomes_its_owner(site, web) -> None:
+    roles_set_up(site)
+    with signed_in(site, web, ADMIN) as http:
+        bad = post(
+            http, "/admin/lists/new", name="Bad Name!", title="x", policy="members", visibility="public"
+        )
+        assert bad.status_code == 422 and "bad list name" in bad.text
+        r = post(http, "/admin/lists/new", name="fresh", title="Fresh", policy="open", visibility="public")
+        assert r.status_code == 303 and r.headers["location"] == "/admin/lists/fresh"
+    with site.db.read_session() as session:
+        fresh = lists.get_list(session, "fresh")
+        assert fresh.posting_policy == "open" and roles.owners(session, fresh) == [ADMIN]
+    with signed_in(site, web, OWNER) as http:
+        assert http.get("/admin/lists/fresh").status_code == 404
+
+
+def test_failed_copies_are_retried_and_a_disabled_member_is_enabled_again(site, web) -> None:
+    from mailforum.db.models import OutboxEntry, OutboxState
+
+    roles_set_up(site)
+    with site.db.session() as session:
+        dev = lists.get_list(session, "dev")
+        for n in range(2):
+            session.add(
+                OutboxEntry(
+                    kind="notice",
+                    list_id=dev.id,
+                    recipient=f"gone{n}@example.com",
+                    message_id=f"<n{n}@example.com>",
+                    state=OutboxState.FAILED.value,
+                    last_reply="550 5.1.1 no such user",
+                )
+            )
+        member = lists.find_member(session, dev.id, MEMBER)
+        member.bounce_score, member.delivery_disabled_at = 5.0, utcnow()
+    with signed_in(site, web, OWNER) as http:
+        page = http.get("/admin/lists/dev/problems").text
+        assert "gone0@example.com" in page and "550 5.1.1 no such user" in page
+        assert "Messages whose processing failed" not in page  # parked spool entries: site admins only
+        with site.db.read_session() as session:
+            first = min(session.scalars(select(OutboxEntry.id)))
+        assert post(http, "/admin/lists/dev/problems", retry="copy", id=str(first)).status_code == 303
+        assert (
+            post(http, "/admin/lists/dev/problems", retry="spool", id="0").status_code == 404
+        )  # not an admin
+        assert "Re-enable" in http.get("/admin/lists/dev/members").text
+        assert post(http, "/admin/lists/dev/members", action="enable", address=MEMBER).status_code == 303
+    with site.db.read_session() as session:
+        states = dict(session.execute(select(OutboxEntry.recipient, OutboxEntry.state)).all())
+        assert states == {"gone0@example.com": "pending", "gone1@example.com": "failed"}
+        again = lists.find_member(session, lists.get_list(session, "dev").id, MEMBER)
+        assert again.delivery_disabled_at is None and again.bounce_score == 0
+    with signed_in(site, web, ADMIN) as http:
+        assert "Messages whose processing failed" in http.get("/admin/lists/dev/problems").text
