@@ -41,7 +41,7 @@ from mailforum.config import Config
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.web.archive_pages import ArchivePages
-from mailforum.web.auth import CsrfFailed, SignInRequired
+from mailforum.web.auth import CsrfFailed, NotAMember, SignInRequired
 from mailforum.web.context import WebContext
 from mailforum.web.feeds import Feeds
 from mailforum.web.forms import RequestConfirmation
@@ -150,6 +150,10 @@ class ErrorPages:
             return RedirectResponse(self.ctx.url("signin", next=here), 303)
         return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="signin")
 
+    def not_a_member(self, request: Request, exc: Exception) -> Response:
+        mlist = exc.mlist if isinstance(exc, NotAMember) else None
+        return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=mlist, kind="member")
+
     def csrf_failed(self, request: Request, exc: Exception) -> Response:
         return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="expired")
 
@@ -182,6 +186,7 @@ def create_app(
             sqlalchemy.exc.TimeoutError: errors.unavailable,
             SignInRequired: errors.sign_in_first,
             CsrfFailed: errors.csrf_failed,
+            NotAMember: errors.not_a_member,
         },
     )
     app.state.auth = ctx.auth
