@@ -134,7 +134,10 @@ class ErrorPages:
     def unavailable(self, request: Request, exc: Exception) -> Response:
         """The database is down or saturated: a polite 503, never a stack trace."""
         log.warning("web archive: database unavailable: %s", str(exc).strip().splitlines()[0][:200])
-        response = self.ctx.page(request, "web/message.html", 503, cache=False, mlist=None, kind="503")
+        # viewer=None: looking up who is signed in needs the database that just failed.
+        response = self.ctx.page(
+            request, "web/message.html", 503, cache=False, mlist=None, kind="503", viewer=None
+        )
         response.headers["retry-after"] = "30"
         return response
 

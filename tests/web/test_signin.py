@@ -407,3 +407,19 @@ def test_after_signing_in_the_browser_goes_where_it_was_asked_to_sign_in(site, a
         http.post("/signin", data={"csrf": csrf_of(page, "/signin"), "address": who, "next": elsewhere})
         done = http.post(links_to(site, mailsink, who)[-1])
         assert done.headers["location"] == "/account", elsewhere
+
+
+def test_a_failing_database_is_a_503_for_a_signed_in_browser_too(site, tmp_path) -> None:
+    from mailforum.config import DatabaseConfig
+    from mailforum.db.session import Database
+
+    broken = Database(f"sqlite:///{tmp_path}/missing/dir/x.db")
+    running = WebThread(replace(site.config, database=DatabaseConfig(url=broken.url)), broken)
+    running.start()
+    try:
+        with running.client(cookies={"mf_session": "A" * 43}) as http:
+            page = http.get("/lists/dev")
+    finally:
+        running.stop()
+        broken.dispose()
+    assert page.status_code == 503 and "The archive is busy" in page.text
