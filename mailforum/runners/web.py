@@ -51,7 +51,7 @@ from mailforum.errors import ConfigError
 from mailforum.web import api
 from mailforum.web.admin import OwnerPages
 from mailforum.web.archive_pages import ArchivePages
-from mailforum.web.auth import CsrfFailed, SignInRequired
+from mailforum.web.auth import CsrfFailed, NotAMember, SignInRequired
 from mailforum.web.context import WebContext
 from mailforum.web.feeds import Feeds
 from mailforum.web.forms import RequestConfirmation
@@ -168,7 +168,10 @@ class ErrorPages:
     def unavailable(self, request: Request, exc: Exception) -> Response:
         """The database is down or saturated: a polite 503, never a stack trace."""
         log.warning("web archive: database unavailable: %s", str(exc).strip().splitlines()[0][:200])
-        response = self.ctx.page(request, "web/message.html", 503, cache=False, mlist=None, kind="503")
+        # viewer=None: looking up who is signed in needs the database that just failed.
+        response = self.ctx.page(
+            request, "web/message.html", 503, cache=False, mlist=None, kind="503", viewer=None
+        )
         response.headers["retry-after"] = "30"
         return response
 
@@ -183,6 +186,10 @@ class ErrorPages:
             here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse(self.ctx.url("signin", next=here), 303)
         return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="signin")
+
+    def not_a_member(self, request: Request, exc: Exception) -> Response:
+        mlist = exc.mlist if isinstance(exc, NotAMember) else None
+        return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=mlist, kind="member")
 
     def csrf_failed(self, request: Request, exc: Exception) -> Response:
         return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="expired")
@@ -228,6 +235,7 @@ def create_app(
             sqlalchemy.exc.TimeoutError: errors.unavailable,
             SignInRequired: errors.sign_in_first,
             CsrfFailed: errors.csrf_failed,
+            NotAMember: errors.not_a_member,
         },
     )
     app.state.auth = ctx.auth

@@ -7,7 +7,10 @@ The API the other endpoint groups use (one ``Auth`` per app, ``WebContext.auth``
 - ``auth.viewer(request) -> Viewer | None`` (the same, with the session), and
   ``await auth.load(request)`` to look it up from an async endpoint without blocking.
 - ``auth.require(request) -> Viewer``: raises ``SignInRequired`` (GET: a 303 to
-  ``/signin``; other methods: a 403 page that offers to sign in).
+  ``/signin?next=PATH``; other methods: a 403 page that offers to sign in).
+- ``auth.require_member(request, session, mlist) -> (Viewer, Member)``: the same, and
+  raises ``NotAMember`` (a 403 page offering to join) when the viewer is no member.
+  Find the list with ``ctx.public_list`` first: a private list is 404 to non-members.
 - ``await auth.posted(request) -> (Viewer, form)``: a signed-in POST with its fields,
   after checking the Origin and the form's CSRF token (field ``csrf``, bound to the
   session and to the path posted to); 403 otherwise.
@@ -38,8 +41,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mailforum.config import Config
+from mailforum.core.lists import find_member
 from mailforum.db import websessions
-from mailforum.db.models import utcnow
+from mailforum.db.models import MailingList, Member, utcnow
 from mailforum.db.session import Database
 from mailforum.web.forms import CsrfTokens, read_form
 
@@ -61,6 +65,22 @@ class Viewer:
 
 class SignInRequired(Exception):
     """Raised by ``Auth.require``; ``runners/web.py`` answers it (303 to /signin, or 403)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListName:
+    """What an error page names of a list (read while its session was open)."""
+
+    name: str
+    display_title: str
+
+
+class NotAMember(Exception):
+    """Raised by ``Auth.require_member``; ``runners/web.py`` answers a 403 page offering to join."""
+
+    def __init__(self, mlist: MailingList) -> None:
+        super().__init__(mlist.name)
+        self.mlist = ListName(mlist.name, mlist.display_title)
 
 
 class CsrfFailed(Exception):
@@ -157,6 +177,16 @@ class Auth:
         if viewer is None:
             raise SignInRequired()
         return viewer
+
+    def require_member(self, request: Request, session: Session, mlist: MailingList) -> tuple[Viewer, Member]:
+        """The signed-in viewer and their membership of ``mlist`` (blocking)."""
+        viewer = self.viewer(request, session)
+        if viewer is None:
+            raise SignInRequired()
+        member = find_member(session, mlist.id, viewer.address)
+        if member is None:
+            raise NotAMember(mlist)
+        return viewer, member
 
     # --- CSRF for signed-in forms -----------------------------------------------------
 

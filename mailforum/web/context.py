@@ -116,7 +116,8 @@ class WebContext:
         media_type: str = "text/html; charset=utf-8",
         **values: Any,
     ) -> Response:
-        values.setdefault("viewer", self.auth.viewer(request))
+        if "viewer" not in values:  # a caller may know better (no database: the 503 page)
+            values["viewer"] = self.auth.viewer(request)
         content = self.render(template, **values).encode("utf-8")
         if not cache:
             return Response(content, status, {"cache-control": "no-store", "vary": "Cookie"}, media_type)

@@ -109,18 +109,20 @@ class SubscribeForms:
             mlist = ctx.public_list(session, request)
             topic = ctx.topic_of(session, mlist, request) if "topic" in request.path_params else None
             who = Address(viewer.address)
-            member = find_member(session, mlist.id, viewer.address)
             if kind == "join":
                 outcome = subscriptions.subscribe(session, ctx.config, mlist, who, now)
                 log.info("web join of %s by a signed-in visitor: %s", mlist.name, outcome.status.value)
                 return RedirectResponse(ctx.url("lists", mlist.name), 303)
             assert topic is not None
-            if member is None:
-                if kind == "mute" or undo:
-                    return ctx.page(request, "web/message.html", 403, cache=False, mlist=mlist, kind="member")
-                add_members(session, mlist, [who], DeliveryMode.NONE, now)
-                member = find_member(session, mlist.id, viewer.address)
-                assert member is not None
+            if kind == "mute" or undo:  # only a member has a mute, or a watch to undo
+                member = ctx.auth.require_member(request, session, mlist)[1]
+            else:  # watching joins a visitor with delivery mode "none", as a confirmed watch does
+                found = find_member(session, mlist.id, viewer.address)
+                if found is None:
+                    add_members(session, mlist, [who], DeliveryMode.NONE, now)
+                    found = find_member(session, mlist.id, viewer.address)
+                    assert found is not None
+                member = found
             setting = SubscriptionKind.WATCH if kind == "watch" else SubscriptionKind.MUTE
             subscriptions.set_topic(session, member, topic, None if undo else setting, now)
             log.info("web %s%s of a topic of %s", "un" if undo else "", kind, mlist.name)

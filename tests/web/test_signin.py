@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from mailforum.db.models import Member, OutboxEntry, SignInLink, Visibility, WebSession
+from mailforum.web.auth import Viewer, key_hash
 from tests.helpers import RecordingSink, message
 from tests.integration.outbound_helpers import deliver
 from tests.web.kit import WebThread, seed
@@ -370,6 +371,14 @@ def test_a_signed_in_visitor_watches_at_once_and_joins_with_mode_none(site, app,
     tid = re.search(r"/lists/dev/topics/(\d+)", http.get("/lists/dev").text).group(1)
     topic = http.get(f"/lists/dev/topics/{tid}")
     assert f'action="/lists/dev/topics/{tid}/mute"' not in topic.text  # no member: nothing to mute
+    mute = f"/lists/dev/topics/{tid}/mute"
+    assert (
+        http.post(mute, data={"csrf": csrf_of(topic, "/signout")}).status_code == 403
+    )  # another form's token
+    auth = app.app.state.auth  # the token a mute form would carry, had the page one
+    token = auth.csrf_for(Viewer("visitor@example.net", 0, key_hash(http.cookies["mf_session"])), mute)
+    refused = http.post(mute, data={"csrf": token})
+    assert refused.status_code == 403 and "Members only" in refused.text
     watch = f"/lists/dev/topics/{tid}/watch"
     assert http.post(watch, data={"csrf": csrf_of(topic, watch)}).status_code == 303
     out = site.cli("members", "show", "dev", "visitor@example.net").stdout
@@ -398,3 +407,19 @@ def test_after_signing_in_the_browser_goes_where_it_was_asked_to_sign_in(site, a
         http.post("/signin", data={"csrf": csrf_of(page, "/signin"), "address": who, "next": elsewhere})
         done = http.post(links_to(site, mailsink, who)[-1])
         assert done.headers["location"] == "/account", elsewhere
+
+
+def test_a_failing_database_is_a_503_for_a_signed_in_browser_too(site, tmp_path) -> None:
+    from mailforum.config import DatabaseConfig
+    from mailforum.db.session import Database
+
+    broken = Database(f"sqlite:///{tmp_path}/missing/dir/x.db")
+    running = WebThread(replace(site.config, database=DatabaseConfig(url=broken.url)), broken)
+    running.start()
+    try:
+        with running.client(cookies={"mf_session": "A" * 43}) as http:
+            page = http.get("/lists/dev")
+    finally:
+        running.stop()
+        broken.dispose()
+    assert page.status_code == 503 and "The archive is busy" in page.text
