@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Benchmark the web archive: requests/s and latency of the list page and a 500-post topic.
+"""Benchmark the web archive: requests/s, latency and size of the list page and a 500-post topic.
 
 Seeds a fresh SQLite database (or --db URL) with 100,000 topics by bulk inserts (one
 post each, plus one topic of 500 posts), runs the real server (`mailforum serve
 --no-smtp --no-process`) as a subprocess, and measures sequential requests from one
-client. Prints `name: value` lines. Run: .venv/bin/python bench/web.py [--topics N]
+client (which, like a browser, accepts gzip). Prints `name: value` lines, among them each
+page's size uncompressed (`_bytes`) and as sent gzipped (`_gzip_bytes`). Run:
+.venv/bin/python bench/web.py [--topics N]
 """
 
 from __future__ import annotations
@@ -154,6 +156,15 @@ def measure(client: httpx.Client, path: str, requests: int) -> tuple[float, floa
     return requests / total, statistics.median(times) * 1000, times[int(len(times) * 0.95) - 1] * 1000
 
 
+def sizes(client: httpx.Client, path: str) -> tuple[int, int]:
+    """The page's size as sent without compression, and as sent to a client that takes gzip
+    (the same as without when the server does not compress)."""
+    raw = client.get(path, headers={"accept-encoding": "identity"})
+    with client.stream("GET", path, headers={"accept-encoding": "gzip"}) as streamed:
+        wire = sum(len(chunk) for chunk in streamed.iter_raw())
+    return len(raw.content), wire
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topics", type=int, default=100_000)
@@ -212,6 +223,9 @@ def main() -> None:
                 print(f"{name}_requests_per_s: {rate:.0f}")
                 print(f"{name}_p50_ms: {p50:.1f}")
                 print(f"{name}_p95_ms: {p95:.1f}")
+                raw, zipped = sizes(client, path)
+                print(f"{name}_bytes: {raw}")
+                print(f"{name}_gzip_bytes: {zipped}")
     finally:
         server.terminate()
         server.wait(30)

@@ -15,12 +15,16 @@ and what the archive makes of it:
 - A quote is shown open when it is short and something follows it; a long quote, or a
   trailing one (the post says nothing after it), is folded with its line count.
 - Patches (``diff --git``, ``---``/``+++`` hunks, diffstats), indented code and column-aligned
-  text are ``code``: monospace, never wrapped, scrolled sideways inside their block.
+  text are ``code``: monospace, never wrapped, scrolled sideways inside their block; one
+  longer than ``LONG_CODE`` lines is folded with its line count (a 44-patch series reads
+  as 44 commit messages on a phone).
 - Prose hard-wrapped near 72 columns is ``prose``, its lines joined so it fills a phone's
   width; short lines (greetings, addresses, lists) keep their breaks. Prose inside quotes
   keeps its lines as written (``text``).
 - The signature after ``-- `` and a mailing-list footer under a line of underscores are
   ``signature``.
+- A very long post (a pasted document: 85 kB in one real thread) shows its first
+  ``LONG_POST`` lines or so; the rest is one folded ``more`` block.
 """
 
 from __future__ import annotations
@@ -32,14 +36,17 @@ from dataclasses import dataclass
 from mailforum.mail.quotes import ATTRIBUTION, NAMED_ATTRIBUTION, ORIGINAL_MESSAGE, VERB_FIRST_ATTRIBUTION
 
 SHORT_QUOTE = 5  # a quote of at most this many non-blank lines is shown open (unless it trails)
+LONG_CODE = 30  # a longer patch or piece of code is folded with its line count
+LONG_POST = 120  # a post longer than about this many phone lines shows them, the rest folds
 MAX_NESTING = 12  # deeper quoting is shown as text at this depth (bounds the recursion)
 
 
 @dataclass(frozen=True, slots=True)
 class Block:
     """One piece of a body. ``kind``: "prose" (reflowed), "text" (lines kept), "code",
-    "signature", or "quote" (``who`` wrote ``blocks``; ``lines`` non-blank lines; ``open``:
-    shown unfolded; ``forward``: a forwarded message rather than a reply)."""
+    "signature", "quote" (``who`` wrote ``blocks``; ``lines`` non-blank lines; ``open``:
+    shown unfolded; ``forward``: a forwarded message rather than a reply), or "more" (the
+    folded rest of a long post, ``lines`` about how many)."""
 
     kind: str
     text: str = ""
@@ -53,7 +60,9 @@ class Block:
 # --- quote markers -------------------------------------------------------------------------
 
 _MARK = re.compile(r"^ ?>")
-_INITIALS = re.compile(r"^ ?([A-Z][A-Za-z]{0,3})> ?")
+_INITIALS = re.compile(r"^ {0,4}([A-Za-z][A-Za-z]{0,3})> ?")  # "ABC> ", Gnus' "    f> "
+# Gnus/supercite's attribution: '>>>>> "f" == fork list <fork@example.com> writes:'
+_SUPERCITE = re.compile(r'^>{3,}\s+"[^"]{1,20}"\s+==\s+(?P<who>.{1,120}?)\s+writes:\s*$')
 _MBOX_FROM = re.compile(r"^>From ")
 
 
@@ -97,8 +106,8 @@ def _outlook_start(lines: list[str]) -> tuple[int, int, bool] | None:
             continue
         if not ORIGINAL_MESSAGE.match(line) and not any(_SENT.match(x) for x in lines[start + 1 : start + 5]):
             continue
-        end = start
-        while end < len(lines) and _HEADER.match(lines[end]):
+        end = start  # the header lines, and the lines a long To: or Cc: wrapped onto
+        while end < len(lines) and lines[end].strip() and (end - start < 15 or _HEADER.match(lines[end])):
             end += 1
         return at, end, bool(separator and _FORWARD.search(line))
     return None
@@ -109,7 +118,7 @@ def _outlook_who(header: list[str]) -> str:
         if _FROM.match(line):
             value = _HEADER.match(line)
             if value:
-                return _clean_who(re.sub(r"\[mailto:[^\]]*\]", "", value.group(2)))
+                return _clean_who(value.group(2))
     return ""
 
 
@@ -120,10 +129,29 @@ _TIME = re.compile(
 )
 
 
+_ON_DATE = re.compile(r"^on\s+(?:\w{3,9},?\s+)?\w{3,9}\.?\s+\d{1,2}(?:,?\s+\d{4})?,?\s+", re.IGNORECASE)
+_IN_PARENS = re.compile(r"^\S+@\S+\s+\((?P<name>[^()]+)\)$")  # "ann@example.com (Ann Author)"
+
+
 def _clean_who(who: str) -> str:
-    who = re.sub(r"<[^>]*>", "", who)
-    who = _TIME.sub("", who).strip().strip("\"'").strip()
-    return who[:80]
+    """A person's name out of an attribution or a From: line: no address, date or "[mailto:]"."""
+    who = re.sub(r"<[^>]*>|\[mailto:[^\]]*\]", "", who)
+    _, behalf, on_behalf_of = who.partition(" On Behalf Of ")  # Outlook: "list@x On Behalf Of Ann"
+    if behalf and on_behalf_of.strip():
+        who = on_behalf_of
+    who = re.sub(r"\s+On Behalf Of\s*$", "", who)
+    who = _ON_DATE.sub("", _TIME.sub("", who))
+    named = _IN_PARENS.match(who.strip())
+    if named:
+        who = named.group("name")
+    who = re.sub(r"^[^\w\"']+", "", who.strip()).strip().strip("\"'").strip()
+    return " ".join(who.split())[:80]
+
+
+# Eudora's and others' "At 9:34 PM -0700 on 9/20/02, Mr. FoRK wrote:": the name after the last comma.
+_AT_WROTE = re.compile(
+    r"^at\b.{0,80},\s*(?P<who>[^,]{1,80}?)\s*(?:<[^>]*>\s*)?(?:wrote|writes)\s*:\s*$", re.IGNORECASE
+)
 
 
 def _attribution(plain: list[str]) -> tuple[int, str] | None:
@@ -139,7 +167,7 @@ def _attribution(plain: list[str]) -> tuple[int, str] | None:
     for drop, line in candidates:
         if len(line) > 300:
             continue
-        named = NAMED_ATTRIBUTION.match(line) or VERB_FIRST_ATTRIBUTION.match(line)
+        named = NAMED_ATTRIBUTION.match(line) or VERB_FIRST_ATTRIBUTION.match(line) or _AT_WROTE.match(line)
         if named:
             return drop, _clean_who(named.group("who"))
         if ATTRIBUTION.match(line):
@@ -158,6 +186,8 @@ _DIFFSTAT = re.compile(r"^\s\S.*\|\s+(\d+\s*[+\-]*|Bin .*)$|^\s*\d+ files? chang
 _CODE_END = re.compile(r"(;|\{|\}|\};|\)\s*\{)\s*$")
 _CODE_START = re.compile(r"^\s*(#include\b|#define\b|\$ |import |from \S+ import |def |class |return\b)")
 _COLUMNS = re.compile(r"\S {3,}\S|\t\S")
+_ENTITY = re.compile(r"&#?\w{1,8};\s*$")  # "&#8221;" from HTML, not a statement's end
+_SENTENCE = frozenset(" ,.;:'\"?!-()")
 _LIST_ITEM = re.compile(r"^\s*([-*+•]|\d{1,3}[.)])\s")
 _FOOTER = re.compile(r"^_{20,}\s*$")
 
@@ -169,18 +199,29 @@ def _diff_at(lines: list[str], at: int) -> bool:
     return line.startswith("--- ") and at + 1 < len(lines) and lines[at + 1].startswith("+++ ")
 
 
+def _wordy(lines: list[str]) -> bool:
+    """Lines of sentences: letters, spaces and sentence punctuation, nothing a program needs."""
+    text = "".join(line.strip() for line in lines)
+    return bool(text) and sum(1 for c in text if c.isalpha() or c in _SENTENCE) >= 0.92 * len(text)
+
+
 def _is_code(para: list[str]) -> bool:
     lines = [line for line in para if line.strip()]
     if not lines:
         return False
     if all(line.startswith(("    ", "\t")) for line in lines):
-        return True
+        return not _wordy(lines)  # indented sentences are an indented quote or excerpt, not code
     if all(_DIFFSTAT.match(line) for line in lines):
         return True
-    code = sum(1 for line in lines if _CODE_END.search(line) or _CODE_START.match(line))
-    if code * 2 >= len(lines) and (code >= 2 or (len(lines) == 1 and _CODE_START.match(lines[0]))):
+    code = sum(
+        1
+        for line in lines
+        if _CODE_START.match(line) or (_CODE_END.search(line) and not _ENTITY.search(line))
+    )
+    if code * 2 >= len(lines) and (code >= 2 or _CODE_START.match(lines[0])) and not _wordy(lines):
         return True
-    return len(lines) >= 2 and sum(1 for line in lines if _COLUMNS.search(line.strip())) >= 2
+    columns = sum(1 for line in lines if _COLUMNS.search(line.strip()))
+    return len(lines) >= 2 and columns >= 2 and columns * 2 >= len(lines)
 
 
 def reflow(para: list[str]) -> str:
@@ -207,6 +248,12 @@ def reflow(para: list[str]) -> str:
     return "\n".join(out)
 
 
+def _code(text: str, what: str = "code") -> Block:
+    """A code block (``who``: "code" or "patch"), open unless longer than ``LONG_CODE`` lines."""
+    lines = text.count("\n") + 1
+    return Block("code", text, what, lines=lines, open=lines <= LONG_CODE)
+
+
 def _text_blocks(lines: list[str], in_quote: bool) -> list[Block]:
     """Unquoted lines as code, prose (reflowed outside quotes) and text blocks."""
     out: list[Block] = []
@@ -217,8 +264,9 @@ def _text_blocks(lines: list[str], in_quote: bool) -> list[Block]:
             para.pop()
         if any(line.strip() for line in para):
             if _is_code(para):
-                out.append(Block("code", "\n".join(line.rstrip() for line in para)))
-            elif in_quote:
+                out.append(_code("\n".join(line.rstrip() for line in para)))
+            elif in_quote or all(line.startswith((" ", "\t")) for line in para if line.strip()):
+                # Quoted prose, and an indented excerpt, keep their lines as written.
                 out.append(Block("text", "\n".join(line.rstrip() for line in para).strip("\n")))
             else:
                 out.append(Block("prose", reflow(para)))
@@ -242,7 +290,7 @@ def _text_blocks(lines: list[str], in_quote: bool) -> list[Block]:
             patch = [*head, *lines[at:end]]
             while patch and not patch[0].strip():
                 patch.pop(0)
-            out.append(Block("code", "\n".join(x.rstrip() for x in patch).rstrip("\n")))
+            out.append(_code("\n".join(x.rstrip() for x in patch).rstrip("\n"), "patch"))
             at = end
             continue
         if line.rstrip() == "---" and at + 1 < len(lines) and _DIFFSTAT.match(lines[at + 1]):
@@ -250,7 +298,7 @@ def _text_blocks(lines: list[str], in_quote: bool) -> list[Block]:
             end = at + 1
             while end < len(lines) and lines[end].strip() and _DIFFSTAT.match(lines[end]):
                 end += 1
-            out.append(Block("code", "\n".join(x.rstrip() for x in lines[at:end])))
+            out.append(_code("\n".join(x.rstrip() for x in lines[at:end]), "patch"))
             at = end
             continue
         if line.strip():
@@ -302,6 +350,11 @@ def _parse(lines: list[str], parent_author: str, level: int) -> list[Block]:
     at = 0
     while at < len(lines):
         line = lines[at]
+        supercite = _SUPERCITE.match(line)
+        if supercite:
+            plain.append(_clean_who(supercite.group("who")) + " writes:")
+            at += 1
+            continue
         if level >= MAX_NESTING or _quoted(line, initials) is None:
             plain.append(line)
             at += 1
@@ -375,7 +428,33 @@ def _fold(blocks: list[Block]) -> list[Block]:
     return out
 
 
+def _height(block: Block) -> int:
+    """About how many lines a block takes on a narrow screen (a folded quote: its summary)."""
+    if block.kind == "quote":
+        return 1 + (sum(_height(b) for b in block.blocks) if block.open else 0)
+    if block.kind == "prose":
+        return sum(1 + len(line) // 45 for line in block.text.split("\n"))
+    if block.kind == "code" and not block.open:
+        return 1
+    return block.text.count("\n") + 1
+
+
+def _fold_rest(blocks: list[Block]) -> list[Block]:
+    """A very long post shows its first ``LONG_POST`` lines; the rest folds ("more")."""
+    shown = 0
+    for index, block in enumerate(blocks):
+        shown += _height(block)
+        rest = blocks[index + 1 :]
+        if shown >= LONG_POST and rest and any(b.kind != "signature" for b in rest):
+            hidden = sum(_height(b) for b in rest)
+            if hidden >= LONG_POST // 4:
+                return [*blocks[: index + 1], Block("more", blocks=tuple(rest), lines=hidden)]
+            break
+    return blocks
+
+
 def read_body(text: str, parent_author: str = "") -> tuple[Block, ...]:
-    """A post's text as blocks: quotes (nested), code, prose, signature, in order."""
+    """A post's text as blocks: quotes (nested), code, prose, signature, in order; the rest
+    of a very long post folded into one "more" block."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return tuple(_parse(lines, parent_author, 0))
+    return tuple(_fold_rest(_parse(lines, parent_author, 0)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailforum.web.reading import SHORT_QUOTE, Block, read_body, reflow
+from mailforum.web.reading import LONG_CODE, LONG_POST, SHORT_QUOTE, Block, read_body, reflow
 
 
 def shape(blocks: tuple[Block, ...]) -> list[object]:
@@ -180,3 +180,45 @@ def test_empty_and_whitespace_bodies_give_no_blocks(text: str) -> None:
 def test_deep_quoting_is_bounded() -> None:
     blocks = read_body(">" * 500 + " deep\n\nok")
     assert blocks[-1].kind == "prose"
+
+
+def test_gnus_supercite_attribution_and_indented_lowercase_initials() -> None:
+    text = (
+        '>>>>> "f" == fork list <f…@example.com> writes:\n\n'
+        "    f> Free trade and free markets\n    f> lift societies\n\nChina?"
+    )
+    blocks = read_body(text, "Parent")
+    assert shape(blocks) == [("quote", "fork list", True, ["text"]), "prose"]
+
+
+@pytest.mark.parametrize(
+    "line, who",
+    [
+        ("f…@xent.com On Behalf Of Adam wrote:", "Adam"),
+        ("z…@example.com (Justin Mason) writes:", "Justin Mason"),
+        ("--- Tom wrote:", "Tom"),
+        ("On Nov 16 Mark Brown wrote:", "Mark Brown"),
+        ("At 9:34 PM -0700 on 9/20/02, Mr. FoRK wrote:", "Mr. FoRK"),
+    ],
+)
+def test_names_are_cleaned_of_addresses_dates_and_outlook_delegation(line: str, who: str) -> None:
+    assert read_body(f"{line}\n> x\n\ny")[0].who == who
+
+
+def test_a_very_long_post_folds_its_rest() -> None:
+    paragraphs = "\n\n".join(f"Paragraph {n} of a pasted document." for n in range(400))
+    blocks = read_body("Look at this:\n\n" + paragraphs + "\n-- \nsig")
+    assert blocks[-1].kind == "more" and blocks[-1].lines > 100
+    assert LONG_POST <= sum(1 for b in blocks[:-1]) <= LONG_POST + 1
+    assert blocks[-1].blocks[-1].kind == "signature"
+    short = read_body(paragraphs.split("\n\n", 1)[0])
+    assert [b.kind for b in short] == ["prose"]
+
+
+def test_a_long_patch_is_folded_with_its_line_count_a_short_one_is_open() -> None:
+    hunk = "".join(f"+line {n};\n" for n in range(LONG_CODE + 5))
+    long = read_body(f"Commit message.\n\ndiff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1,40 @@\n{hunk}")
+    assert [(b.kind, b.who, b.open) for b in long] == [("prose", "", False), ("code", "patch", False)]
+    assert long[1].lines == LONG_CODE + 5 + 4
+    short = read_body("See:\n\n    x = 1\n    y = 2\n")
+    assert (short[1].who, short[1].open, short[1].lines) == ("code", True, 2)

@@ -219,3 +219,15 @@ def test_pages_feeds_and_the_stylesheet_are_gzipped_and_etags_still_answer_304(s
         with http.stream("GET", f"/lists/dev/topics/{topic}") as streamed:
             wire = b"".join(streamed.iter_raw())
         assert gzip.decompress(wire).startswith(b"<!doctype html>")
+
+
+def test_a_pasted_document_folds_after_its_first_screens(site, web) -> None:
+    document = "\n\n".join(
+        f"Article {n}. The government shall make no law about paragraph {n}." for n in range(300)
+    )
+    seed(site.config, site.db, [message("Long read", "<doc@example.com>", body="Read this:\n\n" + document)])
+    with web.client() as http:
+        page = http.get(f"/lists/dev/topics/{topic_of(site, '<doc@example.com>')}").text
+    assert page.count('<details class="more"><summary>Read the rest of this post') == 1
+    folded = page[page.index('<details class="more">') :]
+    assert "Article 0." not in folded and "Article 299." in folded
