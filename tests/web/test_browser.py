@@ -206,6 +206,12 @@ def test_real_mail_on_a_phone_and_a_desktop(site, served_wide, browser) -> None:
             assert fold.count() == 1 and not fold.locator("article.post").first.is_visible()
             fold.locator("summary").click()
             assert fold.locator("article.post").first.is_visible()
+            # A link to a post inside a fold (a permalink, "replying to") opens the fold.
+            with site.db.read_session() as session:
+                inside = session.scalars(select(Post.id).where(Post.message_id == "<side3@example.com>")).one()
+            page.goto(f"{served_wide}/lists/dev/posts/{inside}")
+            assert page.locator(f"#p{inside}").is_visible()
+            page.goto(f"{served_wide}/lists/dev/topics/{topic}")
             # The long quote of the Gmail reply is folded; a click shows it.
             long_quote = page.locator("details.quote:not([open])", has_text="8 lines").first.element_handle()
             assert not long_quote.query_selector("blockquote").is_visible()
