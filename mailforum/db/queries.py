@@ -393,7 +393,9 @@ def standings(session: Session, mlist: MailingList, addresses: Sequence[str]) ->
         return {}
     member_since = (
         select(Member.created_at)
-        .where(Member.list_id == mlist.id, func.lower(Member.address) == func.lower(Post.author_address))
+        # Members' addresses are stored lower-case (lists.find_member): the (list_id, address)
+        # index answers this.
+        .where(Member.list_id == mlist.id, Member.address == func.lower(Post.author_address))
         .limit(1)
         .scalar_subquery()
     )
