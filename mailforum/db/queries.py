@@ -20,8 +20,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, select, text
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    TextClause,
+    delete,
+    distinct,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.orm import Session, aliased, undefer
 
 from mailforum.db.models import FormHit, MailingList, Member, Post, PostStatus, Topic, Visibility
 
@@ -386,11 +397,26 @@ class Standing:
 
 
 def standings(session: Session, mlist: MailingList, addresses: Sequence[str]) -> dict[str, Standing]:
-    """The standing of each author address on the list: one statement (the index on
-    posts (list_id, author_address, received_at) answers it)."""
+    """The standing of each author address on the list: one statement.
+
+    The counts and first dates come from the posts (list_id, author_address, received_at)
+    index alone, without reading a row: they count every post the list stored from the
+    address (a held one too: placeholders have no author). The page key is their first
+    shown post, found by a correlated look-up that stops at it.
+    """
     wanted = sorted({a for a in addresses if a})
     if not wanted:
         return {}
+    first = aliased(Post)
+    key = (
+        select(first.id)
+        .where(
+            first.list_id == mlist.id, first.author_address == Post.author_address, first.status == PUBLISHED
+        )
+        .order_by(first.received_at, first.id)
+        .limit(1)
+        .scalar_subquery()
+    )
     member_since = (
         select(Member.created_at)
         # Members' addresses are stored lower-case (lists.find_member): the (list_id, address)
@@ -400,13 +426,14 @@ def standings(session: Session, mlist: MailingList, addresses: Sequence[str]) ->
         .scalar_subquery()
     )
     rows = session.execute(
-        select(Post.author_address, func.min(Post.id), func.min(Post.received_at), func.count(), member_since)
-        .where(Post.list_id == mlist.id, Post.status == PUBLISHED, Post.author_address.in_(wanted))
+        select(Post.author_address, key, func.min(Post.received_at), func.count(), member_since)
+        .where(Post.list_id == mlist.id, Post.author_address.in_(wanted))
         .group_by(Post.author_address)
     ).all()
     return {
-        address: Standing(key, _utc(first), _utc(joined), count)
-        for address, key, first, count, joined in rows
+        address: Standing(key_id, _utc(since), _utc(joined), count)
+        for address, key_id, since, count, joined in rows
+        if key_id is not None
     }
 
 
@@ -420,9 +447,10 @@ def author_of(session: Session, mlist: MailingList, key: int) -> tuple[str, str,
     if row is None or not row.author_address:
         return None
     first = session.scalar(
-        select(func.min(Post.id)).where(
-            Post.list_id == mlist.id, Post.status == PUBLISHED, Post.author_address == row.author_address
-        )
+        select(Post.id)
+        .where(Post.list_id == mlist.id, Post.author_address == row.author_address, Post.status == PUBLISHED)
+        .order_by(Post.received_at, Post.id)
+        .limit(1)
     )
     return row.author_address, row.author_name, first or key
 
@@ -444,18 +472,19 @@ def neighbour_topics(session: Session, topic: Topic) -> tuple[Topic | None, Topi
     """(newer, older) topic of the same list by latest activity, as the list page orders
     them, and the list's latest activity (what a topic page's standings and neighbours
     can change with): one statement on the list's (last_post_at, id) index."""
-    visible = (Topic.list_id == topic.list_id, HAS_POSTS, Topic.id != topic.id)
+    visible = (Topic.list_id == topic.list_id, HAS_POSTS)
     at, tid = topic.last_post_at, topic.id
+    position = tuple_(Topic.last_post_at, Topic.id)  # a row value: a range on the index
     newer = (
         select(Topic.id)
-        .where(*visible, (Topic.last_post_at > at) | ((Topic.last_post_at == at) & (Topic.id > tid)))
+        .where(*visible, position > tuple_(literal(at, Topic.last_post_at.type), literal(tid)))
         .order_by(Topic.last_post_at, Topic.id)
         .limit(1)
         .scalar_subquery()
     )
     older = (
         select(Topic.id)
-        .where(*visible, (Topic.last_post_at < at) | ((Topic.last_post_at == at) & (Topic.id < tid)))
+        .where(*visible, position < tuple_(literal(at, Topic.last_post_at.type), literal(tid)))
         .order_by(Topic.last_post_at.desc(), Topic.id.desc())
         .limit(1)
         .scalar_subquery()

@@ -6,8 +6,11 @@ the activity shown). Each page costs a fixed number of queries (``db/queries.py`
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -24,12 +27,50 @@ FOLD_AT = 4  # a side branch of at least this many replies is folded as "N repli
 SORT_LABELS = (("latest", "Latest activity"), ("newest", "Newest"), ("replies", "Most replies"))
 
 
+class Standings:
+    """Authors' standings (``queries.standings``), remembered for ``ttl`` seconds per process.
+
+    Counting a prolific author's posts reads thousands of index entries, and the same
+    people write most posts of a list: a topic page asks only for the authors it has not
+    seen lately. A standing is a summary ("member since", "N posts"); a few minutes late
+    is fine for it.
+    """
+
+    def __init__(
+        self, ttl: float = 300.0, size: int = 20_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._known: dict[tuple[int, str], tuple[float, queries.Standing | None]] = {}
+
+    def get(
+        self, session: Session, mlist: MailingList, addresses: Iterable[str]
+    ) -> dict[str, queries.Standing]:
+        now = self.clock()
+        found: dict[str, queries.Standing] = {}
+        missing: list[str] = []
+        for address in {a for a in addresses if a}:
+            remembered = self._known.get((mlist.id, address))
+            if remembered is None or remembered[0] <= now:
+                missing.append(address)
+            elif remembered[1] is not None:
+                found[address] = remembered[1]
+        if missing:
+            fresh = queries.standings(session, mlist, missing)
+            if len(self._known) + len(missing) > self.size:
+                self._known.clear()
+            for address in missing:
+                self._known[(mlist.id, address)] = (now + self.ttl, fresh.get(address))
+            found.update(fresh)
+        return found
+
+
 class ArchivePages:
     """The pages anonymous readers browse; each endpoint is named in ``runners/web.ROUTES``."""
 
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
         self.stylesheet_css = (BUILTIN / "web" / "style.css").read_bytes()
+        self.standings = Standings()
 
     def index(self, request: Request) -> Response:
         with self.ctx.db.read_session() as session:
@@ -74,7 +115,7 @@ class ArchivePages:
             if topic.id != request.path_params["topic"]:  # merged: old links follow (301)
                 return RedirectResponse(ctx.url("lists", mlist.name, "topics", topic.id), 301)
             thread = queries.thread_page(session, topic, page, ctx.web.posts_per_page)
-            standing = queries.standings(session, mlist, [p.author_address for p in thread.posts])
+            standing = self.standings.get(session, mlist, [p.author_address for p in thread.posts])
             newer, older, activity = queries.neighbour_topics(session, topic)
         address = list_address(mlist.name, ctx.config.site.domain)
         tags, title = body.subject_tags(topic.subject, mlist.name, mlist.subject_tag)

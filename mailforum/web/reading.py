@@ -29,6 +29,7 @@ and what the archive makes of it:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -93,8 +94,13 @@ _UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
 _FORWARD = re.compile(r"forward|weitergeleitet|transféré", re.IGNORECASE)
 
 
+_OUTLOOK_HINT = re.compile(r"^\s*(?:-{2,}|_{10,}|\*?(?:from|von|de)\*?\s*:)", re.IGNORECASE | re.MULTILINE)
+
+
 def _outlook_start(lines: list[str]) -> tuple[int, int, bool] | None:
     """(first line of the block, first line of the quoted message, forwarded) or None."""
+    if not _OUTLOOK_HINT.search("\n".join(lines)):
+        return None
     for at, line in enumerate(lines):
         separator = bool(ORIGINAL_MESSAGE.match(line)) or bool(_UNDERSCORES.match(line))
         start = at + 1 if separator else at
@@ -187,7 +193,7 @@ _CODE_END = re.compile(r"(;|\{|\}|\};|\)\s*\{)\s*$")
 _CODE_START = re.compile(r"^\s*(#include\b|#define\b|\$ |import |from \S+ import |def |class |return\b)")
 _COLUMNS = re.compile(r"\S {3,}\S|\t\S")
 _ENTITY = re.compile(r"&#?\w{1,8};\s*$")  # "&#8221;" from HTML, not a statement's end
-_SENTENCE = frozenset(" ,.;:'\"?!-()")
+_NOT_SENTENCE = re.compile(r"[\d_]|[^\w ,.;:'\"?!()-]")  # digits, symbols: what sentences have little of
 _LIST_ITEM = re.compile(r"^\s*([-*+•]|\d{1,3}[.)])\s")
 _FOOTER = re.compile(r"^_{20,}\s*$")
 
@@ -202,7 +208,7 @@ def _diff_at(lines: list[str], at: int) -> bool:
 def _wordy(lines: list[str]) -> bool:
     """Lines of sentences: letters, spaces and sentence punctuation, nothing a program needs."""
     text = "".join(line.strip() for line in lines)
-    return bool(text) and sum(1 for c in text if c.isalpha() or c in _SENTENCE) >= 0.92 * len(text)
+    return bool(text) and len(_NOT_SENTENCE.findall(text)) <= 0.08 * len(text)
 
 
 def _is_code(para: list[str]) -> bool:
@@ -350,7 +356,7 @@ def _parse(lines: list[str], parent_author: str, level: int) -> list[Block]:
     at = 0
     while at < len(lines):
         line = lines[at]
-        supercite = _SUPERCITE.match(line)
+        supercite = _SUPERCITE.match(line) if line.startswith(">>>") else None
         if supercite:
             plain.append(_clean_who(supercite.group("who")) + " writes:")
             at += 1
@@ -453,8 +459,10 @@ def _fold_rest(blocks: list[Block]) -> list[Block]:
     return blocks
 
 
+@functools.lru_cache(maxsize=2048)
 def read_body(text: str, parent_author: str = "") -> tuple[Block, ...]:
     """A post's text as blocks: quotes (nested), code, prose, signature, in order; the rest
-    of a very long post folded into one "more" block."""
+    of a very long post folded into one "more" block. Stored bodies do not change: the
+    last 2,048 read are remembered (a popular topic is read over and over)."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return tuple(_fold_rest(_parse(lines, parent_author, 0)))
