@@ -94,7 +94,7 @@ _UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
 _FORWARD = re.compile(r"forward|weitergeleitet|transféré", re.IGNORECASE)
 
 
-_OUTLOOK_HINT = re.compile(r"^\s*(?:-{2,}|_{10,}|\*?(?:from|von|de)\*?\s*:)", re.IGNORECASE | re.MULTILINE)
+_OUTLOOK_HINT = re.compile(r"^[ \t]*(?:-{2,}|_{10,}|\*?(?:from|von|de)\*?\s*:)", re.IGNORECASE | re.MULTILINE)
 
 
 def _outlook_start(lines: list[str]) -> tuple[int, int, bool] | None:
@@ -450,12 +450,13 @@ def _fold_rest(blocks: list[Block]) -> list[Block]:
     shown = 0
     for index, block in enumerate(blocks):
         shown += _height(block)
+        if shown < LONG_POST:
+            continue
         rest = blocks[index + 1 :]
-        if shown >= LONG_POST and rest and any(b.kind != "signature" for b in rest):
-            hidden = sum(_height(b) for b in rest)
-            if hidden >= LONG_POST // 4:
-                return [*blocks[: index + 1], Block("more", blocks=tuple(rest), lines=hidden)]
-            break
+        hidden = sum(_height(b) for b in rest)
+        if hidden >= LONG_POST // 4 and any(b.kind != "signature" for b in rest):
+            return [*blocks[: index + 1], Block("more", blocks=tuple(rest), lines=hidden)]
+        break
     return blocks
 
 

@@ -222,3 +222,20 @@ def test_a_long_patch_is_folded_with_its_line_count_a_short_one_is_open() -> Non
     assert long[1].lines == LONG_CODE + 5 + 4
     short = read_body("See:\n\n    x = 1\n    y = 2\n")
     assert (short[1].who, short[1].open, short[1].lines) == ("code", True, 2)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\n\n".join(["para"] * 20_000),
+        "> a\n" + "\n" * 100_000 + "x",
+        ("> " * 11 + "deep\n") * 20_000,
+        "|" * 200_000,
+        "On " + "x, " * 50_000 + "wrote:\n> q",
+    ],
+    ids=["many-paragraphs", "blank-run", "deep-quotes", "one-long-line", "long-attribution"],
+)
+def test_hostile_bodies_read_in_linear_time(text: str) -> None:
+    """Big bodies of one shape each: the reader's work grows with the text, not its square
+    (each would take minutes if it did)."""
+    assert read_body.__wrapped__(text)  # type: ignore[attr-defined]

@@ -172,6 +172,9 @@ def served_wide(site: Site) -> Iterator[str]:
     running.stop()
 
 
+SIDE3 = "<side3@example.com>"
+
+
 def test_real_mail_on_a_phone_and_a_desktop(site, served_wide, browser) -> None:
     """At 375 and 1280 px: the page never scrolls sideways, a patch's long line scrolls inside its
     own block, folded quotes and sub-threads unfold without script."""
@@ -208,7 +211,7 @@ def test_real_mail_on_a_phone_and_a_desktop(site, served_wide, browser) -> None:
             assert fold.locator("article.post").first.is_visible()
             # A link to a post inside a fold (a permalink, "replying to") opens the fold.
             with site.db.read_session() as session:
-                inside = session.scalars(select(Post.id).where(Post.message_id == "<side3@example.com>")).one()
+                inside = session.scalars(select(Post.id).where(Post.message_id == SIDE3)).one()
             page.goto(f"{served_wide}/lists/dev/posts/{inside}")
             assert page.locator(f"#p{inside}").is_visible()
             page.goto(f"{served_wide}/lists/dev/topics/{topic}")
