@@ -192,6 +192,7 @@ _DIFFSTAT = re.compile(r"^\s\S.*\|\s+(\d+\s*[+\-]*|Bin .*)$|^\s*\d+ files? chang
 _CODE_END = re.compile(r"(;|\{|\}|\};|\)\s*\{)\s*$")
 _CODE_START = re.compile(r"^\s*(#include\b|#define\b|\$ |import |from \S+ import |def |class |return\b)")
 _COLUMNS = re.compile(r"\S {3,}\S|\t\S")
+_HUNK_LINE = re.compile(r"^[+-](?![ +-])\S|^[+-]$")  # "+int x;", "-}" (not "- item" or "--")
 _ENTITY = re.compile(r"&#?\w{1,8};\s*$")  # "&#8221;" from HTML, not a statement's end
 _NOT_SENTENCE = re.compile(r"[\d_]|[^\w ,.;:'\"?!()-]")  # digits, symbols: what sentences have little of
 _LIST_ITEM = re.compile(r"^\s*([-*+•]|\d{1,3}[.)])\s")
@@ -219,6 +220,8 @@ def _is_code(para: list[str]) -> bool:
         return not _wordy(lines)  # indented sentences are an indented quote or excerpt, not code
     if all(_DIFFSTAT.match(line) for line in lines):
         return True
+    if len(lines) >= 2 and all(_HUNK_LINE.match(line) for line in lines):
+        return True  # lines of a hunk, quoted in a review without their header
     code = sum(
         1
         for line in lines

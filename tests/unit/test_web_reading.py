@@ -239,3 +239,10 @@ def test_hostile_bodies_read_in_linear_time(text: str) -> None:
     """Big bodies of one shape each: the reader's work grows with the text, not its square
     (each would take minutes if it did)."""
     assert read_body.__wrapped__(text)  # type: ignore[attr-defined]
+
+
+def test_hunk_lines_quoted_without_their_header_are_code_a_dash_list_is_not() -> None:
+    review = read_body("On Mon, Ann wrote:\n> +const char *\n> +get_flags (message_t *message)\n\nWhy const?")
+    assert [b.kind for b in review[0].blocks] == ["code"]
+    listed = read_body("Options:\n\n- one\n- two")
+    assert [b.kind for b in listed] == ["prose", "prose"]

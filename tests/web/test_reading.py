@@ -231,3 +231,27 @@ def test_a_pasted_document_folds_after_its_first_screens(site, web) -> None:
     assert page.count('<details class="more"><summary>Read the rest of this post') == 1
     folded = page[page.index('<details class="more">') :]
     assert "Article 0." not in folded and "Article 299." in folded
+
+
+def test_standings_are_remembered_for_their_time_to_live_then_read_again(site) -> None:
+    from mailforum.core import lists
+    from mailforum.web.archive_pages import Standings
+
+    now = [1000.0]
+    remembered = Standings(ttl=300, clock=lambda: now[0])
+    seed(site.config, site.db, [message("One", "<s1@example.com>", sender="Sam <sam@example.com>")])
+
+    def posts() -> int | None:
+        with site.db.read_session() as session:
+            found = remembered.get(
+                session, lists.get_list(session, "dev"), ["sam@example.com", "nobody@example.com"]
+            )
+        assert "nobody@example.com" not in found  # no shown post: no standing, no author page
+        return found["sam@example.com"].posts
+
+    assert posts() == 1
+    seed(site.config, site.db, [message("Two", "<s2@example.com>", sender="Sam <sam@example.com>")])
+    now[0] += 299
+    assert posts() == 1  # within the time to live: the page shows what it showed
+    now[0] += 2
+    assert posts() == 2
