@@ -20,8 +20,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, or_, select, text
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    TextClause,
+    delete,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.orm import Session, aliased, undefer
 
 from mailforum.db.models import (
     FormHit,
@@ -96,6 +108,10 @@ class PostView:
     parent_id: int | None
     parent_author: str
     parent_state: str  # "" (no parent), "shown", "missing" (never received), "hidden" (held)
+    # Its sub-thread: how many shown posts answer it, directly or not, and whether a later
+    # reply to the same parent follows that sub-thread (it is a side branch, web folds it).
+    descendants: int = 0
+    sibling_follows: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +120,7 @@ class ThreadPage:
     posts: tuple[PostView, ...]
     paging: Paged
     last_message_id: str
+    latest_post_id: int | None = None  # the newest shown post ("jump to latest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,8 +334,10 @@ def thread_page(session: Session, topic: Topic, page: int, per_page: int) -> Thr
         if window
         else {}
     )
+    descendants, sibling_follows = _subtrees([depth for _, depth in ordered])
+    offset = (paged.page - 1) * per_page
     views = []
-    for node, depth in window:
+    for index, (node, depth) in enumerate(window, start=offset):
         post = by_id[node.id]
         parent = nodes.get(post.parent_id) if post.parent_id is not None else None
         if parent is None:
@@ -347,15 +366,160 @@ def thread_page(session: Session, topic: Topic, page: int, per_page: int) -> Thr
                 parent.id if parent is not None and state == "shown" else None,
                 parent_author,
                 state,
+                descendants[index],
+                sibling_follows[index],
             )
         )
     # The newest post is what a reply to the whole topic answers.
-    last = max(ordered, key=lambda item: item[0].id)[0].message_id if ordered else ""
-    return ThreadPage(topic, tuple(views), paged, last)
+    newest = max(ordered, key=lambda item: item[0].id)[0] if ordered else None
+    return ThreadPage(
+        topic, tuple(views), paged, newest.message_id if newest else "", newest.id if newest else None
+    )
+
+
+def _subtrees(depths: Sequence[int]) -> tuple[list[int], list[bool]]:
+    """For each post of a depth-first order: its number of descendants, and whether a sibling
+    (the next post at its depth before any shallower one) follows its sub-thread."""
+    count = len(depths)
+    descendants = [0] * count
+    follows = [False] * count
+    open_: list[int] = []  # indexes whose sub-thread has not ended yet
+    for index, depth in enumerate(depths):
+        while open_ and depths[open_[-1]] >= depth:
+            ended = open_.pop()
+            descendants[ended] = index - ended - 1
+            follows[ended] = depths[ended] == depth
+        open_.append(index)
+    for ended in open_:
+        descendants[ended] = count - ended - 1
+    return descendants, follows
 
 
 def _local(address: str) -> str:
     return address.split("@", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """An author on a list: the key of their author page (the id of their first shown post,
+    stable and not their address), since when they post or are a member, and how many
+    posts the archive shows."""
+
+    key: int
+    since: dt.datetime | None
+    member_since: dt.datetime | None
+    posts: int
+
+
+def standings(session: Session, mlist: MailingList, addresses: Sequence[str]) -> dict[str, Standing]:
+    """The standing of each author address on the list: one statement.
+
+    The counts and first dates come from the posts (list_id, author_address, received_at)
+    index alone, without reading a row: they count every post the list stored from the
+    address (a held one too: placeholders have no author). The page key is their first
+    shown post, found by a correlated look-up that stops at it.
+    """
+    wanted = sorted({a for a in addresses if a})
+    if not wanted:
+        return {}
+    first = aliased(Post)
+    key = (
+        select(first.id)
+        .where(
+            first.list_id == mlist.id, first.author_address == Post.author_address, first.status == PUBLISHED
+        )
+        .order_by(first.received_at, first.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    member_since = (
+        select(Member.created_at)
+        # Members' addresses are stored lower-case (lists.find_member): the (list_id, address)
+        # index answers this.
+        .where(Member.list_id == mlist.id, Member.address == func.lower(Post.author_address))
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Post.author_address, key, func.min(Post.received_at), func.count(), member_since)
+        .where(Post.list_id == mlist.id, Post.author_address.in_(wanted))
+        .group_by(Post.author_address)
+    ).all()
+    return {
+        address: Standing(key_id, _utc(since), _utc(joined), count)
+        for address, key_id, since, count, joined in rows
+        if key_id is not None
+    }
+
+
+def author_of(session: Session, mlist: MailingList, key: int) -> tuple[str, str, int] | None:
+    """(address, display name, key of their author page) of a shown post of this list, or None."""
+    row = session.execute(
+        select(Post.author_address, Post.author_name).where(
+            Post.id == key, Post.list_id == mlist.id, Post.status == PUBLISHED
+        )
+    ).first()
+    if row is None or not row.author_address:
+        return None
+    first = session.scalar(
+        select(Post.id)
+        .where(Post.list_id == mlist.id, Post.author_address == row.author_address, Post.status == PUBLISHED)
+        .order_by(Post.received_at, Post.id)
+        .limit(1)
+    )
+    return row.author_address, row.author_name, first or key
+
+
+def author_posts(
+    session: Session, mlist: MailingList, address: str, page: int, per_page: int
+) -> tuple[list[PostEntry], Paged]:
+    """One page of an author's shown posts in a list, newest first: two statements."""
+    where = (Post.list_id == mlist.id, Post.author_address == address)
+    total = (
+        session.scalar(select(func.count()).select_from(Post).where(*where, Post.status == PUBLISHED)) or 0
+    )
+    paged = paging(total, page, per_page)
+    rows = session.execute(_newest_entries(*where).limit(per_page).offset((paged.page - 1) * per_page)).all()
+    return [PostEntry(*r) for r in rows], paged
+
+
+def neighbour_topics(session: Session, topic: Topic) -> tuple[Topic | None, Topic | None, dt.datetime]:
+    """(newer, older) topic of the same list by latest activity, as the list page orders
+    them, and the list's latest activity (what a topic page's standings and neighbours
+    can change with): one statement on the list's (last_post_at, id) index."""
+    visible = (Topic.list_id == topic.list_id, HAS_POSTS)
+    at, tid = topic.last_post_at, topic.id
+    position = tuple_(Topic.last_post_at, Topic.id)  # a row value: a range on the index
+    newer = (
+        select(Topic.id)
+        .where(*visible, position > tuple_(literal(at, Topic.last_post_at.type), literal(tid)))
+        .order_by(Topic.last_post_at, Topic.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    older = (
+        select(Topic.id)
+        .where(*visible, position < tuple_(literal(at, Topic.last_post_at.type), literal(tid)))
+        .order_by(Topic.last_post_at.desc(), Topic.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    latest = (
+        select(Topic.id)
+        .where(Topic.list_id == topic.list_id, HAS_POSTS)
+        .order_by(Topic.last_post_at.desc(), Topic.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    found = session.scalars(
+        select(Topic).where((Topic.id == newer) | (Topic.id == older) | (Topic.id == latest))
+    ).all()
+    here = (at, tid)
+    above = [t for t in found if (t.last_post_at, t.id) > here]
+    below = [t for t in found if (t.last_post_at, t.id) < here]
+    newest = min(above, key=lambda t: (t.last_post_at, t.id)) if above else None
+    activity = max([at, *(t.last_post_at for t in above)])
+    return newest, (below[0] if below else None), activity
 
 
 def post_position(session: Session, mlist: MailingList, post_id: int) -> tuple[int, int] | None:

@@ -45,3 +45,10 @@ NAMED_ATTRIBUTION = re.compile(
     rf"(?:{'|'.join(WROTE + MORE_WROTE)})\s*:\s*$",
     re.IGNORECASE,
 )
+
+# German, French and Spanish put the verb first: "Am 26.11.2026 um 10:00 schrieb Jörg Meier:",
+# "El 26 nov 2026, escribió Ana <ana@example.com>:".
+VERB_FIRST_ATTRIBUTION = re.compile(
+    rf"^.{{0,120}}\b(?:{'|'.join(WROTE[1:])})\s+(?P<who>[^:<>]{{1,80}}?)\s*(?:<[^>]*>\s*)?:\s*$",
+    re.IGNORECASE,
+)

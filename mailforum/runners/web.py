@@ -4,6 +4,7 @@ This module holds what is HTTP plumbing rather than pages: the route table
 (``ROUTES``), the security headers every response carries (``SecurityHeaders``: a
 strict Content-Security-Policy and friends), the error pages (``ErrorPages``: 400,
 404, 405, and a polite 503 when the database is down), and the server (``WebServer``).
+Pages, feeds and the stylesheet are gzipped for clients that accept it (``Compression``).
 The endpoints live in ``web/``, one class per group, all sharing one ``WebContext``:
 
     web/archive_pages.py  ArchivePages   the lists, topics, a topic, permalinks, search, months
@@ -40,6 +41,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -83,7 +85,7 @@ GET, POST, GET_POST = ("GET",), ("POST",), ("GET", "POST")
 
 # Path, endpoint group (a name in create_app's ``groups``), endpoint (a method of that
 # group, and the route's name), methods. Path parameters a test can fill in for every
-# route: list, topic, post, index, filename, year, month (tests S15).
+# route: list, topic, post, author, index, filename, year, month (tests S15).
 ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/", "pages", "index", GET),
     ("/static/style.css", "pages", "stylesheet", GET),
@@ -106,6 +108,7 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/preferences", "prefs", "preferences", GET_POST),
     ("/lists/{list}/preferences/topics/{topic:int}", "prefs", "topic", POST),
     ("/lists/{list}/preferences/leave", "prefs", "leave", POST),
+    ("/lists/{list}/authors/{author:int}", "pages", "author", GET),
     # The last segment is a generated name (textsafe.url_filename) and is not read: links
     # sent before it, with a path-like name in it, still work.
     ("/lists/{list}/posts/{post:int}/attachments/{index:int}/{filename:path}", "feeds", "download", GET),
@@ -157,6 +160,35 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_secured)
+
+
+class Compression:
+    """ASGI middleware: gzip for pages, feeds, the stylesheet and mbox downloads when the
+    client accepts it (Starlette's GZipMiddleware, which adds ``Vary: Accept-Encoding``).
+
+    Attachments go out as stored (most are compressed already, and a download's bytes
+    should be the file's). ETags stay right: they are weak (``W/``), computed from the
+    page before compression, so one tag names both encodings and a conditional GET
+    answers 304 either way; a 304 carries the ``Vary`` its 200 had.
+    """
+
+    MINIMUM = 512  # smaller bodies are not worth a gzip header
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=self.MINIMUM, compresslevel=6)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or "/attachments/" in scope["path"]:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_varied(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 304:
+                MutableHeaders(scope=message).add_vary_header("Accept-Encoding")
+            await send(message)
+
+        await self.gzip(scope, receive, send_varied)
 
 
 class ErrorPages:
@@ -226,7 +258,7 @@ def create_app(
     errors = ErrorPages(ctx)
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(RequestMetrics), Middleware(SecurityHeaders)],
+        middleware=[Middleware(RequestMetrics), Middleware(SecurityHeaders), Middleware(Compression)],
         exception_handlers={
             400: errors.not_found,
             404: errors.not_found,

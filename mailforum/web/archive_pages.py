@@ -6,18 +6,62 @@ the activity shown). Each page costs a fixed number of queries (``db/queries.py`
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from mailforum.db import queries
+from mailforum.db.models import MailingList
 from mailforum.mail.addresses import list_address
 from mailforum.render import BUILTIN
-from mailforum.web import body
+from mailforum.web import body, reading
 from mailforum.web.context import WebContext, int_param
 
-MAX_INDENT = 6  # deeper replies are drawn at this depth (style.css has depth-0 … depth-6)
+MAX_INDENT = 3  # deeper replies share this indent (style.css has depth-0 … depth-3)
+FOLD_AT = 4  # a side branch of at least this many replies is folded as "N replies by NAME…"
 SORT_LABELS = (("latest", "Latest activity"), ("newest", "Newest"), ("replies", "Most replies"))
+
+
+class Standings:
+    """Authors' standings (``queries.standings``), remembered for ``ttl`` seconds per process.
+
+    Counting a prolific author's posts reads thousands of index entries, and the same
+    people write most posts of a list: a topic page asks only for the authors it has not
+    seen lately. A standing is a summary ("member since", "N posts"); a few minutes late
+    is fine for it.
+    """
+
+    def __init__(
+        self, ttl: float = 300.0, size: int = 20_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl, self.size, self.clock = ttl, size, clock
+        self._known: dict[tuple[int, str], tuple[float, queries.Standing | None]] = {}
+
+    def get(
+        self, session: Session, mlist: MailingList, addresses: Iterable[str]
+    ) -> dict[str, queries.Standing]:
+        now = self.clock()
+        found: dict[str, queries.Standing] = {}
+        missing: list[str] = []
+        for address in {a for a in addresses if a}:
+            remembered = self._known.get((mlist.id, address))
+            if remembered is None or remembered[0] <= now:
+                missing.append(address)
+            elif remembered[1] is not None:
+                found[address] = remembered[1]
+        if missing:
+            fresh = queries.standings(session, mlist, missing)
+            if len(self._known) + len(missing) > self.size:
+                self._known.clear()
+            for address in missing:
+                self._known[(mlist.id, address)] = (now + self.ttl, fresh.get(address))
+            found.update(fresh)
+        return found
 
 
 class ArchivePages:
@@ -26,6 +70,7 @@ class ArchivePages:
     def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
         self.stylesheet_css = (BUILTIN / "web" / "style.css").read_bytes()
+        self.standings = Standings()
 
     def index(self, request: Request) -> Response:
         ctx = self.ctx
@@ -78,6 +123,8 @@ class ArchivePages:
             member, setting = (
                 queries.topic_setting(session, mlist, viewer.address, topic.id) if viewer else (False, None)
             )
+            standing = self.standings.get(session, mlist, [p.author_address for p in thread.posts])
+            newer, older, activity = queries.neighbour_topics(session, topic)
         address = list_address(mlist.name, ctx.config.site.domain)
         tags, title = body.subject_tags(topic.subject, mlist.name, mlist.subject_tag)
         posts = []
@@ -85,32 +132,75 @@ class ArchivePages:
             html = (
                 post.html_body if post.html_body and body.html_only(post.text_body, post.html_body) else None
             )
-            blocks = () if html else body.split_body(body.hide_addresses(post.text_body), post.parent_author)
+            blocks = (
+                () if html else reading.read_body(body.hide_addresses(post.text_body), post.parent_author)
+            )
             posts.append(
                 {
                     "view": post,
                     "depth": min(post.depth, MAX_INDENT),
                     "author": ctx.author(mlist, post.author_name, post.author_address),
+                    "standing": standing.get(post.author_address),
+                    "subject": _own_subject(post.subject, mlist, tags, title),
                     "blocks": blocks,
                     "html": html,
                     "mailto": body.mailto(address, post.subject or topic.subject, post.message_id),
                 }
             )
+        neighbours = [
+            (rel, label, neighbour.id, body.subject_tags(neighbour.subject, mlist.name, mlist.subject_tag)[1])
+            for rel, label, neighbour in (("prev", "Newer topic", newer), ("next", "Older topic", older))
+            if neighbour is not None
+        ]
         return ctx.page(
             request,
             "web/topic.html",
-            last_modified=topic.last_post_at,
+            last_modified=activity,
             mlist=mlist,
             topic=topic,
             tags=tags,
             title=title,
             thread=thread,
-            posts=posts,
+            items=fold_subthreads(posts),
+            neighbours=neighbours,
             reply_all=body.mailto(address, topic.subject, thread.last_message_id),
             page_link=lambda n: ctx.url("lists", mlist.name, "topics", topic.id, page=n),
             post_address=address,
             member=member,
             setting=setting,
+        )
+
+    def author(self, request: Request) -> Response:
+        """A member's shown posts in one list, newest first; keyed by their first post's id."""
+        ctx = self.ctx
+        page = int_param(request.query_params.get("page"))
+        with ctx.db.read_session() as session:
+            mlist = ctx.public_list(session, request)
+            found = queries.author_of(session, mlist, request.path_params["author"])
+            if found is None:
+                raise HTTPException(404)
+            address, name, key = found
+            if key != request.path_params["author"]:  # any post of theirs leads to the one page
+                return RedirectResponse(ctx.url("lists", mlist.name, "authors", key), 301)
+            entries, paged = queries.author_posts(session, mlist, address, page, ctx.web.topics_per_page)
+            standing = queries.standings(session, mlist, [address]).get(address)
+        rows = [
+            (
+                entry,
+                body.subject_tags(entry.subject, mlist.name, mlist.subject_tag)[1],
+                body.snippet(entry.text_body, []),
+            )
+            for entry in entries
+        ]
+        return ctx.page(
+            request,
+            "web/author.html",
+            mlist=mlist,
+            author=ctx.author(mlist, name, address),
+            standing=standing,
+            rows=rows,
+            paged=paged,
+            page_link=lambda n: ctx.url("lists", mlist.name, "authors", key, page=n),
         )
 
     def permalink(self, request: Request) -> Response:
@@ -147,3 +237,43 @@ class ArchivePages:
             mlist = self.ctx.public_list(session, request)
             months = queries.months(session, mlist)
         return self.ctx.page(request, "web/archive.html", mlist=mlist, months=months)
+
+
+def _own_subject(subject: str, mlist: MailingList, tags: tuple[str, ...], title: str) -> str:
+    """A post's subject when it says something its topic's does not ("[PATCH 2/7] …" in a
+    series), without "Re:" and the list's tag, its other tags kept; else ""."""
+    if not subject.strip():
+        return ""
+    own_tags, rest = body.subject_tags(subject, mlist.name, mlist.subject_tag)
+    if own_tags == tags and " ".join(rest.lower().split()) == " ".join(title.lower().split()):
+        return ""
+    return " ".join([*(f"[{tag}]" for tag in own_tags), rest])
+
+
+def fold_subthreads(posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The page's posts, with each long side branch's replies folded into one group.
+
+    A reply (depth 1 or more) whose sub-thread has at least ``FOLD_AT`` posts, and after
+    which another reply to the same parent follows, has its sub-thread's posts on this
+    page folded as "N replies by NAME, NAME…" (a ``<details>``: no script). The main
+    line of a conversation, a chain of answers to answers, is never folded, and folds
+    do not nest.
+    """
+    items: list[dict[str, Any]] = []
+    at = 0
+    while at < len(posts):
+        item = posts[at]
+        items.append({"post": item})
+        view = item["view"]
+        at += 1
+        if view.depth >= 1 and view.sibling_follows and view.descendants >= FOLD_AT:
+            inside = posts[at : at + view.descendants]
+            names: list[str] = []
+            for reply in inside:
+                if reply["author"] not in names:
+                    names.append(reply["author"])
+            items.append(
+                {"group": inside, "count": view.descendants, "names": names[:3], "more": len(names) > 3}
+            )
+            at += len(inside)
+    return items

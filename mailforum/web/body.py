@@ -1,12 +1,10 @@
 """How a post reads in a browser: quotes, signatures, sanitised HTML, hidden addresses.
 
-Pure functions from stored text to typed blocks; the templates escape every block
-(autoescape), so nothing here returns markup except ``sanitize_html``, whose output
-comes from nh3's allow-list. Rules of thumb taken from mail clients:
+Pure functions; the templates escape what they print (autoescape), so nothing here
+returns markup except ``sanitize_html``, whose output comes from nh3's allow-list. A
+text body's quotes, code and prose are read by ``web.reading``. Rules of thumb taken
+from mail clients:
 
-- a run of lines starting with ``>`` is a quote; the line just before it that ends
-  in "wrote:" names its author ("Replying to NAME"), else the parent post's author;
-- everything after the last "-- " line (RFC 3676 §4.3 signature separator) is a signature;
 - HTML is shown only when the message has no text part of its own (RELIABILITY B41:
   the text part is preferred), and then through an allow-list without styles,
   images, forms, frames, scripts or event handlers.
@@ -22,15 +20,6 @@ import nh3
 
 from mailforum.mail.headers import reply_subject
 from mailforum.mail.parse import html_to_text
-from mailforum.mail.quotes import NAMED_ATTRIBUTION
-
-
-@dataclass(frozen=True, slots=True)
-class Block:
-    kind: str  # "text", "quote" or "signature"
-    text: str
-    who: str = ""
-
 
 _ADDRESS = re.compile(r"(?<![\w.+-])([\w.+-]{1,64})@([\w-]+(?:\.[\w-]+)+)")
 
@@ -59,55 +48,6 @@ def author_label(name: str, address: str, show_address: bool) -> str:
 def hide_addresses(text: str) -> str:
     """Every address in a body, hidden (harvesters read archives)."""
     return _ADDRESS.sub(lambda m: f"{m.group(1)[:1]}…@{m.group(2)}", text)
-
-
-def split_body(text: str, parent_author: str = "") -> tuple[Block, ...]:
-    """A text body as text, quote and signature blocks, in order."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    signature: list[str] = []
-    for at in range(len(lines) - 1, -1, -1):
-        if lines[at] in ("-- ", "--"):
-            signature = lines[at + 1 :]
-            lines = lines[:at]
-            break
-    blocks: list[Block] = []
-    plain: list[str] = []
-    quoted: list[str] = []
-
-    def flush_plain() -> None:
-        body = "\n".join(plain).strip("\n")
-        if body.strip():
-            blocks.append(Block("text", body))
-        plain.clear()
-
-    def flush_quote() -> None:
-        who = parent_author
-        while plain and not plain[-1].strip():
-            plain.pop()
-        if plain:
-            found = NAMED_ATTRIBUTION.match(plain[-1].strip())
-            if found:
-                who = found.group("who").strip().strip('"') or who
-                plain.pop()
-        flush_plain()
-        blocks.append(Block("quote", "\n".join(quoted).strip("\n"), who or "an earlier message"))
-        quoted.clear()
-
-    for line in lines:
-        if line.startswith(">"):
-            stripped = line[1:]
-            quoted.append(stripped[1:] if stripped.startswith(" ") else stripped)
-            continue
-        if quoted:
-            flush_quote()
-        plain.append(line)
-    if quoted:
-        flush_quote()
-    flush_plain()
-    sig = "\n".join(signature).strip("\n")
-    if sig.strip():
-        blocks.append(Block("signature", sig))
-    return tuple(blocks)
 
 
 # The allow-list for HTML parts: structure and emphasis, links, tables. No style

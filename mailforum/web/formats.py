@@ -26,6 +26,10 @@ def when(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
+def month(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).strftime("%b %Y") if value else ""
+
+
 def iso(value: dt.datetime | None) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z") if value else ""
 
@@ -69,6 +73,7 @@ def no_bidi(value: object) -> object:
 FILTERS: dict[str, Callable[..., Any]] = {
     "when": when,
     "iso": iso,
+    "month": month,
     "size": size,
     "plural": plural,
     "hide_addresses": body.hide_addresses,

@@ -1,4 +1,5 @@
-"""Presentation rules of the archive: quotes, signatures, addresses, tags, mailto, CSRF and limits."""
+"""Presentation rules of the archive: addresses, tags, mailto, HTML, CSRF and limits (quotes and
+code: test_web_reading)."""
 
 from __future__ import annotations
 
@@ -11,32 +12,6 @@ from sqlalchemy import select
 from mailforum.db.models import FormHit
 from mailforum.web import body
 from mailforum.web.forms import CsrfTokens, RateLimiter, checked_address
-
-
-def test_quotes_become_blocks_named_after_the_attribution_line() -> None:
-    text = (
-        "I agree.\n\nOn Mon, 1 Jan 2026, Bob Builder <bob@example.com> wrote:\n"
-        "> can we fix it?\n> > yes\n\nDone."
-    )
-    blocks = body.split_body(text, parent_author="Parent")
-    assert [(b.kind, b.who) for b in blocks] == [("text", ""), ("quote", "Bob Builder"), ("text", "")]
-    assert blocks[1].text == "can we fix it?\n> yes"
-
-
-def test_a_quote_without_attribution_names_the_parent_author() -> None:
-    blocks = body.split_body("> earlier words\nmine", parent_author="Carol")
-    assert blocks[0].kind == "quote" and blocks[0].who == "Carol"
-
-
-def test_the_signature_after_the_last_separator_is_set_apart() -> None:
-    blocks = body.split_body("Text\n-- \nAnn\nhttps://ann.example")
-    assert [b.kind for b in blocks] == ["text", "signature"]
-    assert blocks[1].text == "Ann\nhttps://ann.example"
-
-
-@pytest.mark.parametrize("text", ["", "   \n\n  ", "\n-- \n"])
-def test_empty_and_whitespace_bodies_give_no_blocks(text: str) -> None:
-    assert body.split_body(text) == ()
 
 
 def test_addresses_are_hidden_in_labels_and_bodies() -> None:

@@ -53,6 +53,7 @@ def test_every_page_has_a_readable_structure(site, web) -> None:
         "/lists/dev/archive",
         "/lists/dev/join",
         f"/lists/dev/topics/{topic}/watch",
+        f"/lists/dev/authors/{post}",
         "/lists/nope",
     ]
     with web.client(follow_redirects=True) as http:

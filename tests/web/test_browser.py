@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mailforum.db.models import Member, SubscriptionKind, TopicSubscription
+from mailforum.db.models import Member, Post, SubscriptionKind, TopicSubscription
 from tests.helpers import RecordingSink, ServerThread, Site, message, wait_for
 from tests.web.kit import seed, thread_messages
 from tests.web.test_xss import PAYLOADS
@@ -102,7 +102,7 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, served, sink, br
         page.get_by_role("link", name="Most replies").click()
         assert "sort=replies" in page.url
         assert page.locator(".topic-row h3 a").first.inner_text() == "Long discussion"
-        page.get_by_role("link", name="Next →").click()
+        page.get_by_role("link", name="Next →").first.click()  # paging at the top and the bottom
         assert "page=2" in page.url and page.locator(".topic-row").count() == 2
 
         page.get_by_role("link", name="Most replies").click()
@@ -133,9 +133,9 @@ def test_a_reader_browses_sorts_pages_and_watches_a_topic(site, served, sink, br
         page.goto(served + "/lists/dev")
         page.get_by_role("link", name="Quoting").click()
         quote = page.locator("details.quote blockquote")
-        assert not quote.is_visible()  # folded, without any script
+        assert quote.is_visible() and "the quoted words" in quote.inner_text()  # short: open
         page.get_by_text("Replying to Quiet Person").click()
-        assert quote.is_visible() and "the quoted words" in quote.inner_text()
+        assert not quote.is_visible()  # folds, without any script
 
         page.goto(served + "/lists/dev")
         page.get_by_role("link", name="Hostile").click()
@@ -160,3 +160,66 @@ def watchers(site: Site, address: str) -> list[int]:
                 .where(Member.address == address, TopicSubscription.kind == SubscriptionKind.WATCH.value)
             )
         )
+
+
+@pytest.fixture
+def served_wide(site: Site) -> Iterator[str]:
+    """``serve``'s web alone, with 50 posts a page (the site fixture's pages hold 4)."""
+    site.config = replace(site.config, web=replace(site.config.web, posts_per_page=50))
+    running = ServerThread(site.config, ingest=False, process=False, scheduler=False, delivery=False)
+    running.start()
+    yield f"http://127.0.0.1:{site.config.web.port}"
+    running.stop()
+
+
+SIDE3 = "<side3@example.com>"
+
+
+def test_real_mail_on_a_phone_and_a_desktop(site, served_wide, browser) -> None:
+    """At 375 and 1280 px: the page never scrolls sideways, a patch's long line scrolls inside its
+    own block, folded quotes and sub-threads unfold without script."""
+    from tests.web.test_reading import MAIL, chain
+
+    raws = [p.read_bytes() for p in sorted(MAIL.glob("*.eml"))]
+    raws += chain("side", "<read-root@example.com>", 5, "Sid Side <sid@example.com>")
+    raws += chain("main", "<read-root@example.com>", 2, "Mia Main <mia@example.com>")
+    seed(site.config, site.db, raws)
+    with site.db.read_session() as session:
+        topic = session.scalars(
+            select(Post.topic_id).where(Post.message_id == "<read-root@example.com>")
+        ).one()
+    shots = os.environ.get("MAILFORUM_SCREENSHOTS")
+    for width in (375, 1280):
+        context = browser.new_context(viewport={"width": width, "height": 800})
+        page = context.new_page()
+        try:
+            page.goto(f"{served_wide}/lists/dev/topics/{topic}")
+            if shots:
+                page.screenshot(path=f"{shots}/topic-{width}.png", full_page=True)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            code = page.locator("pre.code", has_text="diff --git").first
+            assert code.evaluate("e => getComputedStyle(e).whiteSpace") == "pre"
+            assert "mono" in code.evaluate("e => getComputedStyle(e).fontFamily").lower()
+            assert code.evaluate("e => e.scrollWidth > e.clientWidth")  # the long line scrolls inside
+            code.evaluate("e => { e.scrollLeft = 400; }")
+            assert code.evaluate("e => e.scrollLeft") > 0
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            # The folded sub-thread unfolds on a click; its posts were in the page all along.
+            fold = page.locator("details.subthread")
+            assert fold.count() == 1 and not fold.locator("article.post").first.is_visible()
+            fold.locator("summary").click()
+            assert fold.locator("article.post").first.is_visible()
+            # A link to a post inside a fold (a permalink, "replying to") opens the fold.
+            with site.db.read_session() as session:
+                inside = session.scalars(select(Post.id).where(Post.message_id == SIDE3)).one()
+            page.goto(f"{served_wide}/lists/dev/posts/{inside}")
+            assert page.locator(f"#p{inside}").is_visible()
+            page.goto(f"{served_wide}/lists/dev/topics/{topic}")
+            # The long quote of the Gmail reply is folded; a click shows it.
+            long_quote = page.locator("details.quote:not([open])", has_text="8 lines").first.element_handle()
+            assert not long_quote.query_selector("blockquote").is_visible()
+            long_quote.query_selector("summary").click()
+            assert long_quote.query_selector("blockquote").is_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+        finally:
+            context.close()

@@ -41,6 +41,7 @@ def private_values(site, message_id: str = "<s1@example.com>") -> dict[str, obje
         "list": "secret",
         "topic": post.topic_id,
         "post": post.id,
+        "author": post.id,
         "index": 0,
         "filename": "plan.pdf",
         "year": f"{post.received_at:%Y}",
