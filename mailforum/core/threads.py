@@ -534,8 +534,9 @@ def _by_subject(
     shared = [t for t in candidates if by_topic.get(t.id, set()) & people]
     fresh = [t for t in candidates if -CLOCK_SKEW <= at - t.last_post_at <= SUBJECT_FRESH]
     # A quote of part of a post is not evidence enough, even with a participant in common:
-    # one quoted line can be anybody's, and the ham set's such replies are ones notmuch keeps
-    # apart (issue 14). Such a reply still joins a fresh topic by its participant below.
+    # one quoted line can be anybody's, and in real list archives (SpamAssassin's ham set)
+    # notmuch keeps such replies apart. Such a reply still joins a fresh topic by its
+    # participant below.
     both = [t for t in shared if t in fresh]  # a participant in common, in a fresh topic
     if both:
         return both[0], None, "participant"  # the most recent first
