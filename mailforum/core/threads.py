@@ -67,6 +67,7 @@ from mailforum.mail.parse import ParsedMessage
 __all__ = [
     "Placement",
     "attach",
+    "hold_list_locks",
     "link_parent",
     "live_topic",
     "merge_topics",
@@ -341,14 +342,21 @@ def lock_list(session: Session, mlist: MailingList) -> None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    # An import batch (no savepoints, see ``prefetch``) takes the lock once; elsewhere a
-    # savepoint rolled back would release it, so each message takes it again.
-    batch = _POSTS.get(session) is not None
+    # An import batch (no savepoints, see ``prefetch``) and the processor's fast path
+    # (``hold_list_locks``) take the lock once; elsewhere a savepoint rolled back would
+    # release it, so each message takes it again.
+    batch = _POSTS.get(session) is not None or _LOCKED.get(session) is not None
     if batch and mlist.id in _LOCKED.setdefault(session):
         return
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_SPACE + mlist.id})
     if batch:
         _LOCKED.setdefault(session).add(mlist.id)
+
+
+def hold_list_locks(session: Session) -> None:
+    """This transaction stores several messages without a savepoint each: a list's
+    threading lock (``lock_list``), once taken, is kept until the transaction ends."""
+    _LOCKED.setdefault(session)
 
 
 def _is_ancestor(session: Session, candidate: Post, node: Post) -> bool:

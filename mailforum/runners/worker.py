@@ -34,7 +34,7 @@ from collections.abc import Callable
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import archive, routing
+from mailforum.core import archive, routing, threads
 from mailforum.db import spool
 from mailforum.db.models import SpoolState, utcnow
 from mailforum.db.session import Database
@@ -118,6 +118,8 @@ class SpoolProcessor:
             taken: list[spool.ClaimedEntry] = []
             try:
                 with self.db.session() as session:
+                    if not careful:
+                        threads.hold_list_locks(session)
                     started = time.monotonic()
                     while pending:
                         taken.append(pending.pop())
