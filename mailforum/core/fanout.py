@@ -22,10 +22,13 @@ Members watch the topics they start or reply to unless they turned ``watch_own``
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
-from sqlalchemy import and_, insert, select
+from sqlalchemy import and_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailforum import crash
@@ -34,8 +37,6 @@ from mailforum.db import outbox
 from mailforum.db.models import (
     DeliveryMode,
     Member,
-    OutboxEntry,
-    OutboxKind,
     Post,
     PostStatus,
     SubscriptionKind,
@@ -127,64 +128,56 @@ def _addressed(post: Post) -> frozenset[str]:
     return addressees(post.raw).addresses if post.raw else frozenset()
 
 
-def _already_notified(session: Session, post: Post) -> set[str]:
-    """Addresses that got this message as a member of another list: cross-posts arrive once (F13b)."""
-    rows = session.scalars(
-        select(OutboxEntry.recipient).where(
-            OutboxEntry.message_id == post.message_id,
-            OutboxEntry.kind == OutboxKind.POST.value,
-            OutboxEntry.list_id != post.list_id,
-        )
-    )
-    return {address.lower() for address in rows}
-
-
 def enqueue_post(session: Session, post: Post, starts_topic: bool, now: dt.datetime) -> int:
-    """Write one outbox row per recipient of ``post``; returns how many.
+    """Write one outbox row per recipient of ``post``, in one statement; returns how many.
 
-    Every copy carries the post's own Message-ID (DESIGN: rules easy to get wrong).
+    Every copy carries the post's own Message-ID (DESIGN: rules easy to get wrong). A
+    member who got this message as a member of another list gets no second copy: a
+    cross-post arrives once (F13b); the statement itself leaves them out.
     """
-    already = _already_notified(session, post)
-    chosen = [
-        c.member_id for c in recipients(session, post, starts_topic) if c.address.lower() not in already
-    ]
-    half = len(chosen) // 2
-    batches = (chosen[:half], chosen[half:])
-    count = 0
-    for number, member_ids in enumerate(batches):
-        if number:
-            crash.point("mid_outbox_fanout")
-        count += outbox.enqueue_members(
-            session,
-            list_id=post.list_id,
-            post_id=post.id,
-            message_id=post.message_id,
-            member_ids=member_ids,
-            now=now,
-        )
+    chosen = [c.member_id for c in recipients(session, post, starts_topic)]
+    count = outbox.enqueue_members(
+        session,
+        list_id=post.list_id,
+        post_id=post.id,
+        message_id=post.message_id,
+        member_ids=chosen,
+        now=now,
+        once_per_message=True,
+    )
+    crash.point("mid_outbox_fanout")  # the rows are written, the post's transaction is not committed
     return count
 
 
-def watch_own(session: Session, post: Post, now: dt.datetime) -> bool:
+class Unknown(enum.Enum):
+    """Not looked up yet (``watch_own``'s author)."""
+
+    TOKEN = 0
+
+
+UNKNOWN: Final = Unknown.TOKEN
+
+
+def watch_own(
+    session: Session, post: Post, now: dt.datetime, author: Member | Unknown | None = UNKNOWN
+) -> bool:
     """Make the author watch the post's topic if they are a member with ``watch_own`` on.
 
-    An explicit watch or mute of theirs is left as it is. Returns True when a watch was added.
+    ``author`` is their membership when the caller has looked it up already (the posting
+    policy has). An explicit watch or mute of theirs is left as it is (one INSERT that
+    does nothing on the (member, topic) key). Returns True when a watch was added.
     """
     if not post.author_address:
         return False
-    member = find_member(session, post.list_id, post.author_address)
-    if member is None or not member.watch_own:
+    member = find_member(session, post.list_id, post.author_address) if author is UNKNOWN else author
+    if not isinstance(member, Member) or not member.watch_own:
         return False
-    exists = session.scalar(
-        select(TopicSubscription.id).where(
-            TopicSubscription.member_id == member.id, TopicSubscription.topic_id == post.topic_id
-        )
-    )
-    if exists is not None:
-        return False
-    session.execute(
-        insert(TopicSubscription).values(
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    added = session.execute(
+        dialect.insert(TopicSubscription)
+        .values(
             member_id=member.id, topic_id=post.topic_id, kind=SubscriptionKind.WATCH.value, created_at=now
         )
+        .on_conflict_do_nothing(index_elements=["member_id", "topic_id"])
     )
-    return True
+    return bool(added.rowcount)  # type: ignore[attr-defined]

@@ -28,6 +28,7 @@ from mailforum.core.authentication import strip_forged
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import find_member
 from mailforum.core.policy import MESSAGE_ID_REUSED, Action, Decision, PolicyContext, decide
+from mailforum.db import ids
 from mailforum.db.models import Member, Post, PostStatus
 from mailforum.errors import MailforumError
 from mailforum.mail.footers import strip_footers
@@ -35,11 +36,17 @@ from mailforum.mail.footers import strip_footers
 log = logging.getLogger(__name__)
 
 
-def store_post(arrival: Arrival, decision: Decision, reply_to: Post | None = None) -> Outcome:
+def store_post(
+    arrival: Arrival,
+    decision: Decision,
+    reply_to: Post | None = None,
+    author: Member | fanout.Unknown | None = fanout.UNKNOWN,
+) -> Outcome:
     """Thread and store the message as a post (published or held).
 
     A published post's notifications are written to the outbox in the same
-    transaction (core.fanout); held posts and imports notify no one.
+    transaction (core.fanout); held posts and imports notify no one. ``author`` is the
+    sender's membership, when the posting policy looked it up.
     """
     session, parsed, mlist = arrival.session, arrival.parsed, arrival.mlist
     window = dt.timedelta(days=arrival.config.processing.subject_window_days)
@@ -48,7 +55,13 @@ def store_post(arrival: Arrival, decision: Decision, reply_to: Post | None = Non
         assert placement.existing is not None
         log.info("duplicate of post %s (%s) in %s", placement.existing.id, parsed.message_id, mlist.name)
         return Outcome(f"{mlist.name}: duplicate of post {placement.existing.id}")
-    post = placement.existing or Post(list_id=mlist.id, message_id=placement.message_id)
+    post = placement.existing or Post(
+        # An import's posts reach the database together: with its id now, a reply later in
+        # the batch links to it without a flush (db.ids). Live mail is flushed in attach().
+        id=ids.reserve(session, Post) if arrival.imported else None,
+        list_id=mlist.id,
+        message_id=placement.message_id,
+    )
     if (
         placement.message_id != parsed.message_id
         and decision.action is Action.ACCEPT
@@ -58,9 +71,7 @@ def store_post(arrival: Arrival, decision: Decision, reply_to: Post | None = Non
     held = decision.action is Action.HOLD
     post.topic_id = placement.topic.id
     if placement.parent is not None and placement.parent is not post:
-        if placement.parent.id is None:  # stored earlier in this batch, not flushed yet
-            session.flush()
-        post.parent_id = placement.parent.id
+        threads.link_parent(session, post, placement.parent)
     post.status = PostStatus.HELD.value if held else PostStatus.PUBLISHED.value
     post.hold_reason = f"{decision.rule}: {decision.reason}" if held else None
     post.author_address = parsed.from_address
@@ -90,7 +101,7 @@ def store_post(arrival: Arrival, decision: Decision, reply_to: Post | None = Non
     if not held:
         threads.count_post(topic, arrival.received_at)
         if not arrival.imported:  # an operator's archive import notifies no one
-            fanout.watch_own(session, post, arrival.now)
+            fanout.watch_own(session, post, arrival.now, author)
             fanout.enqueue_post(session, post, topic.post_count == 1, arrival.now)
     if held and not arrival.imported:
         moderation.held(session, arrival.config, mlist, post, decision.rule, arrival.now)
@@ -143,7 +154,7 @@ def handle_post(arrival: Arrival) -> Outcome:
         return _discarded(arrival, decision)
     if decision.rule == "administrivia":
         commands.explain_administrivia(arrival)
-    return store_post(arrival, decision)
+    return store_post(arrival, decision, author=sender)
 
 
 def posted_before(arrival: Arrival, address: str) -> bool:
@@ -174,7 +185,7 @@ def handle_digest_reply(arrival: Arrival) -> Outcome:
         arrival.session, arrival.config, arrival.mlist, arrival.parsed.text_body, arrival.now
     )
     if target is not None:
-        return store_post(arrival, decision, reply_to=target)
+        return store_post(arrival, decision, reply_to=target, author=sender)
     answered = digest_replies.answer_digest_reply(
         arrival.session, arrival.config, arrival.mlist, arrival.parsed, arrival.mail_from, arrival.now
     )
@@ -248,13 +259,13 @@ def handle_reply(arrival: Arrival) -> Outcome:
         decision = _policy(arrival, sender, token_for_another=True)
         if decision.action is Action.DISCARD:
             return _discarded(arrival, decision)
-        return store_post(arrival, decision)
+        return store_post(arrival, decision, author=sender)
     # The signed address was issued to this member and the From matches it: that is the
     # evidence of authenticity the sender check asks for.
     decision = _policy(arrival, member, token_verified=True)
     if decision.action is Action.DISCARD:
         return _discarded(arrival, decision)
-    return store_post(arrival, decision, reply_to=post)
+    return store_post(arrival, decision, reply_to=post, author=member)
 
 
 def _discarded(arrival: Arrival, decision: Decision) -> Outcome:

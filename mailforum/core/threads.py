@@ -19,7 +19,8 @@ hold decides, and the weaker ones are not consulted:
 
 An import batch prefetches the ids, Outlook conversations and subject keys it names
 (``prefetch``), so most messages need no look-up of their own, and its posts reach the
-database together (``attach(flush=False)``).
+database together (``attach(flush=False)``): new topics, placeholders and imported
+posts have their ids before their INSERT (``db.ids``), so linking them needs no flush.
 
 A reply that arrives before its parent leaves placeholders for the ids it names
 (chained in References order); when the parent arrives it takes its placeholder's
@@ -44,10 +45,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
+from mailforum.db import ids
 from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
 from mailforum.db.txcache import TxCache
 from mailforum.mail.headers import (
@@ -65,6 +67,8 @@ from mailforum.mail.parse import ParsedMessage
 __all__ = [
     "Placement",
     "attach",
+    "hold_list_locks",
+    "link_parent",
     "live_topic",
     "merge_topics",
     "new_topic",
@@ -243,8 +247,10 @@ def find_posts(session: Session, list_id: int, message_ids: list[str]) -> dict[s
 
 
 def new_topic(session: Session, mlist: MailingList, subject: str, now: dt.datetime) -> Topic:
-    """A new, empty topic of ``mlist`` with this subject, flushed (it has its id)."""
+    """A new, empty topic of ``mlist`` with this subject; it has its id (db.ids), and reaches
+    the database at the next flush."""
     topic = Topic(
+        id=ids.reserve(session, Topic),
         list_id=mlist.id,
         subject=subject,
         subject_key=subject_key(subject),
@@ -253,7 +259,6 @@ def new_topic(session: Session, mlist: MailingList, subject: str, now: dt.dateti
         post_count=0,
     )
     session.add(topic)
-    session.flush()
     _hold(session, topic)
     _keyed(session, topic)
     return topic
@@ -338,14 +343,21 @@ def lock_list(session: Session, mlist: MailingList) -> None:
     """
     if session.get_bind().dialect.name != "postgresql":
         return
-    # An import batch (no savepoints, see ``prefetch``) takes the lock once; elsewhere a
-    # savepoint rolled back would release it, so each message takes it again.
-    batch = _POSTS.get(session) is not None
+    # An import batch (no savepoints, see ``prefetch``) and the processor's fast path
+    # (``hold_list_locks``) take the lock once; elsewhere a savepoint rolled back would
+    # release it, so each message takes it again.
+    batch = _POSTS.get(session) is not None or _LOCKED.get(session) is not None
     if batch and mlist.id in _LOCKED.setdefault(session):
         return
     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_SPACE + mlist.id})
     if batch:
         _LOCKED.setdefault(session).add(mlist.id)
+
+
+def hold_list_locks(session: Session) -> None:
+    """This transaction stores several messages without a savepoint each: a list's
+    threading lock (``lock_list``), once taken, is kept until the transaction ends."""
+    _LOCKED.setdefault(session)
 
 
 def _is_ancestor(session: Session, candidate: Post, node: Post) -> bool:
@@ -793,11 +805,12 @@ def _place(
             return placed(new_topic(session, mlist, parsed.subject, now), None, "new")
 
     if any(post.id is None for post in known.values()):
-        session.flush()  # posts stored earlier in this batch get their ids before we link to them
+        session.flush()  # a live post stored earlier in this transaction gets its id before we link to it
     for mid in chain:  # oldest first: each unseen id becomes a placeholder under the previous one
         node = known.get(mid)
         if node is None:
             node = Post(
+                id=ids.reserve(session, Post),
                 list_id=mlist.id,
                 topic_id=survivor.id,
                 parent_id=parent.id if parent else None,
@@ -806,12 +819,27 @@ def _place(
                 received_at=now,
                 attachments=[],
             )
-            session.add(node)
-            session.flush()
+            session.add(node)  # after its parent: the unit of work inserts in that order
             remember(session, node)
             known[mid] = node
         parent = node
     return placed(survivor, parent, evidence)
+
+
+def link_parent(session: Session, post: Post, parent: Post) -> None:
+    """Make ``parent`` the parent of ``post``, either perhaps not in the database yet.
+
+    A flush writes a table's UPDATEs before its INSERTs, and new rows in the order they
+    were added; SQLite checks each row's parent as it goes in. So when ``parent`` is not
+    in the database yet, and ``post`` is (it would be updated first) or was added before
+    it (a placeholder whose message arrived naming an older one), both are flushed
+    first and ``post`` is updated after.
+    """
+    mine, theirs = inspect(post), inspect(parent)
+    later = mine.transient or (mine.pending and (mine.insert_order or 0) > (theirs.insert_order or 0))
+    if parent.id is None or (theirs.pending and not later):
+        session.flush()
+    post.parent_id = parent.id
 
 
 def attach(session: Session, placement: Placement, post: Post, flush: bool = True) -> None:

@@ -169,6 +169,11 @@ class Post(Base):
     conversation: Mapped[str | None] = mapped_column(String(44), default=None)
     thread_index: Mapped[str | None] = mapped_column(String(2100), default=None)
 
+    # Never read: it tells the unit of work that topics are inserted before posts, so a
+    # topic made with its id reserved (db.ids) and a post in it can reach the database in
+    # one flush, in that order. Code sets topic_id.
+    topic: Mapped[Topic] = relationship(lazy="raise")
+
 
 class SpoolEntry(Base):
     """One accepted message and its envelope, committed before the 250."""

@@ -6,10 +6,12 @@ counts the attempt in its own commit, so a message that kills the process is sti
 parked after three tries. Parsing happens before the write transaction opens, so
 on SQLite the writer lock is held only for the inserts, not for parsing.
 
-Fresh messages are claimed in batches and stored with a savepoint per message, in
-transactions of at most ``MAX_HOLD`` seconds (ended sooner when another thread waits
-for the SQLite write lock); a message that was tried before is retried alone, so a
-poison message cannot take the rest of a batch down with it.
+Fresh messages are claimed in batches and stored in transactions of at most
+``MAX_HOLD`` seconds (ended sooner when another thread waits for the SQLite write lock),
+first without a savepoint per message; if one of them fails, the transaction is rolled
+back and the same messages are stored again with a savepoint each, so the failure is
+recorded alone. A message that was tried before is retried alone, so a poison message
+cannot take the rest of a batch down with it.
 
 Ingest comes first. The processor shares the GIL with the SMTP event loop and, on
 SQLite, the write lock with the spool writer; running flat out during a burst it
@@ -33,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from mailforum import metrics
 from mailforum.config import Config
-from mailforum.core import archive, routing
+from mailforum.core import archive, routing, threads
 from mailforum.db import spool
 from mailforum.db.models import SpoolState, utcnow
 from mailforum.db.session import Database
@@ -112,13 +114,29 @@ class SpoolProcessor:
         now: dt.datetime,
     ) -> None:
         pending = list(reversed(claimed))
+        careful = False
         while pending:
-            with self.db.session() as session:
-                started = time.monotonic()
-                while pending:
-                    self._store_one(session, pending.pop(), parsed, failures, now)
-                    if time.monotonic() - started > MAX_HOLD or self.db.writers_waiting():
-                        break
+            taken: list[spool.ClaimedEntry] = []
+            try:
+                with self.db.session() as session:
+                    if not careful:
+                        threads.hold_list_locks(session)
+                    started = time.monotonic()
+                    while pending:
+                        taken.append(pending.pop())
+                        self._store_one(session, taken[-1], parsed, failures, now, careful)
+                        if time.monotonic() - started > MAX_HOLD or self.db.writers_waiting():
+                            break
+            except Exception:
+                if careful:
+                    raise
+                # One of them failed and took the transaction with it: store the same
+                # messages again, each in a savepoint, so the failure is parked alone.
+                log.info("a batch of %s failed; storing it again message by message", len(taken))
+                pending.extend(reversed(taken))
+                careful = True
+                continue
+            careful = False
             self._step_aside()
 
     def _step_aside(self) -> None:
@@ -134,7 +152,10 @@ class SpoolProcessor:
         parsed: dict[int, ParsedMessage],
         failures: dict[int, tuple[str, bool]],
         now: dt.datetime,
+        careful: bool = True,
     ) -> None:
+        """Store one message. Not ``careful``: without a savepoint of its own (two statements
+        fewer), so an error rolls back the whole transaction and ``_store`` tries again."""
         entry = spool.lock_if_new(session, item.id)
         if entry is None:  # another process finished it after our lease ran out
             return
@@ -142,12 +163,15 @@ class SpoolProcessor:
             error, permanent = failures[item.id]
             self._failed(entry, error, now, permanent)
             return
-        try:
-            with session.begin_nested():
-                outcomes = self._process(session, item, parsed[item.id], now)
-        except Exception:
-            self._failed(entry, traceback.format_exc(limit=8), now, False)
-            return
+        if not careful:
+            outcomes = self._process(session, item, parsed[item.id], now)
+        else:
+            try:
+                with session.begin_nested():
+                    outcomes = self._process(session, item, parsed[item.id], now)
+            except Exception:
+                self._failed(entry, traceback.format_exc(limit=8), now, False)
+                return
         discarded = bool(outcomes) and all(o.discarded for o in outcomes)
         state = SpoolState.DISCARDED if discarded else SpoolState.DONE
         spool.finish(entry, state, "\n".join(o.summary for o in outcomes), now)
