@@ -20,6 +20,7 @@ the From address itself, so a forged request cannot change anyone's membership
     digest daily|weekly|off              members: a digest as well (mode digest: instead; off: none)
     mode all|new-topics|digest|none      members: what arrives by mail
     watch T | mute T | unwatch T         members: follow, silence or reset one topic
+    watch #TAG | mute #TAG | unwatch #TAG  members: follow, silence or reset a tag's topics
     nodupes on|off | set nodupes on|off  members: no list copy of a post addressed to you (default on)
     who am i | whoami | status           your membership, mode and topics
     confirm TOKEN                        confirm a pending request
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, bounces, digest_enqueue, subscriptions
+from mailforum.core import answers, bounces, digest_enqueue, subscriptions, topics
 from mailforum.core.authentication import verdict
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import Address, check_address, find_member
@@ -76,6 +77,7 @@ _HTML_QUOTE = re.compile(
     r"(?i)<\s*(blockquote\b|hr\b|div\b[^>]*\b(gmail_quote|moz-cite-prefix|divRplyFwdMsg)\b)"
 )
 _TOPIC = re.compile(r"^(?:#|.*/topics/)?(\d{1,12})/?$")
+_TAG = re.compile(r"^#(?!\d+$)[A-Za-z0-9][\w-]{0,63}$")  # "#agile"; "#12" is topic 12 (digits only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +313,8 @@ def _start_digests(session: Session, member: Member) -> None:
 
 def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:
     def run(ctx: Context, args: tuple[str, ...]) -> Result:
+        if args and _TAG.match(args[0]):
+            return _tag_command(ctx, kind, name, args[0])
         found = _TOPIC.match(args[0]) if args else None
         if found is None:
             return Result(name, False, f"Say '{name} NUMBER' with the topic's number (see its web address).")
@@ -344,6 +348,24 @@ def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:
         return Result(f"{name} {topic.id}", True, text)
 
     return run
+
+
+def _tag_command(ctx: Context, kind: SubscriptionKind | None, name: str, word: str) -> Result:
+    """``watch #TAG``, ``mute #TAG``, ``unwatch #TAG``: follow or mute a tag of the list's vocabulary."""
+    tag = topics.tag_named(ctx.session, ctx.mlist, word)
+    shown = f"#{word.lstrip('#').lower()[:64]}" if tag is not None else "#…"
+    if tag is None:  # never echo what the sender wrote (S4)
+        return Result(f"{name} {shown}", False, f"That is not one of {ctx.mlist.name}'s tags.")
+    member = ctx.member
+    if member is None:
+        return ctx.not_member(f"{name} #{tag.name}")
+    topics.set_tag(ctx.session, member, tag, kind, ctx.now)
+    text = {
+        SubscriptionKind.WATCH: f"You now get every post of topics tagged #{tag.name}, whatever your mode.",
+        SubscriptionKind.MUTE: f"You get no more mail about topics tagged #{tag.name} unless you watch one.",
+        None: f"Topics tagged #{tag.name} now follow your delivery mode again.",
+    }[kind]
+    return Result(f"{name} #{tag.name}", True, text)
 
 
 MAX_TITLE = 80

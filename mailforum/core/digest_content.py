@@ -27,7 +27,15 @@ from sqlalchemy.orm import Session
 from mailforum.batching import chunks
 from mailforum.config import Config
 from mailforum.db.ancestry import ancestors
-from mailforum.db.models import Post, PostStatus, SubscriptionKind, Topic, TopicSubscription
+from mailforum.db.models import (
+    Post,
+    PostStatus,
+    SubscriptionKind,
+    TagSubscription,
+    Topic,
+    TopicSubscription,
+    TopicTag,
+)
 from mailforum.mail.parse import Attachment
 from mailforum.mail.quotes import ATTRIBUTION, ORIGINAL_MESSAGE
 from mailforum.textsafe import safe_filename
@@ -94,20 +102,35 @@ def member_contents(
 
 
 def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int]) -> dict[int, set[int]]:
-    """Per member, which of ``topic_ids`` they muted."""
+    """Per member, which of ``topic_ids`` they muted: the topic itself, or a tag of it (unless
+    they watch the topic or follow another of its tags, as core.fanout decides for copies)."""
     out: dict[int, set[int]] = defaultdict(set)
     if not member_ids or not topic_ids:
         return out
     for chunk in chunks(member_ids, 1000):
         rows = session.execute(
-            select(TopicSubscription.member_id, TopicSubscription.topic_id).where(
+            select(TopicSubscription.member_id, TopicSubscription.topic_id, TopicSubscription.kind).where(
                 TopicSubscription.member_id.in_(chunk),
                 TopicSubscription.topic_id.in_(list(topic_ids)),
-                TopicSubscription.kind == SubscriptionKind.MUTE.value,
             )
         )
-        for member_id, topic_id in rows:
-            out[member_id].add(topic_id)
+        watched: set[tuple[int, int]] = set()
+        for member_id, topic_id, kind in rows:
+            if kind == SubscriptionKind.MUTE.value:
+                out[member_id].add(topic_id)
+            else:
+                watched.add((member_id, topic_id))
+        by_tag: dict[tuple[int, int], str] = {}
+        for member_id, topic_id, kind in session.execute(
+            select(TagSubscription.member_id, TopicTag.topic_id, TagSubscription.kind)
+            .join(TopicTag, TopicTag.tag_id == TagSubscription.tag_id)
+            .where(TagSubscription.member_id.in_(chunk), TopicTag.topic_id.in_(list(topic_ids)))
+        ):
+            if by_tag.get((member_id, topic_id)) != SubscriptionKind.WATCH.value:
+                by_tag[(member_id, topic_id)] = kind
+        for (member_id, topic_id), kind in by_tag.items():
+            if kind == SubscriptionKind.MUTE.value and (member_id, topic_id) not in watched:
+                out[member_id].add(topic_id)
     return out
 
 

@@ -760,7 +760,15 @@ def _place(
 
     evidence = "headers"
     parent: Post | None = None
-    if topics:
+    if topics and len(topics) > 1 and any(t.manual for t in topics.values()):
+        # A moderator split these apart (core/topics.py): the nearest known ancestor decides, no merge.
+        nearest = next((known[m] for m in reversed(chain) if m in known), None)
+        survivor = (
+            live_topic(session, nearest.topic_id)
+            if nearest is not None
+            else min(topics.values(), key=lambda t: (t.created_at, t.id))
+        )
+    elif topics:
         survivor = min(topics.values(), key=lambda t: (t.created_at, t.id))  # the oldest absorbs the others
         for topic in topics.values():
             merge_topics(session, survivor, topic)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from sqlalchemy import func, select, update
 from starlette.routing import Route
 
-from mailforum.core import archive, lists
-from mailforum.db.models import MailingList, Post, Visibility
+from mailforum.core import archive, lists, topics
+from mailforum.db.models import MailingList, Post, Visibility, utcnow
 from tests.helpers import message
 from tests.web.kit import seed
 
@@ -46,6 +46,7 @@ def private_values(site, message_id: str = "<s1@example.com>") -> dict[str, obje
         "year": f"{post.received_at:%Y}",
         "month": f"{post.received_at:%m}",
         "token": "1-2-3-notavalidtoken",
+        "tag": "plans",
     }
 
 
@@ -79,6 +80,8 @@ def covert_messages() -> list[bytes]:
 
 def test_every_route_hides_a_private_list(site, web) -> None:
     site.create_list("secret", description="hush", visibility=Visibility.PRIVATE)
+    with site.db.session() as session:  # a tag page, feed and filter answer 404 too (issue 19)
+        topics.add_tags(session, lists.get_list(session, "secret"), ["plans"], utcnow())
     seed(site.config, site.db, covert_messages(), list_name="secret")
     values = private_values(site)
     assert sweep(web, values) >= 15
