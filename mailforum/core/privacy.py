@@ -60,15 +60,15 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _row(table: Table, row: Any, names: dict[tuple[str, int], str]) -> dict[str, Any]:
+def _row(row: Any, names: dict[tuple[str, int], str]) -> dict[str, Any]:
     out = {}
-    for column in table.columns:
-        value = _value(getattr(row, column.name))
-        out[column.name] = value
-        if column.name in ("list_id", "tag_id") and value is not None:
-            label = names.get((column.name, value))
+    for name, raw in row._mapping.items():
+        value = _value(raw)
+        out[name] = value
+        if name in ("list_id", "tag_id") and value is not None:
+            label = names.get((name, value))
             if label is not None:
-                out[column.name[:-3]] = label
+                out[name[:-3]] = label
     return out
 
 
@@ -95,9 +95,10 @@ def data(session: Session, address: str) -> dict[str, Any]:
             conditions.append(table.c.member_id.in_(member_ids))
         if not conditions:
             continue
-        columns = [c for c in table.columns if not isinstance(c.type, LargeBinary) or c.name != "raw"]
+        # Raw messages by size (the export gives them whole): never their bytes in a report.
+        columns = [func.length(c).label(f"{c.name}_bytes") if c.name == "raw" else c for c in table.columns]
         rows = session.execute(select(*columns).where(or_(*conditions)).order_by(*table.primary_key.columns))
-        found = [_row(table, row, names) for row in rows]
+        found = [_row(row, names) for row in rows]
         if found:
             tables[table.name] = found
     lists = sorted({r["list"] for rows in tables.values() for r in rows if "list" in r})
@@ -127,6 +128,14 @@ def forget(session: Session, address: str, secret_key: str, remove_posts: bool =
     done = Forgotten()
     member_ids = list(session.scalars(select(Member.id).where(func.lower(Member.address) == address)))
     done.memberships = len(member_ids)
+    names = {n for n in session.scalars(select(Member.display_name).where(Member.id.in_(member_ids))) if n}
+    names |= {
+        n
+        for n in session.scalars(
+            select(Post.author_name).where(func.lower(Post.author_address) == address).distinct()
+        )
+        if n
+    }
 
     def deleted(table: Table, *where: Any) -> None:
         result = session.execute(delete(table).where(*where))
@@ -168,7 +177,7 @@ def forget(session: Session, address: str, secret_key: str, remove_posts: bool =
 
         for topic_id in {p.topic_id for p in own}:
             topics._recount(session, threads.live_topic(session, topic_id))
-    for table, count in sweep(session, address).items():
+    for table, count in sweep(session, address, names).items():
         done.rewritten[table] = count
     return done
 
@@ -245,18 +254,33 @@ def _scan(session: Session, address: str) -> Iterator[tuple[str, str, tuple[Any,
                 last = rows[-1][0]
 
 
-def sweep(session: Session, address: str) -> dict[str, int]:
-    """Replace every remaining occurrence of ``address`` in any text, JSON or binary value."""
+def _named(address: str, names: set[str]) -> tuple[re.Pattern[str] | None, re.Pattern[bytes] | None]:
+    """``Name <address>`` (an attribution line, a header) for the names the address went by."""
+    if not names:
+        return None, None
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    text = rf"\"?(?:{alternatives})\"?\s*<{re.escape(address)}>"
+    return re.compile(text, re.I), re.compile(text.encode(), re.I)
+
+
+def sweep(session: Session, address: str, names: set[str] | None = None) -> dict[str, int]:
+    """Replace every remaining occurrence of ``address`` in any text, JSON or binary value
+    (with the name it went by, where it stands as ``Name <address>``)."""
     pattern, raw_pattern = _pattern(address), _raw_pattern(address)
+    named, raw_named = _named(address, names or set())
+    former = f"{FORMER_NAME} <{FORMER_ADDRESS}>"
     counts: dict[str, int] = {}
     tables = {t.name: t for t in Base.metadata.sorted_tables}
     for table_name, column_name, key, value in list(_scan(session, address)):
         table = tables[table_name]
         where = [k == v for k, v in zip(table.primary_key.columns, key, strict=True)]
         if isinstance(value, str):
-            new: Any = pattern.sub(FORMER_ADDRESS, value)
+            new: Any = pattern.sub(FORMER_ADDRESS, named.sub(former, value) if named else value)
         elif isinstance(value, bytes | memoryview):
-            new = raw_pattern.sub(FORMER_ADDRESS.encode(), bytes(value))
+            value = bytes(value)
+            new = raw_pattern.sub(
+                FORMER_ADDRESS.encode(), raw_named.sub(former.encode(), value) if raw_named else value
+            )
         else:
             new = _replace_json(value, pattern)
         session.execute(update(table).where(*where).values({column_name: new}))

@@ -23,7 +23,17 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, TextClause, delete, distinct, func, select, text
 from sqlalchemy.orm import Session, undefer
 
-from mailforum.db.models import FormHit, MailingList, Member, Post, PostStatus, Tag, Topic, TopicTag, Visibility
+from mailforum.db.models import (
+    FormHit,
+    MailingList,
+    Member,
+    Post,
+    PostStatus,
+    Tag,
+    Topic,
+    TopicTag,
+    Visibility,
+)
 
 PUBLISHED = PostStatus.PUBLISHED.value
 REMOVED = PostStatus.REMOVED.value
@@ -213,11 +223,15 @@ def topic_page(
     else:
         tagged = select(TopicTag.topic_id).where(TopicTag.tag_id == tag.id)
         visible = (Topic.id.in_(tagged.scalar_subquery()), HAS_POSTS)
-        total = session.scalar(
-            select(func.count()).select_from(TopicTag).join(Topic, Topic.id == TopicTag.topic_id).where(
-                TopicTag.tag_id == tag.id, HAS_POSTS
+        total = (
+            session.scalar(
+                select(func.count())
+                .select_from(TopicTag)
+                .join(Topic, Topic.id == TopicTag.topic_id)
+                .where(TopicTag.tag_id == tag.id, HAS_POSTS)
             )
-        ) or 0
+            or 0
+        )
         paged = paging(total, page, per_page)
         offset = (paged.page - 1) * per_page
         if sort in (None, "latest") or sort not in SORTS:

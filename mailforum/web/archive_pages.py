@@ -59,7 +59,9 @@ class ArchivePages:
                     raise HTTPException(404)
             listing = queries.topic_page(session, mlist, sort, page, ctx.web.topics_per_page, tag)
             pinned = (
-                queries.pinned_topics(session, mlist) if tag is None and sort == "latest" and page <= 1 else ()
+                queries.pinned_topics(session, mlist)
+                if tag is None and sort == "latest" and page <= 1
+                else ()
             )
             vocabulary = queries.list_tags(session, mlist)
 
@@ -71,7 +73,9 @@ class ArchivePages:
 
         def page_link(n: int) -> str:
             if name is not None:
-                return ctx.url("lists", mlist.name, "tags", name, sort=None if sort == "latest" else sort, page=n)
+                return ctx.url(
+                    "lists", mlist.name, "tags", name, sort=None if sort == "latest" else sort, page=n
+                )
             return ctx.url("lists", mlist.name, sort=None if sort == "latest" else sort, page=n)
 
         return ctx.page(
