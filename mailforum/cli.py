@@ -964,7 +964,7 @@ def members_enable(state: State, list_name: str, addresses: tuple[str, ...]) -> 
 @pass_state
 def lists_moderators(state: State, list_name: str, action: str, addresses: tuple[str, ...]) -> None:
     """Show LIST's moderators, or add or remove ADDR... (they get held-post notices)."""
-    from mailforum.core import lists, moderation
+    from mailforum.core import audit, lists, moderation
 
     if action != "list" and not addresses:
         raise InvalidInput(f"give the address(es) to {action}")
@@ -974,13 +974,131 @@ def lists_moderators(state: State, list_name: str, action: str, addresses: tuple
         for entry in checked:
             if action == "add":
                 added = moderation.add_moderator(session, mlist, entry.address)
+                if added:
+                    audit.record(
+                        session,
+                        actor="cli",
+                        origin="cli",
+                        action="moderators.add",
+                        mailing_list=mlist,
+                        target=entry.address,
+                    )
                 click.echo(f"{entry.address}: {'added' if added else 'already a moderator'}")
             else:
                 removed = moderation.remove_moderator(session, mlist, entry.address)
+                if removed:
+                    audit.record(
+                        session,
+                        actor="cli",
+                        origin="cli",
+                        action="moderators.remove",
+                        mailing_list=mlist,
+                        target=entry.address,
+                    )
                 click.echo(f"{entry.address}: {'removed' if removed else 'not a moderator'}")
         if action == "list":
             for address in moderation.moderators(session, mlist.id):
                 click.echo(address)
+
+
+@lists_group.command("owners")
+@click.argument("list_name", metavar="LIST")
+@click.argument("action", type=click.Choice(["list", "add", "remove"]), default="list")
+@click.argument("addresses", nargs=-1, metavar="[ADDR]...")
+@pass_state
+def lists_owners(state: State, list_name: str, action: str, addresses: tuple[str, ...]) -> None:
+    """Show LIST's owners, or add or remove ADDR... (owners run the list from the web and API)."""
+    from mailforum.core import audit, lists, roles
+
+    if action != "list" and not addresses:
+        raise InvalidInput(f"give the address(es) to {action}")
+    checked = [a.address for a in _checked_addresses(state, addresses, None)] if addresses else []
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        if action == "list":
+            for address in roles.owners(session, mlist):
+                click.echo(address)
+            return
+        change = roles.add_owners if action == "add" else roles.remove_owners
+        done = change(session, mlist, checked)
+        for address in done:
+            audit.record(
+                session,
+                actor="cli",
+                origin="cli",
+                action=f"owners.{action}",
+                mailing_list=mlist,
+                target=address,
+            )
+    for address in checked:
+        if action == "add":
+            click.echo(f"{address}: {'added' if address in done else 'already an owner'}")
+        else:
+            click.echo(f"{address}: {'removed' if address in done else 'not an owner'}")
+
+
+@cli.command("admins")
+@click.argument("action", type=click.Choice(["list", "add", "remove"]), default="list")
+@click.argument("addresses", nargs=-1, metavar="[ADDR]...")
+@pass_state
+def admins_command(state: State, action: str, addresses: tuple[str, ...]) -> None:
+    """Show the site admins, or add or remove ADDR... (a site admin runs every list)."""
+    from mailforum.core import audit, roles
+
+    if action != "list" and not addresses:
+        raise InvalidInput(f"give the address(es) to {action}")
+    checked = [a.address for a in _checked_addresses(state, addresses, None)] if addresses else []
+    with state.db().session() as session:
+        if action == "list":
+            for address in roles.admins(session):
+                click.echo(address)
+            return
+        change = roles.add_admins if action == "add" else roles.remove_admins
+        done = change(session, checked)
+        for address in done:
+            audit.record(session, actor="cli", origin="cli", action=f"admins.{action}", target=address)
+    for address in checked:
+        if action == "add":
+            click.echo(f"{address}: {'added' if address in done else 'already an admin'}")
+        else:
+            click.echo(f"{address}: {'removed' if address in done else 'not an admin'}")
+
+
+@cli.command("audit")
+@click.option("--list", "list_name", metavar="LIST", help="Only the changes to LIST.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many.")
+@json_option
+@pass_state
+def audit_command(state: State, list_name: str | None, limit: int, as_json: bool) -> None:
+    """Show the audit log, newest first: who changed what, when and from where."""
+    from mailforum.core import audit, lists
+
+    with state.db().read_session() as session:
+        mlist = lists.get_list(session, list_name) if list_name else None
+        found = audit.entries(session, mailing_list=mlist, limit=limit)
+        rows: list[Row] = [
+            (
+                {
+                    "id": e.id,
+                    "at": e.at,
+                    "actor": e.actor,
+                    "origin": e.origin,
+                    "action": e.action,
+                    "target": e.target,
+                    "detail": e.detail,
+                },
+                [
+                    _when(e.at),
+                    e.actor,
+                    e.origin,
+                    e.action,
+                    e.target,
+                    json.dumps(e.detail, ensure_ascii=False, sort_keys=True),
+                ],
+            )
+            for e in found
+        ]
+    print_rows(("at", "actor", "origin", "action", "target", "detail"), rows, as_json)
 
 
 @cli.group(name="held")

@@ -22,7 +22,6 @@ of its ancestors (core/threads.py).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import re
 from collections import defaultdict
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from mailforum.core import audit as audit_log
 from mailforum.core import threads
 from mailforum.db.models import (
     MailingList,
@@ -242,11 +242,6 @@ def audit(
     target: str,
     detail: Mapping[str, object] | None = None,
 ) -> None:
-    try:
-        from mailforum.core import audit as audit_log
-    except ImportError:  # the audit log lands with the foundation (migration 0012)
-        log.info("audit %s %s %s %s", actor.name, action, target, json.dumps(detail or {}))
-        return
     audit_log.record(
         session,
         actor=actor.name,

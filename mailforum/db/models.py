@@ -378,3 +378,48 @@ class TopicDecision(Base):
     )  # merge: a post of the survivor
     title: Mapped[str | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SiteAdmin(Base):
+    """An address that may run every list: owner pages and owner API routes of all lists."""
+
+    __tablename__ = "site_admins"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)  # lower case
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ListOwner(Base):
+    """An address that runs one list: its settings, members, held posts and bans."""
+
+    __tablename__ = "list_owners"
+    __table_args__ = (UniqueConstraint("list_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(320), index=True)  # lower case
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """One change made by a person or a token: who, from where, what, to what, when.
+
+    ``actor`` is an address (a signed-in owner, a moderator by mail), ``cli``, or
+    ``api:TOKEN-NAME``; ``origin`` the client IP, ``cli``, ``mail`` or ``api``. ``action``
+    is dotted (``members.add``, ``held.approve``, ``topic.lock``), ``target`` what it acted
+    on (an address, a topic id), ``detail`` a JSON object of the rest. The list stays
+    named in ``detail`` when the list itself is deleted (``list_id`` becomes NULL).
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "list_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    origin: Mapped[str] = mapped_column(String(64))
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("lists.id", ondelete="SET NULL"), default=None)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

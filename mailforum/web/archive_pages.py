@@ -65,7 +65,7 @@ class ArchivePages:
             )
             vocabulary = queries.list_tags(session, mlist)
 
-        def shown(row: queries.TopicRow) -> tuple[queries.TopicRow, list[str], str, str]:
+        def shown(row: queries.TopicRow) -> tuple[queries.TopicRow, tuple[str, ...], str, str]:
             tags, title = body.subject_tags(row.subject, mlist.name, mlist.subject_tag)
             return (row, tags, title, ctx.author(mlist, row.starter_name, row.starter_address))
 

@@ -128,6 +128,8 @@ def test_a_reply_to_a_locked_topic_is_held_and_its_author_told_once(dev, relay, 
         reasons = session.scalars(select(Post.hold_reason).where(Post.status == "held")).all()
     assert all(r.startswith("topic-locked:") for r in reasons)
     assert dev.cli("topics", "unlock", "dev", str(topic)).returncode == 0
+    audited = dev.cli("audit", "--list", "dev").stdout
+    assert "topic.lock" in audited and "topic.unlock" in audited
     post(
         dev,
         "Bob <bob@example.com>",
@@ -170,8 +172,15 @@ def test_split_merge_and_retitle_survive_rethread(dev, relay, server) -> None:
     check()
     split_topic = topic_of(dev, "<b1@example.com>")
     # A live reply naming the whole chain stays in the split topic: the threader does not undo it.
-    post(dev, "Ann <ann@example.com>", "Re: Big thread", "b3", "More.\n",
-         extra="In-Reply-To: <b2@example.com>\nReferences: <b0@example.com> <b1@example.com> <b2@example.com>")  # fmt: skip
+    chain = "References: <b0@example.com> <b1@example.com> <b2@example.com>"
+    post(
+        dev,
+        "Ann <ann@example.com>",
+        "Re: Big thread",
+        "b3",
+        "More.\n",
+        extra=f"In-Reply-To: <b2@example.com>\n{chain}",
+    )
     wait_for(lambda: published(dev, "b3") and quiet(dev))
     assert topic_of(dev, "<b3@example.com>") == split_topic
     result = dev.cli("rethread", "--list", "dev")  # another process: the decisions are in the database

@@ -1,0 +1,79 @@
+"""The audit log: every change an owner, moderator, admin or API token makes.
+
+A row is added in the caller's transaction, so the change and its record commit or
+roll back together. Text from outside (a target address, a reason) is kept to one
+line and capped: the log is shown on pages and in the CLI, and must not be a way to
+forge lines there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailforum.db.models import AuditEntry, MailingList, utcnow
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]+")
+_CAPS = {"actor": 320, "origin": 64, "action": 64, "target": 512}
+
+
+def _one_line(text: str, cap: int) -> str:
+    return _CONTROLS.sub(" ", text).strip()[:cap]
+
+
+def _clean(value: object) -> object:
+    if isinstance(value, str):
+        return _one_line(value, 2000)
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _one_line(str(value), 2000)
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    origin: str,
+    action: str,
+    mailing_list: MailingList | None = None,
+    target: str = "",
+    detail: Mapping[str, object] | None = None,
+) -> AuditEntry:
+    """Add one entry for a change made in this transaction."""
+    extra = dict(_clean(dict(detail or {})))  # type: ignore[call-overload]
+    if mailing_list is not None:
+        extra.setdefault("list", mailing_list.name)
+    entry = AuditEntry(
+        at=utcnow(),
+        actor=_one_line(actor, _CAPS["actor"]),
+        origin=_one_line(origin, _CAPS["origin"]),
+        action=_one_line(action, _CAPS["action"]),
+        list_id=mailing_list.id if mailing_list is not None else None,
+        target=_one_line(target, _CAPS["target"]),
+        detail=extra,
+    )
+    session.add(entry)
+    return entry
+
+
+def entries(
+    session: Session,
+    *,
+    mailing_list: MailingList | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[AuditEntry]:
+    """The newest entries first (of one list when given), older than ``before_id`` for paging."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if mailing_list is not None:
+        query = query.where(AuditEntry.list_id == mailing_list.id)
+    if before_id is not None:
+        query = query.where(AuditEntry.id < before_id)
+    return list(session.scalars(query))
