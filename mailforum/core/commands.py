@@ -25,6 +25,8 @@ the From address itself, so a forged request cannot change anyone's membership
     who am i | whoami | status           your membership, mode and topics
     confirm TOKEN                        confirm a pending request
     enable [delivery]                    members paused by bounces: a link to resume, mailed to them
+    lock|unlock|pin|unpin T, split POST, merge T INTO, retitle T TITLE, remove POST [REASON],
+    tag T TAG...                         moderators, from mail our MTA authenticated (issue 19)
     help                                 the commands
     end | stop | thanks                  ignore the rest of the mail
 """
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, bounces, digest_enqueue, subscriptions, topics
+from mailforum.core import answers, bounces, digest_enqueue, roles, subscriptions, topics
 from mailforum.core.authentication import verdict
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import Address, check_address, find_member
@@ -53,7 +55,7 @@ from mailforum.db.models import (
     SubscriptionKind,
     Topic,
 )
-from mailforum.errors import InvalidInput
+from mailforum.errors import InvalidInput, MailforumError
 from mailforum.mail.addresses import Kind
 from mailforum.mail.compose import clean
 from mailforum.mail.headers import subject_info
@@ -103,6 +105,9 @@ class Context:
     in_reply_to: str | None
     # False when [security] authserv_id is set and our MTA did not authenticate the From (S1).
     verified: bool = True
+    # Our MTA's Authentication-Results vouch for the From ([security] authserv_id set and
+    # passing): what moderators' commands need (a moderator's power is not given on a claim).
+    authenticated: bool = False
     show_help: bool = False
     stop: bool = False
     results: list[Result] = field(default_factory=list)
@@ -368,6 +373,100 @@ def _tag_command(ctx: Context, kind: SubscriptionKind | None, name: str, word: s
     return Result(f"{name} #{tag.name}", True, text)
 
 
+# --- moderators' commands (issue 19) --------------------------------------------------------
+
+_NUMBER = re.compile(r"^#?(\d{1,12})$")
+
+
+def _numbers(args: tuple[str, ...], count: int) -> list[int] | None:
+    found = [_NUMBER.match(a) for a in args[:count]]
+    if len(found) < count or any(m is None for m in found):
+        return None
+    return [int(m.group(1)) for m in found if m is not None]
+
+
+def _moderator_command(name: str, usage: str, count: int, act: Callable[..., str]) -> Command:
+    """A moderator's command by mail: only from a moderator (or owner, or site admin) of the
+    list, and only when our MTA authenticated the From (``Context.authenticated``)."""
+
+    def run(ctx: Context, args: tuple[str, ...]) -> Result:
+        if not ctx.authenticated or not roles.is_moderator(ctx.session, ctx.mlist, ctx.who.address):
+            return Result(
+                name,
+                False,
+                "Only the list's moderators may do that, from mail our server authenticated.",
+            )
+        numbers = _numbers(args, count)
+        if numbers is None:
+            return Result(name, False, f"Say '{usage}'.")
+        actor = topics.Actor(ctx.who.address, "mail")
+        try:
+            with ctx.session.begin_nested():
+                said = act(ctx, actor, numbers, args[count:])
+        except MailforumError as exc:
+            return Result(f"{name} {' '.join(map(str, numbers))}", False, str(exc)[:200])
+        return Result(f"{name} {' '.join(map(str, numbers))}", True, said)
+
+    return run
+
+
+_MARKED = {"lock": "locked", "unlock": "unlocked", "pin": "pinned", "unpin": "unpinned"}
+
+
+def _mark(what: str) -> Callable[..., str]:
+    def act(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+        topic = topics.mark(ctx.session, ctx.mlist, numbers[0], what, actor, ctx.now)
+        return f"{_named(topic)} is {_MARKED[what]}."
+
+    return act
+
+
+def _named(topic: Topic) -> str:
+    name = topic_name(topic)
+    return name[0].upper() + name[1:]
+
+
+def _split(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    topic = topics.split(ctx.session, ctx.mlist, numbers[0], actor, ctx.now)
+    return f"Post {numbers[0]} and its replies are {topic_name(topic)} now."
+
+
+def _merge(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    topic = topics.merge(ctx.session, ctx.mlist, numbers[0], numbers[1], actor, ctx.now)
+    return f"Topic {numbers[0]} is part of {topic_name(topic)} now."
+
+
+def _retitle(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    topic = topics.retitle(ctx.session, ctx.mlist, numbers[0], " ".join(rest), actor, ctx.now)
+    return f"{_named(topic)} has its new title."
+
+
+def _remove(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    topics.remove_post(ctx.session, ctx.mlist, numbers[0], " ".join(rest), actor, ctx.now)
+    return f"Post {numbers[0]} is removed; its thread shows that a moderator removed it."
+
+
+def _tag(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    if not rest:
+        raise InvalidInput("Say 'tag TOPIC TAG...' with the tags of the list's vocabulary.")
+    topic, _ = topics.set_tags_by_hand(ctx.session, ctx.mlist, numbers[0], rest, actor)
+    shown = ", ".join(f"#{t}" for t in topics.tags_of(ctx.session, [topic.id]).get(topic.id, []))
+    return f"{_named(topic)} is tagged {shown or '(nothing)'}."
+
+
+MODERATOR_COMMANDS: dict[str, Command] = {
+    "lock": _moderator_command("lock", "lock TOPIC", 1, _mark("lock")),
+    "unlock": _moderator_command("unlock", "unlock TOPIC", 1, _mark("unlock")),
+    "pin": _moderator_command("pin", "pin TOPIC", 1, _mark("pin")),
+    "unpin": _moderator_command("unpin", "unpin TOPIC", 1, _mark("unpin")),
+    "split": _moderator_command("split", "split POST", 1, _split),
+    "merge": _moderator_command("merge", "merge TOPIC INTO", 2, _merge),
+    "retitle": _moderator_command("retitle", "retitle TOPIC NEW TITLE", 1, _retitle),
+    "remove": _moderator_command("remove", "remove POST [REASON]", 1, _remove),
+    "tag": _moderator_command("tag", "tag TOPIC TAG...", 1, _tag),
+}
+
+
 MAX_TITLE = 80
 
 
@@ -474,6 +573,7 @@ COMMANDS: dict[str, Command] = {
     "end": do_end,
     "stop": do_end,
     "thanks": do_end,
+    **MODERATOR_COMMANDS,
 }
 
 
@@ -579,6 +679,7 @@ def _handle(arrival: Arrival, lines: list[tuple[str, ...]] | None) -> Outcome:
         arrival.now,
         arrival.parsed.message_id,
         verified=not authserv_id or verdict(arrival.raw, authserv_id, who.address).authenticated,
+        authenticated=bool(authserv_id) and verdict(arrival.raw, authserv_id, who.address).authenticated,
     )
     if lines is None:
         lines = command_lines(arrival.parsed, arrival.config.subscriptions.max_command_lines)

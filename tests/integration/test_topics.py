@@ -9,16 +9,18 @@ in any column of any table, in the archive's pages or in exports.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from email.message import EmailMessage
 
 import httpx
 import pytest
 from sqlalchemy import JSON, LargeBinary, String, select
 
+from mailforum.config import SecurityConfig
 from mailforum.core import lists, topics
 from mailforum.db.base import Base
-from mailforum.db.models import DeliveryMode, Post, utcnow
-from tests.helpers import DOMAIN, message, send, wait_for
+from mailforum.db.models import DeliveryMode, Post, Topic, utcnow
+from tests.helpers import DOMAIN, ServerThread, message, send, wait_for
 from tests.integration.outbound_helpers import as_email, settled, topic_of
 
 LIST = f"dev@{DOMAIN}"
@@ -255,3 +257,42 @@ def test_forget_remove_posts(dev, relay, server) -> None:
     gone = dev.posts_by_id()["<g1@example.com>"]
     assert gone["status"] == "removed" and gone["text"] == "" and gone["author"] == ""
     assert dev.cli("members", "data", "nonsense").returncode != 0
+
+
+def test_moderators_act_by_mail_only_when_our_mta_authenticated_them(dev, relay) -> None:
+    dev.config = replace(dev.config, security=SecurityConfig(authserv_id=DOMAIN))
+    assert dev.cli("lists", "moderators", "dev", "add", "mia@example.com").returncode == 0
+    running = ServerThread(dev.config)
+    running.start()
+    try:
+        forged = f"Authentication-Results: {DOMAIN}; dmarc=fail header.from=example.com"
+        signed = f"Authentication-Results: {DOMAIN}; dmarc=pass header.from=example.com"
+        post(dev, "Ann <ann@example.com>", "Pin me", "p0", "Important.\n", extra=signed)
+        wait_for(lambda: published(dev, "p0") and quiet(dev))
+        topic = topic_of(dev, "<p0@example.com>")
+        post(dev, "Mia <mia@example.com>", "cmd", "m1", f"lock {topic}\n", to=REQUEST, extra=forged)
+        post(dev, "Ann <ann@example.com>", "cmd", "m2", f"lock {topic}\n", to=REQUEST, extra=signed)
+        wait_for(lambda: answers(relay, "mia@example.com") and answers(relay, "ann@example.com"))
+        with dev.db.read_session() as session:
+            assert session.get(Topic, topic).locked_at is None  # a forged moderator, a member: no
+        commands = f"lock {topic}\npin {topic}\nretitle {topic} Read me\n"
+        post(dev, "Mia <mia@example.com>", "cmd", "m3", commands, to=REQUEST, extra=signed)
+        wait_for(lambda: len(answers(relay, "mia@example.com")) >= 2)
+        with dev.db.read_session() as session:
+            marked = session.get(Topic, topic)
+            assert (
+                marked.locked_at is not None and marked.pinned_at is not None and marked.subject == "Read me"
+            )
+        assert "is locked" in answers(relay, "mia@example.com")[-1].get_body(("plain",)).get_content()
+        audited = dev.cli("audit", "--list", "dev").stdout
+        assert "topic.lock" in audited and "mia@example.com" in audited
+    finally:
+        running.stop()
+
+
+def test_a_tag_followed_by_its_address(dev, relay, server) -> None:
+    post(dev, "dave@example.com", "", "t1", "", to=f"dev+watch-#risk@{DOMAIN}")
+    wait_for(lambda: answers(relay, "dave@example.com"))
+    with dev.db.read_session() as session:
+        member = lists.find_member(session, lists.get_list(session, "dev").id, "dave@example.com")
+        assert topics.tag_settings(session, member)["watch"] == ["risk"]
