@@ -2,9 +2,12 @@
 """Benchmark the web archive: requests/s and latency of the list page and a 500-post topic.
 
 Seeds a fresh SQLite database (or --db URL) with 100,000 topics by bulk inserts (one
-post each, plus one topic of 500 posts), runs the real server (`mailforum serve
---no-smtp --no-process`) as a subprocess, and measures sequential requests from one
-client. Prints `name: value` lines. Run: .venv/bin/python bench/web.py [--topics N]
+post each, plus one topic of 500 posts), each filed under one of 20 tags (issue 19),
+runs the real server (`mailforum serve --no-smtp --no-process`) as a subprocess, and
+measures sequential requests from one client. The tag page and the tag-filtered list
+are timed interleaved with the plain list page (one request of each in turn, so a busy
+machine slows all three alike) and reported as ratios of p95 to the list page's.
+Prints `name: value` lines. Run: .venv/bin/python bench/web.py [--topics N]
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ import httpx
 from sqlalchemy import func, insert, select
 
 from mailforum.db import migrate
-from mailforum.db.models import MailingList, Post, Topic
+from mailforum.db.models import MailingList, Post, Tag, Topic, TopicTag
 from mailforum.db.session import Database
 
 BATCH = 5000
+TAGS = 20
 BODY = "Hello list, this is a reasonably ordinary message body about topic {n}.\n" * 3
 
 
@@ -64,6 +68,8 @@ def seed(db: Database, topics: int, long_topic: int) -> tuple[int, float]:
             .values(name="dev", title="Developers", description="The bench list")
             .returning(MailingList.id)
         )
+        session.execute(insert(Tag), [{"list_id": list_id, "name": f"tag{t}"} for t in range(TAGS)])
+        tag_ids = list(session.scalars(select(Tag.id).where(Tag.list_id == list_id).order_by(Tag.id)))
     for first in range(0, topics, BATCH):
         count = min(BATCH, topics - first)
         with db.session() as session:
@@ -101,6 +107,17 @@ def seed(db: Database, topics: int, long_topic: int) -> tuple[int, float]:
                 )
             session.execute(insert(Topic), rows)
             session.execute(insert(Post), posts)
+            session.execute(
+                insert(TopicTag),
+                [
+                    {
+                        "topic_id": r["id"],
+                        "tag_id": tag_ids[(first + i) % TAGS],
+                        "last_post_at": r["last_post_at"],
+                    }
+                    for i, r in enumerate(rows)
+                ],
+            )
     with db.session() as session:
         created = now - dt.timedelta(days=1)
         topic_id = session.scalar(
@@ -152,6 +169,20 @@ def measure(client: httpx.Client, path: str, requests: int) -> tuple[float, floa
     total = time.perf_counter() - start
     times.sort()
     return requests / total, statistics.median(times) * 1000, times[int(len(times) * 0.95) - 1] * 1000
+
+
+def measure_interleaved(client: httpx.Client, paths: dict[str, str], requests: int) -> dict[str, float]:
+    """p95 (ms) of each path, one request of each in turn ``requests`` times."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for path in paths.values():
+        client.get(path)  # warm up
+    for _ in range(requests):
+        for name, path in paths.items():
+            t0 = time.perf_counter()
+            response = client.get(path)
+            times[name].append(time.perf_counter() - t0)
+            assert response.status_code == 200, (path, response.status_code)
+    return {name: sorted(t)[int(len(t) * 0.95) - 1] * 1000 for name, t in times.items()}
 
 
 def main() -> None:
@@ -212,6 +243,19 @@ def main() -> None:
                 print(f"{name}_requests_per_s: {rate:.0f}")
                 print(f"{name}_p50_ms: {p50:.1f}")
                 print(f"{name}_p95_ms: {p95:.1f}")
+            tagged = {
+                "list_page": "/lists/dev",
+                "tag_page": "/lists/dev/tags/tag7",
+                "tag_filter": "/lists/dev?tag=tag7",
+                "list_page_100": "/lists/dev?page=100",
+                "tag_page_100": "/lists/dev/tags/tag7?page=100",
+            }
+            p95 = measure_interleaved(client, tagged, args.requests)
+            for name, value in p95.items():
+                print(f"interleaved_{name}_p95_ms: {value:.1f}")
+            print(f"tag_page_over_list_page_p95: {p95['tag_page'] / p95['list_page']:.2f}")
+            print(f"tag_filter_over_list_page_p95: {p95['tag_filter'] / p95['list_page']:.2f}")
+            print(f"tag_page_100_over_list_page_100_p95: {p95['tag_page_100'] / p95['list_page_100']:.2f}")
     finally:
         server.terminate()
         server.wait(30)

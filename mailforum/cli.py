@@ -1566,7 +1566,7 @@ def digest_format(state: State, list_name: str, value: str | None) -> None:
         click.echo(f"{mlist.name}: digest format {shown} ({_FORMATS.get(shown, 'unknown')})")
 
 
-# --- tags and moderators' tools (issue 19) ------------------------------------------------
+# --- tags and moderators' tools ------------------------------------------------
 
 
 @lists_group.command("tags")

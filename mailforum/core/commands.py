@@ -26,7 +26,7 @@ the From address itself, so a forged request cannot change anyone's membership
     confirm TOKEN                        confirm a pending request
     enable [delivery]                    members paused by bounces: a link to resume, mailed to them
     lock|unlock|pin|unpin T, split POST, merge T INTO, retitle T TITLE, remove POST [REASON],
-    tag T TAG...                         moderators, from mail our MTA authenticated (issue 19)
+    tag T TAG...                         moderators, from mail our MTA authenticated
     help                                 the commands
     end | stop | thanks                  ignore the rest of the mail
 """
@@ -373,7 +373,7 @@ def _tag_command(ctx: Context, kind: SubscriptionKind | None, name: str, word: s
     return Result(f"{name} #{tag.name}", True, text)
 
 
-# --- moderators' commands (issue 19) --------------------------------------------------------
+# --- moderators' commands --------------------------------------------------------
 
 _NUMBER = re.compile(r"^#?(\d{1,12})$")
 

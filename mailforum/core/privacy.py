@@ -1,4 +1,4 @@
-"""A member's data and its erasure (issue 19): ``members data`` and ``members forget``.
+"""A member's data and its erasure: ``members data`` and ``members forget``.
 
 ``data`` gathers every row that names an address, from every table of the schema
 (``Base.metadata``, so a table added later is covered without touching this module):

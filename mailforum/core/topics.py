@@ -1,4 +1,4 @@
-"""Topics (issue 19): a list's tag vocabulary, tagged topics, and moderators' tools.
+"""Topics: a list's tag vocabulary, tagged topics, and moderators' tools.
 
 Tags. A list has a vocabulary (``lists tags``); a topic's first post names tags as
 ``[tag]`` in its subject or ``#tag`` on its first body line, and only words of the

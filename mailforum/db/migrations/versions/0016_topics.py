@@ -1,4 +1,4 @@
-"""Topics (issue 19): tags, members following or muting tags, moderators' marks and decisions.
+"""Topics: tags, members following or muting tags, moderators' marks and decisions.
 
 New tables ``tags``, ``topic_tags``, ``tag_subscriptions`` and ``topic_decisions``;
 ``topics`` gets ``locked_at``, ``pinned_at`` and ``manual`` (a server default keeps
