@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
 from mailforum.config import Config
+from mailforum.core.topics import tags_of
 from mailforum.db.ancestry import ancestors
 from mailforum.db.models import (
     Post,
@@ -179,6 +180,7 @@ class DigestTopic:
     subject: str
     new: bool  # the topic started in this period
     posts: tuple[DigestPost, ...]
+    tags: tuple[str, ...] = ()  # the topic's tags: a digest groups its topics by the first
 
 
 def trim(text: str) -> str:
@@ -256,12 +258,16 @@ def load_topics(
             .group_by(Post.topic_id)
         ).all()
     )
+    tags = tags_of(session, list(grouped))
     out = []
     for tid, items in grouped.items():
         topic = topics.get(tid)
         subject = (topic.subject if topic is not None else "") or items[0].subject or "(no subject)"
-        out.append(DigestTopic(tid, subject, first_ids.get(tid, 0) > start, tuple(items)))
-    out.sort(key=lambda t: (not t.new, -len(t.posts), -t.posts[-1].id))
+        out.append(
+            DigestTopic(tid, subject, first_ids.get(tid, 0) > start, tuple(items), tuple(tags.get(tid, ())))
+        )
+    # Grouped by tag (the first, by name; untagged topics last), then new topics first, then the most active.
+    out.sort(key=lambda t: (not t.tags, t.tags[:1], not t.new, -len(t.posts), -t.posts[-1].id))
     return tuple(out)
 
 

@@ -19,9 +19,9 @@ from sqlalchemy import JSON, LargeBinary, String, select
 from mailforum.config import SecurityConfig
 from mailforum.core import lists, topics
 from mailforum.db.base import Base
-from mailforum.db.models import DeliveryMode, Post, Topic, utcnow
+from mailforum.db.models import DeliveryMode, Post, SubscriptionKind, Topic, utcnow
 from tests.helpers import DOMAIN, ServerThread, message, send, wait_for
-from tests.integration.outbound_helpers import as_email, settled, topic_of
+from tests.integration.outbound_helpers import as_email, deliver, settled, topic_of
 
 LIST = f"dev@{DOMAIN}"
 REQUEST = f"dev-request@{DOMAIN}"
@@ -296,3 +296,28 @@ def test_a_tag_followed_by_its_address(dev, relay, server) -> None:
     with dev.db.read_session() as session:
         member = lists.find_member(session, lists.get_list(session, "dev").id, "dave@example.com")
         assert topics.tag_settings(session, member)["watch"] == ["risk"]
+
+
+def test_digests_group_by_tag_and_leave_muted_tags_out(site, relay) -> None:
+    from tests.integration.test_digests import DAY1, digests_for, run, setup_list, text_of
+    from tests.integration.test_digests import post as store_post
+
+    setup_list(site, "dora@example.com", "dan@example.com")
+    with site.db.session() as session:
+        topics.add_tags(session, lists.get_list(session, "dev"), ["agile", "risk"], utcnow())
+        mlist = lists.get_list(session, "dev")
+        dora = lists.find_member(session, mlist.id, "dora@example.com")
+        topics.set_tag(
+            session, dora, topics.tag_named(session, mlist, "risk"), SubscriptionKind.MUTE, utcnow()
+        )
+    store_post(site, "Untagged chat", "u1@example.com")
+    store_post(site, "[risk] Disk full", "r1@example.com")
+    store_post(site, "[agile] Sprints", "a1@example.com")
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    (dan,) = digests_for(relay, "dan@example.com")
+    text = text_of(dan)
+    assert text.index("#agile") < text.index("Sprints") < text.index("#risk") < text.index("Disk full")
+    assert text.index("Disk full") < text.index("Untagged chat")
+    (dora_digest,) = digests_for(relay, "dora@example.com")
+    assert "Disk full" not in text_of(dora_digest) and "Sprints" in text_of(dora_digest)

@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.add_column("topics", sa.Column("locked_at", WHEN, nullable=True))
     op.add_column("topics", sa.Column("pinned_at", WHEN, nullable=True))
     op.add_column("topics", sa.Column("manual", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.create_index(op.f("ix_topics_list_id_pinned_at"), "topics", ["list_id", "pinned_at"])
     op.create_table(
         "tags",
         sa.Column("id", ID, nullable=False),
@@ -105,6 +106,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_topic_tags_tag_id_last_post_at_topic_id"), table_name="topic_tags")
     op.drop_table("topic_tags")
     op.drop_table("tags")
+    op.drop_index(op.f("ix_topics_list_id_pinned_at"), table_name="topics")
     with op.batch_alter_table("topics") as batch:
         batch.drop_column("manual")
         batch.drop_column("pinned_at")
