@@ -321,3 +321,44 @@ def test_digests_group_by_tag_and_leave_muted_tags_out(site, relay) -> None:
     assert text.index("Disk full") < text.index("Untagged chat")
     (dora_digest,) = digests_for(relay, "dora@example.com")
     assert "Disk full" not in text_of(dora_digest) and "Sprints" in text_of(dora_digest)
+
+
+def test_cli_vocabulary_tagging_move_and_errors(dev) -> None:
+    from tests.integration.outbound_helpers import store
+
+    dev.create_list("ops")
+    assert dev.cli("lists", "tags", "ops", "add", "risk").returncode == 0
+    store(dev, message("[risk] Disk", "<d1@example.com>", sender="ann@example.com"))
+    store(
+        dev,
+        message(
+            "Re: Disk", "<d2@example.com>", sender="bob@example.com", extra="In-Reply-To: <d1@example.com>"
+        ),
+    )
+    topic = topic_of(dev, "<d1@example.com>")
+    bad = dev.cli("lists", "tags", "dev", "add", "no good")
+    assert bad.returncode == 1 and "not a tag name" in bad.stderr and "Traceback" not in bad.stderr
+    unknown = dev.cli("topics", "tag", "dev", str(topic), "nosuch")
+    assert unknown.returncode == 1 and "not in dev's tags: nosuch" in unknown.stderr
+    assert (
+        dev.cli("topics", "tag", "dev", str(topic), "agile").stdout.strip()
+        == f"topic {topic}: tags agile, risk"
+    )
+    removed = dev.cli("topics", "tag", "dev", str(topic), "agile", "--remove")
+    assert removed.stdout.strip() == f"topic {topic}: tags risk"
+    missing = dev.cli("topics", "lock", "dev", "99999")
+    assert missing.returncode == 1 and "no topic 99999 in dev" in missing.stderr
+    root = dev.posts_by_id()["<d1@example.com>"]["id"]
+    nothing = dev.cli("topics", "split", "dev", str(root))
+    assert nothing.returncode == 1 and "starts its topic" in nothing.stderr
+    assert dev.cli("topics", "merge", "dev", str(topic), str(topic)).returncode == 1
+    assert dev.cli("topics", "retitle", "dev", str(topic), "   ").returncode == 1
+    moved = dev.cli("topics", "move", "dev", str(topic), "ops")
+    assert moved.returncode == 0, moved.stderr
+    assert dev.export("dev") == []
+    ops = {p["message_id"]: p for p in dev.export("ops")}
+    assert ops["<d2@example.com>"]["topic_id"] == topic and ops["<d2@example.com>"]["tags"] == ["risk"]
+    assert dev.cli("lists", "tags", "dev", "remove", "risk").stdout.strip() == "risk: removed"
+    assert dev.cli("lists", "tags", "dev").stdout.split() == ["agile", "strategy"]
+    assert "post.remove" not in dev.cli("audit", "--list", "dev").stdout
+    assert "topic.move" in dev.cli("audit", "--list", "dev").stdout
