@@ -114,6 +114,7 @@ def seed(db: Database, topics: int, long_topic: int) -> tuple[int, float]:
                         "topic_id": r["id"],
                         "tag_id": tag_ids[(first + i) % TAGS],
                         "last_post_at": r["last_post_at"],
+                        "post_count": r["post_count"],
                     }
                     for i, r in enumerate(rows)
                 ],

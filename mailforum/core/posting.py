@@ -91,10 +91,10 @@ def store_post(arrival: Arrival, decision: Decision, reply_to: Post | None = Non
     crash.point("after_post_insert")
     topic = placement.topic
     threads.name_topic(topic, parsed.subject)
-    topics.tag_new_post(session, mlist, topic, post)
+    with session.no_autoflush:  # an import batch's posts stay unflushed (attach(flush=False))
+        topics.tag_new_post(session, mlist, topic, post)
     if not held:
-        threads.count_post(topic, arrival.received_at)
-        topics.touch(session, topic)
+        threads.count_post(session, topic, arrival.received_at)
         if not arrival.imported:  # an operator's archive import notifies no one
             fanout.watch_own(session, post, arrival.now)
             fanout.enqueue_post(session, post, topic.post_count == 1, arrival.now)

@@ -546,8 +546,10 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
             )
             session.execute(
                 insert(TopicTag).from_select(
-                    ["topic_id", "tag_id", "last_post_at"],
-                    select(literal(target), TopicTag.tag_id, TopicTag.last_post_at).where(
+                    ["topic_id", "tag_id", "last_post_at", "post_count"],
+                    select(
+                        literal(target), TopicTag.tag_id, TopicTag.last_post_at, TopicTag.post_count
+                    ).where(
                         TopicTag.topic_id == old,
                         TopicTag.tag_id.not_in(select(TopicTag.tag_id).where(TopicTag.topic_id == target)),
                     ),

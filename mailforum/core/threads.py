@@ -44,11 +44,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
-from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
+from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription, TopicTag
 from mailforum.db.txcache import TxCache
 from mailforum.mail.headers import (
     THREAD_INDEX_CHILD,
@@ -297,6 +297,15 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
         .values(topic_id=survivor.id)
         .execution_options(synchronize_session="fetch")
     )
+    # The survivor is filed under the absorbed topic's tags too (core/topics.py).
+    tagged = set(session.scalars(select(TopicTag.tag_id).where(TopicTag.topic_id == survivor.id)))
+    session.execute(
+        update(TopicTag)
+        .where(TopicTag.topic_id == absorbed.id, TopicTag.tag_id.not_in(tagged))
+        .values(topic_id=survivor.id)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(TopicTag).where(TopicTag.topic_id == absorbed.id))
     absorbed.merged_into_id = survivor.id
     absorbed.post_count = 0
     survivor.created_at = min(survivor.created_at, absorbed.created_at)
@@ -305,10 +314,23 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
         survivor.subject, survivor.subject_key = absorbed.subject, absorbed.subject_key
 
 
-def count_post(topic: Topic, received_at: dt.datetime) -> None:
+def count_post(session: Session, topic: Topic, received_at: dt.datetime) -> None:
     """A post of the topic was published: its counters follow (the threading module keeps them)."""
     topic.post_count += 1
     topic.last_post_at = max(topic.last_post_at, received_at)
+    sync_tags(session, topic)
+
+
+def sync_tags(session: Session, topic: Topic) -> None:
+    """The topic's counters changed: its tag rows copy them (one indexed UPDATE, no autoflush:
+    an import batch's unflushed posts stay unflushed)."""
+    with session.no_autoflush:
+        session.execute(
+            update(TopicTag)
+            .where(TopicTag.topic_id == topic.id)
+            .values(last_post_at=topic.last_post_at, post_count=topic.post_count)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def name_topic(topic: Topic, subject: str) -> None:
@@ -327,6 +349,7 @@ def refresh_counts(session: Session, topic: Topic) -> None:
     topic.post_count = count
     if last is not None:
         topic.last_post_at = max(topic.last_post_at, last)
+    sync_tags(session, topic)
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:

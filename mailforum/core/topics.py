@@ -130,7 +130,12 @@ def tag_topic(session: Session, topic: Topic, tags: Iterable[Tag]) -> list[str]:
     for tag in tags:
         if tag.id not in have:
             session.execute(
-                insert(TopicTag).values(topic_id=topic.id, tag_id=tag.id, last_post_at=topic.last_post_at)
+                insert(TopicTag).values(
+                    topic_id=topic.id,
+                    tag_id=tag.id,
+                    last_post_at=topic.last_post_at,
+                    post_count=topic.post_count,
+                )
             )
             have.add(tag.id)
             added.append(tag.name)
@@ -157,10 +162,8 @@ def tag_new_post(session: Session, mlist: MailingList, topic: Topic, post: Post)
 
 
 def touch(session: Session, topic: Topic) -> None:
-    """The topic's last_post_at changed: its tag rows follow (one indexed UPDATE)."""
-    session.execute(
-        update(TopicTag).where(TopicTag.topic_id == topic.id).values(last_post_at=topic.last_post_at)
-    )
+    """The topic's counters changed: its tag rows follow (threads.sync_tags)."""
+    threads.sync_tags(session, topic)
 
 
 def tags_of(session: Session, topic_ids: Sequence[int]) -> dict[int, list[str]]:
@@ -369,7 +372,12 @@ def _copy_tags_and_watchers(session: Session, source: Topic, target: Topic) -> N
             is None
         ):
             session.execute(
-                insert(TopicTag).values(topic_id=target.id, tag_id=tag_id, last_post_at=target.last_post_at)
+                insert(TopicTag).values(
+                    topic_id=target.id,
+                    tag_id=tag_id,
+                    last_post_at=target.last_post_at,
+                    post_count=target.post_count,
+                )
             )
     have = set(
         session.scalars(select(TopicSubscription.member_id).where(TopicSubscription.topic_id == target.id))
@@ -438,9 +446,7 @@ def merge(
         into_message_id=_representative(session, survivor),
         created_at=now,
     )
-    _copy_tags_and_watchers(session, absorbed, survivor)
-    session.execute(delete(TopicTag).where(TopicTag.topic_id == absorbed.id))
-    threads.merge_topics(session, survivor, absorbed)
+    threads.merge_topics(session, survivor, absorbed)  # moves its posts, watchers and tags
     survivor.manual = survivor.manual or absorbed.manual
     touch(session, survivor)
     session.add(decision)

@@ -334,19 +334,21 @@ class Tag(Base):
 
 
 class TopicTag(Base):
-    """A topic filed under a tag. ``last_post_at`` copies the topic's, so a tag's page reads
-    its newest topics straight from the (tag, last_post_at) index, as the list page does."""
+    """A topic filed under a tag. ``last_post_at`` and ``post_count`` copy the topic's
+    (threads.sync_tags), so a tag's page reads its newest shown topics, and counts them,
+    from the (tag, last_post_at, topic, post_count) index alone, as the list page does."""
 
     __tablename__ = "topic_tags"
     __table_args__ = (
         UniqueConstraint("topic_id", "tag_id"),
-        Index(None, "tag_id", "last_post_at", "topic_id"),
+        Index(None, "tag_id", "last_post_at", "topic_id", "post_count"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
     tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"))
     last_post_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    post_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class TagSubscription(Base):

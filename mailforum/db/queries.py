@@ -210,7 +210,7 @@ def topic_page(
 
     The page's ids come from the sort's covering index alone (a deep OFFSET reads no
     table rows); then only those rows are read. A tag's latest topics come from the
-    (tag, last_post_at) index of ``topic_tags`` the same way.
+    (tag, last_post_at, topic, post_count) index of ``topic_tags`` the same way.
     """
     order = SORTS.get(sort, SORTS["latest"])
     offset = (max(page, 1) - 1) * per_page
@@ -221,30 +221,24 @@ def topic_page(
         offset = (paged.page - 1) * per_page
         ids = select(Topic.id).where(*visible).order_by(*order).limit(per_page).offset(offset)
     else:
-        tagged = select(TopicTag.topic_id).where(TopicTag.tag_id == tag.id)
-        visible = (Topic.id.in_(tagged.scalar_subquery()), HAS_POSTS)
-        total = (
-            session.scalar(
-                select(func.count())
-                .select_from(TopicTag)
-                .join(Topic, Topic.id == TopicTag.topic_id)
-                .where(TopicTag.tag_id == tag.id, HAS_POSTS)
-            )
-            or 0
-        )
+        # topic_tags copies each topic's last_post_at and post_count (threads.sync_tags): count
+        # and page come from its (tag, last_post_at, topic, post_count) index alone.
+        shown = (TopicTag.tag_id == tag.id, TopicTag.post_count != 0)
+        total = session.scalar(select(func.count()).select_from(TopicTag).where(*shown)) or 0
         paged = paging(total, page, per_page)
         offset = (paged.page - 1) * per_page
-        if sort in (None, "latest") or sort not in SORTS:
+        if sort not in ("newest", "replies"):
             ids = (
                 select(TopicTag.topic_id)
-                .join(Topic, Topic.id == TopicTag.topic_id)
-                .where(TopicTag.tag_id == tag.id, HAS_POSTS)
+                .where(*shown)
                 .order_by(TopicTag.last_post_at.desc(), TopicTag.topic_id.desc())
                 .limit(per_page)
                 .offset(offset)
             )
-        else:
-            ids = select(Topic.id).where(*visible).order_by(*order).limit(per_page).offset(offset)
+        else:  # a tag's few thousand topics, sorted
+            tagged = select(TopicTag.topic_id).where(*shown).scalar_subquery()
+            ids = select(Topic.id).where(Topic.id.in_(tagged), HAS_POSTS).order_by(*order).limit(per_page)
+            ids = ids.offset(offset)
     topics = session.execute(
         select(Topic.id, Topic.subject, Topic.created_at, Topic.last_post_at, Topic.post_count)
         .where(Topic.id.in_(ids.scalar_subquery()))

@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("topic_id", ID, nullable=False),
         sa.Column("tag_id", ID, nullable=False),
         sa.Column("last_post_at", WHEN, nullable=False),
+        sa.Column("post_count", sa.Integer(), nullable=False, server_default="0"),
         sa.ForeignKeyConstraint(
             ["topic_id"], ["topics.id"], name=op.f("fk_topic_tags_topic_id_topics"), ondelete="CASCADE"
         ),
@@ -57,9 +58,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("topic_id", "tag_id", name=op.f("uq_topic_tags_topic_id_tag_id")),
     )
     op.create_index(
-        op.f("ix_topic_tags_tag_id_last_post_at_topic_id"),
+        op.f("ix_topic_tags_tag_id_last_post_at_topic_id_post_count"),
         "topic_tags",
-        ["tag_id", "last_post_at", "topic_id"],
+        ["tag_id", "last_post_at", "topic_id", "post_count"],
     )
     op.create_table(
         "tag_subscriptions",
@@ -103,7 +104,7 @@ def downgrade() -> None:
     op.drop_table("topic_decisions")
     op.drop_index(op.f("ix_tag_subscriptions_tag_id"), table_name="tag_subscriptions")
     op.drop_table("tag_subscriptions")
-    op.drop_index(op.f("ix_topic_tags_tag_id_last_post_at_topic_id"), table_name="topic_tags")
+    op.drop_index(op.f("ix_topic_tags_tag_id_last_post_at_topic_id_post_count"), table_name="topic_tags")
     op.drop_table("topic_tags")
     op.drop_table("tags")
     op.drop_index(op.f("ix_topics_list_id_pinned_at"), table_name="topics")
