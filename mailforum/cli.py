@@ -744,8 +744,9 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @click.argument("address", metavar="ADDR")
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
-    """Show one member of LIST: delivery mode, digest, and the topics they watch or muted."""
+    """Show one member of LIST: delivery mode, digest, the topics they watch or muted, their tags."""
     from mailforum.core import lists, subscriptions
+    from mailforum.core.topics import tag_settings
 
     who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
@@ -754,6 +755,7 @@ def members_show(state: State, list_name: str, address: str) -> None:
         if member is None:
             raise NotFound(f"{who.address} is not a member of {mlist.name}")
         topics = subscriptions.topic_settings(session, member)
+        tags = tag_settings(session, member)
     rows = [
         ("address", member.address),
         ("name", member.display_name or "-"),
@@ -763,6 +765,10 @@ def members_show(state: State, list_name: str, address: str) -> None:
         ("joined", member.created_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("watching", ", ".join(str(t) for t in topics["watch"]) or "-"),
         ("muted", ", ".join(str(t) for t in topics["mute"]) or "-"),
+        (
+            "tags",
+            ", ".join([f"#{t}" for t in tags["watch"]] + [f"#{t} (muted)" for t in tags["mute"]]) or "-",
+        ),
     ]
     for key, value in rows:
         click.echo(f"{key + ':':10} {value}")

@@ -485,9 +485,10 @@ def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
     member = ctx.member
     if member is None:
         return Result("status", True, f"{ctx.who.address} is not a member of {ctx.mlist.name}.")
-    topics = subscriptions.topic_settings(ctx.session, member)
-    watched = [_listed(ctx, t) for t in topics[SubscriptionKind.WATCH.value][:50]]
-    muted = [_listed(ctx, t) for t in topics[SubscriptionKind.MUTE.value][:50]]
+    settings = subscriptions.topic_settings(ctx.session, member)
+    watched = [_listed(ctx, t) for t in settings[SubscriptionKind.WATCH.value][:50]]
+    muted = [_listed(ctx, t) for t in settings[SubscriptionKind.MUTE.value][:50]]
+    tags = topics.tag_settings(ctx.session, member)
     parts = [
         f"{member.address} is a member of {ctx.mlist.name}",
         f"delivery mode {member.delivery_mode}",
@@ -496,6 +497,9 @@ def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
         f"watching {', '.join(watched) or '(no topics)'}",
         f"muted {', '.join(muted) or '(no topics)'}",
     ]
+    for kind, label in ((SubscriptionKind.WATCH.value, "following"), (SubscriptionKind.MUTE.value, "muted")):
+        if tags.get(kind):
+            parts.append(f"{label} the tags {', '.join('#' + t for t in tags[kind])}")
     return Result("status", True, "; ".join(parts) + ".")
 
 

@@ -296,6 +296,13 @@ def test_a_tag_followed_by_its_address(dev, relay, server) -> None:
     with dev.db.read_session() as session:
         member = lists.find_member(session, lists.get_list(session, "dev").id, "dave@example.com")
         assert topics.tag_settings(session, member)["watch"] == ["risk"]
+    assert "#risk" in dev.cli("members", "show", "dev", "dave@example.com").stdout
+    post(dev, "dave@example.com", "status", "t2", "", to=REQUEST)
+    wait_for(lambda: len(answers(relay, "dave@example.com")) >= 2)
+    assert (
+        "following the tags #risk"
+        in answers(relay, "dave@example.com")[-1].get_body(("plain",)).get_content()
+    )
 
 
 def test_digests_group_by_tag_and_leave_muted_tags_out(site, relay) -> None:
