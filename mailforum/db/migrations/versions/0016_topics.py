@@ -108,7 +108,7 @@ def downgrade() -> None:
     op.drop_table("topic_tags")
     op.drop_table("tags")
     op.drop_index(op.f("ix_topics_list_id_pinned_at"), table_name="topics")
-    with op.batch_alter_table("topics") as batch:
-        batch.drop_column("manual")
-        batch.drop_column("pinned_at")
-        batch.drop_column("locked_at")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch copy of topics would drop a table posts refer to.
+    op.drop_column("topics", "manual")
+    op.drop_column("topics", "pinned_at")
+    op.drop_column("topics", "locked_at")
