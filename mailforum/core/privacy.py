@@ -176,7 +176,7 @@ def forget(session: Session, address: str, secret_key: str, remove_posts: bool =
         from mailforum.core import threads, topics
 
         for topic_id in {p.topic_id for p in own}:
-            topics._recount(session, threads.live_topic(session, topic_id))
+            topics.recount(session, threads.live_topic(session, topic_id))
     for table, count in sweep(session, address, names).items():
         done.rewritten[table] = count
     return done

@@ -3,8 +3,8 @@
 Tags. A list has a vocabulary (``lists tags``); a topic's first post names tags as
 ``[tag]`` in its subject or ``#tag`` on its first body line, and only words of the
 vocabulary count (anything else stays text). ``tag_topic`` files a topic by hand.
-``topic_tags.last_post_at`` copies the topic's, so a tag's page walks one index
-(``touch`` keeps it current).
+``topic_tags`` copies each topic's ``last_post_at`` and ``post_count`` (kept by
+``threads.sync_tags``), so a tag's page walks one index.
 
 Moderators' tools, each audited (core/audit.py): lock and unlock (a reply to a locked
 topic is held with the rule ``topic-locked``, core/posting.py), pin and unpin, split
@@ -14,15 +14,14 @@ thread; the copies already sent stay sent).
 
 A split, a merge and a retitle are also written to ``topic_decisions``, named by
 message ids, which outlive topic ids: ``rethread`` replays the raw mail, then these
-decisions in order (``replay_decisions``), so a manual decision survives it. A topic
-made by a split is ``manual``: the live threader never merges it back into the topic
-of its ancestors (core/threads.py).
+decisions in order (``rethread.replay_decisions``), so a manual decision survives
+it. A topic made by a split is ``manual``: the live threader never merges it back into
+the topic of its ancestors (core/threads.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,8 +48,6 @@ from mailforum.db.models import (
 )
 from mailforum.errors import InvalidInput, NotFound
 from mailforum.mail.headers import subject_key
-
-log = logging.getLogger(__name__)
 
 TAG_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SUBJECT_TAG = re.compile(r"\[([^\[\]\s]{1,64})\]")
@@ -318,7 +315,7 @@ def mark(
     return topic
 
 
-def _recount(session: Session, topic: Topic) -> None:
+def recount(session: Session, topic: Topic) -> None:
     """A topic's counters from its published posts (after posts left or came)."""
     count, first, last = session.execute(
         select(func.count(), func.min(Post.received_at), func.max(Post.received_at)).where(
@@ -413,9 +410,9 @@ def split(session: Session, mlist: MailingList, post_id: int, actor: Actor, now:
     )
     post.parent_id = None
     session.flush()
-    _recount(session, new)
+    recount(session, new)
     old.last_post_at = old.created_at
-    _recount(session, old)
+    recount(session, old)
     _copy_tags_and_watchers(session, old, new)
     session.add(
         TopicDecision(
@@ -530,21 +527,10 @@ def remove_post(
     post.hold_reason = f"removed by a moderator: {reason}" if reason else "removed by a moderator"
     session.flush()
     topic = threads.live_topic(session, post.topic_id)
-    _recount(session, topic)
+    recount(session, topic)
     audit(session, actor, "post.remove", mlist, str(post.id), {"topic": topic.id, "reason": reason})
     return post
 
 
 def is_locked(topic: Topic) -> bool:
     return topic.locked_at is not None
-
-
-# --- rethread keeps the decisions ---------------------------------------------------------
-
-
-def decisions(session: Session, mlist: MailingList) -> list[TopicDecision]:
-    return list(
-        session.scalars(
-            select(TopicDecision).where(TopicDecision.list_id == mlist.id).order_by(TopicDecision.id)
-        )
-    )
