@@ -88,6 +88,7 @@ def seed(db: Database, topics: int, long_topic: int) -> tuple[int, float]:
                         "created_at": created,
                         "last_post_at": created + dt.timedelta(minutes=rng.randrange(600)),
                         "post_count": 1 + rng.randrange(3) * 0,
+                        "tagged": True,
                     }
                 )
                 posts.append(

@@ -556,6 +556,11 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
                 )
             )
             session.execute(delete(TopicTag).where(TopicTag.topic_id == old))
+            session.execute(
+                update(Topic)
+                .where(Topic.id == target, Topic.tagged.is_(False))
+                .values(tagged=select(TopicTag.id).where(TopicTag.topic_id == target).exists())
+            )
             session.execute(update(Topic).where(Topic.id == old).values(merged_into_id=target, post_count=0))
         session.flush()
         for topic in session.scalars(

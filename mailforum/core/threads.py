@@ -297,15 +297,16 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
         .values(topic_id=survivor.id)
         .execution_options(synchronize_session="fetch")
     )
-    # The survivor is filed under the absorbed topic's tags too (core/topics.py).
-    tagged = set(session.scalars(select(TopicTag.tag_id).where(TopicTag.topic_id == survivor.id)))
-    session.execute(
-        update(TopicTag)
-        .where(TopicTag.topic_id == absorbed.id, TopicTag.tag_id.not_in(tagged))
-        .values(topic_id=survivor.id)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(delete(TopicTag).where(TopicTag.topic_id == absorbed.id))
+    if absorbed.tagged:  # the survivor is filed under the absorbed topic's tags too (core/topics.py)
+        tagged = set(session.scalars(select(TopicTag.tag_id).where(TopicTag.topic_id == survivor.id)))
+        session.execute(
+            update(TopicTag)
+            .where(TopicTag.topic_id == absorbed.id, TopicTag.tag_id.not_in(tagged))
+            .values(topic_id=survivor.id)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(delete(TopicTag).where(TopicTag.topic_id == absorbed.id))
+        survivor.tagged = True
     absorbed.merged_into_id = survivor.id
     absorbed.post_count = 0
     survivor.created_at = min(survivor.created_at, absorbed.created_at)
@@ -323,7 +324,9 @@ def count_post(session: Session, topic: Topic, received_at: dt.datetime) -> None
 
 def sync_tags(session: Session, topic: Topic) -> None:
     """The topic's counters changed: its tag rows copy them (one indexed UPDATE, no autoflush:
-    an import batch's unflushed posts stay unflushed)."""
+    an import batch's unflushed posts stay unflushed). Nothing for a topic never tagged."""
+    if not topic.tagged:
+        return
     with session.no_autoflush:
         session.execute(
             update(TopicTag)

@@ -46,6 +46,7 @@ from mailforum.db.models import (
     TopicSubscription,
     TopicTag,
 )
+from mailforum.db.txcache import TxCache
 from mailforum.errors import InvalidInput, NotFound
 from mailforum.mail.headers import subject_key
 
@@ -136,6 +137,8 @@ def tag_topic(session: Session, topic: Topic, tags: Iterable[Tag]) -> list[str]:
             )
             have.add(tag.id)
             added.append(tag.name)
+    if added:
+        topic.tagged = True
     return added
 
 
@@ -145,17 +148,28 @@ def untag_topic(session: Session, topic: Topic, tags: Iterable[Tag]) -> None:
         session.execute(delete(TopicTag).where(TopicTag.topic_id == topic.id, TopicTag.tag_id.in_(ids)))
 
 
+# A list's vocabulary for the rest of the transaction (an import batch tags many topics).
+_VOCABULARY: TxCache[dict[int, frozenset[str]]] = TxCache("mailforum.topics.vocabulary", dict)
+
+
 def tag_new_post(session: Session, mlist: MailingList, topic: Topic, post: Post) -> list[str]:
-    """A topic's first post files it under the tags it names (once: a topic keeps its tags)."""
+    """A topic's first post files it under the tags it names (once: a topic keeps its tags).
+
+    A post naming no word of the vocabulary costs no query (the vocabulary's names are
+    remembered for the transaction).
+    """
     if post.parent_id is not None:
         return []
     if not _SUBJECT_TAG.search(post.subject) and not _HASH_TAG.search(_first_line(post.text_body)):
-        return []  # names nothing: no query
-    if session.scalar(select(TopicTag.id).where(TopicTag.topic_id == topic.id).limit(1)) is not None:
+        return []
+    known = _VOCABULARY.setdefault(session)
+    if mlist.id not in known:
+        known[mlist.id] = frozenset(session.scalars(select(Tag.name).where(Tag.list_id == mlist.id)))
+    names = named_tags(post.subject, post.text_body, known[mlist.id])
+    if not names or topic.tagged:
         return []
     vocab = {t.name: t for t in vocabulary(session, mlist)}
-    names = named_tags(post.subject, post.text_body, vocab)
-    return tag_topic(session, topic, [vocab[n] for n in names])
+    return tag_topic(session, topic, [vocab[n] for n in names if n in vocab])
 
 
 def touch(session: Session, topic: Topic) -> None:
@@ -361,6 +375,7 @@ def _representative(session: Session, topic: Topic) -> str:
 
 
 def _copy_tags_and_watchers(session: Session, source: Topic, target: Topic) -> None:
+    target.tagged = target.tagged or source.tagged
     for (tag_id,) in session.execute(select(TopicTag.tag_id).where(TopicTag.topic_id == source.id)).all():
         if (
             session.scalar(

@@ -133,6 +133,8 @@ class Topic(Base):
     pinned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     # Made by a moderator's split: the threader never merges it back into its ancestors' topic.
     manual: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Filed under a tag once: only then do its counters go to topic_tags (threads.sync_tags).
+    tagged: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Post(Base):

@@ -28,6 +28,7 @@ def upgrade() -> None:
     op.add_column("topics", sa.Column("locked_at", WHEN, nullable=True))
     op.add_column("topics", sa.Column("pinned_at", WHEN, nullable=True))
     op.add_column("topics", sa.Column("manual", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("topics", sa.Column("tagged", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_index(op.f("ix_topics_list_id_pinned_at"), "topics", ["list_id", "pinned_at"])
     op.create_table(
         "tags",
@@ -109,6 +110,7 @@ def downgrade() -> None:
     op.drop_table("tags")
     op.drop_index(op.f("ix_topics_list_id_pinned_at"), table_name="topics")
     # Plain DROP COLUMN (SQLite 3.35+): a batch copy of topics would drop a table posts refer to.
+    op.drop_column("topics", "tagged")
     op.drop_column("topics", "manual")
     op.drop_column("topics", "pinned_at")
     op.drop_column("topics", "locked_at")
