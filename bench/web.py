@@ -2,18 +2,20 @@
 """Benchmark the web archive: requests/s, latency and size of the list page and a 500-post topic.
 
 Seeds a fresh SQLite database (or --db URL) with 100,000 topics by bulk inserts (one
-post each, plus one topic of 500 posts), runs the real server (`mailforum serve
---no-smtp --no-process --no-delivery`) as a subprocess, and measures sequential requests
-from one client (which, like a browser, accepts gzip; each page's size is printed
-uncompressed, `_bytes`, and as sent gzipped, `_gzip_bytes`). The list and topic pages
-are measured twice: anonymous, and signed in as a member (a stored session; issue 17
-asks for p95 within 10% of anonymous). Last,
-``POST /signin`` for addresses that are members and for unknown ones, interleaved: the
-two latencies should not tell them apart. Then a web post's way to the relay: `serve
---no-smtp` with processing and delivery to an SMTP sink in this process, and --posts web
-posts to a small list, one after the other on the idle server, each timed from the POST of
-/lists/web/new to its copy's arrival at the relay (`web_post_to_relay_p50_ms`, `_p95_ms`,
-`_max_ms`; issue 17 asks for p95 below one second). Prints `name: value` lines.
+post each, plus one topic of 500 posts), each filed under one of 20 tags, runs the real
+server (`mailforum serve --no-smtp --no-process --no-delivery`) as a subprocess, and
+measures sequential requests from one client (which, like a browser, accepts gzip; each
+page's size is printed uncompressed, `_bytes`, and as sent gzipped, `_gzip_bytes`). The
+tag page and the tag-filtered list are timed interleaved with the plain list page (one
+request of each in turn) and reported as ratios of p95 to the list page's. The list and
+topic pages are measured twice: anonymous, and signed in as a member (a stored session;
+p95 should stay within 10% of anonymous). Last, ``POST /signin`` for addresses that are
+members and for unknown ones, interleaved: the two latencies should not tell them apart.
+Then a web post's way to the relay: `serve --no-smtp` with processing and delivery to an
+SMTP sink in this process, and --posts web posts to a small list, one after the other on
+the idle server, each timed from the POST of /lists/web/new to its copy's arrival at the
+relay (`web_post_to_relay_p50_ms`, `_p95_ms`, `_max_ms`; p95 should stay below one
+second). Prints `name: value` lines.
 Run: .venv/bin/python bench/web.py [--topics N]
 """
 
@@ -46,10 +48,11 @@ import httpx
 from sqlalchemy import func, insert, select
 
 from mailforum.db import migrate
-from mailforum.db.models import MailingList, Member, Post, Topic, WebSession
+from mailforum.db.models import MailingList, Member, Post, Tag, Topic, TopicTag, WebSession
 from mailforum.db.session import Database
 
 BATCH = 5000
+TAGS = 20
 SESSION_KEY = "b" * 43  # the signed-in member's mf_session cookie
 SIGNIN_PAIRS = 200  # known and unknown addresses asked for, each
 BODY = "Hello list, this is a reasonably ordinary message body about topic {n}.\n" * 3
@@ -79,6 +82,8 @@ def seed(db: Database, topics: int, long_topic: int) -> tuple[int, float]:
             .values(name="dev", title="Developers", description="The bench list")
             .returning(MailingList.id)
         )
+        session.execute(insert(Tag), [{"list_id": list_id, "name": f"tag{t}"} for t in range(TAGS)])
+        tag_ids = list(session.scalars(select(Tag.id).where(Tag.list_id == list_id).order_by(Tag.id)))
     for first in range(0, topics, BATCH):
         count = min(BATCH, topics - first)
         with db.session() as session:
@@ -97,6 +102,7 @@ def seed(db: Database, topics: int, long_topic: int) -> tuple[int, float]:
                         "created_at": created,
                         "last_post_at": created + dt.timedelta(minutes=rng.randrange(600)),
                         "post_count": 1 + rng.randrange(3) * 0,
+                        "tagged": True,
                     }
                 )
                 posts.append(
@@ -116,6 +122,18 @@ def seed(db: Database, topics: int, long_topic: int) -> tuple[int, float]:
                 )
             session.execute(insert(Topic), rows)
             session.execute(insert(Post), posts)
+            session.execute(
+                insert(TopicTag),
+                [
+                    {
+                        "topic_id": r["id"],
+                        "tag_id": tag_ids[(first + i) % TAGS],
+                        "last_post_at": r["last_post_at"],
+                        "post_count": r["post_count"],
+                    }
+                    for i, r in enumerate(rows)
+                ],
+            )
     with db.session() as session:
         created = now - dt.timedelta(days=1)
         topic_id = session.scalar(
@@ -299,6 +317,20 @@ def sizes(client: httpx.Client, path: str) -> tuple[int, int]:
     return len(raw.content), wire
 
 
+def measure_interleaved(client: httpx.Client, paths: dict[str, str], requests: int) -> dict[str, float]:
+    """p95 (ms) of each path, one request of each in turn ``requests`` times."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for path in paths.values():
+        client.get(path)  # warm up
+    for _ in range(requests):
+        for name, path in paths.items():
+            t0 = time.perf_counter()
+            response = client.get(path)
+            times[name].append(time.perf_counter() - t0)
+            assert response.status_code == 200, (path, response.status_code)
+    return {name: sorted(t)[int(len(t) * 0.95) - 1] * 1000 for name, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topics", type=int, default=100_000)
@@ -368,6 +400,19 @@ def main() -> None:
                 raw, zipped = sizes(client, path)
                 print(f"{name}_bytes: {raw}")
                 print(f"{name}_gzip_bytes: {zipped}")
+            tagged = {
+                "list_page": "/lists/dev",
+                "tag_page": "/lists/dev/tags/tag7",
+                "tag_filter": "/lists/dev?tag=tag7",
+                "list_page_100": "/lists/dev?page=100",
+                "tag_page_100": "/lists/dev/tags/tag7?page=100",
+            }
+            p95 = measure_interleaved(client, tagged, args.requests)
+            for name, value in p95.items():
+                print(f"interleaved_{name}_p95_ms: {value:.1f}")
+            print(f"tag_page_over_list_page_p95: {p95['tag_page'] / p95['list_page']:.2f}")
+            print(f"tag_filter_over_list_page_p95: {p95['tag_filter'] / p95['list_page']:.2f}")
+            print(f"tag_page_100_over_list_page_100_p95: {p95['tag_page_100'] / p95['list_page_100']:.2f}")
         # Anonymous and signed-in requests interleaved, so the load of a shared machine weighs on both alike.
         signed = {"list_page": "/lists/dev", "topic_500_page": f"/lists/dev/topics/{topic_id}"}
         with (

@@ -747,8 +747,9 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @click.argument("address", metavar="ADDR")
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
-    """Show one member of LIST: delivery mode, digest and its hour, and the topics they watch or muted."""
+    """Show one member of LIST: delivery mode, digest and its hour, watched or muted topics, tags."""
     from mailforum.core import digest_schedule, lists, subscriptions
+    from mailforum.core.topics import tag_settings
 
     who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
@@ -761,6 +762,7 @@ def members_show(state: State, list_name: str, address: str) -> None:
             digest_schedule.list_schedule(state.config, mlist), member.digest_hour, member.digest_timezone
         )
         own = member.digest_hour is not None or bool(member.digest_timezone)
+        tags = tag_settings(session, member)
     rows = [
         ("address", member.address),
         ("name", member.display_name or "-"),
@@ -771,6 +773,10 @@ def members_show(state: State, list_name: str, address: str) -> None:
         ("joined", member.created_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("watching", ", ".join(str(t) for t in topics["watch"]) or "-"),
         ("muted", ", ".join(str(t) for t in topics["mute"]) or "-"),
+        (
+            "tags",
+            ", ".join([f"#{t}" for t in tags["watch"]] + [f"#{t} (muted)" for t in tags["mute"]]) or "-",
+        ),
     ]
     for key, value in rows:
         click.echo(f"{key + ':':10} {value}")
@@ -798,6 +804,53 @@ def members_list(state: State, list_name: str, as_json: bool) -> None:
         for m in members
     ]
     print_rows(("ADDRESS", "MODE", "NAME"), rows, as_json)
+
+
+@members.command("data")
+@click.argument("address", metavar="ADDR")
+@pass_state
+def members_data(state: State, address: str) -> None:
+    """Print as JSON everything stored about ADDR, in every list: each table's rows that name it.
+
+    Raw messages are given by size; `mailforum export` gives the posts themselves."""
+    from mailforum.core import privacy
+
+    with state.db().read_session() as session:
+        found = privacy.data(session, address)
+    click.echo(json.dumps(found, ensure_ascii=False, indent=1, default=_json_value))
+
+
+@members.command("forget")
+@click.argument("address", metavar="ADDR")
+@click.option("--remove-posts", is_flag=True, help="Remove their posts too (tombstones with no text).")
+@pass_state
+def members_forget(state: State, address: str, remove_posts: bool) -> None:
+    """Erase ADDR from every list: memberships, settings, tokens, confirmations, bounce records.
+
+    Their posts stay, shown as a former member's (no name, no address, also in the stored
+    raw message), unless --remove-posts. Any other stored value naming ADDR (a quote, the
+    spool, the audit log) is rewritten to former-member@invalid. See docs/privacy.md for
+    what backups and mail already sent still hold."""
+    from mailforum.core import privacy, topics
+
+    with state.db().session() as session:
+        done = privacy.forget(session, address, state.config.site.secret_key, remove_posts)
+        topics.audit(
+            session,
+            topics.Actor(),
+            "members.forget",
+            None,
+            privacy.FORMER_NAME,
+            {"memberships": done.memberships, "posts": done.posts, "removed_posts": done.posts_removed},
+        )
+    deleted = ", ".join(f"{t} {n}" for t, n in sorted(done.rows_deleted.items())) or "none"
+    rewritten = ", ".join(f"{t} {n}" for t, n in sorted(done.rewritten.items())) or "none"
+    click.echo(
+        f"forgotten: {done.memberships} membership(s); rows deleted: {deleted}; "
+        f"{done.posts} post(s) now a former member's"
+        + (f", {done.posts_removed} removed" if remove_posts else "")
+        + f"; values rewritten: {rewritten}"
+    )
 
 
 @members.command("remove")
@@ -1297,8 +1350,8 @@ def rethread(state: State, list_name: str, dry_run: bool) -> None:
 def export(state: State, list_name: str, fmt: str, output: str | None) -> None:
     """Export a list's posts: JSON lines (one object per post) or an mbox of the raw messages.
 
-    JSON fields: message_id, topic_id, parent_message_id, list, author, author_name, title,
-    subject, date, received_at, status, attachments, text.
+    JSON fields: id, message_id, topic_id, tags (the topic's), parent_message_id, list, author,
+    author_name, title, subject, date, received_at, status, attachments, text.
     """
     from mailforum.core import archive, lists
 
@@ -1561,6 +1614,180 @@ def digest_format(state: State, list_name: str, value: str | None) -> None:
             mlist.digest_format = chosen
         shown = mlist.digest_format
         click.echo(f"{mlist.name}: digest format {shown} ({_FORMATS.get(shown, 'unknown')})")
+
+
+# --- tags and moderators' tools ------------------------------------------------
+
+
+@lists_group.command("tags")
+@click.argument("list_name", metavar="LIST")
+@click.argument("action", type=click.Choice(["list", "add", "remove"]), default="list")
+@click.argument("names", nargs=-1, metavar="[TAG]...")
+@pass_state
+def lists_tags(state: State, list_name: str, action: str, names: tuple[str, ...]) -> None:
+    """Show LIST's tag vocabulary, or add or remove TAG... (letters, digits, '-', '_').
+
+    A new topic takes the vocabulary's tags named as [tag] in its subject or #tag on
+    its first body line; members follow or mute a tag with `watch #TAG` / `mute #TAG`."""
+    from mailforum.core import lists, topics
+    from mailforum.db.models import utcnow
+
+    if action != "list" and not names:
+        raise InvalidInput(f"give the tag(s) to {action}")
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        actor = topics.Actor()
+        if action == "add":
+            wanted = [topics.tag_name(n) for n in names]
+            added = topics.add_tags(session, mlist, wanted, utcnow())
+            for name in wanted:
+                click.echo(f"{name}: {'added' if name in added else 'already a tag'}")
+            if added:
+                topics.audit(session, actor, "tags.add", mlist, ",".join(added)[:200], {"tags": added})
+        elif action == "remove":
+            wanted = [topics.tag_name(n) for n in names]
+            removed = topics.remove_tags(session, mlist, wanted)
+            for name in wanted:
+                click.echo(f"{name}: {'removed' if name in removed else 'not a tag'}")
+            if removed:
+                topics.audit(session, actor, "tags.remove", mlist, ",".join(removed)[:200], {"tags": removed})
+        else:
+            for tag in topics.vocabulary(session, mlist):
+                click.echo(tag.name)
+
+
+@cli.group(name="topics")
+def topics_group() -> None:
+    """Moderators' tools for published topics: tag, lock, pin, split, merge, move, retitle.
+
+    TOPIC is the number in the topic's web address (/lists/LIST/topics/TOPIC); every
+    change is written to the audit log. Split, merge and retitle survive `rethread`."""
+
+
+@topics_group.command("tag")
+@click.argument("list_name", metavar="LIST")
+@click.argument("topic_id", type=int, metavar="TOPIC")
+@click.argument("names", nargs=-1, required=True, metavar="TAG...")
+@click.option("--remove", is_flag=True, help="Take the tags off instead.")
+@pass_state
+def topics_tag(state: State, list_name: str, topic_id: int, names: tuple[str, ...], remove: bool) -> None:
+    """File TOPIC of LIST under TAG... (words of the list's vocabulary), or --remove them."""
+    from mailforum.core import lists, topics
+
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        topic, _ = topics.set_tags_by_hand(session, mlist, topic_id, names, topics.Actor(), remove)
+        now = topics.tags_of(session, [topic.id]).get(topic.id, [])
+        click.echo(f"topic {topic.id}: tags {', '.join(now) or '(none)'}")
+
+
+PAST = {"lock": "locked", "unlock": "unlocked", "pin": "pinned", "unpin": "unpinned"}
+
+
+def _marker(what: str, help_text: str) -> None:
+    @topics_group.command(what, help=help_text)
+    @click.argument("list_name", metavar="LIST")
+    @click.argument("topic_id", type=int, metavar="TOPIC")
+    @pass_state
+    def command(state: State, list_name: str, topic_id: int) -> None:
+        from mailforum.core import lists, topics
+        from mailforum.db.models import utcnow
+
+        with state.db().session() as session:
+            mlist = lists.get_list(session, list_name)
+            topic = topics.mark(session, mlist, topic_id, what, topics.Actor(), utcnow())
+            click.echo(f"topic {topic.id}: {PAST[what]}")
+
+
+_marker("lock", "Lock TOPIC of LIST: replies to it are held for a moderator (rule topic-locked).")
+_marker("unlock", "Unlock TOPIC of LIST: replies are published again.")
+_marker("pin", "Pin TOPIC of LIST: it is listed first on the list's page.")
+_marker("unpin", "Unpin TOPIC of LIST.")
+
+
+@topics_group.command("split")
+@click.argument("list_name", metavar="LIST")
+@click.argument("post_id", type=int, metavar="POST")
+@pass_state
+def topics_split(state: State, list_name: str, post_id: int) -> None:
+    """POST of LIST and its replies become a new topic (export's `id`, the post's web address)."""
+    from mailforum.core import lists, topics
+    from mailforum.db.models import utcnow
+
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        topic = topics.split(session, mlist, post_id, topics.Actor(), utcnow())
+        click.echo(f"post {post_id} and its replies are topic {topic.id} now ({topic.post_count} post(s))")
+
+
+@topics_group.command("merge")
+@click.argument("list_name", metavar="LIST")
+@click.argument("topic_id", type=int, metavar="TOPIC")
+@click.argument("into_id", type=int, metavar="INTO")
+@pass_state
+def topics_merge(state: State, list_name: str, topic_id: int, into_id: int) -> None:
+    """Merge TOPIC of LIST into topic INTO; links to TOPIC lead to INTO."""
+    from mailforum.core import lists, topics
+    from mailforum.db.models import utcnow
+
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        topic = topics.merge(session, mlist, topic_id, into_id, topics.Actor(), utcnow())
+        click.echo(f"topic {topic_id} merged into topic {topic.id} ({topic.post_count} post(s))")
+
+
+@topics_group.command("move")
+@click.argument("list_name", metavar="LIST")
+@click.argument("topic_id", type=int, metavar="TOPIC")
+@click.argument("other_name", metavar="OTHERLIST")
+@pass_state
+def topics_move(state: State, list_name: str, topic_id: int, other_name: str) -> None:
+    """Move TOPIC of LIST to OTHERLIST (its tags map to OTHERLIST's words of the same name)."""
+    from mailforum.core import lists, topics
+    from mailforum.db.models import utcnow
+
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        other = lists.get_list(session, other_name)
+        topic = topics.move(session, mlist, topic_id, other, topics.Actor(), utcnow())
+        click.echo(f"topic {topic.id} moved to {other.name}")
+
+
+@topics_group.command("retitle")
+@click.argument("list_name", metavar="LIST")
+@click.argument("topic_id", type=int, metavar="TOPIC")
+@click.argument("title", metavar="TITLE")
+@pass_state
+def topics_retitle(state: State, list_name: str, topic_id: int, title: str) -> None:
+    """Give TOPIC of LIST the title TITLE (the posts keep their subjects)."""
+    from mailforum.core import lists, topics
+    from mailforum.db.models import utcnow
+
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        topic = topics.retitle(session, mlist, topic_id, title, topics.Actor(), utcnow())
+        click.echo(f"topic {topic.id}: {topic.subject}")
+
+
+@cli.group(name="posts")
+def posts_group() -> None:
+    """Moderators' tools for published posts."""
+
+
+@posts_group.command("remove")
+@click.argument("list_name", metavar="LIST")
+@click.argument("post_id", type=int, metavar="POST")
+@click.option("--reason", default="", help="Why (kept in the audit log and with the post).")
+@pass_state
+def posts_remove(state: State, list_name: str, post_id: int, reason: str) -> None:
+    """Remove POST of LIST: its thread shows "removed by a moderator"; copies sent stay sent."""
+    from mailforum.core import lists, topics
+    from mailforum.db.models import utcnow
+
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        post = topics.remove_post(session, mlist, post_id, reason, topics.Actor(), utcnow())
+        click.echo(f"post {post.id} removed")
 
 
 def lists_by_name(session: Any, name: str) -> Any:

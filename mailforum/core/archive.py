@@ -332,13 +332,33 @@ def _topic_ids(db: Database, mlist: MailingList) -> dict[int, int]:
     return {tid: live(tid) for tid in merged}
 
 
+def _topic_tags(db: Database, mlist: MailingList) -> dict[int, list[str]]:
+    """Topic id → its tag names (sorted), for the list's tagged topics."""
+    from mailforum.db.models import Tag, TopicTag
+
+    out: dict[int, list[str]] = {}
+    with db.read_session() as session:
+        for topic_id, name in session.execute(
+            select(TopicTag.topic_id, Tag.name)
+            .join(Tag, Tag.id == TopicTag.tag_id)
+            .where(Tag.list_id == mlist.id)
+            .order_by(Tag.name)
+        ):
+            out.setdefault(topic_id, []).append(name)
+    return out
+
+
 def export_jsonl(db: Database, mlist: MailingList) -> Iterator[str]:
     """One JSON object per stored post (DESIGN.md: the export format)."""
     topics = _topic_ids(db, mlist)
+    tags = _topic_tags(db, mlist)
     for post, parent_id in _exported_posts(db, mlist, with_raw=False):
+        topic_id = topics.get(post.topic_id, post.topic_id)
         record = {
+            "id": post.id,
             "message_id": post.message_id,
-            "topic_id": topics.get(post.topic_id, post.topic_id),
+            "topic_id": topic_id,
+            "tags": tags.get(topic_id, []),
             "parent_message_id": parent_id,
             "list": mlist.name,
             "author": post.author_address,

@@ -20,10 +20,13 @@ the From address itself, so a forged request cannot change anyone's membership
     digest daily|weekly|off              members: a digest as well (mode digest: instead; off: none)
     mode all|new-topics|digest|none      members: what arrives by mail
     watch T | mute T | unwatch T         members: follow, silence or reset one topic
+    watch #TAG | mute #TAG | unwatch #TAG  members: follow, silence or reset a tag's topics
     nodupes on|off | set nodupes on|off  members: no list copy of a post addressed to you (default on)
     who am i | whoami | status           your membership, mode and topics
     confirm TOKEN                        confirm a pending request
     enable [delivery]                    members paused by bounces: a link to resume, mailed to them
+    lock|unlock|pin|unpin T, split POST, merge T INTO, retitle T TITLE, remove POST [REASON],
+    tag T TAG...                         moderators, from mail our MTA authenticated
     help                                 the commands
     end | stop | thanks                  ignore the rest of the mail
 """
@@ -39,7 +42,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, bounces, digest_enqueue, subscriptions
+from mailforum.core import answers, bounces, digest_enqueue, roles, subscriptions, topics
 from mailforum.core.authentication import verdict
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import Address, check_address, find_member
@@ -52,7 +55,7 @@ from mailforum.db.models import (
     SubscriptionKind,
     Topic,
 )
-from mailforum.errors import InvalidInput
+from mailforum.errors import InvalidInput, MailforumError
 from mailforum.mail.addresses import Kind
 from mailforum.mail.compose import clean
 from mailforum.mail.headers import subject_info
@@ -76,6 +79,7 @@ _HTML_QUOTE = re.compile(
     r"(?i)<\s*(blockquote\b|hr\b|div\b[^>]*\b(gmail_quote|moz-cite-prefix|divRplyFwdMsg)\b)"
 )
 _TOPIC = re.compile(r"^(?:#|.*/topics/)?(\d{1,12})/?$")
+_TAG = re.compile(r"^#(?!\d+$)[A-Za-z0-9][\w-]{0,63}$")  # "#agile"; "#12" is topic 12 (digits only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,9 @@ class Context:
     in_reply_to: str | None
     # False when [security] authserv_id is set and our MTA did not authenticate the From (S1).
     verified: bool = True
+    # Our MTA's Authentication-Results vouch for the From ([security] authserv_id set and
+    # passing): what moderators' commands need (a moderator's power is not given on a claim).
+    authenticated: bool = False
     show_help: bool = False
     stop: bool = False
     results: list[Result] = field(default_factory=list)
@@ -316,6 +323,8 @@ def _start_digests(session: Session, member: Member) -> None:
 
 def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:
     def run(ctx: Context, args: tuple[str, ...]) -> Result:
+        if args and _TAG.match(args[0]):
+            return _tag_command(ctx, kind, name, args[0])
         found = _TOPIC.match(args[0]) if args else None
         if found is None:
             return Result(name, False, f"Say '{name} NUMBER' with the topic's number (see its web address).")
@@ -351,6 +360,118 @@ def _topic_command(kind: SubscriptionKind | None, name: str) -> Command:
     return run
 
 
+def _tag_command(ctx: Context, kind: SubscriptionKind | None, name: str, word: str) -> Result:
+    """``watch #TAG``, ``mute #TAG``, ``unwatch #TAG``: follow or mute a tag of the list's vocabulary."""
+    tag = topics.tag_named(ctx.session, ctx.mlist, word)
+    shown = f"#{word.lstrip('#').lower()[:64]}" if tag is not None else "#…"
+    if tag is None:  # never echo what the sender wrote (S4)
+        return Result(f"{name} {shown}", False, f"That is not one of {ctx.mlist.name}'s tags.")
+    member = ctx.member
+    if member is None:
+        return ctx.not_member(f"{name} #{tag.name}")
+    topics.set_tag(ctx.session, member, tag, kind, ctx.now)
+    text = {
+        SubscriptionKind.WATCH: f"You now get every post of topics tagged #{tag.name}, whatever your mode.",
+        SubscriptionKind.MUTE: f"You get no more mail about topics tagged #{tag.name} unless you watch one.",
+        None: f"Topics tagged #{tag.name} now follow your delivery mode again.",
+    }[kind]
+    return Result(f"{name} #{tag.name}", True, text)
+
+
+# --- moderators' commands --------------------------------------------------------
+
+_NUMBER = re.compile(r"^#?(\d{1,12})$")
+
+
+def _numbers(args: tuple[str, ...], count: int) -> list[int] | None:
+    found = [_NUMBER.match(a) for a in args[:count]]
+    if len(found) < count or any(m is None for m in found):
+        return None
+    return [int(m.group(1)) for m in found if m is not None]
+
+
+def _moderator_command(name: str, usage: str, count: int, act: Callable[..., str]) -> Command:
+    """A moderator's command by mail: only from a moderator (or owner, or site admin) of the
+    list, and only when our MTA authenticated the From (``Context.authenticated``)."""
+
+    def run(ctx: Context, args: tuple[str, ...]) -> Result:
+        if not ctx.authenticated or not roles.is_moderator(ctx.session, ctx.mlist, ctx.who.address):
+            return Result(
+                name,
+                False,
+                "Only the list's moderators may do that, from mail our server authenticated.",
+            )
+        numbers = _numbers(args, count)
+        if numbers is None:
+            return Result(name, False, f"Say '{usage}'.")
+        actor = topics.Actor(ctx.who.address, "mail")
+        try:
+            with ctx.session.begin_nested():
+                said = act(ctx, actor, numbers, args[count:])
+        except MailforumError as exc:
+            return Result(f"{name} {' '.join(map(str, numbers))}", False, str(exc)[:200])
+        return Result(f"{name} {' '.join(map(str, numbers))}", True, said)
+
+    return run
+
+
+_MARKED = {"lock": "locked", "unlock": "unlocked", "pin": "pinned", "unpin": "unpinned"}
+
+
+def _mark(what: str) -> Callable[..., str]:
+    def act(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+        topic = topics.mark(ctx.session, ctx.mlist, numbers[0], what, actor, ctx.now)
+        return f"{_named(topic)} is {_MARKED[what]}."
+
+    return act
+
+
+def _named(topic: Topic) -> str:
+    name = topic_name(topic)
+    return name[0].upper() + name[1:]
+
+
+def _split(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    topic = topics.split(ctx.session, ctx.mlist, numbers[0], actor, ctx.now)
+    return f"Post {numbers[0]} and its replies are {topic_name(topic)} now."
+
+
+def _merge(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    topic = topics.merge(ctx.session, ctx.mlist, numbers[0], numbers[1], actor, ctx.now)
+    return f"Topic {numbers[0]} is part of {topic_name(topic)} now."
+
+
+def _retitle(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    topic = topics.retitle(ctx.session, ctx.mlist, numbers[0], " ".join(rest), actor, ctx.now)
+    return f"{_named(topic)} has its new title."
+
+
+def _remove(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    topics.remove_post(ctx.session, ctx.mlist, numbers[0], " ".join(rest), actor, ctx.now)
+    return f"Post {numbers[0]} is removed; its thread shows that a moderator removed it."
+
+
+def _tag(ctx: Context, actor: topics.Actor, numbers: list[int], rest: tuple[str, ...]) -> str:
+    if not rest:
+        raise InvalidInput("Say 'tag TOPIC TAG...' with the tags of the list's vocabulary.")
+    topic, _ = topics.set_tags_by_hand(ctx.session, ctx.mlist, numbers[0], rest, actor)
+    shown = ", ".join(f"#{t}" for t in topics.tags_of(ctx.session, [topic.id]).get(topic.id, []))
+    return f"{_named(topic)} is tagged {shown or '(nothing)'}."
+
+
+MODERATOR_COMMANDS: dict[str, Command] = {
+    "lock": _moderator_command("lock", "lock TOPIC", 1, _mark("lock")),
+    "unlock": _moderator_command("unlock", "unlock TOPIC", 1, _mark("unlock")),
+    "pin": _moderator_command("pin", "pin TOPIC", 1, _mark("pin")),
+    "unpin": _moderator_command("unpin", "unpin TOPIC", 1, _mark("unpin")),
+    "split": _moderator_command("split", "split POST", 1, _split),
+    "merge": _moderator_command("merge", "merge TOPIC INTO", 2, _merge),
+    "retitle": _moderator_command("retitle", "retitle TOPIC NEW TITLE", 1, _retitle),
+    "remove": _moderator_command("remove", "remove POST [REASON]", 1, _remove),
+    "tag": _moderator_command("tag", "tag TOPIC TAG...", 1, _tag),
+}
+
+
 MAX_TITLE = 80
 
 
@@ -369,9 +490,10 @@ def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
     member = ctx.member
     if member is None:
         return Result("status", True, f"{ctx.who.address} is not a member of {ctx.mlist.name}.")
-    topics = subscriptions.topic_settings(ctx.session, member)
-    watched = [_listed(ctx, t) for t in topics[SubscriptionKind.WATCH.value][:50]]
-    muted = [_listed(ctx, t) for t in topics[SubscriptionKind.MUTE.value][:50]]
+    settings = subscriptions.topic_settings(ctx.session, member)
+    watched = [_listed(ctx, t) for t in settings[SubscriptionKind.WATCH.value][:50]]
+    muted = [_listed(ctx, t) for t in settings[SubscriptionKind.MUTE.value][:50]]
+    tags = topics.tag_settings(ctx.session, member)
     parts = [
         f"{member.address} is a member of {ctx.mlist.name}",
         f"delivery mode {member.delivery_mode}",
@@ -380,6 +502,9 @@ def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
         f"watching {', '.join(watched) or '(no topics)'}",
         f"muted {', '.join(muted) or '(no topics)'}",
     ]
+    for kind, label in ((SubscriptionKind.WATCH.value, "following"), (SubscriptionKind.MUTE.value, "muted")):
+        if tags.get(kind):
+            parts.append(f"{label} the tags {', '.join('#' + t for t in tags[kind])}")
     return Result("status", True, "; ".join(parts) + ".")
 
 
@@ -457,6 +582,7 @@ COMMANDS: dict[str, Command] = {
     "end": do_end,
     "stop": do_end,
     "thanks": do_end,
+    **MODERATOR_COMMANDS,
 }
 
 
@@ -562,6 +688,7 @@ def _handle(arrival: Arrival, lines: list[tuple[str, ...]] | None) -> Outcome:
         arrival.now,
         arrival.parsed.message_id,
         verified=not authserv_id or verdict(arrival.raw, authserv_id, who.address).authenticated,
+        authenticated=bool(authserv_id) and verdict(arrival.raw, authserv_id, who.address).authenticated,
     )
     if lines is None:
         lines = command_lines(arrival.parsed, arrival.config.subscriptions.max_command_lines)

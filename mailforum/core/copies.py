@@ -27,6 +27,7 @@ from mailforum.core import tokens
 from mailforum.core.digest_content import DigestTopic, load_topics, member_contents
 from mailforum.core.digest_render import mime_digest, render_digest
 from mailforum.core.lists import identity
+from mailforum.core.topics import tags_of
 from mailforum.db import outbox, payloads
 from mailforum.db.ancestry import ancestors
 from mailforum.db.models import DigestFormat, MailingList, Member, OutboxKind, Post
@@ -106,6 +107,7 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
         ancestors=ancestors(session, {post.id: (post.message_id, post.parent_id)})[post.id],
         to=sent_to.to,
         cc=sent_to.cc,
+        tags=tuple(tags_of(session, [post.topic_id]).get(post.topic_id, ())),
     )
     # The per-recipient https one-click URL goes in front of this in _post_copy.
     return Prepared(

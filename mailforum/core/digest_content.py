@@ -26,8 +26,17 @@ from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
 from mailforum.config import Config
+from mailforum.core.topics import tags_of
 from mailforum.db.ancestry import ancestors
-from mailforum.db.models import Post, PostStatus, SubscriptionKind, Topic, TopicSubscription
+from mailforum.db.models import (
+    Post,
+    PostStatus,
+    SubscriptionKind,
+    TagSubscription,
+    Topic,
+    TopicSubscription,
+    TopicTag,
+)
 from mailforum.mail.parse import Attachment
 from mailforum.mail.quotes import ATTRIBUTION, ORIGINAL_MESSAGE
 from mailforum.textsafe import safe_filename
@@ -94,20 +103,35 @@ def member_contents(
 
 
 def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int]) -> dict[int, set[int]]:
-    """Per member, which of ``topic_ids`` they muted."""
+    """Per member, which of ``topic_ids`` they muted: the topic itself, or a tag of it (unless
+    they watch the topic or follow another of its tags, as core.fanout decides for copies)."""
     out: dict[int, set[int]] = defaultdict(set)
     if not member_ids or not topic_ids:
         return out
     for chunk in chunks(member_ids, 1000):
         rows = session.execute(
-            select(TopicSubscription.member_id, TopicSubscription.topic_id).where(
+            select(TopicSubscription.member_id, TopicSubscription.topic_id, TopicSubscription.kind).where(
                 TopicSubscription.member_id.in_(chunk),
                 TopicSubscription.topic_id.in_(list(topic_ids)),
-                TopicSubscription.kind == SubscriptionKind.MUTE.value,
             )
         )
-        for member_id, topic_id in rows:
-            out[member_id].add(topic_id)
+        watched: set[tuple[int, int]] = set()
+        for member_id, topic_id, kind in rows:
+            if kind == SubscriptionKind.MUTE.value:
+                out[member_id].add(topic_id)
+            else:
+                watched.add((member_id, topic_id))
+        by_tag: dict[tuple[int, int], str] = {}
+        for member_id, topic_id, kind in session.execute(
+            select(TagSubscription.member_id, TopicTag.topic_id, TagSubscription.kind)
+            .join(TopicTag, TopicTag.tag_id == TagSubscription.tag_id)
+            .where(TagSubscription.member_id.in_(chunk), TopicTag.topic_id.in_(list(topic_ids)))
+        ):
+            if by_tag.get((member_id, topic_id)) != SubscriptionKind.WATCH.value:
+                by_tag[(member_id, topic_id)] = kind
+        for (member_id, topic_id), kind in by_tag.items():
+            if kind == SubscriptionKind.MUTE.value and (member_id, topic_id) not in watched:
+                out[member_id].add(topic_id)
     return out
 
 
@@ -156,6 +180,7 @@ class DigestTopic:
     subject: str
     new: bool  # the topic started in this period
     posts: tuple[DigestPost, ...]
+    tags: tuple[str, ...] = ()  # the topic's tags: a digest groups its topics by the first
 
 
 def trim(text: str) -> str:
@@ -233,12 +258,16 @@ def load_topics(
             .group_by(Post.topic_id)
         ).all()
     )
+    tags = tags_of(session, list(grouped))
     out = []
     for tid, items in grouped.items():
         topic = topics.get(tid)
         subject = (topic.subject if topic is not None else "") or items[0].subject or "(no subject)"
-        out.append(DigestTopic(tid, subject, first_ids.get(tid, 0) > start, tuple(items)))
-    out.sort(key=lambda t: (not t.new, -len(t.posts), -t.posts[-1].id))
+        out.append(
+            DigestTopic(tid, subject, first_ids.get(tid, 0) > start, tuple(items), tuple(tags.get(tid, ())))
+        )
+    # Grouped by tag (the first, by name; untagged topics last), then new topics first, then the most active.
+    out.sort(key=lambda t: (not t.tags, t.tags[:1], not t.new, -len(t.posts), -t.posts[-1].id))
     return tuple(out)
 
 

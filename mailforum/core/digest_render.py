@@ -91,6 +91,8 @@ def _digest_context(
                 "id": t.id,
                 "subject": clean(t.subject) or "(no subject)",
                 "new": t.new,
+                "tag": t.tags[0] if t.tags else "",
+                "tags": list(t.tags),
                 "count": len(t.posts),
                 "url": ident.topic_url(t.id),
                 "watch": ident.topic_action("watch", t.id),
@@ -207,7 +209,7 @@ def mime_digest(
     for t in topics:
         posts = tuple(p for p in t.posts if parts.get(p.id) is not None)
         if posts:
-            kept.append(DigestTopic(t.id, t.subject, t.new, posts))
+            kept.append(DigestTopic(t.id, t.subject, t.new, posts, t.tags))
     if not kept:
         return None
     subject, context = _digest_context(config, mlist, ident, tuple(kept), frequency, day)

@@ -9,6 +9,8 @@ table of rules, read top to bottom; the first that matches decides:
     addressed  the post's To/Cc names the member (avoid_duplicates on) → nothing: the sender's
                copy reached them (Mailman's "avoid duplicate copies", RELIABILITY B52)
     watching   the member watches this topic               → the post, whatever the mode
+    tag-muted  the member mutes a tag of the topic (and follows none of its tags) → nothing
+    tag-followed the member follows a tag of the topic     → the post, whatever the mode (even none)
     mode-all   delivery mode "all"                         → the post
     new-topic  mode "new-topics" and the post opens a topic → the post
     (else)     modes "digest", "none", "new-topics" on replies → nothing now
@@ -33,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.core.lists import find_member
+from mailforum.core.topics import tag_choices
 from mailforum.db import outbox
 from mailforum.db.models import (
     DeliveryMode,
@@ -55,6 +58,7 @@ class Candidate:
     receive_own: bool
     subscription: str | None  # "watch", "mute" or None
     avoid_duplicates: bool = True
+    tag: str | None = None  # "watch" (follows a tag of the topic), "mute" (mutes one) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,8 @@ RULES: tuple[Rule, ...] = (
     Rule("author", lambda c, p: c.address == p.author and not c.receive_own, False),
     Rule("addressed", lambda c, p: c.avoid_duplicates and c.address in p.addressed, False),
     Rule("watching", lambda c, p: c.subscription == SubscriptionKind.WATCH.value, True),
+    Rule("tag-muted", lambda c, p: c.tag == SubscriptionKind.MUTE.value, False),
+    Rule("tag-followed", lambda c, p: c.tag == SubscriptionKind.WATCH.value, True),
     Rule("mode-all", lambda c, p: c.mode == DeliveryMode.ALL.value, True),
     Rule("new-topic", lambda c, p: c.mode == DeliveryMode.NEW_TOPICS.value and p.starts_topic, True),
 )
@@ -90,7 +96,7 @@ def decide(candidate: Candidate, facts: PostFacts, rules: tuple[Rule, ...] = RUL
 
 
 def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]:
-    """Every member of the list with their watch/mute setting for the topic (one query)."""
+    """Every member of the list with their watch/mute setting for the topic and its tags (two queries)."""
     rows = session.execute(
         select(
             Member.id,
@@ -107,7 +113,8 @@ def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]
         .where(Member.list_id == list_id, Member.delivery_disabled_at.is_(None))
         .order_by(Member.id)
     )
-    return [Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4], bool(r[5])) for r in rows]
+    by_tag = tag_choices(session, topic_id)
+    return [Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4], bool(r[5]), by_tag.get(r[0])) for r in rows]
 
 
 def recipients(session: Session, post: Post, starts_topic: bool) -> list[Candidate]:

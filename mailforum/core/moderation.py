@@ -229,7 +229,7 @@ def approve(session: Session, post: Post, now: dt.datetime, allow_sender: bool =
     assert topic is not None
     post.status = PostStatus.PUBLISHED.value
     post.hold_reason = None
-    threads.count_post(topic, post.received_at)
+    threads.count_post(session, topic, post.received_at)
     if allow_sender and find_member(session, post.list_id, post.author_address) is None:
         allow(session, post.list_id, post.author_address)
     session.flush()

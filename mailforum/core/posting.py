@@ -23,17 +23,20 @@ from mailforum.core import (
     moderation,
     threads,
     tokens,
+    topics,
 )
 from mailforum.core.authentication import strip_forged
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import find_member
 from mailforum.core.policy import MESSAGE_ID_REUSED, Action, Decision, PolicyContext, decide
 from mailforum.db import ids
-from mailforum.db.models import Member, Post, PostStatus
+from mailforum.db.models import Member, Post, PostStatus, Topic
 from mailforum.errors import MailforumError
 from mailforum.mail.footers import strip_footers
 
 log = logging.getLogger(__name__)
+
+TOPIC_LOCKED = "topic-locked"  # the hold rule of a reply to a locked topic (core/topics.py)
 
 
 def store_post(
@@ -68,6 +71,8 @@ def store_post(
         and not arrival.imported
     ):
         decision = decide(_context(arrival, None, message_id_taken=True), (MESSAGE_ID_REUSED,))
+    if decision.action is Action.ACCEPT and not arrival.imported and topics.is_locked(placement.topic):
+        decision = Decision(Action.HOLD, TOPIC_LOCKED, f"topic {placement.topic.id} is locked")
     held = decision.action is Action.HOLD
     post.topic_id = placement.topic.id
     if placement.parent is not None and placement.parent is not post:
@@ -98,13 +103,17 @@ def store_post(
     crash.point("after_post_insert")
     topic = placement.topic
     threads.name_topic(topic, parsed.subject)
+    with session.no_autoflush:  # an import batch's posts stay unflushed (attach(flush=False))
+        topics.tag_new_post(session, mlist, topic, post)
     if not held:
-        threads.count_post(topic, arrival.received_at)
+        threads.count_post(session, topic, arrival.received_at)
         if not arrival.imported:  # an operator's archive import notifies no one
             fanout.watch_own(session, post, arrival.now, author)
             fanout.enqueue_post(session, post, topic.post_count == 1, arrival.now)
     if held and not arrival.imported:
         moderation.held(session, arrival.config, mlist, post, decision.rule, arrival.now)
+        if decision.rule == TOPIC_LOCKED:
+            _tell_locked(arrival, topic, post)
     state = f"held ({decision.rule})" if held else "published"
     number = f"post {post.id}" if post.id is not None else "post"
     # What placed it (``threads.Placement.evidence``: headers, a subject rule …) stays in the spool's outcome.
@@ -318,3 +327,40 @@ def handle_moderate(arrival: Arrival) -> Outcome:
         arrival.now,
     )
     return Outcome(summary, discarded=ignored)
+
+
+def _tell_locked(arrival: Arrival, topic: Topic, post: Post) -> bool:
+    """Tell the author of a reply to a locked topic, politely and once per topic.
+
+    Only a member of the list whose mail is not automatic hears of it (never a stranger:
+    a forged From would make it backscatter, RELIABILITY S9), at most once per topic,
+    and within the daily cap of automatic answers (core.answers).
+    """
+    who = arrival.parsed.from_address
+    if not who or find_member(arrival.session, arrival.mlist.id, who) is None:
+        return False
+    if answers.should_answer(arrival.parsed, arrival.mail_from, arrival.config) is not None:
+        return False
+    told = arrival.session.scalar(
+        select(Post.id)
+        .where(
+            Post.topic_id == topic.id,
+            Post.author_address == who,
+            Post.hold_reason.like(f"{TOPIC_LOCKED}:%"),
+            Post.id != post.id,
+        )
+        .limit(1)
+    )
+    if told is not None:
+        return False
+    context = {"topic_id": topic.id, "topic_title": commands.topic_name(topic), "locked": True}
+    return answers.answer(
+        arrival.session,
+        arrival.config,
+        arrival.mlist,
+        who,
+        "command/locked",
+        context,
+        arrival.now,
+        in_reply_to=arrival.parsed.message_id,
+    )

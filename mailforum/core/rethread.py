@@ -30,15 +30,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.orm import Session, aliased, load_only
 
 from mailforum.batching import chunks
 from mailforum.config import Config, DatabaseConfig
-from mailforum.core import archive, lists, posting, routing, threads
+from mailforum.core import archive, lists, posting, routing, threads, topics
 from mailforum.core.policy import Action, Decision
 from mailforum.db import migrate
-from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, Topic, TopicSubscription, utcnow
+from mailforum.db.models import (
+    MailingList,
+    Post,
+    PostStatus,
+    SpoolEntry,
+    Topic,
+    TopicDecision,
+    TopicDecisionKind,
+    TopicSubscription,
+    TopicTag,
+    utcnow,
+)
 from mailforum.db.session import Database
 from mailforum.mail.addresses import Kind, list_address, parse_recipient
 from mailforum.mail.headers import ancestry, subject_key
@@ -80,6 +91,69 @@ class Node:
 class Threading:
     nodes: dict[str, Node] = field(default_factory=dict)  # message id → node
     subjects: dict[int, str] = field(default_factory=dict)  # topic → subject
+    manual: set[int] = field(default_factory=set)  # topics a moderator's split made
+
+
+@dataclass(frozen=True, slots=True)
+class ManualDecision:
+    """A moderator's split, merge or retitle, by message ids (``topic_decisions``)."""
+
+    kind: str
+    message_id: str
+    into_message_id: str | None
+    title: str | None
+
+
+def read_decisions(session: Session, mlist: MailingList) -> list[ManualDecision]:
+    return [
+        ManualDecision(d.kind, d.message_id, d.into_message_id, d.title)
+        for d in session.scalars(
+            select(TopicDecision).where(TopicDecision.list_id == mlist.id).order_by(TopicDecision.id)
+        )
+    ]
+
+
+def replay_decisions(threading: Threading, decisions: Iterable[ManualDecision]) -> None:
+    """Make the moderators' decisions again, in order, on a replay's result (so rethread keeps them).
+
+    A decision naming a message the replay does not hold is skipped.
+    """
+    nodes = threading.nodes
+    fresh = max([n.topic for n in nodes.values()] + list(threading.subjects) + [0]) + 1
+    for decision in decisions:
+        node = nodes.get(decision.message_id)
+        if node is None or node.placeholder:
+            continue
+        if decision.kind == TopicDecisionKind.SPLIT.value:
+            children: dict[str, list[str]] = defaultdict(list)
+            for mid, other in nodes.items():
+                if other.parent is not None and other.topic == node.topic:
+                    children[other.parent].append(mid)
+            todo, seen = [decision.message_id], set()
+            while todo:
+                mid = todo.pop()
+                if mid in seen:
+                    continue
+                seen.add(mid)
+                nodes[mid] = replace(nodes[mid], topic=fresh)
+                todo.extend(children.get(mid, []))
+            nodes[decision.message_id] = replace(nodes[decision.message_id], parent=None)
+            threading.subjects[fresh] = decision.title or ""
+            threading.manual.add(fresh)
+            fresh += 1
+        elif decision.kind == TopicDecisionKind.MERGE.value:
+            into = nodes.get(decision.into_message_id or "")
+            if into is None or into.topic == node.topic:
+                continue
+            absorbed = node.topic
+            for mid, other in list(nodes.items()):
+                if other.topic == absorbed:
+                    nodes[mid] = replace(other, topic=into.topic)
+            threading.subjects.pop(absorbed, None)
+            if absorbed in threading.manual:
+                threading.manual.add(into.topic)
+        elif decision.kind == TopicDecisionKind.RETITLE.value and decision.title:
+            threading.subjects[node.topic] = decision.title
 
 
 def read_threading(session: Session, mlist: MailingList) -> Threading:
@@ -298,6 +372,7 @@ def rethread(db: Database, config: Config, name: str, dry_run: bool = False) -> 
         )
         by_id = {row.id: row.message_id for row in stored}
         token_posts = _posts_by_token(session, [row.spool_id for row in stored if row.spool_id], config)
+        manual = read_decisions(session, mlist)
     read_ids = {row.id for row in stored}
 
     def messages() -> Iterator[Replay]:
@@ -315,6 +390,7 @@ def rethread(db: Database, config: Config, name: str, dry_run: bool = False) -> 
         result = replay(scratch, scratch_config, name, messages())
         with scratch.read_session() as session:
             after = read_threading(session, lists.get_list(session, name))
+    replay_decisions(after, manual)
     report = RethreadReport(posts=len(stored), failed=result.failed)
     report.topics_before = len({n.topic for n in before.nodes.values() if not n.placeholder})
     report.topics_after = len({n.topic for n in after.nodes.values() if not n.placeholder})
@@ -391,6 +467,10 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
         for scratch_topic in plan.fresh:
             topic = threads.new_topic(session, mlist, after.subjects.get(scratch_topic, ""), now)
             plan.created[scratch_topic] = topic.id
+        for scratch_topic in after.manual:
+            session.execute(
+                update(Topic).where(Topic.id == plan.topic_for(scratch_topic)).values(manual=True)
+            )
         for scratch_topic, real in plan.mapping.items():
             title = after.subjects.get(scratch_topic)
             if title is not None:
@@ -464,6 +544,23 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
                 )
                 .values(topic_id=target)
             )
+            session.execute(
+                insert(TopicTag).from_select(
+                    ["topic_id", "tag_id", "last_post_at", "post_count"],
+                    select(
+                        literal(target), TopicTag.tag_id, TopicTag.last_post_at, TopicTag.post_count
+                    ).where(
+                        TopicTag.topic_id == old,
+                        TopicTag.tag_id.not_in(select(TopicTag.tag_id).where(TopicTag.topic_id == target)),
+                    ),
+                )
+            )
+            session.execute(delete(TopicTag).where(TopicTag.topic_id == old))
+            session.execute(
+                update(Topic)
+                .where(Topic.id == target, Topic.tagged.is_(False))
+                .values(tagged=select(TopicTag.id).where(TopicTag.topic_id == target).exists())
+            )
             session.execute(update(Topic).where(Topic.id == old).values(merged_into_id=target, post_count=0))
         session.flush()
         for topic in session.scalars(
@@ -477,4 +574,5 @@ def _apply(db: Database, name: str, read_ids: set[int], after: Threading, plan: 
             topic.post_count = count
             if first is not None:
                 topic.created_at, topic.last_post_at = first, last
+            topics.touch(session, topic)
     return arrived

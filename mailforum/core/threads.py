@@ -45,12 +45,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import bindparam, func, inspect, select, text, update
+from sqlalchemy import bindparam, delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
 from mailforum.db import ids
-from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription
+from mailforum.db.models import MailingList, Post, PostStatus, Topic, TopicSubscription, TopicTag
 from mailforum.db.txcache import TxCache
 from mailforum.mail.headers import (
     THREAD_INDEX_CHILD,
@@ -303,6 +303,16 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
         .values(topic_id=survivor.id)
         .execution_options(synchronize_session="fetch")
     )
+    if absorbed.tagged:  # the survivor is filed under the absorbed topic's tags too (core/topics.py)
+        tagged = set(session.scalars(select(TopicTag.tag_id).where(TopicTag.topic_id == survivor.id)))
+        session.execute(
+            update(TopicTag)
+            .where(TopicTag.topic_id == absorbed.id, TopicTag.tag_id.not_in(tagged))
+            .values(topic_id=survivor.id)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(delete(TopicTag).where(TopicTag.topic_id == absorbed.id))
+        survivor.tagged = True
     absorbed.merged_into_id = survivor.id
     absorbed.post_count = 0
     survivor.created_at = min(survivor.created_at, absorbed.created_at)
@@ -311,10 +321,25 @@ def merge_topics(session: Session, survivor: Topic, absorbed: Topic) -> None:
         survivor.subject, survivor.subject_key = absorbed.subject, absorbed.subject_key
 
 
-def count_post(topic: Topic, received_at: dt.datetime) -> None:
+def count_post(session: Session, topic: Topic, received_at: dt.datetime) -> None:
     """A post of the topic was published: its counters follow (the threading module keeps them)."""
     topic.post_count += 1
     topic.last_post_at = max(topic.last_post_at, received_at)
+    sync_tags(session, topic)
+
+
+def sync_tags(session: Session, topic: Topic) -> None:
+    """The topic's counters changed: its tag rows copy them (one indexed UPDATE, no autoflush:
+    an import batch's unflushed posts stay unflushed). Nothing for a topic never tagged."""
+    if not topic.tagged:
+        return
+    with session.no_autoflush:
+        session.execute(
+            update(TopicTag)
+            .where(TopicTag.topic_id == topic.id)
+            .values(last_post_at=topic.last_post_at, post_count=topic.post_count)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def name_topic(topic: Topic, subject: str) -> None:
@@ -333,6 +358,7 @@ def refresh_counts(session: Session, topic: Topic) -> None:
     topic.post_count = count
     if last is not None:
         topic.last_post_at = max(topic.last_post_at, last)
+    sync_tags(session, topic)
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:
@@ -777,7 +803,15 @@ def _place(
 
     evidence = "headers"
     parent: Post | None = None
-    if topics:
+    if topics and len(topics) > 1 and any(t.manual for t in topics.values()):
+        # A moderator split these apart (core/topics.py): the nearest known ancestor decides, no merge.
+        nearest = next((known[m] for m in reversed(chain) if m in known), None)
+        survivor = (
+            live_topic(session, nearest.topic_id)
+            if nearest is not None
+            else min(topics.values(), key=lambda t: (t.created_at, t.id))
+        )
+    elif topics:
         survivor = min(topics.values(), key=lambda t: (t.created_at, t.id))  # the oldest absorbs the others
         for topic in topics.values():
             merge_topics(session, survivor, topic)

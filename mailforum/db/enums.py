@@ -26,6 +26,7 @@ class PostStatus(enum.StrEnum):
     PUBLISHED = "published"
     HELD = "held"
     PLACEHOLDER = "placeholder"  # a parent referenced by a reply but not (yet) seen
+    REMOVED = "removed"  # removed by a moderator (`posts remove`): a tombstone in its thread
 
 
 class SpoolState(enum.StrEnum):
@@ -73,3 +74,11 @@ class ConfirmAction(enum.StrEnum):
     SUBSCRIBE = "subscribe"
     UNSUBSCRIBE = "unsubscribe"
     WATCH = "watch"  # join the list if needed, then watch topic_id
+
+
+class TopicDecisionKind(enum.StrEnum):
+    """A moderator's manual threading decision, replayed after ``rethread`` (core/topics.py)."""
+
+    SPLIT = "split"  # the post and its replies became a topic of their own
+    MERGE = "merge"  # the topic of one post went into the topic of another
+    RETITLE = "retitle"  # the topic of the post was given a title by hand

@@ -26,6 +26,7 @@ from mailforum.db.enums import (
     PostStatus,
     SpoolState,
     SubscriptionKind,  # noqa: F401
+    TopicDecisionKind,  # noqa: F401
     Visibility,
 )
 
@@ -119,6 +120,8 @@ class Topic(Base):
         Index(None, "list_id", "last_post_at", "id", "post_count"),
         Index(None, "list_id", "created_at", "id", "post_count"),
         Index(None, "list_id", "post_count"),
+        # The pinned topics first on a list's page: a few rows of this index, not a scan.
+        Index(None, "list_id", "pinned_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -131,6 +134,13 @@ class Topic(Base):
     post_count: Mapped[int] = mapped_column(default=0)
     # When two topics are merged, the absorbed one points at the survivor (old links keep working).
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"), default=None)
+    # Moderators' marks (core/topics.py): a locked topic takes no replies; pinned ones list first.
+    locked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    pinned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Made by a moderator's split: the threader never merges it back into its ancestors' topic.
+    manual: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Filed under a tag once: only then do its counters go to topic_tags (threads.sync_tags).
+    tagged: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Post(Base):
@@ -323,6 +333,69 @@ class FormHit(Base):
     scope: Mapped[str] = mapped_column(String(16))  # "client", "address", "token"
     key: Mapped[str] = mapped_column(String(64))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Tag(Base):
+    """A word of a list's tag vocabulary (``lists tags``)."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("list_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))  # lower case: letters, digits, "-", "_"
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TopicTag(Base):
+    """A topic filed under a tag. ``last_post_at`` and ``post_count`` copy the topic's
+    (threads.sync_tags), so a tag's page reads its newest shown topics, and counts them,
+    from the (tag, last_post_at, topic, post_count) index alone, as the list page does."""
+
+    __tablename__ = "topic_tags"
+    __table_args__ = (
+        UniqueConstraint("topic_id", "tag_id"),
+        Index(None, "tag_id", "last_post_at", "topic_id", "post_count"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"))
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"))
+    last_post_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    post_count: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class TagSubscription(Base):
+    """A member follows (``watch``) or mutes a tag: it decides over their delivery mode."""
+
+    __tablename__ = "tag_subscriptions"
+    __table_args__ = (UniqueConstraint("member_id", "tag_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class TopicDecision(Base):
+    """A moderator's split, merge or retitle, named by message ids (which outlive topic ids):
+    ``rethread`` replays the raw mail, then these decisions in order, so they survive it."""
+
+    __tablename__ = "topic_decisions"
+    __table_args__ = (Index(None, "list_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    message_id: Mapped[str] = mapped_column(
+        String(998)
+    )  # the split post; the merged or retitled topic's post
+    into_message_id: Mapped[str | None] = mapped_column(
+        String(998), default=None
+    )  # merge: a post of the survivor
+    title: Mapped[str | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class SiteAdmin(Base):

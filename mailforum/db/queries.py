@@ -41,12 +41,16 @@ from mailforum.db.models import (
     Member,
     Post,
     PostStatus,
+    Tag,
     Topic,
     TopicSubscription,
+    TopicTag,
     Visibility,
 )
 
 PUBLISHED = PostStatus.PUBLISHED.value
+REMOVED = PostStatus.REMOVED.value
+SHOWN = (PUBLISHED, REMOVED)  # in a thread: posts, and the tombstones of removed ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class TopicRow:
     starter_name: str
     starter_address: str
     participants: int
+    tags: tuple[str, ...] = ()
 
     @property
     def replies(self) -> int:
@@ -112,6 +117,7 @@ class PostView:
     # reply to the same parent follows that sub-thread (it is a side branch, web folds it).
     descendants: int = 0
     sibling_follows: bool = False
+    removed: bool = False  # a tombstone: "removed by a moderator", no author, no text
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,30 +225,106 @@ def _utc(value: Any) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def topic_page(session: Session, mlist: MailingList, sort: str, page: int, per_page: int) -> TopicPage:
-    """One page of a list's topics: three statements (count, page, starters and participants).
+def topic_page(
+    session: Session, mlist: MailingList, sort: str, page: int, per_page: int, tag: Tag | None = None
+) -> TopicPage:
+    """One page of a list's topics (or of those filed under ``tag``): four statements (count,
+    page, starters and participants, tags).
 
     The page's ids come from the sort's covering index alone (a deep OFFSET reads no
-    table rows); then only those rows are read.
+    table rows); then only those rows are read. A tag's latest topics come from the
+    (tag, last_post_at, topic, post_count) index of ``topic_tags`` the same way.
     """
     order = SORTS.get(sort, SORTS["latest"])
-    visible = (Topic.list_id == mlist.id, HAS_POSTS)
-    total = session.scalar(select(func.count()).select_from(Topic).where(*visible)) or 0
-    paged = paging(total, page, per_page)
-    ids = (
-        select(Topic.id).where(*visible).order_by(*order).limit(per_page).offset((paged.page - 1) * per_page)
-    )
+    offset = (max(page, 1) - 1) * per_page
+    if tag is None:
+        visible: tuple[ColumnElement[bool], ...] = (Topic.list_id == mlist.id, HAS_POSTS)
+        total = session.scalar(select(func.count()).select_from(Topic).where(*visible)) or 0
+        paged = paging(total, page, per_page)
+        offset = (paged.page - 1) * per_page
+        ids = select(Topic.id).where(*visible).order_by(*order).limit(per_page).offset(offset)
+    else:
+        # topic_tags copies each topic's last_post_at and post_count (threads.sync_tags): count
+        # and page come from its (tag, last_post_at, topic, post_count) index alone.
+        shown = (TopicTag.tag_id == tag.id, TopicTag.post_count != 0)
+        total = session.scalar(select(func.count()).select_from(TopicTag).where(*shown)) or 0
+        paged = paging(total, page, per_page)
+        offset = (paged.page - 1) * per_page
+        if sort not in ("newest", "replies"):
+            ids = (
+                select(TopicTag.topic_id)
+                .where(*shown)
+                .order_by(TopicTag.last_post_at.desc(), TopicTag.topic_id.desc())
+                .limit(per_page)
+                .offset(offset)
+            )
+        else:  # a tag's few thousand topics, sorted
+            tagged = select(TopicTag.topic_id).where(*shown).scalar_subquery()
+            ids = select(Topic.id).where(Topic.id.in_(tagged), HAS_POSTS).order_by(*order).limit(per_page)
+            ids = ids.offset(offset)
     topics = session.execute(
         select(Topic.id, Topic.subject, Topic.created_at, Topic.last_post_at, Topic.post_count)
         .where(Topic.id.in_(ids.scalar_subquery()))
         .order_by(*order)
     ).all()
+    return TopicPage(_topic_rows(session, topics), paged, sort if sort in SORTS else "latest")
+
+
+def _topic_rows(session: Session, topics: Sequence[Any]) -> tuple[TopicRow, ...]:
     people = _starters_and_participants(session, [t.id for t in topics])
-    rows = tuple(
-        TopicRow(t.id, t.subject, t.created_at, t.last_post_at, t.post_count, *people.get(t.id, ("", "", 0)))
+    tags = topic_tag_names(session, [t.id for t in topics])
+    return tuple(
+        TopicRow(
+            t.id,
+            t.subject,
+            t.created_at,
+            t.last_post_at,
+            t.post_count,
+            *people.get(t.id, ("", "", 0)),
+            tuple(tags.get(t.id, ())),
+        )
         for t in topics
     )
-    return TopicPage(rows, paged, sort if sort in SORTS else "latest")
+
+
+def pinned_topics(session: Session, mlist: MailingList) -> tuple[TopicRow, ...]:
+    """The list's pinned topics, most recently pinned first (the (list, pinned_at) index)."""
+    topics = session.execute(
+        select(Topic.id, Topic.subject, Topic.created_at, Topic.last_post_at, Topic.post_count)
+        .where(Topic.list_id == mlist.id, Topic.pinned_at.is_not(None), HAS_POSTS)
+        .order_by(Topic.pinned_at.desc(), Topic.id.desc())
+        .limit(50)
+    ).all()
+    return _topic_rows(session, topics)
+
+
+def topic_tag_names(session: Session, topic_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Topic id → its tag names, sorted."""
+    out: dict[int, list[str]] = {}
+    if not topic_ids:
+        return out
+    for topic_id, name in session.execute(
+        select(TopicTag.topic_id, Tag.name)
+        .join(Tag, Tag.id == TopicTag.tag_id)
+        .where(TopicTag.topic_id.in_(list(topic_ids)))
+        .order_by(Tag.name)
+    ):
+        out.setdefault(topic_id, []).append(name)
+    return out
+
+
+def list_tag(session: Session, mlist: MailingList, name: str) -> Tag | None:
+    """The word ``name`` of the list's vocabulary (lower-cased), or None."""
+    return session.scalar(select(Tag).where(Tag.list_id == mlist.id, Tag.name == name.lower()[:64]))
+
+
+def list_tags(session: Session, mlist: MailingList) -> list[str]:
+    return list(session.scalars(select(Tag.name).where(Tag.list_id == mlist.id).order_by(Tag.name)))
+
+
+def tag_feed(session: Session, tag: Tag, limit: int = 30) -> list[PostEntry]:
+    tagged = select(TopicTag.topic_id).where(TopicTag.tag_id == tag.id).scalar_subquery()
+    return _feed(session, [Post.list_id == tag.list_id, Post.topic_id.in_(tagged)], limit)
 
 
 def _starters_and_participants(session: Session, topic_ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
@@ -316,7 +398,7 @@ def thread_order(
         if node.id in visited:  # a parent loop in bad data must not hang the page
             continue
         visited.add(node.id)
-        shown = node.status == PUBLISHED
+        shown = node.status in SHOWN
         if shown:
             ordered.append((node, depth))
         below = depth + 1 if shown else depth
@@ -340,6 +422,12 @@ def thread_page(session: Session, topic: Topic, page: int, per_page: int) -> Thr
     for index, (node, depth) in enumerate(window, start=offset):
         post = by_id[node.id]
         parent = nodes.get(post.parent_id) if post.parent_id is not None else None
+        if post.status == REMOVED:
+            views.append(
+                PostView(post.id, post.message_id, "", "", "", None, post.received_at, "", None, (), depth,
+                         0, None, "", "", descendants[index], sibling_follows[index], removed=True)
+            )  # fmt: skip
+            continue
         if parent is None:
             state, parent_author = "", ""
         elif parent.status == PUBLISHED:
@@ -371,7 +459,8 @@ def thread_page(session: Session, topic: Topic, page: int, per_page: int) -> Thr
             )
         )
     # The newest post is what a reply to the whole topic answers.
-    newest = max(ordered, key=lambda item: item[0].id)[0] if ordered else None
+    published = [node for node, _ in ordered if node.status == PUBLISHED]
+    newest = max(published, key=lambda node: node.id) if published else None
     return ThreadPage(
         topic, tuple(views), paged, newest.message_id if newest else "", newest.id if newest else None
     )

@@ -215,6 +215,24 @@ class PostView:
     # The To and Cc the sender wrote, (display name, address) pairs: copies show them (B52).
     to: tuple[tuple[str, str], ...] = ()
     cc: tuple[tuple[str, str], ...] = ()
+    tags: tuple[str, ...] = ()  # the topic's tags (words of the list's vocabulary)
+
+
+def tags_in_subject(subject: str, list_tag: str, tags: Sequence[str]) -> str:
+    """The copy's subject with ``[tag]`` for each of the topic's tags it does not show yet,
+    after the list's own tag (mail filters sort on it): ``[dev] [agile] Sprint length``."""
+    shown = subject.lower()
+    missing = " ".join(f"[{t}]" for t in tags if f"[{t.lower()}]" not in shown)
+    if not missing:
+        return subject
+    at = subject.find(list_tag) if list_tag else -1
+    if at < 0:
+        prefixes, rest = leading_prefixes(subject)
+        replies = [p for p in prefixes if not is_tag(p)]
+        others = [p for p in prefixes if is_tag(p)]
+        return " ".join([*replies, missing, *others, rest]).strip()
+    end = at + len(list_tag)
+    return f"{subject[:end]} {missing}{subject[end:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +327,10 @@ def post_headers(msg: EmailMessage, ident: ListIdentity, post: PostView) -> None
     cc = copied(ident, post.cc)
     if cc:
         msg["Cc"] = cc
-    msg["Subject"] = ident.tagged(post.subject)
+    msg["Subject"] = tags_in_subject(ident.tagged(post.subject), ident.subject_tag, post.tags)
+    if post.tags:  # tag names are [a-z0-9_-] (core.topics.TAG_NAME): nothing to escape
+        msg["Keywords"] = ", ".join(post.tags)
+        msg["X-Mailforum-Tags"] = ", ".join(post.tags)
     msg["Date"] = format_datetime(post.date.astimezone(dt.UTC))
     msg["Message-ID"] = safe_msgid(post.message_id)
     refs = references(post.ancestors)

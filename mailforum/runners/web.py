@@ -85,7 +85,7 @@ GET, POST, GET_POST = ("GET",), ("POST",), ("GET", "POST")
 
 # Path, endpoint group (a name in create_app's ``groups``), endpoint (a method of that
 # group, and the route's name), methods. Path parameters a test can fill in for every
-# route: list, topic, post, author, index, filename, year, month (tests S15).
+# route: list, topic, post, author, index, filename, year, month, tag (tests S15).
 ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/", "pages", "index", GET),
     ("/static/style.css", "pages", "stylesheet", GET),
@@ -93,6 +93,8 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/search", "pages", "search", GET),
     ("/lists/{list}/archive", "pages", "archive", GET),
     ("/lists/{list}/feed.atom", "feeds", "list_feed", GET),
+    ("/lists/{list}/tags/{tag}", "pages", "tag_topics", GET),
+    ("/lists/{list}/tags/{tag}/feed.atom", "feeds", "tag_feed", GET),
     ("/lists/{list}/mbox/{year:int}-{month:int}.mbox", "feeds", "month_mbox", GET),
     ("/lists/{list}/join", "forms", "join", GET_POST),
     ("/lists/{list}/topics/{topic:int}", "pages", "topic", GET),

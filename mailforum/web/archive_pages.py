@@ -85,28 +85,62 @@ class ArchivePages:
         return self.ctx.cached(request, self.stylesheet_css, "text/css; charset=utf-8")
 
     def topics(self, request: Request) -> Response:
+        """A list's topics; ``?tag=NAME`` shows those filed under one tag (404 for a word not
+        in the list's vocabulary), as /lists/NAME/tags/TAG does."""
+        return self._topics(request, request.query_params.get("tag"))
+
+    def tag_topics(self, request: Request) -> Response:
+        return self._topics(request, request.path_params["tag"])
+
+    def _topics(self, request: Request, tag_name: str | None) -> Response:
         ctx = self.ctx
         sort = request.query_params.get("sort", "latest")
         sort = sort if sort in queries.SORTS else "latest"
+        page = int_param(request.query_params.get("page"))
         with ctx.db.read_session() as session:
             mlist = ctx.public_list(session, request)
             if ctx.auth.has_cookie(request):
                 ctx.auth.viewer(request, session)  # the page names who is signed in
-            listing = queries.topic_page(
-                session, mlist, sort, int_param(request.query_params.get("page")), ctx.web.topics_per_page
+            tag = None
+            if tag_name is not None:
+                tag = queries.list_tag(session, mlist, tag_name)
+                if tag is None:
+                    raise HTTPException(404)
+            listing = queries.topic_page(session, mlist, sort, page, ctx.web.topics_per_page, tag)
+            pinned = (
+                queries.pinned_topics(session, mlist)
+                if tag is None and sort == "latest" and page <= 1
+                else ()
             )
-        rows = []
-        for row in listing.rows:
+            vocabulary = queries.list_tags(session, mlist)
+
+        def shown(row: queries.TopicRow) -> tuple[queries.TopicRow, tuple[str, ...], str, str]:
             tags, title = body.subject_tags(row.subject, mlist.name, mlist.subject_tag)
-            rows.append((row, tags, title, ctx.author(mlist, row.starter_name, row.starter_address)))
+            return (row, tags, title, ctx.author(mlist, row.starter_name, row.starter_address))
+
+        name = tag.name if tag is not None else None
+
+        def page_link(n: int) -> str:
+            if name is not None:
+                return ctx.url(
+                    "lists", mlist.name, "tags", name, sort=None if sort == "latest" else sort, page=n
+                )
+            return ctx.url("lists", mlist.name, sort=None if sort == "latest" else sort, page=n)
+
         return ctx.page(
             request,
             "web/topics.html",
             mlist=mlist,
             listing=listing,
-            rows=rows,
+            rows=[shown(row) for row in listing.rows],
+            pinned=[shown(row) for row in pinned],
+            tag=name,
+            feed=ctx.url("lists", mlist.name, "tags", name, "feed.atom")
+            if name is not None
+            else ctx.url("lists", mlist.name, "feed.atom"),
+            vocabulary=vocabulary,
             sorts=SORT_LABELS,
-            page_link=lambda n: ctx.url("lists", mlist.name, sort=None if sort == "latest" else sort, page=n),
+            page_link=page_link,
             post_address=list_address(mlist.name, ctx.config.site.domain),
         )
 
@@ -125,6 +159,7 @@ class ArchivePages:
             )
             standing = self.standings.get(session, mlist, [p.author_address for p in thread.posts])
             newer, older, activity = queries.neighbour_topics(session, topic)
+            topic_tags = queries.topic_tag_names(session, [topic.id]).get(topic.id, [])
         address = list_address(mlist.name, ctx.config.site.domain)
         tags, title = body.subject_tags(topic.subject, mlist.name, mlist.subject_tag)
         posts = []
@@ -159,6 +194,7 @@ class ArchivePages:
             mlist=mlist,
             topic=topic,
             tags=tags,
+            topic_tags=topic_tags,
             title=title,
             thread=thread,
             items=fold_subthreads(posts),

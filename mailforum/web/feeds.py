@@ -29,17 +29,22 @@ class Feeds:
         self.ctx = ctx
 
     def _feed(
-        self, request: Request, mlist: MailingList, topic: Topic | None, entries: list[queries.PostEntry]
+        self,
+        request: Request,
+        mlist: MailingList,
+        topic: Topic | None,
+        entries: list[queries.PostEntry],
+        tag: str | None = None,
     ) -> Response:
         ctx = self.ctx
-        own = (
-            ctx.url("lists", mlist.name, "topics", topic.id, "feed.atom")
-            if topic
-            else ctx.url("lists", mlist.name, "feed.atom")
-        )
-        alternate = (
-            ctx.url("lists", mlist.name, "topics", topic.id) if topic else ctx.url("lists", mlist.name)
-        )
+        if topic is not None:
+            own = ctx.url("lists", mlist.name, "topics", topic.id, "feed.atom")
+            alternate = ctx.url("lists", mlist.name, "topics", topic.id)
+        elif tag is not None:
+            own = ctx.url("lists", mlist.name, "tags", tag, "feed.atom")
+            alternate = ctx.url("lists", mlist.name, "tags", tag)
+        else:
+            own, alternate = ctx.url("lists", mlist.name, "feed.atom"), ctx.url("lists", mlist.name)
         items = [(e, ctx.author(mlist, e.author_name, e.author_address)) for e in entries]
         updated = max((e.received_at for e in entries), default=mlist.created_at)
         content = formats.xml_chars(
@@ -47,6 +52,7 @@ class Feeds:
                 "web/feed.atom",
                 mlist=mlist,
                 topic=topic,
+                tag=tag,
                 items=items,
                 updated=updated,
                 base=ctx.origin,
@@ -61,6 +67,16 @@ class Feeds:
             mlist = self.ctx.public_list(session, request)
             entries = queries.list_feed(session, mlist)
         return self._feed(request, mlist, None, entries)
+
+    def tag_feed(self, request: Request) -> Response:
+        """The newest posts of the topics filed under one tag (404 for a word not in the vocabulary)."""
+        with self.ctx.db.read_session() as session:
+            mlist = self.ctx.public_list(session, request)
+            tag = queries.list_tag(session, mlist, request.path_params["tag"])
+            if tag is None:
+                raise HTTPException(404)
+            entries = queries.tag_feed(session, tag)
+        return self._feed(request, mlist, None, entries, tag.name)
 
     def topic_feed(self, request: Request) -> Response:
         with self.ctx.db.read_session() as session:

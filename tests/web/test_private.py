@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from sqlalchemy import func, select, update
 from starlette.routing import Route
 
-from mailforum.core import archive, lists
-from mailforum.db.models import MailingList, Post, Visibility
+from mailforum.core import archive, lists, topics
+from mailforum.db.models import MailingList, Post, Visibility, utcnow
 from tests.helpers import message
 from tests.web.kit import seed
 
@@ -52,6 +52,7 @@ def private_values(site, message_id: str = "<s1@example.com>") -> dict[str, obje
         "address": "ann@example.com",
         "id": post.id,
         "rest": "anything",
+        "tag": "plans",
     }
 
 
@@ -88,6 +89,8 @@ def covert_messages() -> list[bytes]:
 
 def test_every_route_hides_a_private_list(site, web) -> None:
     site.create_list("secret", description="hush", visibility=Visibility.PRIVATE)
+    with site.db.session() as session:  # a tag page, feed and filter answer 404 too (issue 19)
+        topics.add_tags(session, lists.get_list(session, "secret"), ["plans"], utcnow())
     seed(site.config, site.db, covert_messages(), list_name="secret")
     values = private_values(site)
     assert sweep(web, values) >= 15
