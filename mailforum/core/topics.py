@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.core import audit as audit_log
@@ -123,6 +123,11 @@ def named_tags(subject: str, text_body: str, vocabulary_names: Iterable[str]) ->
 
 def tag_topic(session: Session, topic: Topic, tags: Iterable[Tag]) -> list[str]:
     """File ``topic`` under ``tags``; returns the names it was not filed under yet."""
+    tags = list(tags)
+    if tags and inspect(topic).pending:
+        # Processing writes a new topic at the batch's flush (its id reserved before it,
+        # db/ids.py); the rows below point at it, so it goes in first.
+        session.flush()
     have = set(session.scalars(select(TopicTag.tag_id).where(TopicTag.topic_id == topic.id)))
     added = []
     for tag in tags:
