@@ -71,6 +71,10 @@ class State:
 
 pass_state = click.make_pass_decorator(State)
 
+# A row id on the command line (a post, topic, spool or outbox entry): a BIGINT, so a number
+# no row can have is refused by click with a clear message instead of failing in the database.
+ROW_ID = click.IntRange(1, 2**63 - 1)
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON array of objects (for scripts)."
 )
@@ -410,7 +414,7 @@ def outbox_list(state: State, state_filter: str, limit: int, as_json: bool) -> N
 
 
 @outbox_group.command("retry")
-@click.argument("ids", nargs=-1, type=int)
+@click.argument("ids", nargs=-1, type=ROW_ID)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed copy.")
 @pass_state
 def outbox_retry(state: State, ids: tuple[int, ...], retry_all: bool) -> None:
@@ -1197,7 +1201,7 @@ def _decide(
 
 
 @held_group.command("approve")
-@click.argument("post_ids", nargs=-1, type=int, required=True, metavar="ID...")
+@click.argument("post_ids", nargs=-1, type=ROW_ID, required=True, metavar="ID...")
 @click.option("--allow-sender", is_flag=True, help="Let a non-member author post from now on.")
 @pass_state
 def held_approve(state: State, post_ids: tuple[int, ...], allow_sender: bool) -> None:
@@ -1206,7 +1210,7 @@ def held_approve(state: State, post_ids: tuple[int, ...], allow_sender: bool) ->
 
 
 @held_group.command("reject")
-@click.argument("post_ids", nargs=-1, type=int, required=True, metavar="ID...")
+@click.argument("post_ids", nargs=-1, type=ROW_ID, required=True, metavar="ID...")
 @click.option("--reason", default="", help="Told to the author, if their mail was authenticated.")
 @pass_state
 def held_reject(state: State, post_ids: tuple[int, ...], reason: str) -> None:
@@ -1215,7 +1219,7 @@ def held_reject(state: State, post_ids: tuple[int, ...], reason: str) -> None:
 
 
 @held_group.command("discard")
-@click.argument("post_ids", nargs=-1, type=int, required=True, metavar="ID...")
+@click.argument("post_ids", nargs=-1, type=ROW_ID, required=True, metavar="ID...")
 @pass_state
 def held_discard(state: State, post_ids: tuple[int, ...]) -> None:
     """Remove held posts ID... silently (the raw mail stays in the spool)."""
@@ -1427,7 +1431,7 @@ def spool_list(state: State, state_filter: str, limit: int, as_json: bool) -> No
 
 
 @spool_group.command("retry")
-@click.argument("ids", nargs=-1, type=int)
+@click.argument("ids", nargs=-1, type=ROW_ID)
 @click.option("--all", "retry_all", is_flag=True, help="Retry every failed entry.")
 @click.option("--now", "process_now", is_flag=True, help="Process them here and now, not by the server.")
 @pass_state
@@ -1452,7 +1456,7 @@ def spool_retry(state: State, ids: tuple[int, ...], retry_all: bool, process_now
 
 
 @spool_group.command("show")
-@click.argument("entry_id", type=int)
+@click.argument("entry_id", type=ROW_ID)
 @click.option("--raw", is_flag=True, help="Print the raw message instead of the summary.")
 @pass_state
 def spool_show(state: State, entry_id: int, raw: bool) -> None:
@@ -1666,7 +1670,7 @@ def topics_group() -> None:
 
 @topics_group.command("tag")
 @click.argument("list_name", metavar="LIST")
-@click.argument("topic_id", type=int, metavar="TOPIC")
+@click.argument("topic_id", type=ROW_ID, metavar="TOPIC")
 @click.argument("names", nargs=-1, required=True, metavar="TAG...")
 @click.option("--remove", is_flag=True, help="Take the tags off instead.")
 @pass_state
@@ -1687,7 +1691,7 @@ PAST = {"lock": "locked", "unlock": "unlocked", "pin": "pinned", "unpin": "unpin
 def _marker(what: str, help_text: str) -> None:
     @topics_group.command(what, help=help_text)
     @click.argument("list_name", metavar="LIST")
-    @click.argument("topic_id", type=int, metavar="TOPIC")
+    @click.argument("topic_id", type=ROW_ID, metavar="TOPIC")
     @pass_state
     def command(state: State, list_name: str, topic_id: int) -> None:
         from mailforum.core import lists, topics
@@ -1707,7 +1711,7 @@ _marker("unpin", "Unpin TOPIC of LIST.")
 
 @topics_group.command("split")
 @click.argument("list_name", metavar="LIST")
-@click.argument("post_id", type=int, metavar="POST")
+@click.argument("post_id", type=ROW_ID, metavar="POST")
 @pass_state
 def topics_split(state: State, list_name: str, post_id: int) -> None:
     """POST of LIST and its replies become a new topic (export's `id`, the post's web address)."""
@@ -1722,8 +1726,8 @@ def topics_split(state: State, list_name: str, post_id: int) -> None:
 
 @topics_group.command("merge")
 @click.argument("list_name", metavar="LIST")
-@click.argument("topic_id", type=int, metavar="TOPIC")
-@click.argument("into_id", type=int, metavar="INTO")
+@click.argument("topic_id", type=ROW_ID, metavar="TOPIC")
+@click.argument("into_id", type=ROW_ID, metavar="INTO")
 @pass_state
 def topics_merge(state: State, list_name: str, topic_id: int, into_id: int) -> None:
     """Merge TOPIC of LIST into topic INTO; links to TOPIC lead to INTO."""
@@ -1738,7 +1742,7 @@ def topics_merge(state: State, list_name: str, topic_id: int, into_id: int) -> N
 
 @topics_group.command("move")
 @click.argument("list_name", metavar="LIST")
-@click.argument("topic_id", type=int, metavar="TOPIC")
+@click.argument("topic_id", type=ROW_ID, metavar="TOPIC")
 @click.argument("other_name", metavar="OTHERLIST")
 @pass_state
 def topics_move(state: State, list_name: str, topic_id: int, other_name: str) -> None:
@@ -1755,7 +1759,7 @@ def topics_move(state: State, list_name: str, topic_id: int, other_name: str) ->
 
 @topics_group.command("retitle")
 @click.argument("list_name", metavar="LIST")
-@click.argument("topic_id", type=int, metavar="TOPIC")
+@click.argument("topic_id", type=ROW_ID, metavar="TOPIC")
 @click.argument("title", metavar="TITLE")
 @pass_state
 def topics_retitle(state: State, list_name: str, topic_id: int, title: str) -> None:
@@ -1776,7 +1780,7 @@ def posts_group() -> None:
 
 @posts_group.command("remove")
 @click.argument("list_name", metavar="LIST")
-@click.argument("post_id", type=int, metavar="POST")
+@click.argument("post_id", type=ROW_ID, metavar="POST")
 @click.option("--reason", default="", help="Why (kept in the audit log and with the post).")
 @pass_state
 def posts_remove(state: State, list_name: str, post_id: int, reason: str) -> None:

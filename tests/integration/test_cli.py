@@ -52,6 +52,26 @@ def test_user_errors_are_one_line_and_non_zero(site, args, fragment):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("spool", "show", "1" + "0" * 20),
+        ("outbox", "retry", "99999999999999999999"),
+        ("held", "approve", "dev", "0"),
+        ("topics", "lock", "dev", "1" + "0" * 19),
+        ("posts", "remove", "dev", "--", "-5"),
+    ],
+)
+def test_row_ids_out_of_range_are_usage_errors(site, args):
+    """A number no row can have (0, negative, beyond a BIGINT) is refused by the command line
+    itself, with click's usage error, before the database sees it."""
+    site.cli("lists", "create", "dev")
+    result = site.cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "range" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_config_errors_are_one_line(site, tmp_path):
     bad = tmp_path / "bad.toml"
     for text, fragment in [

@@ -516,3 +516,22 @@ def test_dates_from_the_year_9999_or_1900_or_none_do_not_move_topics(site, web) 
     updated = feed.find(f"{ATOM}updated").text
     assert updated.startswith("20") and all(e.text.startswith("20") for e in feed.iter(f"{ATOM}updated"))
     assert b"Date: Fri, 31 Dec 9999 23:00:00 -1200" in mbox  # the original, kept
+
+
+def test_numbers_too_big_for_a_row_id_are_not_found_not_errors(site, web) -> None:
+    """A path's topic, post, author, spool or attachment number is a row id: 1 to 18 digits.
+    Longer numbers, and 18-digit ones no row has, answer 404 (a 20-digit number once reached
+    the database and came back a 500: it does not fit a BIGINT)."""
+    from starlette.routing import Route
+
+    seed(site.config, site.db, thread_messages(3))
+    routes = [r for r in web.app.routes if isinstance(r, Route) and "GET" in (r.methods or ())]
+    numbered = [r.path for r in routes if ":id}" in r.path]
+    assert len(numbered) >= 8
+    with web.client() as http:
+        for path in numbered:
+            for number in ("9" * 18, "9" * 19, "1" + "0" * 30):
+                url = re.sub(r"\{(\w+):id\}", number, path).replace("{list}", "dev")
+                url = url.replace("{filename:path}", "a.txt").replace("{key}", "k")
+                answer = http.get(url, follow_redirects=False)
+                assert answer.status_code in (404, 303), (url, answer.status_code)
