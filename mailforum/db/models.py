@@ -133,7 +133,7 @@ class Topic(Base):
     last_post_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     post_count: Mapped[int] = mapped_column(default=0)
     # When two topics are merged, the absorbed one points at the survivor (old links keep working).
-    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"), default=None)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id"), default=None, index=True)
     # Moderators' marks (core/topics.py): a locked topic takes no replies; pinned ones list first.
     locked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     pinned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
@@ -311,7 +311,9 @@ class Confirmation(Base):
     address: Mapped[str] = mapped_column(String(320))  # lower-cased, checked by email-validator
     display_name: Mapped[str] = mapped_column(default="")
     action: Mapped[str] = mapped_column(String(16))
-    topic_id: Mapped[int | None] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"), default=None)
+    topic_id: Mapped[int | None] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), default=None, index=True
+    )
     # Where the request came from: "mail", "web", "invite" (an operator).
     source: Mapped[str] = mapped_column(String(16), default="mail")
     mailed: Mapped[bool] = mapped_column(default=True)  # False: suppressed by the daily cap (S5)
