@@ -239,6 +239,10 @@ class OutboxEntry(Base):
         Index(None, "state", "next_attempt_at"),
         # Automatic answers per recipient in the last day (core.answers' cap, RELIABILITY I6).
         Index(None, "kind", "recipient", "created_at"),
+        # A message cross-posted to two lists reaches a member of both once (F13b): the
+        # addresses that have this Message-ID of this kind already. Both columns, so no
+        # planner (SQLite's, or PostgreSQL's on stale statistics) prefers the index above.
+        Index(None, "message_id", "kind"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
@@ -252,8 +256,7 @@ class OutboxEntry(Base):
     # Kinds without a post (digests, command replies) name their own idempotency key.
     dedupe_key: Mapped[str | None] = mapped_column(String(255), default=None, unique=True)
     recipient: Mapped[str] = mapped_column(String(320))
-    # Indexed: a message cross-posted to two lists reaches a member of both once (F13b).
-    message_id: Mapped[str] = mapped_column(String(998), index=True)
+    message_id: Mapped[str] = mapped_column(String(998))
     # Template parameters for kinds that need more than post and member.
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)

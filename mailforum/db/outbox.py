@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import Integer, Select, String, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from mailforum import metrics
@@ -176,13 +176,17 @@ def enqueue_members(
             literal(now, UTCDateTime()),
         ).where(Member.id.in_(chunk))
         if once_per_message:
+            # An uncorrelated NOT IN: the addresses that already have this Message-ID from
+            # another list, read once through the message_id index. (A correlated NOT EXISTS
+            # let SQLite's planner walk every earlier copy to each member instead, so the
+            # cost of a post grew with the archive.)
             rows = rows.where(
-                ~exists().where(
-                    elsewhere.message_id == message_id,
-                    elsewhere.kind == kind.value,
-                    elsewhere.list_id != list_id,
-                    # Both lower-case (lists.Address): the (kind, recipient) index finds it.
-                    elsewhere.recipient == Member.address,
+                Member.address.not_in(
+                    select(elsewhere.recipient).where(
+                        elsewhere.message_id == message_id,
+                        elsewhere.kind == kind.value,
+                        elsewhere.list_id != list_id,
+                    )
                 )
             )
         result = session.execute(insert(OutboxEntry).from_select(columns, rows))

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 import sqlalchemy.exc
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from mailforum.db import outbox
 from mailforum.db.models import OutboxEntry, OutboxKind, OutboxState, utcnow
@@ -135,6 +135,43 @@ def test_the_claim_query_uses_the_state_index(site, backend, queued):
     assert any("ix_outbox_state_next_attempt_at" in str(row) for row in plan), plan
     with site.db.read_session() as session:
         assert session.scalar(select(func.count()).select_from(OutboxEntry)) == 2
+
+
+def test_the_fan_out_cross_post_check_uses_the_message_id_index(site, backend, queued):
+    """L9: a post's fan-out looks up its own Message-ID, never every earlier copy to each member.
+
+    With a correlated check and only ``message_id`` indexed, the planner walked the
+    ``(kind, recipient)`` index, so each post cost more as the archive grew.
+    """
+    if backend != "sqlite":
+        pytest.skip("the plan check reads SQLite's EXPLAIN QUERY PLAN")
+    seen: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(site.db.engine, "before_cursor_execute", capture)
+    try:
+        with site.db.session() as session:
+            written = outbox.enqueue_members(
+                session,
+                list_id=queued[0].list_id,
+                post_id=queued[0].post_id,
+                message_id="<other@example.com>",
+                member_ids=[row.member_id for row in queued],
+                now=utcnow(),
+                kind=OutboxKind.DIGEST,
+                once_per_message=True,
+            )
+            assert written == len(queued)
+            session.rollback()
+    finally:
+        event.remove(site.db.engine, "before_cursor_execute", capture)
+    statement, parameters = next((s, p) for s, p in seen if s.startswith("INSERT INTO outbox"))
+    with site.db.engine.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+    assert any("ix_outbox_message_id_kind" in str(row) for row in plan), plan
+    assert not any("ix_outbox_kind_recipient" in str(row) for row in plan), plan
 
 
 def test_purge_deletes_only_long_sent_copies(site, queued):
