@@ -22,6 +22,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from mailforum.db.models import Ban, MailingList
+from mailforum.db.txcache import TxCache
 from mailforum.errors import InvalidInput
 
 MAX_PATTERN = 320
@@ -79,14 +80,21 @@ def patterns(session: Session, mlist: MailingList | None) -> list[str]:
     return list(session.scalars(select(Ban.pattern).where(where).order_by(Ban.id)))
 
 
+# The patterns that hold on a list (its own and the site-wide ones), read once per
+# transaction: a processing batch asks for every message. ``add`` and ``remove`` forget them.
+_IN_FORCE: TxCache[dict[int, list[str]]] = TxCache("bans.in_force", dict)
+
+
 def banned(session: Session, mlist: MailingList, *addresses: str) -> str | None:
     """The first pattern (the list's or a site-wide one) that bans one of ``addresses``, else None."""
     wanted = [a for a in addresses if a]
     if not wanted:
         return None
-    rows = session.scalars(
-        select(Ban.pattern).where(or_(Ban.list_id == mlist.id, Ban.list_id.is_(None))).order_by(Ban.id)
-    )
+    in_force = _IN_FORCE.setdefault(session)
+    rows = in_force.get(mlist.id)
+    if rows is None:
+        where = or_(Ban.list_id == mlist.id, Ban.list_id.is_(None))
+        rows = in_force[mlist.id] = list(session.scalars(select(Ban.pattern).where(where).order_by(Ban.id)))
     return next((p for p in rows if any(matches(p, a) for a in wanted)), None)
 
 
@@ -113,6 +121,7 @@ def add(session: Session, mlist: MailingList | None, texts: Sequence[str]) -> li
     for pattern in new:
         session.add(Ban(list_id=mlist.id if mlist is not None else None, pattern=pattern))
     session.flush()
+    _IN_FORCE.clear(session)
     return new
 
 
@@ -123,4 +132,5 @@ def remove(session: Session, mlist: MailingList | None, texts: Sequence[str]) ->
     present = set(session.scalars(select(Ban.pattern).where(where, Ban.pattern.in_(wanted))))
     if present:
         session.execute(delete(Ban).where(where, Ban.pattern.in_(present)))
+        _IN_FORCE.clear(session)
     return [p for p in wanted if p in present]

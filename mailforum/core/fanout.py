@@ -29,13 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.core.lists import find_member
-from mailforum.core.topics import tag_choices
 from mailforum.db import outbox
 from mailforum.db.models import (
     DeliveryMode,
@@ -43,7 +42,9 @@ from mailforum.db.models import (
     Post,
     PostStatus,
     SubscriptionKind,
+    TagSubscription,
     TopicSubscription,
+    TopicTag,
 )
 from mailforum.mail.parse import addressees
 
@@ -96,7 +97,19 @@ def decide(candidate: Candidate, facts: PostFacts, rules: tuple[Rule, ...] = RUL
 
 
 def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]:
-    """Every member of the list with their watch/mute setting for the topic and its tags (two queries)."""
+    """Every member of the list with their watch/mute setting for the topic and its tags (one query).
+
+    A member's tag choice is ``watch`` when they follow a tag of the topic, ``mute`` when
+    they mute one and follow none, else None.
+    """
+    watches = case((TagSubscription.kind == SubscriptionKind.WATCH.value, 1), else_=0)
+    by_tag = (
+        select(TagSubscription.member_id.label("member_id"), func.max(watches).label("watching"))
+        .join(TopicTag, TopicTag.tag_id == TagSubscription.tag_id)
+        .where(TopicTag.topic_id == topic_id)
+        .group_by(TagSubscription.member_id)
+        .subquery()
+    )
     rows = session.execute(
         select(
             Member.id,
@@ -105,16 +118,25 @@ def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]
             Member.receive_own,
             TopicSubscription.kind,
             Member.avoid_duplicates,
+            by_tag.c.watching,
         )
         .outerjoin(
             TopicSubscription,
             and_(TopicSubscription.member_id == Member.id, TopicSubscription.topic_id == topic_id),
         )
+        .outerjoin(by_tag, by_tag.c.member_id == Member.id)
         .where(Member.list_id == list_id, Member.delivery_disabled_at.is_(None))
         .order_by(Member.id)
     )
-    by_tag = tag_choices(session, topic_id)
-    return [Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4], bool(r[5]), by_tag.get(r[0])) for r in rows]
+    return [
+        Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4], bool(r[5]), _tag_choice(r[6])) for r in rows
+    ]
+
+
+def _tag_choice(watching: int | None) -> str | None:
+    if watching is None:
+        return None
+    return SubscriptionKind.WATCH.value if watching else SubscriptionKind.MUTE.value
 
 
 def recipients(session: Session, post: Post, starts_topic: bool) -> list[Candidate]:

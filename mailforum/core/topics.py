@@ -229,19 +229,6 @@ def tag_settings(session: Session, member: Member) -> dict[str, list[str]]:
     return out
 
 
-def tag_choices(session: Session, topic_id: int) -> dict[int, str]:
-    """Member id → ``watch`` (follows a tag of the topic) or ``mute`` (mutes one, follows none)."""
-    out: dict[int, str] = {}
-    for member_id, kind in session.execute(
-        select(TagSubscription.member_id, TagSubscription.kind)
-        .join(TopicTag, TopicTag.tag_id == TagSubscription.tag_id)
-        .where(TopicTag.topic_id == topic_id)
-    ):
-        if out.get(member_id) != SubscriptionKind.WATCH.value:
-            out[member_id] = kind
-    return out
-
-
 # --- moderators' tools -------------------------------------------------------------------
 
 

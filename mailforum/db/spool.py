@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session, undefer
 
+from mailforum.batching import chunks
 from mailforum.db.models import SpoolEntry, SpoolState
 
 __all__ = ["IMPORTED", "WEB", "ClaimedEntry", "NewMessage", "SpoolEntry"]
@@ -143,23 +144,49 @@ def release_leases(session: Session, node: str) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def lock_if_new(session: Session, entry_id: int) -> SpoolEntry | None:
-    """The entry, locked for this transaction, if nobody processed it meanwhile."""
-    entry = session.scalars(
-        select(SpoolEntry).where(SpoolEntry.id == entry_id).with_for_update()
-    ).one_or_none()
-    if entry is None or entry.state != SpoolState.NEW.value:
-        return None
-    return entry
+def lock_new(session: Session, entry_ids: Sequence[int]) -> set[int]:
+    """Lock ``entry_ids`` for this transaction, in one statement; the ids nobody processed meanwhile.
+
+    Only the ids and states are read: the processor has the rest from its claim, so the
+    raw bytes are not fetched twice.
+    """
+    new: set[int] = set()
+    for chunk in chunks(sorted(entry_ids), 500):
+        rows = session.execute(
+            select(SpoolEntry.id, SpoolEntry.state).where(SpoolEntry.id.in_(chunk)).with_for_update()
+        )
+        new.update(entry_id for entry_id, state in rows if state == SpoolState.NEW.value)
+    return new
 
 
-def finish(entry: SpoolEntry, state: SpoolState, outcome: str, now: dt.datetime) -> None:
-    entry.state = state.value
-    entry.outcome = outcome
-    entry.error = None
-    entry.processed_at = now
-    entry.claimed_until = None
-    entry.claimed_by = None
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A processed entry's end state, written with the others of its transaction by ``finish_all``."""
+
+    id: int
+    state: SpoolState
+    outcome: str
+
+
+def finish_all(session: Session, done: Sequence[Finished], now: dt.datetime) -> None:
+    """Mark processed entries done (or discarded) in one executemany, before the commit."""
+    if not done:
+        return
+    session.execute(
+        update(SpoolEntry),
+        [
+            {
+                "id": f.id,
+                "state": f.state.value,
+                "outcome": f.outcome,
+                "error": None,
+                "processed_at": now,
+                "claimed_until": None,
+                "claimed_by": None,
+            }
+            for f in done
+        ],
+    )
 
 
 def record_failure(

@@ -37,7 +37,7 @@ from mailforum import metrics
 from mailforum.config import Config
 from mailforum.core import archive, routing, threads
 from mailforum.db import spool
-from mailforum.db.models import SpoolState, utcnow
+from mailforum.db.models import SpoolEntry, SpoolState, utcnow
 from mailforum.db.session import Database
 from mailforum.mail.parse import ParsedMessage, Unprocessable, parse
 
@@ -117,16 +117,21 @@ class SpoolProcessor:
         careful = False
         while pending:
             taken: list[spool.ClaimedEntry] = []
+            done: list[spool.Finished] = []
             try:
                 with self.db.session() as session:
                     if not careful:
                         threads.hold_list_locks(session)
+                    # One statement locks the rest of the batch; the entries end in one
+                    # executemany before the commit, with the posts they made.
+                    fresh = spool.lock_new(session, [item.id for item in pending])
                     started = time.monotonic()
                     while pending:
                         taken.append(pending.pop())
-                        self._store_one(session, taken[-1], parsed, failures, now, careful)
+                        self._store_one(session, taken[-1], fresh, parsed, failures, now, careful, done)
                         if time.monotonic() - started > MAX_HOLD or self.db.writers_waiting():
                             break
+                    spool.finish_all(session, done, now)
             except Exception:
                 if careful:
                     raise
@@ -137,6 +142,10 @@ class SpoolProcessor:
                 careful = True
                 continue
             careful = False
+            # Counted once committed, so a batch stored again is not counted twice.
+            clock = self.clock()
+            for item in taken:
+                metrics.PROCESSING_SECONDS.observe(max((clock - item.received_at).total_seconds(), 0.0))
             self._step_aside()
 
     def _step_aside(self) -> None:
@@ -149,19 +158,20 @@ class SpoolProcessor:
         self,
         session: Session,
         item: spool.ClaimedEntry,
+        fresh: set[int],
         parsed: dict[int, ParsedMessage],
         failures: dict[int, tuple[str, bool]],
         now: dt.datetime,
-        careful: bool = True,
+        careful: bool,
+        done: list[spool.Finished],
     ) -> None:
         """Store one message. Not ``careful``: without a savepoint of its own (two statements
         fewer), so an error rolls back the whole transaction and ``_store`` tries again."""
-        entry = spool.lock_if_new(session, item.id)
-        if entry is None:  # another process finished it after our lease ran out
+        if item.id not in fresh:  # another process finished it after our lease ran out
             return
         if item.id in failures:
             error, permanent = failures[item.id]
-            self._failed(entry, error, now, permanent)
+            self._failed(session, item.id, error, now, permanent)
             return
         if not careful:
             outcomes = self._process(session, item, parsed[item.id], now)
@@ -170,12 +180,11 @@ class SpoolProcessor:
                 with session.begin_nested():
                     outcomes = self._process(session, item, parsed[item.id], now)
             except Exception:
-                self._failed(entry, traceback.format_exc(limit=8), now, False)
+                self._failed(session, item.id, traceback.format_exc(limit=8), now, False)
                 return
         discarded = bool(outcomes) and all(o.discarded for o in outcomes)
         state = SpoolState.DISCARDED if discarded else SpoolState.DONE
-        spool.finish(entry, state, "\n".join(o.summary for o in outcomes), now)
-        metrics.PROCESSING_SECONDS.observe(max((self.clock() - item.received_at).total_seconds(), 0.0))
+        done.append(spool.Finished(item.id, state, "\n".join(o.summary for o in outcomes)))
 
     def _process(
         self, session: Session, item: spool.ClaimedEntry, parsed: ParsedMessage, now: dt.datetime
@@ -190,8 +199,10 @@ class SpoolProcessor:
             *args, imported=item.protocol == spool.IMPORTED, web=item.protocol == spool.WEB
         )
 
-    def _failed(self, entry: spool.SpoolEntry, error: str, now: dt.datetime, permanent: bool) -> None:
+    def _failed(self, session: Session, entry_id: int, error: str, now: dt.datetime, permanent: bool) -> None:
         cfg = self.config.processing
+        entry = session.get(SpoolEntry, entry_id)
+        assert entry is not None  # locked by lock_new in this transaction
         parked = spool.record_failure(
             entry, error, now, cfg.max_attempts, dt.timedelta(seconds=cfg.retry_delay), permanent
         )
