@@ -194,6 +194,12 @@ class OwnerPages:
     def _settings_page(self, request: Request, status: int = 200, error: str = "") -> Response:
         viewer = self._viewer(request)
         with self.db.read_session() as session:
+            if request.path_params["list"].lower() == "new" and queries.list_named(session, "new") is None:
+                # The create page's old address: a site admin is sent to its new one; anyone
+                # else gets the 404 they get for every list they do not run.
+                if roles.is_admin(session, viewer.address):
+                    return RedirectResponse(self.ctx.url("admin", "new-list"), 303)
+                raise HTTPException(404)
             mlist = self._list(session, request, viewer)
             stats = lists.list_stats(session, mlist)
             owners = roles.owners(session, mlist)

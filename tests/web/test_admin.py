@@ -113,12 +113,12 @@ def test_every_owner_route_is_404_without_the_role_and_every_post_needs_csrf(sit
                 want = 403 if allowed else 404  # a forged CSRF token: refused, and nothing changes
                 if got != want:
                     wrong.append(f"POST {path} as {who} with a bad token: {got}, want {want}")
-            index, create = http.get("/admin").status_code, http.get("/admin/lists/new").status_code
+            index, create = http.get("/admin").status_code, http.get("/admin/new-list").status_code
             want_index = 200 if allowed or who == "other owner" else 404  # the index of the lists they run
             want_create = 200 if who == "admin" else 404
             if (index, create) != (want_index, want_create):
                 wrong.append(
-                    f"/admin, /admin/lists/new as {who}: {index}, {create}; want {want_index}, {want_create}"
+                    f"/admin, /admin/new-list as {who}: {index}, {create}; want {want_index}, {want_create}"
                 )
     assert wrong == []
     with site.db.read_session() as session:
@@ -227,10 +227,10 @@ def test_a_site_admin_creates_a_list_and_becomes_its_owner(site, web) -> None:
     roles_set_up(site)
     with signed_in(site, web, ADMIN) as http:
         bad = post(
-            http, "/admin/lists/new", name="Bad Name!", title="x", policy="members", visibility="public"
+            http, "/admin/new-list", name="Bad Name!", title="x", policy="members", visibility="public"
         )
         assert bad.status_code == 422 and "bad list name" in bad.text
-        r = post(http, "/admin/lists/new", name="fresh", title="Fresh", policy="open", visibility="public")
+        r = post(http, "/admin/new-list", name="fresh", title="Fresh", policy="open", visibility="public")
         assert r.status_code == 303 and r.headers["location"] == "/admin/lists/fresh"
     with site.db.read_session() as session:
         fresh = lists.get_list(session, "fresh")
@@ -277,3 +277,31 @@ def test_failed_copies_are_retried_and_a_disabled_member_is_enabled_again(site, 
         assert again.delivery_disabled_at is None and again.bounce_score == 0
     with signed_in(site, web, ADMIN) as http:
         assert "Messages whose processing failed" in http.get("/admin/lists/dev/problems").text
+
+
+def test_a_list_named_new_is_reached_at_its_own_page(site, web) -> None:
+    roles_set_up(site)
+    with signed_in(site, web, OWNER) as http:
+        assert http.get("/admin/lists/new").status_code == 404  # not an admin: no redirect, nothing told
+    with signed_in(site, web, ADMIN) as http:
+        old = http.get("/admin/lists/new")
+        assert old.status_code == 303 and old.headers["location"] == "/admin/new-list"
+        assert 'href="/admin/new-list"' in http.get("/admin").text
+        r = post(http, "/admin/new-list", name="new", title="New things", policy="open", visibility="public")
+        assert r.status_code == 303 and r.headers["location"] == "/admin/lists/new"
+        page = http.get("/admin/lists/new")
+        assert page.status_code == 200 and "Running <bdi>New things</bdi>" in page.text
+        assert (
+            post(
+                http,
+                "/admin/lists/new",
+                title="Newer",
+                policy="open",
+                visibility="public",
+                unverified_action="hold",
+                digest_format="standard",
+            ).status_code
+            == 303
+        )
+    with site.db.read_session() as session:
+        assert lists.get_list(session, "new").title == "Newer"
