@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailforum.core import audit, bans, bounces, commands, lists, moderation, roles
+from mailforum.core import audit, bans, bounces, commands, digest_schedule, lists, moderation, roles
 from mailforum.db import admin_queries, outbox, queries, spool
 from mailforum.db.enums import DeliveryMode, DigestFormat, PostingPolicy, Visibility
 from mailforum.db.models import MailingList, utcnow
@@ -191,7 +191,9 @@ class OwnerPages:
         viewer, form = await self._form(request)
         return await run_in_threadpool(self._settings, request, viewer, form)
 
-    def _settings_page(self, request: Request, status: int = 200, error: str = "") -> Response:
+    def _settings_page(
+        self, request: Request, status: int = 200, error: str = "", form: dict[str, str] | None = None
+    ) -> Response:
         viewer = self._viewer(request)
         with self.db.read_session() as session:
             if request.path_params["list"].lower() == "new" and queries.list_named(session, "new") is None:
@@ -215,6 +217,8 @@ class OwnerPages:
             policies=[p.value for p in PostingPolicy],
             visibilities=[v.value for v in Visibility],
             formats=[f.value for f in DigestFormat],
+            site_digest=self.config.digest,
+            form=form or {},
         )
 
     def _settings(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
@@ -228,7 +232,6 @@ class OwnerPages:
                 "unverified_action": {"hold": "hold", "confirm": "confirm"}[
                     form.get("unverified_action", "")
                 ],
-                "digest_format": DigestFormat(form.get("digest_format", "")).value,
             }
         except (ValueError, KeyError):
             return self._settings_page(request, 400, "a setting has a value this page does not offer")
@@ -239,6 +242,16 @@ class OwnerPages:
             changed = {k: v for k, v in changes.items() if getattr(mlist, k) != v}
             for key, value in changed.items():
                 setattr(mlist, key, value)
+            try:  # the digest's hour, zone and format: the rule `digest schedule` and `digest format` use
+                changed |= digest_schedule.set_list_digest(
+                    mlist,
+                    hour=form.get("digest_hour"),
+                    timezone=form.get("digest_timezone"),
+                    digest_format=form.get("digest_format"),
+                )
+            except InvalidInput as exc:
+                session.rollback()
+                return self._settings_page(request, 422, str(exc), form)
             if changed:
                 self._audit(session, request, viewer, "list.settings", mlist, mlist.name, changed)
         return self._back(request, mlist.name, saved="yes")

@@ -305,3 +305,67 @@ def test_a_list_named_new_is_reached_at_its_own_page(site, web) -> None:
         )
     with site.db.read_session() as session:
         assert lists.get_list(session, "new").title == "Newer"
+
+
+def test_the_digest_hour_zone_and_format_are_set_on_the_settings_page(site, web) -> None:
+    """S35/B54: the page takes the CLI's rule (core.digest_schedule.set_list_digest); a bad zone
+    or hour is a 422 naming it, and nothing of that form is saved."""
+    roles_set_up(site)
+    form = {"title": "Dev", "policy": "members", "visibility": "public", "unverified_action": "hold"}
+    with signed_in(site, web, OWNER) as http:
+        page = http.get("/admin/lists/dev").text
+        assert 'name="digest_hour"' in page and "the site's (07:00)" in page
+        r = post(
+            http,
+            "/admin/lists/dev",
+            **form,
+            digest_format="mime",
+            digest_hour="18",
+            digest_timezone="Asia/Tokyo",
+        )
+        assert r.status_code == 303
+        page = http.get("/admin/lists/dev").text
+        assert '<option value="18" selected>' in page and 'value="Asia/Tokyo"' in page
+        for hour, zone, error in (
+            ("3", "Mars/Olympus", "unknown time zone &#39;Mars/Olympus&#39;"),
+            ("3", "../../etc/passwd", "unknown time zone"),
+            ("3", "Europe/Berlin\r\nX: y", "unknown time zone"),
+            ("24", "UTC", "bad digest hour &#39;24&#39;"),
+            ("-1", "UTC", "bad digest hour"),
+        ):
+            bad = post(
+                http,
+                "/admin/lists/dev",
+                **{**form, "title": "Changed"},
+                digest_format="standard",
+                digest_hour=hour,
+                digest_timezone=zone,
+            )
+            assert bad.status_code == 422 and error in bad.text, (hour, zone, bad.text[:300])
+        bad = post(http, "/admin/lists/dev", **form, digest_format="rtf", digest_hour="", digest_timezone="")
+        assert bad.status_code == 422 and "unknown digest format &#39;rtf&#39;" in bad.text
+        assert (
+            post(
+                http, "/admin/lists/dev", **form, digest_format="mime", digest_hour="", digest_timezone=""
+            ).status_code
+            == 303
+        )
+    with site.db.read_session() as session:
+        dev = lists.get_list(session, "dev")
+        assert (dev.title, dev.digest_hour, dev.digest_timezone, dev.digest_format) == (
+            "Dev",
+            None,
+            None,
+            "mime",
+        )
+        details = [e.detail for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert details == [
+        {
+            "title": "Dev",
+            "digest_format": "mime",
+            "digest_hour": 18,
+            "digest_timezone": "Asia/Tokyo",
+            "list": "dev",
+        },
+        {"digest_hour": None, "digest_timezone": None, "list": "dev"},
+    ]
