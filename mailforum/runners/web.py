@@ -151,6 +151,8 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/admin/lists/{list}/members", "admin", "admin_members", GET_POST),
     ("/admin/lists/{list}/held", "admin", "admin_held", GET_POST),
     ("/admin/lists/{list}/bans", "admin", "admin_bans", GET_POST),
+    ("/admin/lists/{list}/templates", "admin", "admin_templates", GET),
+    ("/admin/lists/{list}/templates/{template:path}", "admin", "admin_template", GET_POST),
     ("/admin/lists/{list}/problems", "admin", "admin_problems", GET_POST),
     ("/admin/lists/{list}/activity", "admin", "admin_activity", GET),
     ("/admin/lists/{list}/audit", "admin", "admin_audit", GET),

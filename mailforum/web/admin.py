@@ -24,11 +24,22 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailforum.core import audit, bans, bounces, commands, digest_schedule, lists, moderation, roles
+from mailforum.core import (
+    audit,
+    bans,
+    bounces,
+    commands,
+    digest_schedule,
+    list_templates,
+    lists,
+    moderation,
+    roles,
+)
 from mailforum.db import admin_queries, outbox, queries, spool
 from mailforum.db.enums import DeliveryMode, DigestFormat, PostingPolicy, Visibility
 from mailforum.db.models import MailingList, utcnow
 from mailforum.errors import InvalidInput
+from mailforum.render import MAX_SOURCE, mail_templates
 from mailforum.web import charts
 from mailforum.web.auth import CsrfFailed, Viewer
 from mailforum.web.context import WebContext, int_param
@@ -446,6 +457,74 @@ class OwnerPages:
             for done in changed:
                 self._audit(session, request, viewer, f"bans.{action}", mlist, done)
         return self._back(request, mlist.name, "bans")
+
+    # --- the list's own mail templates ------------------------------------------------------
+
+    def admin_templates(self, request: Request) -> Response:
+        viewer = self._viewer(request)
+        with self.db.read_session() as session:
+            mlist = self._list(session, request, viewer)
+            found = list_templates.templates(session, mlist)
+        return self._page(request, "web/admin_templates.html", mlist=mlist, templates=found)
+
+    async def admin_template(self, request: Request) -> Response:
+        if request.method == "GET":
+            return await run_in_threadpool(self._template_page, request)
+        viewer, form = await self._form(request, big=True)
+        return await run_in_threadpool(self._template_post, request, viewer, form)
+
+    def _template_name(self, request: Request) -> str:
+        name = str(request.path_params["template"])
+        if name not in mail_templates():
+            raise HTTPException(404)
+        return name
+
+    def _template_page(
+        self, request: Request, status: int = 200, error: str = "", source: str | None = None
+    ) -> Response:
+        viewer = self._viewer(request)
+        with self.db.read_session() as session:
+            mlist = self._list(session, request, viewer)
+            name = self._template_name(request)
+            own = list_templates.stored(session, mlist, name)
+        return self._page(
+            request,
+            "web/admin_template.html",
+            status,
+            mlist=mlist,
+            name=name,
+            own=own is not None,
+            source=source
+            if source is not None
+            else own
+            if own is not None
+            else list_templates.builtin_source(name),
+            error=error,
+            saved=request.query_params.get("saved", ""),
+            max_bytes=MAX_SOURCE,
+        )
+
+    def _template_post(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
+        action, source = form.get("action", ""), form.get("source", "")
+        with self.db.session() as session:
+            mlist = self._list(session, request, viewer)
+            name = self._template_name(request)
+            if action == "save":
+                try:
+                    changed = list_templates.set_template(session, mlist, name, source, viewer.address)
+                except InvalidInput as exc:
+                    session.rollback()
+                    return self._template_page(request, 422, str(exc), source)
+                if changed:
+                    detail: dict[str, object] = {"bytes": len(source.encode("utf-8", "replace"))}
+                    self._audit(session, request, viewer, "templates.set", mlist, name, detail)
+            elif action == "reset":
+                changed = list_templates.reset_template(session, mlist, name)
+                if changed:
+                    self._audit(session, request, viewer, "templates.reset", mlist, name)
+            else:
+                raise HTTPException(400)
+        return self._back(request, mlist.name, "templates", *name.split("/"), saved=action)
 
     # --- delivery problems ----------------------------------------------------------------------
 

@@ -84,6 +84,8 @@ PAGES = (
     "/admin/lists/dev/problems",
     "/admin/lists/dev/activity",
     "/admin/lists/dev/audit",
+    "/admin/lists/dev/templates",
+    "/admin/lists/dev/templates/notification/post.txt.j2",
 )
 WHO = {
     "anonymous": None,
@@ -106,7 +108,7 @@ def test_every_owner_route_is_404_without_the_role_and_every_post_needs_csrf(sit
                 got = http.get(path).status_code
                 if got != want:
                     wrong.append(f"GET {path} as {who}: {got}, want {want}")
-            for path in (p for p in PAGES if not p.endswith(("activity", "audit"))):
+            for path in (p for p in PAGES if not p.endswith(("activity", "audit", "templates"))):
                 got = http.post(
                     path, data={"csrf": "x", "action": "add", "addresses": "x@example.com"}
                 ).status_code
@@ -368,4 +370,44 @@ def test_the_digest_hour_zone_and_format_are_set_on_the_settings_page(site, web)
             "list": "dev",
         },
         {"digest_hour": None, "digest_timezone": None, "list": "dev"},
+    ]
+
+
+def test_an_owner_edits_resets_and_cannot_break_a_mail_template(site, web) -> None:
+    """S36/B55: only the mail templates exist as pages; a template that does not compile is a
+    422 with its line, kept nowhere; saving and resetting are audited."""
+    roles_set_up(site)
+    page = "/admin/lists/dev/templates/notification/post.txt.j2"
+    with signed_in(site, web, OWNER) as http:
+        index = http.get("/admin/lists/dev/templates").text
+        assert f'href="{page}"' in index and "built-in" in index and "web/base.html" not in index
+        for missing in (
+            "web/base.html",
+            "nosuch.txt.j2",
+            "../../../etc/passwd",
+            "notification/..%2f..%2fREADME.md",
+        ):
+            assert http.get(f"/admin/lists/dev/templates/{missing}").status_code == 404, missing
+        shown = http.get(page).text
+        assert "{{ post.text }}" in shown and "Reset to the built-in" not in shown
+        bad = post(http, page, action="save", source="Hi\n{% for x in y %}\nno end")
+        assert bad.status_code == 422 and "does not compile: line 3" in bad.text, bad.text[:400]
+        assert "no end" in bad.text  # the textarea keeps what was typed
+        huge = post(http, page, action="save", source="x" * (64 * 1024 + 1))
+        assert huge.status_code == 422 and "at most 65536 bytes" in huge.text
+        r = post(http, page, action="save", source="<b>Hi</b> {{ post.text }}\r\n")
+        assert r.status_code == 303 and r.headers["location"] == page + "?saved=save"
+        shown = http.get(r.headers["location"]).text
+        assert "Saved." in shown and "&lt;b&gt;Hi&lt;/b&gt; {{ post.text }}" in shown
+        assert "this list's own (by owner@example.com)" in http.get("/admin/lists/dev/templates").text
+        assert post(http, page, action="reset").status_code == 303
+        assert "Reset to the built-in" not in http.get(page).text
+    with signed_in(site, web, OTHER) as http:
+        assert http.get(page).status_code == 404
+    with site.db.read_session() as session:
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert lists.get_list(session, "dev").templates_version == 2
+    assert [(e.actor, e.action, e.target) for e in entries] == [
+        (OWNER, "templates.set", "notification/post.txt.j2"),
+        (OWNER, "templates.reset", "notification/post.txt.j2"),
     ]
