@@ -147,6 +147,7 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     # The owner pages: 404 to anyone without the role (owner of the list, or site admin).
     ("/admin", "admin", "admin_index", GET),
     ("/admin/new-list", "admin", "admin_create", GET_POST),
+    ("/admin/bans", "admin", "admin_site_bans", GET_POST),
     ("/admin/lists/{list}", "admin", "admin_list", GET_POST),
     ("/admin/lists/{list}/members", "admin", "admin_members", GET_POST),
     ("/admin/lists/{list}/held", "admin", "admin_held", GET_POST),

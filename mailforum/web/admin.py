@@ -458,6 +458,42 @@ class OwnerPages:
                 self._audit(session, request, viewer, f"bans.{action}", mlist, done)
         return self._back(request, mlist.name, "bans")
 
+    # --- site-wide bans (site admins) -----------------------------------------------------------
+
+    async def admin_site_bans(self, request: Request) -> Response:
+        if request.method == "GET":
+            return await run_in_threadpool(self._site_bans_page, request)
+        viewer, form = await self._form(request)
+        return await run_in_threadpool(self._site_bans_post, request, viewer, form)
+
+    def _site_bans_page(
+        self, request: Request, status: int = 200, error: str = "", pattern: str = ""
+    ) -> Response:
+        viewer = self._viewer(request)
+        with self.db.read_session() as session:
+            if not roles.is_admin(session, viewer.address):
+                raise HTTPException(404)
+            found = bans.patterns(session, None)
+        return self._page(
+            request, "web/admin_site_bans.html", status, mlist=None, bans=found, error=error, pattern=pattern
+        )
+
+    def _site_bans_post(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
+        action, pattern = form.get("action", ""), form.get("pattern", "")
+        if action not in ("add", "remove"):
+            raise HTTPException(400)
+        with self.db.session() as session:
+            if not roles.is_admin(session, viewer.address):
+                raise HTTPException(404)
+            try:  # the rule `mailforum bans '*' add|remove` uses
+                changed = (bans.add if action == "add" else bans.remove)(session, None, [pattern])
+            except InvalidInput as exc:
+                session.rollback()
+                return self._site_bans_page(request, 422, str(exc), pattern)
+            for done in changed:
+                self._audit(session, request, viewer, f"bans.{action}", None, done, {"site": True})
+        return RedirectResponse(self.ctx.url("admin", "bans"), 303)
+
     # --- the list's own mail templates ------------------------------------------------------
 
     def admin_templates(self, request: Request) -> Response:

@@ -115,6 +115,16 @@ def test_every_owner_route_is_404_without_the_role_and_every_post_needs_csrf(sit
                 want = 403 if allowed else 404  # a forged CSRF token: refused, and nothing changes
                 if got != want:
                     wrong.append(f"POST {path} as {who} with a bad token: {got}, want {want}")
+            for path in ("/admin/bans", "/admin/new-list"):  # site admins' pages
+                got = http.post(
+                    path, data={"csrf": "x", "action": "add", "pattern": "x@example.com"}
+                ).status_code
+                want = 403 if who == "admin" else 404
+                if got != want:
+                    wrong.append(f"POST {path} as {who} with a bad token: {got}, want {want}")
+                got = http.get(path).status_code
+                if got != (200 if who == "admin" else 404):
+                    wrong.append(f"GET {path} as {who}: {got}")
             index, create = http.get("/admin").status_code, http.get("/admin/new-list").status_code
             want_index = 200 if allowed or who == "other owner" else 404  # the index of the lists they run
             want_create = 200 if who == "admin" else 404
@@ -411,3 +421,49 @@ def test_an_owner_edits_resets_and_cannot_break_a_mail_template(site, web) -> No
         (OWNER, "templates.set", "notification/post.txt.j2"),
         (OWNER, "templates.reset", "notification/post.txt.j2"),
     ]
+
+
+def test_a_site_admin_bans_senders_on_every_list(site, web) -> None:
+    """S37/B56: /admin/bans takes the CLI's patterns and refuses what it refuses; audited."""
+    roles_set_up(site)
+    with signed_in(site, web, ADMIN) as http:
+        assert 'href="/admin/bans"' in http.get("/admin").text
+        for pattern, error in (
+            ("^(", "not a regular expression"),
+            ("@-bad-", "not a domain after"),
+            ("no at sign", "give an address, @domain or ^regex"),
+            ("a@b.example\r\nX: y", "bad ban pattern"),
+            ("", "bad ban pattern"),
+        ):
+            bad = post(http, "/admin/bans", action="add", pattern=pattern)
+            assert bad.status_code == 422 and error in bad.text, (pattern, bad.text[:300])
+        for pattern in ("@Spam.Example", "^.*@junk\\.example$", "pest@example.net"):
+            r = post(http, "/admin/bans", action="add", pattern=pattern)
+            assert r.status_code == 303 and r.headers["location"] == "/admin/bans"
+        page = http.get("/admin/bans").text
+        assert "@spam.example" in page and "pest@example.net" in page
+        assert post(http, "/admin/bans", action="remove", pattern="pest@example.net").status_code == 303
+        assert post(http, "/admin/bans", action="wipe", pattern="x@example.net").status_code == 400
+    with signed_in(site, web, OWNER) as http:
+        assert http.get("/admin/bans").status_code == 404
+        assert (
+            "@spam.example" in http.get("/admin/lists/dev/bans").text
+        )  # shown to owners, not theirs to lift
+    with site.db.read_session() as session:
+        assert bans_of(session) == ["@spam.example", "^.*@junk\\.example$"]
+        dev = lists.get_list(session, "dev")
+        from mailforum.core import bans
+
+        assert bans.banned(session, dev, "x@mail.spam.example") == "@spam.example"
+        assert bans.banned(session, dev, "y@junk.example") == "^.*@junk\\.example$"
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.action, e.target, e.list_id) for e in entries] == [
+        (ADMIN, "bans.add", "@spam.example", None),
+        (ADMIN, "bans.add", "^.*@junk\\.example$", None),
+        (ADMIN, "bans.add", "pest@example.net", None),
+        (ADMIN, "bans.remove", "pest@example.net", None),
+    ]
+
+
+def bans_of(session) -> list[str]:
+    return list(session.scalars(select(Ban.pattern).where(Ban.list_id.is_(None)).order_by(Ban.id)))
