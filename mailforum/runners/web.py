@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import sqlalchemy.exc
 import uvicorn
@@ -49,6 +52,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailforum.config import Config
+from mailforum.core import audit
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.web import api
@@ -255,6 +259,34 @@ class ErrorPages:
         return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="expired")
 
 
+# Endpoint groups where members change their own membership (join, watch, mute, leave,
+# their settings): such a change is written to the audit log as theirs (core/audit.py).
+MEMBER_GROUPS = frozenset({"forms", "prefs"})
+
+
+def _as_member(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    """``endpoint`` inside ``audit.member_on_web`` with the client's address."""
+
+    def origin(request: Request) -> str:
+        return request.client.host if request.client else "web"
+
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def run_async(request: Request) -> Any:
+            with audit.member_on_web(origin(request)):
+                return await endpoint(request)
+
+        return run_async
+
+    @functools.wraps(endpoint)
+    def run(request: Request) -> Any:
+        with audit.member_on_web(origin(request)):
+            return endpoint(request)
+
+    return run
+
+
 def create_app(
     db: Database,
     config: Config,
@@ -276,7 +308,14 @@ def create_app(
         "prefs": PreferencePages(ctx),
     }
     routes = [
-        Route(path, getattr(groups[group], name), methods=list(methods), name=name)
+        Route(
+            path,
+            _as_member(getattr(groups[group], name))
+            if group in MEMBER_GROUPS
+            else getattr(groups[group], name),
+            methods=list(methods),
+            name=name,
+        )
         for path, group, name, methods in ROUTES
     ]
     limiter = ctx.rate_limiter("api", config.api.rate_limit, config.api.rate_window)

@@ -467,3 +467,55 @@ def test_a_site_admin_bans_senders_on_every_list(site, web) -> None:
 
 def bans_of(session) -> list[str]:
     return list(session.scalars(select(Ban.pattern).where(Ban.list_id.is_(None)).order_by(Ban.id)))
+
+
+def form_csrf(page: httpx.Response, action: str) -> str:
+    """The CSRF token of the (first) form on ``page`` posting to ``action``."""
+    start = page.text.index(f'action="{action}"')
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text[start:])
+    assert found, page.text[start : start + 300]
+    return html.unescape(found.group(1))
+
+
+def test_a_members_own_changes_on_the_web_are_in_the_owners_audit_log(site, web) -> None:
+    """Join, watch, mute, preferences and leave on the web are audited as the member's, from
+    the client's address; the same changes by mail are not (they were never)."""
+    from tests.web.kit import seed
+
+    roles_set_up(site)
+    seed(site.config, site.db, [message("A topic", "<audit-t@example.com>")])
+    with site.db.read_session() as session:
+        topic = session.scalars(select(Post.topic_id)).one()
+    joiner = "joiner@example.com"
+    with signed_in(site, web, joiner) as http:
+        join = "/lists/dev/join"
+        assert http.post(join, data={"csrf": form_csrf(http.get(join), join)}).status_code == 303
+        page = f"/lists/dev/topics/{topic}"
+        for kind in ("watch", "mute"):
+            action = f"{page}/{kind}"
+            assert http.post(action, data={"csrf": form_csrf(http.get(page), action)}).status_code == 303
+        prefs = "/lists/dev/preferences"
+        fields = {"mode": "digest", "digest": "weekly", "digest_hour": "8", "timezone": "Asia/Tokyo"}
+        saved = http.post(prefs, data={"csrf": form_csrf(http.get(prefs), prefs), **fields})
+        assert saved.status_code == 303
+        again = http.post(prefs, data={"csrf": form_csrf(http.get(prefs), prefs), **fields})
+        assert again.status_code == 303  # nothing changed: no entry
+        leave = f"{prefs}/leave"
+        assert http.post(leave, data={"csrf": form_csrf(http.get(prefs), leave)}).status_code == 200
+    with site.db.read_session() as session:
+        dev = lists.get_list(session, "dev")
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.origin, e.action, e.list_id) for e in entries] == [
+        (joiner, "127.0.0.1", action, dev.id)
+        for action in ("member.join", "member.watch", "member.mute", "member.preferences", "member.leave")
+    ]
+    assert entries[3].detail == {
+        "mode": "digest",
+        "digest": "weekly",
+        "digest_hour": 8,
+        "digest_timezone": "Asia/Tokyo",
+    }
+    with signed_in(site, web, OWNER) as http:
+        shown = http.get("/admin/lists/dev/audit").text
+    for action in ("member.join", "member.watch", "member.mute", "member.preferences", "member.leave"):
+        assert f"<td>{action}</td>" in shown
