@@ -1554,25 +1554,30 @@ def digest_schedule(
     state: State, list_name: str, hour: int | None, zone: str | None, use_default: bool
 ) -> None:
     """Set when LIST's digests go out (a running `serve` picks it up within the hour)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from mailforum.core import lists
+    from mailforum.core import audit, lists
+    from mailforum.core.digest_schedule import check_zone, set_list_digest
 
     if zone is not None:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidInput(f"unknown time zone {zone!r} (use an IANA name like Europe/Berlin)") from None
+        check_zone(zone)
     if hour is None and zone is None and not use_default:
         raise InvalidInput("nothing to change: give --hour, --timezone or --default")
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
-        if use_default:
-            mlist.digest_hour = mlist.digest_timezone = None
-        if hour is not None:
-            mlist.digest_hour = hour
-        if zone is not None:
-            mlist.digest_timezone = zone
+        changed = set_list_digest(
+            mlist,
+            hour="" if use_default and hour is None else hour,
+            timezone="" if use_default and zone is None else zone,
+        )
+        if changed:
+            audit.record(
+                session,
+                actor="cli",
+                origin="cli",
+                action="list.digest",
+                mailing_list=mlist,
+                target=mlist.name,
+                detail=changed,
+            )
         cfg = state.config.digest
         shown_hour = cfg.hour if mlist.digest_hour is None else mlist.digest_hour
         click.echo(f"{mlist.name}: digests at {shown_hour:02d}:00 {mlist.digest_timezone or cfg.timezone}")
@@ -1605,19 +1610,101 @@ def digest_format(state: State, list_name: str, value: str | None) -> None:
     It applies to every member of LIST from the next digest on (a running `serve`
     needs no restart).
     """
-    from mailforum.core import lists
+    from mailforum.core import audit, lists
+    from mailforum.core.digest_schedule import check_format, set_list_digest
 
-    chosen = None
     if value is not None:
-        chosen = value.strip().lower()
-        if chosen not in _FORMATS:
-            raise InvalidInput(f"unknown digest format {value!r} (use mime or standard)")
+        check_format(value)
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
-        if chosen is not None:
-            mlist.digest_format = chosen
+        changed = set_list_digest(mlist, digest_format=value)
+        if changed:
+            audit.record(
+                session,
+                actor="cli",
+                origin="cli",
+                action="list.digest",
+                mailing_list=mlist,
+                target=mlist.name,
+                detail=changed,
+            )
         shown = mlist.digest_format
         click.echo(f"{mlist.name}: digest format {shown} ({_FORMATS.get(shown, 'unknown')})")
+
+
+@lists_group.command("templates")
+@click.argument("list_name", metavar="LIST")
+@click.argument("action", type=click.Choice(["list", "show", "set", "reset"]), default="list")
+@click.argument("name", required=False, metavar="[NAME]")
+@click.argument("file", required=False, type=click.File("rb"), metavar="[FILE]")
+@pass_state
+def lists_templates(state: State, list_name: str, action: str, name: str | None, file: Any) -> None:
+    """LIST's own mail templates: list them, show NAME (the list's or the built-in one), set
+    NAME from FILE ('-' for standard input), or reset NAME to the built-in one.
+
+    The names are those of templates/ for mail (notification/, digest/, command/,
+    _partials/). A template runs in Jinja2's sandbox; one that does not compile is
+    refused with its line; one that fails when a mail is rendered is logged and the
+    built-in one is used. The owner pages edit the same templates."""
+    from mailforum.core import audit, list_templates, lists
+
+    if action != "list" and not name:
+        raise InvalidInput(f"give the template's NAME to {action}")
+    if action == "set" and file is None:
+        raise InvalidInput("give the FILE to read the template from ('-' for standard input)")
+    source = None
+    if action == "set":
+        data = file.read(MAX_TEMPLATE_READ)
+        if len(data) >= MAX_TEMPLATE_READ:
+            raise InvalidInput(
+                f"{file.name}: over {MAX_TEMPLATE_READ - 1} bytes, the most a template may have"
+            )
+        try:
+            source = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{file.name}: not UTF-8 text") from None
+    with state.db().session() as session:
+        mlist = lists.get_list(session, list_name)
+        if action == "list":
+            for item in list_templates.templates(session, mlist):
+                own = f"own (by {item.updated_by or 'cli'})" if item.source is not None else "built-in"
+                click.echo(f"{item.name}  {own}")
+        elif action == "show":
+            assert name is not None
+            text = list_templates.stored(session, mlist, name)
+            click.echo(list_templates.builtin_source(name) if text is None else text, nl=False)
+        elif action == "set":
+            assert name is not None and source is not None
+            changed = list_templates.set_template(session, mlist, name, source, "cli")
+            if changed:
+                audit.record(
+                    session,
+                    actor="cli",
+                    origin="cli",
+                    action="templates.set",
+                    mailing_list=mlist,
+                    target=name,
+                    detail={"bytes": len(source.encode())},
+                )
+            click.echo(f"{mlist.name}: {name} {'set' if changed else 'unchanged'}")
+        else:
+            assert name is not None
+            done = list_templates.reset_template(session, mlist, name)
+            if done:
+                audit.record(
+                    session,
+                    actor="cli",
+                    origin="cli",
+                    action="templates.reset",
+                    mailing_list=mlist,
+                    target=name,
+                )
+            click.echo(
+                f"{mlist.name}: {name} {'reset to the built-in one' if done else 'was the built-in one'}"
+            )
+
+
+MAX_TEMPLATE_READ = 64 * 1024 + 1  # one byte over render.MAX_SOURCE, so the check can name the size
 
 
 # --- tags and moderators' tools ------------------------------------------------

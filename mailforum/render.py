@@ -11,6 +11,14 @@ lines. The two kinds of template differ only where they must:
   ``templates/<name>`` (then ``<folder>/<name>`` for a site-wide override). Only
   ``.html.j2`` (and ``.html``) templates autoescape; text templates are mail bodies,
   where escaping would show as ``&amp;``. A trailing newline is kept.
+- **Stored per list** (``lists templates``, the owner pages): an owner's version of a
+  mail template, kept in ``list_templates`` (core/list_templates.py). Owners are not
+  trusted with Python, so a list with stored templates renders in Jinja2's
+  ``ImmutableSandboxedEnvironment``, its stored templates first, then the files above.
+  Compiled templates are kept per (list, ``lists.templates_version``): a change bumps
+  the version and the next render reads the list's templates again. A stored template
+  that fails when rendered (an unknown variable, a sandbox refusal) is logged and the
+  built-in one is rendered instead: a post is never stuck on an owner's mistake.
 - **Web** (``WebTemplates``): ``templates/web/``, no overrides. Every template
   autoescapes (``.html`` pages and the ``.atom`` feed); the caller passes the filters
   its pages use and a ``finalize`` applied to every printed value.
@@ -18,11 +26,23 @@ lines. The two kinds of template differ only where they must:
 
 from __future__ import annotations
 
+import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
+import jinja2.sandbox
+from sqlalchemy import select
+from sqlalchemy.orm import object_session
+
+from mailforum.db.models import ListTemplate, MailingList
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Template = jinja2.Template  # for callers that read a template's blocks (core/answers.py)
 
 
 def _builtin_templates() -> Path:
@@ -53,27 +73,115 @@ def _autoescape(name: str | None) -> bool:
     return bool(name) and str(name).endswith((".html.j2", ".html"))
 
 
+# The mail templates a list may store its own version of: those under these folders of
+# templates/ (a post's notification, digests, answers to commands and notices, and the
+# footer they include); never the web pages or the site's sign-in mail.
+MAIL_FOLDERS = ("notification", "digest", "command", "_partials")
+MAX_SOURCE = 64 * 1024  # bytes of one stored template
+STORED_LISTS = 256  # lists whose compiled stored templates are kept
+
+
+def mail_templates(builtin: Path = BUILTIN) -> tuple[str, ...]:
+    """The names a list may override, as ``folder/file`` (sorted)."""
+    return tuple(
+        sorted(
+            f"{folder}/{path.name}"
+            for folder in MAIL_FOLDERS
+            for path in (builtin / folder).glob("*.j2")
+            if path.is_file()
+        )
+    )
+
+
+def sandbox(loader: jinja2.BaseLoader) -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+    """The environment owners' templates run in: the project's rules, inside Jinja2's
+    immutable sandbox (no attributes starting with ``_``, no mutating calls)."""
+    return jinja2.sandbox.ImmutableSandboxedEnvironment(
+        loader=loader,
+        undefined=jinja2.StrictUndefined,
+        autoescape=_autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
 class Renderer:
-    """Renders named mail templates for a list, with the list's overrides first."""
+    """Renders named mail templates for a list: its stored templates (sandboxed), then the
+    override folder's, then the built-in ones."""
 
     def __init__(self, override_dir: str | Path | None = None, builtin: Path = BUILTIN) -> None:
         self._override = Path(override_dir) if override_dir else None
         self._builtin = builtin
         self._envs: dict[str, jinja2.Environment] = {}
+        # list id -> (templates_version, sandboxed environment or None when it stores none)
+        self._stored: OrderedDict[int, tuple[int, jinja2.Environment | None]] = OrderedDict()
+
+    def _search(self, list_name: str) -> list[Path]:
+        search: list[Path] = []
+        if self._override is not None:
+            search += [self._override / list_name, self._override]
+        search.append(self._builtin)
+        return search
 
     def environment(self, list_name: str) -> jinja2.Environment:
+        """The files' environment (override folder, then built-in) of one list."""
         env = self._envs.get(list_name)
         if env is None:
-            search: list[Path] = []
-            if self._override is not None:
-                search += [self._override / list_name, self._override]
-            search.append(self._builtin)
-            env = environment(search, _autoescape, keep_trailing_newline=True)
+            env = environment(self._search(list_name), _autoescape, keep_trailing_newline=True)
             self._envs[list_name] = env
         return env
 
-    def render(self, list_name: str, template: str, context: dict[str, Any]) -> str:
-        return self.environment(list_name).get_template(template).render(context)
+    def stored_environment(self, mlist: MailingList) -> jinja2.Environment | None:
+        """The sandbox over the list's stored templates (then its files), None when it stores
+        none. Read from the database through ``mlist``'s session when its
+        ``templates_version`` is not the one compiled."""
+        version = mlist.templates_version or 0
+        if version == 0:
+            return None  # never stored one: no query
+        cached = self._stored.get(mlist.id)
+        if cached is not None and cached[0] == version:
+            self._stored.move_to_end(mlist.id)
+            return cached[1]
+        session = object_session(mlist)
+        if session is None:
+            log.warning(
+                "list %s: its stored templates cannot be read (no session); built-in ones used", mlist.name
+            )
+            return None
+        rows = session.execute(
+            select(ListTemplate.name, ListTemplate.source).where(ListTemplate.list_id == mlist.id)
+        ).all()
+        env: jinja2.Environment | None = None
+        if rows:
+            files = jinja2.FileSystemLoader([str(p) for p in self._search(mlist.name)])
+            env = sandbox(jinja2.ChoiceLoader([jinja2.DictLoader(dict(rows)), files]))
+        self._stored[mlist.id] = (version, env)
+        while len(self._stored) > STORED_LISTS:
+            self._stored.popitem(last=False)
+        return env
+
+    def use(self, mlist: MailingList | str, template: str, work: Callable[[jinja2.Template], T]) -> T:
+        """``work(template)`` with the list's own version of ``template`` (and of what it
+        includes), falling back to the files' version when the stored one fails."""
+        name = mlist if isinstance(mlist, str) else mlist.name
+        stored = None if isinstance(mlist, str) else self.stored_environment(mlist)
+        if stored is not None:
+            try:
+                return work(stored.get_template(template))
+            except Exception as exc:  # an owner's template: anything may fail, nothing may stick
+                log.warning(
+                    "list %s: its stored template %s failed (%s: %s); the built-in one is used",
+                    name,
+                    template,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
+        return work(self.environment(name).get_template(template))
+
+    def render(self, mlist: MailingList | str, template: str, context: Mapping[str, Any]) -> str:
+        """Render ``template`` for a list (a MailingList: with its stored templates)."""
+        return self.use(mlist, template, lambda t: t.render(context))
 
 
 class WebTemplates:

@@ -43,7 +43,7 @@ from mailforum.db.models import MailingList, OutboxEntry, OutboxKind
 from mailforum.db.payloads import NoticePayload
 from mailforum.mail.compose import clean
 from mailforum.mail.parse import ParsedMessage
-from mailforum.render import Renderer
+from mailforum.render import Renderer, Template
 
 log = logging.getLogger(__name__)
 
@@ -192,16 +192,21 @@ class Rendered:
 
 def render(config: Config, mlist: MailingList, template: str, context: Mapping[str, Any]) -> Rendered:
     """Text and HTML of ``template`` for ``mlist``; the subject from the text's ``subject`` block."""
-    env = renderer(config).environment(mlist.name)
     values = {**base_context(config, mlist), **context}
-    text_template = env.get_template(f"{template}.txt.j2")
-    block = text_template.blocks.get("subject")
-    subject = "".join(block(text_template.new_context(values))) if block else str(values.get("subject", ""))
-    return Rendered(
-        " ".join(subject.split()),
-        text_template.render(values),
-        env.get_template(f"{template}.html.j2").render(values),
-    )
+
+    def text_and_subject(text_template: Template) -> tuple[str, str]:
+        block = text_template.blocks.get("subject")
+        subject = (
+            "".join(block(text_template.new_context(values))) if block else str(values.get("subject", ""))
+        )
+        return subject, text_template.render(values)
+
+    # The list's own templates where it stores some (render.py: sandboxed, the built-in
+    # one if they fail). The subject is one line whatever a template prints (no CR/LF
+    # reaches a header).
+    found = renderer(config)
+    subject, text = found.use(mlist, f"{template}.txt.j2", text_and_subject)
+    return Rendered(" ".join(subject.split()), text, found.render(mlist, f"{template}.html.j2", values))
 
 
 def base_context(config: Config, mlist: MailingList) -> dict[str, Any]:

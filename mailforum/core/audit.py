@@ -4,12 +4,20 @@ A row is added in the caller's transaction, so the change and its record commit 
 roll back together. Text from outside (a target address, a reason) is kept to one
 line and capped: the log is shown on pages and in the CLI, and must not be a way to
 forge lines there.
+
+A member's own changes on the web (joining, watching or muting a topic, leaving, their
+delivery settings) are written too, as theirs: the web marks such a request with
+``member_on_web`` (runners/web.py, around the members' endpoints) and the core functions
+that make those changes call ``member_action``, which writes only inside such a request.
+The same functions called by mail commands or the CLI write nothing, as before.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -45,8 +53,10 @@ def record(
     mailing_list: MailingList | None = None,
     target: str = "",
     detail: Mapping[str, object] | None = None,
+    list_id: int | None = None,
 ) -> AuditEntry:
-    """Add one entry for a change made in this transaction."""
+    """Add one entry for a change made in this transaction (of ``mailing_list``, or of the
+    list ``list_id`` when the caller has only its id)."""
     extra = dict(_clean(dict(detail or {})))  # type: ignore[call-overload]
     if mailing_list is not None:
         extra.setdefault("list", mailing_list.name)
@@ -55,7 +65,7 @@ def record(
         actor=_one_line(actor, _CAPS["actor"]),
         origin=_one_line(origin, _CAPS["origin"]),
         action=_one_line(action, _CAPS["action"]),
-        list_id=mailing_list.id if mailing_list is not None else None,
+        list_id=mailing_list.id if mailing_list is not None else list_id,
         target=_one_line(target, _CAPS["target"]),
         detail=extra,
     )
@@ -77,3 +87,33 @@ def entries(
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     return list(session.scalars(query))
+
+
+_MEMBER_ON_WEB: ContextVar[str | None] = ContextVar("mailforum_member_on_web", default=None)
+
+
+@contextmanager
+def member_on_web(origin: str) -> Iterator[None]:
+    """Within: changes a member makes to their own membership are audited, from ``origin``."""
+    token = _MEMBER_ON_WEB.set(origin or "web")
+    try:
+        yield
+    finally:
+        _MEMBER_ON_WEB.reset(token)
+
+
+def member_action(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    list_id: int,
+    target: str = "",
+    detail: Mapping[str, object] | None = None,
+) -> None:
+    """One entry for a member's own change, when it is made on the web (``member_on_web``)."""
+    origin = _MEMBER_ON_WEB.get()
+    if origin is not None:
+        record(
+            session, actor=actor, origin=origin, action=action, target=target, detail=detail, list_id=list_id
+        )

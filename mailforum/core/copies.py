@@ -94,8 +94,8 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
             ),
         },
     }
-    text = renderer.render(mlist.name, "notification/post.txt.j2", context)
-    html = renderer.render(mlist.name, "notification/post.html.j2", context)
+    text = renderer.render(mlist, "notification/post.txt.j2", context)
+    html = renderer.render(mlist, "notification/post.html.j2", context)
     sent_to = addressees(post.raw) if post.raw else Addressees((), ())
     view = PostView(
         message_id=post.message_id,

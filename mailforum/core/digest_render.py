@@ -135,8 +135,8 @@ def render_digest(
     """Render one list's digest for one period once; reply addresses are markers (mail/digest.py)."""
     subject, context = _digest_context(config, mlist, identity(config, mlist), topics, frequency, day)
     name = "weekly" if frequency == WEEKLY else "daily"
-    text = renderer.render(mlist.name, f"digest/{name}.txt.j2", context)
-    html = renderer.render(mlist.name, f"digest/{name}.html.j2", context)
+    text = renderer.render(mlist, f"digest/{name}.txt.j2", context)
+    html = renderer.render(mlist, f"digest/{name}.html.j2", context)
     ids = tuple(p.id for t in topics for p in t.posts)
     return RenderedDigest(subject, text, html, ids)
 
@@ -174,7 +174,7 @@ def embedded_post(
         topic_id=post.topic_id,
         ancestors=post.ancestors,
     )
-    text = renderer.render(mlist.name, "digest/mime_post.txt.j2", context)
+    text = renderer.render(mlist, "digest/mime_post.txt.j2", context)
     try:
         return digest_mail.embed(ident, digest_mail.EmbeddedPost(post.id, view, text))
     except (ValueError, TypeError, LookupError) as exc:
@@ -213,8 +213,8 @@ def mime_digest(
     if not kept:
         return None
     subject, context = _digest_context(config, mlist, ident, tuple(kept), frequency, day)
-    contents = renderer.render(mlist.name, "digest/mime_contents.txt.j2", context)
-    footer = renderer.render(mlist.name, "digest/mime_footer.txt.j2", context)
+    contents = renderer.render(mlist, "digest/mime_contents.txt.j2", context)
+    footer = renderer.render(mlist, "digest/mime_footer.txt.j2", context)
     embedded = [parts[p.id] for t in kept for p in t.posts]
     return digest_mail.build_mime(ident, subject, contents, footer, [e for e in embedded if e], now)
 

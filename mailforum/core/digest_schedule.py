@@ -19,7 +19,7 @@ import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,9 +35,10 @@ from mailforum.core.digest_enqueue import (
     enqueue_batch,
     starts,
 )
+from mailforum.db.enums import DigestFormat
 from mailforum.db.models import MailingList
 from mailforum.db.queries import list_named
-from mailforum.errors import MailforumError
+from mailforum.errors import InvalidInput, MailforumError
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,69 @@ class Sessions(Protocol):
     """What a run needs of ``db.session.Database``: a fresh transaction per batch."""
 
     def session(self) -> AbstractContextManager[Session]: ...
+
+
+# ---------------------------------------------------------------------------
+# A list's digest settings: one rule for the CLI (`digest schedule`, `digest format`)
+# and the owner's settings page.
+
+MAX_ZONE = 64  # lists.digest_timezone is a String(64)
+
+
+def check_zone(text: str) -> str:
+    """An IANA time-zone name as stored; ``InvalidInput`` saying why not."""
+    name = text.strip()
+    bad = not name or len(name) > MAX_ZONE or any(ord(c) < 33 or c == "\x7f" for c in name)
+    if not bad:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            bad = True
+    if bad:
+        raise InvalidInput(f"unknown time zone {text[:80]!r} (use an IANA name like Europe/Berlin)")
+    return name
+
+
+def check_hour(text: str | int) -> int:
+    """An hour of the day, 0-23; ``InvalidInput`` otherwise."""
+    value = text.strip() if isinstance(text, str) else str(text)
+    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 23:
+        raise InvalidInput(f"bad digest hour {str(text)[:20]!r}: give a whole hour from 0 to 23")
+    return int(value)
+
+
+def check_format(text: str) -> str:
+    """``standard`` or ``mime``; ``InvalidInput`` otherwise."""
+    try:
+        return DigestFormat(text.strip().lower()).value
+    except ValueError:
+        raise InvalidInput(f"unknown digest format {text[:40]!r} (use mime or standard)") from None
+
+
+def set_list_digest(
+    mlist: MailingList,
+    *,
+    hour: str | int | None = None,
+    timezone: str | None = None,
+    digest_format: str | None = None,
+) -> dict[str, object]:
+    """Check and apply a list's digest hour, time zone and format, all or nothing.
+
+    None leaves a setting as it is; an empty hour or zone goes back to the site's
+    [digest] default. Returns what changed, for the audit log. A running scheduler
+    picks a new hour up within the hour, a new format applies from the next digest.
+    """
+    wanted: dict[str, object] = {}
+    if hour is not None:
+        wanted["digest_hour"] = None if hour == "" else check_hour(hour)
+    if timezone is not None:
+        wanted["digest_timezone"] = check_zone(timezone) if timezone.strip() else None
+    if digest_format is not None:
+        wanted["digest_format"] = check_format(digest_format)
+    changed = {k: v for k, v in wanted.items() if getattr(mlist, k) != v}
+    for key, value in changed.items():
+        setattr(mlist, key, value)
+    return changed
 
 
 # ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, available_timezones
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import digest_enqueue, digest_schedule
+from mailforum.core import audit, digest_enqueue, digest_schedule
 from mailforum.core.digest_content import FREQUENCIES
 from mailforum.core.subscriptions import set_topic
 from mailforum.db import queries
@@ -78,6 +78,7 @@ def parse(mode: str, digest: str, hour: str, timezone: str) -> Settings:
 
 def apply(session: Session, member: Member, wanted: Settings) -> None:
     """Change the member's settings as the mail commands would (see the module's docstring)."""
+    before = _shown(member)
     starts_digests = wanted.mode == DeliveryMode.DIGEST.value or (
         wanted.digest != "off" and wanted.mode != DeliveryMode.NONE.value
     )
@@ -97,6 +98,27 @@ def apply(session: Session, member: Member, wanted: Settings) -> None:
         member.digest_last_day = member.digest_last_week = None
     if wanted.timezone is not None:
         ZoneInfo(wanted.timezone)  # checked by parse; a stale name would fail the scheduler
+    after = _shown(member)
+    changed = {k: v for k, v in after.items() if before[k] != v}
+    if changed:
+        audit.member_action(
+            session,
+            actor=member.address,
+            action="member.preferences",
+            list_id=member.list_id,
+            target=member.address,
+            detail=changed,
+        )
+
+
+def _shown(member: Member) -> dict[str, object]:
+    """The settings a member changes on the preferences page, as the audit log shows them."""
+    return {
+        "mode": member.delivery_mode,
+        "digest": member.digest_frequency,
+        "digest_hour": member.digest_hour,
+        "digest_timezone": member.digest_timezone,
+    }
 
 
 def topics(session: Session, member: Member) -> list[TopicSetting]:

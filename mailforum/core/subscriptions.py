@@ -29,7 +29,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import answers, bans, tokens
+from mailforum.core import answers, audit, bans, tokens
 from mailforum.core.lists import Address, add_members, find_member, identity
 from mailforum.db import queries
 from mailforum.db.models import (
@@ -320,6 +320,14 @@ def subscribe(
         answers.answer(
             session, config, mlist, who.address, "command/welcome", context, now, in_reply_to=in_reply_to
         )
+    audit.member_action(
+        session,
+        actor=who.address,
+        action="member.join",
+        list_id=mlist.id,
+        target=who.address,
+        detail={"mode": mode.value},
+    )
     log.info("subscribed an address to %s", mlist.name)
     return Outcome(
         Status.DONE, ConfirmAction.SUBSCRIBE.value, mlist.name, who.address, list_title=mlist.display_title
@@ -353,6 +361,7 @@ def unsubscribe(
         answers.answer(
             session, config, mlist, address, "command/goodbye", context, now, in_reply_to=in_reply_to
         )
+    audit.member_action(session, actor=address, action="member.leave", list_id=mlist.id, target=address)
     log.info("unsubscribed an address from %s", mlist.name)
     return Outcome(
         Status.DONE, ConfirmAction.UNSUBSCRIBE.value, mlist.name, address, list_title=mlist.display_title
@@ -421,6 +430,15 @@ def set_topic(
             TopicSubscription.member_id == member.id, TopicSubscription.topic_id == topic.id
         )
     ).first()
+    if (existing.kind if existing is not None else None) != (kind.value if kind else None):
+        audit.member_action(
+            session,
+            actor=member.address,
+            action=f"member.{kind.value if kind else 'topic-default'}",
+            list_id=member.list_id,
+            target=str(topic.id),
+            detail={"topic": topic.id, "was": existing.kind if existing is not None else None},
+        )
     if kind is None:
         if existing is not None:
             session.delete(existing)

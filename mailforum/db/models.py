@@ -69,6 +69,9 @@ class MailingList(Base):
     digest_last_day: Mapped[str | None] = mapped_column(String(16), default=None)
     digest_last_week: Mapped[str | None] = mapped_column(String(32), default=None)
     digest_run_mark: Mapped[int | None] = mapped_column(default=None)
+    # Bumped by each change to the list's stored mail templates (ListTemplate), so renderers
+    # know their compiled copies are stale without reading the templates (render.py).
+    templates_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     @property
     def display_title(self) -> str:
@@ -515,3 +518,18 @@ class Ban(Base):
     )
     pattern: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ListTemplate(Base):
+    """A list owner's version of one mail template, edited on the owner pages or with
+    ``lists templates``; rendered in Jinja2's sandbox (render.py, core/list_templates.py)."""
+
+    __tablename__ = "list_templates"
+    __table_args__ = (UniqueConstraint("list_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(320), default="")

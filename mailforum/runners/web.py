@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import sqlalchemy.exc
 import uvicorn
@@ -49,6 +52,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailforum.config import Config
+from mailforum.core import audit
 from mailforum.db.session import Database
 from mailforum.errors import ConfigError
 from mailforum.web import api
@@ -146,11 +150,14 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/unsubscribe/{token}", "links", "unsubscribe", GET_POST),  # RFC 8058 one-click POST
     # The owner pages: 404 to anyone without the role (owner of the list, or site admin).
     ("/admin", "admin", "admin_index", GET),
-    ("/admin/lists/new", "admin", "admin_create", GET_POST),
+    ("/admin/new-list", "admin", "admin_create", GET_POST),
+    ("/admin/bans", "admin", "admin_site_bans", GET_POST),
     ("/admin/lists/{list}", "admin", "admin_list", GET_POST),
     ("/admin/lists/{list}/members", "admin", "admin_members", GET_POST),
     ("/admin/lists/{list}/held", "admin", "admin_held", GET_POST),
     ("/admin/lists/{list}/bans", "admin", "admin_bans", GET_POST),
+    ("/admin/lists/{list}/templates", "admin", "admin_templates", GET),
+    ("/admin/lists/{list}/templates/{template:path}", "admin", "admin_template", GET_POST),
     ("/admin/lists/{list}/problems", "admin", "admin_problems", GET_POST),
     ("/admin/lists/{list}/activity", "admin", "admin_activity", GET),
     ("/admin/lists/{list}/audit", "admin", "admin_audit", GET),
@@ -252,6 +259,34 @@ class ErrorPages:
         return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="expired")
 
 
+# Endpoint groups where members change their own membership (join, watch, mute, leave,
+# their settings): such a change is written to the audit log as theirs (core/audit.py).
+MEMBER_GROUPS = frozenset({"forms", "prefs"})
+
+
+def _as_member(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
+    """``endpoint`` inside ``audit.member_on_web`` with the client's address."""
+
+    def origin(request: Request) -> str:
+        return request.client.host if request.client else "web"
+
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def run_async(request: Request) -> Any:
+            with audit.member_on_web(origin(request)):
+                return await endpoint(request)
+
+        return run_async
+
+    @functools.wraps(endpoint)
+    def run(request: Request) -> Any:
+        with audit.member_on_web(origin(request)):
+            return endpoint(request)
+
+    return run
+
+
 def create_app(
     db: Database,
     config: Config,
@@ -273,7 +308,14 @@ def create_app(
         "prefs": PreferencePages(ctx),
     }
     routes = [
-        Route(path, getattr(groups[group], name), methods=list(methods), name=name)
+        Route(
+            path,
+            _as_member(getattr(groups[group], name))
+            if group in MEMBER_GROUPS
+            else getattr(groups[group], name),
+            methods=list(methods),
+            name=name,
+        )
         for path, group, name, methods in ROUTES
     ]
     limiter = ctx.rate_limiter("api", config.api.rate_limit, config.api.rate_window)

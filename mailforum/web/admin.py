@@ -24,11 +24,22 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailforum.core import audit, bans, bounces, commands, lists, moderation, roles
+from mailforum.core import (
+    audit,
+    bans,
+    bounces,
+    commands,
+    digest_schedule,
+    list_templates,
+    lists,
+    moderation,
+    roles,
+)
 from mailforum.db import admin_queries, outbox, queries, spool
 from mailforum.db.enums import DeliveryMode, DigestFormat, PostingPolicy, Visibility
 from mailforum.db.models import MailingList, utcnow
 from mailforum.errors import InvalidInput
+from mailforum.render import MAX_SOURCE, mail_templates
 from mailforum.web import charts
 from mailforum.web.auth import CsrfFailed, Viewer
 from mailforum.web.context import WebContext, int_param
@@ -191,9 +202,17 @@ class OwnerPages:
         viewer, form = await self._form(request)
         return await run_in_threadpool(self._settings, request, viewer, form)
 
-    def _settings_page(self, request: Request, status: int = 200, error: str = "") -> Response:
+    def _settings_page(
+        self, request: Request, status: int = 200, error: str = "", form: dict[str, str] | None = None
+    ) -> Response:
         viewer = self._viewer(request)
         with self.db.read_session() as session:
+            if request.path_params["list"].lower() == "new" and queries.list_named(session, "new") is None:
+                # The create page's old address: a site admin is sent to its new one; anyone
+                # else gets the 404 they get for every list they do not run.
+                if roles.is_admin(session, viewer.address):
+                    return RedirectResponse(self.ctx.url("admin", "new-list"), 303)
+                raise HTTPException(404)
             mlist = self._list(session, request, viewer)
             stats = lists.list_stats(session, mlist)
             owners = roles.owners(session, mlist)
@@ -209,6 +228,8 @@ class OwnerPages:
             policies=[p.value for p in PostingPolicy],
             visibilities=[v.value for v in Visibility],
             formats=[f.value for f in DigestFormat],
+            site_digest=self.config.digest,
+            form=form or {},
         )
 
     def _settings(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
@@ -222,7 +243,6 @@ class OwnerPages:
                 "unverified_action": {"hold": "hold", "confirm": "confirm"}[
                     form.get("unverified_action", "")
                 ],
-                "digest_format": DigestFormat(form.get("digest_format", "")).value,
             }
         except (ValueError, KeyError):
             return self._settings_page(request, 400, "a setting has a value this page does not offer")
@@ -233,6 +253,16 @@ class OwnerPages:
             changed = {k: v for k, v in changes.items() if getattr(mlist, k) != v}
             for key, value in changed.items():
                 setattr(mlist, key, value)
+            try:  # the digest's hour, zone and format: the rule `digest schedule` and `digest format` use
+                changed |= digest_schedule.set_list_digest(
+                    mlist,
+                    hour=form.get("digest_hour"),
+                    timezone=form.get("digest_timezone"),
+                    digest_format=form.get("digest_format"),
+                )
+            except InvalidInput as exc:
+                session.rollback()
+                return self._settings_page(request, 422, str(exc), form)
             if changed:
                 self._audit(session, request, viewer, "list.settings", mlist, mlist.name, changed)
         return self._back(request, mlist.name, saved="yes")
@@ -427,6 +457,110 @@ class OwnerPages:
             for done in changed:
                 self._audit(session, request, viewer, f"bans.{action}", mlist, done)
         return self._back(request, mlist.name, "bans")
+
+    # --- site-wide bans (site admins) -----------------------------------------------------------
+
+    async def admin_site_bans(self, request: Request) -> Response:
+        if request.method == "GET":
+            return await run_in_threadpool(self._site_bans_page, request)
+        viewer, form = await self._form(request)
+        return await run_in_threadpool(self._site_bans_post, request, viewer, form)
+
+    def _site_bans_page(
+        self, request: Request, status: int = 200, error: str = "", pattern: str = ""
+    ) -> Response:
+        viewer = self._viewer(request)
+        with self.db.read_session() as session:
+            if not roles.is_admin(session, viewer.address):
+                raise HTTPException(404)
+            found = bans.patterns(session, None)
+        return self._page(
+            request, "web/admin_site_bans.html", status, mlist=None, bans=found, error=error, pattern=pattern
+        )
+
+    def _site_bans_post(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
+        action, pattern = form.get("action", ""), form.get("pattern", "")
+        if action not in ("add", "remove"):
+            raise HTTPException(400)
+        with self.db.session() as session:
+            if not roles.is_admin(session, viewer.address):
+                raise HTTPException(404)
+            try:  # the rule `mailforum bans '*' add|remove` uses
+                changed = (bans.add if action == "add" else bans.remove)(session, None, [pattern])
+            except InvalidInput as exc:
+                session.rollback()
+                return self._site_bans_page(request, 422, str(exc), pattern)
+            for done in changed:
+                self._audit(session, request, viewer, f"bans.{action}", None, done, {"site": True})
+        return RedirectResponse(self.ctx.url("admin", "bans"), 303)
+
+    # --- the list's own mail templates ------------------------------------------------------
+
+    def admin_templates(self, request: Request) -> Response:
+        viewer = self._viewer(request)
+        with self.db.read_session() as session:
+            mlist = self._list(session, request, viewer)
+            found = list_templates.templates(session, mlist)
+        return self._page(request, "web/admin_templates.html", mlist=mlist, templates=found)
+
+    async def admin_template(self, request: Request) -> Response:
+        if request.method == "GET":
+            return await run_in_threadpool(self._template_page, request)
+        viewer, form = await self._form(request, big=True)
+        return await run_in_threadpool(self._template_post, request, viewer, form)
+
+    def _template_name(self, request: Request) -> str:
+        name = str(request.path_params["template"])
+        if name not in mail_templates():
+            raise HTTPException(404)
+        return name
+
+    def _template_page(
+        self, request: Request, status: int = 200, error: str = "", source: str | None = None
+    ) -> Response:
+        viewer = self._viewer(request)
+        with self.db.read_session() as session:
+            mlist = self._list(session, request, viewer)
+            name = self._template_name(request)
+            own = list_templates.stored(session, mlist, name)
+        return self._page(
+            request,
+            "web/admin_template.html",
+            status,
+            mlist=mlist,
+            name=name,
+            own=own is not None,
+            source=source
+            if source is not None
+            else own
+            if own is not None
+            else list_templates.builtin_source(name),
+            error=error,
+            saved=request.query_params.get("saved", ""),
+            max_bytes=MAX_SOURCE,
+        )
+
+    def _template_post(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
+        action, source = form.get("action", ""), form.get("source", "")
+        with self.db.session() as session:
+            mlist = self._list(session, request, viewer)
+            name = self._template_name(request)
+            if action == "save":
+                try:
+                    changed = list_templates.set_template(session, mlist, name, source, viewer.address)
+                except InvalidInput as exc:
+                    session.rollback()
+                    return self._template_page(request, 422, str(exc), source)
+                if changed:
+                    detail: dict[str, object] = {"bytes": len(source.encode("utf-8", "replace"))}
+                    self._audit(session, request, viewer, "templates.set", mlist, name, detail)
+            elif action == "reset":
+                changed = list_templates.reset_template(session, mlist, name)
+                if changed:
+                    self._audit(session, request, viewer, "templates.reset", mlist, name)
+            else:
+                raise HTTPException(400)
+        return self._back(request, mlist.name, "templates", *name.split("/"), saved=action)
 
     # --- delivery problems ----------------------------------------------------------------------
 

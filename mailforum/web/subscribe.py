@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailforum.core import subscriptions
+from mailforum.core import audit, subscriptions
 from mailforum.core.lists import Address, add_members, find_member
 from mailforum.db.models import DeliveryMode, MailingList, SubscriptionKind, Topic, utcnow
 from mailforum.web import body
@@ -122,6 +122,14 @@ class SubscribeForms:
                     add_members(session, mlist, [who], DeliveryMode.NONE, now)
                     found = find_member(session, mlist.id, viewer.address)
                     assert found is not None
+                    audit.member_action(
+                        session,
+                        actor=who.address,
+                        action="member.join",
+                        list_id=mlist.id,
+                        target=who.address,
+                        detail={"mode": DeliveryMode.NONE.value, "to watch": topic.id},
+                    )
                 member = found
             setting = SubscriptionKind.WATCH if kind == "watch" else SubscriptionKind.MUTE
             subscriptions.set_topic(session, member, topic, None if undo else setting, now)

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailforum.core import digest_schedule, lists
-from mailforum.db.models import DeliveryMode, MailingList, OutboxEntry, PostingPolicy, utcnow
+from mailforum.db.models import AuditEntry, DeliveryMode, MailingList, OutboxEntry, PostingPolicy, utcnow
 from mailforum.runners.scheduler import DigestScheduler
 from tests.helpers import ServerThread, message, wait_for
 from tests.integration.outbound_helpers import store
@@ -253,6 +253,14 @@ def test_digest_schedule_cli(site):
     assert bad.returncode == 1 and "unknown time zone 'Mars/Olympus'" in bad.stderr
     back = site.cli("digest", "schedule", "dev", "--default")
     assert back.stdout.strip() == "dev: digests at 07:00 UTC"
+    assert site.cli("digest", "format", "dev", "mime").returncode == 0
+    with site.db.read_session() as session:
+        rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.action, e.detail) for e in rows] == [
+        ("cli", "list.digest", {"digest_hour": 6, "digest_timezone": "Europe/Berlin", "list": "dev"}),
+        ("cli", "list.digest", {"digest_hour": None, "digest_timezone": None, "list": "dev"}),
+        ("cli", "list.digest", {"digest_format": "mime", "list": "dev"}),
+    ]
 
 
 def test_a_member_with_their_own_hour_gets_their_digest_at_their_local_hour_once(site):

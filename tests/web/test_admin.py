@@ -84,6 +84,8 @@ PAGES = (
     "/admin/lists/dev/problems",
     "/admin/lists/dev/activity",
     "/admin/lists/dev/audit",
+    "/admin/lists/dev/templates",
+    "/admin/lists/dev/templates/notification/post.txt.j2",
 )
 WHO = {
     "anonymous": None,
@@ -106,19 +108,29 @@ def test_every_owner_route_is_404_without_the_role_and_every_post_needs_csrf(sit
                 got = http.get(path).status_code
                 if got != want:
                     wrong.append(f"GET {path} as {who}: {got}, want {want}")
-            for path in (p for p in PAGES if not p.endswith(("activity", "audit"))):
+            for path in (p for p in PAGES if not p.endswith(("activity", "audit", "templates"))):
                 got = http.post(
                     path, data={"csrf": "x", "action": "add", "addresses": "x@example.com"}
                 ).status_code
                 want = 403 if allowed else 404  # a forged CSRF token: refused, and nothing changes
                 if got != want:
                     wrong.append(f"POST {path} as {who} with a bad token: {got}, want {want}")
-            index, create = http.get("/admin").status_code, http.get("/admin/lists/new").status_code
+            for path in ("/admin/bans", "/admin/new-list"):  # site admins' pages
+                got = http.post(
+                    path, data={"csrf": "x", "action": "add", "pattern": "x@example.com"}
+                ).status_code
+                want = 403 if who == "admin" else 404
+                if got != want:
+                    wrong.append(f"POST {path} as {who} with a bad token: {got}, want {want}")
+                got = http.get(path).status_code
+                if got != (200 if who == "admin" else 404):
+                    wrong.append(f"GET {path} as {who}: {got}")
+            index, create = http.get("/admin").status_code, http.get("/admin/new-list").status_code
             want_index = 200 if allowed or who == "other owner" else 404  # the index of the lists they run
             want_create = 200 if who == "admin" else 404
             if (index, create) != (want_index, want_create):
                 wrong.append(
-                    f"/admin, /admin/lists/new as {who}: {index}, {create}; want {want_index}, {want_create}"
+                    f"/admin, /admin/new-list as {who}: {index}, {create}; want {want_index}, {want_create}"
                 )
     assert wrong == []
     with site.db.read_session() as session:
@@ -227,10 +239,10 @@ def test_a_site_admin_creates_a_list_and_becomes_its_owner(site, web) -> None:
     roles_set_up(site)
     with signed_in(site, web, ADMIN) as http:
         bad = post(
-            http, "/admin/lists/new", name="Bad Name!", title="x", policy="members", visibility="public"
+            http, "/admin/new-list", name="Bad Name!", title="x", policy="members", visibility="public"
         )
         assert bad.status_code == 422 and "bad list name" in bad.text
-        r = post(http, "/admin/lists/new", name="fresh", title="Fresh", policy="open", visibility="public")
+        r = post(http, "/admin/new-list", name="fresh", title="Fresh", policy="open", visibility="public")
         assert r.status_code == 303 and r.headers["location"] == "/admin/lists/fresh"
     with site.db.read_session() as session:
         fresh = lists.get_list(session, "fresh")
@@ -277,3 +289,233 @@ def test_failed_copies_are_retried_and_a_disabled_member_is_enabled_again(site, 
         assert again.delivery_disabled_at is None and again.bounce_score == 0
     with signed_in(site, web, ADMIN) as http:
         assert "Messages whose processing failed" in http.get("/admin/lists/dev/problems").text
+
+
+def test_a_list_named_new_is_reached_at_its_own_page(site, web) -> None:
+    roles_set_up(site)
+    with signed_in(site, web, OWNER) as http:
+        assert http.get("/admin/lists/new").status_code == 404  # not an admin: no redirect, nothing told
+    with signed_in(site, web, ADMIN) as http:
+        old = http.get("/admin/lists/new")
+        assert old.status_code == 303 and old.headers["location"] == "/admin/new-list"
+        assert 'href="/admin/new-list"' in http.get("/admin").text
+        r = post(http, "/admin/new-list", name="new", title="New things", policy="open", visibility="public")
+        assert r.status_code == 303 and r.headers["location"] == "/admin/lists/new"
+        page = http.get("/admin/lists/new")
+        assert page.status_code == 200 and "Running <bdi>New things</bdi>" in page.text
+        assert (
+            post(
+                http,
+                "/admin/lists/new",
+                title="Newer",
+                policy="open",
+                visibility="public",
+                unverified_action="hold",
+                digest_format="standard",
+            ).status_code
+            == 303
+        )
+    with site.db.read_session() as session:
+        assert lists.get_list(session, "new").title == "Newer"
+
+
+def test_the_digest_hour_zone_and_format_are_set_on_the_settings_page(site, web) -> None:
+    """S35/B54: the page takes the CLI's rule (core.digest_schedule.set_list_digest); a bad zone
+    or hour is a 422 naming it, and nothing of that form is saved."""
+    roles_set_up(site)
+    form = {"title": "Dev", "policy": "members", "visibility": "public", "unverified_action": "hold"}
+    with signed_in(site, web, OWNER) as http:
+        page = http.get("/admin/lists/dev").text
+        assert 'name="digest_hour"' in page and "the site's (07:00)" in page
+        r = post(
+            http,
+            "/admin/lists/dev",
+            **form,
+            digest_format="mime",
+            digest_hour="18",
+            digest_timezone="Asia/Tokyo",
+        )
+        assert r.status_code == 303
+        page = http.get("/admin/lists/dev").text
+        assert '<option value="18" selected>' in page and 'value="Asia/Tokyo"' in page
+        for hour, zone, error in (
+            ("3", "Mars/Olympus", "unknown time zone &#39;Mars/Olympus&#39;"),
+            ("3", "../../etc/passwd", "unknown time zone"),
+            ("3", "Europe/Berlin\r\nX: y", "unknown time zone"),
+            ("24", "UTC", "bad digest hour &#39;24&#39;"),
+            ("-1", "UTC", "bad digest hour"),
+        ):
+            bad = post(
+                http,
+                "/admin/lists/dev",
+                **{**form, "title": "Changed"},
+                digest_format="standard",
+                digest_hour=hour,
+                digest_timezone=zone,
+            )
+            assert bad.status_code == 422 and error in bad.text, (hour, zone, bad.text[:300])
+        bad = post(http, "/admin/lists/dev", **form, digest_format="rtf", digest_hour="", digest_timezone="")
+        assert bad.status_code == 422 and "unknown digest format &#39;rtf&#39;" in bad.text
+        assert (
+            post(
+                http, "/admin/lists/dev", **form, digest_format="mime", digest_hour="", digest_timezone=""
+            ).status_code
+            == 303
+        )
+    with site.db.read_session() as session:
+        dev = lists.get_list(session, "dev")
+        assert (dev.title, dev.digest_hour, dev.digest_timezone, dev.digest_format) == (
+            "Dev",
+            None,
+            None,
+            "mime",
+        )
+        details = [e.detail for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+    assert details == [
+        {
+            "title": "Dev",
+            "digest_format": "mime",
+            "digest_hour": 18,
+            "digest_timezone": "Asia/Tokyo",
+            "list": "dev",
+        },
+        {"digest_hour": None, "digest_timezone": None, "list": "dev"},
+    ]
+
+
+def test_an_owner_edits_resets_and_cannot_break_a_mail_template(site, web) -> None:
+    """S36/B55: only the mail templates exist as pages; a template that does not compile is a
+    422 with its line, kept nowhere; saving and resetting are audited."""
+    roles_set_up(site)
+    page = "/admin/lists/dev/templates/notification/post.txt.j2"
+    with signed_in(site, web, OWNER) as http:
+        index = http.get("/admin/lists/dev/templates").text
+        assert f'href="{page}"' in index and "built-in" in index and "web/base.html" not in index
+        for missing in (
+            "web/base.html",
+            "nosuch.txt.j2",
+            "../../../etc/passwd",
+            "notification/..%2f..%2fREADME.md",
+        ):
+            assert http.get(f"/admin/lists/dev/templates/{missing}").status_code == 404, missing
+        shown = http.get(page).text
+        assert "{{ post.text }}" in shown and "Reset to the built-in" not in shown
+        bad = post(http, page, action="save", source="Hi\n{% for x in y %}\nno end")
+        assert bad.status_code == 422 and "does not compile: line 3" in bad.text, bad.text[:400]
+        assert "no end" in bad.text  # the textarea keeps what was typed
+        huge = post(http, page, action="save", source="x" * (64 * 1024 + 1))
+        assert huge.status_code == 422 and "at most 65536 bytes" in huge.text
+        r = post(http, page, action="save", source="<b>Hi</b> {{ post.text }}\r\n")
+        assert r.status_code == 303 and r.headers["location"] == page + "?saved=save"
+        shown = http.get(r.headers["location"]).text
+        assert "Saved." in shown and "&lt;b&gt;Hi&lt;/b&gt; {{ post.text }}" in shown
+        assert "this list's own (by owner@example.com)" in http.get("/admin/lists/dev/templates").text
+        assert post(http, page, action="reset").status_code == 303
+        assert "Reset to the built-in" not in http.get(page).text
+    with signed_in(site, web, OTHER) as http:
+        assert http.get(page).status_code == 404
+    with site.db.read_session() as session:
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+        assert lists.get_list(session, "dev").templates_version == 2
+    assert [(e.actor, e.action, e.target) for e in entries] == [
+        (OWNER, "templates.set", "notification/post.txt.j2"),
+        (OWNER, "templates.reset", "notification/post.txt.j2"),
+    ]
+
+
+def test_a_site_admin_bans_senders_on_every_list(site, web) -> None:
+    """S37/B56: /admin/bans takes the CLI's patterns and refuses what it refuses; audited."""
+    roles_set_up(site)
+    with signed_in(site, web, ADMIN) as http:
+        assert 'href="/admin/bans"' in http.get("/admin").text
+        for pattern, error in (
+            ("^(", "not a regular expression"),
+            ("@-bad-", "not a domain after"),
+            ("no at sign", "give an address, @domain or ^regex"),
+            ("a@b.example\r\nX: y", "bad ban pattern"),
+            ("", "bad ban pattern"),
+        ):
+            bad = post(http, "/admin/bans", action="add", pattern=pattern)
+            assert bad.status_code == 422 and error in bad.text, (pattern, bad.text[:300])
+        for pattern in ("@Spam.Example", "^.*@junk\\.example$", "pest@example.net"):
+            r = post(http, "/admin/bans", action="add", pattern=pattern)
+            assert r.status_code == 303 and r.headers["location"] == "/admin/bans"
+        page = http.get("/admin/bans").text
+        assert "@spam.example" in page and "pest@example.net" in page
+        assert post(http, "/admin/bans", action="remove", pattern="pest@example.net").status_code == 303
+        assert post(http, "/admin/bans", action="wipe", pattern="x@example.net").status_code == 400
+    with signed_in(site, web, OWNER) as http:
+        assert http.get("/admin/bans").status_code == 404
+        assert (
+            "@spam.example" in http.get("/admin/lists/dev/bans").text
+        )  # shown to owners, not theirs to lift
+    with site.db.read_session() as session:
+        assert bans_of(session) == ["@spam.example", "^.*@junk\\.example$"]
+        dev = lists.get_list(session, "dev")
+        from mailforum.core import bans
+
+        assert bans.banned(session, dev, "x@mail.spam.example") == "@spam.example"
+        assert bans.banned(session, dev, "y@junk.example") == "^.*@junk\\.example$"
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.action, e.target, e.list_id) for e in entries] == [
+        (ADMIN, "bans.add", "@spam.example", None),
+        (ADMIN, "bans.add", "^.*@junk\\.example$", None),
+        (ADMIN, "bans.add", "pest@example.net", None),
+        (ADMIN, "bans.remove", "pest@example.net", None),
+    ]
+
+
+def bans_of(session) -> list[str]:
+    return list(session.scalars(select(Ban.pattern).where(Ban.list_id.is_(None)).order_by(Ban.id)))
+
+
+def form_csrf(page: httpx.Response, action: str) -> str:
+    """The CSRF token of the (first) form on ``page`` posting to ``action``."""
+    start = page.text.index(f'action="{action}"')
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text[start:])
+    assert found, page.text[start : start + 300]
+    return html.unescape(found.group(1))
+
+
+def test_a_members_own_changes_on_the_web_are_in_the_owners_audit_log(site, web) -> None:
+    """Join, watch, mute, preferences and leave on the web are audited as the member's, from
+    the client's address; the same changes by mail are not (they were never)."""
+    from tests.web.kit import seed
+
+    roles_set_up(site)
+    seed(site.config, site.db, [message("A topic", "<audit-t@example.com>")])
+    with site.db.read_session() as session:
+        topic = session.scalars(select(Post.topic_id)).one()
+    joiner = "joiner@example.com"
+    with signed_in(site, web, joiner) as http:
+        join = "/lists/dev/join"
+        assert http.post(join, data={"csrf": form_csrf(http.get(join), join)}).status_code == 303
+        page = f"/lists/dev/topics/{topic}"
+        for kind in ("watch", "mute"):
+            action = f"{page}/{kind}"
+            assert http.post(action, data={"csrf": form_csrf(http.get(page), action)}).status_code == 303
+        prefs = "/lists/dev/preferences"
+        fields = {"mode": "digest", "digest": "weekly", "digest_hour": "8", "timezone": "Asia/Tokyo"}
+        saved = http.post(prefs, data={"csrf": form_csrf(http.get(prefs), prefs), **fields})
+        assert saved.status_code == 303
+        again = http.post(prefs, data={"csrf": form_csrf(http.get(prefs), prefs), **fields})
+        assert again.status_code == 303  # nothing changed: no entry
+        leave = f"{prefs}/leave"
+        assert http.post(leave, data={"csrf": form_csrf(http.get(prefs), leave)}).status_code == 200
+    with site.db.read_session() as session:
+        dev = lists.get_list(session, "dev")
+        entries = session.scalars(select(AuditEntry).order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.origin, e.action, e.list_id) for e in entries] == [
+        (joiner, "127.0.0.1", action, dev.id)
+        for action in ("member.join", "member.watch", "member.mute", "member.preferences", "member.leave")
+    ]
+    assert entries[3].detail == {
+        "mode": "digest",
+        "digest": "weekly",
+        "digest_hour": 8,
+        "digest_timezone": "Asia/Tokyo",
+    }
+    with signed_in(site, web, OWNER) as http:
+        shown = http.get("/admin/lists/dev/audit").text
+    for action in ("member.join", "member.watch", "member.mute", "member.preferences", "member.leave"):
+        assert f"<td>{action}</td>" in shown
