@@ -247,10 +247,12 @@ def tag_choices(session: Session, topic_id: int) -> dict[int, str]:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acts (an address, ``cli`` or ``api:NAME``) and from where (client IP, ``cli``, ``mail``)."""
+    """Who acts (an address, ``cli`` or ``api:NAME``) and from where (client IP, ``cli``, ``mail``,
+    ``api``); ``client`` the API caller's address, kept in the entry's detail."""
 
     name: str = "cli"
     origin: str = "cli"
+    client: str = ""
 
 
 def audit(
@@ -268,7 +270,7 @@ def audit(
         action=action,
         mailing_list=mlist,
         target=target,
-        detail=detail,
+        detail={**(detail or {}), "client": actor.client} if actor.client else detail,
     )
 
 
