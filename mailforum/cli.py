@@ -595,6 +595,37 @@ def lists_set(
         click.echo(f"{mlist.name}: visibility {mlist.visibility}, addresses {shown}")
 
 
+@lists_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask: delete at once.")
+@pass_state
+def lists_delete(state: State, name: str, yes: bool) -> None:
+    """Delete the list NAME with its members, archive, tags and pending copies (no undo).
+
+    Prints what goes first and asks (unless --yes). Pending copies of its posts and
+    digests are never sent; the audit log keeps its entries."""
+    from mailforum.core import audit, lists
+
+    with state.db().read_session() as session:
+        counts = lists.deletion_counts(session, lists.get_list(session, name)).as_dict()
+    shown = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items())
+    click.echo(f"{name.strip().lower()}: {shown}")
+    if not yes:
+        click.confirm(f"delete the list {name.strip().lower()} and all of the above?", abort=True)
+    with state.db().session() as session:
+        mlist = lists.get_list(session, name)
+        done = lists.delete_list(session, mlist).as_dict()
+        audit.record(
+            session,
+            actor="cli",
+            origin="cli",
+            action="list.delete",
+            target=mlist.name,
+            detail={"list": mlist.name, **done},
+        )
+    click.echo(f"deleted list {mlist.name}")
+
+
 @lists_group.command("show")
 @click.argument("name")
 @pass_state

@@ -339,6 +339,23 @@ class SiteBansAdded(BaseModel):
     items: list[SiteBanOut] = Field(description="The bans this request added (the others existed).")
 
 
+class ListDeleted(BaseModel):
+    name: str
+    deleted: bool = Field(description="false for ?dry_run=true: the counts of what would go")
+    members: int
+    topics: int
+    posts: int
+    held: int
+    tags: int
+    outbox_pending: int = Field(description="Copies not sent yet: they never will be")
+    outbox_sent: int
+    outbox_failed: int
+    api_tokens: int
+    owners: int
+    moderators: int
+    bans: int
+
+
 class Page(BaseModel, Generic[M]):
     items: list[M]
     next: str | None = Field(description="Give it as ?cursor= for the next page; null on the last.")
@@ -383,6 +400,15 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/lists/{list}", "list_get", "read", "One list, with its counts", answer=ListDetail),
     Operation(
         "PATCH", "/lists/{list}", "list_patch", "admin", "Change a list's settings", ListPatch, ListDetail
+    ),
+    Operation(
+        "DELETE",
+        "/lists/{list}",
+        "list_delete",
+        "admin",
+        "Delete a list and all of it (?dry_run=true: only count what would go)",
+        answer=ListDeleted,
+        site=True,
     ),
     Operation(
         "GET", "/lists/{list}/members", "members_get", "read", "Members", answer=Page[MemberOut], paged=True
@@ -730,6 +756,23 @@ class Api:
                 self._audit(session, call, "list.settings", mlist, mlist.name, changes)
             session.flush()
             return self._detail(session, mlist)
+
+    def list_delete(self, call: Call) -> BaseModel:
+        dry = call.query.get("dry_run", "false").lower()
+        if dry not in ("true", "false", "1", "0"):
+            raise Problem(
+                400, "dry_run is true or false", [EntryError(field="dry_run", error="true or false")]
+            )
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            name = mlist.name
+            if dry in ("true", "1"):
+                counts = lists.deletion_counts(session, mlist).as_dict()
+                return ListDeleted(name=name, deleted=False, **counts)
+            counts = lists.delete_list(session, mlist).as_dict()
+            self._audit(session, call, "list.delete", None, name, {"list": name, **counts})
+        log.info("api: list %s deleted by %s", name, call.principal.actor)
+        return ListDeleted(name=name, deleted=True, **counts)
 
     # --- members -------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from sqlalchemy import select
 
 from mailforum.core import lists, topics
 from mailforum.db.models import AuditEntry, Ban, ListOwner, Post, PostStatus, utcnow
+from tests.helpers import message
+from tests.web.kit import seed
 from tests.web.test_api import auth, fresh_reply, problem, token
 
 
@@ -307,3 +309,32 @@ def test_cr_lf_and_nul_are_refused_in_titles_names_and_reasons(site, web) -> Non
             body_out = problem(http.request(method, url, json=body), 422)
             assert [e["field"] for e in body_out["errors"]] == [field], (url, body_out)
         assert http.get("/api/v1/lists/dev").json()["title"] == ""
+
+
+def test_deleting_a_list_counts_first_then_deletes_and_audits(site, web) -> None:
+    site.create_list("gone")
+    site.add_members("gone", "ann@example.com", "bob@example.com")
+    admin, bound = token(site, "ops", "admin"), token(site, "gonetok", "admin", "gone")
+    fresh_reply(site, "stays")  # in dev
+    seed(site.config, site.db, [message("Bye", "<bye@example.com>")], "gone")
+    with web.client(headers=auth(admin)) as http:
+        problem(http.delete("/api/v1/lists/gone", headers=auth(bound)), 403)  # bound: not site-wide
+        problem(http.delete("/api/v1/lists/gone", params={"dry_run": "maybe"}), 400)
+        dry = http.delete("/api/v1/lists/gone", params={"dry_run": "true"}).json()
+        assert (
+            dry["deleted"] is False and dry["members"] == 2 and dry["topics"] == 1 and dry["api_tokens"] == 1
+        )
+        assert http.get("/api/v1/lists/gone").status_code == 200
+        done = http.delete("/api/v1/lists/gone").json()
+        assert done == dry | {"deleted": True}
+        problem(http.get("/api/v1/lists/gone"), 404)
+        problem(http.delete("/api/v1/lists/gone"), 404)
+        assert http.get("/api/v1/lists/dev/topics").json()["items"]  # the other list keeps its topics
+        log = http.get("/api/v1/audit", params={"action": "list.delete"}).json()["items"]
+        assert [(e["actor"], e["target"], e["list"], e["detail"]["posts"]) for e in log] == [
+            ("api:ops", "gone", "gone", 1)
+        ]
+    with site.db.read_session() as session:
+        assert session.scalars(
+            select(AuditEntry.list_id).where(AuditEntry.action == "list.delete")
+        ).all() == [None]
