@@ -1601,25 +1601,15 @@ def digest_schedule(
     state: State, list_name: str, hour: int | None, zone: str | None, use_default: bool
 ) -> None:
     """Set when LIST's digests go out (a running `serve` picks it up within the hour)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    from mailforum.core import lists
+    from mailforum.core import digest_schedule, lists
 
     if zone is not None:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidInput(f"unknown time zone {zone!r} (use an IANA name like Europe/Berlin)") from None
+        digest_schedule.check_timezone(zone)
     if hour is None and zone is None and not use_default:
         raise InvalidInput("nothing to change: give --hour, --timezone or --default")
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
-        if use_default:
-            mlist.digest_hour = mlist.digest_timezone = None
-        if hour is not None:
-            mlist.digest_hour = hour
-        if zone is not None:
-            mlist.digest_timezone = zone
+        digest_schedule.set_schedule(mlist, hour, zone, use_default)
         cfg = state.config.digest
         shown_hour = cfg.hour if mlist.digest_hour is None else mlist.digest_hour
         click.echo(f"{mlist.name}: digests at {shown_hour:02d}:00 {mlist.digest_timezone or cfg.timezone}")
@@ -1652,17 +1642,12 @@ def digest_format(state: State, list_name: str, value: str | None) -> None:
     It applies to every member of LIST from the next digest on (a running `serve`
     needs no restart).
     """
-    from mailforum.core import lists
+    from mailforum.core import digest_schedule, lists
 
-    chosen = None
-    if value is not None:
-        chosen = value.strip().lower()
-        if chosen not in _FORMATS:
-            raise InvalidInput(f"unknown digest format {value!r} (use mime or standard)")
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name)
-        if chosen is not None:
-            mlist.digest_format = chosen
+        if value is not None:
+            digest_schedule.set_format(mlist, value)
         shown = mlist.digest_format
         click.echo(f"{mlist.name}: digest format {shown} ({_FORMATS.get(shown, 'unknown')})")
 

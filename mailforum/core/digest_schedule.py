@@ -269,3 +269,51 @@ def run_member_slot(
 def list_names(db: Sessions) -> list[str]:
     with db.session() as session:
         return list(session.scalars(select(MailingList.name).order_by(MailingList.name)))
+
+
+# --- a list's own hour, time zone and format (`digest schedule`, `digest format`, the API) ---
+
+DIGEST_FORMATS = ("standard", "mime")
+
+
+def check_timezone(text: str) -> str:
+    """An IANA time zone name as given, or ``InvalidInput`` naming it."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    from mailforum.errors import InvalidInput
+
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {text[:64]!r} (use an IANA name like Europe/Berlin)") from None
+    return text
+
+
+def set_schedule(
+    mlist: MailingList, hour: int | None = None, zone: str | None = None, use_default: bool = False
+) -> None:
+    """Set the list's digest hour (0-23) and time zone; ``use_default`` first goes back to
+    [digest] hour and timezone. A running scheduler picks it up within the hour."""
+    from mailforum.errors import InvalidInput
+
+    if hour is not None and not 0 <= hour <= 23:
+        raise InvalidInput(f"digest hour {hour} is not 0-23")
+    if zone is not None:
+        check_timezone(zone)
+    if use_default:
+        mlist.digest_hour = mlist.digest_timezone = None
+    if hour is not None:
+        mlist.digest_hour = hour
+    if zone is not None:
+        mlist.digest_timezone = zone
+
+
+def set_format(mlist: MailingList, value: str) -> str:
+    """Set how the list's digests are built (standard or mime); returns the stored value."""
+    from mailforum.errors import InvalidInput
+
+    chosen = value.strip().lower()
+    if chosen not in DIGEST_FORMATS:
+        raise InvalidInput(f"unknown digest format {value!r} (use mime or standard)")
+    mlist.digest_format = chosen
+    return chosen

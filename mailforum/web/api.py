@@ -42,7 +42,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailforum.config import Config
-from mailforum.core import api_tokens, audit, bans, commands, lists, moderation, roles, topics
+from mailforum.core import (
+    api_tokens,
+    audit,
+    bans,
+    commands,
+    digest_schedule,
+    lists,
+    moderation,
+    roles,
+    topics,
+)
 from mailforum.core.api_tokens import Principal
 from mailforum.db import admin_queries, queries
 from mailforum.db.enums import DeliveryMode, DigestFormat, PostingPolicy, Visibility
@@ -162,6 +172,10 @@ class ListPatch(Body):
     show_addresses: bool | None = None
     unverified_action: Literal["hold", "confirm"] | None = None
     digest_format: DigestFormat | None = None
+    digest_hour: int | None = Field(None, ge=0, le=23, description="0-23; null: [digest] hour again.")
+    digest_timezone: str | None = Field(
+        None, max_length=64, description="An IANA name (Europe/Berlin); null: [digest] timezone again."
+    )
 
 
 class ListOut(BaseModel):
@@ -174,6 +188,8 @@ class ListOut(BaseModel):
     show_addresses: bool
     unverified_action: str
     digest_format: str
+    digest_hour: int | None = Field(description="The list's own digest hour; null: [digest] hour.")
+    digest_timezone: str | None = Field(description="The list's own time zone; null: [digest] timezone.")
     created_at: dt.datetime
 
 
@@ -564,6 +580,8 @@ def _list_out(mlist: MailingList) -> dict[str, Any]:
         "show_addresses": mlist.show_addresses,
         "unverified_action": mlist.unverified_action,
         "digest_format": mlist.digest_format,
+        "digest_hour": mlist.digest_hour,
+        "digest_timezone": mlist.digest_timezone,
         "created_at": mlist.created_at,
     }
 
@@ -747,11 +765,28 @@ class Api:
     def list_patch(self, call: Call) -> BaseModel:
         body: ListPatch = call.body
         changes = body.model_dump(mode="json", exclude_none=True)
+        schedule = {"digest_hour", "digest_timezone", "digest_format"}
         columns = {"policy": "posting_policy"}
+        if body.digest_timezone is not None:
+            try:
+                digest_schedule.check_timezone(body.digest_timezone)
+            except InvalidInput as exc:
+                raise _field("digest_timezone", exc) from None
         with self.db.session() as session:
             mlist = self._visible(session, call.principal, call.params["list"])
             for key, value in changes.items():
-                setattr(mlist, columns.get(key, key), value)
+                if key not in schedule:
+                    setattr(mlist, columns.get(key, key), value)
+            if body.digest_format is not None:
+                digest_schedule.set_format(mlist, body.digest_format.value)
+            # An explicit null goes back to the [digest] default (as `digest schedule --default`).
+            if "digest_hour" in body.model_fields_set and body.digest_hour is None:
+                mlist.digest_hour = None
+                changes["digest_hour"] = None
+            if "digest_timezone" in body.model_fields_set and body.digest_timezone is None:
+                mlist.digest_timezone = None
+                changes["digest_timezone"] = None
+            digest_schedule.set_schedule(mlist, body.digest_hour, body.digest_timezone)
             if changes:
                 self._audit(session, call, "list.settings", mlist, mlist.name, changes)
             session.flush()

@@ -338,3 +338,40 @@ def test_deleting_a_list_counts_first_then_deletes_and_audits(site, web) -> None
         assert session.scalars(
             select(AuditEntry.list_id).where(AuditEntry.action == "list.delete")
         ).all() == [None]
+
+
+def test_the_digest_hour_time_zone_and_format_in_patch(site, web) -> None:
+    admin = token(site, "ops", "admin")
+    with web.client(headers=auth(admin)) as http:
+        made = http.patch(
+            "/api/v1/lists/dev",
+            json={"digest_hour": 7, "digest_timezone": "Europe/Berlin", "digest_format": "mime"},
+        ).json()
+        assert (made["digest_hour"], made["digest_timezone"], made["digest_format"]) == (
+            7,
+            "Europe/Berlin",
+            "mime",
+        )
+        assert "07:00 Europe/Berlin" in site.cli("digest", "schedule", "dev", "--hour", "7").stdout
+        assert "digest format mime" in site.cli("digest", "format", "dev").stdout
+        zone = problem(http.patch("/api/v1/lists/dev", json={"digest_timezone": "Mars/Olympus"}), 422)
+        assert zone["errors"][0]["field"] == "digest_timezone"
+        assert problem(http.patch("/api/v1/lists/dev", json={"digest_hour": 24}), 422)["errors"][0][
+            "field"
+        ] == ("digest_hour")
+        problem(http.patch("/api/v1/lists/dev", json={"digest_format": "html"}), 422)
+        assert http.patch("/api/v1/lists/dev", json={"title": "Same"}).json()["digest_hour"] == 7  # untouched
+        back = http.patch("/api/v1/lists/dev", json={"digest_hour": None, "digest_timezone": None}).json()
+        assert (back["digest_hour"], back["digest_timezone"]) == (None, None)
+    with site.db.read_session() as session:
+        changes = session.scalars(
+            select(AuditEntry.detail).where(AuditEntry.action == "list.settings").order_by(AuditEntry.id)
+        ).all()
+    assert changes[0] | {"client": "", "list": ""} == {
+        "digest_hour": 7,
+        "digest_timezone": "Europe/Berlin",
+        "digest_format": "mime",
+        "client": "",
+        "list": "",
+    }
+    assert changes[-1]["digest_hour"] is None and changes[-1]["digest_timezone"] is None
