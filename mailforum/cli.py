@@ -595,6 +595,37 @@ def lists_set(
         click.echo(f"{mlist.name}: visibility {mlist.visibility}, addresses {shown}")
 
 
+@lists_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask: delete at once.")
+@pass_state
+def lists_delete(state: State, name: str, yes: bool) -> None:
+    """Delete the list NAME with its members, archive, tags and pending copies (no undo).
+
+    Prints what goes first and asks (unless --yes). Pending copies of its posts and
+    digests are never sent; the audit log keeps its entries."""
+    from mailforum.core import audit, lists
+
+    with state.db().read_session() as session:
+        counts = lists.deletion_counts(session, lists.get_list(session, name)).as_dict()
+    shown = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items())
+    click.echo(f"{name.strip().lower()}: {shown}")
+    if not yes:
+        click.confirm(f"delete the list {name.strip().lower()} and all of the above?", abort=True)
+    with state.db().session() as session:
+        mlist = lists.get_list(session, name)
+        done = lists.delete_list(session, mlist).as_dict()
+        audit.record(
+            session,
+            actor="cli",
+            origin="cli",
+            action="list.delete",
+            target=mlist.name,
+            detail={"list": mlist.name, **done},
+        )
+    click.echo(f"deleted list {mlist.name}")
+
+
 @lists_group.command("show")
 @click.argument("name")
 @pass_state
@@ -1121,15 +1152,31 @@ def admins_command(state: State, action: str, addresses: tuple[str, ...]) -> Non
 @cli.command("audit")
 @click.option("--list", "list_name", metavar="LIST", help="Only the changes to LIST.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="How many.")
+@click.option("--actor", default=None, help="Only changes by ACTOR (cli, api:TOKEN, an address).")
+@click.option("--action", default=None, help="Only this action (members.add), or a group (members).")
+@click.option(
+    "--since", default=None, metavar="WHEN", help="Only changes from WHEN on (ISO 8601; UTC if no offset)."
+)
 @json_option
 @pass_state
-def audit_command(state: State, list_name: str | None, limit: int, as_json: bool) -> None:
+def audit_command(
+    state: State,
+    list_name: str | None,
+    limit: int,
+    actor: str | None,
+    action: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
     """Show the audit log, newest first: who changed what, when and from where."""
     from mailforum.core import audit, lists
 
+    when = audit.parse_since(since) if since is not None else None
     with state.db().read_session() as session:
         mlist = lists.get_list(session, list_name) if list_name else None
-        found = audit.entries(session, mailing_list=mlist, limit=limit)
+        found = audit.entries(
+            session, mailing_list=mlist, limit=limit, actor=actor, action=action, since=when
+        )
         rows: list[Row] = [
             (
                 {

@@ -14,15 +14,17 @@ The same functions called by mail commands or the CLI write nothing, as before.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailforum.db.models import AuditEntry, MailingList, utcnow
+from mailforum.errors import InvalidInput
 
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]+")
 _CAPS = {"actor": 320, "origin": 64, "action": 64, "target": 512}
@@ -73,19 +75,52 @@ def record(
     return entry
 
 
+def parse_since(text: str) -> dt.datetime:
+    """An ISO 8601 date or time (``2026-12-05``, ``2026-12-05T08:00:00+01:00``) as an aware
+    UTC time (a time without an offset is UTC); ``InvalidInput`` naming the text otherwise."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"not an ISO 8601 date or time: {text.strip()[:64]!r} (like 2026-12-05 or 2026-12-05T08:00:00Z)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC)
+
+
 def entries(
     session: Session,
     *,
     mailing_list: MailingList | None = None,
     before_id: int | None = None,
     limit: int = 50,
+    actor: str | None = None,
+    action: str | None = None,
+    since: dt.datetime | None = None,
 ) -> list[AuditEntry]:
-    """The newest entries first (of one list when given), older than ``before_id`` for paging."""
+    """The newest entries first (of one list when given), older than ``before_id`` for paging.
+
+    ``actor`` is matched exactly (``cli``, ``api:NAME``, an address, compared lower-cased
+    for addresses); ``action`` exactly (``members.add``) or as its group (``members``
+    matches every ``members.…``); ``since`` keeps entries at or after that time.
+    """
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
     if mailing_list is not None:
         query = query.where(AuditEntry.list_id == mailing_list.id)
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
+    if actor:
+        actor = actor.strip()
+        wanted = {actor, actor.lower()}
+        query = query.where(AuditEntry.actor.in_(wanted))
+    if action:
+        action = action.strip()
+        query = query.where(
+            or_(AuditEntry.action == action, AuditEntry.action.startswith(action + ".", autoescape=True))
+        )
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
     return list(session.scalars(query))
 
 

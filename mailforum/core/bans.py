@@ -134,3 +134,15 @@ def remove(session: Session, mlist: MailingList | None, texts: Sequence[str]) ->
         session.execute(delete(Ban).where(where, Ban.pattern.in_(present)))
         _IN_FORCE.clear(session)
     return [p for p in wanted if p in present]
+
+
+def site_bans(session: Session, after_id: int, limit: int) -> list[Ban]:
+    """Site-wide bans in the order they were added, ids above ``after_id`` (a cursor page)."""
+    query = select(Ban).where(Ban.list_id.is_(None), Ban.id > after_id).order_by(Ban.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def site_ban(session: Session, ban_id: int) -> Ban | None:
+    """The site-wide ban ``ban_id`` (None for a list's ban: those are lifted by pattern)."""
+    ban = session.get(Ban, ban_id)
+    return ban if ban is not None and ban.list_id is None else None

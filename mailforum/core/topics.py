@@ -234,10 +234,12 @@ def tag_settings(session: Session, member: Member) -> dict[str, list[str]]:
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who acts (an address, ``cli`` or ``api:NAME``) and from where (client IP, ``cli``, ``mail``)."""
+    """Who acts (an address, ``cli`` or ``api:NAME``) and from where (client IP, ``cli``, ``mail``,
+    ``api``); ``client`` the API caller's address, kept in the entry's detail."""
 
     name: str = "cli"
     origin: str = "cli"
+    client: str = ""
 
 
 def audit(
@@ -255,7 +257,7 @@ def audit(
         action=action,
         mailing_list=mlist,
         target=target,
-        detail=detail,
+        detail={**(detail or {}), "client": actor.client} if actor.client else detail,
     )
 
 

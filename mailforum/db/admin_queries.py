@@ -90,8 +90,10 @@ def held_page(session: Session, mlist: MailingList, after: int, limit: int) -> P
     return _page(rows, limit, "id")
 
 
-def topics_page(session: Session, mlist: MailingList, before: int | None, limit: int) -> Page[Topic]:
-    """Topics that show a post, newest first."""
+def topics_page(
+    session: Session, mlist: MailingList, before: int | None, limit: int, tag_id: int | None = None
+) -> Page[Topic]:
+    """Topics that show a post, newest first (only those filed under the tag ``tag_id``)."""
     query = (
         select(Topic)
         .where(Topic.list_id == mlist.id, Topic.merged_into_id.is_(None), Topic.post_count > 0)
@@ -100,6 +102,10 @@ def topics_page(session: Session, mlist: MailingList, before: int | None, limit:
     )
     if before is not None:
         query = query.where(Topic.id < before)
+    if tag_id is not None:
+        from mailforum.db.models import TopicTag
+
+        query = query.where(Topic.id.in_(select(TopicTag.topic_id).where(TopicTag.tag_id == tag_id)))
     return _page(session.scalars(query).all(), limit, "id")
 
 

@@ -30,10 +30,10 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import sqlalchemy.exc
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -42,13 +42,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailforum.config import Config
-from mailforum.core import api_tokens, audit, bans, commands, lists, moderation
+from mailforum.core import (
+    api_tokens,
+    audit,
+    bans,
+    commands,
+    digest_schedule,
+    lists,
+    moderation,
+    roles,
+    topics,
+)
 from mailforum.core.api_tokens import Principal
 from mailforum.db import admin_queries, queries
 from mailforum.db.enums import DeliveryMode, DigestFormat, PostingPolicy, Visibility
 from mailforum.db.models import MailingList, Member, Post, Topic, utcnow
 from mailforum.db.session import Database
-from mailforum.errors import InvalidInput
+from mailforum.errors import InvalidInput, NotFound
 from mailforum.web.forms import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -127,16 +137,34 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+BREAKS = "\r\n\0"
+
+
+def has_break(text: str) -> bool:
+    """The one rule for one-line text (titles, names, reasons): no CR, LF or NUL."""
+    return any(c in text for c in BREAKS)
+
+
+def _one_line(text: str) -> str:
+    if has_break(text):
+        raise ValueError("CR, LF or NUL in a one-line field")
+    return text
+
+
+# A title, a name or a reason in a body: a 422 naming the field when it holds CR, LF or NUL.
+Line = Annotated[str, AfterValidator(_one_line)]
+
+
 class ListIn(Body):
     name: str = Field(max_length=64, description="Lower-case letters, digits, '.', '_', '-'.")
-    title: str = Field("", max_length=200)
+    title: Line = Field("", max_length=200)
     description: str = Field("", max_length=2000)
     policy: PostingPolicy = PostingPolicy.MEMBERS
     visibility: Visibility = Visibility.PUBLIC
 
 
 class ListPatch(Body):
-    title: str | None = Field(None, max_length=200)
+    title: Line | None = Field(None, max_length=200)
     description: str | None = Field(None, max_length=2000)
     policy: PostingPolicy | None = None
     visibility: Visibility | None = None
@@ -144,6 +172,10 @@ class ListPatch(Body):
     show_addresses: bool | None = None
     unverified_action: Literal["hold", "confirm"] | None = None
     digest_format: DigestFormat | None = None
+    digest_hour: int | None = Field(None, ge=0, le=23, description="0-23; null: [digest] hour again.")
+    digest_timezone: str | None = Field(
+        None, max_length=64, description="An IANA name (Europe/Berlin); null: [digest] timezone again."
+    )
 
 
 class ListOut(BaseModel):
@@ -156,6 +188,8 @@ class ListOut(BaseModel):
     show_addresses: bool
     unverified_action: str
     digest_format: str
+    digest_hour: int | None = Field(description="The list's own digest hour; null: [digest] hour.")
+    digest_timezone: str | None = Field(description="The list's own time zone; null: [digest] timezone.")
     created_at: dt.datetime
 
 
@@ -194,7 +228,7 @@ class MemberOut(BaseModel):
 
 
 class MemberPatch(Body):
-    name: str | None = Field(None, max_length=200)
+    name: Line | None = Field(None, max_length=200)
     mode: DeliveryMode | None = None
     nodupes: bool | None = None
     delivery: Literal["enabled"] | None = Field(None, description="Deliver again after bounces disabled it.")
@@ -211,7 +245,7 @@ class HeldOut(BaseModel):
 
 class HeldAction(Body):
     action: Literal["approve", "reject", "discard"]
-    reason: str = Field("", max_length=2000, description="Told to an authenticated author on reject.")
+    reason: Line = Field("", max_length=2000, description="Told to an authenticated author on reject.")
     allow_sender: bool = Field(False, description="On approve: let a non-member author post from now on.")
 
 
@@ -225,6 +259,9 @@ class TopicOut(BaseModel):
     post_count: int
     created_at: dt.datetime
     last_post_at: dt.datetime
+    tags: list[str]
+    locked: bool
+    pinned: bool
 
 
 class PostOut(BaseModel):
@@ -252,6 +289,87 @@ class BanOut(BaseModel):
 
 class BansChanged(BaseModel):
     changed: list[str]
+
+
+class Changed(BaseModel):
+    changed: list[str] = Field(description="The entries this request changed (the others were so already).")
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: dt.datetime
+    actor: str = Field(description="cli, api:TOKEN-NAME, or a person's address")
+    origin: str = Field(description="cli, api, mail, or the client address of a web change")
+    action: str
+    list: str | None
+    target: str
+    detail: dict[str, Any]
+
+
+class OwnersIn(Body):
+    addresses: list[str] = Field(min_length=1, max_length=1000)
+
+
+class OwnerOut(BaseModel):
+    address: str
+
+
+class TagsIn(Body):
+    tags: list[str] = Field(min_length=1, max_length=200, description="Letters, digits, '-' and '_'.")
+
+
+class TagOut(BaseModel):
+    name: str
+
+
+class TopicTagsIn(Body):
+    tags: list[str] = Field(
+        max_length=200, description="The topic's tags from now on: words of the vocabulary."
+    )
+
+
+class TopicAction(Body):
+    action: Literal["lock", "unlock", "pin", "unpin", "retitle", "merge", "move"]
+    title: Line | None = Field(None, max_length=300, description="retitle: the new title.")
+    into: int | None = Field(None, ge=1, description="merge: the topic this one goes into.")
+    list: str | None = Field(None, max_length=64, description="move: the list it goes to.")
+
+
+class PostRemoveIn(Body):
+    reason: Line = Field("", max_length=500, description="Kept in the audit log and with the post.")
+
+
+class PostRemoved(BaseModel):
+    id: int
+    topic: int
+    status: str
+
+
+class SiteBanOut(BaseModel):
+    id: int
+    pattern: str
+    created_at: dt.datetime
+
+
+class SiteBansAdded(BaseModel):
+    items: list[SiteBanOut] = Field(description="The bans this request added (the others existed).")
+
+
+class ListDeleted(BaseModel):
+    name: str
+    deleted: bool = Field(description="false for ?dry_run=true: the counts of what would go")
+    members: int
+    topics: int
+    posts: int
+    held: int
+    tags: int
+    outbox_pending: int = Field(description="Copies not sent yet: they never will be")
+    outbox_sent: int
+    outbox_failed: int
+    api_tokens: int
+    owners: int
+    moderators: int
+    bans: int
 
 
 class Page(BaseModel, Generic[M]):
@@ -287,6 +405,7 @@ class Operation:
     answer: type[BaseModel] | None = None
     status: int = 200
     paged: bool = False
+    site: bool = False  # site-wide: a token bound to one list may not call it
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -297,6 +416,15 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/lists/{list}", "list_get", "read", "One list, with its counts", answer=ListDetail),
     Operation(
         "PATCH", "/lists/{list}", "list_patch", "admin", "Change a list's settings", ListPatch, ListDetail
+    ),
+    Operation(
+        "DELETE",
+        "/lists/{list}",
+        "list_delete",
+        "admin",
+        "Delete a list and all of it (?dry_run=true: only count what would go)",
+        answer=ListDeleted,
+        site=True,
     ),
     Operation(
         "GET", "/lists/{list}/members", "members_get", "read", "Members", answer=Page[MemberOut], paged=True
@@ -339,6 +467,102 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation("POST", "/lists/{list}/bans", "bans_add", "write", "Ban senders", BansIn, BansChanged),
     Operation("DELETE", "/lists/{list}/bans", "bans_remove", "write", "Lift bans", BansIn, BansChanged),
+    Operation(
+        "GET",
+        "/audit",
+        "audit_get",
+        "admin",
+        "The site's audit log, newest first (?actor= ?action= ?since=)",
+        answer=Page[AuditOut],
+        paged=True,
+        site=True,
+    ),
+    Operation(
+        "GET",
+        "/lists/{list}/audit",
+        "list_audit_get",
+        "read",
+        "The list's audit log, newest first (?actor= ?action= ?since=)",
+        answer=Page[AuditOut],
+        paged=True,
+    ),
+    Operation(
+        "GET", "/lists/{list}/owners", "owners_get", "admin", "Owners", answer=Page[OwnerOut], paged=True
+    ),
+    Operation("POST", "/lists/{list}/owners", "owners_add", "admin", "Add owners", OwnersIn, Changed),
+    Operation(
+        "DELETE", "/lists/{list}/owners/{address}", "owner_delete", "admin", "Remove an owner", status=204
+    ),
+    Operation("GET", "/lists/{list}/tags", "tags_get", "read", "The tag vocabulary", answer=Page[TagOut]),
+    Operation(
+        "POST", "/lists/{list}/tags", "tags_add", "admin", "Add words to the vocabulary", TagsIn, Changed
+    ),
+    Operation(
+        "DELETE",
+        "/lists/{list}/tags/{tag}",
+        "tag_delete",
+        "admin",
+        "Remove a word from the vocabulary (its topics lose it)",
+        status=204,
+    ),
+    Operation(
+        "PUT",
+        "/lists/{list}/topics/{id}/tags",
+        "topic_tags_put",
+        "write",
+        "Set a topic's tags (words of the vocabulary)",
+        TopicTagsIn,
+        TopicOut,
+    ),
+    Operation(
+        "POST",
+        "/lists/{list}/topics/{id}",
+        "topic_act",
+        "write",
+        "Lock, unlock, pin, unpin, retitle, merge or move a topic",
+        TopicAction,
+        TopicOut,
+    ),
+    Operation(
+        "POST",
+        "/lists/{list}/posts/{id}/split",
+        "post_split",
+        "write",
+        "The post and its replies become a topic of their own",
+        answer=TopicOut,
+    ),
+    Operation(
+        "POST",
+        "/lists/{list}/posts/{id}/remove",
+        "post_remove",
+        "write",
+        "Remove a post: a tombstone in its thread; copies already sent stay sent",
+        PostRemoveIn,
+        PostRemoved,
+    ),
+    Operation(
+        "GET",
+        "/bans",
+        "site_bans_get",
+        "admin",
+        "Site-wide bans",
+        answer=Page[SiteBanOut],
+        paged=True,
+        site=True,
+    ),
+    Operation(
+        "POST",
+        "/bans",
+        "site_bans_add",
+        "admin",
+        "Ban senders on every list",
+        BansIn,
+        SiteBansAdded,
+        site=True,
+    ),
+    Operation(
+        "DELETE", "/bans/{id}", "site_ban_delete", "admin", "Lift a site-wide ban", status=204, site=True
+    ),
 )
 
 
@@ -356,6 +580,8 @@ def _list_out(mlist: MailingList) -> dict[str, Any]:
         "show_addresses": mlist.show_addresses,
         "unverified_action": mlist.unverified_action,
         "digest_format": mlist.digest_format,
+        "digest_hour": mlist.digest_hour,
+        "digest_timezone": mlist.digest_timezone,
         "created_at": mlist.created_at,
     }
 
@@ -392,14 +618,41 @@ def _held_out(post: Post) -> HeldOut:
     )
 
 
-def _topic_out(topic: Topic) -> dict[str, Any]:
+def _topic_out(topic: Topic, tags: list[str]) -> dict[str, Any]:
     return {
         "id": topic.id,
         "subject": topic.subject,
         "post_count": topic.post_count,
         "created_at": topic.created_at,
         "last_post_at": topic.last_post_at,
+        "tags": tags,
+        "locked": topic.locked_at is not None,
+        "pinned": topic.pinned_at is not None,
     }
+
+
+def _topic_model(session: Session, topic: Topic) -> TopicOut:
+    return TopicOut(**_topic_out(topic, topics.tags_of(session, [topic.id]).get(topic.id, [])))
+
+
+def _audit_out(entry: Any) -> AuditOut:
+    detail = dict(entry.detail or {})
+    name = detail.get("list")
+    return AuditOut(
+        id=entry.id,
+        at=entry.at,
+        actor=entry.actor,
+        origin=entry.origin,
+        action=entry.action,
+        list=name if isinstance(name, str) else None,
+        target=entry.target,
+        detail=detail,
+    )
+
+
+def _field(name: str, exc: Exception) -> Problem:
+    """A 422 naming the field ``name`` with what the core said of it."""
+    return Problem(422, f"{name}: {exc}", [EntryError(field=name, error=str(exc))])
 
 
 def _int(text: str | None, what: str) -> int:
@@ -439,6 +692,8 @@ class Api:
             raise Problem(403, f"this needs a token with scope {op.scope}; this one has {principal.scope}")
         if op.handler == "lists_create" and principal.list_id is not None:
             raise Problem(403, "a token bound to one list cannot create lists")
+        if op.site and principal.list_id is not None:
+            raise Problem(403, "a token bound to one list cannot use this site-wide operation")
         return principal
 
     @staticmethod
@@ -510,15 +765,53 @@ class Api:
     def list_patch(self, call: Call) -> BaseModel:
         body: ListPatch = call.body
         changes = body.model_dump(mode="json", exclude_none=True)
+        schedule = {"digest_hour", "digest_timezone", "digest_format"}
         columns = {"policy": "posting_policy"}
+        # An explicit null goes back to the [digest] default (as `digest schedule --default`),
+        # which the shared rule (core.digest_schedule.set_list_digest) takes as "".
+        reset = {
+            k
+            for k in ("digest_hour", "digest_timezone")
+            if k in body.model_fields_set and changes.get(k) is None
+        }
+        changes.update(dict.fromkeys(reset))
+        if body.digest_timezone is not None:
+            try:
+                digest_schedule.check_zone(body.digest_timezone)
+            except InvalidInput as exc:
+                raise _field("digest_timezone", exc) from None
         with self.db.session() as session:
             mlist = self._visible(session, call.principal, call.params["list"])
             for key, value in changes.items():
-                setattr(mlist, columns.get(key, key), value)
+                if key not in schedule:
+                    setattr(mlist, columns.get(key, key), value)
+            digest_schedule.set_list_digest(
+                mlist,
+                hour="" if "digest_hour" in reset else body.digest_hour,
+                timezone="" if "digest_timezone" in reset else body.digest_timezone,
+                digest_format=body.digest_format.value if body.digest_format is not None else None,
+            )
             if changes:
                 self._audit(session, call, "list.settings", mlist, mlist.name, changes)
             session.flush()
             return self._detail(session, mlist)
+
+    def list_delete(self, call: Call) -> BaseModel:
+        dry = call.query.get("dry_run", "false").lower()
+        if dry not in ("true", "false", "1", "0"):
+            raise Problem(
+                400, "dry_run is true or false", [EntryError(field="dry_run", error="true or false")]
+            )
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            name = mlist.name
+            if dry in ("true", "1"):
+                counts = lists.deletion_counts(session, mlist).as_dict()
+                return ListDeleted(name=name, deleted=False, **counts)
+            counts = lists.delete_list(session, mlist).as_dict()
+            self._audit(session, call, "list.delete", None, name, {"list": name, **counts})
+        log.info("api: list %s deleted by %s", name, call.principal.actor)
+        return ListDeleted(name=name, deleted=True, **counts)
 
     # --- members -------------------------------------------------------------------------------
 
@@ -543,7 +836,7 @@ class Api:
                 errors.append(EntryError(index=index, address=entry.address, error=str(exc)))
                 continue
             name = entry.name.strip() or who.display_name
-            if any(c in name for c in "\r\n\0"):
+            if has_break(name):
                 errors.append(EntryError(index=index, address=entry.address, error="line break in the name"))
                 continue
             checked.append((index, lists.Address(who.address, name), entry.mode))
@@ -589,10 +882,6 @@ class Api:
         with self.db.session() as session:
             mlist, member = self._member(session, call)
             if body.name is not None:
-                if any(c in body.name for c in "\r\n\0"):
-                    raise Problem(
-                        422, "line break in the name", [EntryError(field="name", error="line break")]
-                    )
                 member.display_name = body.name.strip()
             if body.mode is not None:
                 commands.set_mode(session, member, body.mode)
@@ -657,8 +946,20 @@ class Api:
         before = _int(cursor, "cursor") if cursor is not None else None
         with self.db.read_session() as session:
             mlist = self._visible(session, call.principal, call.params["list"])
-            page = admin_queries.topics_page(session, mlist, before, self._limit(call))
-            items = [TopicOut(**_topic_out(t)) for t in page.items]
+            tag_id = None
+            if "tag" in call.query:
+                tag = topics.tag_named(session, mlist, call.query["tag"])
+                if tag is None:
+                    text = call.query["tag"][:64]
+                    raise Problem(
+                        400,
+                        f"{text!r} is not a tag of {mlist.name}",
+                        [EntryError(field="tag", error="not a tag")],
+                    )
+                tag_id = tag.id
+            page = admin_queries.topics_page(session, mlist, before, self._limit(call), tag_id)
+            tags = topics.tags_of(session, [t.id for t in page.items])
+            items = [TopicOut(**_topic_out(t, tags.get(t.id, []))) for t in page.items]
         return Page[TopicOut](items=items, next=page.next)
 
     def topic_get(self, call: Call) -> BaseModel:
@@ -681,7 +982,8 @@ class Api:
                 )
                 for p in admin_queries.topic_posts(session, topic)
             ]
-            return TopicDetail(**_topic_out(topic), posts=posts)
+            tags = topics.tags_of(session, [topic.id]).get(topic.id, [])
+            return TopicDetail(**_topic_out(topic, tags), posts=posts)
 
     # --- bans ----------------------------------------------------------------------------------
 
@@ -710,6 +1012,274 @@ class Api:
 
     def bans_remove(self, call: Call) -> BaseModel:
         return self._bans(call, bans.remove, "bans.remove")
+
+    # --- the audit log ---------------------------------------------------------------------------
+
+    def _audit_page(self, call: Call, mlist_name: str | None) -> BaseModel:
+        cursor = call.query.get("cursor")
+        before = _int(cursor, "cursor") if cursor is not None else None
+        since = None
+        if call.query.get("since"):
+            try:
+                since = audit.parse_since(call.query["since"])
+            except InvalidInput as exc:
+                raise Problem(400, str(exc), [EntryError(field="since", error=str(exc))]) from None
+        for name in ("actor", "action"):
+            if len(call.query.get(name, "")) > 320:
+                raise Problem(400, f"{name} is too long", [EntryError(field=name, error="too long")])
+        limit = self._limit(call)
+        with self.db.read_session() as session:
+            mlist = self._visible(session, call.principal, mlist_name) if mlist_name is not None else None
+            found = audit.entries(
+                session,
+                mailing_list=mlist,
+                before_id=before,
+                limit=limit + 1,
+                actor=call.query.get("actor") or None,
+                action=call.query.get("action") or None,
+                since=since,
+            )
+            items = [_audit_out(e) for e in found[:limit]]
+        return Page[AuditOut](items=items, next=str(items[-1].id) if len(found) > limit else None)
+
+    def audit_get(self, call: Call) -> BaseModel:
+        return self._audit_page(call, None)
+
+    def list_audit_get(self, call: Call) -> BaseModel:
+        return self._audit_page(call, call.params["list"])
+
+    # --- owners ----------------------------------------------------------------------------------
+
+    def owners_get(self, call: Call) -> BaseModel:
+        with self.db.read_session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            items = [OwnerOut(address=a) for a in roles.owners(session, mlist)]
+        return Page[OwnerOut](items=items, next=None)
+
+    def owners_add(self, call: Call) -> BaseModel:
+        body: OwnersIn = call.body
+        local = self.config.site.allow_local_domains
+        errors: list[EntryError] = []
+        checked: list[str] = []
+        for index, text in enumerate(body.addresses):
+            try:
+                checked.append(lists.check_address(text, local_domains=local).address)
+            except InvalidInput as exc:
+                errors.append(
+                    EntryError(index=index, address=text[:320], field=f"addresses.{index}", error=str(exc))
+                )
+        if errors:
+            shown = "; ".join(f"entry {e.index}: {e.error}" for e in errors[:5])
+            raise Problem(422, f"{len(errors)} bad address(es), nothing added: {shown}", errors)
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            added = roles.add_owners(session, mlist, checked)
+            for address in added:
+                self._audit(session, call, "owners.add", mlist, address)
+        return Changed(changed=added)
+
+    def owner_delete(self, call: Call) -> None:
+        address = call.params["address"].strip().lower()
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            if not roles.remove_owners(session, mlist, [address]):
+                raise Problem(404, f"{address[:320]!r} is not an owner of {mlist.name}")
+            self._audit(session, call, "owners.remove", mlist, address)
+
+    # --- tags ------------------------------------------------------------------------------------
+
+    def _actor(self, call: Call) -> topics.Actor:
+        return topics.Actor(call.principal.actor, "api", call.client)
+
+    def tags_get(self, call: Call) -> BaseModel:
+        with self.db.read_session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            items = [TagOut(name=t.name) for t in topics.vocabulary(session, mlist)]
+        return Page[TagOut](items=items, next=None)
+
+    def tags_add(self, call: Call) -> BaseModel:
+        body: TagsIn = call.body
+        errors: list[EntryError] = []
+        for index, text in enumerate(body.tags):
+            try:
+                topics.tag_name(text)
+            except InvalidInput as exc:
+                errors.append(EntryError(index=index, field=f"tags.{index}", error=str(exc)))
+        if errors:
+            raise Problem(422, f"{len(errors)} bad tag name(s), nothing added: {errors[0].error}", errors)
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            added = topics.add_tags(session, mlist, body.tags, utcnow())
+            if added:
+                topics.audit(
+                    session, self._actor(call), "tags.add", mlist, ",".join(added)[:200], {"tags": added}
+                )
+        return Changed(changed=added)
+
+    def tag_delete(self, call: Call) -> None:
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            tag = topics.tag_named(session, mlist, call.params["tag"])
+            if tag is None:
+                raise Problem(404, f"{call.params['tag'][:64]!r} is not a tag of {mlist.name}")
+            removed = topics.remove_tags(session, mlist, [tag.name])
+            topics.audit(session, self._actor(call), "tags.remove", mlist, tag.name, {"tags": removed})
+
+    def _topic(self, session: Session, mlist: MailingList, call: Call) -> Topic:
+        topic_id = _int(call.params["id"], "topic")
+        try:
+            return topics.get_topic(session, mlist, topic_id)
+        except NotFound as exc:
+            raise Problem(404, str(exc)) from None
+
+    def topic_tags_put(self, call: Call) -> BaseModel:
+        body: TopicTagsIn = call.body
+        errors: list[EntryError] = []
+        wanted: list[str] = []
+        for index, text in enumerate(body.tags):
+            try:
+                wanted.append(topics.tag_name(text))
+            except InvalidInput as exc:
+                errors.append(EntryError(index=index, field=f"tags.{index}", error=str(exc)))
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            topic = self._topic(session, mlist, call)
+            vocab = {t.name for t in topics.vocabulary(session, mlist)}
+            for index, name in enumerate(wanted):
+                if name not in vocab:
+                    errors.append(
+                        EntryError(
+                            index=index, field=f"tags.{index}", error=f"{name!r} is not a tag of {mlist.name}"
+                        )
+                    )
+            if errors:
+                errors.sort(key=lambda e: e.index or 0)
+                raise Problem(422, f"{len(errors)} bad tag(s), nothing changed: {errors[0].error}", errors)
+            have = topics.tags_of(session, [topic.id]).get(topic.id, [])
+            wanted = list(dict.fromkeys(wanted))
+            gone = [n for n in have if n not in wanted]
+            new = [n for n in wanted if n not in have]
+            actor = self._actor(call)
+            if gone:
+                topics.set_tags_by_hand(session, mlist, topic.id, gone, actor, remove=True)
+            if new:
+                topics.set_tags_by_hand(session, mlist, topic.id, new, actor)
+            session.flush()
+            return _topic_model(session, topic)
+
+    # --- moderators' tools -----------------------------------------------------------------------
+
+    def topic_act(self, call: Call) -> BaseModel:
+        body: TopicAction = call.body
+        needs = {"retitle": "title", "merge": "into", "move": "list"}
+        field = needs.get(body.action)
+        if field is not None and getattr(body, field) is None:
+            raise Problem(
+                422,
+                f"{body.action} needs {field}",
+                [EntryError(field=field, error=f"required to {body.action}")],
+            )
+        actor, now = self._actor(call), utcnow()
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            topic = self._topic(session, mlist, call)
+            try:
+                if body.action in ("lock", "unlock", "pin", "unpin"):
+                    topic = topics.mark(session, mlist, topic.id, body.action, actor, now)
+                elif body.action == "retitle":
+                    topic = topics.retitle(session, mlist, topic.id, body.title or "", actor, now)
+                elif body.action == "merge":
+                    assert body.into is not None
+                    try:
+                        topics.get_topic(session, mlist, body.into)
+                    except NotFound as exc:
+                        raise _field("into", exc) from None
+                    topic = topics.merge(session, mlist, topic.id, body.into, actor, now)
+                else:
+                    other = queries.list_named(session, (body.list or "").strip().lower())
+                    if other is None or not call.principal.sees(other):
+                        raise _field("list", NotFound(f"no list named {(body.list or '')[:64]!r}"))
+                    topic = topics.move(session, mlist, topic.id, other, actor, now)
+            except InvalidInput as exc:
+                raise _field(field or "action", exc) from None
+            session.flush()
+            return _topic_model(session, topic)
+
+    def _post(self, session: Session, mlist: MailingList, call: Call) -> Post:
+        post_id = _int(call.params["id"], "post")
+        try:
+            return topics.get_post(session, mlist, post_id)
+        except NotFound as exc:
+            raise Problem(404, str(exc)) from None
+
+    def post_split(self, call: Call) -> BaseModel:
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            post = self._post(session, mlist, call)
+            if post.status != "published":
+                raise Problem(
+                    409, f"post {post.id} is {post.status}, not published: there is nothing to split"
+                )
+            try:
+                topic = topics.split(session, mlist, post.id, self._actor(call), utcnow())
+            except InvalidInput as exc:
+                raise Problem(409, str(exc)) from None
+            session.flush()
+            return _topic_model(session, topic)
+
+    def post_remove(self, call: Call) -> BaseModel:
+        body: PostRemoveIn = call.body
+        with self.db.session() as session:
+            mlist = self._visible(session, call.principal, call.params["list"])
+            post = self._post(session, mlist, call)
+            if post.status != "published":
+                raise Problem(409, f"post {post.id} is {post.status}, not published")
+            post = topics.remove_post(session, mlist, post.id, body.reason, self._actor(call), utcnow())
+            from mailforum.core import threads
+
+            return PostRemoved(
+                id=post.id, topic=threads.live_topic(session, post.topic_id).id, status=post.status
+            )
+
+    # --- site-wide bans --------------------------------------------------------------------------
+
+    def site_bans_get(self, call: Call) -> BaseModel:
+        after = _int(call.query.get("cursor", "0"), "cursor")
+        limit = self._limit(call)
+        with self.db.read_session() as session:
+            found = bans.site_bans(session, after, limit + 1)
+            items = [SiteBanOut(id=b.id, pattern=b.pattern, created_at=b.created_at) for b in found[:limit]]
+        return Page[SiteBanOut](items=items, next=str(items[-1].id) if len(found) > limit else None)
+
+    def site_bans_add(self, call: Call) -> BaseModel:
+        body: BansIn = call.body
+        errors: list[EntryError] = []
+        for index, text in enumerate(body.patterns):
+            try:
+                bans.normalise(text)
+            except InvalidInput as exc:
+                errors.append(EntryError(index=index, field=f"patterns.{index}", error=str(exc)))
+        if errors:
+            raise Problem(422, f"{len(errors)} bad pattern(s), nothing banned: {errors[0].error}", errors)
+        with self.db.session() as session:
+            added = bans.add(session, None, body.patterns)
+            for pattern in added:
+                self._audit(session, call, "bans.add", None, pattern)
+            session.flush()
+            rows = [b for b in bans.site_bans(session, 0, 100_000) if b.pattern in set(added)]
+            return SiteBansAdded(
+                items=[SiteBanOut(id=b.id, pattern=b.pattern, created_at=b.created_at) for b in rows]
+            )
+
+    def site_ban_delete(self, call: Call) -> None:
+        ban_id = _int(call.params["id"], "ban")
+        with self.db.session() as session:
+            ban = bans.site_ban(session, ban_id)
+            if ban is None:
+                raise Problem(404, f"no site-wide ban {ban_id}")
+            pattern = ban.pattern
+            bans.remove(session, None, [pattern])
+            self._audit(session, call, "bans.remove", None, pattern)
 
 
 # --- HTTP ------------------------------------------------------------------------------------------

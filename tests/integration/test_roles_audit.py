@@ -88,3 +88,32 @@ def test_audit_entries_are_one_line_capped_and_outlive_their_list(site):
         assert session.get(AuditEntry, entry.id) is not None and entry.list_id is None
     text = site.cli("audit").stdout
     assert len(text.splitlines()) == 1
+
+
+def test_the_audit_command_filters_by_actor_action_and_time(site):
+    site.create_list("dev")
+    assert site.cli("lists", "owners", "dev", "add", "ann@example.com").returncode == 0
+    assert site.cli("admins", "add", "root@example.com").returncode == 0
+    with site.db.session() as session:
+        audit.record(session, actor="bob@example.com", origin="10.0.0.1", action="members.add", target="x")
+        old = audit.record(
+            session, actor="cli", origin="cli", action="owners.remove", target="old@example.com"
+        )
+        old.at = old.at.replace(year=2020)
+
+    def shown(*args: str) -> list[tuple[str, str]]:
+        r = site.cli("audit", "--json", *args)
+        assert r.returncode == 0, r.stderr
+        return [(e["actor"], e["action"]) for e in json.loads(r.stdout)]
+
+    assert shown("--actor", "Bob@Example.com") == [("bob@example.com", "members.add")]
+    assert shown("--action", "owners") == [("cli", "owners.remove"), ("cli", "owners.add")]
+    assert shown("--action", "owners.add", "--actor", "cli") == [("cli", "owners.add")]
+    assert shown("--action", "owner") == []
+    assert len(shown("--since", "2021-01-01")) == 3
+    assert shown("--since", "2019-06-01T00:00:00+02:00", "--action", "owners.remove") == [
+        ("cli", "owners.remove")
+    ]
+    assert shown("--list", "dev", "--since", "2021-01-01") == [("cli", "owners.add")]
+    bad = site.cli("audit", "--since", "last week")
+    assert bad.returncode == 1 and "not an ISO 8601 date" in bad.stderr

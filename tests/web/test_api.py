@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from mailforum.config import ApiConfig
-from mailforum.core import api_tokens, routing
+from mailforum.core import api_tokens, bans, lists, roles, routing, topics
 from mailforum.db.models import ApiToken, AuditEntry, MailingList, Member, Post, PostStatus, utcnow
 from mailforum.mail.parse import parse
 from mailforum.web import api
@@ -24,8 +24,6 @@ PROBLEM = "application/problem+json"
 
 
 def token(site, name: str, scope: str, list_name: str | None = None) -> str:
-    from mailforum.core import lists
-
     with site.db.session() as session:
         mlist = lists.get_list(session, list_name) if list_name else None
         return api_tokens.create(session, name, scope, mlist)
@@ -126,8 +124,6 @@ def test_lists_members_pages_and_the_audit_log(site, web) -> None:
 
 
 def test_a_bulk_add_with_bad_entries_names_each_and_adds_nothing(site, web) -> None:
-    from mailforum.core import bans, lists
-
     with site.db.session() as session:
         bans.add(session, lists.get_list(session, "dev"), ["@spam.example"])
     writer = token(site, "w", "write")
@@ -255,6 +251,22 @@ TABLE: list[tuple[str, str, Any, tuple[int, ...]]] = [
     ("GET", "/api/v1/lists/dev/bans", None, (401, 200, 200, 200, 404)),
     ("POST", "/api/v1/lists/dev/bans", {"patterns": ["b-{who}@example.com"]}, (401, 403, 200, 200, 404)),
     ("DELETE", "/api/v1/lists/dev/bans", {"patterns": ["b-{who}@example.com"]}, (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/audit", None, (401, 403, 403, 200, 403)),
+    ("GET", "/api/v1/lists/dev/audit", None, (401, 200, 200, 200, 404)),
+    ("GET", "/api/v1/lists/dev/owners", None, (401, 403, 403, 200, 404)),
+    ("POST", "/api/v1/lists/dev/owners", {"addresses": ["o-{who}@example.com"]}, (401, 403, 403, 200, 404)),
+    ("DELETE", "/api/v1/lists/dev/owners/x-{who}@example.com", None, (401, 403, 403, 204, 404)),
+    ("GET", "/api/v1/lists/dev/tags", None, (401, 200, 200, 200, 404)),
+    ("POST", "/api/v1/lists/dev/tags", {"tags": ["t-{who}"]}, (401, 403, 403, 200, 404)),
+    ("DELETE", "/api/v1/lists/dev/tags/g-{who}", None, (401, 403, 403, 204, 404)),
+    ("PUT", "/api/v1/lists/dev/topics/{topic}/tags", {"tags": ["seeded"]}, (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/lists/dev/topics/{topic}", {"action": "pin"}, (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/lists/dev/posts/{reply}/split", None, (401, 403, 200, 200, 404)),
+    ("POST", "/api/v1/lists/dev/posts/{reply}/remove", {"reason": "spam"}, (401, 403, 200, 200, 404)),
+    ("GET", "/api/v1/bans", None, (401, 403, 403, 200, 403)),
+    ("POST", "/api/v1/bans", {"patterns": ["s-{who}@example.com"]}, (401, 403, 403, 200, 403)),
+    ("DELETE", "/api/v1/bans/{ban}", None, (401, 403, 403, 204, 403)),
+    ("DELETE", "/api/v1/lists/v-{who}", None, (401, 403, 403, 200, 404)),
     ("GET", "/api/v1/lists/nosuch", None, (401, 404, 404, 404, 404)),
     ("GET", "/api/v1/openapi.json", None, (200, 200, 200, 200, 200)),
 ]
@@ -262,10 +274,16 @@ TABLE: list[tuple[str, str, Any, tuple[int, ...]]] = [
 
 def test_every_route_answers_each_caller_as_the_table_says(site, web) -> None:
     site.create_list("other")
+    for who in CALLERS:
+        site.create_list(f"v-{who}")
     site.add_members("dev", "ann@example.com", *(f"d-{who}@example.com" for who in CALLERS))
     seed(site.config, site.db, [message("Seeded topic", "<seed@example.com>")])
     with site.db.read_session() as session:
         topic = session.scalars(select(Post.topic_id)).one()
+    with site.db.session() as session:
+        dev = lists.get_list(session, "dev")
+        roles.add_owners(session, dev, [f"x-{who}@example.com" for who in CALLERS])
+        topics.add_tags(session, dev, ["seeded", *(f"g-{who}" for who in CALLERS)], utcnow())
     tokens = {who: token(site, who, who) for who in ("read", "write", "admin")}
     tokens["other"] = token(site, "other", "admin", "other")
     tokens["none"] = None
@@ -281,7 +299,9 @@ def test_every_route_answers_each_caller_as_the_table_says(site, web) -> None:
                 held = (
                     hold(site, f"Held for {who} {method} {len(wrong)} {path[-5:]}") if "{held}" in path else 0
                 )
-                url = path.format(who=who, held=held, topic=topic)
+                reply = fresh_reply(site, f"{who}{len(wrong)}{method}{path[-8:]}") if "{reply}" in path else 0
+                ban = fresh_ban(site, f"{who}-{method}-{path[-6:]}") if "{ban}" in path else 0
+                url = path.format(who=who, held=held, topic=topic, reply=reply, ban=ban)
                 payload = json.loads(json.dumps(body).replace("{who}", who)) if body is not None else None
                 r = http.request(method, url, json=payload, headers=auth(tokens[who]))
                 if r.status_code != want:
@@ -289,6 +309,35 @@ def test_every_route_answers_each_caller_as_the_table_says(site, web) -> None:
                 elif r.status_code >= 400:
                     assert r.headers["content-type"] == PROBLEM, (method, url, who)
     assert wrong == []
+
+
+def fresh_reply(site, key: str) -> int:
+    """A new topic of a root and one reply, seeded as live mail; returns the reply's id."""
+    key = "".join(c for c in key if c.isalnum())
+    seed(
+        site.config,
+        site.db,
+        [
+            message(f"Root {key}", f"<root-{key}@example.com>"),
+            message(
+                f"Re: Root {key}",
+                f"<reply-{key}@example.com>",
+                extra=f"In-Reply-To: <root-{key}@example.com>",
+            ),
+        ],
+    )
+    with site.db.read_session() as session:
+        return session.scalars(select(Post.id).where(Post.message_id == f"<reply-{key}@example.com>")).one()
+
+
+def fresh_ban(site, key: str) -> int:
+    from mailforum.db.models import Ban
+
+    key = "".join(c for c in key if c.isalnum()).lower()
+    with site.db.session() as session:
+        bans.add(session, None, [f"ban-{key}@example.com"])
+    with site.db.read_session() as session:
+        return session.scalars(select(Ban.id).where(Ban.pattern == f"ban-{key}@example.com")).one()
 
 
 def _same(real: str, table: str) -> bool:
