@@ -69,6 +69,9 @@ class MailingList(Base):
     digest_last_day: Mapped[str | None] = mapped_column(String(16), default=None)
     digest_last_week: Mapped[str | None] = mapped_column(String(32), default=None)
     digest_run_mark: Mapped[int | None] = mapped_column(default=None)
+    # Minutes after a post arrives during which its signed-in author may delete it on the
+    # web (`lists set --author-delete-minutes`; 0: never). Migration 0019.
+    author_delete_minutes: Mapped[int] = mapped_column(default=60, server_default="60")
 
     @property
     def display_title(self) -> str:
