@@ -240,7 +240,7 @@ class ModerationPages:
     async def delete_post(self, request: Request) -> Response:
         if request.method == "GET":
             return await run_in_threadpool(self._delete_page, request)
-        await run_in_threadpool(self._readable, request)
+        await run_in_threadpool(self._may_delete, request)
         viewer, _ = await self.ctx.auth.posted(request, self.ctx.same_origin)
         return await run_in_threadpool(self._delete, request, viewer)
 
@@ -248,6 +248,14 @@ class ModerationPages:
         """A private list answers 404 to those who may not read it, before anything else."""
         with self.db.read_session() as session:
             self.ctx.public_list(session, request)
+
+    def _may_delete(self, request: Request) -> None:
+        """Before a POST's form is read: 404 for a private list's outsiders, sign-in first, then
+        404 unless the post is the viewer's own and shown (the same answer as no such post)."""
+        self._readable(request)
+        viewer = self.ctx.auth.require(request)
+        with self.db.read_session() as session:
+            self._own_post(session, request, viewer)
 
     def _own_post(self, session: Session, request: Request, viewer: Viewer) -> tuple[MailingList, Post]:
         mlist = self.ctx.public_list(session, request)
@@ -286,27 +294,30 @@ class ModerationPages:
         ctx = self.ctx
         with self.db.session() as session:
             mlist, post = self._own_post(session, request, viewer)
-            topic_id, name, minutes = post.topic_id, mlist.name, mlist.author_delete_minutes
-            try:
+            topic_id, name = post.topic_id, mlist.name
+            try:  # TooLate is raised before anything changes
                 topics.delete_own_post(session, mlist, post.id, _actor(request, viewer), utcnow())
             except topics.TooLate:
-                session.rollback()
-                return self._page(
-                    request,
-                    "web/delete_post.html",
-                    403,
-                    mlist=mlist,
-                    post=None,
-                    too_late=True,
-                    minutes=minutes,
-                    deadline=None,
-                    action="",
+                too_late = True
+            else:
+                too_late = False
+                left = queries.resolve_topic(session, mlist, topic_id)
+                target = (
+                    ctx.url("lists", name, "topics", left.id)
+                    if left is not None and left.post_count
+                    else ctx.url("lists", name)
                 )
-            left = queries.resolve_topic(session, mlist, topic_id)
-            target = (
-                ctx.url("lists", name, "topics", left.id)
-                if left is not None and left.post_count
-                else ctx.url("lists", name)
+        if too_late:
+            return self._page(
+                request,
+                "web/delete_post.html",
+                403,
+                mlist=mlist,
+                post=None,
+                too_late=True,
+                minutes=mlist.author_delete_minutes,
+                deadline=None,
+                action="",
             )
         log.info("a post of %s was deleted by its author on the web", name)
         return RedirectResponse(target, 303)
