@@ -27,7 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, inspect, select, update
+from sqlalchemy import delete, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.core import audit as audit_log
@@ -36,6 +36,8 @@ from mailforum.db import queries
 from mailforum.db.models import (
     MailingList,
     Member,
+    OutboxEntry,
+    OutboxState,
     Post,
     PostStatus,
     SubscriptionKind,
@@ -627,9 +629,9 @@ def delete_own_post(
     session: Session, mlist: MailingList, post_id: int, actor: Actor, now: dt.datetime
 ) -> Post:
     """The author (``actor.name``) deletes their own published post while the list's window
-    is open: a tombstone saying so, its text, HTML, attachments list and raw copy gone;
-    copies already sent stay sent. NotFound unless it is theirs and shown; TooLate after
-    the window (or when the list has none)."""
+    is open: a tombstone saying so, its text, HTML, attachments list and raw copy gone; its
+    copies not sent yet are dropped, those sent stay sent. NotFound unless it is theirs and
+    shown; TooLate after the window (or when the list has none), before anything changes."""
     post = get_post(session, mlist, post_id)
     if not is_own(post, actor.name) or post.status != PostStatus.PUBLISHED.value:
         raise NotFound(f"no post {post_id} of yours in {mlist.name}")
@@ -643,10 +645,20 @@ def delete_own_post(
     post.status = PostStatus.REMOVED.value
     post.hold_reason = AUTHOR_DELETED
     post.text_body, post.html_body, post.attachments, post.raw = "", None, [], None
+    # Copies not sent yet (waiting, retrying after a 4xx, or failed) go with it; one a delivery
+    # worker holds right now may still go out, as a sent one stays sent.
+    unsent = session.execute(
+        delete(OutboxEntry).where(
+            OutboxEntry.post_id == post.id,
+            OutboxEntry.state != OutboxState.SENT.value,
+            or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until <= now),
+        )
+    )
     session.flush()
     topic = threads.live_topic(session, post.topic_id)
     recount(session, topic)
-    audit(session, actor, "post.delete", mlist, str(post.id), {"topic": topic.id, "by": "author"})
+    detail = {"topic": topic.id, "by": "author", "unsent_copies_dropped": int(unsent.rowcount or 0)}  # type: ignore[attr-defined]
+    audit(session, actor, "post.delete", mlist, str(post.id), detail)
     return post
 
 

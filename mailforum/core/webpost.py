@@ -13,7 +13,9 @@ A reply goes to the member's own signed reply address for the post it answers
 very post. The session counts as authentication, like a passed DMARC check: the
 processor trusts the From of a spool entry only when its protocol is ``web``, which
 nothing but this module writes (ingest writes ``smtp`` and ``lmtp``), never because of
-a header a sender could write.
+a header a sender could write. The tags ticked on the new-topic form travel the same way,
+in ``X-Mailforum-Web-Tags`` (``core.topics.WEB_TAGS_HEADER``), read only for spool entries
+of protocol ``web`` (RELIABILITY S42).
 
 Nothing from input reaches a header unchecked: the subject and the member's name pass
 ``compose.header_text`` (no CR, LF or other control characters, even after RFC 2047

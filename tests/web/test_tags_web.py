@@ -1,10 +1,10 @@
 """Tags for members on the web, and authors deleting their own posts (issue 19), over real HTTP
 with ``serve``'s parts running and copies at a relay over real SMTP, on SQLite and PostgreSQL.
 
-RELIABILITY S42 (an outside sender cannot tag a topic by writing the web's header), S43 and B59
-(an author deletes their own post only within the list's window; another's post is 404), B58
-(the preferences page and the new-topic form refuse a tag outside the vocabulary or a choice
-the page does not offer, changing nothing).
+RELIABILITY S42 (an outside sender cannot tag a topic by writing the web's header), S43 (only
+the author deletes a post: another's is 404, a forged form 403), B58 (a tag outside the
+vocabulary or a choice the page does not offer is refused, changing nothing), B59 (after the
+list's window, or on a list without one, a polite 403; unsent copies of a deleted post go no more).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import datetime as dt
 from sqlalchemy import select, update
 
 from mailforum.core import lists, topics
-from mailforum.db.models import AuditEntry, DeliveryMode, Post, utcnow
+from mailforum.db.models import AuditEntry, DeliveryMode, OutboxEntry, Post, utcnow
 from tests.helpers import message, send, wait_for
 from tests.integration.outbound_helpers import as_email, settled
 from tests.web.test_posting import browser, signed_in, submit, token
@@ -127,14 +127,23 @@ def test_an_outsider_cannot_tag_a_topic_with_the_web_header(site, relay, served)
     assert posts["<forged@example.com>"]["tags"] == []
 
 
+def _copies(site, post_id: int) -> dict[str, str]:
+    """Recipient → state of the post's copies in the outbox."""
+    query = select(OutboxEntry.recipient, OutboxEntry.state).where(OutboxEntry.post_id == post_id)
+    with site.db.read_session() as session:
+        return {recipient: state for recipient, state in session.execute(query)}
+
+
 def test_an_author_deletes_their_own_post_within_the_window_and_not_after(site, relay, served) -> None:
+    relay.rcpt[CY] = "451 4.3.0 Try again later"  # cy's copies wait for a retry
     with signed_in(site, ANN) as ann:
         first = submit(ann, "/lists/dev/new", {"subject": "Oops", "body": "Sent too soon.\n"})
         topic_url = first.headers["location"].partition("#")[0]
         root_id = int(first.headers["location"].rpartition("#p")[2])
         later = submit(ann, f"/lists/dev/posts/{root_id}/reply", {"body": "And a second thought.\n"})
         second_id = int(later.headers["location"].rpartition("#p")[2])
-    wait_for(lambda: settled(site))
+    wait_for(lambda: len(relay.messages_for(BOB)) == 2)
+    wait_for(lambda: _copies(site, root_id) == {BOB: "sent", CY: "pending"})
     delete = f"/lists/dev/posts/{root_id}/delete"
     with signed_in(site, BOB) as bob:
         assert f'href="{delete}"' not in bob.get(topic_url).text  # not his post
@@ -155,6 +164,8 @@ def test_an_author_deletes_their_own_post_within_the_window_and_not_after(site, 
         shown = ann.get(topic_url).text
         assert "deleted by its author" in shown and "Sent too soon" not in shown
         assert ann.get(delete).status_code == 404  # gone: nothing more to delete
+        # The copy that had not gone out yet goes no more; the one sent stays sent.
+        assert _copies(site, root_id) == {BOB: "sent"}
 
         # After the window: a polite refusal, nothing changes.
         second = f"/lists/dev/posts/{second_id}/delete"
