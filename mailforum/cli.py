@@ -560,6 +560,12 @@ def lists_list(state: State) -> None:
 @click.option(
     "--policy", type=click.Choice([p.value for p in PostingPolicy]), default=None, help="Who may post."
 )
+@click.option(
+    "--author-delete-minutes",
+    type=click.IntRange(0, 525_600),
+    default=None,
+    help="Minutes after posting during which authors may delete their own posts on the web (0: never).",
+)
 @pass_state
 def lists_set(
     state: State,
@@ -569,15 +575,16 @@ def lists_set(
     moderate_first_post: bool | None,
     unverified: str | None,
     policy: str | None,
+    author_delete_minutes: int | None,
 ) -> None:
     """Change the list NAME's archive display and posting settings."""
     from mailforum.core import lists
 
-    changes = (visibility, show_addresses, moderate_first_post, unverified, policy)
+    changes = (visibility, show_addresses, moderate_first_post, unverified, policy, author_delete_minutes)
     if all(c is None for c in changes):
         raise InvalidInput(
             "nothing to change: give --visibility, --show-addresses/--hide-addresses, "
-            "--moderate-first-post, --unverified or --policy"
+            "--moderate-first-post, --unverified, --policy or --author-delete-minutes"
         )
     with state.db().session() as session:
         mlist = lists.get_list(session, name)
@@ -591,6 +598,8 @@ def lists_set(
             mlist.unverified_action = unverified
         if policy is not None:
             mlist.posting_policy = policy
+        if author_delete_minutes is not None:
+            mlist.author_delete_minutes = author_delete_minutes
         shown = "shown" if mlist.show_addresses else "hidden"
         click.echo(f"{mlist.name}: visibility {mlist.visibility}, addresses {shown}")
 
@@ -647,6 +656,7 @@ def lists_show(state: State, name: str) -> None:
         ("visibility", mlist.visibility),
         ("web addresses", "shown" if mlist.show_addresses else "hidden"),
         ("digest format", mlist.digest_format),
+        ("author delete", f"{mlist.author_delete_minutes} minutes" if mlist.author_delete_minutes else "off"),
         ("post address", f"{mlist.name}@{domain}"),
         ("command address", f"{mlist.name}-request@{domain}"),
         ("members", stats["members"]),

@@ -105,6 +105,8 @@ def store_post(
     threads.name_topic(topic, parsed.subject)
     with session.no_autoflush:  # an import batch's posts stay unflushed (attach(flush=False))
         topics.tag_new_post(session, mlist, topic, post)
+        if arrival.web:  # the tags ticked on the web's form; the header in mail counts for nothing (S42)
+            topics.tag_web_post(session, mlist, topic, post, arrival.raw)
     if not held:
         threads.count_post(session, topic, arrival.received_at)
         if not arrival.imported:  # an operator's archive import notifies no one

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.config import Config
 from mailforum.core import audit, digest_enqueue, digest_schedule
+from mailforum.core import topics as tagging
 from mailforum.core.digest_content import FREQUENCIES
 from mailforum.core.subscriptions import set_topic
 from mailforum.db import queries
@@ -137,3 +138,52 @@ def set_topic_kind(
         return False
     set_topic(session, member, topic, SubscriptionKind(kind) if kind else None, now)
     return True
+
+
+# --- tags: follow, mute or neither (the mail commands ``watch #TAG``, ``mute #TAG``, ``unwatch #TAG``)
+
+TAG_FIELD = "tag:"  # the page's field per tag: ``tag:NAME`` = follow | mute | neither
+TAG_CHOICES: dict[str, SubscriptionKind | None] = {
+    "follow": SubscriptionKind.WATCH,
+    "mute": SubscriptionKind.MUTE,
+    "neither": None,
+}
+
+
+def tag_settings(session: Session, mlist: MailingList, member: Member) -> list[tuple[str, str]]:
+    """The list's vocabulary, each tag with the member's choice: follow, mute or neither."""
+    chosen = tagging.tag_settings(session, member)
+    follow, mute = set(chosen.get("watch", [])), set(chosen.get("mute", []))
+    return [
+        (tag.name, "follow" if tag.name in follow else "mute" if tag.name in mute else "neither")
+        for tag in tagging.vocabulary(session, mlist)
+    ]
+
+
+def parse_tags(fields: dict[str, str]) -> dict[str, str]:
+    """The ``tag:NAME`` fields of a form as {name: choice}; InvalidInput for a choice not offered."""
+    wanted = {}
+    for key, value in fields.items():
+        if key.startswith(TAG_FIELD):
+            name = key[len(TAG_FIELD) :]
+            if value not in TAG_CHOICES:
+                raise InvalidInput(f"choose follow, mute or neither for the tag {name[:64]!r}")
+            wanted[name] = value
+    return wanted
+
+
+def apply_tags(
+    session: Session, mlist: MailingList, member: Member, wanted: dict[str, str], now: dt.datetime
+) -> dict[str, str]:
+    """Set the member's choice per tag as the mail commands do (``tagging.set_tag``); returns what
+    changed. InvalidInput, changing nothing, when a name is not in the list's vocabulary."""
+    before = dict(tag_settings(session, mlist, member))
+    unknown = [name for name in wanted if name not in before]
+    if unknown:
+        raise InvalidInput(f"not a tag of {mlist.name}: {', '.join(n[:64] for n in unknown[:5])}")
+    changed = {name: choice for name, choice in wanted.items() if before[name] != choice}
+    for name, choice in changed.items():
+        tag = tagging.tag_named(session, mlist, name)
+        assert tag is not None  # in the vocabulary, checked above
+        tagging.set_tag(session, member, tag, TAG_CHOICES[choice], now)
+    return changed

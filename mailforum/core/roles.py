@@ -90,3 +90,19 @@ def remove_owners(session: Session, mailing_list: MailingList, addresses: Iterab
             delete(ListOwner).where(ListOwner.list_id == mailing_list.id, ListOwner.address.in_(gone))
         )
     return gone
+
+
+def moderated_lists(session: Session, address: str) -> list[MailingList]:
+    """The lists this address moderates, owns, or (a site admin) may run: by name."""
+    if is_admin(session, address):
+        return owned_lists(session, address)
+    address = address.lower()
+    moderated = select(Moderator.list_id).where(Moderator.address == address)
+    owned = select(ListOwner.list_id).where(ListOwner.address == address)
+    return list(
+        session.scalars(
+            select(MailingList)
+            .where(MailingList.id.in_(moderated) | MailingList.id.in_(owned))
+            .order_by(MailingList.name)
+        )
+    )

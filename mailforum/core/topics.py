@@ -27,14 +27,17 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, insert, inspect, select, update
+from sqlalchemy import delete, func, insert, inspect, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.core import audit as audit_log
 from mailforum.core import threads
+from mailforum.db import queries
 from mailforum.db.models import (
     MailingList,
     Member,
+    OutboxEntry,
+    OutboxState,
     Post,
     PostStatus,
     SubscriptionKind,
@@ -543,3 +546,116 @@ def remove_post(
 
 def is_locked(topic: Topic) -> bool:
     return topic.locked_at is not None
+
+
+# --- tags chosen on the web's new-topic form -----------------------------------------------
+
+WEB_TAGS_HEADER = "X-Mailforum-Web-Tags"  # written by core/webpost.py; read only for spool protocol "web"
+
+
+def web_tags(raw: bytes) -> list[str]:
+    """The tag names a web post's form chose (``WEB_TAGS_HEADER`` of its raw message).
+
+    Only ever called for a spool entry of protocol ``web``, which nothing but
+    ``core.webpost`` writes: the same header in mail from outside is never read, so no
+    sender can tag a topic by writing it (RELIABILITY S42).
+    """
+    from email.parser import BytesHeaderParser
+    from email.policy import compat32
+
+    value = BytesHeaderParser(policy=compat32).parsebytes(raw).get(WEB_TAGS_HEADER, "")
+    names = []
+    for word in str(value).replace(",", " ").split()[:50]:
+        try:
+            names.append(tag_name(word))
+        except InvalidInput:
+            continue
+    return list(dict.fromkeys(names))
+
+
+def tag_web_post(session: Session, mlist: MailingList, topic: Topic, post: Post, raw: bytes) -> list[str]:
+    """A web post that starts a topic files it under the tags its form chose (words of the
+    vocabulary only; others are ignored, as a ``[word]`` outside it is)."""
+    if post.parent_id is not None:
+        return []
+    names = web_tags(raw)
+    if not names:
+        return []
+    vocab = {t.name: t for t in vocabulary(session, mlist)}
+    return tag_topic(session, topic, [vocab[n] for n in names if n in vocab])
+
+
+# --- authors deleting their own posts ------------------------------------------------------
+
+AUTHOR_DELETED = queries.AUTHOR_DELETED  # the hold_reason of an author's deletion (a tombstone)
+
+
+class TooLate(InvalidInput):
+    """The list's window for authors to delete a post has closed (or the list has none)."""
+
+
+def is_own(post: Post, address: str) -> bool:
+    return bool(post.author_address) and post.author_address.lower() == address.strip().lower()
+
+
+def delete_deadline(mlist: MailingList, received_at: dt.datetime) -> dt.datetime | None:
+    """Until when the author of a post received at ``received_at`` may delete it (None: the
+    list lets no author delete)."""
+    if mlist.author_delete_minutes <= 0:
+        return None
+    if received_at.tzinfo is None:  # SQLite gives naive UTC
+        received_at = received_at.replace(tzinfo=dt.UTC)
+    return received_at + dt.timedelta(minutes=mlist.author_delete_minutes)
+
+
+def may_still_delete(mlist: MailingList, received_at: dt.datetime, now: dt.datetime) -> bool:
+    """Whether the list's window for authors to delete a post received then is open now."""
+    deadline = delete_deadline(mlist, received_at)
+    return deadline is not None and now < deadline
+
+
+def delete_own_post(
+    session: Session, mlist: MailingList, post_id: int, actor: Actor, now: dt.datetime
+) -> Post:
+    """The author (``actor.name``) deletes their own published post while the list's window
+    is open: a tombstone saying so, its text, HTML, attachments list and raw copy gone; its
+    copies not sent yet are dropped, those sent stay sent. NotFound unless it is theirs and
+    shown; TooLate after the window (or when the list has none), before anything changes."""
+    post = get_post(session, mlist, post_id)
+    if not is_own(post, actor.name) or post.status != PostStatus.PUBLISHED.value:
+        raise NotFound(f"no post {post_id} of yours in {mlist.name}")
+    if not may_still_delete(mlist, post.received_at, now):
+        minutes = mlist.author_delete_minutes
+        raise TooLate(
+            f"{mlist.name} lets authors delete a post only in the first {minutes} minutes"
+            if minutes
+            else f"{mlist.name} does not let authors delete their posts"
+        )
+    post.status = PostStatus.REMOVED.value
+    post.hold_reason = AUTHOR_DELETED
+    post.text_body, post.html_body, post.attachments, post.raw = "", None, [], None
+    # Copies not sent yet (waiting, retrying after a 4xx, or failed) go with it; one a delivery
+    # worker holds right now may still go out, as a sent one stays sent.
+    unsent = session.execute(
+        delete(OutboxEntry).where(
+            OutboxEntry.post_id == post.id,
+            OutboxEntry.state != OutboxState.SENT.value,
+            or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until <= now),
+        )
+    )
+    session.flush()
+    topic = threads.live_topic(session, post.topic_id)
+    recount(session, topic)
+    detail = {"topic": topic.id, "by": "author", "unsent_copies_dropped": int(unsent.rowcount or 0)}  # type: ignore[attr-defined]
+    audit(session, actor, "post.delete", mlist, str(post.id), detail)
+    return post
+
+
+def shown_posts(session: Session, topic: Topic, limit: int) -> tuple[list[Post], int]:
+    """The topic's published posts in thread order (at most ``limit``), and how many more there are."""
+    from mailforum.db.queries import thread_order
+
+    ordered, _, _ = thread_order(session, topic)
+    ids = [node.id for node, _ in ordered if node.status == PostStatus.PUBLISHED.value]
+    found = {p.id: p for p in session.scalars(select(Post).where(Post.id.in_(ids[:limit])))} if ids else {}
+    return [found[i] for i in ids[:limit]], max(0, len(ids) - limit)

@@ -13,7 +13,9 @@ A reply goes to the member's own signed reply address for the post it answers
 very post. The session counts as authentication, like a passed DMARC check: the
 processor trusts the From of a spool entry only when its protocol is ``web``, which
 nothing but this module writes (ingest writes ``smtp`` and ``lmtp``), never because of
-a header a sender could write.
+a header a sender could write. The tags ticked on the new-topic form travel the same way,
+in ``X-Mailforum-Web-Tags`` (``core.topics.WEB_TAGS_HEADER``), read only for spool entries
+of protocol ``web`` (RELIABILITY S42).
 
 Nothing from input reaches a header unchecked: the subject and the member's name pass
 ``compose.header_text`` (no CR, LF or other control characters, even after RFC 2047
@@ -34,7 +36,7 @@ from email.utils import format_datetime
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import tokens
+from mailforum.core import tokens, topics
 from mailforum.db import ancestry, spool
 from mailforum.db.models import MailingList, Member, Post, PostStatus
 from mailforum.errors import InvalidInput
@@ -67,6 +69,7 @@ class Draft:
     subject: str
     body: str
     uploads: tuple[Upload, ...] = ()
+    tags: tuple[str, ...] = ()  # a new topic's tags, ticked on the form (words of the vocabulary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,12 +96,13 @@ def check_draft(config: Config, draft: Draft, reply: bool) -> Draft:
         raise InvalidInput("the message is empty")
     if len(draft.uploads) > MAX_ATTACHMENTS:
         raise InvalidInput(f"at most {MAX_ATTACHMENTS} attachments")
+    tags = tuple(dict.fromkeys(topics.tag_name(t) for t in draft.tags)) if not reply else ()
     size = len(body.encode("utf-8")) + sum(len(u.data) for u in draft.uploads)
     if size > config.smtp.max_message_size:
         raise InvalidInput(
             f"the message is larger than {config.smtp.max_message_size // 1024} kB, the list's limit"
         )
-    return Draft(subject, body, draft.uploads)
+    return Draft(subject, body, draft.uploads, tags)
 
 
 def compose(
@@ -131,6 +135,8 @@ def compose(
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id or new_message_id(domain)
     msg[SOURCE_HEADER] = WEB
+    if parent is None and draft.tags:  # read back only for spool protocol "web" (core/topics.web_tags)
+        msg[topics.WEB_TAGS_HEADER] = ", ".join(topics.tag_name(t) for t in draft.tags)
     msg["MIME-Version"] = "1.0"
     msg.set_content(draft.body or "\n", charset="utf-8", cte="quoted-printable")
     for upload in draft.uploads:

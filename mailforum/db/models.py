@@ -72,6 +72,9 @@ class MailingList(Base):
     # Bumped by each change to the list's stored mail templates (ListTemplate), so renderers
     # know their compiled copies are stale without reading the templates (render.py).
     templates_version: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Minutes after a post arrives during which its signed-in author may delete it on the
+    # web (`lists set --author-delete-minutes`; 0: never). Migration 0019.
+    author_delete_minutes: Mapped[int] = mapped_column(default=60, server_default="60")
 
     @property
     def display_title(self) -> str:

@@ -50,6 +50,7 @@ from mailforum.db.models import (
 
 PUBLISHED = PostStatus.PUBLISHED.value
 REMOVED = PostStatus.REMOVED.value
+AUTHOR_DELETED = "deleted by its author"  # a removed post's hold_reason when its author deleted it
 SHOWN = (PUBLISHED, REMOVED)  # in a thread: posts, and the tombstones of removed ones
 
 
@@ -118,6 +119,7 @@ class PostView:
     descendants: int = 0
     sibling_follows: bool = False
     removed: bool = False  # a tombstone: "removed by a moderator", no author, no text
+    removed_by: str = ""  # a tombstone's: "moderator", or "author" (deleted on the web, AUTHOR_DELETED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +427,8 @@ def thread_page(session: Session, topic: Topic, page: int, per_page: int) -> Thr
         if post.status == REMOVED:
             views.append(
                 PostView(post.id, post.message_id, "", "", "", None, post.received_at, "", None, (), depth,
-                         0, None, "", "", descendants[index], sibling_follows[index], removed=True)
+                         0, None, "", "", descendants[index], sibling_follows[index], removed=True,
+                         removed_by="author" if post.hold_reason == AUTHOR_DELETED else "moderator")
             )  # fmt: skip
             continue
         if parent is None:

@@ -16,6 +16,7 @@ The endpoints live in ``web/``, one class per group, all sharing one ``WebContex
     web/preferences.py    PreferencePages a member's settings: delivery, digest hour, topics, leave
     web/ops.py            Ops            /metrics, /healthz, /readyz
     web/admin.py          OwnerPages     /admin: a list's settings, members, held posts, bans, …
+    web/moderation.py     ModerationPages a topic's moderators' tools, authors deleting posts, tags
 
 The JSON API under /api/v1 (web/api.py) has its own table of operations, from which
 both its routes and its OpenAPI document are made; its errors are RFC 9457 problem
@@ -63,6 +64,7 @@ from mailforum.web.context import WebContext
 from mailforum.web.feeds import Feeds
 from mailforum.web.forms import RequestConfirmation
 from mailforum.web.links import SignedLinks
+from mailforum.web.moderation import ModerationPages
 from mailforum.web.ops import Ops, RequestMetrics
 from mailforum.web.posting import PostingForms, Spooled
 from mailforum.web.preferences import PreferencePages
@@ -138,6 +140,9 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/lists/{list}/preferences/topics/{topic:id}", "prefs", "topic", POST),
     ("/lists/{list}/preferences/leave", "prefs", "leave", POST),
     ("/lists/{list}/authors/{author:id}", "pages", "author", GET),
+    # Moderators' tools on a topic, an author deleting their own post (404 without the role).
+    ("/lists/{list}/topics/{topic:id}/moderate", "moderation", "moderate", GET_POST),
+    ("/lists/{list}/posts/{post:id}/delete", "moderation", "delete_post", GET_POST),
     # The last segment is a generated name (textsafe.url_filename) and is not read: links
     # sent before it, with a path-like name in it, still work.
     ("/lists/{list}/posts/{post:id}/attachments/{index:id}/{filename:path}", "feeds", "download", GET),
@@ -161,6 +166,7 @@ ROUTES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("/admin/lists/{list}/problems", "admin", "admin_problems", GET_POST),
     ("/admin/lists/{list}/activity", "admin", "admin_activity", GET),
     ("/admin/lists/{list}/audit", "admin", "admin_audit", GET),
+    ("/admin/lists/{list}/tags", "moderation", "tags", GET_POST),
     # Monitoring: /metrics for trusted addresses or an API token, the health probes for all.
     ("/metrics", "ops", "metrics", GET),
     ("/healthz", "ops", "healthz", GET),
@@ -306,6 +312,7 @@ def create_app(
         "signin": SignInPages(ctx),
         "posting": PostingForms(ctx, spooled),
         "prefs": PreferencePages(ctx),
+        "moderation": ModerationPages(ctx),
     }
     routes = [
         Route(

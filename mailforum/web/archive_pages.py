@@ -15,11 +15,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from mailforum.core import roles
 from mailforum.db import queries
-from mailforum.db.models import MailingList
+from mailforum.db.models import MailingList, utcnow
 from mailforum.mail.addresses import list_address
 from mailforum.render import BUILTIN
-from mailforum.web import body, reading
+from mailforum.web import body, moderation, reading
 from mailforum.web.context import WebContext, int_param
 
 MAX_INDENT = 3  # deeper replies share this indent (style.css has depth-0 … depth-3)
@@ -160,6 +161,8 @@ class ArchivePages:
             standing = self.standings.get(session, mlist, [p.author_address for p in thread.posts])
             newer, older, activity = queries.neighbour_topics(session, topic)
             topic_tags = queries.topic_tag_names(session, [topic.id]).get(topic.id, [])
+            moderator = viewer is not None and roles.is_moderator(session, mlist, viewer.address)
+            own = moderation.deletable(mlist, thread.posts, viewer.address if viewer else None, utcnow())
         address = list_address(mlist.name, ctx.config.site.domain)
         tags, title = body.subject_tags(topic.subject, mlist.name, mlist.subject_tag)
         posts = []
@@ -204,6 +207,8 @@ class ArchivePages:
             post_address=address,
             member=member,
             setting=setting,
+            moderator=moderator,
+            deletable=own,
         )
 
     def author(self, request: Request) -> Response:

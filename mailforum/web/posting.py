@@ -1,6 +1,7 @@
 """Posting from the browser: a new topic, a reply, and what became of the post.
 
-- ``/lists/NAME/new`` (fields ``subject``, ``body``, optional ``attachment`` files) and
+- ``/lists/NAME/new`` (fields ``subject``, ``body``, optional ``attachment`` files, and
+  ``tags``, once per ticked word of the list's vocabulary: the topic's tags) and
   ``/lists/NAME/posts/ID/reply`` (field ``body``; ``?quote=1`` fills in the post quoted):
   GET shows the form to a signed-in member, POST writes the message to the spool
   (``core.webpost``: the path mail takes), wakes the spool processors and waits briefly
@@ -27,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mailforum.core import webpost
+from mailforum.core import topics, webpost
 from mailforum.core.lists import find_member
 from mailforum.db import queries, webposts
 from mailforum.db.models import MailingList, Post, utcnow
@@ -50,6 +51,7 @@ class Posted:
 
     fields: dict[str, str]
     uploads: tuple[webpost.Upload, ...]
+    tags: tuple[str, ...] = ()  # the new-topic form's ticked tags (field ``tags``, repeated)
 
 
 class PostingForms:
@@ -117,15 +119,18 @@ class PostingForms:
             raise HTTPException(413)
         try:
             form = await request.form(
-                max_files=webpost.MAX_ATTACHMENTS, max_fields=20, max_part_size=self.max_bytes
+                max_files=webpost.MAX_ATTACHMENTS, max_fields=120, max_part_size=self.max_bytes
             )
         except HTTPException:
             raise HTTPException(400) from None
         try:
             fields: dict[str, str] = {}
             uploads: list[webpost.Upload] = []
+            tags: list[str] = []
             for name, value in form.multi_items():
-                if isinstance(value, UploadFile):
+                if name == "tags" and isinstance(value, str):
+                    tags.append(value)
+                elif isinstance(value, UploadFile):
                     data = await value.read()
                     if data or value.filename:
                         content_type = value.content_type or "application/octet-stream"
@@ -138,7 +143,7 @@ class PostingForms:
             request, viewer, fields.get("csrf", "")
         ):
             raise CsrfFailed()
-        return Posted(fields, tuple(u for u in uploads if u.data))
+        return Posted(fields, tuple(u for u in uploads if u.data), tuple(dict.fromkeys(tags)))
 
     def _parent(self, session: Session, mlist: MailingList, post_id: int | None) -> Post | None:
         if post_id is None:
@@ -157,11 +162,13 @@ class PostingForms:
         text: str,
         error: str,
         status: int,
+        chosen: tuple[str, ...] = (),
     ) -> Response:
         ctx = self.ctx
         with ctx.db.read_session() as session:
             mlist = ctx.public_list(session, request)
             parent = self._parent(session, mlist, post_id)
+            vocabulary = [t.name for t in topics.vocabulary(session, mlist)] if parent is None else []
             member = find_member(session, mlist.id, viewer.address)
             if member is None:
                 return ctx.page(
@@ -196,12 +203,14 @@ class PostingForms:
             text=text,
             error=error,
             max_kb=self.max_bytes // 1024,
+            vocabulary=vocabulary,
+            chosen=chosen,
         )
 
     def _post(self, request: Request, viewer: Viewer, post_id: int | None, posted: Posted) -> Response:
         ctx = self.ctx
         subject, text = posted.fields.get("subject", ""), posted.fields.get("body", "")
-        draft = webpost.Draft(subject, text, posted.uploads)
+        draft = webpost.Draft(subject, text, posted.uploads, posted.tags if post_id is None else ())
         try:
             with ctx.db.session() as session:
                 mlist = ctx.public_list(session, request)
@@ -218,10 +227,11 @@ class PostingForms:
                         parent=None,
                         not_member=True,
                     )
+                _check_tags(session, mlist, draft.tags)
                 spooled = webpost.write(session, ctx.config, mlist, member, draft, parent, utcnow())
                 list_id, list_name = mlist.id, mlist.name
         except InvalidInput as exc:
-            return self._form(request, viewer, post_id, subject, text, f"{exc}.", 422)
+            return self._form(request, viewer, post_id, subject, text, f"{exc}.", 422, posted.tags)
         self.spooled()
         found = self._wait(list_id, spooled)
         if found is not None and found.fate is webposts.Fate.PUBLISHED:
@@ -252,6 +262,16 @@ class PostingForms:
         topic_id, index = position
         page = index // ctx.web.posts_per_page + 1
         return f"{ctx.url('lists', mlist.name, 'topics', topic_id, page=page)}#p{post_id}"
+
+
+def _check_tags(session: Session, mlist: MailingList, names: tuple[str, ...]) -> None:
+    """InvalidInput unless every ticked tag is a word of the list's vocabulary."""
+    if not names:
+        return
+    known = {t.name for t in topics.vocabulary(session, mlist)}
+    unknown = [n[:64] for n in names if n not in known]
+    if unknown:
+        raise InvalidInput(f"not a tag of {mlist.name}: {', '.join(unknown[:5])}")
 
 
 __all__ = ["PostingForms", "Spooled"]

@@ -2,10 +2,12 @@
 
 ``/lists/NAME/preferences``: GET shows the signed-in member's settings; POST (fields
 ``mode`` all|new-topics|digest|none, ``digest`` off|daily|weekly, ``digest_hour``
-0–23 or empty for the list's, ``timezone`` an IANA name or empty for the list's)
-changes them as the mail commands would (``core.preferences``) and answers 303 back to
-the page. The watched and muted topics are listed, each with a button that ends the
-setting; the page then offers a one-click undo. ``/lists/NAME/preferences/leave``
+0–23 or empty for the list's, ``timezone`` an IANA name or empty for the list's, and
+``tag:NAME`` follow|mute|neither per tag of the list's vocabulary, as ``watch #TAG``,
+``mute #TAG`` and ``unwatch #TAG`` by mail) changes them as the mail commands would
+(``core.preferences``) and answers 303 back to the page. The watched and muted topics
+are listed, each with a button that ends the setting; the page then offers a one-click
+undo. ``/lists/NAME/preferences/leave``
 unsubscribes (with the goodbye mail, as the unsubscribe command does).
 
 Every mail we send links here; the link opens the page after sign-in and never signs
@@ -85,6 +87,7 @@ class PreferencePages:
                 return ctx.page(request, "web/preferences.html", 403, cache=False, mlist=mlist, member=None)
             settings = preferences.current(member)
             topics = preferences.topics(session, member)
+            tags = preferences.tag_settings(session, mlist, member)
             hour, zone = preferences.list_schedule(ctx.config, mlist)
         return ctx.page(
             request,
@@ -101,6 +104,9 @@ class PreferencePages:
             list_zone=zone,
             watched=[t for t in topics if t.kind == "watch"],
             muted=[t for t in topics if t.kind == "mute"],
+            tags=tags,
+            tag_choices=tuple(preferences.TAG_CHOICES),
+            tag_field=preferences.TAG_FIELD,
             action=ctx.url("lists", mlist.name, "preferences"),
             error=error,
             saved=saved,
@@ -117,6 +123,7 @@ class PreferencePages:
                 form.get("digest_hour", ""),
                 form.get("timezone", ""),
             )
+            tags = preferences.parse_tags(form)
         except InvalidInput as exc:
             return self._page(request, f"{exc}.", 422)
         with ctx.db.session() as session:
@@ -124,6 +131,11 @@ class PreferencePages:
             member = find_member(session, mlist.id, viewer.address)
             if member is None:
                 return ctx.page(request, "web/preferences.html", 403, cache=False, mlist=mlist, member=None)
+            try:
+                preferences.apply_tags(session, mlist, member, tags, utcnow())
+            except InvalidInput as exc:
+                session.rollback()
+                return self._page(request, f"{exc}.", 422)
             preferences.apply(session, member, wanted)
             name = mlist.name
         log.info("preferences of a member of %s changed on the web", name)
