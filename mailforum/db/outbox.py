@@ -297,11 +297,14 @@ def release(session: Session, ids: Sequence[int]) -> None:
         )
 
 
-def retry(session: Session, ids: Sequence[int] | None, now: dt.datetime) -> int:
-    """Queue failed rows again (all of them when ``ids`` is None), with a fresh lifetime."""
+def retry(session: Session, ids: Sequence[int] | None, now: dt.datetime, list_id: int | None = None) -> int:
+    """Queue failed rows again (all of them when ``ids`` is None; only the list's with
+    ``list_id``), with a fresh lifetime, in one UPDATE."""
     stmt = update(OutboxEntry).where(OutboxEntry.state == OutboxState.FAILED.value)
     if ids is not None:
         stmt = stmt.where(OutboxEntry.id.in_(list(ids)))
+    if list_id is not None:
+        stmt = stmt.where(OutboxEntry.list_id == list_id)
     result = session.execute(
         stmt.values(
             state=OutboxState.PENDING.value,

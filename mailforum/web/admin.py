@@ -384,12 +384,12 @@ class OwnerPages:
         viewer, form = await self._form(request)
         return await run_in_threadpool(self._held_post, request, viewer, form)
 
-    def _held_page(self, request: Request) -> Response:
+    def _held_page(self, request: Request, status: int = 200, error: str = "") -> Response:
         viewer = self._viewer(request)
         with self.db.read_session() as session:
             mlist = self._list(session, request, viewer)
             page = admin_queries.held_page(session, mlist, 0, 200)
-        return self._page(request, "web/admin_held.html", mlist=mlist, held=page.items)
+        return self._page(request, "web/admin_held.html", status, mlist=mlist, held=page.items, error=error)
 
     def _held_post(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
         action = form.get("action", "")
@@ -400,6 +400,18 @@ class OwnerPages:
             if post is None or post.list_id != mlist.id:
                 raise HTTPException(404)
             author, reason = post.author_address, form.get("reason", "").strip()[:2000]
+            if action == "ban":
+                try:  # checked before anything is done: a sender we cannot ban is told, not a 500
+                    bans.normalise(author or "")
+                except InvalidInput:
+                    session.rollback()
+                    return self._held_page(
+                        request,
+                        422,
+                        f"the sender {repr(author) if author else '(no address)'} of post {post_id} "
+                        "cannot be banned (not an address); discard the post instead, or ban a "
+                        "pattern on the bans page",
+                    )
             now = utcnow()
             if action in ("approve", "allow"):
                 moderation.act(
@@ -409,8 +421,8 @@ class OwnerPages:
                 moderation.act(session, self.config, mlist, post, moderation.REJECT, now, reason=reason)
             elif action in ("discard", "ban"):
                 moderation.act(session, self.config, mlist, post, moderation.DISCARD, now)
-                if action == "ban" and author:
-                    for pattern in bans.add(session, mlist, [author]):
+                if action == "ban":
+                    for pattern in bans.add(session, mlist, [author or ""]):
                         self._audit(session, request, viewer, "bans.add", mlist, pattern)
             else:
                 raise HTTPException(400)
@@ -586,13 +598,8 @@ class OwnerPages:
         now = utcnow()
         with self.db.session() as session:
             mlist = self._list(session, request, viewer)
-            if what == "copy":
-                ids = [
-                    c.id
-                    for c in admin_queries.failed_copies(session, mlist, 100_000)
-                    if c.id == item or not item
-                ]
-                count = outbox.retry(session, ids, now) if ids else 0
+            if what == "copy":  # one copy of this list, or all of them: one UPDATE either way
+                count = outbox.retry(session, [item] if item else None, now, list_id=mlist.id)
                 self._audit(
                     session, request, viewer, "outbox.retry", mlist, str(item or "all"), {"copies": count}
                 )

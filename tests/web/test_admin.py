@@ -519,3 +519,46 @@ def test_a_members_own_changes_on_the_web_are_in_the_owners_audit_log(site, web)
         shown = http.get("/admin/lists/dev/audit").text
     for action in ("member.join", "member.watch", "member.mute", "member.preferences", "member.leave"):
         assert f"<td>{action}</td>" in shown
+
+
+def test_banning_a_sender_that_cannot_be_banned_is_a_422_and_retry_all_stays_in_the_list(site, web) -> None:
+    """B56: a held post whose sender is empty or not an address: "discard and ban" says so
+    (422) and changes nothing; "retry all" requeues only this list's failed copies."""
+    from mailforum.db.models import OutboxEntry, OutboxState
+
+    roles_set_up(site)
+    empty, garbled = hold(site, "No sender"), hold(site, "Garbled sender")
+    with site.db.session() as session:
+        session.get(Post, empty).author_address = ""
+        session.get(Post, garbled).author_address = "not an address"
+        for n, name in enumerate(("dev", "dev", "other")):
+            session.add(
+                OutboxEntry(
+                    kind="notice",
+                    list_id=lists.get_list(session, name).id,
+                    recipient=f"gone{n}@example.com",
+                    message_id=f"<r{n}@example.com>",
+                    state=OutboxState.FAILED.value,
+                )
+            )
+    with signed_in(site, web, OWNER) as http:
+        for post_id, shown in ((empty, "(no address)"), (garbled, "&#39;not an address&#39;")):
+            r = post(http, "/admin/lists/dev/held", post=str(post_id), action="ban")
+            assert r.status_code == 422 and f"the sender {shown} of post {post_id} cannot be banned" in r.text
+        assert post(http, "/admin/lists/dev/held", post=str(empty), action="discard").status_code == 303
+        assert post(http, "/admin/lists/dev/problems", retry="copy", id="0").status_code == 303
+    with site.db.read_session() as session:
+        assert session.get(Post, empty) is None and session.get(Post, garbled).status == PostStatus.HELD.value
+        assert session.scalars(select(Ban)).all() == []
+        states = dict(
+            session.execute(
+                select(OutboxEntry.recipient, OutboxEntry.state).where(OutboxEntry.recipient.like("gone%"))
+            ).all()
+        )
+        actions = [(e.action, e.detail.get("copies")) for e in session.scalars(select(AuditEntry))]
+    assert states == {
+        "gone0@example.com": "pending",
+        "gone1@example.com": "pending",
+        "gone2@example.com": "failed",
+    }
+    assert actions == [("held.discard", None), ("outbox.retry", 2)]
