@@ -25,17 +25,19 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import Select, Table, and_, bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailforum import crash
 from mailforum.core.lists import find_member
 from mailforum.db import outbox
+from mailforum.db.base import Id, UTCDateTime
 from mailforum.db.models import (
     DeliveryMode,
     Member,
@@ -102,6 +104,16 @@ def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]
     A member's tag choice is ``watch`` when they follow a tag of the topic, ``mute`` when
     they mute one and follow none, else None.
     """
+    rows = session.execute(_candidates(), {"list_id": list_id, "topic_id": topic_id})
+    return [
+        Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4], bool(r[5]), _tag_choice(r[6])) for r in rows
+    ]
+
+
+@functools.cache
+def _candidates() -> Select[Any]:
+    """``candidates``' statement, built once (every post runs it; building it cost more than running it)."""
+    topic_id = bindparam("topic_id", type_=Id)
     watches = case((TagSubscription.kind == SubscriptionKind.WATCH.value, 1), else_=0)
     by_tag = (
         select(TagSubscription.member_id.label("member_id"), func.max(watches).label("watching"))
@@ -110,7 +122,7 @@ def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]
         .group_by(TagSubscription.member_id)
         .subquery()
     )
-    rows = session.execute(
+    return (
         select(
             Member.id,
             Member.address,
@@ -125,12 +137,9 @@ def candidates(session: Session, list_id: int, topic_id: int) -> list[Candidate]
             and_(TopicSubscription.member_id == Member.id, TopicSubscription.topic_id == topic_id),
         )
         .outerjoin(by_tag, by_tag.c.member_id == Member.id)
-        .where(Member.list_id == list_id, Member.delivery_disabled_at.is_(None))
+        .where(Member.list_id == bindparam("list_id", type_=Id), Member.delivery_disabled_at.is_(None))
         .order_by(Member.id)
     )
-    return [
-        Candidate(r[0], r[1].lower(), r[2], bool(r[3]), r[4], bool(r[5]), _tag_choice(r[6])) for r in rows
-    ]
 
 
 def _tag_choice(watching: int | None) -> str | None:
@@ -178,6 +187,23 @@ def enqueue_post(session: Session, post: Post, starts_topic: bool, now: dt.datet
     return count
 
 
+@functools.cache
+def _watch_insert(dialect_name: str) -> Any:
+    """``watch_own``'s INSERT … ON CONFLICT DO NOTHING for the dialect, built once."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    table: Table = TopicSubscription.__table__  # type: ignore[assignment]
+    return (
+        dialect.insert(table)
+        .values(
+            member_id=bindparam("member_id", type_=Id),
+            topic_id=bindparam("topic_id", type_=Id),
+            kind=SubscriptionKind.WATCH.value,
+            created_at=bindparam("created_at", type_=UTCDateTime()),
+        )
+        .on_conflict_do_nothing(index_elements=["member_id", "topic_id"])
+    )
+
+
 class Unknown(enum.Enum):
     """Not looked up yet (``watch_own``'s author)."""
 
@@ -201,12 +227,8 @@ def watch_own(
     member = find_member(session, post.list_id, post.author_address) if author is UNKNOWN else author
     if not isinstance(member, Member) or not member.watch_own:
         return False
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     added = session.execute(
-        dialect.insert(TopicSubscription)
-        .values(
-            member_id=member.id, topic_id=post.topic_id, kind=SubscriptionKind.WATCH.value, created_at=now
-        )
-        .on_conflict_do_nothing(index_elements=["member_id", "topic_id"])
+        _watch_insert(session.get_bind().dialect.name),
+        {"member_id": member.id, "topic_id": post.topic_id, "created_at": now},
     )
     return bool(added.rowcount)  # type: ignore[attr-defined]

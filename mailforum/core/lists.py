@@ -7,11 +7,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import String, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
 from mailforum.config import Config
+from mailforum.db.base import Id
 from mailforum.db.models import (
     DeliveryMode,
     MailingList,
@@ -260,9 +261,13 @@ def members(session: Session, mlist: MailingList) -> list[Member]:
 def find_member(session: Session, list_id: int, address: str) -> Member | None:
     if not address:
         return None
-    return session.scalars(
-        select(Member).where(Member.list_id == list_id, Member.address == address.lower())
-    ).first()
+    return session.scalars(_FIND_MEMBER, {"list_id": list_id, "address": address.lower()}).first()
+
+
+# Built once: every message looks its sender up.
+_FIND_MEMBER = select(Member).where(
+    Member.list_id == bindparam("list_id", type_=Id), Member.address == bindparam("address", type_=String())
+)
 
 
 # --- deleting a list -------------------------------------------------------------------

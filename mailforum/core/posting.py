@@ -7,10 +7,11 @@ the spool entry's new state are committed together, or not at all.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Integer, Select, String, bindparam, case, func, select
 
 from mailforum import crash
 from mailforum.core import (
@@ -30,6 +31,7 @@ from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import find_member
 from mailforum.core.policy import MESSAGE_ID_REUSED, Action, Decision, PolicyContext, decide
 from mailforum.db import ids
+from mailforum.db.base import Id, UTCDateTime
 from mailforum.db.models import Member, Post, PostStatus, Topic
 from mailforum.errors import MailforumError
 from mailforum.mail.footers import strip_footers
@@ -132,23 +134,35 @@ def recent_posts(arrival: Arrival) -> tuple[int, int]:
     author = arrival.parsed.from_address
     if not author:
         return (0, 0)
-    minute_ago = arrival.received_at - dt.timedelta(minutes=1)
-    day_ago = arrival.received_at - dt.timedelta(days=1)
+    minute, day = arrival.session.execute(
+        _recent_posts(),
+        {
+            "list_id": arrival.mlist.id,
+            "author": author,
+            "minute_ago": arrival.received_at - dt.timedelta(minutes=1),
+            "day_ago": arrival.received_at - dt.timedelta(days=1),
+            "most": arrival.config.security.post_rate_per_day + 1,
+        },
+    ).one()
+    return int(minute), int(day)
+
+
+@functools.cache
+def _recent_posts() -> Select[int, int]:
+    """``recent_posts``' statement, built once: every live message runs it."""
     recent = (
         select(Post.received_at)
         .where(
-            Post.list_id == arrival.mlist.id,
-            Post.author_address == author,
-            Post.received_at >= day_ago,
+            Post.list_id == bindparam("list_id", type_=Id),
+            Post.author_address == bindparam("author", type_=String()),
+            Post.received_at >= bindparam("day_ago", type_=UTCDateTime()),
         )
         .order_by(Post.received_at.desc())
-        .limit(arrival.config.security.post_rate_per_day + 1)
+        .limit(bindparam("most", type_=Integer()))
         .subquery()
     )
-    minute, day = arrival.session.execute(
-        select(func.count(case((recent.c.received_at >= minute_ago, 1))), func.count()).select_from(recent)
-    ).one()
-    return int(minute), int(day)
+    minute_ago = bindparam("minute_ago", type_=UTCDateTime())
+    return select(func.count(case((recent.c.received_at >= minute_ago, 1))), func.count()).select_from(recent)
 
 
 def handle_post(arrival: Arrival) -> Outcome:

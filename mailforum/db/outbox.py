@@ -15,11 +15,26 @@ Retries follow Postfix: 60 s, doubling to a 4000 s cap, for 5 days (RELIABILITY 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Integer, Select, String, delete, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from mailforum import metrics
@@ -152,46 +167,64 @@ def enqueue_members(
     member whose address has a row of this kind and Message-ID for another list (a
     cross-post) is left out, in the same statement. Returns how many rows were written.
     """
-    elsewhere = aliased(OutboxEntry)
+    statement = _members_insert(once_per_message)
     total = 0
     for chunk in chunks(member_ids, INSERT_BATCH * 5):
-        columns = [
-            *_COPY_COLUMNS,
-            OutboxEntry.state,
-            OutboxEntry.attempts,
-            OutboxEntry.created_at,
-            OutboxEntry.next_attempt_at,
-        ]
-        rows = select(
-            literal(kind.value, String()),
-            literal(list_id, Id),
-            literal(post_id, Id),
-            Member.id,
-            Member.address,
-            literal(message_id, String()),
-            literal({}, Json),
-            literal(OutboxState.PENDING.value, String()),
-            literal(0, Integer()),
-            literal(now, UTCDateTime()),
-            literal(now, UTCDateTime()),
-        ).where(Member.id.in_(chunk))
-        if once_per_message:
-            # An uncorrelated NOT IN: the addresses that already have this Message-ID from
-            # another list, read once through the message_id index. (A correlated NOT EXISTS
-            # let SQLite's planner walk every earlier copy to each member instead, so the
-            # cost of a post grew with the archive.)
-            rows = rows.where(
-                Member.address.not_in(
-                    select(elsewhere.recipient).where(
-                        elsewhere.message_id == message_id,
-                        elsewhere.kind == kind.value,
-                        elsewhere.list_id != list_id,
-                    )
-                )
-            )
-        result = session.execute(insert(OutboxEntry).from_select(columns, rows))
+        params = {
+            "kind": kind.value,
+            "list_id": list_id,
+            "post_id": post_id,
+            "message_id": message_id,
+            "now": now,
+            "members": list(chunk),
+        }
+        result = session.execute(statement, params)
         total += result.rowcount  # type: ignore[attr-defined]
     return total
+
+
+@functools.cache
+def _members_insert(once_per_message: bool) -> Insert:
+    """``enqueue_members``' statement, built once: every post's fan-out runs it, and building
+    and keying a statement of this size cost more of our CPU than the database spent on it."""
+    columns = [
+        *_COPY_COLUMNS,
+        OutboxEntry.state,
+        OutboxEntry.attempts,
+        OutboxEntry.created_at,
+        OutboxEntry.next_attempt_at,
+    ]
+    rows = select(
+        bindparam("kind", type_=String()),
+        bindparam("list_id", type_=Id),
+        bindparam("post_id", type_=Id),
+        Member.id,
+        Member.address,
+        bindparam("message_id", type_=String()),
+        literal({}, Json),
+        literal(OutboxState.PENDING.value, String()),
+        literal(0, Integer()),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("now", type_=UTCDateTime()),
+    ).where(Member.id.in_(bindparam("members", expanding=True)))
+    if once_per_message:
+        # An uncorrelated NOT IN: the addresses that already have this Message-ID from
+        # another list, read once through the (message_id, kind) index. (A correlated NOT
+        # EXISTS let the planners walk every earlier copy to each member instead, so the
+        # cost of a post grew with the archive.)
+        elsewhere = aliased(OutboxEntry)
+        rows = rows.where(
+            Member.address.not_in(
+                select(elsewhere.recipient).where(
+                    elsewhere.message_id == bindparam("message_id"),
+                    elsewhere.kind == bindparam("kind"),
+                    elsewhere.list_id != bindparam("list_id"),
+                )
+            )
+        )
+    # On the table, not the entity: the ORM would take the parameters for a bulk insert.
+    table: Table = OutboxEntry.__table__  # type: ignore[assignment]
+    return insert(table).from_select([column.key for column in columns], rows)
 
 
 def _due(now: dt.datetime) -> Any:
