@@ -125,6 +125,9 @@ def test_each_tool_from_the_web_is_audited_and_split_and_retitle_survive_rethrea
         assert moved.status_code == 303 and moved.headers["location"].startswith("/lists/other/topics/")
         token = csrf(http.get(tools), tools)
         assert http.post(tools, data={"csrf": token, "action": "explode"}).status_code == 400
+        # Fields named like the page's own parameters are only form fields.
+        odd = {"csrf": token, "action": "merge", "into": "x", "status": "200", "error": "", "request": "x"}
+        assert http.post(tools, data=odd).status_code == 422
 
     after = site.posts_by_id()
     assert after["<l0@example.com>"]["topic_id"] == big
