@@ -25,7 +25,7 @@ Every POST needs the session's CSRF token for its path, from this site's origin 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 ACTIONS = ("lock", "unlock", "pin", "unpin", "retitle", "merge", "move", "split", "remove")
 MAX_POSTS_SHOWN = 500  # posts of one topic listed on its tools page (split and remove)
+
+# The list in the path if the viewer has the role, else HTTPException(404).
+RoleCheck = Callable[[Session, Request, Viewer | None], MailingList]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +105,14 @@ class ModerationPages:
             raise HTTPException(404)
         return mlist
 
-    async def _posted(self, request: Request, check: str) -> tuple[Viewer, dict[str, str]]:
+    async def _posted(self, request: Request, check: RoleCheck) -> tuple[Viewer, dict[str, str]]:
         """A POST's fields: 404 without the role (``check``: ``_moderated`` or ``_owned``) before
         the form is read, 403 without the session's CSRF token or from another origin."""
         viewer = await self.ctx.auth.load(request)
 
         def may() -> None:
             with self.db.read_session() as session:
-                getattr(self, check)(session, request, viewer)
+                check(session, request, viewer)
 
         await run_in_threadpool(may)
         assert viewer is not None  # the check raised 404 otherwise
@@ -130,7 +133,7 @@ class ModerationPages:
     async def moderate(self, request: Request) -> Response:
         if request.method == "GET":
             return await run_in_threadpool(self._tools_page, request)
-        viewer, form = await self._posted(request, "_moderated")
+        viewer, form = await self._posted(request, self._moderated)
         return await run_in_threadpool(self._act, request, viewer, form)
 
     def _topic(self, session: Session, mlist: MailingList, request: Request) -> Topic:
@@ -139,7 +142,9 @@ class ModerationPages:
             raise HTTPException(404)
         return topic
 
-    def _tools_page(self, request: Request, status: int = 200, error: str = "", **values: Any) -> Response:
+    def _tools_page(
+        self, request: Request, status: int = 200, error: str = "", values: dict[str, str] | None = None
+    ) -> Response:
         ctx = self.ctx
         viewer = ctx.auth.viewer(request)
         with self.db.read_session() as session:
@@ -164,7 +169,7 @@ class ModerationPages:
             others=others,
             action=ctx.url("lists", mlist.name, "topics", topic.id, "moderate"),
             error=error,
-            values=values,
+            values=values or {},
         )
 
     def _post_line(self, mlist: MailingList, post: Post) -> PostLine:
@@ -189,7 +194,7 @@ class ModerationPages:
             else:
                 log.info("moderator's %s on topic %s of %s from the web", action, topic_id, mlist.name)
                 return RedirectResponse(target, 303)
-        return self._tools_page(request, 422, error, **form)
+        return self._tools_page(request, 422, error, form)
 
     def _run(
         self,
@@ -327,7 +332,7 @@ class ModerationPages:
     async def tags(self, request: Request) -> Response:
         if request.method == "GET":
             return await run_in_threadpool(self._tags_page, request)
-        viewer, form = await self._posted(request, "_owned")
+        viewer, form = await self._posted(request, self._owned)
         return await run_in_threadpool(self._tags_post, request, viewer, form)
 
     def _tags_page(self, request: Request, status: int = 200, error: str = "", typed: str = "") -> Response:

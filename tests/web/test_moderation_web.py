@@ -11,9 +11,10 @@ import re
 from sqlalchemy import select
 
 from mailforum.core import lists, moderation, rethread, topics
-from mailforum.db.models import AuditEntry, Tag, Topic
+from mailforum.db.models import AuditEntry, Tag, Topic, utcnow
 from tests.helpers import message
 from tests.web.kit import seed
+from tests.web.test_accessibility import Outline
 from tests.web.test_admin import MEMBER, MOD, OTHER, OWNER, WHO, csrf, roles_set_up, signed_in
 
 
@@ -124,6 +125,9 @@ def test_each_tool_from_the_web_is_audited_and_split_and_retitle_survive_rethrea
         assert moved.status_code == 303 and moved.headers["location"].startswith("/lists/other/topics/")
         token = csrf(http.get(tools), tools)
         assert http.post(tools, data={"csrf": token, "action": "explode"}).status_code == 400
+        # Fields named like the page's own parameters are only form fields.
+        odd = {"csrf": token, "action": "merge", "into": "x", "status": "200", "error": "", "request": "x"}
+        assert http.post(tools, data=odd).status_code == 422
 
     after = site.posts_by_id()
     assert after["<l0@example.com>"]["topic_id"] == big
@@ -186,3 +190,34 @@ def test_owners_manage_the_tag_vocabulary_on_the_web(site, web) -> None:
     with site.db.read_session() as session:
         mlist = lists.get_list(session, "dev")
         assert [t.name for t in topics.vocabulary(session, mlist)] == ["agile", "strategy"]
+
+
+def test_the_signed_in_pages_have_a_readable_structure(site, web) -> None:
+    """The tools page, the tag page, the delete page and the forms with tags: landmarks, one
+    h1, no skipped heading level, a label for every field (as tests/web/test_accessibility)."""
+    roles_set_up(site)
+    _tags_of(site, "agile", "risk")
+    posts = _seed(site)
+    big = posts["<b0@example.com>"]["topic_id"]
+    pages = {
+        OWNER: [f"/lists/dev/topics/{big}/moderate", "/admin/lists/dev/tags"],
+        MEMBER: ["/lists/dev/preferences", "/lists/dev/new"],
+    }
+    for address, paths in pages.items():
+        with signed_in(site, web, address) as http:
+            for path in paths:
+                page = http.get(path)
+                assert page.status_code == 200, path
+                outline = Outline()
+                outline.feed(page.text)
+                assert {"main", "header", "footer", "nav"} <= outline.landmarks, path
+                assert outline.headings.count(1) == 1 and outline.headings[0] == 1, path
+                for before, after in zip(outline.headings, outline.headings[1:], strict=False):
+                    assert after <= before + 1, f"{path}: h{before} then h{after}"
+                unlabelled = [f for f in outline.fields if not f or f not in outline.labels]
+                assert unlabelled == [], path
+
+
+def _tags_of(site, *names: str) -> None:
+    with site.db.session() as session:
+        topics.add_tags(session, lists.get_list(session, "dev"), names, utcnow())
