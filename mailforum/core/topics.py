@@ -530,18 +530,34 @@ def move(
 def remove_post(
     session: Session, mlist: MailingList, post_id: int, reason: str, actor: Actor, now: dt.datetime
 ) -> Post:
-    """The post leaves the archive, a tombstone in its thread; copies already sent stay sent."""
+    """The post leaves the archive, a tombstone in its thread; its copies not sent yet are
+    dropped (a moderator removing spam wants no more of it out), those sent stay sent."""
     post = get_post(session, mlist, post_id)
     if post.status == PostStatus.REMOVED.value:
         raise InvalidInput(f"post {post.id} is removed already")
     reason = " ".join(reason.split())[:500]
     post.status = PostStatus.REMOVED.value
     post.hold_reason = f"removed by a moderator: {reason}" if reason else "removed by a moderator"
+    dropped = drop_unsent_copies(session, post, now)
     session.flush()
     topic = threads.live_topic(session, post.topic_id)
     recount(session, topic)
-    audit(session, actor, "post.remove", mlist, str(post.id), {"topic": topic.id, "reason": reason})
+    detail = {"topic": topic.id, "reason": reason, "unsent_copies_dropped": dropped}
+    audit(session, actor, "post.remove", mlist, str(post.id), detail)
     return post
+
+
+def drop_unsent_copies(session: Session, post: Post, now: dt.datetime) -> int:
+    """Delete the post's copies not sent yet (waiting, retrying after a 4xx, or failed); one a
+    delivery worker holds right now may still go out, as a sent one stays sent. How many."""
+    unsent = session.execute(
+        delete(OutboxEntry).where(
+            OutboxEntry.post_id == post.id,
+            OutboxEntry.state != OutboxState.SENT.value,
+            or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until <= now),
+        )
+    )
+    return int(unsent.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def is_locked(topic: Topic) -> bool:
@@ -634,19 +650,11 @@ def delete_own_post(
     post.status = PostStatus.REMOVED.value
     post.hold_reason = AUTHOR_DELETED
     post.text_body, post.html_body, post.attachments, post.raw = "", None, [], None
-    # Copies not sent yet (waiting, retrying after a 4xx, or failed) go with it; one a delivery
-    # worker holds right now may still go out, as a sent one stays sent.
-    unsent = session.execute(
-        delete(OutboxEntry).where(
-            OutboxEntry.post_id == post.id,
-            OutboxEntry.state != OutboxState.SENT.value,
-            or_(OutboxEntry.claimed_until.is_(None), OutboxEntry.claimed_until <= now),
-        )
-    )
+    dropped = drop_unsent_copies(session, post, now)
     session.flush()
     topic = threads.live_topic(session, post.topic_id)
     recount(session, topic)
-    detail = {"topic": topic.id, "by": "author", "unsent_copies_dropped": int(unsent.rowcount or 0)}  # type: ignore[attr-defined]
+    detail = {"topic": topic.id, "by": "author", "unsent_copies_dropped": dropped}
     audit(session, actor, "post.delete", mlist, str(post.id), detail)
     return post
 

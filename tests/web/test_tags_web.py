@@ -192,6 +192,20 @@ def test_an_author_deletes_their_own_post_within_the_window_and_not_after(site, 
     assert [(e.actor, e.target) for e in entries] == [(ANN, str(root_id))]
 
 
+def test_a_moderators_removal_also_drops_the_copies_not_sent_yet(site, relay, served) -> None:
+    relay.rcpt[CY] = "451 4.3.0 Try again later"  # cy's copy waits for a retry
+    with signed_in(site, ANN) as ann:
+        first = submit(ann, "/lists/dev/new", {"subject": "Spam", "body": "Buy now.\n"})
+        post_id = int(first.headers["location"].rpartition("#p")[2])
+    wait_for(lambda: _copies(site, post_id) == {BOB: "sent", CY: "pending"})
+    removed = site.cli("posts", "remove", "dev", str(post_id), "--reason", "spam")
+    assert removed.returncode == 0, removed.stderr
+    assert _copies(site, post_id) == {BOB: "sent"}  # the sent copy stays sent; cy's goes no more
+    with site.db.read_session() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "post.remove")).one()
+    assert entry.detail["unsent_copies_dropped"] == 1
+
+
 def test_lists_set_author_delete_minutes_and_a_list_without_the_window(site, relay, served) -> None:
     result = site.cli("lists", "set", "dev", "--author-delete-minutes", "0")
     assert result.returncode == 0, result.stderr
