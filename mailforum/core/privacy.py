@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import JSON, LargeBinary, String, Table, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from mailforum.db import queries
 from mailforum.db.base import Base
 from mailforum.db.models import FormHit, MailingList, Member, OutboxEntry, Post, PostStatus, SpoolEntry
 from mailforum.errors import InvalidInput
@@ -162,7 +163,7 @@ def forget(session: Session, address: str, secret_key: str, remove_posts: bool =
         post.author_address, post.author_name = "", FORMER_NAME
         if remove_posts and post.status != PostStatus.PLACEHOLDER.value:
             post.status = PostStatus.REMOVED.value
-            post.hold_reason = "removed at the author's request"
+            post.hold_reason = queries.ERASED
             post.text_body, post.html_body, post.attachments, post.raw = "", None, [], None
             done.posts_removed += 1
         elif post.raw:

@@ -51,6 +51,8 @@ from mailforum.db.models import (
 PUBLISHED = PostStatus.PUBLISHED.value
 REMOVED = PostStatus.REMOVED.value
 AUTHOR_DELETED = "deleted by its author"  # a removed post's hold_reason when its author deleted it
+ERASED = "removed at the author's request"  # … when `members forget --remove-posts` erased its author
+_REMOVED_BY = {AUTHOR_DELETED: "author", ERASED: "erased"}
 SHOWN = (PUBLISHED, REMOVED)  # in a thread: posts, and the tombstones of removed ones
 
 
@@ -119,7 +121,7 @@ class PostView:
     descendants: int = 0
     sibling_follows: bool = False
     removed: bool = False  # a tombstone: "removed by a moderator", no author, no text
-    removed_by: str = ""  # a tombstone's: "moderator", or "author" (deleted on the web, AUTHOR_DELETED)
+    removed_by: str = ""  # a tombstone's: "moderator", "author" (deleted on the web) or "erased" (forget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +430,7 @@ def thread_page(session: Session, topic: Topic, page: int, per_page: int) -> Thr
             views.append(
                 PostView(post.id, post.message_id, "", "", "", None, post.received_at, "", None, (), depth,
                          0, None, "", "", descendants[index], sibling_follows[index], removed=True,
-                         removed_by="author" if post.hold_reason == AUTHOR_DELETED else "moderator")
+                         removed_by=_REMOVED_BY.get(post.hold_reason or "", "moderator"))
             )  # fmt: skip
             continue
         if parent is None:

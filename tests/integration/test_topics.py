@@ -251,11 +251,18 @@ def test_forget_leaves_no_trace(dev, relay, server) -> None:
 
 
 def test_forget_remove_posts(dev, relay, server) -> None:
-    post(dev, "Bob Builder <bob@example.com>", "Mine", "g1", "My words.\n")
+    post(dev, "Ann <ann@example.com>", "Plans", "g0", "Ideas?\n")
+    wait_for(lambda: published(dev, "g0") and quiet(dev))
+    post(dev, "Bob Builder <bob@example.com>", "Re: Plans", "g1", "My words.\n",
+         extra="In-Reply-To: <g0@example.com>")  # fmt: skip
     wait_for(lambda: published(dev, "g1") and quiet(dev))
     assert dev.cli("members", "forget", "bob@example.com", "--remove-posts").returncode == 0
     gone = dev.posts_by_id()["<g1@example.com>"]
     assert gone["status"] == "removed" and gone["text"] == "" and gone["author"] == ""
+    with httpx.Client(base_url=f"http://127.0.0.1:{dev.config.web.port}") as http:
+        page = http.get(f"/lists/dev/topics/{topic_of(dev, '<g0@example.com>')}").text
+    assert "removed at its author&#39;s request" in page or "removed at its author's request" in page
+    assert "My words" not in page and "removed by a moderator" not in page
     assert dev.cli("members", "data", "nonsense").returncode != 0
 
 
