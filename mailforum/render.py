@@ -118,18 +118,55 @@ class OwnerSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
         return left * right
 
 
-def sandbox(loader: jinja2.BaseLoader) -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+def sandbox(
+    loader: jinja2.BaseLoader, undefined: type[jinja2.Undefined] = jinja2.StrictUndefined
+) -> jinja2.sandbox.ImmutableSandboxedEnvironment:
     """The environment owners' templates run in: the project's rules, inside Jinja2's
     immutable sandbox (no attributes starting with ``_``, no mutating calls; ``range``
     at most 100,000 items, ``*`` at most ``MAX_PRODUCT``)."""
     return OwnerSandbox(
         loader=loader,
-        undefined=jinja2.StrictUndefined,
+        undefined=undefined,
         autoescape=_autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+def syntax_error(name: str, source: str) -> str | None:
+    """Why ``source`` does not compile in the owners' sandbox ("line 3: …"), or None."""
+    try:
+        sandbox(jinja2.BaseLoader()).compile(source, name=name)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"line {exc.lineno}: {exc.message}"
+    return None
+
+
+class Placeholder(jinja2.ChainableUndefined):
+    """A value a preview does not have, shown by its name: ``{{ post.subject }}`` prints «post.subject»."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return Placeholder(name=f"{self._undefined_name or 'value'}.{name}")
+
+    __getitem__ = __getattr__
+
+    def __str__(self) -> str:
+        if self._undefined_exception is not jinja2.UndefinedError:  # the sandbox's refusal
+            self._fail_with_undefined_error()
+        return f"«{self._undefined_name or 'value'}»"
+
+
+def preview(name: str, source: str, values: Mapping[str, Any], override_dir: str | Path | None = None) -> str:
+    """``source`` rendered as template ``name`` in the owners' sandbox, with ``values`` and a
+    ``Placeholder`` for whatever else a real mail would have; it may include the other
+    templates (the override folder's, then the built-in ones)."""
+    search = [Path(override_dir)] if override_dir else []
+    files = jinja2.FileSystemLoader([str(p) for p in (*search, BUILTIN)])
+    env = sandbox(jinja2.ChoiceLoader([jinja2.DictLoader({name: source}), files]), Placeholder)
+    return env.get_template(name).render(values)
 
 
 class Renderer:
