@@ -92,7 +92,9 @@ def set_template(session: Session, mlist: MailingList, name: str, source: str, a
         return False
     if row is None:
         session.add(
-            ListTemplate(list_id=mlist.id, name=name, source=text, updated_at=utcnow(), updated_by=actor)
+            ListTemplate(
+                list_id=mlist.id, name=name, source=text, updated_at=utcnow(), updated_by=actor[:320]
+            )
         )
     else:
         row.source, row.updated_at, row.updated_by = text, utcnow(), actor[:320]
