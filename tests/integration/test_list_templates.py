@@ -154,3 +154,17 @@ def test_a_lists_own_digest_template_is_used_for_its_digests(site):
     dry = site.cli("digest", "send", "--list", "dev", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "Our own digest of dev: 1 post(s)\n* Digest me" in dry.stdout
+
+
+def test_an_owners_address_on_a_template_is_in_their_data_and_forgotten(site):
+    import json
+
+    site.create_list("dev")
+    with site.db.session() as session:
+        dev = lists.get_list(session, "dev")
+        list_templates.set_template(session, dev, POST, "{{ post.text }}\n", "Owner@Example.com")
+    data = json.loads(site.cli("members", "data", "owner@example.com").stdout)
+    assert [r["name"] for r in data["tables"]["list_templates"]] == [POST]
+    assert site.cli("members", "forget", "owner@example.com").returncode == 0
+    with site.db.read_session() as session:
+        assert session.scalars(select(ListTemplate.updated_by)).all() == ["former-member@invalid"]
