@@ -27,12 +27,14 @@ lines. The two kinds of template differ only where they must:
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import jinja2
+import jinja2.runtime
 import jinja2.sandbox
 from sqlalchemy import select
 from sqlalchemy.orm import object_session
@@ -93,17 +95,78 @@ def mail_templates(builtin: Path = BUILTIN) -> tuple[str, ...]:
     )
 
 
-def sandbox(loader: jinja2.BaseLoader) -> jinja2.sandbox.ImmutableSandboxedEnvironment:
+MAX_PRODUCT = 1024 * 1024  # items a template's ``*`` may make ("x" * 10**9 would fill the memory)
+
+
+class OwnerSandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, with ``*`` and ``**`` bounded."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int) and abs(right) > 64:
+                raise jinja2.sandbox.SecurityError("an exponent over 64 is not allowed in a template")
+            return left**right
+        for seq, times in ((left, right), (right, left)):
+            if (
+                isinstance(seq, str | list | tuple)
+                and isinstance(times, int)
+                and len(seq) * times > MAX_PRODUCT
+            ):
+                raise jinja2.sandbox.SecurityError(f"a product over {MAX_PRODUCT} items in a template")
+        return left * right
+
+
+def sandbox(
+    loader: jinja2.BaseLoader, undefined: type[jinja2.Undefined] = jinja2.StrictUndefined
+) -> jinja2.sandbox.ImmutableSandboxedEnvironment:
     """The environment owners' templates run in: the project's rules, inside Jinja2's
-    immutable sandbox (no attributes starting with ``_``, no mutating calls)."""
-    return jinja2.sandbox.ImmutableSandboxedEnvironment(
+    immutable sandbox (no attributes starting with ``_``, no mutating calls; ``range``
+    at most 100,000 items, ``*`` at most ``MAX_PRODUCT``)."""
+    return OwnerSandbox(
         loader=loader,
-        undefined=jinja2.StrictUndefined,
+        undefined=undefined,
         autoescape=_autoescape,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+
+
+def syntax_error(name: str, source: str) -> str | None:
+    """Why ``source`` does not compile in the owners' sandbox ("line 3: …"), or None."""
+    try:
+        sandbox(jinja2.BaseLoader()).compile(source, name=name)
+    except jinja2.TemplateSyntaxError as exc:
+        return f"line {exc.lineno}: {exc.message}"
+    return None
+
+
+class Placeholder(jinja2.ChainableUndefined):
+    """A value a preview does not have, shown by its name: ``{{ post.subject }}`` prints «post.subject»."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return Placeholder(name=f"{self._undefined_name or 'value'}.{name}")
+
+    __getitem__ = __getattr__
+
+    def __str__(self) -> str:
+        if self._undefined_exception is not jinja2.UndefinedError:  # the sandbox's refusal
+            self._fail_with_undefined_error()
+        return f"«{self._undefined_name or 'value'}»"
+
+
+def preview(name: str, source: str, values: Mapping[str, Any], override_dir: str | Path | None = None) -> str:
+    """``source`` rendered as template ``name`` in the owners' sandbox, with ``values`` and a
+    ``Placeholder`` for whatever else a real mail would have; it may include the other
+    templates (the override folder's, then the built-in ones)."""
+    search = [Path(override_dir)] if override_dir else []
+    files = jinja2.FileSystemLoader([str(p) for p in (*search, BUILTIN)])
+    env = sandbox(jinja2.ChoiceLoader([jinja2.DictLoader({name: source}), files]), Placeholder)
+    return env.get_template(name).render(values)
 
 
 class Renderer:
@@ -114,8 +177,10 @@ class Renderer:
         self._override = Path(override_dir) if override_dir else None
         self._builtin = builtin
         self._envs: dict[str, jinja2.Environment] = {}
-        # list id -> (templates_version, sandboxed environment or None when it stores none)
+        # list id -> (templates_version, sandboxed environment or None when it stores none);
+        # the delivery runner renders from several threads
         self._stored: OrderedDict[int, tuple[int, jinja2.Environment | None]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _search(self, list_name: str) -> list[Path]:
         search: list[Path] = []
@@ -139,10 +204,11 @@ class Renderer:
         version = mlist.templates_version or 0
         if version == 0:
             return None  # never stored one: no query
-        cached = self._stored.get(mlist.id)
-        if cached is not None and cached[0] == version:
-            self._stored.move_to_end(mlist.id)
-            return cached[1]
+        with self._lock:
+            cached = self._stored.get(mlist.id)
+            if cached is not None and cached[0] == version:
+                self._stored.move_to_end(mlist.id)
+                return cached[1]
         session = object_session(mlist)
         if session is None:
             log.warning(
@@ -156,9 +222,10 @@ class Renderer:
         if rows:
             files = jinja2.FileSystemLoader([str(p) for p in self._search(mlist.name)])
             env = sandbox(jinja2.ChoiceLoader([jinja2.DictLoader(dict(rows)), files]))
-        self._stored[mlist.id] = (version, env)
-        while len(self._stored) > STORED_LISTS:
-            self._stored.popitem(last=False)
+        with self._lock:
+            self._stored[mlist.id] = (version, env)
+            while len(self._stored) > STORED_LISTS:
+                self._stored.popitem(last=False)
         return env
 
     def use(self, mlist: MailingList | str, template: str, work: Callable[[jinja2.Template], T]) -> T:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jinja2
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from mailforum.config import Config
+from mailforum.core.answers import base_context
 from mailforum.db.models import ListTemplate, MailingList, utcnow
 from mailforum.errors import InvalidInput
-from mailforum.render import BUILTIN, MAX_SOURCE, mail_templates, sandbox
+from mailforum.render import BUILTIN, MAX_SOURCE, mail_templates, preview, syntax_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +51,9 @@ def check_source(name: str, source: str) -> str:
         raise InvalidInput(f"template {name} is {size} bytes; at most {MAX_SOURCE} bytes are kept")
     if "\0" in text:
         raise InvalidInput(f"template {name} contains a NUL character")
-    try:
-        sandbox(jinja2.BaseLoader()).compile(text, name=name)
-    except jinja2.TemplateSyntaxError as exc:
-        raise InvalidInput(f"template {name} does not compile: line {exc.lineno}: {exc.message}") from None
+    error = syntax_error(name, text)
+    if error is not None:
+        raise InvalidInput(f"template {name} does not compile: {error}")
     return text
 
 
@@ -92,7 +92,9 @@ def set_template(session: Session, mlist: MailingList, name: str, source: str, a
         return False
     if row is None:
         session.add(
-            ListTemplate(list_id=mlist.id, name=name, source=text, updated_at=utcnow(), updated_by=actor)
+            ListTemplate(
+                list_id=mlist.id, name=name, source=text, updated_at=utcnow(), updated_by=actor[:320]
+            )
         )
     else:
         row.source, row.updated_at, row.updated_by = text, utcnow(), actor[:320]
@@ -116,3 +118,17 @@ def _bump(session: Session, mlist: MailingList) -> None:
     mlist.templates_version = MailingList.templates_version + 1
     session.flush()
     session.refresh(mlist, ["templates_version"])
+
+
+def preview_source(config: Config, mlist: MailingList, name: str, source: str) -> str:
+    """What ``source`` would make for this list, with the list's and the site's values and
+    «placeholders» for a mail's own (checked as for saving first). ``InvalidInput`` with
+    the reason when it would fail in a real mail, so the built-in one would be used."""
+    text = check_source(check_name(name), source)
+    try:
+        return preview(name, text, base_context(config, mlist), config.outbound.templates or None)
+    except Exception as exc:  # an owner's template: say what a real mail would meet
+        raise InvalidInput(
+            f"template {name} would fail in a mail ({type(exc).__name__}: {str(exc)[:200]}); "
+            "the built-in one would be used"
+        ) from None

@@ -41,7 +41,7 @@ from mailforum.errors import InvalidInput
 FORMER_NAME = "former member"
 FORMER_ADDRESS = "former-member@invalid"
 # Columns that hold one address, compared whole (lower case).
-ADDRESS_COLUMNS = ("address", "author_address", "recipient", "mail_from", "actor", "target")
+ADDRESS_COLUMNS = ("address", "author_address", "recipient", "mail_from", "actor", "target", "updated_by")
 BATCH = 500
 _FROM_HEADER = re.compile(rb"^From:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*", re.I | re.M)
 

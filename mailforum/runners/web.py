@@ -265,9 +265,11 @@ class ErrorPages:
         return self.ctx.page(request, "web/message.html", 403, cache=False, mlist=None, kind="expired")
 
 
-# Endpoint groups where members change their own membership (join, watch, mute, leave,
-# their settings): such a change is written to the audit log as theirs (core/audit.py).
+# Endpoints where members change their own membership (join, watch, mute, leave, their
+# settings; by a signed-in form or a mailed link): such a change is written to the audit
+# log as theirs (core/audit.py). By group, and the mailed links by name.
 MEMBER_GROUPS = frozenset({"forms", "prefs"})
+MEMBER_LINKS = frozenset({"confirm", "unsubscribe"})
 
 
 def _as_member(endpoint: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -318,7 +320,7 @@ def create_app(
         Route(
             path,
             _as_member(getattr(groups[group], name))
-            if group in MEMBER_GROUPS
+            if group in MEMBER_GROUPS or (group == "links" and name in MEMBER_LINKS)
             else getattr(groups[group], name),
             methods=list(methods),
             name=name,

@@ -528,7 +528,12 @@ class OwnerPages:
         return name
 
     def _template_page(
-        self, request: Request, status: int = 200, error: str = "", source: str | None = None
+        self,
+        request: Request,
+        status: int = 200,
+        error: str = "",
+        source: str | None = None,
+        shown: str | None = None,
     ) -> Response:
         viewer = self._viewer(request)
         with self.db.read_session() as session:
@@ -550,6 +555,7 @@ class OwnerPages:
             error=error,
             saved=request.query_params.get("saved", ""),
             max_bytes=MAX_SOURCE,
+            preview=shown,
         )
 
     def _template_post(self, request: Request, viewer: Viewer, form: dict[str, str]) -> Response:
@@ -557,6 +563,12 @@ class OwnerPages:
         with self.db.session() as session:
             mlist = self._list(session, request, viewer)
             name = self._template_name(request)
+            if action == "preview":  # nothing is kept
+                try:
+                    shown = list_templates.preview_source(self.config, mlist, name, source)
+                except InvalidInput as exc:
+                    return self._template_page(request, 422, str(exc), source)
+                return self._template_page(request, 200, "", source, shown)
             if action == "save":
                 try:
                     changed = list_templates.set_template(session, mlist, name, source, viewer.address)

@@ -18,7 +18,14 @@ from sqlalchemy import select
 
 from mailforum.config import SecurityConfig
 from mailforum.core import lists
-from mailforum.db.models import Confirmation, DeliveryMode, Member, SubscriptionKind, TopicSubscription
+from mailforum.db.models import (
+    AuditEntry,
+    Confirmation,
+    DeliveryMode,
+    Member,
+    SubscriptionKind,
+    TopicSubscription,
+)
 from tests.helpers import DOMAIN, ServerThread, message, send, wait_for
 from tests.integration.outbound_helpers import as_email, rows, settled, topic_of
 
@@ -71,6 +78,11 @@ def member(site, address, list_name="dev") -> Member | None:
         return lists.find_member(session, mlist.id, address)
 
 
+def audited(site) -> list[tuple[str, str]]:
+    with site.db.read_session() as session:
+        return [(e.actor, e.action) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+
+
 def text(msg: EmailMessage) -> str:
     part = msg.get_body(("plain",))
     assert part is not None
@@ -108,6 +120,7 @@ def test_subscribe_then_confirm_by_replying(dev, relay, server):
     assert member(dev, "newbie@example.com").display_name == "Newbie"  # the confirming From's name is kept
     welcome = wait_mail(relay, "newbie@example.com", 2)[1]
     assert "Welcome" in str(welcome["Subject"])
+    assert audited(dev) == []  # by mail: not a web action, not audited
 
 
 def test_subscribe_shortcut_then_confirm_by_link(dev, relay, server):
@@ -127,6 +140,7 @@ def test_subscribe_shortcut_then_confirm_by_link(dev, relay, server):
         assert tampered.status_code == 404
     wait_mail(relay, "newbie@example.com", 2)
     quiet(dev, relay, "newbie@example.com", 2)  # the confirmation and one welcome, nothing else
+    assert audited(dev) == [("newbie@example.com", "member.join")]  # joined on the web: theirs
 
 
 def test_unsubscribe_needs_a_confirmation_and_says_goodbye(dev, relay, server):
@@ -390,6 +404,7 @@ def test_one_click_unsubscribe_with_a_bare_post(dev, relay, server):
         )
         assert done.status_code == 200
         assert member(dev, "bob@example.com") is None
+        assert audited(dev) == [("bob@example.com", "member.leave")]
         again = http.post(url, content=b"List-Unsubscribe=One-Click")
         assert again.status_code == 200
         assert http.post(url, content=b"").status_code == 400  # a POST that is not the RFC 8058 one

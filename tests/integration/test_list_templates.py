@@ -136,3 +136,35 @@ def test_a_template_cannot_put_cr_or_lf_into_a_header(site, relay, server):
     mail = as_email(answer.data)
     assert mail["Subject"] == "Hi Bcc: evil@example.net X-Evil: 1" and mail["X-Evil"] is None
     assert mail["Bcc"] is None and "Ask us." in mail.get_body(("plain",)).get_content()
+
+
+def test_a_lists_own_digest_template_is_used_for_its_digests(site):
+    from mailforum.db.models import DeliveryMode, PostingPolicy
+    from tests.integration.outbound_helpers import store
+
+    site.create_list("dev", PostingPolicy.OPEN)
+    site.add_members("dev", "dora@example.com", mode=DeliveryMode.DIGEST)
+    assert "published" in store(site, message("Digest me", "<d1@example.com>", sender="ann@example.com"))[0]
+    set_template(
+        site,
+        "digest/daily.txt.j2",
+        "Our own digest of {{ list.title }}: {{ digest.posts }} post(s)\n"
+        "{% for t in topics %}* {{ t.subject }}\n{% endfor %}",
+    )
+    dry = site.cli("digest", "send", "--list", "dev", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "Our own digest of dev: 1 post(s)\n* Digest me" in dry.stdout
+
+
+def test_an_owners_address_on_a_template_is_in_their_data_and_forgotten(site):
+    import json
+
+    site.create_list("dev")
+    with site.db.session() as session:
+        dev = lists.get_list(session, "dev")
+        list_templates.set_template(session, dev, POST, "{{ post.text }}\n", "Owner@Example.com")
+    data = json.loads(site.cli("members", "data", "owner@example.com").stdout)
+    assert [r["name"] for r in data["tables"]["list_templates"]] == [POST]
+    assert site.cli("members", "forget", "owner@example.com").returncode == 0
+    with site.db.read_session() as session:
+        assert session.scalars(select(ListTemplate.updated_by)).all() == ["former-member@invalid"]

@@ -51,3 +51,26 @@ def test_an_undefined_variable_is_an_error_not_blank_text(tmp_path):
     (tmp_path / "notification" / "post.txt.j2").write_text("{{ post.nonexistent }}")
     with pytest.raises(jinja2.UndefinedError):
         Renderer(tmp_path).render("dev", "notification/post.txt.j2", CONTEXT)
+
+
+def test_owner_templates_run_in_a_sandbox_that_bounds_what_they_can_make() -> None:
+    """S36: no Python internals, no mutation, no gigabyte strings or huge powers."""
+    import jinja2.sandbox
+
+    from mailforum.render import sandbox
+
+    env = sandbox(jinja2.BaseLoader())
+    assert (
+        env.from_string('{{ "ab" * 3 }} {{ 2 ** 10 }} {{ x|join(",") }}').render(x=[1, 2])
+        == "ababab 1024 1,2"
+    )
+    for source in (
+        '{{ "x" * 10**8 }}',
+        "{{ [0] * 2000000 }}",
+        "{{ 2 ** 100000 }}",
+        "{{ x.__class__.__mro__ }}",
+        "{{ x.append(3) }}",
+        "{% for i in range(10**7) %}{% endfor %}",
+    ):
+        with pytest.raises((jinja2.sandbox.SecurityError, OverflowError)):
+            env.from_string(source).render(x=[1, 2])

@@ -405,6 +405,14 @@ def test_an_owner_edits_resets_and_cannot_break_a_mail_template(site, web) -> No
         assert "no end" in bad.text  # the textarea keeps what was typed
         huge = post(http, page, action="save", source="x" * (64 * 1024 + 1))
         assert huge.status_code == 422 and "at most 65536 bytes" in huge.text
+        shown = post(http, page, action="preview", source="To {{ list.title }}: {{ post.subject }}!")
+        assert (
+            shown.status_code == 200
+            and "To dev: «post.subject»!" in shown.text
+            and "Preview (not saved)" in shown.text
+        )
+        escaped = post(http, page, action="preview", source="{{ list.__class__ }}")
+        assert escaped.status_code == 422 and "would fail in a mail (SecurityError" in escaped.text
         r = post(http, page, action="save", source="<b>Hi</b> {{ post.text }}\r\n")
         assert r.status_code == 303 and r.headers["location"] == page + "?saved=save"
         shown = http.get(r.headers["location"]).text

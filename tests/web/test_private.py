@@ -53,6 +53,7 @@ def private_values(site, message_id: str = "<s1@example.com>") -> dict[str, obje
         "id": post.id,
         "rest": "anything",
         "tag": "plans",
+        "template": "notification/post.txt.j2",
     }
 
 
