@@ -93,9 +93,13 @@ def member_contents(
     topic_ids = {t.id for topics in ranges.values() for t in topics}
     muted = muted_topics(session, [m for m, _ in members if m is not None], topic_ids)
     out = []
+    nothing: frozenset[int] = frozenset()
     for member_id, start in members:
         topics = ranges[start]
-        mine = muted.get(member_id, set()) if member_id is not None else set()
+        mine = muted.get(member_id) if member_id is not None else None
+        if not mine:  # most members mute nothing: their digest is the range's, as it is
+            out.append(Contents(member_id, start, end, nothing, topics))
+            continue
         excluded = frozenset(t.id for t in topics if t.id in mine)
         kept = tuple(t for t in topics if t.id not in excluded)
         out.append(Contents(member_id, start, end, excluded, kept))
