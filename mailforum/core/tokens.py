@@ -98,7 +98,43 @@ def _b36(number: int) -> str:
 
 def _mac(key: bytes, purpose: str, body: str, size: int = MAC_BYTES) -> str:
     marker = "" if size == MAC_BYTES else "\0short"
-    digest = hmac.new(key, f"{purpose}{marker}\0{body}".encode(), hashlib.sha256).digest()[:size]
+    digest = hmac.digest(key, f"{purpose}{marker}\0{body}".encode(), "sha256")[:size]
+    return _base32(digest)
+
+
+def _base32(digest: bytes) -> str:
+    """``base64.b32encode(digest)`` in lower case without padding, for the two MAC sizes:
+    letters by pairs from a table (the stdlib's is Python, a letter at a time)."""
+    pairs = _B32_PAIRS
+    if len(digest) == SHORT_MAC_BYTES:  # 64 bits and a zero bit: 13 letters
+        n = int.from_bytes(digest, "big") << 6
+        return (
+            pairs[n >> 60]
+            + pairs[n >> 50 & 1023]
+            + pairs[n >> 40 & 1023]
+            + pairs[n >> 30 & 1023]
+            + pairs[n >> 20 & 1023]
+            + pairs[n >> 10 & 1023]
+            + _B32[n >> 5 & 31]
+        )
+    if len(digest) == MAC_BYTES:  # 128 bits and two zero bits: 26 letters
+        high = int.from_bytes(digest[:10], "big")  # 80 bits: 16 letters
+        low = int.from_bytes(digest[10:], "big") << 2  # 48 bits and two: 10 letters
+        return (
+            pairs[high >> 70]
+            + pairs[high >> 60 & 1023]
+            + pairs[high >> 50 & 1023]
+            + pairs[high >> 40 & 1023]
+            + pairs[high >> 30 & 1023]
+            + pairs[high >> 20 & 1023]
+            + pairs[high >> 10 & 1023]
+            + pairs[high & 1023]
+            + pairs[low >> 40]
+            + pairs[low >> 30 & 1023]
+            + pairs[low >> 20 & 1023]
+            + pairs[low >> 10 & 1023]
+            + pairs[low & 1023]
+        )
     return base64.b32encode(digest).decode("ascii").rstrip("=").lower()
 
 

@@ -225,3 +225,13 @@ def test_the_digest_signer_matches_the_slow_path():
         for token in signer.sign(member, list(range(30))):
             m, p, hours, mac = token.split("-")
             assert mac == tokens._digest_mac(KEY, tokens.REPLY, m, p, hours)
+
+
+def test_the_table_base32_is_the_stdlib_s():
+    """``_base32`` (letters by pairs from a table) writes what ``base64.b32encode`` does."""
+    import base64
+    import os
+
+    for size in [tokens.SHORT_MAC_BYTES, tokens.MAC_BYTES, 0, 1, 5, 7, 20]:
+        for data in [bytes(size), b"\xff" * size, *(os.urandom(size) for _ in range(200))]:
+            assert tokens._base32(data) == base64.b32encode(data).decode().rstrip("=").lower()
