@@ -8,7 +8,10 @@ sends all of them to Postfix's ``smtp-sink`` (``apt-get install postfix``; only 
 ``/usr/sbin/smtp-sink`` binary is used, the MTA is never started). Also prints the
 size of one digest, the time to personalise all of them without sending, and the
 floor: the same bytes sent by the bare relay client (``runners.relay_client``) over 10
-connections to the same sink — and, for comparison, by aiosmtplib.
+connections to the same sink — and, for comparison, by aiosmtplib. ``deliver_over_raw_send``
+is the ratio to that floor; ``raw_send_wire_bytes_s`` and ``deliver_over_raw_send_wire``
+the stricter floor, the same bytes handed to the relay client already dot-stuffed
+(``mail.wire``), as the delivery worker's digests are.
 
 ``--format mime`` (or ``standard,mime``) sets the list's digest format: the RFC 1153
 digest with every post whole as a message/rfc822 part (lists.digest_format); its
