@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from mailforum.config import Config
 from mailforum.core import tokens
 from mailforum.core.digest_content import DigestTopic, load_topics, member_contents
-from mailforum.core.digest_render import mime_digest, render_digest
+from mailforum.core.digest_render import member_digest, mime_digest, render_digest
 from mailforum.core.lists import identity
 from mailforum.core.topics import tags_of
 from mailforum.db import outbox, payloads
@@ -174,7 +174,7 @@ class Composer:
         self._digest_bytes = 0
         self._digest_rows: dict[int, DigestKey] = {}
         self._list_names: dict[int, str] = {}
-        self._signers: dict[dt.datetime, tokens.Signer] = {}
+        self._signers: dict[dt.datetime, tokens.DigestSigner] = {}
         self._paused: set[int | None] = set()
         self._loaders: dict[str, Callable[[Session, list[outbox.ClaimedCopy]], None]] = {
             OutboxKind.POST.value: self._load_posts,
@@ -336,19 +336,25 @@ class Composer:
         signer = self._signers.get(expires.replace(second=0, microsecond=0))
         if signer is None:
             self._signers.clear()
-            signer = tokens.Signer(self.key, tokens.REPLY, expires)
+            signer = tokens.DigestSigner(self.key, tokens.REPLY, expires)
             self._signers[expires.replace(second=0, microsecond=0)] = signer
         member_id = row.member_id
-        prefix, suffix = f"{list_name}+r-", f"@{domain}"
-
-        def reply(post_id: int) -> str:  # list_address(…, Kind.REPLY, token), spelled out for speed
-            return prefix + signer.sign((member_id, post_id)) + suffix
-
         unsubscribe: tuple[str, ...] = (f"mailto:{list_name}+unsubscribe@{domain}",)
         ident = self._lists.get(row.list_id)
         if ident is not None:
             unsubscribe = (self.unsubscribe_url(ident, row.list_id, member_id, now), *unsubscribe)
-        data = partial(shared.personalise, row.message_id, reply, unsubscribe)
+        # Already in SMTP DATA form (mail.wire), unless DKIM signs it first.
+        data = partial(
+            member_digest,
+            shared,
+            signer,
+            list_name,
+            domain,
+            member_id,
+            row.message_id,
+            unsubscribe,
+            self.signer is None,
+        )
         return OutgoingCopy(row, self.verp(list_name, row, now), data)
 
     def unsubscribe_url(self, ident: ListIdentity, list_id: int, member_id: int, now: dt.datetime) -> str:

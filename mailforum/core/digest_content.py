@@ -17,12 +17,13 @@ import datetime as dt
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, ColumnElement, any_, bindparam, func, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mailforum.batching import chunks
 from mailforum.config import Config
@@ -93,13 +94,28 @@ def member_contents(
     topic_ids = {t.id for topics in ranges.values() for t in topics}
     muted = muted_topics(session, [m for m, _ in members if m is not None], topic_ids)
     out = []
+    nothing: frozenset[int] = frozenset()
     for member_id, start in members:
         topics = ranges[start]
-        mine = muted.get(member_id, set()) if member_id is not None else set()
+        mine = muted.get(member_id) if member_id is not None else None
+        if not mine:  # most members mute nothing: their digest is the range's, as it is
+            out.append(Contents(member_id, start, end, nothing, topics))
+            continue
         excluded = frozenset(t.id for t in topics if t.id in mine)
         kept = tuple(t for t in topics if t.id not in excluded)
         out.append(Contents(member_id, start, end, excluded, kept))
     return out
+
+
+def _among_lists(column: InstrumentedAttribute[int], ids: Iterable[int]) -> ColumnElement[bool]:
+    return column.in_(list(ids))
+
+
+def _among_arrays(column: InstrumentedAttribute[int], ids: Iterable[int]) -> ColumnElement[bool]:
+    """``column = ANY(:ids)``: one array parameter, so the statement's text is the same
+    for any number of ids (an ``IN`` list is new text per length, parsed again by psycopg
+    each time: a tenth of the delivery worker's CPU for digests on PostgreSQL)."""
+    return column == any_(bindparam(None, list(ids), type_=postgresql.ARRAY(BigInteger)))
 
 
 def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int]) -> dict[int, set[int]]:
@@ -108,11 +124,12 @@ def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int
     out: dict[int, set[int]] = defaultdict(set)
     if not member_ids or not topic_ids:
         return out
+    among = _among_arrays if session.get_bind().dialect.name == "postgresql" else _among_lists
     for chunk in chunks(member_ids, 1000):
         rows = session.execute(
             select(TopicSubscription.member_id, TopicSubscription.topic_id, TopicSubscription.kind).where(
-                TopicSubscription.member_id.in_(chunk),
-                TopicSubscription.topic_id.in_(list(topic_ids)),
+                among(TopicSubscription.member_id, chunk),
+                among(TopicSubscription.topic_id, topic_ids),
             )
         )
         watched: set[tuple[int, int]] = set()
@@ -125,7 +142,7 @@ def muted_topics(session: Session, member_ids: Sequence[int], topic_ids: set[int
         for member_id, topic_id, kind in session.execute(
             select(TagSubscription.member_id, TopicTag.topic_id, TagSubscription.kind)
             .join(TopicTag, TopicTag.tag_id == TagSubscription.tag_id)
-            .where(TagSubscription.member_id.in_(chunk), TopicTag.topic_id.in_(list(topic_ids)))
+            .where(among(TagSubscription.member_id, chunk), among(TopicTag.topic_id, topic_ids))
         ):
             if by_tag.get((member_id, topic_id)) != SubscriptionKind.WATCH.value:
                 by_tag[(member_id, topic_id)] = kind

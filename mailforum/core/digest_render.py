@@ -12,6 +12,7 @@ import datetime as dt
 import email
 import email.policy
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -20,6 +21,7 @@ from urllib.parse import quote
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
+from mailforum.core import tokens
 from mailforum.core.digest_content import (
     DAILY,
     WEEKLY,
@@ -139,6 +141,24 @@ def render_digest(
     html = renderer.render(mlist, f"digest/{name}.html.j2", context)
     ids = tuple(p.id for t in topics for p in t.posts)
     return RenderedDigest(subject, text, html, ids)
+
+
+def member_digest(
+    shared: digest_mail.SharedDigest,
+    signer: tokens.DigestSigner,
+    list_name: str,
+    domain: str,
+    member_id: int,
+    message_id: str,
+    unsubscribe: Sequence[str],
+    wire: bool,
+) -> bytes:
+    """One member's digest: a signed reply address per post (``NAME+r-TOKEN@domain``, as
+    ``mail.addresses.list_address`` spells it), spliced into the shared bytes; with
+    ``wire``, in SMTP DATA form (``mail.wire.WireData``)."""
+    prefix, suffix = f"{list_name}+r-", f"@{domain}"
+    addresses = [prefix + token + suffix for token in signer.sign(member_id, shared.post_ids)]
+    return shared.join(message_id, addresses, unsubscribe, wire)
 
 
 def embedded_post(

@@ -40,6 +40,7 @@ from mailforum.mail.compose import (
     list_headers,
     post_headers,
 )
+from mailforum.mail.wire import END, WireData, stuff
 
 # Where a post's reply address goes in the rendered text: ESC R <post id> ESC. ESC never
 # survives canonical_body, so input cannot forge a marker.
@@ -81,34 +82,72 @@ def _pieces(text: str) -> list[bytes | Slot]:
 class SharedDigest:
     """One list's digest for one period: the header block, and the body as gaps and slots.
 
-    ``gaps`` has one more item than ``slots``: gap, slot, gap, …, gap.
+    ``gaps`` has one more item than ``slots``: gap, slot, gap, …, gap. ``wire_head``,
+    ``wire_gaps`` and ``wire_end`` are the same in SMTP DATA form (``mail.wire``), made
+    once for every member's copy; they are the very objects of ``head`` and ``gaps``
+    wherever dot-stuffing changes nothing.
     """
 
     head: bytes
     gaps: tuple[bytes, ...]
     slots: tuple[Slot, ...]
     post_ids: tuple[int, ...]
+    wire_head: bytes
+    wire_gaps: tuple[bytes, ...]
+    wire_end: bytes
+    # Each slot's post, as an index into post_ids, and whether it is a header value.
+    plan: tuple[tuple[int, bool], ...]
 
     @property
     def size(self) -> int:
         """Bytes held (without the few spliced in per member)."""
-        return len(self.head) + sum(len(gap) for gap in self.gaps)
+        held = len(self.head) + sum(len(gap) for gap in self.gaps)
+        if self.wire_head is not self.head:
+            held += len(self.wire_head)
+        return held + sum(len(w) for w, gap in zip(self.wire_gaps, self.gaps, strict=True) if w is not gap)
 
     def personalise(
         self, message_id: str, reply_address: Callable[[int], str], unsubscribe: Sequence[str]
     ) -> bytes:
         """The bytes for one member: their Message-ID, List-Unsubscribe and reply addresses."""
-        bare = {pid: _spliceable(reply_address(pid)) for pid in self.post_ids}
-        soft = {pid: _SOFT + address + _SOFT for pid, address in bare.items()}
+        return self.join(message_id, [reply_address(pid) for pid in self.post_ids], unsubscribe)
+
+    def join(
+        self, message_id: str, addresses: Sequence[str], unsubscribe: Sequence[str], wire: bool = False
+    ) -> bytes:
+        """One member's digest, given their reply address for each of ``post_ids`` (in order).
+
+        With ``wire``, a ``mail.wire.WireData``: the DATA bytes the relay client sends as
+        they are (not for a message that is still to be changed, such as DKIM-signed).
+        """
+        if len(addresses) != len(self.post_ids):
+            raise ValueError(f"{len(addresses)} reply addresses for {len(self.post_ids)} posts")
+        if not all(addresses):
+            raise ValueError("an empty reply address")
+        # One check for all: the printable-ASCII test of _spliceable holds for the whole
+        # if it holds for the concatenation.
+        if addresses:
+            _spliceable("".join(addresses))
+        encoded = [address.encode("ascii") for address in addresses]
         lines = [b"Message-ID: " + _spliceable(message_id)]
         if unsubscribe:
             lines.append(
                 b"List-Unsubscribe: " + b", ".join(b"<" + _spliceable(u) + b">" for u in unsubscribe)
             )
-        body: list[bytes] = [b""] * (2 * len(self.slots) + 1)
-        body[::2] = self.gaps
-        body[1::2] = [bare[s.post_id] if s.header else soft[s.post_id] for s in self.slots]
-        return b"".join((self.head, b"\r\n".join(lines), b"\r\n\r\n", *body))
+        if wire:
+            gaps, head = self.wire_gaps, self.wire_head
+            # A body slot's address starts a line: dot-stuffed like the rest (never, in
+            # practice: list names start with a letter or digit).
+            starts = [b"." + a if a[:1] == b"." else a for a in encoded]
+        else:
+            gaps, head, starts = self.gaps, self.head, encoded
+        soft = [_SOFT + address + _SOFT for address in starts]
+        body: list[bytes] = [b""] * (2 * len(self.plan) + 1)
+        body[::2] = gaps
+        body[1::2] = [encoded[at] if header else soft[at] for at, header in self.plan]
+        if not wire:
+            return b"".join((head, b"\r\n".join(lines), b"\r\n\r\n", *body))
+        return WireData(b"".join((head, b"\r\n".join(lines), b"\r\n\r\n", *body, self.wire_end)))
 
 
 def _assemble(head: bytes, pieces: Sequence[bytes | Slot]) -> SharedDigest:
@@ -121,11 +160,23 @@ def _assemble(head: bytes, pieces: Sequence[bytes | Slot]) -> SharedDigest:
             gaps.append([])
         else:
             gaps[-1].append(piece)
+    joined = tuple(b"".join(gap) for gap in gaps)
+    post_ids = tuple(dict.fromkeys(s.post_id for s in slots))
+    where = {pid: at for at, pid in enumerate(post_ids)}
+    # The body starts a line (after the header block); so does every gap after a body
+    # slot (its soft line break), not one after a header slot (the rest of that line).
+    wire_gaps = tuple(stuff(gap, at == 0 or not slots[at - 1].header) for at, gap in enumerate(joined))
+    last = wire_gaps[-1]
+    ends_line = last.endswith(b"\r\n") if last else not slots or not slots[-1].header
     return SharedDigest(
         head,
-        tuple(b"".join(gap) for gap in gaps),
+        joined,
         tuple(slots),
-        tuple(dict.fromkeys(s.post_id for s in slots)),
+        post_ids,
+        stuff(head, True),
+        wire_gaps,
+        END if ends_line else b"\r\n" + END,
+        tuple((where[s.post_id], s.header) for s in slots),
     )
 
 

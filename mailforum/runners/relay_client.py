@@ -37,12 +37,15 @@ import time
 from typing import Any
 
 from mailforum.config import RelayConfig
+from mailforum.mail.wire import WireData
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 
 
 def wire_data(message: bytes) -> bytes:
     """The DATA payload of ``message``: CRLF line ends, dot-stuffed, ending in CRLF . CRLF."""
+    if isinstance(message, WireData):  # made so ahead (mail.wire: a digest's shared parts once)
+        return message
     lines = message.count(b"\n")
     if message.count(b"\r\n") != lines or message.count(b"\r") != lines:
         message = _LINE_ENDS.sub(b"\r\n", message)

@@ -608,3 +608,75 @@ def test_a_new_topics_member_who_asks_for_a_digest_gets_it_on_top_of_first_posts
     with site.db.read_session() as session:
         nina = session.scalars(select(Member).where(Member.address == "nina@example.com")).one()
         assert (nina.delivery_mode, nina.digest_frequency) == ("new-topics", None)
+
+
+# -- the bytes on the wire: shared parts dot-stuffed once, tokens signed per member ----------
+
+DOTTED = ".\n..\n.hidden\nend.\n. spaced\n"
+
+
+def test_a_post_with_lines_of_dots_arrives_whole_in_every_digest(site, relay):
+    """The digest's shared parts go out dot-stuffed once (mail.wire), the personal parts per
+    copy: a line "." in a post must neither end DATA early nor lose or gain a dot."""
+    setup_list(site, "dora@example.com", "dan@example.com")
+    post(site, "Dotted topic", "d1@example.com", body=DOTTED)
+    run(site, DAY1)
+    deliver(site.config, site.db)
+    for address in ("dora@example.com", "dan@example.com"):
+        (msg,) = digests_for(relay, address)
+        assert DOTTED in text_of(msg).replace("\r\n", "\n")
+        html = text_of(msg, "text/html")
+        assert all(line in html for line in ("..", ".hidden", "end."))
+
+
+def test_digest_reply_addresses_are_signed_per_member_and_verify_only_for_theirs(site, relay):
+    """One HMAC per member and a keyed BLAKE2b per post (tokens.DigestSigner): each
+    member's addresses verify as (member, post), and are theirs alone."""
+    from mailforum.core import tokens
+
+    msg = alpha_beta_digest(site, relay)
+    key = tokens.derive_key(site.config.site.secret_key)
+    now = dt.datetime.now(dt.UTC)
+    with site.db.read_session() as session:
+        dora = session.scalar(select(Member.id).where(Member.address == "dora@example.com"))
+    found = set()
+    for address in reply_addresses(msg):
+        token = address.split("+r-", 1)[1].split("@", 1)[0]
+        assert tokens._B32.index(token[-1]) % 2 == 1  # the per-member form
+        member, post_id = tokens.verify(key, tokens.REPLY, token, now, fields=2)
+        assert member == dora
+        found.add(post_id)
+        for forged in (f"{tokens._b36(dora + 1)}-{token.split('-', 1)[1]}",):
+            with pytest.raises(tokens.InvalidToken):
+                tokens.verify(key, tokens.REPLY, forged, now, fields=2)
+    assert len(found) == 2
+
+
+def test_a_dkim_signed_digest_is_signed_as_plain_bytes_and_verifies(site, tmp_path):
+    """With DKIM the copy is signed before it is stuffed (not the DATA form: the final dot
+    is no part of the message)."""
+    import base64
+    import subprocess
+
+    import dkim
+
+    from mailforum.config import DkimConfig
+    from tests.integration.outbound_helpers import deliver as deliver_with
+    from tests.relay import fake_relay
+
+    private = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(private), "2048"], check=True, capture_output=True)
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(private), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    config = replace(site.config, dkim=DkimConfig(key_file=str(private), selector="s1"))
+    setup_list(site, "dora@example.com")
+    post(site, "Dotted topic", "d1@example.com", body=DOTTED)
+    run(site, DAY1)
+    with fake_relay(site.config.relay.port) as relay:
+        deliver_with(config, site.db)
+        (copy,) = [t for t in relay.messages_for("dora@example.com") if b"Message-ID: <digest." in t.data]
+    assert copy.data.startswith(b"DKIM-Signature:")
+    assert dkim.verify(copy.data, dnsfunc=lambda name, timeout=5: record)
+    assert DOTTED in text_of(as_email(copy.data)).replace("\r\n", "\n")
