@@ -120,6 +120,7 @@ _CACHE = "mailforum.threads.posts"
 _POSTS: TxCache[dict[tuple[int, str], Post | None]] = TxCache(_CACHE, dict)  # None: known absent
 _TOPICS: TxCache[list[Topic]] = TxCache(_CACHE + ".topics", list)  # the prefetched posts' topics
 _HELD: TxCache[set[Topic]] = TxCache(_CACHE + ".held", set)  # see _hold
+_NEW_TOPICS: TxCache[dict[int, Topic]] = TxCache(_CACHE + ".new", dict)  # see _topic
 _CONVERSATIONS: TxCache[dict[tuple[int, str], list[Post]]] = TxCache(_CACHE + ".conv", dict)
 _SUBJECT_KEYS: TxCache[dict[tuple[int, str], list[Topic]]] = TxCache(_CACHE + ".keys", dict)
 _LOCKED: TxCache[set[int]] = TxCache(_CACHE + ".locked", set)  # lists whose advisory lock is held
@@ -190,7 +191,7 @@ def _group(
 
 
 def forget(session: Session) -> None:
-    for cache in (_POSTS, _TOPICS, _HELD, _CONVERSATIONS, _SUBJECT_KEYS, _LOCKED):
+    for cache in (_POSTS, _TOPICS, _HELD, _NEW_TOPICS, _CONVERSATIONS, _SUBJECT_KEYS, _LOCKED):
         cache.clear(session)
 
 
@@ -260,6 +261,7 @@ def new_topic(session: Session, mlist: MailingList, subject: str, now: dt.dateti
     )
     session.add(topic)
     _hold(session, topic)
+    _NEW_TOPICS.setdefault(session)[topic.id] = topic
     _keyed(session, topic)
     return topic
 
@@ -270,14 +272,24 @@ def _hold(session: Session, topic: Topic) -> None:
     _HELD.setdefault(session).add(topic)
 
 
+def _topic(session: Session, topic_id: int) -> Topic | None:
+    """The topic with this id. One made by this transaction and not flushed yet is not in the
+    identity map: ``session.get`` would query for it, flushing the whole batch first."""
+    made = _NEW_TOPICS.get(session)
+    topic = made.get(topic_id) if made is not None else None
+    if topic is not None and inspect(topic).pending:
+        return topic
+    return session.get(Topic, topic_id)
+
+
 def live_topic(session: Session, topic_id: int) -> Topic:
     """The topic, following merges to the one that absorbed it."""
-    topic = session.get(Topic, topic_id)
+    topic = _topic(session, topic_id)
     assert topic is not None
     for _ in range(MAX_ANCESTRY_WALK):
         if topic.merged_into_id is None:
             break
-        nxt = session.get(Topic, topic.merged_into_id)
+        nxt = _topic(session, topic.merged_into_id)
         assert nxt is not None
         topic = nxt
     _hold(session, topic)
