@@ -258,6 +258,10 @@ def new_topic(session: Session, mlist: MailingList, subject: str, now: dt.dateti
         created_at=now,
         last_post_at=now,
         post_count=0,
+        # Their defaults, given: a column with a server default left unset makes the unit of
+        # work insert each topic alone, with RETURNING, instead of a batch's in one statement.
+        manual=False,
+        tagged=False,
     )
     session.add(topic)
     _hold(session, topic)
@@ -476,11 +480,22 @@ def _replies_by_index(thread: ThreadIndex, posts: list[Post]) -> tuple[Post, ...
 
 
 def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]:
-    rows = session.execute(
+    stmt = (
         select(Post.topic_id, Post.author_address)
         .where(Post.topic_id.in_(topic_ids), Post.status != PostStatus.PLACEHOLDER.value)
         .distinct()
     )
+    unflushed = _unflushed(session, topic_ids)
+    rows: list[tuple[int, str]]
+    if unflushed is None:
+        rows = [(a, b) for a, b in session.execute(stmt)]
+    else:  # an import batch: the database's rows and this transaction's unflushed posts
+        changed, modified = unflushed
+        if modified:
+            stmt = stmt.where(Post.id.not_in(modified))
+        with session.no_autoflush:
+            rows = [(a, b) for a, b in session.execute(stmt)]
+        rows += [(p.topic_id, p.author_address) for p in changed]
     people: dict[int, set[str]] = {}
     for topic_id, address in rows:
         people.setdefault(topic_id, set()).add(address)
@@ -674,26 +689,68 @@ def _quoted_post(
     haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in lines)
     if len(haystack) < QUOTE_MIN:
         return None
-    rows = session.execute(
-        select(
-            Post.id,
-            Post.message_id,
-            Post.text_body,
-            func.coalesce(Post.date, Post.received_at),
-        )
-        .where(Post.topic_id.in_([t.id for t in candidates]), Post.status != PostStatus.PLACEHOLDER.value)
-        .order_by(Post.received_at.desc(), Post.id.desc())
-        .limit(QUOTE_POSTS)
-    )
+    topic_ids = [t.id for t in candidates]
+    stmt = select(
+        Post.id,
+        Post.message_id,
+        Post.text_body,
+        func.coalesce(Post.date, Post.received_at),
+        Post.received_at,
+    ).where(Post.topic_id.in_(topic_ids), Post.status != PostStatus.PLACEHOLDER.value)
+    stmt = stmt.order_by(Post.received_at.desc(), Post.id.desc()).limit(QUOTE_POSTS)
+    unflushed = _unflushed(session, topic_ids)
+    mine: dict[int, Post] = {}
+    rows: list[tuple[int, str, str, dt.datetime, dt.datetime]]
+    if unflushed is None:
+        rows = [(a, b, c, d, e) for a, b, c, d, e in session.execute(stmt)]
+    else:
+        changed, modified = unflushed
+        if modified:
+            stmt = stmt.where(Post.id.not_in(modified))
+        with session.no_autoflush:
+            rows = [(a, b, c, d, e) for a, b, c, d, e in session.execute(stmt)]
+        mine = {p.id: p for p in changed}
+        rows += [
+            (p.id, p.message_id, p.text_body, p.date if p.date is not None else p.received_at, p.received_at)
+            for p in changed
+        ]
+        rows = sorted(rows, key=lambda row: (row[4], row[0]), reverse=True)[:QUOTE_POSTS]
     reply = parsed.date or at
-    for post_id, message_id, body, written in rows:
+    for post_id, message_id, body, written, _ in rows:
         if message_id == parsed.message_id or not _answers_in_time(written, reply):
             continue
         found = [n in haystack for n in _needles(body)]
         short = reply - written <= SUBJECT_FRESH  # a post of one or two lines, quoted whole, soon
         if found and all(found) and (len(found) >= 3 or short):
-            return session.get(Post, post_id)
+            if post_id in mine:
+                return mine[post_id]
+            if unflushed is None:
+                return session.get(Post, post_id)
+            with session.no_autoflush:  # a row of the database, unchanged here
+                return session.get(Post, post_id)
     return None
+
+
+def _unflushed(session: Session, topic_ids: list[int]) -> tuple[list[Post], list[int]] | None:
+    """In an import batch (``prefetch``): the published or held posts of these topics that
+    this transaction added or changed and has not flushed, and the ids of those it changed.
+
+    A query may then leave the database out of date: it skips the changed ids' rows and
+    adds these posts, instead of flushing the batch (a flush per header-less reply was
+    most of an import's flushes). None elsewhere, and when a post has no id yet: then the
+    query flushes first, as every ORM query does.
+    """
+    if _POSTS.get(session) is None or session.deleted:
+        return None
+    added = [o for o in session.new if isinstance(o, Post)]
+    if any(p.id is None for p in added):
+        return None
+    changed = [o for o in session.dirty if isinstance(o, Post)]
+    wanted = set(topic_ids)
+    posts = [
+        p for p in (*added, *changed) if p.topic_id in wanted and p.status != PostStatus.PLACEHOLDER.value
+    ]
+    return posts, [p.id for p in changed]
 
 
 def _orphan_topic(
@@ -864,6 +921,12 @@ def _place(
                 status=PostStatus.PLACEHOLDER.value,
                 received_at=now,
                 attachments=[],
+                # The columns' defaults, given: a placeholder then sets the columns a post
+                # sets, and the unit of work inserts runs of both in one many-row statement.
+                author_address="",
+                author_name="",
+                subject="",
+                text_body="",
             )
             session.add(node)  # after its parent: the unit of work inserts in that order
             remember(session, node)
