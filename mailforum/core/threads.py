@@ -415,12 +415,22 @@ def _is_ancestor(session: Session, candidate: Post, node: Post) -> bool:
 
 
 def _topic_root(session: Session, topic: Topic) -> Post | None:
-    return session.scalars(
+    stmt = (
         select(Post)
         .where(Post.topic_id == topic.id, Post.status != PostStatus.PLACEHOLDER.value)
         .order_by(Post.received_at, Post.id)
         .limit(1)
-    ).first()
+    )
+    unflushed = _unflushed(session, [topic.id])
+    if unflushed is None:
+        return session.scalars(stmt).first()
+    changed, modified = unflushed  # an import batch: the database's first and this transaction's posts
+    if modified:
+        stmt = stmt.where(Post.id.not_in(modified))
+    with session.no_autoflush:
+        stored = session.scalars(stmt).first()
+    posts = [*changed, stored] if stored is not None else changed
+    return min(posts, key=lambda p: (p.received_at, p.id), default=None)
 
 
 def _conversation(session: Session, mlist: MailingList, thread: ThreadIndex) -> list[Post]:
