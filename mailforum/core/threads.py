@@ -40,6 +40,7 @@ swallow a genuine post (RELIABILITY S20).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -125,6 +126,9 @@ _CONVERSATIONS: TxCache[dict[tuple[int, str], list[Post]]] = TxCache(_CACHE + ".
 _SUBJECT_KEYS: TxCache[dict[tuple[int, str], list[Topic]]] = TxCache(_CACHE + ".keys", dict)
 _LOCKED: TxCache[set[int]] = TxCache(_CACHE + ".locked", set)  # lists whose advisory lock is held
 _PREFETCH_BATCH = 500  # keys a prefetch looks up per statement
+# A message's subject is read several times as it is threaded (its keys, its topic's, the
+# import batch's prefetch): the answer, immutable, is kept for the subjects seen last.
+_subject_info = functools.lru_cache(maxsize=4096)(subject_info)
 T = TypeVar("T")
 
 
@@ -254,7 +258,7 @@ def new_topic(session: Session, mlist: MailingList, subject: str, now: dt.dateti
         id=ids.reserve(session, Topic),
         list_id=mlist.id,
         subject=subject,
-        subject_key=subject_key(subject),
+        subject_key=_subject_info(subject).key,
         created_at=now,
         last_post_at=now,
         post_count=0,
@@ -362,7 +366,7 @@ def name_topic(topic: Topic, subject: str) -> None:
     """A topic without a subject (a placeholder's) takes that of its first stored post."""
     if not topic.subject:
         topic.subject = subject
-        topic.subject_key = subject_key(subject)
+        topic.subject_key = _subject_info(subject).key
 
 
 def refresh_counts(session: Session, topic: Topic) -> None:
@@ -514,11 +518,11 @@ def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]
 
 def subject_keys(parsed: ParsedMessage) -> list[str]:
     """The topic subjects a message may name: its own, "(was: …)" and Thread-Topic."""
-    return _subject_keys(parsed, subject_info(parsed.subject))
+    return _subject_keys(parsed, _subject_info(parsed.subject))
 
 
 def _subject_keys(parsed: ParsedMessage, info: SubjectInfo) -> list[str]:
-    keys = [info.key, info.was_key, subject_info(parsed.header("thread-topic")).key]
+    keys = [info.key, info.was_key, _subject_info(parsed.header("thread-topic")).key]
     return list(dict.fromkeys(k for k in keys if k))
 
 
@@ -799,7 +803,7 @@ def _orphan_topic(
         )
     written = parsed.date or at
     for topic in candidates:
-        if not subject_info(topic.subject).is_reply:
+        if not _subject_info(topic.subject).is_reply:
             continue  # started by an original: not waiting for one
         posts = list(session.scalars(select(Post).where(Post.topic_id == topic.id)))
         if any(p.status == PostStatus.PLACEHOLDER.value for p in posts):
@@ -836,7 +840,7 @@ def _place(
     reply_to: Post | None,
 ) -> Placement:
     lock_list(session, mlist)
-    info = subject_info(parsed.subject)
+    info = _subject_info(parsed.subject)
     thread = thread_index(parsed.header("thread-index"))
     message_id = parsed.message_id
     chain = ancestry(message_id, parsed.in_reply_to, parsed.references)
@@ -976,10 +980,10 @@ def attach(session: Session, placement: Placement, post: Post, flush: bool = Tru
     if thread is not None:
         post.conversation, post.thread_index = thread.conversation, thread.index
     topic = placement.topic
-    renamed = subject_info(topic.subject).is_reply and not subject_info(post.subject).is_reply
+    renamed = _subject_info(topic.subject).is_reply and not _subject_info(post.subject).is_reply
     if post.parent_id is None and renamed:
         # The original arrived after replies that started the topic: it names the topic now.
-        topic.subject, topic.subject_key = post.subject, subject_key(post.subject)
+        topic.subject, topic.subject_key = post.subject, _subject_info(post.subject).key
         _keyed(session, topic)
     if flush or placement.adopt:
         session.flush()
