@@ -1313,15 +1313,15 @@ def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
     db = state.db()
     with db.read_session() as session:
         mlist = lists.get_list(session, list_name)
-    box = mailbox.mbox(path, create=False)
     if dry_run:
+        box = mailbox.mbox(path, create=False)
         try:
             _dry_run_import(state, db, mlist, box)
         finally:
             box.close()
         return
-    try:
-        keys = _in_written_order(box)
+    with archive.Mbox(path) as entries:  # mailbox.mbox's split, in one scan of the mapped file
+        keys = archive.written_order(range(len(entries)), (entries[k] for k in range(len(entries))))
         with click.progressbar(
             length=len(keys), label=f"importing into {mlist.name}", file=sys.stderr
         ) as bar:
@@ -1329,11 +1329,9 @@ def import_mbox(state: State, path: str, list_name: str, dry_run: bool) -> None:
                 db,
                 state.config,
                 mlist,
-                (archive.unquote_mbox(box.get_bytes(k, from_=True)) for k in keys),
+                (archive.unquote_mbox(entries[k]) for k in keys),
                 on_progress=bar.update,
             )
-    finally:
-        box.close()
     click.echo(f"imported {report.posts} post(s); {report.duplicates} already stored; {report.failed} failed")
     for error in report.errors[:10]:
         click.echo(f"failed: {error}", err=True)

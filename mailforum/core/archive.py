@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import mmap
 import multiprocessing
 import os
 import re
@@ -20,19 +21,14 @@ from sqlalchemy.orm import Session, aliased
 from mailforum.batching import chunks
 from mailforum.config import Config
 from mailforum.core import lists, routing, threads
+from mailforum.core.archive_parse import Parsed as _Parsed
+from mailforum.core.archive_parse import parse_chunk
 from mailforum.db import spool
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, SpoolState, utcnow
 from mailforum.db.session import Database
 from mailforum.mail.addresses import list_address
 from mailforum.mail.headers import ancestry, thread_index
-from mailforum.mail.parse import (
-    ParsedMessage,
-    Unprocessable,
-    envelope_date,
-    header_date,
-    parse,
-    received_date,
-)
+from mailforum.mail.parse import ParsedMessage, envelope_date, header_date, received_date
 
 T = TypeVar("T")
 
@@ -90,6 +86,53 @@ class _Chunk:
     dates: list[dt.datetime | None]  # when each was written (archive_dates), for those without a Date
 
 
+class Mbox:
+    """An mbox file's messages, each with its From_ line, as ``mailbox.mbox`` splits them.
+
+    A message starts at every line that starts with "From "; the empty line before the
+    next one (or before the end of the file) is not part of it. The file is mapped, not
+    read: one scan finds every message (``mailbox.mbox`` reads it a line at a time, and
+    again for each message), and a message is copied only when asked for.
+    """
+
+    _START = re.compile(rb"^From ", re.MULTILINE)
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            self._data: mmap.mmap | bytes = (
+                mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            )
+        data = self._data
+        starts = [match.start() for match in self._START.finditer(data)]
+        ends = [*starts[1:], size] if starts else []
+        self._spans = [(start, self._stop(data, end)) for start, end in zip(starts, ends, strict=True)]
+
+    @staticmethod
+    def _stop(data: mmap.mmap | bytes, end: int) -> int:
+        """Where a message followed by ``end`` (the next From_ line, or the file's end) stops:
+        before the empty line that separates them, if there is one."""
+        ends_empty_line = data[end - 1 : end] == b"\n" and (end == 1 or data[end - 2 : end - 1] == b"\n")
+        return end - 1 if ends_empty_line else end
+
+    def __len__(self) -> int:
+        return len(self._spans)
+
+    def __getitem__(self, key: int) -> bytes:
+        start, stop = self._spans[key]
+        return self._data[start:stop]
+
+    def __enter__(self) -> Mbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if isinstance(self._data, mmap.mmap):
+            self._data.close()
+
+
 _ENVELOPE = re.compile(rb"From (?![ \t]*:)")  # an mbox From_ line, not a "From :" header
 
 
@@ -134,22 +177,6 @@ def written_order(keys: Sequence[T], raws: Iterable[bytes]) -> list[T]:
         dated.append((last, position, key))
     dated.sort(key=lambda item: (item[0], item[1]))
     return [key for _, _, key in dated]
-
-
-_Parsed = tuple[ParsedMessage | None, str | None]  # the parsed message, or why it cannot be
-
-
-def parse_chunk(raws: list[bytes]) -> list[_Parsed]:
-    """Parse many messages; never raises (runs in the parser process of an import)."""
-    out: list[_Parsed] = []
-    for raw in raws:
-        try:
-            out.append((parse(raw), None))
-        except Unprocessable as exc:
-            out.append((None, f"unprocessable: {exc}"))
-        except Exception:
-            out.append((None, traceback.format_exc(limit=8)))
-    return out
 
 
 class _Parser:

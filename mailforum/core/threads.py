@@ -40,6 +40,7 @@ swallow a genuine post (RELIABILITY S20).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -120,10 +121,14 @@ _CACHE = "mailforum.threads.posts"
 _POSTS: TxCache[dict[tuple[int, str], Post | None]] = TxCache(_CACHE, dict)  # None: known absent
 _TOPICS: TxCache[list[Topic]] = TxCache(_CACHE + ".topics", list)  # the prefetched posts' topics
 _HELD: TxCache[set[Topic]] = TxCache(_CACHE + ".held", set)  # see _hold
+_NEW_TOPICS: TxCache[dict[int, Topic]] = TxCache(_CACHE + ".new", dict)  # see _topic
 _CONVERSATIONS: TxCache[dict[tuple[int, str], list[Post]]] = TxCache(_CACHE + ".conv", dict)
 _SUBJECT_KEYS: TxCache[dict[tuple[int, str], list[Topic]]] = TxCache(_CACHE + ".keys", dict)
 _LOCKED: TxCache[set[int]] = TxCache(_CACHE + ".locked", set)  # lists whose advisory lock is held
 _PREFETCH_BATCH = 500  # keys a prefetch looks up per statement
+# A message's subject is read several times as it is threaded (its keys, its topic's, the
+# import batch's prefetch): the answer, immutable, is kept for the subjects seen last.
+_subject_info = functools.lru_cache(maxsize=4096)(subject_info)
 T = TypeVar("T")
 
 
@@ -190,7 +195,7 @@ def _group(
 
 
 def forget(session: Session) -> None:
-    for cache in (_POSTS, _TOPICS, _HELD, _CONVERSATIONS, _SUBJECT_KEYS, _LOCKED):
+    for cache in (_POSTS, _TOPICS, _HELD, _NEW_TOPICS, _CONVERSATIONS, _SUBJECT_KEYS, _LOCKED):
         cache.clear(session)
 
 
@@ -253,13 +258,18 @@ def new_topic(session: Session, mlist: MailingList, subject: str, now: dt.dateti
         id=ids.reserve(session, Topic),
         list_id=mlist.id,
         subject=subject,
-        subject_key=subject_key(subject),
+        subject_key=_subject_info(subject).key,
         created_at=now,
         last_post_at=now,
         post_count=0,
+        # Their defaults, given: a column with a server default left unset makes the unit of
+        # work insert each topic alone, with RETURNING, instead of a batch's in one statement.
+        manual=False,
+        tagged=False,
     )
     session.add(topic)
     _hold(session, topic)
+    _NEW_TOPICS.setdefault(session)[topic.id] = topic
     _keyed(session, topic)
     return topic
 
@@ -270,14 +280,24 @@ def _hold(session: Session, topic: Topic) -> None:
     _HELD.setdefault(session).add(topic)
 
 
+def _topic(session: Session, topic_id: int) -> Topic | None:
+    """The topic with this id. One made by this transaction and not flushed yet is not in the
+    identity map: ``session.get`` would query for it, flushing the whole batch first."""
+    made = _NEW_TOPICS.get(session)
+    topic = made.get(topic_id) if made is not None else None
+    if topic is not None and inspect(topic).pending:
+        return topic
+    return session.get(Topic, topic_id)
+
+
 def live_topic(session: Session, topic_id: int) -> Topic:
     """The topic, following merges to the one that absorbed it."""
-    topic = session.get(Topic, topic_id)
+    topic = _topic(session, topic_id)
     assert topic is not None
     for _ in range(MAX_ANCESTRY_WALK):
         if topic.merged_into_id is None:
             break
-        nxt = session.get(Topic, topic.merged_into_id)
+        nxt = _topic(session, topic.merged_into_id)
         assert nxt is not None
         topic = nxt
     _hold(session, topic)
@@ -346,7 +366,7 @@ def name_topic(topic: Topic, subject: str) -> None:
     """A topic without a subject (a placeholder's) takes that of its first stored post."""
     if not topic.subject:
         topic.subject = subject
-        topic.subject_key = subject_key(subject)
+        topic.subject_key = _subject_info(subject).key
 
 
 def refresh_counts(session: Session, topic: Topic) -> None:
@@ -399,12 +419,22 @@ def _is_ancestor(session: Session, candidate: Post, node: Post) -> bool:
 
 
 def _topic_root(session: Session, topic: Topic) -> Post | None:
-    return session.scalars(
+    stmt = (
         select(Post)
         .where(Post.topic_id == topic.id, Post.status != PostStatus.PLACEHOLDER.value)
         .order_by(Post.received_at, Post.id)
         .limit(1)
-    ).first()
+    )
+    unflushed = _unflushed(session, [topic.id])
+    if unflushed is None:
+        return session.scalars(stmt).first()
+    changed, modified = unflushed  # an import batch: the database's first and this transaction's posts
+    if modified:
+        stmt = stmt.where(Post.id.not_in(modified))
+    with session.no_autoflush:
+        stored = session.scalars(stmt).first()
+    posts = [*changed, stored] if stored is not None else changed
+    return min(posts, key=lambda p: (p.received_at, p.id), default=None)
 
 
 def _conversation(session: Session, mlist: MailingList, thread: ThreadIndex) -> list[Post]:
@@ -464,11 +494,22 @@ def _replies_by_index(thread: ThreadIndex, posts: list[Post]) -> tuple[Post, ...
 
 
 def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]:
-    rows = session.execute(
+    stmt = (
         select(Post.topic_id, Post.author_address)
         .where(Post.topic_id.in_(topic_ids), Post.status != PostStatus.PLACEHOLDER.value)
         .distinct()
     )
+    unflushed = _unflushed(session, topic_ids)
+    rows: list[tuple[int, str]]
+    if unflushed is None:
+        rows = [(a, b) for a, b in session.execute(stmt)]
+    else:  # an import batch: the database's rows and this transaction's unflushed posts
+        changed, modified = unflushed
+        if modified:
+            stmt = stmt.where(Post.id.not_in(modified))
+        with session.no_autoflush:
+            rows = [(a, b) for a, b in session.execute(stmt)]
+        rows += [(p.topic_id, p.author_address) for p in changed]
     people: dict[int, set[str]] = {}
     for topic_id, address in rows:
         people.setdefault(topic_id, set()).add(address)
@@ -477,11 +518,11 @@ def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]
 
 def subject_keys(parsed: ParsedMessage) -> list[str]:
     """The topic subjects a message may name: its own, "(was: …)" and Thread-Topic."""
-    return _subject_keys(parsed, subject_info(parsed.subject))
+    return _subject_keys(parsed, _subject_info(parsed.subject))
 
 
 def _subject_keys(parsed: ParsedMessage, info: SubjectInfo) -> list[str]:
-    keys = [info.key, info.was_key, subject_info(parsed.header("thread-topic")).key]
+    keys = [info.key, info.was_key, _subject_info(parsed.header("thread-topic")).key]
     return list(dict.fromkeys(k for k in keys if k))
 
 
@@ -662,26 +703,68 @@ def _quoted_post(
     haystack = " ".join(_normal(_QUOTE_MARKS.sub("", line)) for line in lines)
     if len(haystack) < QUOTE_MIN:
         return None
-    rows = session.execute(
-        select(
-            Post.id,
-            Post.message_id,
-            Post.text_body,
-            func.coalesce(Post.date, Post.received_at),
-        )
-        .where(Post.topic_id.in_([t.id for t in candidates]), Post.status != PostStatus.PLACEHOLDER.value)
-        .order_by(Post.received_at.desc(), Post.id.desc())
-        .limit(QUOTE_POSTS)
-    )
+    topic_ids = [t.id for t in candidates]
+    stmt = select(
+        Post.id,
+        Post.message_id,
+        Post.text_body,
+        func.coalesce(Post.date, Post.received_at),
+        Post.received_at,
+    ).where(Post.topic_id.in_(topic_ids), Post.status != PostStatus.PLACEHOLDER.value)
+    stmt = stmt.order_by(Post.received_at.desc(), Post.id.desc()).limit(QUOTE_POSTS)
+    unflushed = _unflushed(session, topic_ids)
+    mine: dict[int, Post] = {}
+    rows: list[tuple[int, str, str, dt.datetime, dt.datetime]]
+    if unflushed is None:
+        rows = [(a, b, c, d, e) for a, b, c, d, e in session.execute(stmt)]
+    else:
+        changed, modified = unflushed
+        if modified:
+            stmt = stmt.where(Post.id.not_in(modified))
+        with session.no_autoflush:
+            rows = [(a, b, c, d, e) for a, b, c, d, e in session.execute(stmt)]
+        mine = {p.id: p for p in changed}
+        rows += [
+            (p.id, p.message_id, p.text_body, p.date if p.date is not None else p.received_at, p.received_at)
+            for p in changed
+        ]
+        rows = sorted(rows, key=lambda row: (row[4], row[0]), reverse=True)[:QUOTE_POSTS]
     reply = parsed.date or at
-    for post_id, message_id, body, written in rows:
+    for post_id, message_id, body, written, _ in rows:
         if message_id == parsed.message_id or not _answers_in_time(written, reply):
             continue
         found = [n in haystack for n in _needles(body)]
         short = reply - written <= SUBJECT_FRESH  # a post of one or two lines, quoted whole, soon
         if found and all(found) and (len(found) >= 3 or short):
-            return session.get(Post, post_id)
+            if post_id in mine:
+                return mine[post_id]
+            if unflushed is None:
+                return session.get(Post, post_id)
+            with session.no_autoflush:  # a row of the database, unchanged here
+                return session.get(Post, post_id)
     return None
+
+
+def _unflushed(session: Session, topic_ids: list[int]) -> tuple[list[Post], list[int]] | None:
+    """In an import batch (``prefetch``): the published or held posts of these topics that
+    this transaction added or changed and has not flushed, and the ids of those it changed.
+
+    A query may then leave the database out of date: it skips the changed ids' rows and
+    adds these posts, instead of flushing the batch (a flush per header-less reply was
+    most of an import's flushes). None elsewhere, and when a post has no id yet: then the
+    query flushes first, as every ORM query does.
+    """
+    if _POSTS.get(session) is None or session.deleted:
+        return None
+    added = [o for o in session.new if isinstance(o, Post)]
+    if any(p.id is None for p in added):
+        return None
+    changed = [o for o in session.dirty if isinstance(o, Post)]
+    wanted = set(topic_ids)
+    posts = [
+        p for p in (*added, *changed) if p.topic_id in wanted and p.status != PostStatus.PLACEHOLDER.value
+    ]
+    return posts, [p.id for p in changed]
 
 
 def _orphan_topic(
@@ -720,7 +803,7 @@ def _orphan_topic(
         )
     written = parsed.date or at
     for topic in candidates:
-        if not subject_info(topic.subject).is_reply:
+        if not _subject_info(topic.subject).is_reply:
             continue  # started by an original: not waiting for one
         posts = list(session.scalars(select(Post).where(Post.topic_id == topic.id)))
         if any(p.status == PostStatus.PLACEHOLDER.value for p in posts):
@@ -757,7 +840,7 @@ def _place(
     reply_to: Post | None,
 ) -> Placement:
     lock_list(session, mlist)
-    info = subject_info(parsed.subject)
+    info = _subject_info(parsed.subject)
     thread = thread_index(parsed.header("thread-index"))
     message_id = parsed.message_id
     chain = ancestry(message_id, parsed.in_reply_to, parsed.references)
@@ -852,6 +935,12 @@ def _place(
                 status=PostStatus.PLACEHOLDER.value,
                 received_at=now,
                 attachments=[],
+                # The columns' defaults, given: a placeholder then sets the columns a post
+                # sets, and the unit of work inserts runs of both in one many-row statement.
+                author_address="",
+                author_name="",
+                subject="",
+                text_body="",
             )
             session.add(node)  # after its parent: the unit of work inserts in that order
             remember(session, node)
@@ -891,10 +980,10 @@ def attach(session: Session, placement: Placement, post: Post, flush: bool = Tru
     if thread is not None:
         post.conversation, post.thread_index = thread.conversation, thread.index
     topic = placement.topic
-    renamed = subject_info(topic.subject).is_reply and not subject_info(post.subject).is_reply
+    renamed = _subject_info(topic.subject).is_reply and not _subject_info(post.subject).is_reply
     if post.parent_id is None and renamed:
         # The original arrived after replies that started the topic: it names the topic now.
-        topic.subject, topic.subject_key = post.subject, subject_key(post.subject)
+        topic.subject, topic.subject_key = post.subject, _subject_info(post.subject).key
         _keyed(session, topic)
     if flush or placement.adopt:
         session.flush()

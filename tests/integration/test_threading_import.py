@@ -86,3 +86,66 @@ def test_a_retried_import_message_is_stored_as_an_import(site, monkeypatch):
         assert session.scalar(select(func.count()).select_from(OutboxEntry)) == 0  # nobody notified
         entry = session.scalars(select(SpoolEntry)).one()
         assert entry.state == SpoolState.DONE.value
+
+
+def _subject_archive() -> list[bytes]:
+    """Threads that only the subject rules join: header-less replies quoting their
+    original whole, or from a participant of a fresh topic; an Outlook reply; a reply
+    whose parent never arrives; one that arrives before its parent (a placeholder)."""
+    raws = []
+    for n in range(12):
+        words = f"number {n} needs a look at the scheduler before the next release"
+        first = f"The build of module {n} fails on arm64 since yesterday.\nIt was fine last week, {words}.\n"
+        raws.append(message(f"Build failure {n}", f"<o{n}@x>", body=first))
+        quoted = "".join(f"> {line}\n" for line in first.splitlines())
+        raws.append(
+            message(
+                f"Re: Build failure {n}", f"<q{n}@y>", "Bob <bob@example.net>", body=f"{quoted}\nSame here.\n"
+            )
+        )
+        raws.append(message(f"RE: Build failure {n}", f"<p{n}@z>", body="Fixed by the patch, thanks.\n"))
+        raws.append(message(f"Re: Lost {n}", f"<r{n}@x>", extra=f"In-Reply-To: <never{n}@x>", body="Hm.\n"))
+        raws.append(message(f"Re: Early {n}", f"<e{n}@x>", extra=f"In-Reply-To: <late{n}@x>", body="Yes.\n"))
+        raws.append(message(f"Early {n}", f"<late{n}@x>", body="The parent, after its reply.\n"))
+    return raws
+
+
+def _shape(site, list_name: str) -> dict[str, tuple[frozenset[str], str | None]]:
+    """Each message's topic (as the set of its messages) and parent."""
+    posts = site.export(list_name)
+    topics: dict[int, set[str]] = {}
+    for post in posts:
+        topics.setdefault(post["topic_id"], set()).add(post["message_id"])
+    return {p["message_id"]: (frozenset(topics[p["topic_id"]]), p["parent_message_id"]) for p in posts}
+
+
+def test_an_import_batch_threads_as_one_message_per_batch_does_with_few_statements(site):
+    """A batch's subject look-ups read its unflushed posts from memory (threads._unflushed):
+    the same topics and parents as batches of one message, each committed before the next,
+    and its rows reach the database in many-row INSERTs, not one per row."""
+    from sqlalchemy import event
+
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    site.create_list("one", policy=PostingPolicy.OPEN)
+    with site.db.read_session() as session:
+        dev, one = lists.get_list(session, "dev"), lists.get_list(session, "one")
+    raws = _subject_archive()
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split(None, 1)[0])
+
+    event.listen(site.db.engine, "before_cursor_execute", count)
+    try:
+        report = archive.import_messages(site.db, site.config, dev, raws, batch=500, parallel=False)
+    finally:
+        event.remove(site.db.engine, "before_cursor_execute", count)
+    assert (report.posts, report.failed) == (len(raws), 0)
+    assert statements.count("INSERT") <= 6  # topics, then posts and placeholders, in a few statements
+    archive.import_messages(site.db, site.config, one, raws, batch=1, parallel=False)
+    batched, alone = _shape(site, "dev"), _shape(site, "one")
+    assert batched == alone
+    assert batched["<q3@y>"][1] == "<o3@x>"  # joined by its quote of the original, in the same batch
+    assert batched["<late3@x>"][0] == frozenset({"<late3@x>", "<e3@x>"})
+    again = archive.import_messages(site.db, site.config, dev, raws, batch=500, parallel=False)
+    assert (again.posts, again.duplicates) == (0, len(raws))
