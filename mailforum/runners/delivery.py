@@ -30,11 +30,16 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import queue
 import smtplib
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from mailforum import crash
 from mailforum.config import Config
@@ -49,6 +54,10 @@ from mailforum.runners.relay_client import RelayConnection
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
+_T = TypeVar("_T")
+
+# Results recorded in one transaction at most.
+COMMIT_BATCH = 500
 
 
 # ---------------------------------------------------------------------------
@@ -121,10 +130,14 @@ class DeliveryWorker:
         self.stats = Stats()
         self.wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._results: asyncio.Queue[outbox.Result | None] = asyncio.Queue()
-        self._recorded: dict[int, asyncio.Future[None]] = {}  # row id → resolved once committed
+        self._halt = threading.Event()  # ``_stopping`` for the sender threads
+        self._results: queue.SimpleQueue[outbox.Result | None] = queue.SimpleQueue()
+        self._recorded: set[int] = set()  # ids of sent copies whose 250 is committed
+        self._recorded_changed = threading.Condition()
         self._claimed: dict[int, outbox.ClaimedCopy] = {}
         self._paused_until = 0.0
+        self._pool: ThreadPoolExecutor | None = None
+        self._stats_lock = threading.Lock()
 
     # -- the database side (each in a worker thread) ------------------------
 
@@ -182,9 +195,15 @@ class DeliveryWorker:
 
     async def run(self, once: bool = False) -> Stats:
         """Deliver until ``stop()`` (or, with ``once``, until no row is due); returns the counts."""
-        queue: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=self.config.relay.max_connections)
-        committer = asyncio.create_task(self._committer())
-        senders = [asyncio.create_task(self._sender(queue)) for _ in range(self.config.relay.max_connections)]
+        connections = self.config.relay.max_connections
+        queue: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=connections)
+        # Our own threads: a sender holds one for a whole chunk, so the loop's default pool
+        # (min(32, cores + 4) threads, shared with ingest and processing) would run short.
+        self._pool = ThreadPoolExecutor(connections + 2, thread_name_prefix="delivery")
+        self._halt.clear()
+        committer = threading.Thread(target=self._committer, name="delivery-committer", daemon=True)
+        committer.start()
+        senders = [asyncio.create_task(self._sender(queue)) for _ in range(connections)]
         try:
             await self._dispatch(queue, once)
         finally:
@@ -195,17 +214,26 @@ class DeliveryWorker:
                 if chunk is not None:
                     unsent += [e.row.id for e in chunk.copies]
             if unsent:
-                await asyncio.to_thread(self._release, unsent)
+                await self._in_thread(self._release, unsent)
             for _ in senders:
                 await queue.put(None)
             await asyncio.gather(*senders, return_exceptions=True)
-            await self._results.put(None)
-            await committer
+            self._results.put(None)
+            await asyncio.get_running_loop().run_in_executor(None, committer.join)
+            self._pool.shutdown(wait=False)
+            self._pool = None
+            with self._recorded_changed:
+                self._recorded.clear()
         return self.stats
 
     def stop(self) -> None:
         self._stopping.set()
+        self._halt.set()
         self.wake.set()
+
+    async def _in_thread(self, func: Callable[..., _T], *args: object) -> _T:
+        """``func(*args)`` in one of this worker's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
     async def _dispatch(self, queue: asyncio.Queue[_Chunk | None], once: bool) -> None:
         poll = self.config.outbound.poll_interval
@@ -215,7 +243,7 @@ class DeliveryWorker:
                 await self._sleep(pause)
                 continue
             try:
-                chunk = await asyncio.to_thread(self._claim)
+                chunk = await self._in_thread(self._claim)
             except Exception as exc:
                 log.error(
                     "outbox claim failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -223,9 +251,9 @@ class DeliveryWorker:
                 await self._sleep(poll)
                 continue
             for row, reason in chunk.refused:
-                await self._results.put(outbox.Result(row.id, False, reason, permanent=True))
+                self._results.put(outbox.Result(row.id, False, reason, permanent=True))
             for row, reason in chunk.deferred:
-                await self._results.put(outbox.Result(row.id, False, reason))
+                self._results.put(outbox.Result(row.id, False, reason))
             if chunk.copies:
                 await queue.put(chunk)
             elif not chunk.refused and not chunk.deferred:
@@ -239,16 +267,20 @@ class DeliveryWorker:
         self.wake.clear()
 
     async def _sender(self, queue: asyncio.Queue[_Chunk | None]) -> None:
+        """One relay connection: each chunk is sent in one of the worker's threads, copy after
+        copy (no trip through the event loop per copy); between chunks the loop watches the
+        idle connection."""
         client: RelayConnection | None = None
-        acked: list[int] = []
+        acked: deque[int] = deque()
         try:
             while True:
                 chunk, client = await self._next_chunk(queue, client)
                 if chunk is None:
                     break
-                client = await self._send_chunk(chunk, client, acked)
+                client = await self._in_thread(self._send_chunk, chunk, client, acked)
         finally:
-            await _quit(client)
+            if client is not None:
+                await self._in_thread(client.quit)
 
     async def _next_chunk(
         self, queue: asyncio.Queue[_Chunk | None], client: RelayConnection | None
@@ -260,48 +292,50 @@ class DeliveryWorker:
             waited, chunk = await _wait_idle(queue, client, self.config.relay.idle_timeout)
             if waited:
                 return chunk, client
-            await self._retire(client)
+            await self._in_thread(self._retire, client)
         return await queue.get(), None
 
-    async def _retire(self, client: RelayConnection) -> None:
+    # -- the sender threads -------------------------------------------------
+
+    def _retire(self, client: RelayConnection) -> None:
         if client.hung_up():
             log.debug("relay %s:%s closed an idle connection", *self._relay)
             client.close()
         else:
-            await _quit(client)
+            client.quit()
 
-    async def _ready(self, client: RelayConnection | None) -> RelayConnection:
+    def _ready(self, client: RelayConnection | None) -> RelayConnection:
         """``client`` if it can take a copy now, else a new connection (raises if none opens)."""
         if client is not None:
             relay = self.config.relay
             if client.hung_up():
                 client.close()
             elif client.used >= relay.messages_per_connection or client.idle >= relay.idle_timeout:
-                await _quit(client)
+                client.quit()
             else:
                 return client
-        return await self._connect()
+        return self._connect()
 
-    async def _send_chunk(
-        self, chunk: _Chunk, client: RelayConnection | None, acked: list[int]
+    def _send_chunk(
+        self, chunk: _Chunk, client: RelayConnection | None, acked: deque[int]
     ) -> RelayConnection | None:
-        """Send the chunk's copies in order; returns the connection to go on with."""
-        pending = list(chunk.copies)
+        """Send the chunk's copies in order (in a worker thread); returns the connection to go on with."""
+        pending = deque(chunk.copies)
         while pending:
-            if self._stopping.is_set():
+            if self._halt.is_set():
                 try:
-                    await asyncio.to_thread(self._release, [e.row.id for e in pending])
+                    self._release([e.row.id for e in pending])
                 except Exception:  # they come back when their lease ends
                     log.exception("giving back %d claimed copies failed", len(pending))
                 break
             try:
-                client = await self._ready(client)
+                client = self._ready(client)
             except Exception as exc:
-                await self._unreachable(exc, pending)
+                self._unreachable(exc, pending)
                 return None
-            copy = pending.pop(0)
+            copy = pending.popleft()
             reused = client.used > 0
-            outcome = await asyncio.to_thread(self._send, client, copy)
+            outcome = self._send(client, copy)
             if outcome.stale and reused:
                 # The relay dropped this connection before taking the copy (an idle timeout, a
                 # reload): not an attempt. One more try at once on a fresh connection.
@@ -309,29 +343,30 @@ class DeliveryWorker:
                 client.close()
                 client = None
                 try:
-                    client = await self._connect()
+                    client = self._connect()
                 except Exception as exc:
-                    await self._unreachable(exc, [copy, *pending])
+                    pending.appendleft(copy)
+                    self._unreachable(exc, pending)
                     return None
-                outcome = await asyncio.to_thread(self._send, client, copy)
-            await self._settle(copy, outcome, acked)
+                outcome = self._send(client, copy)
+            self._settle(copy, outcome, acked)
             if outcome.broken or not client.connected:
                 client.close()
                 client = None
         return client
 
-    async def _unreachable(self, exc: Exception, pending: list[OutgoingCopy]) -> None:
+    def _unreachable(self, exc: Exception, pending: Iterable[OutgoingCopy]) -> None:
         """No connection opens: these copies are retried later, and the dispatcher pauses."""
         reply, _ = classify(exc)
         log.warning("relay %s:%s unreachable: %s", *self._relay, reply)
         self._paused_until = time.monotonic() + self.config.outbound.retry_base
         for copy in pending:
-            await self._results.put(outbox.Result(copy.row.id, False, reply))
+            self._results.put(outbox.Result(copy.row.id, False, reply))
 
-    async def _settle(self, copy: OutgoingCopy, outcome: _Outcome, acked: list[int]) -> None:
+    def _settle(self, copy: OutgoingCopy, outcome: _Outcome, acked: deque[int]) -> None:
         if outcome.ok:
             crash.point("after_relay_250_before_mark_sent")
-        await self._results.put(outbox.Result(copy.row.id, outcome.ok, outcome.reply, outcome.permanent))
+        self._results.put(outbox.Result(copy.row.id, outcome.ok, outcome.reply, outcome.permanent))
         if outcome.ok:
             # At most ``unrecorded`` copies per connection have a 250 that is not yet
             # committed; a crash sends only those again (RELIABILITY F4). With 1, the
@@ -339,16 +374,17 @@ class DeliveryWorker:
             # connection's results, so a larger window hides the commit latency.
             acked.append(copy.row.id)
             while len(acked) >= self.config.outbound.unrecorded:
-                await self._wait_recorded(acked.pop(0))
+                self._wait_recorded(acked.popleft())
 
     @property
     def _relay(self) -> tuple[str, int]:
         return self.config.relay.host, self.config.relay.port
 
-    async def _connect(self) -> RelayConnection:
+    def _connect(self) -> RelayConnection:
         client = RelayConnection(self.config.relay, self.config.smtp.hostname or self.config.site.domain)
-        await asyncio.to_thread(client.open)
-        self.stats.connections += 1
+        client.open()
+        with self._stats_lock:
+            self.stats.connections += 1
         return client
 
     @staticmethod
@@ -383,51 +419,57 @@ class DeliveryWorker:
             return _Outcome(False, f"{type(exc).__name__}: {exc}"[:500], broken=True)
         return _Outcome(True, "250")
 
-    async def _wait_recorded(self, row_id: int) -> None:
-        future = self._recorded.setdefault(row_id, asyncio.get_running_loop().create_future())
-        await future
-        self._recorded.pop(row_id, None)
+    def _wait_recorded(self, row_id: int) -> None:
+        """Block this sender thread until the committer has recorded ``row_id``."""
+        with self._recorded_changed:
+            while row_id not in self._recorded:
+                self._recorded_changed.wait()
+            self._recorded.discard(row_id)
 
     def _resolve(self, batch: list[outbox.Result]) -> None:
-        loop = asyncio.get_running_loop()
-        for r in batch:
-            future = self._recorded.setdefault(r.id, loop.create_future())
-            if not future.done():
-                future.set_result(None)
-            if not r.ok:
-                self._recorded.pop(r.id, None)
+        """Wake the senders waiting for these copies' commit."""
+        with self._recorded_changed:
+            self._recorded.update(r.id for r in batch if r.ok)
+            self._recorded_changed.notify_all()
 
-    async def _committer(self) -> None:
-        while True:
-            first = await self._results.get()
-            batch: list[outbox.Result] = [] if first is None else [first]
-            done = first is None
-            while not self._results.empty():
-                item = self._results.get_nowait()
+    def _committer(self) -> None:
+        """The one thread that records results: whatever arrived while it committed the last
+        batch is the next batch (up to ``COMMIT_BATCH``), so commits grow with the load."""
+        done = False
+        while not done:
+            first = self._results.get()
+            batch: list[outbox.Result] = []
+            if first is None:
+                done = True
+            else:
+                batch.append(first)
+            while len(batch) < COMMIT_BATCH:
+                try:
+                    item = self._results.get_nowait()
+                except queue.Empty:
+                    break
                 if item is None:
                     done = True
                 else:
                     batch.append(item)
             if batch:
-                await self._commit(batch)
-            if done:
-                return
+                self._commit(batch)
 
-    async def _commit(self, batch: list[outbox.Result]) -> None:
+    def _commit(self, batch: list[outbox.Result]) -> None:
         delay = 0.1
         for attempt in range(1_000_000):
             try:
-                await asyncio.to_thread(self._record, batch)
+                self._record(batch)
                 break
             except Exception as exc:
                 # Never send what cannot be recorded (RELIABILITY F11): the claims stay leased,
                 # so if we must stop first, those copies go out again after the lease.
                 log.error("recording %d delivery results failed, retrying: %s", len(batch), exc)
-                if self._stopping.is_set() and attempt >= 3:
+                if self._halt.is_set() and attempt >= 3:
                     self._resolve(batch)
                     return
                 self._paused_until = time.monotonic() + 5
-                await asyncio.sleep(delay)
+                time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._resolve(batch)
         for r in batch:
@@ -438,11 +480,6 @@ class DeliveryWorker:
                 log.warning("outbox %s failed permanently: %s", r.id, r.reply)
             else:
                 self.stats.deferred += 1
-
-
-async def _quit(client: RelayConnection | None) -> None:
-    if client is not None:
-        await asyncio.to_thread(client.quit)
 
 
 def _settle_once(future: asyncio.Future[_Chunk | None]) -> None:

@@ -56,6 +56,16 @@ def wire_data(message: bytes) -> bytes:
 
 
 _PRINTABLE = re.compile(r"[\x21-\x7e]*")  # no space, no control character: nothing to inject
+# A bare addr-spec ``smtplib.quoteaddr`` would give back unchanged: no quoting, comments,
+# brackets or routes to parse, and at most one ``@``.
+_PLAIN_ADDRESS = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:\"@]+@[^\x00-\x20\x7f<>()\[\]\\,;:\"@]+")
+
+
+def _quoted(address: str) -> str:
+    """``smtplib.quoteaddr(address)``, without its full RFC 5322 parse for the common case."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 def _pipelined(client: _Client | _TLSClient, sender: str, recipient: str, data: bytes) -> None:
@@ -67,9 +77,7 @@ def _pipelined(client: _Client | _TLSClient, sender: str, recipient: str, data: 
     cannot deliver without recipients, and an RSET.
     """
     size = f" SIZE={len(data)}" if client.has_extn("size") else ""
-    client.send(
-        f"MAIL FROM:{smtplib.quoteaddr(sender)}{size}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
-    )
+    client.send(f"MAIL FROM:{_quoted(sender)}{size}\r\nRCPT TO:{_quoted(recipient)}\r\nDATA\r\n")
     code, reply = client.getreply()
     if code == 421:
         client.close()
