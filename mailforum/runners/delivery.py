@@ -141,10 +141,10 @@ class DeliveryWorker:
 
     # -- the database side (each in a worker thread) ------------------------
 
-    def _claim(self) -> _Chunk:
+    def _claim(self, limit: int) -> _Chunk:
         now = self.clock()
         with self.db.session() as session:
-            rows = outbox.claim(session, now, self.config.outbound.claim_batch, self.lease, self.name)
+            rows = outbox.claim(session, now, limit, self.lease, self.name)
         if not rows:
             return _Chunk([])
         chunk = _Chunk([])
@@ -187,7 +187,7 @@ class DeliveryWorker:
 
     def _release(self, ids: list[int]) -> None:
         with self.db.session() as session:
-            outbox.release(session, ids)
+            outbox.release(session, ids, self.clock())
         for row_id in ids:
             self._claimed.pop(row_id, None)
 
@@ -242,8 +242,12 @@ class DeliveryWorker:
             if pause > 0 and not once:
                 await self._sleep(pause)
                 continue
+            # One claim for every connection waiting for work (``claim_batch`` copies each):
+            # a fan-out costs a claim per ``max_connections`` chunks, not one per chunk.
+            size = self.config.outbound.claim_batch
+            waiting = max(1, queue.maxsize - queue.qsize())
             try:
-                chunk = await self._in_thread(self._claim)
+                chunk = await self._in_thread(self._claim, size * waiting)
             except Exception as exc:
                 log.error(
                     "outbox claim failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -254,9 +258,9 @@ class DeliveryWorker:
                 self._results.put(outbox.Result(row.id, False, reason, permanent=True))
             for row, reason in chunk.deferred:
                 self._results.put(outbox.Result(row.id, False, reason))
-            if chunk.copies:
-                await queue.put(chunk)
-            elif not chunk.refused and not chunk.deferred:
+            for start in range(0, len(chunk.copies), size):
+                await queue.put(_Chunk(chunk.copies[start : start + size]))
+            if not (chunk.copies or chunk.refused or chunk.deferred):
                 if once:
                     return
                 await self._sleep(poll)
@@ -277,7 +281,14 @@ class DeliveryWorker:
                 chunk, client = await self._next_chunk(queue, client)
                 if chunk is None:
                     break
-                client = await self._in_thread(self._send_chunk, chunk, client, acked)
+                try:
+                    client = await self._in_thread(self._send_chunk, chunk, client, acked)
+                except Exception:
+                    # Our bug, not the relay's: this sender goes on with the next chunk (run()
+                    # counts on every sender taking its stop marker); the copies it did not
+                    # settle stay claimed and go out again when their lease ends.
+                    log.exception("sending a chunk of %d copies failed", len(chunk.copies))
+                    client = None
         finally:
             if client is not None:
                 await self._in_thread(client.quit)
@@ -457,6 +468,7 @@ class DeliveryWorker:
 
     def _commit(self, batch: list[outbox.Result]) -> None:
         delay = 0.1
+        crash.point("before_delivery_commit")
         for attempt in range(1_000_000):
             try:
                 self._record(batch)
