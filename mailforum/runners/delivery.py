@@ -1,13 +1,15 @@
 """The delivery worker: claim outbox rows, render, send through the relay, record the answer.
 
-One dispatcher claims due rows in chunks (with a lease) and hands them to
-``[relay] max_connections`` sender tasks; each keeps one relay connection open for up
-to ``messages_per_connection`` messages (``relay_client``: smtplib in worker threads,
-about twice as fast as aiosmtplib for digests in ``bench/digest.py``). A copy's bytes
-are made when it is sent, so memory holds the shared parts, not a chunk of finished
-copies. Every copy is its own transaction with one recipient, because its envelope
-sender (VERP) and its ``Reply-To`` are personal. A committer task records results in
-small batches as they come in, in a thread, so the event loop never waits on the database.
+One dispatcher claims due rows (with a lease; ``claim_batch`` for every connection
+waiting for work, in one statement) and hands them in chunks to ``[relay]
+max_connections`` senders; each keeps one relay connection open for up to
+``messages_per_connection`` messages (``relay_client``: smtplib, about twice as fast as
+aiosmtplib for digests in ``bench/digest.py``) and sends a whole chunk from one of the
+worker's own threads, so no copy costs a trip through the event loop. A copy's bytes are
+made when it is sent, so memory holds the shared parts, not a chunk of finished copies.
+Every copy is its own transaction with one recipient, because its envelope sender (VERP)
+and its ``Reply-To`` are personal. One committer thread records the results in batches:
+what came in while it committed the last one, topped up briefly unless a sender waits.
 
 What the relay says decides the row's fate (Mailman's outgoing runner; RELIABILITY
 I5, F6–F9): ``250`` → sent; ``5xx`` → failed, with the reply kept; ``4xx``, a
@@ -56,8 +58,11 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
 _T = TypeVar("_T")
 
-# Results recorded in one transaction at most.
+# Results recorded in one transaction at most; below COMMIT_SOON the committer waits up to
+# COMMIT_GATHER seconds for more, unless a sender waits for a commit.
 COMMIT_BATCH = 500
+COMMIT_SOON = 64
+COMMIT_GATHER = 0.02
 
 
 # ---------------------------------------------------------------------------
@@ -99,6 +104,10 @@ class _Outcome:
     permanent: bool = False
     broken: bool = False
     stale: bool = False
+
+
+# Put in the results queue by a sender that has to wait for a commit.
+_HURRY = outbox.Result(-1, False, "")
 
 
 @dataclass
@@ -433,6 +442,8 @@ class DeliveryWorker:
     def _wait_recorded(self, row_id: int) -> None:
         """Block this sender thread until the committer has recorded ``row_id``."""
         with self._recorded_changed:
+            if row_id not in self._recorded:
+                self._results.put(_HURRY)  # a sender waits: the committer stops gathering
             while row_id not in self._recorded:
                 self._recorded_changed.wait()
             self._recorded.discard(row_id)
@@ -444,23 +455,36 @@ class DeliveryWorker:
             self._recorded_changed.notify_all()
 
     def _committer(self) -> None:
-        """The one thread that records results: whatever arrived while it committed the last
-        batch is the next batch (up to ``COMMIT_BATCH``), so commits grow with the load."""
+        """The one thread that records results. A batch is what arrived while the last one was
+        committed, topped up for at most ``COMMIT_GATHER`` seconds while it is smaller than
+        ``COMMIT_SOON``, unless a sender is waiting for a commit: fewer write transactions
+        (on SQLite each is an fsync and the writer lock that ingest and processing need too)
+        at no cost to senders."""
         done = False
         while not done:
             first = self._results.get()
             batch: list[outbox.Result] = []
+            hurry = first is None or first is _HURRY
             if first is None:
                 done = True
-            else:
+            elif first is not _HURRY:
                 batch.append(first)
+            deadline = time.monotonic() + COMMIT_GATHER
             while len(batch) < COMMIT_BATCH:
                 try:
                     item = self._results.get_nowait()
                 except queue.Empty:
-                    break
+                    left = deadline - time.monotonic()
+                    if hurry or not batch or len(batch) >= COMMIT_SOON or left <= 0:
+                        break
+                    try:
+                        item = self._results.get(timeout=left)
+                    except queue.Empty:
+                        break
                 if item is None:
-                    done = True
+                    done = hurry = True
+                elif item is _HURRY:
+                    hurry = True
                 else:
                     batch.append(item)
             if batch:

@@ -15,8 +15,9 @@ one write and their replies are read in order: one round trip instead of three, 
 1.3–1.5× more digests a second. The replies mean exactly what ``smtplib.sendmail`` makes
 of them (the same exceptions), so the delivery worker does not know which path ran.
 
-A ``RelayConnection`` is used by one sender task at a time; each call runs in a worker
-thread (``asyncio.to_thread``), so the event loop never blocks on the relay.
+A ``RelayConnection`` is used by one sender at a time, from the delivery worker's own
+threads (a whole chunk of copies per call from the event loop), so the loop never blocks
+on the relay.
 
 Relays close connections on their own: Postfix after ``smtpd_timeout`` (300 s) idle with
 ``421 4.4.2 … timeout exceeded``, and all of them on a reload or restart. A connection
