@@ -63,6 +63,8 @@ _T = TypeVar("_T")
 COMMIT_BATCH = 500
 COMMIT_SOON = 64
 COMMIT_GATHER = 0.02
+# Committer threads on PostgreSQL (one on SQLite).
+COMMITTERS = 3
 
 
 # ---------------------------------------------------------------------------
@@ -210,8 +212,14 @@ class DeliveryWorker:
         # (min(32, cores + 4) threads, shared with ingest and processing) would run short.
         self._pool = ThreadPoolExecutor(connections + 2, thread_name_prefix="delivery")
         self._halt.clear()
-        committer = threading.Thread(target=self._committer, name="delivery-committer", daemon=True)
-        committer.start()
+        # PostgreSQL commits several transactions with one WAL flush, so more committers cut
+        # the senders' wait for their window; SQLite has one writer at a time.
+        committers = [
+            threading.Thread(target=self._committer, name=f"delivery-committer-{n}", daemon=True)
+            for n in range(1 if self.db.dialect == "sqlite" else COMMITTERS)
+        ]
+        for committer in committers:
+            committer.start()
         senders = [asyncio.create_task(self._sender(queue)) for _ in range(connections)]
         try:
             await self._dispatch(queue, once)
@@ -227,8 +235,10 @@ class DeliveryWorker:
             for _ in senders:
                 await queue.put(None)
             await asyncio.gather(*senders, return_exceptions=True)
-            self._results.put(None)
-            await asyncio.get_running_loop().run_in_executor(None, committer.join)
+            for _ in committers:
+                self._results.put(None)
+            for committer in committers:
+                await asyncio.get_running_loop().run_in_executor(None, committer.join)
             self._pool.shutdown(wait=False)
             self._pool = None
             with self._recorded_changed:
@@ -455,21 +465,22 @@ class DeliveryWorker:
             self._recorded_changed.notify_all()
 
     def _committer(self) -> None:
-        """The one thread that records results. A batch is what arrived while the last one was
-        committed, topped up for at most ``COMMIT_GATHER`` seconds while it is smaller than
-        ``COMMIT_SOON``, unless a sender is waiting for a commit: fewer write transactions
-        (on SQLite each is an fsync and the writer lock that ingest and processing need too)
-        at no cost to senders."""
+        """A thread that records results (one on SQLite, ``COMMITTERS`` on PostgreSQL). A batch
+        is what arrived while the last one was committed; on SQLite it is topped up for at most
+        ``COMMIT_GATHER`` seconds while smaller than ``COMMIT_SOON``, unless a sender waits for
+        a commit: fewer write transactions (each an fsync and the writer lock that ingest and
+        processing need too) at no cost to senders."""
+        gather = COMMIT_GATHER if self.db.dialect == "sqlite" else 0.0
         done = False
         while not done:
             first = self._results.get()
+            if first is None:  # every committer takes one stop marker
+                return
             batch: list[outbox.Result] = []
-            hurry = first is None or first is _HURRY
-            if first is None:
-                done = True
-            elif first is not _HURRY:
+            hurry = first is _HURRY
+            if not hurry:
                 batch.append(first)
-            deadline = time.monotonic() + COMMIT_GATHER
+            deadline = time.monotonic() + gather
             while len(batch) < COMMIT_BATCH:
                 try:
                     item = self._results.get_nowait()
@@ -481,9 +492,10 @@ class DeliveryWorker:
                         item = self._results.get(timeout=left)
                     except queue.Empty:
                         break
-                if item is None:
-                    done = hurry = True
-                elif item is _HURRY:
+                if item is None:  # every committer takes one stop marker
+                    done = True
+                    break
+                if item is _HURRY:
                     hurry = True
                 else:
                     batch.append(item)
@@ -508,14 +520,15 @@ class DeliveryWorker:
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._resolve(batch)
-        for r in batch:
-            if r.ok:
-                self.stats.sent += 1
-            elif r.permanent:
-                self.stats.failed += 1
-                log.warning("outbox %s failed permanently: %s", r.id, r.reply)
-            else:
-                self.stats.deferred += 1
+        with self._stats_lock:
+            for r in batch:
+                if r.ok:
+                    self.stats.sent += 1
+                elif r.permanent:
+                    self.stats.failed += 1
+                    log.warning("outbox %s failed permanently: %s", r.id, r.reply)
+                else:
+                    self.stats.deferred += 1
 
 
 def _settle_once(future: asyncio.Future[_Chunk | None]) -> None:
