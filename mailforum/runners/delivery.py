@@ -8,8 +8,8 @@ aiosmtplib for digests in ``bench/digest.py``) and sends a whole chunk from one 
 worker's own threads, so no copy costs a trip through the event loop. A copy's bytes are
 made when it is sent, so memory holds the shared parts, not a chunk of finished copies.
 Every copy is its own transaction with one recipient, because its envelope sender (VERP)
-and its ``Reply-To`` are personal. One committer thread records the results in batches:
-what came in while it committed the last one, topped up briefly unless a sender waits.
+and its ``Reply-To`` are personal. Committer threads (one on SQLite, three on PostgreSQL)
+record the results in batches: what came in while the last one was committed.
 
 What the relay says decides the row's fate (Mailman's outgoing runner; RELIABILITY
 I5, F6–F9): ``250`` → sent; ``5xx`` → failed, with the reply kept; ``4xx``, a
