@@ -174,7 +174,8 @@ class Composer:
         self._digest_bytes = 0
         self._digest_rows: dict[int, DigestKey] = {}
         self._list_names: dict[int, str] = {}
-        self._signers: dict[dt.datetime, tokens.DigestSigner] = {}
+        self._signers: dict[tuple[str, dt.datetime], tokens.Signer] = {}
+        self._digest_signers: dict[dt.datetime, tokens.DigestSigner] = {}
         self._paused: set[int | None] = set()
         self._loaders: dict[str, Callable[[Session, list[outbox.ClaimedCopy]], None]] = {
             OutboxKind.POST.value: self._load_posts,
@@ -227,11 +228,8 @@ class Composer:
             return "no longer a member"
         out = self.config.outbound
         domain = self.config.site.domain
-        reply = tokens.sign_short(
-            self.key,
-            tokens.REPLY,
-            (row.member_id, prepared.post_id),
-            now + dt.timedelta(days=out.reply_token_days),
+        reply = self._signer(tokens.REPLY, now + dt.timedelta(days=out.reply_token_days)).sign(
+            (row.member_id, prepared.post_id)
         )
         one_click = self.unsubscribe_url(prepared.ident, row.list_id, row.member_id, now)
         data = partial(
@@ -332,12 +330,7 @@ class Composer:
         if row.member_id is None:
             return "no longer a member"
         domain = self.config.site.domain
-        expires = now + dt.timedelta(days=self.config.outbound.reply_token_days)
-        signer = self._signers.get(expires.replace(second=0, microsecond=0))
-        if signer is None:
-            self._signers.clear()
-            signer = tokens.DigestSigner(self.key, tokens.REPLY, expires)
-            self._signers[expires.replace(second=0, microsecond=0)] = signer
+        signer = self._digest_signer(now + dt.timedelta(days=self.config.outbound.reply_token_days))
         member_id = row.member_id
         unsubscribe: tuple[str, ...] = (f"mailto:{list_name}+unsubscribe@{domain}",)
         ident = self._lists.get(row.list_id)
@@ -416,5 +409,26 @@ class Composer:
     def verp(self, list_name: str, row: outbox.ClaimedCopy, now: dt.datetime) -> str:
         """The envelope sender NAME-bounces+TOKEN@domain; the token names the outbox row."""
         days = self.config.outbound.verp_token_days
-        token = tokens.sign_short(self.key, tokens.VERP, (row.id,), now + dt.timedelta(days=days))
-        return list_address(list_name, self.config.site.domain, Kind.BOUNCES, token)
+        token = self._signer(tokens.VERP, now + dt.timedelta(days=days)).sign((row.id,))
+        # list_address(list_name, domain, Kind.BOUNCES, token), spelled out for speed
+        return f"{list_name}-bounces+{token}@{self.config.site.domain}"
+
+    def _signer(self, purpose: str, expires: dt.datetime) -> tokens.Signer:
+        """A short-token signer for ``purpose`` and ``expires``, kept while the minute lasts: the
+        same tokens as ``tokens.sign_short``, without preparing the key for each copy."""
+        key = (purpose, expires.replace(second=0, microsecond=0))
+        signer = self._signers.get(key)
+        if signer is None:
+            if len(self._signers) >= 8:
+                self._signers.clear()
+            signer = self._signers[key] = tokens.Signer(self.key, purpose, expires)
+        return signer
+
+    def _digest_signer(self, expires: dt.datetime) -> tokens.DigestSigner:
+        """The digests' reply-address signer for ``expires``, kept while the minute lasts."""
+        minute = expires.replace(second=0, microsecond=0)
+        signer = self._digest_signers.get(minute)
+        if signer is None:
+            self._digest_signers.clear()
+            signer = self._digest_signers[minute] = tokens.DigestSigner(self.key, tokens.REPLY, expires)
+        return signer

@@ -239,7 +239,12 @@ def claim(
     session: Session, now: dt.datetime, limit: int, lease: dt.timedelta, worker: str
 ) -> list[ClaimedCopy]:
     """Lease up to ``limit`` due rows to ``worker``, oldest due first; counts the attempt
-    (``record`` takes it back when the copy is sent, ``release`` when it was not tried)."""
+    (``record`` takes it back when the copy is sent, ``release`` when it was not tried).
+
+    ``next_attempt_at`` moves to the lease's end too: that is when the row is due again if
+    no answer is recorded, ``outbox list`` shows it, and the claimed rows leave the range
+    of the (state, next_attempt_at) index the next claim reads (else a fan-out of 10,000
+    copies has each claim step over all the rows claimed before it)."""
     due = (
         select(OutboxEntry.id)
         .where(*_due(now))
@@ -251,7 +256,12 @@ def claim(
     stmt = (
         update(OutboxEntry)
         .where(OutboxEntry.id.in_(due))
-        .values(claimed_until=now + lease, claimed_by=worker[:64], attempts=OutboxEntry.attempts + 1)
+        .values(
+            claimed_until=now + lease,
+            next_attempt_at=now + lease,
+            claimed_by=worker[:64],
+            attempts=OutboxEntry.attempts + 1,
+        )
         .returning(
             OutboxEntry.id,
             *_COPY_COLUMNS,
@@ -319,13 +329,13 @@ def record(
         )
 
 
-def release(session: Session, ids: Sequence[int]) -> None:
+def release(session: Session, ids: Sequence[int], now: dt.datetime) -> None:
     """Give claimed rows back unsent (shutdown): due at once, the attempt not counted."""
     for chunk in chunks(ids, INSERT_BATCH):
         session.execute(
             update(OutboxEntry)
             .where(OutboxEntry.id.in_(chunk), OutboxEntry.state == OutboxState.PENDING.value)
-            .values(claimed_until=None, attempts=OutboxEntry.attempts - 1)
+            .values(claimed_until=None, next_attempt_at=now, attempts=OutboxEntry.attempts - 1)
             .execution_options(synchronize_session=False)
         )
 

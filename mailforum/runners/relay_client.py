@@ -15,8 +15,9 @@ one write and their replies are read in order: one round trip instead of three, 
 1.3–1.5× more digests a second. The replies mean exactly what ``smtplib.sendmail`` makes
 of them (the same exceptions), so the delivery worker does not know which path ran.
 
-A ``RelayConnection`` is used by one sender task at a time; each call runs in a worker
-thread (``asyncio.to_thread``), so the event loop never blocks on the relay.
+A ``RelayConnection`` is used by one sender at a time, from the delivery worker's own
+threads (a whole chunk of copies per call from the event loop), so the loop never blocks
+on the relay.
 
 Relays close connections on their own: Postfix after ``smtpd_timeout`` (300 s) idle with
 ``421 4.4.2 … timeout exceeded``, and all of them on a reload or restart. A connection
@@ -59,6 +60,16 @@ def wire_data(message: bytes) -> bytes:
 
 
 _PRINTABLE = re.compile(r"[\x21-\x7e]*")  # no space, no control character: nothing to inject
+# A bare addr-spec ``smtplib.quoteaddr`` would give back unchanged: no quoting, comments,
+# brackets or routes to parse, and at most one ``@``.
+_PLAIN_ADDRESS = re.compile(r"[^\x00-\x20\x7f<>()\[\]\\,;:\"@]+@[^\x00-\x20\x7f<>()\[\]\\,;:\"@]+")
+
+
+def _quoted(address: str) -> str:
+    """``smtplib.quoteaddr(address)``, without its full RFC 5322 parse for the common case."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 def _pipelined(client: _Client | _TLSClient, sender: str, recipient: str, data: bytes) -> None:
@@ -70,9 +81,7 @@ def _pipelined(client: _Client | _TLSClient, sender: str, recipient: str, data: 
     cannot deliver without recipients, and an RSET.
     """
     size = f" SIZE={len(data)}" if client.has_extn("size") else ""
-    client.send(
-        f"MAIL FROM:{smtplib.quoteaddr(sender)}{size}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n"
-    )
+    client.send(f"MAIL FROM:{_quoted(sender)}{size}\r\nRCPT TO:{_quoted(recipient)}\r\nDATA\r\n")
     code, reply = client.getreply()
     if code == 421:
         client.close()

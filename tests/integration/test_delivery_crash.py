@@ -46,6 +46,24 @@ def relay(crash_site) -> Iterator[FakeRelay]:
         yield fake
 
 
+@pytest.fixture
+def batched_site(db_url, tmp_path) -> Iterator[Site]:
+    """Three connections, each with up to four 250s not yet recorded: the committer records
+    the results of all three in shared batches."""
+    config = make_config(db_url)
+    config = replace(
+        config,
+        outbound=replace(config.outbound, lease=2.0, unrecorded=4, claim_batch=5),
+        relay=replace(config.relay, max_connections=3),
+        processing=replace(config.processing, lease=2.0),
+    )
+    installation = Site(config, tmp_path)
+    installation.create_list("dev")
+    installation.add_members("dev", "ann@example.com", *MEMBERS)
+    yield installation
+    installation.db.dispose()
+
+
 def _killed_then_restarted(site: Site, crash_at: str) -> None:
     proc = site.popen_server(env={"MAILFORUM_CRASH_AT": crash_at})
     try:
@@ -118,3 +136,16 @@ def test_repeated_random_kills_lose_nothing_and_duplicate_at_most_once_per_kill(
     copies = relay.copies()
     assert set(copies) == set(MEMBERS)
     assert sum(copies.values()) - len(MEMBERS) <= kills
+
+
+def test_kill_before_the_committer_records_a_batch_loses_nothing(batched_site):
+    """F23: kill -9 while the committer holds a batch of 250s from several connections: every
+    copy is sent after the restart, and only copies of the relay window come twice: per
+    connection, at most ``unrecorded`` with a 250 not yet recorded and the one in hand."""
+    with fake_relay(batched_site.config.relay.port) as relay:
+        _killed_then_restarted(batched_site, "before_delivery_commit:2")
+        copies = relay.copies()
+    assert set(copies) == set(MEMBERS)  # loss = 0
+    assert {r.state for r in rows(batched_site)} == {"sent"}
+    window = batched_site.config.outbound.unrecorded + 1
+    assert sum(copies.values()) - len(MEMBERS) <= window * batched_site.config.relay.max_connections

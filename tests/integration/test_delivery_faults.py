@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -249,3 +251,31 @@ def test_an_internationalised_address_needs_a_relay_with_smtputf8(site, offered)
         assert stats.sent == 1 and stats.failed == 1 and "zoë@example.com" not in fake.copies()
         assert by_address["zoë@example.com"].state == OutboxState.FAILED.value
         assert "SMTPUTF8" in by_address["zoë@example.com"].last_reply
+
+
+def test_a_stalled_relay_connection_does_not_hold_up_the_others(site, relay, posted):
+    """F24: each connection is sent on from its own thread, so one whose relay stops answering
+    holds up only the copy in hand: the other connections deliver every other copy before it
+    times out, and that copy is retried later, not lost."""
+    relay.script["MAIL"] = [Step(delay=6)]  # the first envelope on any connection: no answer for 6 s
+    relay.start()
+    outcome: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(
+            deliver(site.config, site.db, relay={"timeout": 4.0, "max_connections": 3}, claim_batch=1)
+        )
+    )
+    started = time.monotonic()
+    worker.start()
+    try:
+        wait_for(lambda: relay.received(len(posted) - 1), timeout=15)
+        others_done = time.monotonic() - started
+    finally:
+        worker.join(30)
+    assert others_done < 4.0  # before the stalled connection's timeout
+    [stats] = outcome
+    assert (stats.sent, stats.deferred) == (len(posted) - 1, 1)
+    [stalled] = [r for r in rows(site) if r.state == OutboxState.PENDING.value]
+    assert stalled.attempts == 1 and stalled.claimed_until is None
+    drain(site, relay)
+    assert relay.copies() == {m: 1 for m in posted}

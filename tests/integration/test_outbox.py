@@ -55,6 +55,28 @@ def test_a_claim_is_a_lease(site, queued):
     assert [c.id for c in again] == [c.id for c in first] and all(c.attempts == 2 for c in again)
 
 
+def test_a_claimed_row_is_due_again_at_the_lease_end_and_a_released_one_at_once(site, queued):
+    """The claim moves ``next_attempt_at`` to the lease's end (what ``outbox list`` shows, and
+    the next claim's index range skips the row); ``release`` makes it due at once, the
+    attempt not counted."""
+    now = utcnow()
+    with site.db.session() as session:
+        claimed = outbox.claim(session, now, 2, LEASE, "w1")
+    by_id = {r.id: r for r in rows(site)}
+    assert len(claimed) == 2
+    assert all(by_id[c.id].next_attempt_at == now + LEASE for c in claimed)
+    assert all(by_id[c.id].claimed_until == now + LEASE for c in claimed)
+    later = now + dt.timedelta(seconds=5)
+    with site.db.session() as session:
+        outbox.release(session, [c.id for c in claimed], later)
+    by_id = {r.id: r for r in rows(site)}
+    assert all(by_id[c.id].next_attempt_at == later and by_id[c.id].claimed_until is None for c in claimed)
+    assert all(by_id[c.id].attempts == 0 for c in claimed)
+    with site.db.session() as session:
+        again = outbox.claim(session, later, 10, LEASE, "w2")
+    assert {c.id for c in again} == {r.id for r in queued}
+
+
 def test_backoff_doubles_from_60s_to_4000s_and_gives_up_after_5_days(site, queued):
     """F6 and I5 on a fake clock: retries at 60, 120, 240 … 4000 s; failed only at 5 days."""
     backoff = outbox.Backoff()

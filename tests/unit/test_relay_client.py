@@ -1,12 +1,13 @@
-"""The relay client's DATA payload: the same bytes smtplib and aiosmtplib would send."""
+"""The relay client's DATA payload and envelope: the same bytes smtplib and aiosmtplib would send."""
 
 from __future__ import annotations
 
 import re
+import smtplib
 
 import pytest
 
-from mailforum.runners.relay_client import wire_data
+from mailforum.runners.relay_client import _quoted, wire_data
 
 
 def reference(message: bytes) -> bytes:
@@ -40,3 +41,25 @@ def test_wire_data_matches_the_libraries(message: bytes) -> None:
 def test_a_canonical_message_is_sent_as_it_is() -> None:
     body = b"Subject: t\r\n\r\n" + b"x" * 74 + b"\r\n"
     assert wire_data(body) == body + b".\r\n"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        "a@b.c",
+        "dev-bounces+1-abc-defghijklmnop@lists.example.org",
+        "x.y+z@ex-ample.net",
+        "o'neil/b=c@x.org",
+        "a..b@c",
+        '"quoted local"@b',
+        "a(comment)@c",
+        "<a@b>",
+        "a@b@c",
+        "a@[192.0.2.1]",
+        "no-at-sign",
+    ],
+)
+def test_envelope_addresses_are_quoted_as_smtplib_quotes_them(address: str) -> None:
+    """The shortcut for a bare addr-spec gives what smtplib.quoteaddr gives for every address."""
+    assert _quoted(address) == smtplib.quoteaddr(address)
