@@ -89,3 +89,26 @@ def test_a_writer_waiting_for_the_sqlite_lock_gets_it_before_the_batch_ends(site
     writer.join()
     assert seen and seen[0] < total  # the writer had its commit while the batch was still going
     assert len(site.posts_by_id()) == total
+
+
+def test_a_rest_for_ingest_ends_when_ingest_goes_quiet(site):
+    """The rest after a busy batch is cut short once no spool commit came for BUSY_WINDOW:
+    a burst that ended meanwhile leaves its backlog to be drained now, not after the rest."""
+    processor = SpoolProcessor(site.db, site.config)
+    commits = threading.Event()
+
+    def ingest() -> None:  # spool commits every 50 ms for 0.5 s, then none
+        for _ in range(10):
+            processor.notify([1])
+            commits.set()
+            threading.Event().wait(0.05)
+
+    arriving = threading.Thread(target=ingest)
+    arriving.start()
+    commits.wait(5)
+    rested = threading.Thread(target=processor._rest, args=(worker.time.monotonic() + 120,))
+    rested.start()
+    arriving.join()
+    rested.join(timeout=30)  # a rest to its end would take 120 s
+    assert not rested.is_alive()
+    assert not processor.ingest_busy()
