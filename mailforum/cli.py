@@ -624,10 +624,8 @@ def lists_delete(state: State, name: str, yes: bool) -> None:
     with state.db().session() as session:
         mlist = lists.get_list(session, name)
         done = lists.delete_list(session, mlist).as_dict()
-        audit.record(
+        audit.by_cli(
             session,
-            actor="cli",
-            origin="cli",
             action="list.delete",
             target=mlist.name,
             detail={"list": mlist.name, **done},
@@ -1070,10 +1068,8 @@ def lists_moderators(state: State, list_name: str, action: str, addresses: tuple
             if action == "add":
                 added = moderation.add_moderator(session, mlist, entry.address)
                 if added:
-                    audit.record(
+                    audit.by_cli(
                         session,
-                        actor="cli",
-                        origin="cli",
                         action="moderators.add",
                         mailing_list=mlist,
                         target=entry.address,
@@ -1082,10 +1078,8 @@ def lists_moderators(state: State, list_name: str, action: str, addresses: tuple
             else:
                 removed = moderation.remove_moderator(session, mlist, entry.address)
                 if removed:
-                    audit.record(
+                    audit.by_cli(
                         session,
-                        actor="cli",
-                        origin="cli",
                         action="moderators.remove",
                         mailing_list=mlist,
                         target=entry.address,
@@ -1117,10 +1111,8 @@ def lists_owners(state: State, list_name: str, action: str, addresses: tuple[str
         change = roles.add_owners if action == "add" else roles.remove_owners
         done = change(session, mlist, checked)
         for address in done:
-            audit.record(
+            audit.by_cli(
                 session,
-                actor="cli",
-                origin="cli",
                 action=f"owners.{action}",
                 mailing_list=mlist,
                 target=address,
@@ -1151,7 +1143,7 @@ def admins_command(state: State, action: str, addresses: tuple[str, ...]) -> Non
         change = roles.add_admins if action == "add" else roles.remove_admins
         done = change(session, checked)
         for address in done:
-            audit.record(session, actor="cli", origin="cli", action=f"admins.{action}", target=address)
+            audit.by_cli(session, action=f"admins.{action}", target=address)
     for address in checked:
         if action == "add":
             click.echo(f"{address}: {'added' if address in done else 'already an admin'}")
@@ -1624,10 +1616,8 @@ def digest_schedule(
             timezone="" if use_default and zone is None else zone,
         )
         if changed:
-            audit.record(
+            audit.by_cli(
                 session,
-                actor="cli",
-                origin="cli",
                 action="list.digest",
                 mailing_list=mlist,
                 target=mlist.name,
@@ -1674,10 +1664,8 @@ def digest_format(state: State, list_name: str, value: str | None) -> None:
         mlist = lists.get_list(session, list_name)
         changed = set_list_digest(mlist, digest_format=value)
         if changed:
-            audit.record(
+            audit.by_cli(
                 session,
-                actor="cli",
-                origin="cli",
                 action="list.digest",
                 mailing_list=mlist,
                 target=mlist.name,
@@ -1732,10 +1720,8 @@ def lists_templates(state: State, list_name: str, action: str, name: str | None,
             assert name is not None and source is not None
             changed = list_templates.set_template(session, mlist, name, source, "cli")
             if changed:
-                audit.record(
+                audit.by_cli(
                     session,
-                    actor="cli",
-                    origin="cli",
                     action="templates.set",
                     mailing_list=mlist,
                     target=name,
@@ -1746,10 +1732,8 @@ def lists_templates(state: State, list_name: str, action: str, name: str | None,
             assert name is not None
             done = list_templates.reset_template(session, mlist, name)
             if done:
-                audit.record(
+                audit.by_cli(
                     session,
-                    actor="cli",
-                    origin="cli",
                     action="templates.reset",
                     mailing_list=mlist,
                     target=name,
@@ -1975,10 +1959,8 @@ def api_tokens_create(state: State, name: str, list_name: str | None, scope: str
     with state.db().session() as session:
         mlist = lists.get_list(session, list_name) if list_name else None
         token = api_tokens.create(session, name, scope, mlist)
-        audit.record(
+        audit.by_cli(
             session,
-            actor="cli",
-            origin="cli",
             action="api-token.create",
             mailing_list=mlist,
             target=name,
@@ -2018,7 +2000,7 @@ def api_tokens_revoke(state: State, name: str) -> None:
     with state.db().session() as session:
         if not api_tokens.revoke(session, name):
             raise NotFound(f"no token named {name!r} (see `mailforum api-tokens list`)")
-        audit.record(session, actor="cli", origin="cli", action="api-token.revoke", target=name)
+        audit.by_cli(session, action="api-token.revoke", target=name)
     click.echo(f"token {name} revoked")
 
 
@@ -2046,10 +2028,8 @@ def bans_command(state: State, list_name: str, action: str, patterns: tuple[str,
         change = bans.add if action == "add" else bans.remove
         changed = change(session, mlist, list(patterns))
         for pattern in changed:
-            audit.record(
+            audit.by_cli(
                 session,
-                actor="cli",
-                origin="cli",
                 action=f"bans.{action}",
                 mailing_list=mlist,
                 target=pattern,

@@ -75,6 +75,25 @@ def record(
     return entry
 
 
+def by_cli(
+    session: Session,
+    action: str,
+    mailing_list: MailingList | None = None,
+    target: str = "",
+    detail: Mapping[str, object] | None = None,
+) -> AuditEntry:
+    """An entry for a change made with the ``mailforum`` command (actor and origin ``cli``)."""
+    return record(
+        session,
+        actor="cli",
+        origin="cli",
+        action=action,
+        mailing_list=mailing_list,
+        target=target,
+        detail=detail,
+    )
+
+
 def parse_since(text: str) -> dt.datetime:
     """An ISO 8601 date or time (``2026-12-05``, ``2026-12-05T08:00:00+01:00``) as an aware
     UTC time (a time without an offset is UTC); ``InvalidInput`` naming the text otherwise."""
