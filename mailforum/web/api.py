@@ -655,6 +655,28 @@ def _field(name: str, exc: Exception) -> Problem:
     return Problem(422, f"{name}: {exc}", [EntryError(field=name, error=str(exc))])
 
 
+def _each(
+    texts: list[str], check: Callable[[str], M], field: str
+) -> tuple[list[tuple[int, M]], list[EntryError]]:
+    """Each entry of a list field through ``check``: the good ones with their index, and an
+    ``EntryError`` naming the index and ``field.INDEX`` of each bad one."""
+    good: list[tuple[int, M]] = []
+    errors: list[EntryError] = []
+    for index, text in enumerate(texts):
+        try:
+            good.append((index, check(text)))
+        except InvalidInput as exc:
+            errors.append(EntryError(index=index, field=f"{field}.{index}", error=str(exc)))
+    return good, errors
+
+
+def _refuse(errors: list[EntryError], what: str, outcome: str) -> None:
+    """A 422 naming every bad entry, when there is one: the request changes nothing."""
+    if errors:
+        errors.sort(key=lambda e: e.index or 0)
+        raise Problem(422, f"{len(errors)} bad {what}, {outcome}: {errors[0].error}", errors)
+
+
 def _int(text: str | None, what: str) -> int:
     if text is None or not text.isdigit() or len(text) > 18:
         raise Problem(400 if what == "cursor" else 404, f"{what} {str(text)[:40]!r} is not a number")
@@ -1059,15 +1081,12 @@ class Api:
     def owners_add(self, call: Call) -> BaseModel:
         body: OwnersIn = call.body
         local = self.config.site.allow_local_domains
-        errors: list[EntryError] = []
-        checked: list[str] = []
-        for index, text in enumerate(body.addresses):
-            try:
-                checked.append(lists.check_address(text, local_domains=local).address)
-            except InvalidInput as exc:
-                errors.append(
-                    EntryError(index=index, address=text[:320], field=f"addresses.{index}", error=str(exc))
-                )
+        good, errors = _each(
+            body.addresses, lambda text: lists.check_address(text, local_domains=local).address, "addresses"
+        )
+        checked = [address for _, address in good]
+        for error in errors:
+            error.address = body.addresses[error.index or 0][:320]
         if errors:
             shown = "; ".join(f"entry {e.index}: {e.error}" for e in errors[:5])
             raise Problem(422, f"{len(errors)} bad address(es), nothing added: {shown}", errors)
@@ -1099,14 +1118,7 @@ class Api:
 
     def tags_add(self, call: Call) -> BaseModel:
         body: TagsIn = call.body
-        errors: list[EntryError] = []
-        for index, text in enumerate(body.tags):
-            try:
-                topics.tag_name(text)
-            except InvalidInput as exc:
-                errors.append(EntryError(index=index, field=f"tags.{index}", error=str(exc)))
-        if errors:
-            raise Problem(422, f"{len(errors)} bad tag name(s), nothing added: {errors[0].error}", errors)
+        _refuse(_each(body.tags, topics.tag_name, "tags")[1], "tag name(s)", "nothing added")
         with self.db.session() as session:
             mlist = self._visible(session, call.principal, call.params["list"])
             added = topics.add_tags(session, mlist, body.tags, utcnow())
@@ -1134,29 +1146,19 @@ class Api:
 
     def topic_tags_put(self, call: Call) -> BaseModel:
         body: TopicTagsIn = call.body
-        errors: list[EntryError] = []
-        wanted: list[str] = []
-        for index, text in enumerate(body.tags):
-            try:
-                wanted.append(topics.tag_name(text))
-            except InvalidInput as exc:
-                errors.append(EntryError(index=index, field=f"tags.{index}", error=str(exc)))
+        good, errors = _each(body.tags, topics.tag_name, "tags")
         with self.db.session() as session:
             mlist = self._visible(session, call.principal, call.params["list"])
             topic = self._topic(session, mlist, call)
             vocab = {t.name for t in topics.vocabulary(session, mlist)}
-            for index, name in enumerate(wanted):
-                if name not in vocab:
-                    errors.append(
-                        EntryError(
-                            index=index, field=f"tags.{index}", error=f"{name!r} is not a tag of {mlist.name}"
-                        )
-                    )
-            if errors:
-                errors.sort(key=lambda e: e.index or 0)
-                raise Problem(422, f"{len(errors)} bad tag(s), nothing changed: {errors[0].error}", errors)
+            errors += [
+                EntryError(index=index, field=f"tags.{index}", error=f"{name!r} is not a tag of {mlist.name}")
+                for index, name in good
+                if name not in vocab
+            ]
+            _refuse(errors, "tag(s)", "nothing changed")
             have = topics.tags_of(session, [topic.id]).get(topic.id, [])
-            wanted = list(dict.fromkeys(wanted))
+            wanted = list(dict.fromkeys(name for _, name in good))
             gone = [n for n in have if n not in wanted]
             new = [n for n in wanted if n not in have]
             actor = self._actor(call)
@@ -1253,14 +1255,7 @@ class Api:
 
     def site_bans_add(self, call: Call) -> BaseModel:
         body: BansIn = call.body
-        errors: list[EntryError] = []
-        for index, text in enumerate(body.patterns):
-            try:
-                bans.normalise(text)
-            except InvalidInput as exc:
-                errors.append(EntryError(index=index, field=f"patterns.{index}", error=str(exc)))
-        if errors:
-            raise Problem(422, f"{len(errors)} bad pattern(s), nothing banned: {errors[0].error}", errors)
+        _refuse(_each(body.patterns, bans.normalise, "patterns")[1], "pattern(s)", "nothing banned")
         with self.db.session() as session:
             added = bans.add(session, None, body.patterns)
             for pattern in added:

@@ -125,6 +125,11 @@ def test_tags_vocabulary_topic_tags_and_the_tag_filter(site, web) -> None:
         assert [(e["index"], e["field"]) for e in unknown["errors"]] == [(1, "tags.1")] and "nope" in unknown[
             "detail"
         ]
+        # Each entry keeps its own index, the badly written and the unknown alike.
+        both = problem(
+            http.put(f"/api/v1/lists/dev/topics/{t1}/tags", json={"tags": ["two words", "nope"]}), 422
+        )
+        assert [(e["index"], e["field"]) for e in both["errors"]] == [(0, "tags.0"), (1, "tags.1")]
         assert http.put(f"/api/v1/lists/dev/topics/{t2}/tags", json={"tags": ["strategy"]}).json()[
             "tags"
         ] == ["strategy"]
