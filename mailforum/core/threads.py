@@ -39,14 +39,15 @@ swallow a genuine post (RELIABILITY S20).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, TypeVarTuple
 
-from sqlalchemy import bindparam, delete, func, inspect, select, text, update
+from sqlalchemy import Row, Select, bindparam, delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
@@ -130,6 +131,7 @@ _PREFETCH_BATCH = 500  # keys a prefetch looks up per statement
 # import batch's prefetch): the answer, immutable, is kept for the subjects seen last.
 _subject_info = functools.lru_cache(maxsize=4096)(subject_info)
 T = TypeVar("T")
+Columns = TypeVarTuple("Columns")
 
 
 def prefetch(
@@ -425,14 +427,11 @@ def _topic_root(session: Session, topic: Topic) -> Post | None:
         .order_by(Post.received_at, Post.id)
         .limit(1)
     )
-    unflushed = _unflushed(session, [topic.id])
-    if unflushed is None:
-        return session.scalars(stmt).first()
-    changed, modified = unflushed  # an import batch: the database's first and this transaction's posts
-    if modified:
-        stmt = stmt.where(Post.id.not_in(modified))
-    with session.no_autoflush:
-        stored = session.scalars(stmt).first()
+    rows, changed = _beside_unflushed(session, stmt, [topic.id])
+    stored: Post | None = rows[0][0] if rows else None
+    if changed is None:
+        return stored
+    # An import batch: the database's first and this transaction's posts.
     posts = [*changed, stored] if stored is not None else changed
     return min(posts, key=lambda p: (p.received_at, p.id), default=None)
 
@@ -499,17 +498,8 @@ def _participants(session: Session, topic_ids: list[int]) -> dict[int, set[str]]
         .where(Post.topic_id.in_(topic_ids), Post.status != PostStatus.PLACEHOLDER.value)
         .distinct()
     )
-    unflushed = _unflushed(session, topic_ids)
-    rows: list[tuple[int, str]]
-    if unflushed is None:
-        rows = [(a, b) for a, b in session.execute(stmt)]
-    else:  # an import batch: the database's rows and this transaction's unflushed posts
-        changed, modified = unflushed
-        if modified:
-            stmt = stmt.where(Post.id.not_in(modified))
-        with session.no_autoflush:
-            rows = [(a, b) for a, b in session.execute(stmt)]
-        rows += [(p.topic_id, p.author_address) for p in changed]
+    found, changed = _beside_unflushed(session, stmt, topic_ids)
+    rows = [(a, b) for a, b in found] + [(p.topic_id, p.author_address) for p in changed or ()]
     people: dict[int, set[str]] = {}
     for topic_id, address in rows:
         people.setdefault(topic_id, set()).add(address)
@@ -712,18 +702,10 @@ def _quoted_post(
         Post.received_at,
     ).where(Post.topic_id.in_(topic_ids), Post.status != PostStatus.PLACEHOLDER.value)
     stmt = stmt.order_by(Post.received_at.desc(), Post.id.desc()).limit(QUOTE_POSTS)
-    unflushed = _unflushed(session, topic_ids)
-    mine: dict[int, Post] = {}
-    rows: list[tuple[int, str, str, dt.datetime, dt.datetime]]
-    if unflushed is None:
-        rows = [(a, b, c, d, e) for a, b, c, d, e in session.execute(stmt)]
-    else:
-        changed, modified = unflushed
-        if modified:
-            stmt = stmt.where(Post.id.not_in(modified))
-        with session.no_autoflush:
-            rows = [(a, b, c, d, e) for a, b, c, d, e in session.execute(stmt)]
-        mine = {p.id: p for p in changed}
+    stored, changed = _beside_unflushed(session, stmt, topic_ids)
+    rows: list[tuple[int, str, str, dt.datetime, dt.datetime]] = [(a, b, c, d, e) for a, b, c, d, e in stored]
+    mine = {p.id: p for p in changed or ()}
+    if changed is not None:  # an import batch: this transaction's posts too, in the same order
         rows += [
             (p.id, p.message_id, p.text_body, p.date if p.date is not None else p.received_at, p.received_at)
             for p in changed
@@ -738,9 +720,8 @@ def _quoted_post(
         if found and all(found) and (len(found) >= 3 or short):
             if post_id in mine:
                 return mine[post_id]
-            if unflushed is None:
-                return session.get(Post, post_id)
-            with session.no_autoflush:  # a row of the database, unchanged here
+            # In an import batch a row of the database, unchanged here: no flush for it.
+            with session.no_autoflush if changed is not None else contextlib.nullcontext():
                 return session.get(Post, post_id)
     return None
 
@@ -765,6 +746,23 @@ def _unflushed(session: Session, topic_ids: list[int]) -> tuple[list[Post], list
         p for p in (*added, *changed) if p.topic_id in wanted and p.status != PostStatus.PLACEHOLDER.value
     ]
     return posts, [p.id for p in changed]
+
+
+def _beside_unflushed(
+    session: Session, stmt: Select[*Columns], topic_ids: list[int]
+) -> tuple[list[Row[*Columns]], list[Post] | None]:
+    """``stmt``'s rows (posts of ``topic_ids``) without flushing an import batch: there the
+    rows of posts this transaction changed are left out and those posts, with the ones it
+    added, are returned for the caller to read beside the rows (None outside a batch,
+    where the query runs as any other, flushing first)."""
+    unflushed = _unflushed(session, topic_ids)
+    if unflushed is None:
+        return list(session.execute(stmt)), None
+    changed, modified = unflushed
+    if modified:
+        stmt = stmt.where(Post.id.not_in(modified))
+    with session.no_autoflush:
+        return list(session.execute(stmt)), changed
 
 
 def _orphan_topic(
