@@ -14,13 +14,24 @@ from mailforum.batching import chunks
 from mailforum.config import Config
 from mailforum.db.base import Id
 from mailforum.db.models import (
+    ApiToken,
+    Ban,
+    Confirmation,
     DeliveryMode,
+    ListOwner,
     MailingList,
     Member,
+    Moderator,
+    OutboxEntry,
+    OutboxState,
     Post,
     PostingPolicy,
     PostStatus,
+    Tag,
+    TagSubscription,
     Topic,
+    TopicSubscription,
+    TopicTag,
     Visibility,
 )
 from mailforum.db.queries import list_named
@@ -296,7 +307,6 @@ class Deletion:
 
 def deletion_counts(session: Session, mlist: MailingList) -> Deletion:
     """What ``delete_list`` would remove, one COUNT per table (each on an index of list_id)."""
-    from mailforum.db.models import ApiToken, Ban, ListOwner, Moderator, OutboxEntry, OutboxState, Tag
 
     def count(model: Any, *where: Any) -> int:
         return (
@@ -339,15 +349,6 @@ def delete_list(session: Session, mlist: MailingList) -> Deletion:
     ``list_id`` NULL and the list's name in ``detail``. Tables added later that point at
     the list with ON DELETE CASCADE go with the list's own row, last.
     """
-    from mailforum.db.models import (
-        Confirmation,
-        OutboxEntry,
-        Tag,
-        TagSubscription,
-        TopicSubscription,
-        TopicTag,
-    )
-
     counts = deletion_counts(session, mlist)
     topic_ids = select(Topic.id).where(Topic.list_id == mlist.id)
     post_ids = select(Post.id).where(Post.list_id == mlist.id)

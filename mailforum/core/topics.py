@@ -661,9 +661,7 @@ def delete_own_post(
 
 def shown_posts(session: Session, topic: Topic, limit: int) -> tuple[list[Post], int]:
     """The topic's published posts in thread order (at most ``limit``), and how many more there are."""
-    from mailforum.db.queries import thread_order
-
-    ordered, _, _ = thread_order(session, topic)
+    ordered, _, _ = queries.thread_order(session, topic)
     ids = [node.id for node, _ in ordered if node.status == PostStatus.PUBLISHED.value]
     found = {p.id: p for p in session.scalars(select(Post).where(Post.id.in_(ids[:limit])))} if ids else {}
     return [found[i] for i in ids[:limit]], max(0, len(ids) - limit)
