@@ -1,0 +1,47 @@
+"""Issue 16: every command pays its imports at start, so a command loads only what it uses.
+
+Each check runs a fresh interpreter and looks at ``sys.modules``: a property of the code,
+not a timing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SERVER_PARTS = ("aiosmtpd", "aiosmtplib", "apscheduler", "jinja2", "starlette", "uvicorn", "alembic")
+
+
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    script = f"import json, sys\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_parsing_a_command_loads_no_server_part_and_no_database_code():
+    loaded = loaded_after(
+        "from mailforum.cli import cli\n"
+        "try:\n"
+        "    cli.main(['lists', 'list', '--help'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass"
+    )
+    assert "mailforum.cli" in loaded
+    heavy = {*SERVER_PARTS, "sqlalchemy", "mailforum.db.models", "mailforum.config"}
+    assert not {name for name in loaded if name.split(".")[0] in heavy or name in heavy}
+
+
+def test_the_models_load_no_postgresql_dialect_and_no_mail_code():
+    """SQLite commands skip sqlalchemy.dialects.postgresql (every PG driver's dialect and
+    asyncio's): its types are picked when a PostgreSQL engine asks for them."""
+    loaded = loaded_after("import mailforum.db.models")
+    assert "mailforum.db.models" in loaded
+    assert "sqlalchemy.dialects.postgresql" not in loaded
+    assert not {name for name in loaded if name.startswith(("mailforum.mail", *SERVER_PARTS))}
