@@ -8,6 +8,7 @@ turned into one line naming the database.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -66,7 +67,31 @@ class State:
                 migrate.require_current(self._db)
             else:
                 self._db.ping()
+            started()
         return self._db
+
+    def close(self) -> None:
+        """Close the database's connections when the command ends, rather than leave them to
+        the interpreter's exit (which ``started`` keeps from collecting them): closing the
+        last connection to a SQLite file checkpoints and removes its -wal and -shm files."""
+        if self._db is not None:
+            self._db.dispose()
+            self._db = None
+
+
+def started() -> None:
+    """Start-up is over: keep what it built out of the garbage collector's way, and collect again.
+
+    ``main`` turns the cyclic collector off while a command loads its code: SQLAlchemy, the
+    models and click build some 100,000 objects that live until exit. The collector's passes
+    over them cost ~30 ms while they load, and ~70 ms more when the interpreter collects over
+    everything at exit (issue 16). ``gc.freeze`` moves them to the permanent generation,
+    which no collection scans again. Called when the command is about to work
+    (``State.db``, ``serve``); a command that never gets there is one that ends soon.
+    """
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 pass_state = click.make_pass_decorator(State)
@@ -162,6 +187,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     add members, then run `mailforum serve`.
     """
     ctx.obj = State(config_path)
+    ctx.call_on_close(ctx.obj.close)
     setup_logging(verbose, serving=ctx.invoked_subcommand == "serve")
 
 
@@ -263,6 +289,7 @@ def serve(
         base = config.processing.node_name or socket.gethostname()
         processing = dataclasses.replace(config.processing, node_name=f"{base}/{child}"[-64:])
         config = dataclasses.replace(config, processing=processing)
+    started()
     _run_async(run(config, switches))
 
 
@@ -2045,6 +2072,7 @@ def bans_command(state: State, list_name: str, action: str, patterns: tuple[str,
 
 
 def main(argv: list[str] | None = None) -> None:
+    gc.disable()  # until the command has loaded its code: see started()
     try:
         cli.main(args=argv, prog_name="mailforum", standalone_mode=False)
     except click.exceptions.Abort:

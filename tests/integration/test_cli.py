@@ -206,6 +206,36 @@ def test_a_command_loads_only_what_it_uses(site, args, not_loaded):
     assert not loaded & not_loaded
 
 
+def test_a_command_collects_garbage_again_once_started(site):
+    """main() keeps the cyclic collector off while a command loads its code (issue 16); once
+    the command opens the database, start-up's objects are frozen and collection resumes."""
+    site.cli("lists", "create", "dev")
+    report = "print('collecting', gc.isenabled(), gc.get_freeze_count() > 0, file=sys.stderr)"
+    code = (
+        "import atexit, gc, sys\n"
+        f"atexit.register(lambda: {report})\n"
+        "from mailforum.cli import main\n"
+        "main(['lists', 'list'])"
+    )
+    env = dict(os.environ, MAILFORUM_CONFIG=str(site.config_file))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["dev"]
+    assert "collecting True True" in result.stderr
+
+
+def test_a_command_closes_its_sqlite_database(site):
+    """The last connection to close checkpoints the WAL: after a command (and none open in this
+    test) the database is one file again, as before start-up's objects were frozen."""
+    if not site.config.database.url.startswith("sqlite"):
+        pytest.skip("SQLite's -wal file")
+    site.db.dispose()
+    path = site.config.database.url.removeprefix("sqlite:///")
+    for args in (("lists", "create", "dev"), ("lists", "list")):
+        assert site.cli(*args).returncode == 0
+        assert not os.path.exists(path + "-wal")
+
+
 def test_config_env_var_is_the_one_config_reads():
     from mailforum.cli import cli
     from mailforum.config import ENV_VAR
