@@ -45,3 +45,11 @@ def test_the_models_load_no_postgresql_dialect_and_no_mail_code():
     assert "mailforum.db.models" in loaded
     assert "sqlalchemy.dialects.postgresql" not in loaded
     assert not {name for name in loaded if name.startswith(("mailforum.mail", *SERVER_PARTS))}
+
+
+def test_the_lists_commands_load_no_mail_composer():
+    """`lists …` and `members …` read and write rows; composing mail is for the commands that send."""
+    loaded = loaded_after("import mailforum.core.lists")
+    assert "mailforum.core.lists" in loaded
+    assert "mailforum.mail.compose" not in loaded
+    assert "sqlalchemy.dialects.postgresql" not in loaded
