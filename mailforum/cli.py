@@ -85,7 +85,7 @@ def started() -> None:
     ``main`` turns the cyclic collector off while a command loads its code: SQLAlchemy, the
     models and click build some 100,000 objects that live until exit. The collector's passes
     over them cost ~30 ms while they load, and ~70 ms more when the interpreter collects over
-    everything at exit (issue 16). ``gc.freeze`` moves them to the permanent generation,
+    everything at exit. ``gc.freeze`` moves them to the permanent generation,
     which no collection scans again. Called when the command is about to work
     (``State.db``, ``serve``); a command that never gets there is one that ends soon.
     """

@@ -2,8 +2,8 @@
 
 The PostgreSQL-only types (BYTEA, JSONB) are chosen when a dialect asks for them
 (``load_dialect_impl``), not at import: importing ``sqlalchemy.dialects.postgresql``
-pulls in every PostgreSQL driver's dialect and asyncio's, ~20 ms of each command's start
-on SQLite (issue 16).
+pulls in every PostgreSQL driver's dialect and asyncio's, ~20-30 ms of each command's start
+on SQLite.
 """
 
 from __future__ import annotations

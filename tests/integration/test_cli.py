@@ -207,7 +207,7 @@ def test_a_command_loads_only_what_it_uses(site, args, not_loaded):
 
 
 def test_a_command_collects_garbage_again_once_started(site):
-    """main() keeps the cyclic collector off while a command loads its code (issue 16); once
+    """main() keeps the cyclic collector off while a command loads its code; once
     the command opens the database, start-up's objects are frozen and collection resumes."""
     site.cli("lists", "create", "dev")
     report = "print('collecting', gc.isenabled(), gc.get_freeze_count() > 0, file=sys.stderr)"

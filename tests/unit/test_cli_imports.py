@@ -1,4 +1,4 @@
-"""Issue 16: every command pays its imports at start, so a command loads only what it uses.
+"""Every command pays its imports at start, so a command loads only what it uses.
 
 Each check runs a fresh interpreter and looks at ``sys.modules``: a property of the code,
 not a timing.
