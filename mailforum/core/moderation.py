@@ -16,6 +16,10 @@ Rejection notices go only to authors whose mail was authenticated by our MTA's
 Authentication-Results (RELIABILITY S9: no backscatter to forged senders). Held
 posts nobody decided on expire after ``[moderation] held_expire_days``; the
 moderators get a summary. The raw message stays in the spool either way.
+
+Sending (``notices``) and fan-out (``fanout``, ``threads``) are imported by the functions
+that act: with them come the mail parser, Jinja2 and the outbox, some 60 ms that
+``held list`` and ``lists moderators`` would otherwise pay on every start.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import fanout, notices, threads, tokens
+from mailforum.core import tokens
 from mailforum.core.authentication import verdict
 from mailforum.core.lists import find_member
 from mailforum.db.models import AllowedSender, MailingList, Member, Moderator, Post, PostStatus, Topic
@@ -138,6 +142,8 @@ def reply_address(config: Config, mlist: MailingList, post_id: int, action: int,
 
 def notify_held(session: Session, config: Config, mlist: MailingList, post: Post, now: dt.datetime) -> int:
     """Tell the moderators about a held post (never the sender: S9). Returns how many were told."""
+    from mailforum.core import notices  # see the module docstring
+
     addresses = moderators(session, mlist.id)
     if not addresses:
         log.info("post %s held in %s; the list has no moderators", post.id, mlist.name)
@@ -173,6 +179,8 @@ def ask_author(
     session: Session, config: Config, mlist: MailingList, post: Post, member: Member, now: dt.datetime
 ) -> bool:
     """A post "from" a member we could not authenticate: ask the real member (RELIABILITY S1)."""
+    from mailforum.core import notices  # see the module docstring
+
     text = (
         f"We received a post to {mlist.display_title} that says it is from you, but we could not\n"
         "confirm that it was. It is held, and nobody else has seen it.\n\n"
@@ -225,6 +233,8 @@ def held_post(session: Session, post_id: int) -> Post | None:
 
 def approve(session: Session, post: Post, now: dt.datetime, allow_sender: bool = False) -> int:
     """Publish a held post and write its fan-out; returns how many copies were queued."""
+    from mailforum.core import fanout, threads  # see the module docstring
+
     topic = session.get(Topic, post.topic_id)
     assert topic is not None
     post.status = PostStatus.PUBLISHED.value
@@ -260,6 +270,8 @@ def reject(
     session: Session, config: Config, mlist: MailingList, post: Post, now: dt.datetime, reason: str = ""
 ) -> bool:
     """Remove a held post; tell an authenticated author why. Returns True when the author was told."""
+    from mailforum.core import notices  # see the module docstring
+
     told = False
     if authenticated_author(config, post):
         text = (
@@ -364,6 +376,8 @@ def expire(session: Session, config: Config, now: dt.datetime, limit: int = 1000
 def summary(
     session: Session, config: Config, mlist: MailingList, lines: Sequence[str], now: dt.datetime
 ) -> None:
+    from mailforum.core import notices  # see the module docstring
+
     text = (
         f"These posts to {mlist.display_title} were held for {config.moderation.held_expire_days:g} days "
         "without a decision and have been discarded:\n\n" + "\n".join(lines) + "\n"

@@ -53,3 +53,12 @@ def test_the_lists_commands_load_no_mail_composer():
     assert "mailforum.core.lists" in loaded
     assert "mailforum.mail.compose" not in loaded
     assert "sqlalchemy.dialects.postgresql" not in loaded
+
+
+def test_reading_held_posts_loads_no_sending_code():
+    """`held list` and `lists moderators` read rows: the parser, Jinja2 and the outbox come
+    with approving and rejecting, not with importing core.moderation."""
+    loaded = loaded_after("import mailforum.core.moderation")
+    assert "mailforum.core.moderation" in loaded
+    ours = {"mailforum.core.fanout", "mailforum.core.notices", "mailforum.mail.parse", "mailforum.db.outbox"}
+    assert not loaded & (ours | {"jinja2", "lxml", "prometheus_client"})
