@@ -10,6 +10,10 @@ twice (F15). A clock that steps back (an hour, or the day it had jumped ahead) f
 its period already run and sends nothing; one that ran days ahead and was then
 corrected (``MAX_CLOCK_LEAD``) starts new periods again at once, with a warning,
 instead of leaving the list without digests until the calendar catches up.
+
+The runs import ``core.digest_content`` and ``core.digest_enqueue`` (and with them the
+mail parser and the outbox) themselves: the schedule's checks and look-ups serve
+``members show`` and ``digest format``, which need none of it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import datetime as dt
 import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -26,19 +30,13 @@ from sqlalchemy.orm import Session
 
 from mailforum.batching import chunks
 from mailforum.config import WEEKDAYS, Config
-from mailforum.core.digest_content import DAILY, WEEKLY
-from mailforum.core.digest_enqueue import (
-    DueMember,
-    claim_periods,
-    due_members,
-    end_mark,
-    enqueue_batch,
-    starts,
-)
 from mailforum.db.enums import DigestFormat
 from mailforum.db.models import MailingList
 from mailforum.db.queries import list_named
 from mailforum.errors import InvalidInput, MailforumError
+
+if TYPE_CHECKING:
+    from mailforum.core.digest_enqueue import DueMember
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +220,9 @@ def run_list(
     the run that claims the week. Unscheduled (``digest send``): the end mark is the
     newest post; weekly members only when their week is due.
     """
+    from mailforum.core.digest_content import DAILY, WEEKLY  # see the module docstring
+    from mailforum.core.digest_enqueue import due_members, end_mark, enqueue_batch, starts
+
     with db.session() as session:
         mlist = list_named(session, list_name, lock=True)
         if mlist is None:
@@ -298,6 +299,9 @@ def run_member_slot(
     second scheduler finds it claimed and sends nothing twice (F15); a run killed
     half-way is finished by the next, which finds the rest unclaimed (F14).
     """
+    from mailforum.core.digest_content import DAILY, WEEKLY  # see the module docstring
+    from mailforum.core.digest_enqueue import claim_periods, due_members, end_mark, enqueue_batch, starts
+
     fire = fire_before(now, hour, ZoneInfo(timezone))
     period = day_key(fire)
     week = week_key(fire) if fire.weekday() >= WEEKDAYS.index(config.digest.weekly_day) else None

@@ -62,3 +62,12 @@ def test_reading_held_posts_loads_no_sending_code():
     assert "mailforum.core.moderation" in loaded
     ours = {"mailforum.core.fanout", "mailforum.core.notices", "mailforum.mail.parse", "mailforum.db.outbox"}
     assert not loaded & (ours | {"jinja2", "lxml", "prometheus_client"})
+
+
+def test_the_digest_schedule_loads_no_digest_builder():
+    """`members show` and `digest format` check and read schedules; building and enqueueing
+    digests (the parser, the outbox) come with a run."""
+    loaded = loaded_after("import mailforum.core.digest_schedule")
+    assert "mailforum.core.digest_schedule" in loaded
+    builders = {"mailforum.core.digest_content", "mailforum.core.digest_enqueue", "mailforum.mail.parse"}
+    assert not loaded & builders
