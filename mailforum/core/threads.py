@@ -45,7 +45,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple
 
 from sqlalchemy import Row, Select, bindparam, delete, func, inspect, select, text, update
 from sqlalchemy.orm import Session
@@ -64,7 +64,9 @@ from mailforum.mail.headers import (
     subject_key,
     thread_index,
 )
-from mailforum.mail.parse import ParsedMessage
+
+if TYPE_CHECKING:  # the parser (lxml, inscriptis: ~20 ms) is not loaded by the topic commands
+    from mailforum.mail.parse import ParsedMessage
 
 __all__ = [
     "Placement",
