@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from mailforum.batching import chunks
 from mailforum.config import Config
-from mailforum.core import lists, routing, threads
+from mailforum.core import lists, threads
 from mailforum.core.archive_parse import Parsed as _Parsed
 from mailforum.core.archive_parse import parse_chunk
 from mailforum.db import spool
@@ -267,6 +267,10 @@ def _store_chunk(
     now: dt.datetime,
     careful: bool,
 ) -> ImportReport:
+    # The processing path (posting, commands, fan-out, notices) is for imports; `export`
+    # only reads, and would pay ~70 ms at start for it.
+    from mailforum.core import routing
+
     report = ImportReport()
     if not careful:  # one query for every id the batch names, instead of one per message
         mlist = lists.list_by_name(session, rcpt_list_name(rcpt))

@@ -71,3 +71,18 @@ def test_the_digest_schedule_loads_no_digest_builder():
     assert "mailforum.core.digest_schedule" in loaded
     builders = {"mailforum.core.digest_content", "mailforum.core.digest_enqueue", "mailforum.mail.parse"}
     assert not loaded & builders
+
+
+def test_the_topic_commands_load_no_mail_parser():
+    """core.threads names ParsedMessage in annotations only: `topics …` and `lists tags`
+    load no lxml or inscriptis."""
+    loaded = loaded_after("import mailforum.core.topics")
+    assert "mailforum.core.threads" in loaded
+    assert not loaded & {"mailforum.mail.parse", "lxml", "inscriptis"}
+
+
+def test_export_loads_no_processing_path():
+    """core.archive imports and exports; the processing path comes with an import only."""
+    loaded = loaded_after("import mailforum.core.archive")
+    assert "mailforum.core.archive" in loaded
+    assert not loaded & {"mailforum.core.routing", "mailforum.core.posting", "mailforum.core.fanout"}
