@@ -150,15 +150,18 @@ class DeliveryWorker:
 
     # -- the database side (each in a worker thread) ------------------------
 
-    def _claim(self, limit: int) -> _Chunk:
-        now = self.clock()
+    def _claim(self, limit: int) -> list[outbox.ClaimedCopy]:
         with self.db.session() as session:
-            rows = outbox.claim(session, now, limit, self.lease, self.name)
-        if not rows:
-            return _Chunk([])
-        chunk = _Chunk([])
+            rows = outbox.claim(session, self.clock(), limit, self.lease, self.name)
         for row in rows:
             self._claimed[row.id] = row
+        return rows
+
+    def _compose(self, rows: list[outbox.ClaimedCopy]) -> _Chunk:
+        """The claimed rows as copies to send (in a worker thread): what they share is
+        rendered here, once per post or digest; what is personal, when each is sent."""
+        now = self.clock()
+        chunk = _Chunk([])
         try:
             with self.db.read_session() as session:
                 self.composer.load(session, rows)
@@ -256,23 +259,31 @@ class DeliveryWorker:
             size = self.config.outbound.claim_batch
             waiting = max(1, queue.maxsize - queue.qsize())
             try:
-                chunk = await self._in_thread(self._claim, size * waiting)
+                rows = await self._in_thread(self._claim, size * waiting)
             except Exception as exc:
                 log.error(
                     "outbox claim failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 )
                 await self._sleep(poll)
                 continue
-            for row, reason in chunk.refused:
-                self._results.put(outbox.Result(row.id, False, reason, permanent=True))
-            for row, reason in chunk.deferred:
-                self._results.put(outbox.Result(row.id, False, reason))
-            for start in range(0, len(chunk.copies), size):
-                await queue.put(_Chunk(chunk.copies[start : start + size]))
-            if not (chunk.copies or chunk.refused or chunk.deferred):
+            if not rows:
                 if once:
                     return
                 await self._sleep(poll)
+                continue
+            # Rendered a chunk at a time, so the first connection has its copies after one
+            # chunk's posts are rendered, not after all of the claim's (bench/posts.py).
+            for start in range(0, len(rows), size):
+                if self._stopping.is_set():
+                    await self._in_thread(self._release, [row.id for row in rows[start:]])
+                    return
+                chunk = await self._in_thread(self._compose, rows[start : start + size])
+                for row, reason in chunk.refused:
+                    self._results.put(outbox.Result(row.id, False, reason, permanent=True))
+                for row, reason in chunk.deferred:
+                    self._results.put(outbox.Result(row.id, False, reason))
+                if chunk.copies:
+                    await queue.put(chunk)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
