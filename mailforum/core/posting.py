@@ -111,7 +111,11 @@ def store_post(
             topics.tag_web_post(session, mlist, topic, post, arrival.raw)
     if not held:
         threads.count_post(session, topic, arrival.received_at)
-        if not arrival.imported:  # an operator's archive import notifies no one
+        if arrival.imported:  # an operator's archive import notifies no one
+            pass
+        elif arrival.deferred is not None:  # at the end of the processing batch, the same way
+            arrival.deferred.add(post, topic.post_count == 1, author)
+        else:
             fanout.watch_own(session, post, arrival.now, author)
             fanout.enqueue_post(session, post, topic.post_count == 1, arrival.now)
     if held and not arrival.imported:

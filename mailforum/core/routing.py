@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailforum.config import Config
 from mailforum.core import commands, tokens
+from mailforum.core.fanout import Deferred
 from mailforum.core.inbound import Arrival, Outcome, RouteHandler
 from mailforum.core.lists import list_by_name
 from mailforum.core.posting import (
@@ -56,6 +57,10 @@ def reply_token_is_ours(recipient: Recipient, config: Config) -> bool:
     return True
 
 
+# The handlers whose fan-out may wait for the end of a batch (core.fanout.Deferred).
+POSTS: frozenset[RouteHandler] = frozenset({handle_post, handle_reply})
+
+
 # Recipient kind → a cheap check of the address itself, made at RCPT before anything is stored.
 RCPT_CHECKS: dict[Kind, Callable[[Recipient, Config], bool]] = {
     Kind.REPLY: reply_token_is_ours,
@@ -80,8 +85,12 @@ def process(
     now: dt.datetime,
     imported: bool = False,
     web: bool = False,
+    deferred: Deferred | None = None,
 ) -> list[Outcome]:
-    """Route the message to each of its recipients; one Outcome per recipient."""
+    """Route the message to each of its recipients; one Outcome per recipient.
+
+    With ``deferred``, posts' fan-out waits for the end of the caller's batch; anything
+    but a post writes what waits first, so it comes between the same posts as before."""
     outcomes = []
     seen: set[Recipient] = set()
     for rcpt in rcpt_tos:
@@ -95,6 +104,8 @@ def process(
             # The list was deleted (or the route removed) between RCPT and now: keep, don't guess.
             outcomes.append(Outcome(f"{rcpt}: no such list any more; kept in the spool", discarded=True))
             continue
+        if deferred is not None and handler not in POSTS:
+            deferred.flush(session, now)
         arrival = Arrival(
             session,
             config,
@@ -108,6 +119,7 @@ def process(
             now,
             imported,
             web,
+            deferred,
         )
         outcomes.append(handler(arrival))
     return outcomes

@@ -1,0 +1,151 @@
+"""A processing batch's fan-out written at its end (core.fanout.Deferred) sends what the
+post-by-post fan-out sends: the same copies to the same members, the same watches.
+
+The same mail goes to two lists with the same members: list ``one`` is processed a message
+per transaction without deferral (the reference), list ``two`` by the spool processor in
+one batch. Watches gained inside the batch (a digest member who starts a topic hears of its
+replies; a new-topics member who replies hears of later ones; an author with ``receive_own``
+on in digest mode gets their own post through their new watch) must count as they would
+have, post by post; a command in the middle of the batch writes what waits first.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from mailforum.core.lists import find_member, get_list
+from mailforum.db import spool
+from mailforum.db.models import (
+    DeliveryMode,
+    Member,
+    OutboxEntry,
+    Post,
+    PostingPolicy,
+    SpoolEntry,
+    SpoolState,
+    TopicSubscription,
+    utcnow,
+)
+from mailforum.runners.worker import SpoolProcessor
+from tests.helpers import DOMAIN, message
+from tests.integration.outbound_helpers import store
+
+MEMBERS = {
+    "ann@example.com": DeliveryMode.DIGEST,
+    "bob@example.com": DeliveryMode.ALL,
+    "carol@example.com": DeliveryMode.NEW_TOPICS,
+    "erin@example.com": DeliveryMode.DIGEST,
+    "fred@example.com": DeliveryMode.NONE,
+}
+
+
+def mail(name: str) -> list[tuple[str, bytes]]:
+    """(sender, message) in order; Message-IDs carry the list's name (no cross-post rule)."""
+    first = f"<a-{name}@x>"
+    return [
+        ("ann@example.com", message("Stairs", first, "ann@example.com", f"{name}@{DOMAIN}")),
+        (
+            "bob@example.com",
+            message(
+                "Re: Stairs",
+                f"<b-{name}@x>",
+                "bob@example.com",
+                f"{name}@{DOMAIN}",
+                extra=f"In-Reply-To: {first}",
+            ),
+        ),
+        (
+            "carol@example.com",
+            message(
+                "Re: Stairs",
+                f"<c-{name}@x>",
+                "carol@example.com",
+                f"{name}@{DOMAIN}",
+                extra=f"In-Reply-To: {first}",
+            ),
+        ),
+        ("bob@example.com", message("help", f"<h-{name}@x>", "bob@example.com", f"{name}-request@{DOMAIN}")),
+        (
+            "bob@example.com",
+            message(
+                "Re: Stairs",
+                f"<d-{name}@x>",
+                "bob@example.com",
+                f"{name}@{DOMAIN}",
+                extra=f"In-Reply-To: {first}",
+            ),
+        ),
+        ("erin@example.com", message("Windows", f"<e-{name}@x>", "erin@example.com", f"{name}@{DOMAIN}")),
+        (
+            "fred@example.com",
+            message(
+                "Re: Windows",
+                f"<f-{name}@x>",
+                "fred@example.com",
+                f"{name}@{DOMAIN}",
+                extra=f"In-Reply-To: <e-{name}@x>",
+            ),
+        ),
+    ]
+
+
+def copies(site, name: str) -> set[tuple[str, str]]:
+    """(which post, to whom) of the list's post copies; the post named by its Message-ID's letter."""
+    with site.db.read_session() as session:
+        mlist = get_list(session, name)
+        found = session.execute(
+            select(Post.message_id, OutboxEntry.recipient)
+            .join(Post, Post.id == OutboxEntry.post_id)
+            .where(OutboxEntry.list_id == mlist.id, OutboxEntry.kind == "post")
+        )
+        return {(message_id[1], recipient) for message_id, recipient in found}
+
+
+def watchers(site, name: str) -> set[tuple[str, str, str]]:
+    """(the topic's first post's letter, member, watch or mute) of the list's topic subscriptions."""
+    with site.db.read_session() as session:
+        mlist = get_list(session, name)
+        found = session.execute(
+            select(Post.message_id, Member.address, TopicSubscription.kind)
+            .join(Post, (Post.topic_id == TopicSubscription.topic_id) & Post.parent_id.is_(None))
+            .join(Member, Member.id == TopicSubscription.member_id)
+            .where(Post.list_id == mlist.id)
+        )
+        return {(message_id[1], address, kind) for message_id, address, kind in found}
+
+
+def test_a_batch_sends_what_post_by_post_processing_sends(site):
+    for name in ("one", "two"):
+        site.create_list(name, policy=PostingPolicy.OPEN)
+        for address, mode in MEMBERS.items():
+            site.add_members(name, address, mode=mode)
+        with site.db.session() as session:
+            erin = find_member(session, get_list(session, name).id, "erin@example.com")
+            assert erin is not None
+            erin.receive_own = True
+    for sender, raw in mail("one"):
+        rcpt = f"one-request@{DOMAIN}" if b"one-request@" in raw else f"one@{DOMAIN}"
+        store(site, raw, rcpt, sender)
+    with site.db.session() as session:
+        spool.insert_batch(
+            session,
+            [
+                spool.NewMessage(
+                    raw, sender, (f"two-request@{DOMAIN}" if b"two-request@" in raw else f"two@{DOMAIN}",)
+                )
+                for sender, raw in mail("two")
+            ],
+            utcnow(),
+        )
+    assert SpoolProcessor(site.db, site.config).run_once() == 7  # one claim, one batch
+    with site.db.read_session() as session:
+        states = set(session.scalars(select(SpoolEntry.state)))
+    assert states == {SpoolState.DONE.value}
+    expected = copies(site, "one")
+    # The watches gained inside the batch decided these: without them the copies differ.
+    assert ("b", "ann@example.com") in expected and ("d", "carol@example.com") in expected
+    assert ("e", "erin@example.com") in expected and ("f", "erin@example.com") in expected
+    assert copies(site, "two") == expected
+    assert {(p, k, w) for p, k, w in watchers(site, "two")} == {
+        (p, k, w) for p, k, w in watchers(site, "one")
+    }
