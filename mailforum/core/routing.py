@@ -10,15 +10,16 @@ at all. The same path serves live mail and ``import-mbox``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 
 from sqlalchemy.orm import Session
 
 from mailforum.config import Config
-from mailforum.core import commands, tokens
+from mailforum.core import commands, threads, tokens
 from mailforum.core.fanout import Deferred
 from mailforum.core.inbound import Arrival, Outcome, RouteHandler
-from mailforum.core.lists import list_by_name
+from mailforum.core.lists import forget_members, list_by_name, remember_members
 from mailforum.core.posting import (
     handle_bounce,
     handle_enable,
@@ -29,6 +30,7 @@ from mailforum.core.posting import (
 from mailforum.db.models import utcnow
 from mailforum.errors import MailforumError
 from mailforum.mail.addresses import Kind, Recipient, parse_recipient
+from mailforum.mail.headers import ancestry
 from mailforum.mail.parse import ParsedMessage
 
 # Recipient kind → use case. The ingest server accepts at RCPT only the kinds listed
@@ -73,6 +75,34 @@ def accepts(recipient: Recipient, config: Config) -> bool:
     return recipient.kind in ROUTES and (check is None or check(recipient, config))
 
 
+def prefetch(
+    session: Session, config: Config, messages: Iterable[tuple[ParsedMessage, tuple[str, ...]]]
+) -> None:
+    """What a batch of posts will look up, read at once per list: the posts their headers
+    name (``threads.prefetch``) and their senders' memberships (``lists.remember_members``),
+    one query each instead of one per message. ``process`` forgets the memberships before
+    any message that is not a post, which may change them."""
+    named: dict[str, list[str]] = defaultdict(list)
+    senders: dict[str, set[str]] = defaultdict(set)
+    for parsed, rcpt_tos in messages:
+        for rcpt in rcpt_tos:
+            try:
+                recipient = parse_recipient(rcpt, config.site.domain)
+            except MailforumError:
+                continue
+            if ROUTES.get(recipient.kind) in POSTS:
+                named[recipient.list_name].append(parsed.message_id)
+                named[recipient.list_name] += ancestry(
+                    parsed.message_id, parsed.in_reply_to, parsed.references
+                )
+                senders[recipient.list_name].add(parsed.from_address)
+    for name, message_ids in named.items():
+        mlist = list_by_name(session, name)
+        if mlist is not None:
+            threads.prefetch(session, mlist.id, message_ids)
+            remember_members(session, mlist.id, senders[name])
+
+
 def process(
     session: Session,
     config: Config,
@@ -104,8 +134,10 @@ def process(
             # The list was deleted (or the route removed) between RCPT and now: keep, don't guess.
             outcomes.append(Outcome(f"{rcpt}: no such list any more; kept in the spool", discarded=True))
             continue
-        if deferred is not None and handler not in POSTS:
-            deferred.flush(session, now)
+        if handler not in POSTS:  # it may change what a batch remembers (``prefetch``)
+            if deferred is not None:
+                deferred.flush(session, now)
+            forget_members(session)
         arrival = Arrival(
             session,
             config,

@@ -139,6 +139,12 @@ class SpoolProcessor:
                     # The posts' fan-out is written together before the commit (core.fanout.Deferred);
                     # stored again one by one, each message's is written in its own savepoint.
                     deferred = None if careful else fanout.Deferred()
+                    if not careful:
+                        routing.prefetch(
+                            session,
+                            self.config,
+                            ((parsed[i.id], i.rcpt_tos) for i in pending if i.id in parsed and i.id in fresh),
+                        )
                     started = time.monotonic()
                     while pending:
                         taken.append(pending.pop())

@@ -1,5 +1,7 @@
-"""A processing batch's fan-out written at its end (core.fanout.Deferred) sends what the
-post-by-post fan-out sends: the same copies to the same members, the same watches.
+"""A processing batch shares work between its messages (the fan-out written at its end,
+core.fanout.Deferred; memberships and posts read at its start, routing.prefetch) and still
+does what post-by-post processing does: the same copies to the same members, the same
+watches, the same policy decisions.
 
 The same mail goes to two lists with the same members: list ``one`` is processed a message
 per transaction without deferral (the reference), list ``two`` by the spool processor in
@@ -13,14 +15,17 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from mailforum.core.lists import find_member, get_list
+from mailforum.core import subscriptions
+from mailforum.core.lists import Address, find_member, get_list
 from mailforum.db import spool
 from mailforum.db.models import (
+    ConfirmAction,
     DeliveryMode,
     Member,
     OutboxEntry,
     Post,
     PostingPolicy,
+    PostStatus,
     SpoolEntry,
     SpoolState,
     TopicSubscription,
@@ -149,3 +154,40 @@ def test_a_batch_sends_what_post_by_post_processing_sends(site):
     assert {(p, k, w) for p, k, w in watchers(site, "two")} == {
         (p, k, w) for p, k, w in watchers(site, "one")
     }
+
+
+def test_a_membership_changed_inside_a_batch_counts_for_the_posts_after_it(site):
+    """The batch reads its senders' memberships at once (routing.prefetch); a command in the
+    batch (here the mail that confirms a subscription) makes it read them again, so the
+    sender's post before the confirmation is a stranger's and the one after it a member's."""
+    site.create_list("dev", policy=PostingPolicy.MEMBERS)
+    site.add_members("dev", "bob@example.com")
+    now = utcnow()
+    with site.db.session() as session:
+        mlist = get_list(session, "dev")
+        assert subscriptions.request(
+            session, site.config, mlist, Address("ann@example.com", "Ann"), ConfirmAction.SUBSCRIBE, now
+        )
+    with site.db.read_session() as session:
+        invitation = session.scalars(
+            select(OutboxEntry)
+            .where(OutboxEntry.recipient == "ann@example.com")
+            .order_by(OutboxEntry.id.desc())
+        ).first()
+    assert invitation is not None
+    confirm_address = invitation.payload["reply_to"]
+    batch = [
+        (message("Before", "<before@x>", "ann@example.com"), f"dev@{DOMAIN}"),
+        (message("Re: confirm", "<yes@x>", "ann@example.com", confirm_address), confirm_address),
+        (message("After", "<after@x>", "ann@example.com"), f"dev@{DOMAIN}"),
+    ]
+    with site.db.session() as session:
+        spool.insert_batch(
+            session, [spool.NewMessage(raw, "ann@example.com", (rcpt,)) for raw, rcpt in batch], now
+        )
+    assert SpoolProcessor(site.db, site.config).run_once() == 3
+    with site.db.read_session() as session:
+        assert find_member(session, get_list(session, "dev").id, "ann@example.com") is not None
+        status = {mid: state for mid, state in session.execute(select(Post.message_id, Post.status))}
+    assert status["<before@x>"] != PostStatus.PUBLISHED.value
+    assert status["<after@x>"] == PostStatus.PUBLISHED.value
