@@ -26,6 +26,7 @@ from mailforum.core.posting import (
     handle_moderate,
     handle_post,
     handle_reply,
+    remember_recent,
 )
 from mailforum.db.models import utcnow
 from mailforum.errors import MailforumError
@@ -76,15 +77,21 @@ def accepts(recipient: Recipient, config: Config) -> bool:
 
 
 def prefetch(
-    session: Session, config: Config, messages: Iterable[tuple[ParsedMessage, tuple[str, ...]]]
+    session: Session,
+    config: Config,
+    messages: Iterable[tuple[ParsedMessage, tuple[str, ...], dt.datetime]],
 ) -> None:
-    """What a batch of posts will look up, read at once per list: the posts their headers
-    name (``threads.prefetch``) and their senders' memberships (``lists.remember_members``),
+    """What a batch of posts (parsed, recipients, when received) will look up, read at once
+    per list: the posts their headers name (``threads.prefetch``), their senders'
+    memberships (``lists.remember_members``) and recent posts (``posting.remember_recent``),
     one query each instead of one per message. ``process`` forgets the memberships before
     any message that is not a post, which may change them."""
     named: dict[str, list[str]] = defaultdict(list)
     senders: dict[str, set[str]] = defaultdict(set)
-    for parsed, rcpt_tos in messages:
+    since: dt.datetime | None = None
+    for parsed, rcpt_tos, received_at in messages:
+        day_ago = received_at - dt.timedelta(days=1)
+        since = day_ago if since is None or day_ago < since else since
         for rcpt in rcpt_tos:
             try:
                 recipient = parse_recipient(rcpt, config.site.domain)
@@ -101,6 +108,8 @@ def prefetch(
         if mlist is not None:
             threads.prefetch(session, mlist.id, message_ids)
             remember_members(session, mlist.id, senders[name])
+            assert since is not None
+            remember_recent(session, config, mlist.id, senders[name], since)
 
 
 def process(

@@ -143,7 +143,11 @@ class SpoolProcessor:
                         routing.prefetch(
                             session,
                             self.config,
-                            ((parsed[i.id], i.rcpt_tos) for i in pending if i.id in parsed and i.id in fresh),
+                            (
+                                (parsed[i.id], i.rcpt_tos, i.received_at)
+                                for i in pending
+                                if i.id in parsed and i.id in fresh and i.protocol != spool.IMPORTED
+                            ),
                         )
                     started = time.monotonic()
                     while pending:

@@ -13,6 +13,8 @@ have, post by post; a command in the middle of the batch writes what waits first
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 
 from mailforum.core import subscriptions
@@ -191,3 +193,43 @@ def test_a_membership_changed_inside_a_batch_counts_for_the_posts_after_it(site)
         status = {mid: state for mid, state in session.execute(select(Post.message_id, Post.status))}
     assert status["<before@x>"] != PostStatus.PUBLISHED.value
     assert status["<after@x>"] == PostStatus.PUBLISHED.value
+
+
+def test_the_rate_limit_counts_the_posts_of_the_batch_itself(site):
+    """The batch reads its senders' recent posts once (posting.remember_recent) and adds those
+    it stores: a flood inside one batch is held from the same post on as one by one."""
+    site.config = replace(site.config, security=replace(site.config.security, post_rate_per_minute=3))
+    flood = [message(f"Flood {n}", f"<{n}-{{name}}@x>", "bob@example.com") for n in range(6)]
+    for name in ("one", "two"):
+        site.create_list(name, policy=PostingPolicy.OPEN)
+        site.add_members(name, "bob@example.com")
+        store(
+            site,
+            message("Earlier", f"<early-{name}@x>", "bob@example.com", f"{name}@{DOMAIN}"),
+            f"{name}@{DOMAIN}",
+        )
+    for raw in flood:
+        store(site, raw.replace(b"{name}", b"one"), f"one@{DOMAIN}", "bob@example.com")
+    with site.db.session() as session:
+        spool.insert_batch(
+            session,
+            [
+                spool.NewMessage(raw.replace(b"{name}", b"two"), "bob@example.com", (f"two@{DOMAIN}",))
+                for raw in flood
+            ],
+            utcnow(),
+        )
+    assert SpoolProcessor(site.db, site.config).run_once() == 6
+
+    def states(name: str) -> list[str]:
+        with site.db.read_session() as session:
+            mlist = get_list(session, name)
+            found = session.execute(
+                select(Post.message_id, Post.status).where(
+                    Post.list_id == mlist.id, Post.message_id.like("<_-%")
+                )
+            )
+            return [state for _, state in sorted(found)]
+
+    assert states("one") == ["published"] * 2 + ["held"] * 4  # the earlier post counts too
+    assert states("two") == states("one")
