@@ -211,7 +211,10 @@ class DeliveryWorker:
         queue: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=connections)
         # Our own threads: a sender holds one for a whole chunk, so the loop's default pool
         # (min(32, cores + 4) threads, shared with ingest and processing) would run short.
-        self._pool = ThreadPoolExecutor(connections + 2, thread_name_prefix="delivery")
+        # Its writes wait for a spool processor's batch to end (Database.mark_patient).
+        self._pool = ThreadPoolExecutor(
+            connections + 2, thread_name_prefix="delivery", initializer=self.db.mark_patient
+        )
         self._halt.clear()
         committer = threading.Thread(target=self._committer, name="delivery-committer", daemon=True)
         committer.start()
@@ -472,6 +475,7 @@ class DeliveryWorker:
         SQLite each is an fsync and the writer lock that ingest and processing need too) at
         no cost to senders. (Three committers on PostgreSQL measured slower than one that
         gathers: more, smaller commits.)"""
+        self.db.mark_patient()
         done = False
         while not done:
             first = self._results.get()
