@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from mailforum.config import Config
 from mailforum.core import tokens
@@ -73,7 +73,9 @@ def prepare_posts(
     """``prepare_post`` for several posts, read together: one query for the posts, one for
     their topics' tags and one per level of their threads, not all of that per post (a
     claimed chunk holds the copies of many posts; bench/posts.py)."""
-    posts = {post.id: post for post in session.scalars(select(Post).where(Post.id.in_(sorted(post_ids))))}
+    # With the raw message, which the copies' To and Cc come from (a query per post else).
+    found = select(Post).where(Post.id.in_(sorted(post_ids))).options(undefer(Post.raw))
+    posts = {post.id: post for post in session.scalars(found)}
     lineage = ancestors(session, {p.id: (p.message_id, p.parent_id) for p in posts.values()})
     tags = tags_of(session, sorted({p.topic_id for p in posts.values()}))
     prepared: dict[int, Prepared | None] = dict.fromkeys(post_ids)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import re
 import secrets
@@ -368,15 +369,28 @@ def notification(ident: ListIdentity, post: PostView, text: str, html: str) -> S
     """
     msg = EmailMessage(policy=POLICY)
     post_headers(msg, ident, post)
-    list_headers(msg, ident)
     boundary, body = alternative(text, html)
-    msg["MIME-Version"] = "1.0"
-    msg["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
-    raw = msg.as_bytes(policy=POLICY)
-    head, sep, _ = raw.partition(b"\r\n\r\n")
-    if not sep or _BROKEN_HEAD.search(head):  # defence in depth: never emit a stray CR, LF or NUL
+    mime = f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'
+    head = _head(msg) + _list_head(ident) + mime.encode("ascii")
+    if _BROKEN_HEAD.search(head.removesuffix(b"\r\n")):  # defence in depth: no stray CR, LF or NUL
         raise ValueError("generated header block is malformed")
-    return SharedCopy(head + b"\r\n", body)
+    return SharedCopy(head, body)
+
+
+def _head(msg: EmailMessage) -> bytes:
+    """The header block of a message without a body, CRLF after every line."""
+    head, sep, _ = msg.as_bytes(policy=POLICY).partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("generated header block is malformed")
+    return head + b"\r\n"
+
+
+@functools.lru_cache(maxsize=256)
+def _list_head(ident: ListIdentity) -> bytes:
+    """``list_headers`` as bytes, made once per list: the same for each of its posts."""
+    msg = EmailMessage(policy=POLICY)
+    list_headers(msg, ident)
+    return _head(msg)
 
 
 def alternative(text: str, html: str) -> tuple[str, bytes]:
