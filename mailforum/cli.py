@@ -228,6 +228,12 @@ def init(state: State) -> None:
     help="SMTP/LMTP processes, sharing the ports (SO_REUSEPORT; connection limits count per process).",
 )
 @click.option(
+    "--delivery-workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Delivery processes, sharing [relay] max_connections (default: 2 from two cores on).",
+)
+@click.option(
     "--processes/--single-process",
     default=None,
     help="A supervisor and a child process per role, or every part in this one process. Default: "
@@ -235,6 +241,13 @@ def init(state: State) -> None:
 )
 @click.option("--child", hidden=True, default=None, help="Internal: run as the supervisor's child NAME.")
 @click.option("--reuse-port", hidden=True, is_flag=True, help="Internal: share the SMTP ports with siblings.")
+@click.option(
+    "--relay-share",
+    hidden=True,
+    type=click.IntRange(min=1),
+    default=1,
+    help="Internal: this delivery child's siblings, [relay] max_connections is shared among.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -245,9 +258,11 @@ def serve(
     no_scheduler: bool,
     workers: int | None,
     ingest_workers: int,
+    delivery_workers: int | None,
     processes: bool | None,
     child: str | None,
     reuse_port: bool,
+    relay_share: int,
 ) -> None:
     """Run the server: SMTP/LMTP ingest, the spool processor, delivery, the web archive, digests.
 
@@ -276,11 +291,11 @@ def serve(
         scheduler=not no_scheduler,
         reuse_port=reuse_port,
     )
-    if processes is None:  # --workers or --ingest-workers asks for processes
-        asked = workers is not None or ingest_workers > 1
+    if processes is None:  # --workers, --ingest-workers or --delivery-workers asks for processes
+        asked = workers is not None or ingest_workers > 1 or delivery_workers is not None
         processes = asked or supervisor.processes_by_default(config.database.url)
     if child is None and processes:
-        _supervise(ctx, state, switches, workers, ingest_workers)
+        _supervise(ctx, state, switches, workers, ingest_workers, delivery_workers)
         return
     if child is not None:
         supervisor.die_with_parent()
@@ -288,13 +303,21 @@ def serve(
         # back exactly what its dead predecessor held.
         base = config.processing.node_name or socket.gethostname()
         processing = dataclasses.replace(config.processing, node_name=f"{base}/{child}"[-64:])
-        config = dataclasses.replace(config, processing=processing)
+        relay = dataclasses.replace(
+            config.relay, max_connections=max(1, config.relay.max_connections // relay_share)
+        )
+        config = dataclasses.replace(config, processing=processing, relay=relay)
     started()
     _run_async(run(config, switches))
 
 
 def _supervise(
-    ctx: click.Context, state: State, switches: Switches, workers: int | None, ingest_workers: int
+    ctx: click.Context,
+    state: State,
+    switches: Switches,
+    workers: int | None,
+    ingest_workers: int,
+    delivery_workers: int | None,
 ) -> None:
     import os
 
@@ -306,7 +329,7 @@ def _supervise(
     plan = supervisor.Plan(
         ingest=ingest_workers if switches.ingest else 0,
         process=(workers or supervisor.default_workers()) if switches.process else 0,
-        delivery=int(switches.delivery),
+        delivery=(delivery_workers or supervisor.default_delivery_workers()) if switches.delivery else 0,
         web=int(switches.web),
         scheduler=switches.scheduler,
     )

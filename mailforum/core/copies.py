@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from mailforum.config import Config
 from mailforum.core import tokens
@@ -64,11 +64,38 @@ class Prepared:
 
 def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: int) -> Prepared | None:
     """Render a post's notification once (text and HTML); None if the post is gone."""
-    post = session.get(Post, post_id)
-    if post is None:
-        return None
-    mlist = session.get(MailingList, post.list_id)
-    assert mlist is not None
+    return prepare_posts(session, config, renderer, [post_id])[post_id]
+
+
+def prepare_posts(
+    session: Session, config: Config, renderer: Renderer, post_ids: Collection[int]
+) -> dict[int, Prepared | None]:
+    """``prepare_post`` for several posts, read together: one query for the posts, one for
+    their topics' tags and one per level of their threads, not all of that per post (a
+    claimed chunk holds the copies of many posts; bench/posts.py)."""
+    # With the raw message, which the copies' To and Cc come from (a query per post else).
+    found = select(Post).where(Post.id.in_(sorted(post_ids))).options(undefer(Post.raw))
+    posts = {post.id: post for post in session.scalars(found)}
+    lineage = ancestors(session, {p.id: (p.message_id, p.parent_id) for p in posts.values()})
+    tags = tags_of(session, sorted({p.topic_id for p in posts.values()}))
+    prepared: dict[int, Prepared | None] = dict.fromkeys(post_ids)
+    for post in posts.values():
+        mlist = session.get(MailingList, post.list_id)
+        assert mlist is not None
+        prepared[post.id] = _prepare(
+            config, renderer, mlist, post, lineage[post.id], tags.get(post.topic_id, ())
+        )
+    return prepared
+
+
+def _prepare(
+    config: Config,
+    renderer: Renderer,
+    mlist: MailingList,
+    post: Post,
+    lineage: tuple[str, ...],
+    tags: Sequence[str],
+) -> Prepared:
     ident = identity(config, mlist)
     subject = post.subject or "(no subject)"
     context = {
@@ -104,10 +131,10 @@ def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: 
         author_address=post.author_address,
         date=post.date or post.received_at,
         topic_id=post.topic_id,
-        ancestors=ancestors(session, {post.id: (post.message_id, post.parent_id)})[post.id],
+        ancestors=lineage,
         to=sent_to.to,
         cc=sent_to.cc,
-        tags=tuple(tags_of(session, [post.topic_id]).get(post.topic_id, ())),
+        tags=tuple(tags),
     )
     # The per-recipient https one-click URL goes in front of this in _post_copy.
     return Prepared(
@@ -214,11 +241,17 @@ class Composer:
     # -- kind "post": one post to one member --------------------------------
 
     def _load_posts(self, session: Session, rows: list[outbox.ClaimedCopy]) -> None:
-        for post_id in {r.post_id for r in rows if r.post_id is not None}:
-            if post_id not in self._posts:
-                if len(self._posts) >= self._cache_size:
-                    self._posts.pop(next(iter(self._posts)))
-                self._posts[post_id] = prepare_post(session, self.config, self.renderer, post_id)
+        missing = {r.post_id for r in rows if r.post_id is not None} - self._posts.keys()
+        if not missing:
+            return
+        # The oldest go first, never one these rows need: a claim may name more posts than
+        # the cache holds, and a copy whose post was evicted would fail as "no longer exists".
+        wanted = {r.post_id for r in rows}
+        for post_id in [p for p in self._posts if p not in wanted][
+            : max(0, len(self._posts) + len(missing) - self._cache_size)
+        ]:
+            del self._posts[post_id]
+        self._posts.update(prepare_posts(session, self.config, self.renderer, missing))
 
     def _post_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         prepared = self._posts.get(row.post_id) if row.post_id is not None else None

@@ -26,8 +26,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from sqlalchemy import Select, Table, and_, bindparam, case, func, select
@@ -173,13 +174,16 @@ def enqueue_post(session: Session, post: Post, starts_topic: bool, now: dt.datet
     member who got this message as a member of another list gets no second copy: a
     cross-post arrives once (F13b); the statement itself leaves them out.
     """
-    chosen = [c.member_id for c in recipients(session, post, starts_topic)]
+    return _enqueue(session, post, [c.member_id for c in recipients(session, post, starts_topic)], now)
+
+
+def _enqueue(session: Session, post: Post, member_ids: list[int], now: dt.datetime) -> int:
     count = outbox.enqueue_members(
         session,
         list_id=post.list_id,
         post_id=post.id,
         message_id=post.message_id,
-        member_ids=chosen,
+        member_ids=member_ids,
         now=now,
         once_per_message=True,
     )
@@ -232,3 +236,65 @@ def watch_own(
         {"member_id": member.id, "topic_id": post.topic_id, "created_at": now},
     )
     return bool(added.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    post: Post
+    starts_topic: bool
+    author: Member | Unknown | None
+
+
+class Deferred:
+    """The fan-out of a processing batch's published posts, written when the batch ends.
+
+    Live posts stored in one transaction (runners.worker) are told here instead of being
+    fanned out one by one: ``flush`` reads each topic's candidates once, not once per post,
+    and adds the authors' watches in one statement, not one per post (bench/posts.py).
+    The outcome is the one-by-one outcome: posts are decided in the order they came, a
+    watch that an earlier post of the batch gave its author counts for the later posts
+    of that topic as it would have from the table, and ``core.routing`` flushes before any
+    message that is not a post (a command, a bounce, a moderator's answer) is handled, so
+    a change of membership sits between the same posts it did before.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[_Waiting] = []
+
+    def add(self, post: Post, starts_topic: bool, author: Member | Unknown | None) -> None:
+        self._waiting.append(_Waiting(post, starts_topic, author))
+
+    def flush(self, session: Session, now: dt.datetime) -> int:
+        """Write the waiting posts' outbox rows and their authors' watches; returns the rows written."""
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return 0
+        topics: dict[tuple[int, int], list[Candidate]] = {}
+        watching: dict[tuple[int, int], set[int]] = defaultdict(set)  # gained in this batch
+        watches: list[dict[str, Any]] = []
+        written = 0
+        for item in waiting:
+            post = item.post
+            key = (post.list_id, post.topic_id)
+            author = item.author
+            if author is UNKNOWN and post.author_address:
+                author = find_member(session, post.list_id, post.author_address)
+            if isinstance(author, Member) and author.watch_own and post.author_address:
+                # watch_own's INSERT … DO NOTHING: an explicit watch or mute stays as it is.
+                watches.append({"member_id": author.id, "topic_id": post.topic_id, "created_at": now})
+                watching[key].add(author.id)
+            if key not in topics:
+                topics[key] = candidates(session, *key)
+            gained = watching[key]
+            facts = PostFacts(post.author_address.lower(), item.starts_topic, _addressed(post))
+            chosen = []
+            for candidate in topics[key]:
+                if candidate.subscription is None and candidate.member_id in gained:
+                    candidate = replace(candidate, subscription=SubscriptionKind.WATCH.value)
+                rule = decide(candidate, facts)
+                if rule is not None and rule.sends:
+                    chosen.append(candidate.member_id)
+            written += _enqueue(session, post, chosen, now)
+        if watches:
+            session.execute(_watch_insert(session.get_bind().dialect.name), watches)
+        return written

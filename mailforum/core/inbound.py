@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -16,6 +17,9 @@ from mailforum.config import Config
 from mailforum.db.models import MailingList, Post
 from mailforum.mail.addresses import Recipient
 from mailforum.mail.parse import ParsedMessage
+
+if TYPE_CHECKING:
+    from mailforum.core.fanout import Deferred
 
 __all__ = ["Arrival", "Outcome", "RouteHandler"]
 
@@ -37,6 +41,8 @@ class Arrival:
     imported: bool = False  # an operator's import: the posting policy does not apply
     # Written in the browser by a signed-in member (core.webpost): the session proved the From.
     web: bool = False
+    # A processing batch's fan-out, written when the batch ends (core.fanout.Deferred); None: at once.
+    deferred: Deferred | None = None
 
 
 @dataclass(frozen=True, slots=True)

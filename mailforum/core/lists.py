@@ -276,7 +276,34 @@ def members(session: Session, mlist: MailingList) -> list[Member]:
 def find_member(session: Session, list_id: int, address: str) -> Member | None:
     if not address:
         return None
-    return session.scalars(_FIND_MEMBER, {"list_id": list_id, "address": address.lower()}).first()
+    address = address.lower()
+    known = session.info.get(_KNOWN_MEMBERS)
+    if known is not None and (list_id, address) in known:
+        return known[(list_id, address)]
+    return session.scalars(_FIND_MEMBER, {"list_id": list_id, "address": address}).first()
+
+
+_KNOWN_MEMBERS = "mailforum.known_members"  # session.info: (list id, address) → Member or None
+
+
+def remember_members(session: Session, list_id: int, addresses: Iterable[str]) -> None:
+    """Look these addresses up in the list at once: ``find_member`` answers from what this
+    read until ``forget_members`` (a processing batch's senders: one query, not one per
+    message). Whoever changes memberships in the same session must forget first."""
+    wanted = {a.lower() for a in addresses if a}
+    if not wanted:
+        return
+    known: dict[tuple[int, str], Member | None] = session.info.setdefault(_KNOWN_MEMBERS, {})
+    found = {
+        m.address: m
+        for chunk in chunks(sorted(wanted), 500)
+        for m in session.scalars(select(Member).where(Member.list_id == list_id, Member.address.in_(chunk)))
+    }
+    known.update(((list_id, a), found.get(a)) for a in wanted)
+
+
+def forget_members(session: Session) -> None:
+    session.info.pop(_KNOWN_MEMBERS, None)
 
 
 # Built once: every message looks its sender up.

@@ -9,11 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Integer, Select, String, bindparam, case, func, select
+from sqlalchemy.orm import Session
 
 from mailforum import crash
+from mailforum.batching import chunks
+from mailforum.config import Config
 from mailforum.core import (
     answers,
     bans,
@@ -33,6 +37,7 @@ from mailforum.core.policy import MESSAGE_ID_REUSED, Action, Decision, PolicyCon
 from mailforum.db import ids
 from mailforum.db.base import Id, UTCDateTime
 from mailforum.db.models import Member, Post, PostStatus, Topic
+from mailforum.db.txcache import TxCache
 from mailforum.errors import MailforumError
 from mailforum.mail.footers import strip_footers
 
@@ -54,6 +59,8 @@ def store_post(
     sender's membership, when the posting policy looked it up.
     """
     session, parsed, mlist = arrival.session, arrival.parsed, arrival.mlist
+    # An import's posts, and a processing batch's, reach the database together (below).
+    batched = arrival.imported or arrival.deferred is not None
     window = dt.timedelta(days=arrival.config.processing.subject_window_days)
     placement = threads.place(session, mlist, parsed, arrival.received_at, window, reply_to)
     if placement.duplicate:
@@ -61,9 +68,9 @@ def store_post(
         log.info("duplicate of post %s (%s) in %s", placement.existing.id, parsed.message_id, mlist.name)
         return Outcome(f"{mlist.name}: duplicate of post {placement.existing.id}")
     post = placement.existing or Post(
-        # An import's posts reach the database together: with its id now, a reply later in
-        # the batch links to it without a flush (db.ids). Live mail is flushed in attach().
-        id=ids.reserve(session, Post) if arrival.imported else None,
+        # A batch's posts reach the database together: with its id now, a reply later in
+        # the batch links to it without a flush (db.ids). Mail alone is flushed in attach().
+        id=ids.reserve(session, Post) if batched else None,
         list_id=mlist.id,
         message_id=placement.message_id,
     )
@@ -99,19 +106,25 @@ def store_post(
     post.spool_id = arrival.spool_id
     if placement.existing is None:
         session.add(post)
-    # Live mail is flushed here (the post has its id from now on); an import's posts
-    # reach the database in groups, which is what makes it fast.
-    threads.attach(session, placement, post, flush=not arrival.imported)
+    # A message processed alone is flushed here (the post has its id from now on); an
+    # import's posts and a processing batch's reach the database in groups, at the next
+    # query that needs them, which is what makes those fast.
+    threads.attach(session, placement, post, flush=not batched)
+    _remember_stored(session, post)
     crash.point("after_post_insert")
     topic = placement.topic
     threads.name_topic(topic, parsed.subject)
-    with session.no_autoflush:  # an import batch's posts stay unflushed (attach(flush=False))
+    with session.no_autoflush:  # a batch's posts stay unflushed (attach(flush=False))
         topics.tag_new_post(session, mlist, topic, post)
         if arrival.web:  # the tags ticked on the web's form; the header in mail counts for nothing (S42)
             topics.tag_web_post(session, mlist, topic, post, arrival.raw)
     if not held:
         threads.count_post(session, topic, arrival.received_at)
-        if not arrival.imported:  # an operator's archive import notifies no one
+        if arrival.imported:  # an operator's archive import notifies no one
+            pass
+        elif arrival.deferred is not None:  # at the end of the processing batch, the same way
+            arrival.deferred.add(post, topic.post_count == 1, author)
+        else:
             fanout.watch_own(session, post, arrival.now, author)
             fanout.enqueue_post(session, post, topic.post_count == 1, arrival.now)
     if held and not arrival.imported:
@@ -134,17 +147,66 @@ def recent_posts(arrival: Arrival) -> tuple[int, int]:
     author = arrival.parsed.from_address
     if not author:
         return (0, 0)
+    minute_ago, day_ago = (
+        arrival.received_at - dt.timedelta(minutes=1),
+        arrival.received_at - dt.timedelta(days=1),
+    )
+    known = _RECENT.get(arrival.session)
+    if known is not None and (arrival.mlist.id, author) in known:
+        most = arrival.config.security.post_rate_per_day + 1
+        latest = sorted((t for t in known[(arrival.mlist.id, author)] if t >= day_ago), reverse=True)[:most]
+        return sum(t >= minute_ago for t in latest), len(latest)
     minute, day = arrival.session.execute(
         _recent_posts(),
         {
             "list_id": arrival.mlist.id,
             "author": author,
-            "minute_ago": arrival.received_at - dt.timedelta(minutes=1),
-            "day_ago": arrival.received_at - dt.timedelta(days=1),
+            "minute_ago": minute_ago,
+            "day_ago": day_ago,
             "most": arrival.config.security.post_rate_per_day + 1,
         },
     ).one()
     return int(minute), int(day)
+
+
+# A batch's senders' posts of the last day (``remember_recent``): (list id, author) → when each came.
+_RECENT: TxCache[dict[tuple[int, str], list[dt.datetime]]] = TxCache("mailforum.posting.recent", dict)
+
+
+def remember_recent(
+    session: Session, config: Config, list_id: int, authors: Iterable[str], since: dt.datetime
+) -> None:
+    """Read when these authors posted to the list since ``since`` (at most the rate limit and
+    one each), for ``recent_posts`` to count from for the rest of the transaction: one query
+    for a processing batch's senders, not one per message. The posts the batch stores are
+    added as they are stored (``store_post``)."""
+    wanted = {a for a in authors if a}
+    if not wanted:
+        return
+    known = _RECENT.setdefault(session)
+    most = config.security.post_rate_per_day + 1
+    for chunk in chunks(sorted(wanted), 500):
+        ranked = (
+            select(
+                Post.author_address.label("author"),
+                Post.received_at.label("at"),
+                func.row_number()
+                .over(partition_by=Post.author_address, order_by=Post.received_at.desc())
+                .label("rank"),
+            )
+            .where(Post.list_id == list_id, Post.author_address.in_(chunk), Post.received_at >= since)
+            .subquery()
+        )
+        for author in chunk:
+            known[(list_id, author)] = []
+        for author, at in session.execute(select(ranked.c.author, ranked.c.at).where(ranked.c.rank <= most)):
+            known[(list_id, author)].append(at)
+
+
+def _remember_stored(session: Session, post: Post) -> None:
+    known = _RECENT.get(session)
+    if known is not None and post.author_address and (post.list_id, post.author_address) in known:
+        known[(post.list_id, post.author_address)].append(post.received_at)
 
 
 @functools.cache

@@ -48,15 +48,19 @@ class LockStats:
     longest_wait: float = 0.0
     slow: int = 0  # holds longer than SLOW_HOLD
     waiting: int = 0  # threads of this process in BEGIN IMMEDIATE right now
+    waiting_patient: int = 0  # of which marked patient (``Database.mark_patient``)
+    patient: threading.local = field(default_factory=threading.local, repr=False)  # .marked per thread
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def asking(self) -> None:
         with self._lock:
             self.waiting += 1
+            self.waiting_patient += getattr(self.patient, "marked", False)
 
     def waited(self, seconds: float) -> None:
         with self._lock:
             self.waiting -= 1
+            self.waiting_patient -= getattr(self.patient, "marked", False)
             self.longest_wait = max(self.longest_wait, seconds)
 
     def held(self, seconds: float, holder: str) -> None:
@@ -171,12 +175,20 @@ class Database:
         return self.dialect == "sqlite"
 
     def writers_waiting(self) -> bool:
-        """True while another thread of this process waits for the SQLite write lock.
+        """True while another thread of this process waits for the SQLite write lock, one
+        not marked patient.
 
         A long writer (the spool processor) commits early and steps aside when this is
         true: SQLite's lock is not fair, and its busy handler only polls.
         """
-        return self.lock_stats.waiting > 0
+        return self.lock_stats.waiting > self.lock_stats.waiting_patient
+
+    def mark_patient(self) -> None:
+        """The calling thread's writes can wait for a long writer's transaction to end
+        (``MAX_HOLD`` in runners/worker): delivery's claims and records, unlike a 250. The
+        processor stepping aside for them after every message cut its batches into a
+        transaction and an fsync per message while copies went out (bench/posts.py)."""
+        self.lock_stats.patient.marked = True
 
     @contextmanager
     def session(self) -> Iterator[Session]:

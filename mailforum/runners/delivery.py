@@ -150,15 +150,18 @@ class DeliveryWorker:
 
     # -- the database side (each in a worker thread) ------------------------
 
-    def _claim(self, limit: int) -> _Chunk:
-        now = self.clock()
+    def _claim(self, limit: int) -> list[outbox.ClaimedCopy]:
         with self.db.session() as session:
-            rows = outbox.claim(session, now, limit, self.lease, self.name)
-        if not rows:
-            return _Chunk([])
-        chunk = _Chunk([])
+            rows = outbox.claim(session, self.clock(), limit, self.lease, self.name)
         for row in rows:
             self._claimed[row.id] = row
+        return rows
+
+    def _compose(self, rows: list[outbox.ClaimedCopy]) -> _Chunk:
+        """The claimed rows as copies to send (in a worker thread): what they share is
+        rendered here, once per post or digest; what is personal, when each is sent."""
+        now = self.clock()
+        chunk = _Chunk([])
         try:
             with self.db.read_session() as session:
                 self.composer.load(session, rows)
@@ -208,7 +211,10 @@ class DeliveryWorker:
         queue: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=connections)
         # Our own threads: a sender holds one for a whole chunk, so the loop's default pool
         # (min(32, cores + 4) threads, shared with ingest and processing) would run short.
-        self._pool = ThreadPoolExecutor(connections + 2, thread_name_prefix="delivery")
+        # Its writes wait for a spool processor's batch to end (Database.mark_patient).
+        self._pool = ThreadPoolExecutor(
+            connections + 2, thread_name_prefix="delivery", initializer=self.db.mark_patient
+        )
         self._halt.clear()
         committer = threading.Thread(target=self._committer, name="delivery-committer", daemon=True)
         committer.start()
@@ -256,23 +262,31 @@ class DeliveryWorker:
             size = self.config.outbound.claim_batch
             waiting = max(1, queue.maxsize - queue.qsize())
             try:
-                chunk = await self._in_thread(self._claim, size * waiting)
+                rows = await self._in_thread(self._claim, size * waiting)
             except Exception as exc:
                 log.error(
                     "outbox claim failed: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 )
                 await self._sleep(poll)
                 continue
-            for row, reason in chunk.refused:
-                self._results.put(outbox.Result(row.id, False, reason, permanent=True))
-            for row, reason in chunk.deferred:
-                self._results.put(outbox.Result(row.id, False, reason))
-            for start in range(0, len(chunk.copies), size):
-                await queue.put(_Chunk(chunk.copies[start : start + size]))
-            if not (chunk.copies or chunk.refused or chunk.deferred):
+            if not rows:
                 if once:
                     return
                 await self._sleep(poll)
+                continue
+            # Rendered a chunk at a time, so the first connection has its copies after one
+            # chunk's posts are rendered, not after all of the claim's (bench/posts.py).
+            for start in range(0, len(rows), size):
+                if self._stopping.is_set():
+                    await self._in_thread(self._release, [row.id for row in rows[start:]])
+                    return
+                chunk = await self._in_thread(self._compose, rows[start : start + size])
+                for row, reason in chunk.refused:
+                    self._results.put(outbox.Result(row.id, False, reason, permanent=True))
+                for row, reason in chunk.deferred:
+                    self._results.put(outbox.Result(row.id, False, reason))
+                if chunk.copies:
+                    await queue.put(chunk)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -461,6 +475,7 @@ class DeliveryWorker:
         SQLite each is an fsync and the writer lock that ingest and processing need too) at
         no cost to senders. (Three committers on PostgreSQL measured slower than one that
         gathers: more, smaller commits.)"""
+        self.db.mark_patient()
         done = False
         while not done:
             first = self._results.get()

@@ -86,9 +86,13 @@ class Plan:
         }
         out = []
         for role, count in counts.items():
-            parts = [p for p in ROLES[role] if p != "scheduler" or self.scheduler]
-            off = [switch for part, switch in PARTS.items() if part not in parts]
-            out += [(f"{role}{i}", role, off) for i in range(1, count + 1)]
+            for i in range(1, count + 1):
+                # One scheduler: it rides with the first delivery child only.
+                parts = [p for p in ROLES[role] if p != "scheduler" or (self.scheduler and i == 1)]
+                off = [switch for part, switch in PARTS.items() if part not in parts]
+                if role == "delivery" and count > 1:  # [relay] max_connections is shared out
+                    off += ["--relay-share", str(count)]
+                out.append((f"{role}{i}", role, off))
         return out
 
 
@@ -97,6 +101,13 @@ def processes_by_default(database_url: str) -> bool:
     at a time, and processes contending for its file lock (which waits by sleeping) ingest
     several times slower than one process whose parts take turns (bench/ingest.py)."""
     return database_url.startswith("postgresql")
+
+
+def default_delivery_workers(cores: int | None = None) -> int:
+    """Delivery children: two from two cores on. One delivery process is one core of Python
+    at most (its threads share the GIL); when processing has drained a burst, a second one
+    sends on the other core (bench/posts.py: 200 posts to 20 members)."""
+    return 2 if (cores or os.cpu_count() or 1) >= 2 else 1
 
 
 def default_workers(cores: int | None = None) -> int:

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from mailforum import metrics
 from mailforum.config import Config
-from mailforum.core import archive, routing, threads
+from mailforum.core import archive, fanout, routing, threads
 from mailforum.db import spool
 from mailforum.db.models import SpoolEntry, SpoolState, utcnow
 from mailforum.db.session import Database
@@ -136,12 +136,27 @@ class SpoolProcessor:
                     # One statement locks the rest of the batch; the entries end in one
                     # executemany before the commit, with the posts they made.
                     fresh = spool.lock_new(session, [item.id for item in pending])
+                    # The posts' fan-out is written together before the commit (core.fanout.Deferred);
+                    # stored again one by one, each message's is written in its own savepoint.
+                    deferred = None if careful else fanout.Deferred()
+                    if not careful:
+                        routing.prefetch(
+                            session,
+                            self.config,
+                            (
+                                (parsed[i.id], i.rcpt_tos, i.received_at)
+                                for i in pending
+                                if i.id in parsed and i.id in fresh and i.protocol != spool.IMPORTED
+                            ),
+                        )
                     started = time.monotonic()
                     while pending:
                         taken.append(pending.pop())
-                        self._store_one(session, taken[-1], fresh, parsed, failures, now, careful, done)
+                        self._store_one(session, taken[-1], fresh, parsed, failures, now, deferred, done)
                         if time.monotonic() - started > MAX_HOLD or self.db.writers_waiting():
                             break
+                    if deferred is not None:
+                        deferred.flush(session, now)
                     spool.finish_all(session, done, now)
             except Exception:
                 if careful:
@@ -173,19 +188,20 @@ class SpoolProcessor:
         parsed: dict[int, ParsedMessage],
         failures: dict[int, tuple[str, bool]],
         now: dt.datetime,
-        careful: bool,
+        deferred: fanout.Deferred | None,
         done: list[spool.Finished],
     ) -> None:
-        """Store one message. Not ``careful``: without a savepoint of its own (two statements
-        fewer), so an error rolls back the whole transaction and ``_store`` tries again."""
+        """Store one message. With ``deferred`` (the batch's fan-out): without a savepoint of its
+        own (two statements fewer), so an error rolls back the whole transaction and ``_store``
+        tries again carefully, each message in a savepoint with its fan-out written at once."""
         if item.id not in fresh:  # another process finished it after our lease ran out
             return
         if item.id in failures:
             error, permanent = failures[item.id]
             self._failed(session, item.id, error, now, permanent)
             return
-        if not careful:
-            outcomes = self._process(session, item, parsed[item.id], now)
+        if deferred is not None:
+            outcomes = self._process(session, item, parsed[item.id], now, deferred)
         else:
             try:
                 with session.begin_nested():
@@ -198,7 +214,12 @@ class SpoolProcessor:
         done.append(spool.Finished(item.id, state, "\n".join(o.summary for o in outcomes)))
 
     def _process(
-        self, session: Session, item: spool.ClaimedEntry, parsed: ParsedMessage, now: dt.datetime
+        self,
+        session: Session,
+        item: spool.ClaimedEntry,
+        parsed: ParsedMessage,
+        now: dt.datetime,
+        deferred: fanout.Deferred | None = None,
     ) -> list[routing.Outcome]:
         """Live mail as it came; an entry ``import-mbox`` parked as the import would have stored it."""
         if item.protocol == spool.IMPORTED:  # no policy, no notifications, dated by its Date
@@ -207,7 +228,7 @@ class SpoolProcessor:
             sender, received = item.mail_from, item.received_at
         args = (session, self.config, parsed, item.raw, sender, item.rcpt_tos, item.id, received, now)
         return routing.process(
-            *args, imported=item.protocol == spool.IMPORTED, web=item.protocol == spool.WEB
+            *args, imported=item.protocol == spool.IMPORTED, web=item.protocol == spool.WEB, deferred=deferred
         )
 
     def _failed(self, session: Session, entry_id: int, error: str, now: dt.datetime, permanent: bool) -> None:

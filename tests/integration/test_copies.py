@@ -12,8 +12,12 @@ from email.utils import getaddresses
 from sqlalchemy import select
 
 from mailforum.core import digest_schedule
+from mailforum.core.copies import Composer
 from mailforum.core.lists import find_member, get_list
+from mailforum.db import outbox, spool
 from mailforum.db.models import DeliveryMode, PostingPolicy
+from mailforum.render import Renderer
+from mailforum.runners.worker import SpoolProcessor
 from tests.helpers import DOMAIN, message, send, wait_for
 from tests.integration.outbound_helpers import LIST, as_email, rows, settled
 
@@ -166,3 +170,34 @@ def test_a_chain_of_replies_quoting_our_footers_stores_none_of_them(site, relay,
     digest_text = digest.get_body(("plain",)).get_content()
     assert "Reply 5." in digest_text and "View this topic on the web" not in digest_text
     assert "Reply privately" not in digest_text
+
+
+def test_a_claim_naming_more_posts_than_the_cache_holds_composes_every_copy(site):
+    """RELIABILITY F25: the composer's post cache never evicts a post the rows in hand need: a claim of
+    more distinct posts than ``cache_size`` used to fail the evicted ones' copies for good as
+    "the post no longer exists"."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    site.add_members("dev", "ann@example.com", "bob@example.com")
+    raws = [
+        message(subject=f"post {n}", sender="carol@example.net", message_id=f"<many-{n}@example.net>")
+        for n in range(5)
+    ]
+    now = dt.datetime.now(dt.UTC)
+    with site.db.session() as session:
+        spool.insert_batch(
+            session, [spool.NewMessage(raw, "carol@example.net", (f"dev@{DOMAIN}",)) for raw in raws], now
+        )
+    assert SpoolProcessor(site.db, site.config).drain() == 5
+    with site.db.session() as session:
+        claimed = outbox.claim(session, now + dt.timedelta(minutes=1), 100, dt.timedelta(minutes=5), "test")
+    assert len(claimed) == 10 and len({row.post_id for row in claimed}) == 5
+    composer = Composer(site.config, Renderer(), cache_size=2)
+    for rows_in_hand in (claimed, claimed[:4]):  # a second chunk evicts only what it does not need
+        with site.db.read_session() as session:
+            composer.load(session, rows_in_hand)
+        built = [composer.compose(row, now) for row in rows_in_hand]
+        assert [b for b in built if isinstance(b, str)] == []
+        assert {b.row.recipient for b in built if not isinstance(b, str)} == {
+            "ann@example.com",
+            "bob@example.com",
+        }

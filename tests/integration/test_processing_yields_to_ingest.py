@@ -112,3 +112,51 @@ def test_a_rest_for_ingest_ends_when_ingest_goes_quiet(site):
     rested.join(timeout=30)  # a rest to its end would take 120 s
     assert not rested.is_alive()
     assert not processor.ingest_busy()
+
+
+def test_a_patient_writer_waits_for_the_batch_to_end(site, monkeypatch):
+    """Delivery's threads are marked patient (Database.mark_patient): their claims and records
+    wait for the processor's batch (at most MAX_HOLD) instead of cutting it into a
+    transaction per message, as a 250 waiting would."""
+    from mailforum.core import routing
+
+    if not site.db.is_sqlite:
+        pytest.skip("PostgreSQL has row locks: nobody waits for the processor")
+
+    site.create_list("dev", PostingPolicy.OPEN)
+    rcpt = (f"dev@{DOMAIN}",)
+    total = 20
+    with site.db.session() as session:
+        spool.insert_batch(
+            session,
+            [
+                spool.NewMessage(message(message_id=f"<p{i}@example.com>"), "ann@example.com", rcpt)
+                for i in range(total)
+            ],
+            utcnow(),
+        )
+    seen: list[int] = []
+
+    def delivery_commit() -> None:  # what delivery's committer does with its results
+        site.db.mark_patient()
+        with site.db.session() as session:
+            seen.append(sum(n for state, n in spool.counts(session).items() if state == "done"))
+
+    writer = threading.Thread(target=delivery_commit)
+    real = routing.process
+    calls = 0
+
+    def process(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            writer.start()
+            wait_for(lambda: site.db.lock_stats.waiting_patient > 0)
+            assert not site.db.writers_waiting()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(routing, "process", process)
+    monkeypatch.setattr(worker, "MAX_HOLD", 60.0)  # no timing in the test: only the writer could cut it
+    assert SpoolProcessor(site.db, site.config).run_once(total) == total
+    writer.join()
+    assert seen == [total]  # it had the lock once the whole batch was committed

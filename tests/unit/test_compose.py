@@ -6,12 +6,13 @@ import datetime as dt
 import random
 import re
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 
-from mailforum.mail.compose import ListIdentity, PostView, canonical_body, notification, references
+from mailforum.mail.compose import POLICY, ListIdentity, PostView, canonical_body, notification, references
 from mailforum.mail.headers import is_tag, leading_prefixes, looks_like_reply, subject_info
 from mailforum.mail.parse import parse
 from mailforum.textsafe import BIDI_CONTROLS
@@ -235,3 +236,38 @@ def test_display_names_lose_bidi_controls(name):
         shown = msg[header].addresses[0].display_name
         assert not BIDI_CONTROLS.search(shown), (header, shown)
     assert msg["From"].addresses[0].display_name.endswith(" via Dev Talk")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain ascii\n",
+        "é日本 and a trailing space \nand a tab\t\n",
+        ".a dot line\nFrom the start\n--===============1== a boundary look-alike\n",
+        "a long line " * 40 + "\n" + "x" * 200,
+        "bare\rCR and\r\nCRLF and = signs =3D\n\n\n",
+        "",
+    ],
+)
+def test_the_hand_written_alternative_reads_as_the_email_package_writes_it(text):
+    """``alternative`` replaces set_content/add_alternative (for speed): a reader finds the
+    same two parts, the same decoded text, line lengths within RFC 5322's 78."""
+    html = "<p>" + text + "</p>"
+    ours = BytesParser(policy=policy.default).parsebytes(
+        notification(IDENT, view(), text, html).personalise("a@b", [])
+    )
+    theirs = EmailMessage(policy=POLICY)
+    theirs.set_content(canonical_body(text), cte="quoted-printable")
+    theirs.add_alternative(canonical_body(html), subtype="html", cte="quoted-printable")
+    theirs = BytesParser(policy=policy.default).parsebytes(theirs.as_bytes())
+    assert ours.get_content_type() == "multipart/alternative"
+    for mine, stdlib in zip(ours.iter_parts(), theirs.iter_parts(), strict=True):
+        assert mine.get_content_type() == stdlib.get_content_type()
+        assert (
+            mine.get_content_charset() == "utf-8" and mine["Content-Transfer-Encoding"] == "quoted-printable"
+        )
+        assert mine.get_content() == stdlib.get_content()
+        assert mine.get_payload() == stdlib.get_payload()  # the same encoded lines too
+    raw = notification(IDENT, view(), text, html).body
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import jinja2
 import pytest
 
+from mailforum import render
 from mailforum.render import Renderer
 
 CONTEXT = {
@@ -44,6 +47,26 @@ def test_a_list_can_override_a_template(tmp_path):
     renderer = Renderer(tmp_path)
     assert renderer.render("dev", "notification/post.txt.j2", CONTEXT) == "custom Hi\n"
     assert "a < b & c" in renderer.render("other", "notification/post.txt.j2", CONTEXT)
+
+
+def test_an_edited_template_file_is_used_after_the_recheck_interval(tmp_path, monkeypatch):
+    """Template files are not looked at on every render (render.RECHECK), but an edit, of a
+    template or of what it includes, is picked up once the interval has passed."""
+    (tmp_path / "notification").mkdir()
+    page, part = tmp_path / "notification" / "post.txt.j2", tmp_path / "notification" / "part.txt.j2"
+    page.write_text("one {% include 'notification/part.txt.j2' %}")
+    part.write_text("A")
+    monkeypatch.setattr(render, "RECHECK", 3600.0)
+    renderer = Renderer(tmp_path)
+    assert renderer.render("dev", "notification/post.txt.j2", CONTEXT) == "one A"
+    part.write_text("B")
+    os.utime(part, (part.stat().st_atime, part.stat().st_mtime + 10))
+    assert renderer.render("dev", "notification/post.txt.j2", CONTEXT) == "one A"  # not looked at yet
+    monkeypatch.setattr(render, "RECHECK", 0.0)
+    assert renderer.render("dev", "notification/post.txt.j2", CONTEXT) == "one B"
+    page.write_text("two {% include 'notification/part.txt.j2' %}")
+    os.utime(page, (page.stat().st_atime, page.stat().st_mtime + 20))
+    assert renderer.render("dev", "notification/post.txt.j2", CONTEXT) == "two B"
 
 
 def test_an_undefined_variable_is_an_error_not_blank_text(tmp_path):

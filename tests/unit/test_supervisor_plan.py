@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from mailforum.runners.supervisor import Plan, default_workers
+from mailforum.runners.supervisor import Plan, default_delivery_workers, default_workers
 
 
 def test_every_role_by_default_with_the_scheduler_beside_delivery() -> None:
@@ -31,6 +31,21 @@ def test_no_scheduler_anywhere_when_switched_off() -> None:
 def test_counts_per_role() -> None:
     names = [name for name, _, _ in Plan(ingest=2, process=3).children()]
     assert names == ["process1", "process2", "process3", "delivery1", "web1", "ingest1", "ingest2"]
+
+
+def test_several_delivery_children_share_the_relay_connections_and_one_runs_the_scheduler() -> None:
+    children = {name: off for name, _, off in Plan(delivery=2).children()}
+    assert children["delivery1"] == ["--no-smtp", "--no-process", "--no-web", "--relay-share", "2"]
+    assert children["delivery2"] == [
+        "--no-smtp",
+        "--no-process",
+        "--no-web",
+        "--no-scheduler",
+        "--relay-share",
+        "2",
+    ]
+    assert sum("--no-scheduler" not in off for off in children.values()) == 1
+    assert [default_delivery_workers(n) for n in (1, 2, 8)] == [1, 2, 2]
 
 
 def test_processing_children_leave_one_core() -> None:
