@@ -6,10 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import undefer
 
 from mailforum.core import archive, lists, routing
-from mailforum.db.models import OutboxEntry, PostingPolicy, SpoolEntry, SpoolState
+from mailforum.db.models import OutboxEntry, Post, PostingPolicy, SpoolEntry, SpoolState, Topic, utcnow
+from mailforum.mail.addresses import list_address
+from mailforum.mail.parse import parse
 from tests.helpers import message
+from tests.unit.test_footers import copy_text
 
 
 def _archive(count: int) -> list[bytes]:
@@ -37,16 +41,29 @@ def test_parallel_import_of_many_batches(site):
 
 
 def fail_on(monkeypatch, message_id: str, error: str) -> Callable[..., Any]:
-    """Processing raises RuntimeError(error) for one message; the real ``routing.process``."""
-    real = routing.process
+    """Storing raises RuntimeError(error) for one message, on the import's path
+    (``archive.store_imported``) and on the live path a retry takes (``routing.process``);
+    returns a function that undoes both."""
+    real_store, real_process = archive.store_imported, routing.process
+
+    def store(session, config, mlist, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if parsed.message_id == message_id:
+            raise RuntimeError(error)
+        return real_store(session, config, mlist, parsed, *args, **kwargs)
 
     def process(session, config, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
         if parsed.message_id == message_id:
             raise RuntimeError(error)
-        return real(session, config, parsed, *args, **kwargs)
+        return real_process(session, config, parsed, *args, **kwargs)
 
+    monkeypatch.setattr(archive, "store_imported", store)
     monkeypatch.setattr(routing, "process", process)
-    return real
+
+    def undo() -> None:
+        monkeypatch.setattr(archive, "store_imported", real_store)
+        monkeypatch.setattr(routing, "process", real_process)
+
+    return undo
 
 
 def test_a_failing_message_is_parked_and_its_batch_stored_carefully(site, monkeypatch):
@@ -72,10 +89,10 @@ def test_a_retried_import_message_is_stored_as_an_import(site, monkeypatch):
     site.add_members("dev", "bob@example.com", "carol@example.com")
     with site.db.read_session() as session:
         mlist = lists.get_list(session, "dev")
-    real = fail_on(monkeypatch, "<t0-1@x>", "a bug, fixed since")
+    fixed = fail_on(monkeypatch, "<t0-1@x>", "a bug, fixed since")
     report = archive.import_messages(site.db, site.config, mlist, _archive(3), parallel=False)
     assert (report.posts, report.failed) == (2, 1)
-    monkeypatch.setattr(routing, "process", real)
+    fixed()
     retried = site.cli("spool", "retry", "--all", "--now")
     assert retried.returncode == 0, retried.stderr
     post = site.posts_by_id()["<t0-1@x>"]
@@ -149,3 +166,66 @@ def test_an_import_batch_threads_as_one_message_per_batch_does_with_few_statemen
     assert batched["<late3@x>"][0] == frozenset({"<late3@x>", "<e3@x>"})
     again = archive.import_messages(site.db, site.config, dev, raws, batch=500, parallel=False)
     assert (again.posts, again.duplicates) == (0, len(raws))
+
+
+def _rows(site, list_name: str) -> dict[str, tuple[Any, ...]]:
+    """Every stored row of a list, keyed by Message-ID: its columns but the ids, its topic's
+    columns but the ids (the topic named by its messages), and its parent's Message-ID."""
+    with site.db.read_session() as session:
+        mlist = lists.get_list(session, list_name)
+        posts = list(session.scalars(select(Post).where(Post.list_id == mlist.id).options(undefer(Post.raw))))
+        topics = {t.id: t for t in session.scalars(select(Topic).where(Topic.list_id == mlist.id))}
+    by_id = {p.id: p for p in posts}
+    members: dict[int, set[str]] = {}
+    for post in posts:
+        members.setdefault(post.topic_id, set()).add(post.message_id)
+    skip = {"id", "list_id", "topic_id", "parent_id", "spool_id", "merged_into_id"}
+
+    def columns(row: Any) -> tuple[Any, ...]:
+        return tuple(getattr(row, c.key) for c in row.__table__.columns if c.key not in skip)
+
+    return {
+        p.message_id: (
+            columns(p),
+            columns(topics[p.topic_id]),
+            frozenset(members[p.topic_id]),
+            by_id[p.parent_id].message_id if p.parent_id is not None else None,
+        )
+        for p in posts
+    }
+
+
+def test_the_import_stores_the_rows_the_live_path_stores_for_an_imported_message(site):
+    """``archive.store_imported`` (the import command, a batch at a time) stores what
+    ``routing.process(imported=True)`` (``spool retry`` of a parked import, one message a
+    transaction) stores: the same posts, placeholders, topics and parents, column by column."""
+    site.create_list("dev", policy=PostingPolicy.MODERATED)
+    site.create_list("one", policy=PostingPolicy.MODERATED)
+    with site.db.read_session() as session:
+        dev = lists.get_list(session, "dev")
+    quoted_copy = "".join(f"> {line}\n" for line in copy_text().splitlines())  # our footer in it
+    raws = [
+        *_subject_archive(),
+        message("Re: Build failure 1", "<f1@x>", extra="In-Reply-To: <o1@x>", body=f"{quoted_copy}\nOK.\n"),
+        message("Build failure 1", "<o1@x>", body="The same id, other words: kept under a derived id.\n"),
+        message("No date", "<nodate@x>", body="Dated by the archive.\n").replace(
+            b"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n", b""
+        ),
+    ]
+    report = archive.import_messages(site.db, site.config, dev, raws, batch=500, parallel=False)
+    assert (report.posts, report.failed) == (len(raws), 0)
+    now = utcnow()
+    address = list_address("one", site.config.site.domain)
+    for raw in raws:  # as the spool worker runs a retried import: one transaction each
+        parsed = parse(raw)
+        with site.db.session() as session:
+            received = archive.imported_arrival(parsed, now)
+            args = (session, site.config, parsed, raw, parsed.from_address, (address,), None, received, now)
+            [outcome] = routing.process(*args, imported=True)
+            assert outcome.post is not None
+    imported, live = _rows(site, "dev"), _rows(site, "one")
+    assert set(imported) == set(live)
+    for message_id, row in imported.items():
+        if message_id == "<nodate@x>":  # dated by the import (archive_dates), by now on the live path
+            continue
+        assert row == live[message_id], message_id
