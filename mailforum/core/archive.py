@@ -33,7 +33,7 @@ from mailforum import crash
 from mailforum.config import Config
 from mailforum.core import lists, threads, topics
 from mailforum.core.archive_parse import Parsed as _Parsed
-from mailforum.core.archive_parse import parse_chunk
+from mailforum.core.archive_parse import parse_chunk, watch_parent
 from mailforum.core.authentication import strip_forged
 from mailforum.db import ids, spool
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, SpoolState, utcnow
@@ -218,6 +218,7 @@ class _Parser:
     calling thread: a lock another one held would stay locked in the child): it starts
     in milliseconds, with the parser loaded. Otherwise it is spawned, a new interpreter
     that imports only ``archive_parse`` (about 0.15 s of CPU before its first message).
+    Either ends when this process does, even by kill -9 (``archive_parse.watch_parent``).
     """
 
     def __init__(self, parallel: bool) -> None:
@@ -235,7 +236,12 @@ class _Parser:
         if not (self.parallel and more):
             return parse_chunk(raws)
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(_start_method()))
+            self.pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context(_start_method()),
+                initializer=watch_parent,
+                initargs=(os.getpid(),),
+            )
         try:
             return self.pool.submit(parse_chunk, raws)
         except (BrokenProcessPool, RuntimeError):

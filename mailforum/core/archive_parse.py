@@ -8,6 +8,9 @@ message.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 import traceback
 
 from mailforum.mail.parse import ParsedMessage, Unprocessable, parse
@@ -26,3 +29,18 @@ def parse_chunk(raws: list[bytes]) -> list[Parsed]:
         except Exception:
             out.append((None, traceback.format_exc(limit=8)))
     return out
+
+
+def watch_parent(parent: int, every: float = 0.5) -> None:
+    """End this process when ``parent`` does (the parser process's initializer).
+
+    A forked parser holds its own copy of the pipe its work comes down, so it would never
+    see that pipe close: after a kill -9 of the import it would wait forever, an orphan.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()

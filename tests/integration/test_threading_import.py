@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -229,3 +233,53 @@ def test_the_import_stores_the_rows_the_live_path_stores_for_an_imported_message
         if message_id == "<nodate@x>":  # dated by the import (archive_dates), by now on the live path
             continue
         assert row == live[message_id], message_id
+
+
+def test_an_import_killed_mid_batch_resumes_where_its_last_commit_ended(site, tmp_path):
+    """kill -9 inside the second batch (64 messages, then 128): the first batch is stored
+    whole, nothing of the second; run again, the import skips the first and stores the rest,
+    replies of the lost batch threaded under parents of the kept one."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    box = tmp_path / "archive.mbox"
+    with open(box, "wb") as out:
+        for raw in _archive(300):
+            out.write(
+                b"From archive@example.org Thu Nov 26 10:00:00 2026\n" + raw.replace(b"\r\n", b"\n") + b"\n"
+            )
+    env = dict(os.environ, MAILFORUM_CONFIG=str(site.config_file), MAILFORUM_CRASH_AT="after_post_insert:100")
+    killed = subprocess.run(
+        [sys.executable, "-m", "mailforum", "import-mbox", str(box), "--list", "dev"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(site.posts_by_id()) == archive.FIRST_BATCH  # the first commit, and nothing half-written
+    again = site.cli("import-mbox", str(box), "--list", "dev")
+    assert again.returncode == 0, again.stderr
+    assert (
+        f"imported {300 - archive.FIRST_BATCH} post(s); {archive.FIRST_BATCH} already stored" in again.stdout
+    )
+    posts = site.posts_by_id()
+    assert len(posts) == 300 and len({p["topic_id"] for p in posts.values()}) == 30
+    assert posts["<t6-5@x>"]["parent_message_id"] == "<t6-4@x>"  # across the two runs' batches
+
+
+def test_the_same_message_id_twice_in_one_batch_is_stored_once_or_kept_apart(site):
+    """Inside one unflushed batch: the same message twice is a duplicate; the same id
+    with other content is kept under a derived id (S20), as across batches."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    with site.db.read_session() as session:
+        mlist = lists.get_list(session, "dev")
+    raws = [
+        message("Plans", "<p@x>", body="The plan.\n"),
+        message("Re: Plans", "<r@x>", extra="In-Reply-To: <p@x>", body="Agreed.\n"),
+        message("Plans", "<p@x>", body="The plan.\n"),  # delivered twice
+        message("Plans", "<p@x>", body="Another text under the same id.\n"),
+    ]
+    report = archive.import_messages(site.db, site.config, mlist, raws, batch=500, parallel=False)
+    assert (report.posts, report.duplicates, report.failed) == (3, 1, 0)
+    posts = site.posts_by_id()
+    assert len(posts) == 3 and posts["<r@x>"]["parent_message_id"] == "<p@x>"
+    [squatter] = [m for m in posts if m not in ("<p@x>", "<r@x>")]
+    assert squatter.endswith(".p@x>") and posts[squatter]["text"].startswith("Another text")
