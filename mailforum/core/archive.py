@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session, aliased
 from mailforum import crash
 from mailforum.config import Config
 from mailforum.core import lists, threads, topics
-from mailforum.core.archive_parse import Parsed as _Parsed
-from mailforum.core.archive_parse import parse_chunk, watch_parent
+from mailforum.core.archive_parse import Dated as _Dated
+from mailforum.core.archive_parse import archive_date, parse_entries, split_envelope, watch_parent
 from mailforum.core.authentication import strip_forged
 from mailforum.db import ids, spool
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, SpoolState, utcnow
@@ -41,7 +41,7 @@ from mailforum.db.session import Database
 from mailforum.mail.addresses import list_address
 from mailforum.mail.footers import strip_footers
 from mailforum.mail.headers import ancestry, thread_index
-from mailforum.mail.parse import ParsedMessage, envelope_date, header_date, received_date
+from mailforum.mail.parse import ParsedMessage
 
 T = TypeVar("T")
 
@@ -82,17 +82,15 @@ def import_messages(
     last: dt.datetime | None = None
     first = min(FIRST_BATCH, batch)  # a first batch this long may have others after it
     with _Parser(parallel) as parser:
-        pending: tuple[_Chunk, Future[list[_Parsed]] | list[_Parsed]] | None = None
+        pending: tuple[_Chunk, Future[list[_Dated]] | list[_Dated]] | None = None
         for entries in ramped(raws, batch, first):
-            dates = archive_dates(entries, last)
-            last = dates[-1]
-            chunk = _Chunk([split_envelope(entry)[1] for entry in entries], dates)
-            parsed = parser.submit(chunk.raws, more=pending is not None or len(entries) >= first)
+            chunk = _Chunk(entries, [split_envelope(entry)[1] for entry in entries])
+            parsed = parser.submit(entries, more=pending is not None or len(entries) >= first)
             if pending is not None:
-                _import_chunk(db, config, rcpt, *pending, report, on_progress)
+                last = _import_chunk(db, config, rcpt, *pending, last, report, on_progress)
             pending = (chunk, parsed)
         if pending is not None:
-            _import_chunk(db, config, rcpt, *pending, report, on_progress)
+            _import_chunk(db, config, rcpt, *pending, last, report, on_progress)
     return report
 
 
@@ -114,8 +112,8 @@ def ramped(items: Iterable[T], size: int, first: int = FIRST_BATCH) -> Iterator[
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    raws: list[bytes]  # the messages, without their mbox From_ lines
-    dates: list[dt.datetime | None]  # when each was written (archive_dates), for those without a Date
+    entries: list[bytes]  # the messages as the archive holds them, perhaps with their From_ lines
+    raws: list[bytes]  # the messages, without their From_ lines
 
 
 class Mbox:
@@ -165,28 +163,16 @@ class Mbox:
             self._data.close()
 
 
-_ENVELOPE = re.compile(rb"From (?![ \t]*:)")  # an mbox From_ line, not a "From :" header
-
-
-def split_envelope(entry: bytes) -> tuple[bytes, bytes]:
-    """(mbox From_ line, message) of an archive entry; the line is b"" when there is none."""
-    if not _ENVELOPE.match(entry):
-        return b"", entry
-    line, _, message = entry.partition(b"\n")
-    return line.rstrip(b"\r"), message
-
-
-def archive_date(entry: bytes) -> dt.datetime | None:
-    """When an archived message was written: its Date, else its From_ line, else its newest
-    Received: (RELIABILITY B51); None when none of them says."""
-    line, raw = split_envelope(entry)
-    return header_date(raw) or envelope_date(line) or received_date(raw)
-
-
 def archive_dates(entries: Sequence[bytes], before: dt.datetime | None = None) -> list[dt.datetime | None]:
     """``archive_date`` of each entry; one that has none takes its neighbour's: the one
     before it (``before`` for the first), else the first dated one after it."""
-    own = [archive_date(entry) for entry in entries]
+    return neighbour_dates([archive_date(entry) for entry in entries], before)
+
+
+def neighbour_dates(
+    own: Sequence[dt.datetime | None], before: dt.datetime | None = None
+) -> list[dt.datetime | None]:
+    """``own`` (``archive_date``s), each None replaced as ``archive_dates`` says."""
     following: list[dt.datetime | None] = [None] * len(own)
     later: dt.datetime | None = None
     for position in range(len(own) - 1, -1, -1):
@@ -232,9 +218,9 @@ class _Parser:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, raws: list[bytes], more: bool) -> Future[list[_Parsed]] | list[_Parsed]:
+    def submit(self, entries: list[bytes], more: bool) -> Future[list[_Dated]] | list[_Dated]:
         if not (self.parallel and more):
-            return parse_chunk(raws)
+            return parse_entries(entries)
         if self.pool is None:
             self.pool = ProcessPoolExecutor(
                 1,
@@ -243,10 +229,10 @@ class _Parser:
                 initargs=(os.getpid(),),
             )
         try:
-            return self.pool.submit(parse_chunk, raws)
+            return self.pool.submit(parse_entries, entries)
         except (BrokenProcessPool, RuntimeError):
             self.parallel = False
-            return parse_chunk(raws)
+            return parse_entries(entries)
 
 
 def _start_method() -> str:
@@ -268,11 +254,13 @@ def _import_chunk(
     config: Config,
     rcpt: tuple[str, ...],
     chunk: _Chunk,
-    parsed: Future[list[_Parsed]] | list[_Parsed],
+    parsed: Future[list[_Dated]] | list[_Dated],
+    last: dt.datetime | None,
     report: ImportReport,
     on_progress: Any,
-) -> None:
-    """Store one parsed batch in one commit.
+) -> dt.datetime | None:
+    """Store one parsed batch in one commit; the date of its last message (``archive_dates``),
+    which an undated first message of the next batch takes.
 
     The fast path stores without a savepoint per message; if any message fails, the
     batch is rolled back and stored again with a savepoint each, parking the failures.
@@ -281,12 +269,13 @@ def _import_chunk(
         try:
             results = parsed.result()
         except BrokenProcessPool:  # the parser process died: parse here
-            results = parse_chunk(chunk.raws)
+            results = parse_entries(chunk.entries)
     else:
         results = parsed
+    dates = neighbour_dates([own for _, _, own in results], last)
     items = [
         _Item(raw, _dated(message, when), error)
-        for raw, when, (message, error) in zip(chunk.raws, chunk.dates, results, strict=True)
+        for raw, when, (message, error, _) in zip(chunk.raws, dates, results, strict=True)
     ]
     now = utcnow()
     try:
@@ -301,6 +290,7 @@ def _import_chunk(
     report.errors.extend(stored.errors)
     if on_progress:
         on_progress(len(chunk.raws))
+    return dates[-1] if dates else last
 
 
 def _dated(parsed: ParsedMessage | None, when: dt.datetime | None) -> ParsedMessage | None:

@@ -283,3 +283,19 @@ def test_the_same_message_id_twice_in_one_batch_is_stored_once_or_kept_apart(sit
     assert len(posts) == 3 and posts["<r@x>"]["parent_message_id"] == "<p@x>"
     [squatter] = [m for m in posts if m not in ("<p@x>", "<r@x>")]
     assert squatter.endswith(".p@x>") and posts[squatter]["text"].startswith("Another text")
+
+
+def test_an_undated_first_message_of_a_batch_takes_the_date_of_the_batch_before(site):
+    """Dates are read in the parser process, batch by batch: an undated message opening a
+    batch is dated as the last message of the batch before (archive_dates), not by now."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    with site.db.read_session() as session:
+        mlist = lists.get_list(session, "dev")
+    dated = message("Dated", "<dated@x>").replace(b"10:00:00", b"08:30:00")
+    undated = message("Undated", "<undated@x>").replace(b"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n", b"")
+    later = message("Later", "<later@x>")
+    report = archive.import_messages(site.db, site.config, mlist, [dated, undated, later], batch=1)
+    assert (report.posts, report.failed) == (3, 0)
+    posts = site.posts_by_id()
+    assert posts["<undated@x>"]["received_at"].startswith("2026-11-26T08:30:00")
+    assert posts["<later@x>"]["received_at"].startswith("2026-11-26T10:00:00")
