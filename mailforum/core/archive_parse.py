@@ -1,8 +1,8 @@
-"""The parser process of ``import-mbox`` (``core.archive``): parse many messages, never raise.
+"""The parser process of ``import-mbox`` (``core.archive``): parse and date many messages, never raise.
 
-A module of its own so that the process, started by ``spawn``, imports only the mail
-parser: importing ``core.archive`` would load the whole processing path (routing, every
-use case, SQLAlchemy's models), which cost that process 0.6 s of CPU before its first
+A module of its own so that the process, when it is started by ``spawn`` (a forked one
+has everything already), imports only the mail parser: importing ``core.archive`` would
+load SQLAlchemy and the models, which cost that process 0.6 s of CPU before its first
 message.
 """
 
