@@ -1,4 +1,13 @@
-"""Import an mbox through the live processing path; export posts as JSON lines or mbox."""
+"""Import an mbox, threaded as live mail is; export posts as JSON lines or mbox.
+
+An import stores each message as the live path stores an imported one
+(``routing.process`` with ``imported=True``: ``posting.store_post`` accepting it), by
+``store_imported``, which does the same without the rest of the live path: the import
+command then loads no route, no command, no template or outbox module (about 60 ms of
+start-up), and a message costs no routing. ``mailforum spool retry`` of a parked imported
+message goes through the live path; tests/integration/test_threading_import.py checks
+that both store the same rows.
+"""
 
 from __future__ import annotations
 
@@ -8,27 +17,29 @@ import mmap
 import multiprocessing
 import os
 import re
+import threading
 import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from mailforum.batching import chunks
+from mailforum import crash
 from mailforum.config import Config
-from mailforum.core import lists, threads
-from mailforum.core.archive_parse import Parsed as _Parsed
-from mailforum.core.archive_parse import parse_chunk
-from mailforum.db import spool
+from mailforum.core import lists, post_content, threads, topics
+from mailforum.core.archive_parse import Dated as _Dated
+from mailforum.core.archive_parse import archive_date, parse_entries, split_envelope, watch_parent
+from mailforum.db import ids, spool
 from mailforum.db.models import MailingList, Post, PostStatus, SpoolEntry, SpoolState, utcnow
 from mailforum.db.session import Database
 from mailforum.mail.addresses import list_address
 from mailforum.mail.headers import ancestry, thread_index
-from mailforum.mail.parse import ParsedMessage, envelope_date, header_date, received_date
+from mailforum.mail.parse import ParsedMessage
 
 T = TypeVar("T")
 
@@ -60,30 +71,47 @@ def import_messages(
     error, where ``mailforum spool list`` shows it.
 
     With ``parallel`` (and more than one batch, on a machine with more than one CPU),
-    a second process parses the next batch while this one stores the current one.
+    a second process parses the next batch while this one stores the current one. The
+    first batches are smaller (``FIRST_BATCH``, doubling up to ``batch``), so storing
+    starts after a short parse instead of a whole batch's.
     """
     report = ImportReport()
     rcpt = (list_address(mlist.name, config.site.domain),)
     last: dt.datetime | None = None
+    first = min(FIRST_BATCH, batch)  # a first batch this long may have others after it
     with _Parser(parallel) as parser:
-        pending: tuple[_Chunk, Future[list[_Parsed]] | list[_Parsed]] | None = None
-        for entries in chunks(raws, batch):
-            dates = archive_dates(entries, last)
-            last = dates[-1]
-            chunk = _Chunk([split_envelope(entry)[1] for entry in entries], dates)
-            parsed = parser.submit(chunk.raws, more=pending is not None or len(entries) >= batch)
+        pending: tuple[_Chunk, Future[list[_Dated]] | list[_Dated]] | None = None
+        for entries in ramped(raws, batch, first):
+            chunk = _Chunk(entries, [split_envelope(entry)[1] for entry in entries])
+            parsed = parser.submit(entries, more=pending is not None or len(entries) >= first)
             if pending is not None:
-                _import_chunk(db, config, rcpt, *pending, report, on_progress)
+                last = _import_chunk(db, config, rcpt, *pending, last, report, on_progress)
             pending = (chunk, parsed)
         if pending is not None:
-            _import_chunk(db, config, rcpt, *pending, report, on_progress)
+            _import_chunk(db, config, rcpt, *pending, last, report, on_progress)
     return report
+
+
+FIRST_BATCH = 64  # the size of an import's first batch; each next one is twice as big, up to ``batch``
+
+
+def ramped(items: Iterable[T], size: int, first: int = FIRST_BATCH) -> Iterator[list[T]]:
+    """``items`` in lists of ``first``, twice that, and so on up to ``size`` (the last one shorter).
+
+    The writer waits for the parser only for the first list: the parser reads a list
+    while the writer stores the one before, and parsing is faster than storing.
+    """
+    rest = iter(items)
+    step = max(1, min(first, size))
+    while chunk := list(islice(rest, step)):
+        yield chunk
+        step = min(step * 2, size)
 
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    raws: list[bytes]  # the messages, without their mbox From_ lines
-    dates: list[dt.datetime | None]  # when each was written (archive_dates), for those without a Date
+    entries: list[bytes]  # the messages as the archive holds them, perhaps with their From_ lines
+    raws: list[bytes]  # the messages, without their From_ lines
 
 
 class Mbox:
@@ -133,28 +161,16 @@ class Mbox:
             self._data.close()
 
 
-_ENVELOPE = re.compile(rb"From (?![ \t]*:)")  # an mbox From_ line, not a "From :" header
-
-
-def split_envelope(entry: bytes) -> tuple[bytes, bytes]:
-    """(mbox From_ line, message) of an archive entry; the line is b"" when there is none."""
-    if not _ENVELOPE.match(entry):
-        return b"", entry
-    line, _, message = entry.partition(b"\n")
-    return line.rstrip(b"\r"), message
-
-
-def archive_date(entry: bytes) -> dt.datetime | None:
-    """When an archived message was written: its Date, else its From_ line, else its newest
-    Received: (RELIABILITY B51); None when none of them says."""
-    line, raw = split_envelope(entry)
-    return header_date(raw) or envelope_date(line) or received_date(raw)
-
-
 def archive_dates(entries: Sequence[bytes], before: dt.datetime | None = None) -> list[dt.datetime | None]:
     """``archive_date`` of each entry; one that has none takes its neighbour's: the one
     before it (``before`` for the first), else the first dated one after it."""
-    own = [archive_date(entry) for entry in entries]
+    return neighbour_dates([archive_date(entry) for entry in entries], before)
+
+
+def neighbour_dates(
+    own: Sequence[dt.datetime | None], before: dt.datetime | None = None
+) -> list[dt.datetime | None]:
+    """``own`` (``archive_date``s), each None replaced as ``archive_dates`` says."""
     following: list[dt.datetime | None] = [None] * len(own)
     later: dt.datetime | None = None
     for position in range(len(own) - 1, -1, -1):
@@ -180,7 +196,14 @@ def written_order(keys: Sequence[T], raws: Iterable[bytes]) -> list[T]:
 
 
 class _Parser:
-    """Parses batches in a child process when that can run beside us, else here."""
+    """Parses batches in a child process when that can run beside us, else here.
+
+    The child is forked when this process runs no other thread (``fork`` copies only the
+    calling thread: a lock another one held would stay locked in the child): it starts
+    in milliseconds, with the parser loaded. Otherwise it is spawned, a new interpreter
+    that imports only ``archive_parse`` (about 0.15 s of CPU before its first message).
+    Either ends when this process does, even by kill -9 (``archive_parse.watch_parent``).
+    """
 
     def __init__(self, parallel: bool) -> None:
         self.parallel = parallel and (os.cpu_count() or 1) > 1
@@ -193,16 +216,28 @@ class _Parser:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, raws: list[bytes], more: bool) -> Future[list[_Parsed]] | list[_Parsed]:
+    def submit(self, entries: list[bytes], more: bool) -> Future[list[_Dated]] | list[_Dated]:
         if not (self.parallel and more):
-            return parse_chunk(raws)
+            return parse_entries(entries)
         if self.pool is None:
-            self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context(_start_method()),
+                initializer=watch_parent,
+                initargs=(os.getpid(),),
+            )
         try:
-            return self.pool.submit(parse_chunk, raws)
+            return self.pool.submit(parse_entries, entries)
         except (BrokenProcessPool, RuntimeError):
             self.parallel = False
-            return parse_chunk(raws)
+            return parse_entries(entries)
+
+
+def _start_method() -> str:
+    """``fork`` when it is offered and safe (this thread is the only one), else ``spawn``."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,11 +252,13 @@ def _import_chunk(
     config: Config,
     rcpt: tuple[str, ...],
     chunk: _Chunk,
-    parsed: Future[list[_Parsed]] | list[_Parsed],
+    parsed: Future[list[_Dated]] | list[_Dated],
+    last: dt.datetime | None,
     report: ImportReport,
     on_progress: Any,
-) -> None:
-    """Store one parsed batch in one commit.
+) -> dt.datetime | None:
+    """Store one parsed batch in one commit; the date of its last message (``archive_dates``),
+    which an undated first message of the next batch takes.
 
     The fast path stores without a savepoint per message; if any message fails, the
     batch is rolled back and stored again with a savepoint each, parking the failures.
@@ -230,12 +267,13 @@ def _import_chunk(
         try:
             results = parsed.result()
         except BrokenProcessPool:  # the parser process died: parse here
-            results = parse_chunk(chunk.raws)
+            results = parse_entries(chunk.entries)
     else:
         results = parsed
+    dates = neighbour_dates([own for _, _, own in results], last)
     items = [
         _Item(raw, _dated(message, when), error)
-        for raw, when, (message, error) in zip(chunk.raws, chunk.dates, results, strict=True)
+        for raw, when, (message, error, _) in zip(chunk.raws, dates, results, strict=True)
     ]
     now = utcnow()
     try:
@@ -250,6 +288,7 @@ def _import_chunk(
     report.errors.extend(stored.errors)
     if on_progress:
         on_progress(len(chunk.raws))
+    return dates[-1] if dates else last
 
 
 def _dated(parsed: ParsedMessage | None, when: dt.datetime | None) -> ParsedMessage | None:
@@ -267,49 +306,77 @@ def _store_chunk(
     now: dt.datetime,
     careful: bool,
 ) -> ImportReport:
-    # The processing path (posting, commands, fan-out, notices) is for imports; `export`
-    # only reads, and would pay ~70 ms at start for it.
-    from mailforum.core import routing
 
     report = ImportReport()
-    if not careful:  # one query for every id the batch names, instead of one per message
-        mlist = lists.list_by_name(session, rcpt_list_name(rcpt))
-        if mlist is not None:
-            wanted, conversations, keys = [], [], []
-            for item in items:
-                if (parsed := item.parsed) is not None:
-                    wanted.append(parsed.message_id)
-                    wanted.extend(ancestry(parsed.message_id, parsed.in_reply_to, parsed.references))
-                    if (index := thread_index(parsed.header("thread-index"))) is not None:
-                        conversations.append(index.conversation)
-                    keys.extend(threads.subject_keys(parsed))
-            threads.prefetch(session, mlist.id, wanted, conversations, keys)
+    mlist = lists.list_by_name(session, rcpt_list_name(rcpt))
+    if not careful and mlist is not None:  # one query for every id the batch names, not one per message
+        wanted, conversations, keys = [], [], []
+        for item in items:
+            if (parsed := item.parsed) is not None:
+                wanted.append(parsed.message_id)
+                wanted.extend(ancestry(parsed.message_id, parsed.in_reply_to, parsed.references))
+                if (index := thread_index(parsed.header("thread-index"))) is not None:
+                    conversations.append(index.conversation)
+                keys.extend(threads.subject_keys(parsed))
+        threads.prefetch(session, mlist.id, wanted, conversations, keys)
     for item in items:
         error = item.error
-        outcomes: list[routing.Outcome] = []
-        if item.parsed is not None:
-            parsed = item.parsed
-            received = imported_arrival(parsed, now)
-            args = (session, config, parsed, item.raw, parsed.from_address, rcpt, None, received, now)
+        stored: Post | None = None
+        if item.parsed is not None and mlist is not None:
             if not careful:
-                outcomes = routing.process(*args, imported=True)
+                stored = store_imported(session, config, mlist, item.parsed, item.raw, now)
             else:
                 try:
                     with session.begin_nested():
-                        outcomes = routing.process(*args, imported=True)
+                        stored = store_imported(session, config, mlist, item.parsed, item.raw, now)
                 except Exception:
                     error = traceback.format_exc(limit=8)
         if error is not None:
             report.failed += 1
             report.errors.append(error.strip().splitlines()[-1])
             _park(session, item.raw, rcpt, error, now)
-            continue
-        for outcome in outcomes:
-            if outcome.post is not None:
-                report.posts += 1
-            else:
-                report.duplicates += 1
+        elif stored is not None:
+            report.posts += 1
+        else:  # already stored (or the list is gone: nothing to store it in)
+            report.duplicates += 1
     return report
+
+
+def store_imported(
+    session: Session, config: Config, mlist: MailingList, parsed: ParsedMessage, raw: bytes, now: dt.datetime
+) -> Post | None:
+    """Thread and store one archived message as a published post; None when it is stored already.
+
+    What ``posting.store_post`` does with an imported message (``routing.process`` with
+    ``imported=True``): no posting policy, nobody notified, dated by its Date
+    (``imported_arrival``); its id is reserved (db.ids), so a reply later in the batch
+    links to it without a flush, and the batch's posts reach the database together.
+    """
+    received = imported_arrival(parsed, now)
+    window = dt.timedelta(days=config.processing.subject_window_days)
+    placement = threads.place(session, mlist, parsed, received, window)
+    if placement.duplicate:
+        return None
+    post = placement.existing or Post(
+        id=ids.reserve(session, Post), list_id=mlist.id, message_id=placement.message_id
+    )
+    post.topic_id = placement.topic.id
+    if placement.parent is not None and placement.parent is not post:
+        threads.link_parent(session, post, placement.parent)
+    post.status = PostStatus.PUBLISHED.value
+    post.hold_reason = None
+    post_content.fill(post, config, parsed, raw, received)
+    post.spool_id = None
+    if placement.existing is None:
+        session.add(post)
+    threads.attach(session, placement, post, flush=False)
+    crash.point("after_post_insert")
+    topic = placement.topic
+    threads.name_topic(topic, parsed.subject)
+    with session.no_autoflush:  # the batch's posts stay unflushed
+        topics.tag_new_post(session, mlist, topic, post)
+    threads.count_post(session, topic, received)
+    return post
 
 
 def imported_arrival(parsed: ParsedMessage, now: dt.datetime) -> dt.datetime:

@@ -26,11 +26,11 @@ from mailforum.core import (
     digest_replies,
     fanout,
     moderation,
+    post_content,
     threads,
     tokens,
     topics,
 )
-from mailforum.core.authentication import strip_forged
 from mailforum.core.inbound import Arrival, Outcome
 from mailforum.core.lists import find_member
 from mailforum.core.policy import MESSAGE_ID_REUSED, Action, Decision, PolicyContext, decide
@@ -39,7 +39,6 @@ from mailforum.db.base import Id, UTCDateTime
 from mailforum.db.models import Member, Post, PostStatus, Topic
 from mailforum.db.txcache import TxCache
 from mailforum.errors import MailforumError
-from mailforum.mail.footers import strip_footers
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +87,7 @@ def store_post(
         threads.link_parent(session, post, placement.parent)
     post.status = PostStatus.HELD.value if held else PostStatus.PUBLISHED.value
     post.hold_reason = f"{decision.rule}: {decision.reason}" if held else None
-    post.author_address = parsed.from_address
-    post.author_name = parsed.from_name
-    post.subject = parsed.subject
-    post.date = parsed.date
-    post.received_at = arrival.received_at
-    # Our own footers, quoted by the replies that answer our copies, are not the author's text.
-    post.text_body = strip_footers(parsed.text_body, arrival.config.site.domain)
-    post.html_body = parsed.html_body
-    post.attachments = [
-        {"filename": a.filename, "type": a.content_type, "size": a.size} for a in parsed.attachments
-    ]
-    # Forged Authentication-Results claiming our MTA's id never reach the archive (RFC 8601 §5);
-    # the spool keeps the bytes as received.
-    post.raw = strip_forged(arrival.raw, arrival.config.security.authserv_id)
-    post.fingerprint = parsed.fingerprint
+    post_content.fill(post, arrival.config, parsed, arrival.raw, arrival.received_at)
     post.spool_id = arrival.spool_id
     if placement.existing is None:
         session.add(post)

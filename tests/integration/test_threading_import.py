@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import undefer
 
 from mailforum.core import archive, lists, routing
-from mailforum.db.models import OutboxEntry, PostingPolicy, SpoolEntry, SpoolState
+from mailforum.db.models import OutboxEntry, Post, PostingPolicy, SpoolEntry, SpoolState, Topic, utcnow
+from mailforum.mail.addresses import list_address
+from mailforum.mail.parse import parse
 from tests.helpers import message
+from tests.unit.test_footers import copy_text
 
 
 def _archive(count: int) -> list[bytes]:
@@ -37,16 +45,29 @@ def test_parallel_import_of_many_batches(site):
 
 
 def fail_on(monkeypatch, message_id: str, error: str) -> Callable[..., Any]:
-    """Processing raises RuntimeError(error) for one message; the real ``routing.process``."""
-    real = routing.process
+    """Storing raises RuntimeError(error) for one message, on the import's path
+    (``archive.store_imported``) and on the live path a retry takes (``routing.process``);
+    returns a function that undoes both."""
+    real_store, real_process = archive.store_imported, routing.process
+
+    def store(session, config, mlist, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if parsed.message_id == message_id:
+            raise RuntimeError(error)
+        return real_store(session, config, mlist, parsed, *args, **kwargs)
 
     def process(session, config, parsed, *args, **kwargs):  # type: ignore[no-untyped-def]
         if parsed.message_id == message_id:
             raise RuntimeError(error)
-        return real(session, config, parsed, *args, **kwargs)
+        return real_process(session, config, parsed, *args, **kwargs)
 
+    monkeypatch.setattr(archive, "store_imported", store)
     monkeypatch.setattr(routing, "process", process)
-    return real
+
+    def undo() -> None:
+        monkeypatch.setattr(archive, "store_imported", real_store)
+        monkeypatch.setattr(routing, "process", real_process)
+
+    return undo
 
 
 def test_a_failing_message_is_parked_and_its_batch_stored_carefully(site, monkeypatch):
@@ -72,10 +93,10 @@ def test_a_retried_import_message_is_stored_as_an_import(site, monkeypatch):
     site.add_members("dev", "bob@example.com", "carol@example.com")
     with site.db.read_session() as session:
         mlist = lists.get_list(session, "dev")
-    real = fail_on(monkeypatch, "<t0-1@x>", "a bug, fixed since")
+    fixed = fail_on(monkeypatch, "<t0-1@x>", "a bug, fixed since")
     report = archive.import_messages(site.db, site.config, mlist, _archive(3), parallel=False)
     assert (report.posts, report.failed) == (2, 1)
-    monkeypatch.setattr(routing, "process", real)
+    fixed()
     retried = site.cli("spool", "retry", "--all", "--now")
     assert retried.returncode == 0, retried.stderr
     post = site.posts_by_id()["<t0-1@x>"]
@@ -149,3 +170,132 @@ def test_an_import_batch_threads_as_one_message_per_batch_does_with_few_statemen
     assert batched["<late3@x>"][0] == frozenset({"<late3@x>", "<e3@x>"})
     again = archive.import_messages(site.db, site.config, dev, raws, batch=500, parallel=False)
     assert (again.posts, again.duplicates) == (0, len(raws))
+
+
+def _rows(site, list_name: str) -> dict[str, tuple[Any, ...]]:
+    """Every stored row of a list, keyed by Message-ID: its columns but the ids, its topic's
+    columns but the ids (the topic named by its messages), and its parent's Message-ID."""
+    with site.db.read_session() as session:
+        mlist = lists.get_list(session, list_name)
+        posts = list(session.scalars(select(Post).where(Post.list_id == mlist.id).options(undefer(Post.raw))))
+        topics = {t.id: t for t in session.scalars(select(Topic).where(Topic.list_id == mlist.id))}
+    by_id = {p.id: p for p in posts}
+    members: dict[int, set[str]] = {}
+    for post in posts:
+        members.setdefault(post.topic_id, set()).add(post.message_id)
+    skip = {"id", "list_id", "topic_id", "parent_id", "spool_id", "merged_into_id"}
+
+    def columns(row: Any) -> tuple[Any, ...]:
+        return tuple(getattr(row, c.key) for c in row.__table__.columns if c.key not in skip)
+
+    return {
+        p.message_id: (
+            columns(p),
+            columns(topics[p.topic_id]),
+            frozenset(members[p.topic_id]),
+            by_id[p.parent_id].message_id if p.parent_id is not None else None,
+        )
+        for p in posts
+    }
+
+
+def test_the_import_stores_the_rows_the_live_path_stores_for_an_imported_message(site):
+    """``archive.store_imported`` (the import command, a batch at a time) stores what
+    ``routing.process(imported=True)`` (``spool retry`` of a parked import, one message a
+    transaction) stores: the same posts, placeholders, topics and parents, column by column."""
+    site.create_list("dev", policy=PostingPolicy.MODERATED)
+    site.create_list("one", policy=PostingPolicy.MODERATED)
+    with site.db.read_session() as session:
+        dev = lists.get_list(session, "dev")
+    quoted_copy = "".join(f"> {line}\n" for line in copy_text().splitlines())  # our footer in it
+    raws = [
+        *_subject_archive(),
+        message("Re: Build failure 1", "<f1@x>", extra="In-Reply-To: <o1@x>", body=f"{quoted_copy}\nOK.\n"),
+        message("Build failure 1", "<o1@x>", body="The same id, other words: kept under a derived id.\n"),
+        message("No date", "<nodate@x>", body="Dated by the archive.\n").replace(
+            b"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n", b""
+        ),
+    ]
+    report = archive.import_messages(site.db, site.config, dev, raws, batch=500, parallel=False)
+    assert (report.posts, report.failed) == (len(raws), 0)
+    now = utcnow()
+    address = list_address("one", site.config.site.domain)
+    for raw in raws:  # as the spool worker runs a retried import: one transaction each
+        parsed = parse(raw)
+        with site.db.session() as session:
+            received = archive.imported_arrival(parsed, now)
+            args = (session, site.config, parsed, raw, parsed.from_address, (address,), None, received, now)
+            [outcome] = routing.process(*args, imported=True)
+            assert outcome.post is not None
+    imported, live = _rows(site, "dev"), _rows(site, "one")
+    assert set(imported) == set(live)
+    for message_id, row in imported.items():
+        if message_id == "<nodate@x>":  # dated by the import (archive_dates), by now on the live path
+            continue
+        assert row == live[message_id], message_id
+
+
+def test_an_import_killed_mid_batch_resumes_where_its_last_commit_ended(site, tmp_path):
+    """kill -9 inside the second batch (64 messages, then 128): the first batch is stored
+    whole, nothing of the second; run again, the import skips the first and stores the rest,
+    replies of the lost batch threaded under parents of the kept one."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    box = tmp_path / "archive.mbox"
+    with open(box, "wb") as out:
+        for raw in _archive(300):
+            out.write(
+                b"From archive@example.org Thu Nov 26 10:00:00 2026\n" + raw.replace(b"\r\n", b"\n") + b"\n"
+            )
+    env = dict(os.environ, MAILFORUM_CONFIG=str(site.config_file), MAILFORUM_CRASH_AT="after_post_insert:100")
+    killed = subprocess.run(
+        [sys.executable, "-m", "mailforum", "import-mbox", str(box), "--list", "dev"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(site.posts_by_id()) == archive.FIRST_BATCH  # the first commit, and nothing half-written
+    again = site.cli("import-mbox", str(box), "--list", "dev")
+    assert again.returncode == 0, again.stderr
+    assert (
+        f"imported {300 - archive.FIRST_BATCH} post(s); {archive.FIRST_BATCH} already stored" in again.stdout
+    )
+    posts = site.posts_by_id()
+    assert len(posts) == 300 and len({p["topic_id"] for p in posts.values()}) == 30
+    assert posts["<t6-5@x>"]["parent_message_id"] == "<t6-4@x>"  # across the two runs' batches
+
+
+def test_the_same_message_id_twice_in_one_batch_is_stored_once_or_kept_apart(site):
+    """Inside one unflushed batch: the same message twice is a duplicate; the same id
+    with other content is kept under a derived id (S20), as across batches."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    with site.db.read_session() as session:
+        mlist = lists.get_list(session, "dev")
+    raws = [
+        message("Plans", "<p@x>", body="The plan.\n"),
+        message("Re: Plans", "<r@x>", extra="In-Reply-To: <p@x>", body="Agreed.\n"),
+        message("Plans", "<p@x>", body="The plan.\n"),  # delivered twice
+        message("Plans", "<p@x>", body="Another text under the same id.\n"),
+    ]
+    report = archive.import_messages(site.db, site.config, mlist, raws, batch=500, parallel=False)
+    assert (report.posts, report.duplicates, report.failed) == (3, 1, 0)
+    posts = site.posts_by_id()
+    assert len(posts) == 3 and posts["<r@x>"]["parent_message_id"] == "<p@x>"
+    [squatter] = [m for m in posts if m not in ("<p@x>", "<r@x>")]
+    assert squatter.endswith(".p@x>") and posts[squatter]["text"].startswith("Another text")
+
+
+def test_an_undated_first_message_of_a_batch_takes_the_date_of_the_batch_before(site):
+    """Dates are read in the parser process, batch by batch: an undated message opening a
+    batch is dated as the last message of the batch before (archive_dates), not by now."""
+    site.create_list("dev", policy=PostingPolicy.OPEN)
+    with site.db.read_session() as session:
+        mlist = lists.get_list(session, "dev")
+    dated = message("Dated", "<dated@x>").replace(b"10:00:00", b"08:30:00")
+    undated = message("Undated", "<undated@x>").replace(b"Date: Thu, 26 Nov 2026 10:00:00 +0000\r\n", b"")
+    later = message("Later", "<later@x>")
+    report = archive.import_messages(site.db, site.config, mlist, [dated, undated, later], batch=1)
+    assert (report.posts, report.failed) == (3, 0)
+    posts = site.posts_by_id()
+    assert posts["<undated@x>"]["received_at"].startswith("2026-11-26T08:30:00")
+    assert posts["<later@x>"]["received_at"].startswith("2026-11-26T10:00:00")

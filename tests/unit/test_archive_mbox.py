@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailforum.core import archive_parse
+from mailforum.core import archive, archive_parse
 from mailforum.core.archive import Mbox
 
 
@@ -67,3 +67,13 @@ def test_parser_process_module_is_light() -> None:
     code = "import sys, mailforum.core.archive_parse; print('sqlalchemy' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_first_batches_ramp_up_to_the_batch_size() -> None:
+    """An import stores small batches first (the parser is ahead sooner), then whole ones."""
+    sizes = [len(chunk) for chunk in archive.ramped(range(1000), 300, first=64)]
+    assert sizes == [64, 128, 256, 300, 252]
+    assert [len(c) for c in archive.ramped(range(5), 500, first=64)] == [5]
+    assert [len(c) for c in archive.ramped(range(5), 2, first=64)] == [2, 2, 1]
+    assert list(archive.ramped([], 500)) == []
+    assert [x for chunk in archive.ramped(range(1000), 300) for x in chunk] == list(range(1000))
