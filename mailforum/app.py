@@ -60,7 +60,7 @@ class ProcessorPart:
 
     async def start(self) -> None:
         self.processor.after_batch = lambda: self.channel.send(wakeup.OUTBOX)
-        self.channel.listen(wakeup.SPOOL, self.processor.notify)
+        self.channel.listen(wakeup.SPOOL, self.processor.wake.set)
         self.processor.start()
         self.processor.wake.set()  # messages accepted before a crash are processed at once
 

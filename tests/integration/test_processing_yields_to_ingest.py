@@ -112,37 +112,3 @@ def test_a_rest_for_ingest_ends_when_ingest_goes_quiet(site):
     rested.join(timeout=30)  # a rest to its end would take 120 s
     assert not rested.is_alive()
     assert not processor.ingest_busy()
-
-
-def test_a_wake_up_from_another_process_counts_as_ingest_busy(site):
-    # serve --processes: ingest is another child, and its commits reach the processor only as
-    # wake-ups; they must pace the processor as the in-process notify does (bench/ingest.py).
-    import asyncio
-
-    from mailforum.app import ProcessorPart
-
-    class Channel:
-        def __init__(self) -> None:
-            self.listeners: dict[str, object] = {}
-
-        def send(self, topic: str) -> None:
-            pass
-
-        def listen(self, topic: str, callback: object) -> None:
-            self.listeners[topic] = callback
-
-        def close(self) -> None:
-            pass
-
-    processor = SpoolProcessor(site.db, site.config)
-    channel = Channel()
-    part = ProcessorPart(processor, channel)
-    asyncio.run(part.start())
-    try:
-        processor._last_commit = -worker.BUSY_WINDOW  # the start-up wake-up is not the point
-        assert not processor.ingest_busy()
-        channel.listeners["spool"]()  # type: ignore[operator]
-        assert processor.ingest_busy()
-        assert processor.wake.is_set()
-    finally:
-        asyncio.run(part.stop())
