@@ -24,6 +24,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -142,35 +143,56 @@ def socket_folder(database: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"mailforum-{os.getuid()}-{key}"
 
 
+# Seconds a sender trusts its last scan of the folder: a send per spool commit scanned it
+# each time (bench/ingest.py). A listener that starts meanwhile misses at most this long of
+# wake-ups, which its poll covers; a listener that is gone is dropped at the first send.
+RESCAN = 1.0
+
+
 class SocketChannel:
     _serial = itertools.count()
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._send_lock = threading.Lock()
+        self._known: dict[str, tuple[float, list[str]]] = {}  # topic -> (scanned at, socket paths)
         self._sockets: list[tuple[socket.socket, Path]] = []
         self._threads: list[threading.Thread] = []
         self._closed = threading.Event()
 
     def send(self, topic: str) -> None:
         _check(topic)
-        try:
-            paths = list(self.folder.glob(f"{topic}.*"))
-        except OSError:
-            return
+        with self._send_lock:
+            paths = self._listeners(topic)
         if not paths:
             return
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
             for path in paths:
                 try:
-                    sock.sendto(b"!", str(path))
+                    sock.sendto(b"!", path)
                 except BlockingIOError:
                     pass  # its buffer is full of wake-ups it has not read yet
                 except (ConnectionRefusedError, FileNotFoundError):
                     with contextlib.suppress(OSError):
-                        path.unlink()  # its process is gone
+                        os.unlink(path)  # its process is gone
+                    with self._send_lock:
+                        self._known.pop(topic, None)
                 except OSError as exc:
-                    log.debug("wake-up %s to %s not sent: %s", topic, path.name, exc)
+                    log.debug("wake-up %s to %s not sent: %s", topic, path, exc)
+
+    def _listeners(self, topic: str) -> list[str]:
+        """The sockets listening for ``topic``, from a scan of the folder at most ``RESCAN`` s old."""
+        now = time.monotonic()
+        known = self._known.get(topic)
+        if known is not None and now - known[0] < RESCAN:
+            return known[1]
+        try:
+            paths = [str(path) for path in self.folder.glob(f"{topic}.*")]
+        except OSError:
+            return []
+        self._known[topic] = (now, paths)
+        return paths
 
     def listen(self, topic: str, callback: Callable[[], None]) -> None:
         _check(topic)

@@ -320,3 +320,37 @@ def test_two_nodes_sharing_a_database_process_each_message_once(site):
         states = set(session.scalars(select(SpoolEntry.state)))
     assert len(ids) == len(set(ids)) == 200
     assert states == {"done"}
+
+
+def test_a_failing_wake_up_does_not_stop_the_spool_writer(site):
+    # on_commit runs in the writer's announcer thread, after the 250s: its failure loses a
+    # wake-up (the processors poll), never a message, and the next commit is announced.
+    import asyncio
+
+    from mailforum.db import spool
+    from mailforum.runners.ingest import SpoolWriter
+
+    announced: list[int] = []
+
+    def on_commit(ids: list[int]) -> None:
+        announced.extend(ids)
+        if len(announced) == len(ids):
+            raise RuntimeError("the wake-up channel is down")
+
+    writer = SpoolWriter(site.db, on_commit)
+    writer.start()
+
+    async def write(n: int) -> list[int]:
+        batch = [spool.NewMessage(message(message_id=f"<w{n}.{i}@x>"), "a@x", (LIST,)) for i in range(3)]
+        return list(await asyncio.gather(*(writer.write(m) for m in batch)))
+
+    try:
+        first = asyncio.run(write(1))
+        wait_for(lambda: len(announced) == 3, timeout=10)
+        second = asyncio.run(write(2))
+        wait_for(lambda: len(announced) == 6, timeout=10)
+    finally:
+        writer.stop()
+    assert sorted(announced) == sorted(first + second)
+    with site.db.read_session() as session:
+        assert len(session.scalars(select(SpoolEntry.id)).all()) == 6

@@ -65,3 +65,22 @@ def test_postgresql_notify_reaches_listen(db_url) -> None:
     if not db_url.startswith("postgresql"):
         pytest.skip("NOTIFY is PostgreSQL's")
     _roundtrip(wakeup.open_channel(db_url), wakeup.open_channel(db_url))
+
+
+def test_sqlite_sender_finds_a_listener_that_started_after_its_last_scan(tmp_path, monkeypatch) -> None:
+    # A sender scans the folder at most every RESCAN seconds (a scan per spool commit cost
+    # ingest CPU); a listener that starts later is found at the next scan.
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    sender, late = wakeup.open_channel(url), wakeup.open_channel(url)
+    assert isinstance(sender, wakeup.SocketChannel)
+    woken = threading.Event()
+    try:
+        sender.send(wakeup.SPOOL)  # nobody listens yet: the empty scan is remembered
+        late.listen(wakeup.SPOOL, woken.set)
+        assert sender._listeners(wakeup.SPOOL) == []
+        monkeypatch.setattr(wakeup, "RESCAN", 0.0)
+        sender.send(wakeup.SPOOL)
+        assert woken.wait(10)
+    finally:
+        late.close()
+        sender.close()
