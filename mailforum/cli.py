@@ -841,8 +841,8 @@ def members_invite(state: State, list_name: str, addresses: tuple[str, ...], fil
 @pass_state
 def members_show(state: State, list_name: str, address: str) -> None:
     """Show one member of LIST: delivery mode, digest and its hour, watched or muted topics, tags."""
-    from mailforum.core import digest_schedule, lists, subscriptions
-    from mailforum.core.topics import tag_settings
+    from mailforum.core import digest_schedule, lists
+    from mailforum.core.topics import tag_settings, topic_settings
 
     who = lists.check_address(address, local_domains=state.config.site.allow_local_domains)
     with state.db().read_session() as session:
@@ -850,7 +850,7 @@ def members_show(state: State, list_name: str, address: str) -> None:
         member = lists.find_member(session, mlist.id, who.address)
         if member is None:
             raise NotFound(f"{who.address} is not a member of {mlist.name}")
-        topics = subscriptions.topic_settings(session, member)
+        topics = topic_settings(session, member)
         hour, zone = digest_schedule.member_schedule(
             digest_schedule.list_schedule(state.config, mlist), member.digest_hour, member.digest_timezone
         )

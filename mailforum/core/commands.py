@@ -490,7 +490,7 @@ def do_status(ctx: Context, args: tuple[str, ...]) -> Result:
     member = ctx.member
     if member is None:
         return Result("status", True, f"{ctx.who.address} is not a member of {ctx.mlist.name}.")
-    settings = subscriptions.topic_settings(ctx.session, member)
+    settings = topics.topic_settings(ctx.session, member)
     watched = [_listed(ctx, t) for t in settings[SubscriptionKind.WATCH.value][:50]]
     muted = [_listed(ctx, t) for t in settings[SubscriptionKind.MUTE.value][:50]]
     tags = topics.tag_settings(ctx.session, member)

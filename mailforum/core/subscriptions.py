@@ -465,18 +465,6 @@ def welcome(
     return sent
 
 
-def topic_settings(session: Session, member: Member) -> dict[str, list[int]]:
-    """The topics a member watches and muted, by number."""
-    found: dict[str, list[int]] = {SubscriptionKind.WATCH.value: [], SubscriptionKind.MUTE.value: []}
-    for kind, topic_id in session.execute(
-        select(TopicSubscription.kind, TopicSubscription.topic_id)
-        .where(TopicSubscription.member_id == member.id)
-        .order_by(TopicSubscription.topic_id)
-    ):
-        found.setdefault(kind, []).append(topic_id)
-    return found
-
-
 # --- one-click unsubscribe (RFC 8058) ------------------------------------------------------------
 
 

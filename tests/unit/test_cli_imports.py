@@ -86,3 +86,11 @@ def test_export_loads_no_processing_path():
     loaded = loaded_after("import mailforum.core.archive")
     assert "mailforum.core.archive" in loaded
     assert not loaded & {"mailforum.core.routing", "mailforum.core.posting", "mailforum.core.fanout"}
+
+
+def test_showing_a_member_loads_no_templates():
+    """`members show` reads a member's topics and tags from core.topics; the subscription
+    commands (and their answers, rendered with Jinja2) are not needed to read them."""
+    loaded = loaded_after("import mailforum.core.topics, mailforum.core.digest_schedule")
+    assert "mailforum.core.topics" in loaded
+    assert not loaded & {"jinja2", "mailforum.core.answers", "mailforum.core.subscriptions"}
