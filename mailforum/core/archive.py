@@ -306,7 +306,6 @@ def _store_chunk(
     now: dt.datetime,
     careful: bool,
 ) -> ImportReport:
-
     report = ImportReport()
     mlist = lists.list_by_name(session, rcpt_list_name(rcpt))
     if not careful and mlist is not None:  # one query for every id the batch names, not one per message

@@ -277,13 +277,14 @@ def find_member(session: Session, list_id: int, address: str) -> Member | None:
     if not address:
         return None
     address = address.lower()
-    known = session.info.get(_KNOWN_MEMBERS)
+    known = _KNOWN_MEMBERS.get(session)
     if known is not None and (list_id, address) in known:
         return known[(list_id, address)]
     return session.scalars(_FIND_MEMBER, {"list_id": list_id, "address": address}).first()
 
 
-_KNOWN_MEMBERS = "mailforum.known_members"  # session.info: (list id, address) → Member or None
+# What ``remember_members`` read for this transaction: (list id, address) → Member or None.
+_KNOWN_MEMBERS: TxCache[dict[tuple[int, str], Member | None]] = TxCache("mailforum.lists.known_members", dict)
 
 
 def remember_members(session: Session, list_id: int, addresses: Iterable[str]) -> None:
@@ -293,7 +294,7 @@ def remember_members(session: Session, list_id: int, addresses: Iterable[str]) -
     wanted = {a.lower() for a in addresses if a}
     if not wanted:
         return
-    known: dict[tuple[int, str], Member | None] = session.info.setdefault(_KNOWN_MEMBERS, {})
+    known = _KNOWN_MEMBERS.setdefault(session)
     found = {
         m.address: m
         for chunk in chunks(sorted(wanted), 500)
@@ -303,7 +304,7 @@ def remember_members(session: Session, list_id: int, addresses: Iterable[str]) -
 
 
 def forget_members(session: Session) -> None:
-    session.info.pop(_KNOWN_MEMBERS, None)
+    _KNOWN_MEMBERS.clear(session)
 
 
 # Built once: every message looks its sender up.

@@ -139,7 +139,7 @@ class SpoolProcessor:
                     # The posts' fan-out is written together before the commit (core.fanout.Deferred);
                     # stored again one by one, each message's is written in its own savepoint.
                     deferred = None if careful else fanout.Deferred()
-                    if not careful:
+                    if deferred is not None:
                         routing.prefetch(
                             session,
                             self.config,
