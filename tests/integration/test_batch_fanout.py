@@ -48,51 +48,19 @@ MEMBERS = {
 
 def mail(name: str) -> list[tuple[str, bytes]]:
     """(sender, message) in order; Message-IDs carry the list's name (no cross-post rule)."""
-    first = f"<a-{name}@x>"
+
+    def one(letter: str, sender: str, subject: str, parent: str = "", to: str = name) -> tuple[str, bytes]:
+        extra = f"In-Reply-To: <{parent}-{name}@x>" if parent else ""
+        return sender, message(subject, f"<{letter}-{name}@x>", sender, f"{to}@{DOMAIN}", extra=extra)
+
     return [
-        ("ann@example.com", message("Stairs", first, "ann@example.com", f"{name}@{DOMAIN}")),
-        (
-            "bob@example.com",
-            message(
-                "Re: Stairs",
-                f"<b-{name}@x>",
-                "bob@example.com",
-                f"{name}@{DOMAIN}",
-                extra=f"In-Reply-To: {first}",
-            ),
-        ),
-        (
-            "carol@example.com",
-            message(
-                "Re: Stairs",
-                f"<c-{name}@x>",
-                "carol@example.com",
-                f"{name}@{DOMAIN}",
-                extra=f"In-Reply-To: {first}",
-            ),
-        ),
-        ("bob@example.com", message("help", f"<h-{name}@x>", "bob@example.com", f"{name}-request@{DOMAIN}")),
-        (
-            "bob@example.com",
-            message(
-                "Re: Stairs",
-                f"<d-{name}@x>",
-                "bob@example.com",
-                f"{name}@{DOMAIN}",
-                extra=f"In-Reply-To: {first}",
-            ),
-        ),
-        ("erin@example.com", message("Windows", f"<e-{name}@x>", "erin@example.com", f"{name}@{DOMAIN}")),
-        (
-            "fred@example.com",
-            message(
-                "Re: Windows",
-                f"<f-{name}@x>",
-                "fred@example.com",
-                f"{name}@{DOMAIN}",
-                extra=f"In-Reply-To: <e-{name}@x>",
-            ),
-        ),
+        one("a", "ann@example.com", "Stairs"),
+        one("b", "bob@example.com", "Re: Stairs", parent="a"),
+        one("c", "carol@example.com", "Re: Stairs", parent="a"),
+        one("h", "bob@example.com", "help", to=f"{name}-request"),
+        one("d", "bob@example.com", "Re: Stairs", parent="a"),
+        one("e", "erin@example.com", "Windows"),
+        one("f", "fred@example.com", "Re: Windows", parent="e"),
     ]
 
 

@@ -44,6 +44,18 @@ def test_a_burst_from_many_sessions_is_all_processed(site, server):
     wait_for(lambda: len(site.posts_by_id()) == 60, timeout=60)
 
 
+def spooled(site, total: int, prefix: str) -> tuple[str, ...]:
+    """The list dev (open), ``total`` messages in its spool; returns their recipients."""
+    site.create_list("dev", PostingPolicy.OPEN)
+    rcpt = (f"dev@{DOMAIN}",)
+    with site.db.session() as session:
+        raws = [message(message_id=f"<{prefix}{i}@example.com>") for i in range(total)]
+        spool.insert_batch(
+            session, [spool.NewMessage(raw, "ann@example.com", rcpt) for raw in raws], utcnow()
+        )
+    return rcpt
+
+
 def test_a_writer_waiting_for_the_sqlite_lock_gets_it_before_the_batch_ends(site, monkeypatch):
     # RELIABILITY F20: one processing transaction per batch held the SQLite write lock for
     # seconds (bench/burst.py), past the spool writer's busy_timeout: 451 Storage busy.
@@ -52,18 +64,8 @@ def test_a_writer_waiting_for_the_sqlite_lock_gets_it_before_the_batch_ends(site
     if not site.db.is_sqlite:
         pytest.skip("PostgreSQL has row locks: the spool writer never waits for the processor")
 
-    site.create_list("dev", PostingPolicy.OPEN)
-    rcpt = (f"dev@{DOMAIN}",)
     total = 40
-    with site.db.session() as session:
-        spool.insert_batch(
-            session,
-            [
-                spool.NewMessage(message(message_id=f"<w{i}@example.com>"), "ann@example.com", rcpt)
-                for i in range(total)
-            ],
-            utcnow(),
-        )
+    rcpt = spooled(site, total, "w")
     seen: list[int] = []  # processed entries the writer's transaction saw committed
 
     def ingest_commit() -> None:  # what the spool writer does for a 250
@@ -123,18 +125,8 @@ def test_a_patient_writer_waits_for_the_batch_to_end(site, monkeypatch):
     if not site.db.is_sqlite:
         pytest.skip("PostgreSQL has row locks: nobody waits for the processor")
 
-    site.create_list("dev", PostingPolicy.OPEN)
-    rcpt = (f"dev@{DOMAIN}",)
     total = 20
-    with site.db.session() as session:
-        spool.insert_batch(
-            session,
-            [
-                spool.NewMessage(message(message_id=f"<p{i}@example.com>"), "ann@example.com", rcpt)
-                for i in range(total)
-            ],
-            utcnow(),
-        )
+    spooled(site, total, "p")
     seen: list[int] = []
 
     def delivery_commit() -> None:  # what delivery's committer does with its results
