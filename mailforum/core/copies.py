@@ -30,7 +30,7 @@ from mailforum.core.lists import identity
 from mailforum.core.topics import tags_of
 from mailforum.db import outbox, payloads
 from mailforum.db.ancestry import ancestors
-from mailforum.db.models import DigestFormat, MailingList, Member, OutboxKind, Post
+from mailforum.db.models import DigestFormat, MailingList, Member, OutboxKind, Post, PostStatus
 from mailforum.mail import digest as digest_mail
 from mailforum.mail.addresses import Kind, list_address
 from mailforum.mail.compose import (
@@ -63,7 +63,7 @@ class Prepared:
 
 
 def prepare_post(session: Session, config: Config, renderer: Renderer, post_id: int) -> Prepared | None:
-    """Render a post's notification once (text and HTML); None if the post is gone."""
+    """Render a post's notification once (text and HTML); None if the post is gone or removed."""
     return prepare_posts(session, config, renderer, [post_id])[post_id]
 
 
@@ -74,7 +74,13 @@ def prepare_posts(
     their topics' tags and one per level of their threads, not all of that per post (a
     claimed chunk holds the copies of many posts; bench/posts.py)."""
     # With the raw message, which the copies' To and Cc come from (a query per post else).
-    found = select(Post).where(Post.id.in_(sorted(post_ids))).options(undefer(Post.raw))
+    # A removed post's copy held by a worker when it was removed, then given back, goes no
+    # more (RELIABILITY F26).
+    found = (
+        select(Post)
+        .where(Post.id.in_(sorted(post_ids)), Post.status != PostStatus.REMOVED.value)
+        .options(undefer(Post.raw))
+    )
     posts = {post.id: post for post in session.scalars(found)}
     lineage = ancestors(session, {p.id: (p.message_id, p.parent_id) for p in posts.values()})
     tags = tags_of(session, sorted({p.topic_id for p in posts.values()}))
@@ -256,7 +262,7 @@ class Composer:
     def _post_copy(self, row: outbox.ClaimedCopy, now: dt.datetime) -> OutgoingCopy | str:
         prepared = self._posts.get(row.post_id) if row.post_id is not None else None
         if prepared is None:
-            return "the post no longer exists"
+            return "the post was removed or no longer exists"
         if row.member_id is None or row.list_id is None:
             return "no longer a member"
         out = self.config.outbound

@@ -561,7 +561,8 @@ def remove_post(
 
 def drop_unsent_copies(session: Session, post: Post, now: dt.datetime) -> int:
     """Delete the post's copies not sent yet (waiting, retrying after a 4xx, or failed); one a
-    delivery worker holds right now may still go out, as a sent one stays sent. How many."""
+    delivery worker holds right now is the worker's: that try may still go out, as a sent
+    copy stays sent, but no retry (db.outbox.record; RELIABILITY F26). How many."""
     unsent = session.execute(
         delete(OutboxEntry).where(
             OutboxEntry.post_id == post.id,

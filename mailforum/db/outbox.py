@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session, aliased
 from mailforum import metrics
 from mailforum.batching import chunks
 from mailforum.db.base import Id, Json, UTCDateTime
-from mailforum.db.models import Member, OutboxEntry, OutboxKind, OutboxState
+from mailforum.db.models import Member, OutboxEntry, OutboxKind, OutboxState, Post, PostStatus
 from mailforum.db.payloads import Payload
 
 __all__ = ["Backoff", "ClaimedCopy", "NewCopy", "OutboxEntry", "Result"]
@@ -325,6 +325,25 @@ def record(
             update(OutboxEntry)
             .where(OutboxEntry.id == result.id, OutboxEntry.state == OutboxState.PENDING.value)
             .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    _drop_removed(session, [r.id for r in results if not r.ok and claimed[r.id].post_id is not None])
+
+
+def _drop_removed(session: Session, ids: Sequence[int]) -> None:
+    """Delete those of the copies just tried and not sent whose post was removed while they
+    were out: a moderator's removal drops the copies not sent yet, but not one a worker held
+    then (core.topics.drop_unsent_copies); that one goes no further than the try in hand
+    (RELIABILITY F26)."""
+    removed = select(Post.id).where(Post.status == PostStatus.REMOVED.value)
+    for chunk in chunks(ids, INSERT_BATCH):
+        session.execute(
+            delete(OutboxEntry)
+            .where(
+                OutboxEntry.id.in_(chunk),
+                OutboxEntry.state != OutboxState.SENT.value,
+                OutboxEntry.post_id.in_(removed),
+            )
             .execution_options(synchronize_session=False)
         )
 

@@ -13,8 +13,12 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import event, func, select
 
+from mailforum.core import topics
+from mailforum.core.copies import Composer
+from mailforum.core.lists import get_list
 from mailforum.db import outbox
 from mailforum.db.models import OutboxEntry, OutboxKind, OutboxState, utcnow
+from mailforum.render import Renderer
 from tests.helpers import message
 from tests.integration.outbound_helpers import rows, store
 
@@ -117,6 +121,56 @@ def test_5xx_is_final_and_never_claimed_again(site, queued):
         assert outbox.claim(session, now + dt.timedelta(days=1), 10, LEASE, "w") == []
         status = outbox.status(session, now)
     assert status.counts == {"failed": 1, "sent": 1}
+
+
+def test_a_copy_held_when_its_post_is_removed_goes_no_further_than_the_try_in_hand(site):
+    """RELIABILITY F26: a removal drops the copies not sent yet but leaves those a worker
+    holds; one of those that the relay does not take is then dropped, not retried."""
+    site.create_list("dev")
+    site.add_members("dev", "ann@example.com", "bob@example.com", "carol@example.com", "dan@example.com")
+    store(site, message("Hello", "<t1@example.com>"))
+    now = utcnow()
+    with site.db.session() as session:
+        claimed = {c.id: c for c in outbox.claim(session, now, 10, LEASE, "w")}
+    sent, deferred, refused = sorted(claimed)
+    with site.db.session() as session:
+        post_id = claimed[sent].post_id
+        assert post_id is not None
+        topics.remove_post(session, get_list(session, "dev"), post_id, "spam", topics.Actor(), now)
+    assert {r.id for r in rows(site)} == set(claimed)  # held: not the removal's to drop
+    with site.db.session() as session:
+        results = [
+            outbox.Result(sent, True, "250 2.0.0 OK"),
+            outbox.Result(deferred, False, "451 4.3.0 Try again later"),
+            outbox.Result(refused, False, "550 5.1.1 No such user", permanent=True),
+        ]
+        outbox.record(session, results, claimed, now, outbox.Backoff())
+    assert [(r.id, r.state) for r in rows(site)] == [(sent, OutboxState.SENT.value)]
+
+
+def test_a_held_copy_given_back_after_its_post_was_removed_is_never_composed(site, queued):
+    """RELIABILITY F26: given back unsent (a worker stopping), the copy is claimed again by a
+    worker that has not rendered the post: the composer refuses a removed post, and the
+    refusal drops the row."""
+    now = utcnow()
+    with site.db.session() as session:
+        claimed = outbox.claim(session, now, 10, LEASE, "w1")
+        post_id = claimed[0].post_id
+        assert post_id is not None
+        topics.remove_post(session, get_list(session, "dev"), post_id, "spam", topics.Actor(), now)
+        outbox.release(session, [c.id for c in claimed], now)
+    with site.db.session() as session:
+        again = {c.id: c for c in outbox.claim(session, now, 10, LEASE, "w2")}
+    assert set(again) == {c.id for c in claimed}
+    composer = Composer(site.config, Renderer())
+    with site.db.read_session() as session:
+        composer.load(session, list(again.values()))
+    built = [composer.compose(row, now) for row in again.values()]
+    assert built == ["the post was removed or no longer exists"] * len(again)
+    with site.db.session() as session:
+        results = [outbox.Result(i, False, str(b), permanent=True) for i, b in zip(again, built, strict=True)]
+        outbox.record(session, results, again, now, outbox.Backoff())
+    assert rows(site) == []
 
 
 def test_concurrent_claims_never_share_a_row(site, backend):

@@ -128,10 +128,17 @@ def test_an_outsider_cannot_tag_a_topic_with_the_web_header(site, relay, served)
 
 
 def _copies(site, post_id: int) -> dict[str, str]:
-    """Recipient → state of the post's copies in the outbox."""
-    query = select(OutboxEntry.recipient, OutboxEntry.state).where(OutboxEntry.post_id == post_id)
+    """Recipient → state of the post's copies in the outbox; a copy a delivery worker holds
+    right now shows as "held" (a removal leaves it to the worker: RELIABILITY F26)."""
+    query = select(OutboxEntry.recipient, OutboxEntry.state, OutboxEntry.claimed_until).where(
+        OutboxEntry.post_id == post_id
+    )
+    now = utcnow()
     with site.db.read_session() as session:
-        return {recipient: state for recipient, state in session.execute(query)}
+        return {
+            recipient: "held" if claimed_until is not None and claimed_until > now else state
+            for recipient, state, claimed_until in session.execute(query)
+        }
 
 
 def test_an_author_deletes_their_own_post_within_the_window_and_not_after(site, relay, served) -> None:
